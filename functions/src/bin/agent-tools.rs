@@ -1,0 +1,6 @@
+//! Lambda function for `/api/agent-tools/`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambent_functions::serve(lambent::http::agent_tools::router).await
+}

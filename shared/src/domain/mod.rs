@@ -1,0 +1,19 @@
+//! Plain types of Lambent's objects as the API shows them, and the parsing and validation of writes.
+//!
+//! Each aggregate has a read type (what the API returns), a `*Fields` type (every writable field, as stored),
+//! a `*Changes` type (what one request asked to change, parsed from JSON with DRF's messages) and a `*Write`
+//! type that only documents the request body in the OpenAPI document.
+
+mod agent_tools;
+mod agents;
+mod input;
+mod sessions;
+mod templates;
+mod tools;
+
+pub use agent_tools::{AgentToolLink, LinkChanges, LinkFields, LinkWrite};
+pub use agents::{Agent, AgentChanges, AgentFields, AgentWrite, DEFAULT_MODEL};
+pub use input::{Input, Mode, missing_pk};
+pub use sessions::{Message, NewSession, Session};
+pub use templates::{Template, TemplateChanges, TemplateFields, TemplateScope, TemplateWrite};
+pub use tools::{Tool, ToolChanges, ToolFields, ToolType, ToolWrite, is_valid_tool_name};

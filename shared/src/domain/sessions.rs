@@ -1,0 +1,50 @@
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::input::{Input, Mode};
+use crate::error::Result;
+
+/// A conversation with one agent. `previous_response_id` chains it on the Responses API.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"id": 1, "agent": 1, "owner": null, "previous_response_id": null, "last_output": null,
+    "created_at": "2026-11-25T20:14:11.000000Z", "updated_at": "2026-11-25T20:14:11.000000Z"}))]
+pub struct Session {
+    pub id: i64,
+    pub agent: i64,
+    pub owner: Option<i64>,
+    pub previous_response_id: Option<String>,
+    /// The `output` array of the last completed response.
+    #[schema(value_type = Option<Object>)]
+    pub last_output: Option<Value>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One stored message of a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"id": 1, "session": 1, "role": "user", "content": "Hello",
+    "created_at": "2026-11-25T20:14:11.000000Z"}))]
+pub struct Message {
+    pub id: i64,
+    pub session: i64,
+    /// `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, ToSchema)]
+#[schema(example = json!({"agent": 1}))]
+pub struct NewSession {
+    pub agent: i64,
+}
+
+impl NewSession {
+    pub fn parse(body: &Value) -> Result<Self> {
+        let mut input = Input::new(body, Mode::Create)?;
+        let agent = input.pk("agent", true, false).flatten();
+        input.finish()?;
+        Ok(Self { agent: agent.unwrap_or_default() })
+    }
+}

@@ -1,0 +1,110 @@
+//! The crate's one error type and its HTTP face, in Django REST framework's shapes.
+
+use std::collections::BTreeMap;
+
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// DRF's validation body: `{"field": ["message", ...]}`; `non_field_errors` for whole-object problems.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FieldErrors(BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.entry(field.to_owned()).or_default().push(message.into());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn single(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = Self::default();
+        errors.add(field, message);
+        errors
+    }
+
+    /// `Ok(())` when nothing was recorded, the validation error otherwise.
+    pub fn into_result(self) -> Result<()> {
+        if self.is_empty() { Ok(()) } else { Err(Error::Validation(self)) }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!(self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid input: {0:?}")]
+    Validation(FieldErrors),
+    /// A 400 that is not about one field: `{"detail": ...}`.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("JSON parse error - {0}")]
+    JsonParse(String),
+    #[error("Not found.")]
+    NotFound,
+    #[error("Invalid page.")]
+    InvalidPage,
+    #[error("Method \"{0}\" not allowed.")]
+    MethodNotAllowed(Method),
+    #[error("Unsupported media type \"{0}\" in request.")]
+    UnsupportedMediaType(String),
+    #[error("Request body is too large.")]
+    PayloadTooLarge,
+    /// The schema and the code disagree (changed or missing migrations): an operator must act.
+    #[error("migration error: {0}")]
+    Migration(String),
+    #[error("configuration error: {0}")]
+    Config(String),
+    #[error("database error: {0}")]
+    Database(#[from] libsql::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::Validation(FieldErrors::single(field, message))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) | Self::BadRequest(_) | Self::JsonParse(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound | Self::InvalidPage => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Migration(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Config(_) | Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The JSON body a client sees. Server-side failures are opaque: their detail goes to the log only.
+    pub fn body(&self) -> Value {
+        match self {
+            Self::Validation(errors) => errors.to_json(),
+            Self::Migration(_) => json!({
+                "detail": "The database schema is not up to date with this version; run `lambent migrate`."
+            }),
+            Self::Config(_) | Self::Database(_) | Self::Internal(_) => {
+                json!({ "detail": "A server error occurred." })
+            }
+            other => json!({ "detail": other.to_string() }),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        (status, axum::Json(self.body())).into_response()
+    }
+}

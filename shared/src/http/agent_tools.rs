@@ -1,0 +1,65 @@
+//! `/api/agent-tools/`: which tools an agent may call.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{Id, JsonBody, ListQuery, Page};
+use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
+use crate::domain::{AgentToolLink, LinkChanges, LinkWrite, Mode};
+use crate::error::Result;
+use crate::state::AppState;
+
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(retrieve, replace, patch, destroy))
+}
+
+pub fn router(state: AppState) -> Router {
+    super::finish(api(), state)
+}
+
+/// List agent-tool links, oldest first; `?agent=` keeps one agent's.
+#[utoipa::path(operation_id = "agent_tools_list", get, path = "/api/agent-tools/", tag = "agent-tools",
+    params(PageParams, ("agent" = Option<i64>, Query, description = "Only this agent's links")),
+    responses((status = 200, body = Page<AgentToolLink>), (status = 400, body = ValidationErrors),
+        (status = 404, description = "Invalid page.", body = ErrorDetail)))]
+async fn list(State(state): State<AppState>, query: ListQuery) -> Result<Json<Page<AgentToolLink>>> {
+    let agent = query.id_filter("agent")?;
+    Ok(Json(query.page(state.store.list_agent_tools(agent, query.slice()).await?)?))
+}
+
+/// Link a tool to an agent. A pair can be linked once.
+#[utoipa::path(operation_id = "agent_tools_create", post, path = "/api/agent-tools/", tag = "agent-tools", request_body = LinkWrite,
+    responses((status = 201, body = AgentToolLink), (status = 400, body = ValidationErrors), (status = 415, body = ErrorDetail)))]
+async fn create(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<AgentToolLink>)> {
+    let fields = LinkChanges::parse(&body, Mode::Create)?.into_new();
+    Ok((StatusCode::CREATED, Json(state.store.create_agent_tool(fields).await?)))
+}
+
+#[utoipa::path(operation_id = "agent_tools_retrieve", get, path = "/api/agent-tools/{id}/", tag = "agent-tools", params(("id" = i64, Path)),
+    responses((status = 200, body = AgentToolLink), (status = 404, body = ErrorDetail)))]
+async fn retrieve(State(state): State<AppState>, Id(id): Id) -> Result<Json<AgentToolLink>> {
+    Ok(Json(state.store.get_agent_tool(id).await?))
+}
+
+#[utoipa::path(operation_id = "agent_tools_replace", put, path = "/api/agent-tools/{id}/", tag = "agent-tools", params(("id" = i64, Path)), request_body = LinkWrite,
+    responses((status = 200, body = AgentToolLink), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
+async fn replace(State(state): State<AppState>, Id(id): Id, JsonBody(body): JsonBody) -> Result<Json<AgentToolLink>> {
+    Ok(Json(state.store.update_agent_tool(id, LinkChanges::parse(&body, Mode::Replace)?).await?))
+}
+
+/// Change a link, typically `{"enabled": false}`.
+#[utoipa::path(operation_id = "agent_tools_patch", patch, path = "/api/agent-tools/{id}/", tag = "agent-tools", params(("id" = i64, Path)), request_body = LinkWrite,
+    responses((status = 200, body = AgentToolLink), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
+async fn patch(State(state): State<AppState>, Id(id): Id, JsonBody(body): JsonBody) -> Result<Json<AgentToolLink>> {
+    Ok(Json(state.store.update_agent_tool(id, LinkChanges::parse(&body, Mode::Patch)?).await?))
+}
+
+#[utoipa::path(operation_id = "agent_tools_destroy", delete, path = "/api/agent-tools/{id}/", tag = "agent-tools", params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = ErrorDetail)))]
+async fn destroy(State(state): State<AppState>, Id(id): Id) -> Result<StatusCode> {
+    state.store.delete_agent_tool(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

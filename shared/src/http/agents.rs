@@ -1,0 +1,64 @@
+//! `/api/agents/`: agent profiles.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{Id, JsonBody, ListQuery, Page};
+use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
+use crate::domain::{Agent, AgentChanges, AgentFields, AgentWrite, Mode};
+use crate::error::Result;
+use crate::state::AppState;
+
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(retrieve, replace, patch, destroy))
+}
+
+pub fn router(state: AppState) -> Router {
+    super::finish(api(), state)
+}
+
+/// List agent profiles, oldest first.
+#[utoipa::path(operation_id = "agents_list", get, path = "/api/agents/", tag = "agents", params(PageParams),
+    responses((status = 200, body = Page<Agent>), (status = 404, description = "Invalid page.", body = ErrorDetail)))]
+async fn list(State(state): State<AppState>, query: ListQuery) -> Result<Json<Page<Agent>>> {
+    Ok(Json(query.page(state.store.list_agents(query.slice()).await?)?))
+}
+
+/// Create an agent profile. Setting `is_default` clears it on the owner's other agents.
+#[utoipa::path(operation_id = "agents_create", post, path = "/api/agents/", tag = "agents", request_body = AgentWrite,
+    responses((status = 201, body = Agent), (status = 400, body = ValidationErrors), (status = 415, body = ErrorDetail)))]
+async fn create(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Agent>)> {
+    let fields = AgentChanges::parse(&body, Mode::Create)?.apply(AgentFields::default());
+    Ok((StatusCode::CREATED, Json(state.store.create_agent(None, fields).await?)))
+}
+
+#[utoipa::path(operation_id = "agents_retrieve", get, path = "/api/agents/{id}/", tag = "agents", params(("id" = i64, Path)),
+    responses((status = 200, body = Agent), (status = 404, body = ErrorDetail)))]
+async fn retrieve(State(state): State<AppState>, Id(id): Id) -> Result<Json<Agent>> {
+    Ok(Json(state.store.get_agent(id).await?))
+}
+
+/// Replace an agent profile (`name` required).
+#[utoipa::path(operation_id = "agents_replace", put, path = "/api/agents/{id}/", tag = "agents", params(("id" = i64, Path)), request_body = AgentWrite,
+    responses((status = 200, body = Agent), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
+async fn replace(State(state): State<AppState>, Id(id): Id, JsonBody(body): JsonBody) -> Result<Json<Agent>> {
+    Ok(Json(state.store.update_agent(id, AgentChanges::parse(&body, Mode::Replace)?).await?))
+}
+
+/// Change some fields of an agent profile.
+#[utoipa::path(operation_id = "agents_patch", patch, path = "/api/agents/{id}/", tag = "agents", params(("id" = i64, Path)), request_body = AgentWrite,
+    responses((status = 200, body = Agent), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
+async fn patch(State(state): State<AppState>, Id(id): Id, JsonBody(body): JsonBody) -> Result<Json<Agent>> {
+    Ok(Json(state.store.update_agent(id, AgentChanges::parse(&body, Mode::Patch)?).await?))
+}
+
+/// Delete an agent profile with its tool links, sessions, messages and agent-scoped templates.
+#[utoipa::path(operation_id = "agents_destroy", delete, path = "/api/agents/{id}/", tag = "agents", params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = ErrorDetail)))]
+async fn destroy(State(state): State<AppState>, Id(id): Id) -> Result<StatusCode> {
+    state.store.delete_agent(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

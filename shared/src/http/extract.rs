@@ -1,0 +1,157 @@
+//! Request extractors that fail the way Django REST framework does, so handlers only see valid input.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Path, Request};
+use axum::http::header::{CONTENT_TYPE, HOST};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::error::{Error, Result};
+use crate::store::{Listed, Slice};
+
+/// A JSON request body: 415 for another content type, 400 `JSON parse error - ...` for bad JSON.
+/// An empty body without a content type reads as `{}` (so a bodiless POST gets "This field is required.").
+#[derive(Debug)]
+pub struct JsonBody(pub Value);
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        let content_type = req.headers().get(CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection: BytesRejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::PayloadTooLarge
+            } else {
+                Error::BadRequest(rejection.body_text())
+            }
+        })?;
+        match content_type {
+            Some(ct) if is_json(&ct) => {
+                serde_json::from_slice(&bytes).map(Self).map_err(|e| Error::JsonParse(e.to_string()))
+            }
+            None if bytes.is_empty() => Ok(Self(Value::Object(Default::default()))),
+            other => Err(Error::UnsupportedMediaType(other.unwrap_or_default())),
+        }
+    }
+}
+
+/// An integer id from the path. Anything else matches no object: 404, as Django's `<int:pk>` would.
+#[derive(Debug, Clone, Copy)]
+pub struct Id(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| Error::NotFound)?;
+        raw.parse().map(Self).map_err(|_| Error::NotFound)
+    }
+}
+
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+pub const MAX_PAGE_SIZE: u64 = 100;
+
+/// A list request: DRF's page-number pagination (`?page=`, `?page_size=`) plus the filters it carries.
+#[derive(Debug)]
+pub struct ListQuery {
+    page: u64,
+    page_size: u64,
+    params: Vec<(String, String)>,
+    /// Absolute URL of the request without its query, for `next` / `previous`.
+    base: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        let OriginalUri(uri) = OriginalUri::from_request_parts(parts, state).await.map_err(|_| Error::NotFound)?;
+        let params: Vec<(String, String)> =
+            form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+        let get = |key: &str| params.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let page = match get("page") {
+            None => 1,
+            Some(raw) => raw.parse::<u64>().ok().filter(|p| *p >= 1).ok_or(Error::InvalidPage)?,
+        };
+        let page_size = get("page_size")
+            .and_then(|raw| raw.parse::<u64>().ok())
+            .filter(|size| *size >= 1)
+            .map_or(DEFAULT_PAGE_SIZE, |size| size.min(MAX_PAGE_SIZE));
+        let base = format!("{}://{}{}", scheme(&parts.headers), host(&parts.headers), uri.path());
+        Ok(Self { page, page_size, params, base })
+    }
+}
+
+fn scheme(headers: &HeaderMap) -> &str {
+    headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("http")
+}
+
+fn host(headers: &HeaderMap) -> &str {
+    headers.get("x-forwarded-host").or_else(|| headers.get(HOST)).and_then(|v| v.to_str().ok()).unwrap_or("localhost")
+}
+
+impl ListQuery {
+    pub fn slice(&self) -> Slice {
+        Slice { limit: self.page_size, offset: (self.page - 1) * self.page_size }
+    }
+
+    /// A filter that must be an integer id when present (`?agent=3`).
+    pub fn id_filter(&self, key: &str) -> Result<Option<i64>> {
+        match self.param(key) {
+            None | Some("") => Ok(None),
+            Some(raw) => raw.trim().parse().map(Some).map_err(|_| Error::field(key, "Enter a whole number.")),
+        }
+    }
+
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.params.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// Wraps a store listing in DRF's envelope; a page past the end is 404 `Invalid page.`.
+    pub fn page<T>(&self, listed: Listed<T>) -> Result<Page<T>> {
+        let pages = listed.count.div_ceil(self.page_size).max(1);
+        if self.page > pages {
+            return Err(Error::InvalidPage);
+        }
+        Ok(Page {
+            count: listed.count,
+            next: (self.page < pages).then(|| self.url_for(Some(self.page + 1))),
+            previous: (self.page > 1).then(|| self.url_for((self.page > 2).then_some(self.page - 1))),
+            results: listed.items,
+        })
+    }
+
+    /// This request's URL with `page` replaced (or removed, for the first page, as DRF does).
+    fn url_for(&self, page: Option<u64>) -> String {
+        let mut pairs: Vec<(String, String)> = self.params.iter().filter(|(k, _)| k != "page").cloned().collect();
+        if let Some(page) = page {
+            pairs.push(("page".to_owned(), page.to_string()));
+        }
+        if pairs.is_empty() {
+            return self.base.clone();
+        }
+        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        format!("{}?{query}", self.base)
+    }
+}
+
+/// DRF's paginated list envelope.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub count: u64,
+    /// Absolute URL of the next page, or null.
+    pub next: Option<String>,
+    /// Absolute URL of the previous page, or null.
+    pub previous: Option<String>,
+    pub results: Vec<T>,
+}

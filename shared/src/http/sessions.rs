@@ -1,0 +1,59 @@
+//! `/api/sessions/`: conversations and their messages.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{Id, JsonBody, ListQuery, Page};
+use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
+use crate::domain::{Message, NewSession, Session};
+use crate::error::Result;
+use crate::state::AppState;
+
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(retrieve, destroy)).routes(routes!(messages))
+}
+
+pub fn router(state: AppState) -> Router {
+    super::finish(api(), state)
+}
+
+/// List sessions, oldest first; `?agent=` keeps one agent's.
+#[utoipa::path(operation_id = "sessions_list", get, path = "/api/sessions/", tag = "sessions",
+    params(PageParams, ("agent" = Option<i64>, Query, description = "Only this agent's sessions")),
+    responses((status = 200, body = Page<Session>), (status = 400, body = ValidationErrors),
+        (status = 404, description = "Invalid page.", body = ErrorDetail)))]
+async fn list(State(state): State<AppState>, query: ListQuery) -> Result<Json<Page<Session>>> {
+    let agent = query.id_filter("agent")?;
+    Ok(Json(query.page(state.store.list_sessions(agent, query.slice()).await?)?))
+}
+
+/// Start an empty session with an agent.
+#[utoipa::path(operation_id = "sessions_create", post, path = "/api/sessions/", tag = "sessions", request_body = NewSession,
+    responses((status = 201, body = Session), (status = 400, body = ValidationErrors), (status = 415, body = ErrorDetail)))]
+async fn create(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Session>)> {
+    Ok((StatusCode::CREATED, Json(state.store.create_session(None, NewSession::parse(&body)?).await?)))
+}
+
+#[utoipa::path(operation_id = "sessions_retrieve", get, path = "/api/sessions/{id}/", tag = "sessions", params(("id" = i64, Path)),
+    responses((status = 200, body = Session), (status = 404, body = ErrorDetail)))]
+async fn retrieve(State(state): State<AppState>, Id(id): Id) -> Result<Json<Session>> {
+    Ok(Json(state.store.get_session(id).await?))
+}
+
+/// Delete a session and its messages.
+#[utoipa::path(operation_id = "sessions_destroy", delete, path = "/api/sessions/{id}/", tag = "sessions", params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = ErrorDetail)))]
+async fn destroy(State(state): State<AppState>, Id(id): Id) -> Result<StatusCode> {
+    state.store.delete_session(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The session's messages, oldest first.
+#[utoipa::path(operation_id = "sessions_messages", get, path = "/api/sessions/{id}/messages/", tag = "sessions", params(("id" = i64, Path), PageParams),
+    responses((status = 200, body = Page<Message>), (status = 404, body = ErrorDetail)))]
+async fn messages(State(state): State<AppState>, Id(id): Id, query: ListQuery) -> Result<Json<Page<Message>>> {
+    Ok(Json(query.page(state.store.list_messages(id, query.slice()).await?)?))
+}

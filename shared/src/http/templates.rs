@@ -1,0 +1,78 @@
+//! `/api/templates/`: prompt templates, scoped to an agent or global.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{Id, JsonBody, ListQuery, Page};
+use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
+use crate::domain::{Mode, Template, TemplateChanges, TemplateScope, TemplateWrite};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(retrieve, replace, patch, destroy))
+}
+
+pub fn router(state: AppState) -> Router {
+    super::finish(api(), state)
+}
+
+fn scope(query: &ListQuery) -> Result<TemplateScope> {
+    match (query.id_filter("agent")?, query.param("scope")) {
+        (Some(_), Some("global")) => {
+            Err(Error::field("scope", "Global templates have no agent; drop ?agent= or ?scope=."))
+        }
+        (Some(agent), _) => Ok(TemplateScope::Agent(agent)),
+        (None, Some("global")) => Ok(TemplateScope::Global),
+        (None, None | Some("" | "all")) => Ok(TemplateScope::All),
+        (None, Some(other)) => Err(Error::field("scope", format!("\"{other}\" is not a valid choice."))),
+    }
+}
+
+/// List templates, oldest first; `?agent=` keeps one agent's, `?scope=global` the global ones.
+#[utoipa::path(operation_id = "templates_list", get, path = "/api/templates/", tag = "templates",
+    params(PageParams, ("agent" = Option<i64>, Query, description = "Only this agent's templates"),
+        ("scope" = Option<String>, Query, description = "`global`: only templates with no agent")),
+    responses((status = 200, body = Page<Template>), (status = 400, body = ValidationErrors),
+        (status = 404, description = "Invalid page.", body = ErrorDetail)))]
+async fn list(State(state): State<AppState>, query: ListQuery) -> Result<Json<Page<Template>>> {
+    Ok(Json(query.page(state.store.list_templates(scope(&query)?, query.slice()).await?)?))
+}
+
+/// Create a template. Setting `is_default` clears it on the other templates of the same scope.
+#[utoipa::path(operation_id = "templates_create", post, path = "/api/templates/", tag = "templates", request_body = TemplateWrite,
+    responses((status = 201, body = Template), (status = 400, body = ValidationErrors), (status = 415, body = ErrorDetail)))]
+async fn create(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Template>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.store.create_template(None, TemplateChanges::parse(&body, Mode::Create)?).await?),
+    ))
+}
+
+#[utoipa::path(operation_id = "templates_retrieve", get, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)),
+    responses((status = 200, body = Template), (status = 404, body = ErrorDetail)))]
+async fn retrieve(State(state): State<AppState>, Id(id): Id) -> Result<Json<Template>> {
+    Ok(Json(state.store.get_template(id).await?))
+}
+
+#[utoipa::path(operation_id = "templates_replace", put, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)), request_body = TemplateWrite,
+    responses((status = 200, body = Template), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
+async fn replace(State(state): State<AppState>, Id(id): Id, JsonBody(body): JsonBody) -> Result<Json<Template>> {
+    Ok(Json(state.store.update_template(id, TemplateChanges::parse(&body, Mode::Replace)?).await?))
+}
+
+#[utoipa::path(operation_id = "templates_patch", patch, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)), request_body = TemplateWrite,
+    responses((status = 200, body = Template), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
+async fn patch(State(state): State<AppState>, Id(id): Id, JsonBody(body): JsonBody) -> Result<Json<Template>> {
+    Ok(Json(state.store.update_template(id, TemplateChanges::parse(&body, Mode::Patch)?).await?))
+}
+
+#[utoipa::path(operation_id = "templates_destroy", delete, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = ErrorDetail)))]
+async fn destroy(State(state): State<AppState>, Id(id): Id) -> Result<StatusCode> {
+    state.store.delete_template(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,26 @@
+//! # Lambent core
+//!
+//! Everything Lambent's entry points share: the local server (`local/`), each AWS Lambda function
+//! (`functions/`) and the integration tests (`tests/`) mount exactly these routers over this store.
+//!
+//! # Layout
+//! - [`config`]: every setting, read from the environment in one place; secrets wrapped.
+//! - [`error`]: the one error enum and its DRF-shaped HTTP answers.
+//! - [`clock`]: the time seam the store stamps rows from.
+//! - [`store`]: libsql — opening, the migration runner, and all SQL, one file per aggregate.
+//! - [`domain`]: the objects as the API shows them, and validation of writes with DRF's messages.
+//! - [`http`]: one router per endpoint group, extractors, and the OpenAPI document.
+//! - [`state`]: what handlers share, built once per process.
+
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod state;
+pub mod store;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use state::AppState;
+pub use store::Store;

@@ -1,0 +1,102 @@
+//! Agent ↔ tool links.
+
+use libsql::{Connection, Row, params};
+
+use super::{
+    Listed, Slice, Store, agents, collect, count, first, flag, int, is_unique_violation, opt_int_value, tools,
+};
+use crate::domain::{AgentToolLink, LinkChanges, LinkFields, missing_pk};
+use crate::error::{Error, FieldErrors, Result};
+
+const COLUMNS: &str = "id, agent_id, tool_id, enabled";
+const NOT_UNIQUE: &str = "The fields agent, tool must make a unique set.";
+
+fn link(row: &Row) -> Result<AgentToolLink> {
+    Ok(AgentToolLink { id: int(row, 0)?, agent: int(row, 1)?, tool: int(row, 2)?, enabled: flag(row, 3)? })
+}
+
+async fn find(conn: &Connection, id: i64) -> Result<Option<AgentToolLink>> {
+    first(conn.query(&format!("SELECT {COLUMNS} FROM agent_profile_tools WHERE id = ?1"), [id]).await?, link).await
+}
+
+/// Both ends must exist, and the pair must not be linked already (by another link than `except`).
+async fn check(conn: &Connection, fields: &LinkFields, except: Option<i64>) -> Result<()> {
+    let mut errors = FieldErrors::default();
+    if agents::find(conn, fields.agent).await?.is_none() {
+        errors.add("agent", missing_pk(fields.agent));
+    }
+    if tools::find(conn, fields.tool).await?.is_none() {
+        errors.add("tool", missing_pk(fields.tool));
+    }
+    errors.into_result()?;
+    let rows = conn
+        .query(
+            "SELECT id FROM agent_profile_tools WHERE agent_id = ?1 AND tool_id = ?2 AND id IS NOT ?3",
+            params![fields.agent, fields.tool, opt_int_value(except)],
+        )
+        .await?;
+    if first(rows, |r| int(r, 0)).await?.is_some() {
+        return Err(Error::field("non_field_errors", NOT_UNIQUE));
+    }
+    Ok(())
+}
+
+fn unique_to_field(err: libsql::Error) -> Error {
+    if is_unique_violation(&err) { Error::field("non_field_errors", NOT_UNIQUE) } else { err.into() }
+}
+
+impl Store {
+    pub async fn list_agent_tools(&self, agent: Option<i64>, slice: Slice) -> Result<Listed<AgentToolLink>> {
+        let conn = self.conn().await;
+        let filter = "(?1 IS NULL OR agent_id = ?1)";
+        let total =
+            count(&conn, &format!("SELECT COUNT(*) FROM agent_profile_tools WHERE {filter}"), [opt_int_value(agent)])
+                .await?;
+        let rows = conn
+            .query(
+                &format!("SELECT {COLUMNS} FROM agent_profile_tools WHERE {filter} ORDER BY id LIMIT ?2 OFFSET ?3"),
+                params![opt_int_value(agent), slice.limit, slice.offset],
+            )
+            .await?;
+        Ok(Listed { count: total, items: collect(rows, link).await? })
+    }
+
+    pub async fn get_agent_tool(&self, id: i64) -> Result<AgentToolLink> {
+        find(&*self.conn().await, id).await?.ok_or(Error::NotFound)
+    }
+
+    pub async fn create_agent_tool(&self, fields: LinkFields) -> Result<AgentToolLink> {
+        let conn = self.conn().await;
+        check(&conn, &fields, None).await?;
+        let rows = conn
+            .query(
+                &format!("INSERT INTO agent_profile_tools (agent_id, tool_id, enabled) VALUES (?1, ?2, ?3) RETURNING {COLUMNS}"),
+                params![fields.agent, fields.tool, fields.enabled],
+            )
+            .await
+            .map_err(unique_to_field)?;
+        first(rows, link).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))
+    }
+
+    pub async fn update_agent_tool(&self, id: i64, changes: LinkChanges) -> Result<AgentToolLink> {
+        let conn = self.conn().await;
+        let existing = find(&conn, id).await?.ok_or(Error::NotFound)?;
+        let fields = changes.apply(LinkFields::from(&existing));
+        check(&conn, &fields, Some(id)).await?;
+        let rows = conn
+            .query(
+                &format!(
+                    "UPDATE agent_profile_tools SET agent_id = ?1, tool_id = ?2, enabled = ?3 WHERE id = ?4 RETURNING {COLUMNS}"
+                ),
+                params![fields.agent, fields.tool, fields.enabled, id],
+            )
+            .await
+            .map_err(unique_to_field)?;
+        first(rows, link).await?.ok_or(Error::NotFound)
+    }
+
+    pub async fn delete_agent_tool(&self, id: i64) -> Result<()> {
+        let deleted = self.conn().await.execute("DELETE FROM agent_profile_tools WHERE id = ?1", [id]).await?;
+        if deleted == 0 { Err(Error::NotFound) } else { Ok(()) }
+    }
+}

@@ -1,0 +1,106 @@
+//! The migration runner: numbered `.sql` files from `migrations/`, applied in order, each inside its own
+//! transaction, recorded by name and SHA-256 so that an edited file is refused instead of silently skipped.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use super::{Store, first, text};
+use crate::error::{Error, Result};
+
+/// One numbered migration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+impl Migration {
+    pub fn checksum(&self) -> String {
+        hex::encode(Sha256::digest(self.sql.as_bytes()))
+    }
+}
+
+/// Every migration the code knows, in the order they apply. A test checks this matches `migrations/`.
+pub const MIGRATIONS: &[Migration] =
+    &[Migration { name: "0001_init.sql", sql: include_str!("../../../migrations/0001_init.sql") }];
+
+const LEDGER: &str = "CREATE TABLE IF NOT EXISTS lambent_migrations (
+    name       TEXT PRIMARY KEY,
+    checksum   TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)";
+
+impl Store {
+    /// Applies every migration of `MIGRATIONS` not yet recorded; returns the names it applied.
+    pub async fn migrate(&self) -> Result<Vec<&'static str>> {
+        self.migrate_with(MIGRATIONS).await
+    }
+
+    /// The runner itself, over any list (tests hand it edited lists).
+    pub async fn migrate_with(&self, migrations: &[Migration]) -> Result<Vec<&'static str>> {
+        let conn = self.conn().await;
+        conn.execute(LEDGER, ()).await?;
+        let recorded = recorded(&conn).await?;
+        let mut applied = Vec::new();
+        for migration in migrations {
+            let checksum = migration.checksum();
+            match recorded.get(migration.name) {
+                Some(seen) if *seen == checksum => continue,
+                Some(seen) => {
+                    return Err(Error::Migration(format!(
+                        "{} changed after it was applied (recorded sha256 {seen}, file now {checksum}); \
+                         applied migrations are never edited: add a new numbered file instead",
+                        migration.name
+                    )));
+                }
+                None => {}
+            }
+            let tx = conn.transaction().await?;
+            tx.execute_batch(migration.sql)
+                .await
+                .map_err(|e| Error::Migration(format!("{} failed: {e}", migration.name)))?;
+            tx.execute(
+                "INSERT INTO lambent_migrations (name, checksum, applied_at) VALUES (?1, ?2, ?3)",
+                libsql::params![migration.name, checksum, self.now()],
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::info!(migration = migration.name, "applied migration");
+            applied.push(migration.name);
+        }
+        Ok(applied)
+    }
+
+    /// Fails with a message naming `lambent migrate` when the database lacks a migration this code needs,
+    /// or holds a different version of one.
+    pub async fn check_schema(&self) -> Result<()> {
+        let conn = self.conn().await;
+        let exists = first(
+            conn.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'lambent_migrations'", ())
+                .await?,
+            |row| text(row, 0),
+        )
+        .await?;
+        let recorded = if exists.is_some() { recorded(&conn).await? } else { HashMap::new() };
+        let behind: Vec<&str> =
+            MIGRATIONS.iter().filter(|m| recorded.get(m.name) != Some(&m.checksum())).map(|m| m.name).collect();
+        if behind.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Migration(format!(
+                "the database schema is behind this code ({}); run `lambent migrate` against DATABASE_URL",
+                behind.join(", ")
+            )))
+        }
+    }
+}
+
+async fn recorded(conn: &libsql::Connection) -> Result<HashMap<String, String>> {
+    let mut rows = conn.query("SELECT name, checksum FROM lambent_migrations", ()).await?;
+    let mut out = HashMap::new();
+    while let Some(row) = rows.next().await? {
+        out.insert(text(&row, 0)?, text(&row, 1)?);
+    }
+    Ok(out)
+}

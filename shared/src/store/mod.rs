@@ -1,0 +1,236 @@
+//! libsql storage: opening the database, the migration runner, and (one file per aggregate) every SQL
+//! statement Lambent runs.
+//!
+//! One connection per process, used under an async mutex: SQLite serialises writers anyway, and a shared
+//! connection must never interleave two tasks' transactions (a second task's write would silently join the
+//! first task's transaction). Each store method holds the lock only for its own statements.
+
+mod agent_tools;
+mod agents;
+mod messages;
+mod migrate;
+mod sessions;
+mod templates;
+mod tools;
+mod users;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libsql::{Builder, Connection, Database, Row, Value};
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::clock::{Clock, SystemClock, format_timestamp};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+pub use migrate::{MIGRATIONS, Migration};
+
+pub struct Store {
+    // Kept alive for the connection's sake: a libsql Connection must not outlive its Database.
+    _db: Database,
+    conn: Mutex<Connection>,
+    clock: Arc<dyn Clock>,
+    remote: bool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("remote", &self.remote).finish_non_exhaustive()
+    }
+}
+
+/// Where `DATABASE_URL` points.
+#[derive(Debug, PartialEq, Eq)]
+enum Location<'a> {
+    Memory,
+    File(&'a str),
+    Remote(&'a str),
+}
+
+fn locate(url: &str) -> Location<'_> {
+    if url == ":memory:" || url == "file::memory:" {
+        Location::Memory
+    } else if ["libsql://", "https://", "http://"].iter().any(|p| url.starts_with(p)) {
+        Location::Remote(url)
+    } else {
+        Location::File(url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")).unwrap_or(url))
+    }
+}
+
+impl Store {
+    pub async fn open(config: &Config) -> Result<Self> {
+        Self::open_url(&config.database_url, config.database_auth_token.as_ref().map(|s| s.expose())).await
+    }
+
+    pub async fn open_url(url: &str, auth_token: Option<&str>) -> Result<Self> {
+        let (db, remote) = match locate(url) {
+            Location::Memory => (Builder::new_local(":memory:").build().await?, false),
+            Location::File(path) => {
+                if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        Error::Config(format!("cannot create the database folder {}: {e}", parent.display()))
+                    })?;
+                }
+                (Builder::new_local(path).build().await?, false)
+            }
+            Location::Remote(url) => {
+                let token = auth_token.unwrap_or_default().to_owned();
+                (Builder::new_remote(url.to_owned(), token).build().await?, true)
+            }
+        };
+        let conn = db.connect()?;
+        if !remote {
+            // Local only: a remote server manages its own journal and locking.
+            conn.busy_timeout(Duration::from_secs(5))?;
+            let mut rows = conn.query("PRAGMA journal_mode = WAL", ()).await?;
+            while rows.next().await?.is_some() {}
+        }
+        conn.execute("PRAGMA foreign_keys = ON", ()).await?;
+        Ok(Self { _db: db, conn: Mutex::new(conn), clock: Arc::new(SystemClock), remote })
+    }
+
+    /// Replaces the clock (tests that need fixed or ordered time).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn is_remote(&self) -> bool {
+        self.remote
+    }
+
+    async fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().await
+    }
+
+    fn now(&self) -> String {
+        format_timestamp(self.clock.now())
+    }
+
+    /// Raw access for tests and admin tooling that must inspect what is stored.
+    pub async fn query_json(&self, sql: &str) -> Result<Vec<serde_json::Value>> {
+        let conn = self.conn().await;
+        let mut rows = conn.query(sql, ()).await?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await? {
+            let mut obj = serde_json::Map::new();
+            for i in 0..rows.column_count() {
+                let name = rows.column_name(i).unwrap_or_default().to_owned();
+                let value = match row.get_value(i)? {
+                    Value::Null => serde_json::Value::Null,
+                    Value::Integer(n) => n.into(),
+                    Value::Real(f) => f.into(),
+                    Value::Text(s) => s.into(),
+                    Value::Blob(b) => hex::encode(b).into(),
+                };
+                obj.insert(name, value);
+            }
+            out.push(obj.into());
+        }
+        Ok(out)
+    }
+}
+
+/// A page of rows plus the total the list would have without paging.
+#[derive(Debug)]
+pub struct Listed<T> {
+    pub count: u64,
+    pub items: Vec<T>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Slice {
+    pub limit: u64,
+    pub offset: u64,
+}
+
+// Row decoding helpers: libsql returns loosely typed values, these name the column on failure.
+fn text(row: &Row, i: i32) -> Result<String> {
+    Ok(row.get::<String>(i)?)
+}
+
+fn opt_text(row: &Row, i: i32) -> Result<Option<String>> {
+    match row.get_value(i)? {
+        Value::Null => Ok(None),
+        Value::Text(s) => Ok(Some(s)),
+        other => Err(Error::Internal(format!("column {i}: expected text, got {other:?}"))),
+    }
+}
+
+fn int(row: &Row, i: i32) -> Result<i64> {
+    Ok(row.get::<i64>(i)?)
+}
+
+fn opt_int(row: &Row, i: i32) -> Result<Option<i64>> {
+    match row.get_value(i)? {
+        Value::Null => Ok(None),
+        Value::Integer(n) => Ok(Some(n)),
+        other => Err(Error::Internal(format!("column {i}: expected integer, got {other:?}"))),
+    }
+}
+
+fn flag(row: &Row, i: i32) -> Result<bool> {
+    Ok(int(row, i)? != 0)
+}
+
+fn json_col(row: &Row, i: i32) -> Result<serde_json::Value> {
+    let raw = text(row, i)?;
+    serde_json::from_str(&raw).map_err(|e| Error::Internal(format!("column {i}: stored JSON unreadable: {e}")))
+}
+
+fn opt_json_col(row: &Row, i: i32) -> Result<Option<serde_json::Value>> {
+    opt_text(row, i)?
+        .map(|raw| serde_json::from_str(&raw))
+        .transpose()
+        .map_err(|e| Error::Internal(format!("column {i}: stored JSON unreadable: {e}")))
+}
+
+fn opt_int_value(v: Option<i64>) -> Value {
+    v.map_or(Value::Null, Value::Integer)
+}
+
+fn opt_text_value(v: Option<String>) -> Value {
+    v.map_or(Value::Null, Value::Text)
+}
+
+/// Whether a failed statement hit a UNIQUE constraint (local and remote word it the same way).
+fn is_unique_violation(err: &libsql::Error) -> bool {
+    err.to_string().contains("UNIQUE constraint failed")
+}
+
+async fn count(conn: &Connection, sql: &str, params: impl libsql::params::IntoParams) -> Result<u64> {
+    let mut rows = conn.query(sql, params).await?;
+    let row = rows.next().await?.ok_or_else(|| Error::Internal("COUNT returned no row".into()))?;
+    Ok(u64::try_from(int(&row, 0)?).unwrap_or(0))
+}
+
+async fn collect<T>(mut rows: libsql::Rows, map: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await? {
+        out.push(map(&row)?);
+    }
+    Ok(out)
+}
+
+async fn first<T>(mut rows: libsql::Rows, map: impl Fn(&Row) -> Result<T>) -> Result<Option<T>> {
+    match rows.next().await? {
+        Some(row) => Ok(Some(map(&row)?)),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_choose_the_right_backend() {
+        assert_eq!(locate(":memory:"), Location::Memory);
+        assert_eq!(locate("file:local/lambent.db"), Location::File("local/lambent.db"));
+        assert_eq!(locate("/tmp/x.db"), Location::File("/tmp/x.db"));
+        assert_eq!(locate("libsql://db.turso.io"), Location::Remote("libsql://db.turso.io"));
+        assert_eq!(locate("http://127.0.0.1:8080"), Location::Remote("http://127.0.0.1:8080"));
+    }
+}

@@ -1,0 +1,72 @@
+//! Conversation sessions.
+
+use libsql::{Connection, Row, params};
+
+use super::{
+    Listed, Slice, Store, agents, collect, count, first, int, opt_int, opt_int_value, opt_json_col, opt_text, text,
+};
+use crate::domain::{NewSession, Session, missing_pk};
+use crate::error::{Error, Result};
+
+const COLUMNS: &str = "id, agent_id, owner_id, previous_response_id, last_output, created_at, updated_at";
+
+fn session(row: &Row) -> Result<Session> {
+    Ok(Session {
+        id: int(row, 0)?,
+        agent: int(row, 1)?,
+        owner: opt_int(row, 2)?,
+        previous_response_id: opt_text(row, 3)?,
+        last_output: opt_json_col(row, 4)?,
+        created_at: text(row, 5)?,
+        updated_at: text(row, 6)?,
+    })
+}
+
+pub(super) async fn find(conn: &Connection, id: i64) -> Result<Option<Session>> {
+    first(conn.query(&format!("SELECT {COLUMNS} FROM agent_sessions WHERE id = ?1"), [id]).await?, session).await
+}
+
+impl Store {
+    pub async fn list_sessions(&self, agent: Option<i64>, slice: Slice) -> Result<Listed<Session>> {
+        let conn = self.conn().await;
+        let filter = "(?1 IS NULL OR agent_id = ?1)";
+        let total =
+            count(&conn, &format!("SELECT COUNT(*) FROM agent_sessions WHERE {filter}"), [opt_int_value(agent)])
+                .await?;
+        let rows = conn
+            .query(
+                &format!("SELECT {COLUMNS} FROM agent_sessions WHERE {filter} ORDER BY id LIMIT ?2 OFFSET ?3"),
+                params![opt_int_value(agent), slice.limit, slice.offset],
+            )
+            .await?;
+        Ok(Listed { count: total, items: collect(rows, session).await? })
+    }
+
+    pub async fn get_session(&self, id: i64) -> Result<Session> {
+        find(&*self.conn().await, id).await?.ok_or(Error::NotFound)
+    }
+
+    pub async fn create_session(&self, owner: Option<i64>, new: NewSession) -> Result<Session> {
+        let conn = self.conn().await;
+        if agents::find(&conn, new.agent).await?.is_none() {
+            return Err(Error::field("agent", missing_pk(new.agent)));
+        }
+        let now = self.now();
+        let rows = conn
+            .query(
+                &format!(
+                    "INSERT INTO agent_sessions (agent_id, owner_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+                     RETURNING {COLUMNS}"
+                ),
+                params![new.agent, opt_int_value(owner), now],
+            )
+            .await?;
+        first(rows, session).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))
+    }
+
+    /// Deletes the session and its messages.
+    pub async fn delete_session(&self, id: i64) -> Result<()> {
+        let deleted = self.conn().await.execute("DELETE FROM agent_sessions WHERE id = ?1", [id]).await?;
+        if deleted == 0 { Err(Error::NotFound) } else { Ok(()) }
+    }
+}

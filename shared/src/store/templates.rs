@@ -1,0 +1,131 @@
+//! Prompt templates, scoped to one agent or global.
+
+use libsql::{Connection, Row, params};
+
+use super::{Listed, Slice, Store, agents, collect, count, first, flag, int, opt_int, opt_int_value, text};
+use crate::domain::{Template, TemplateChanges, TemplateFields, TemplateScope, missing_pk};
+use crate::error::{Error, Result};
+
+const COLUMNS: &str = "id, name, template, owner_id, agent_id, is_default, created_at";
+
+fn template(row: &Row) -> Result<Template> {
+    Ok(Template {
+        id: int(row, 0)?,
+        name: text(row, 1)?,
+        template: text(row, 2)?,
+        owner: opt_int(row, 3)?,
+        agent: opt_int(row, 4)?,
+        is_default: flag(row, 5)?,
+        created_at: text(row, 6)?,
+    })
+}
+
+async fn find(conn: &Connection, id: i64) -> Result<Option<Template>> {
+    first(conn.query(&format!("SELECT {COLUMNS} FROM agent_prompt_templates WHERE id = ?1"), [id]).await?, template)
+        .await
+}
+
+async fn check_agent(conn: &Connection, agent: Option<i64>) -> Result<()> {
+    match agent {
+        Some(id) if agents::find(conn, id).await?.is_none() => Err(Error::field("agent", missing_pk(id))),
+        _ => Ok(()),
+    }
+}
+
+/// Unsets the other defaults of the scope the template lands in: its agent's, or its owner's global ones.
+async fn clear_default(conn: &Connection, owner: Option<i64>, agent: Option<i64>, keep: Option<i64>) -> Result<()> {
+    let sql = if agent.is_some() {
+        "UPDATE agent_prompt_templates SET is_default = 0 WHERE is_default = 1 AND agent_id = ?2 AND id IS NOT ?3"
+    } else {
+        "UPDATE agent_prompt_templates SET is_default = 0
+         WHERE is_default = 1 AND agent_id IS NULL AND owner_id IS ?1 AND id IS NOT ?3"
+    };
+    conn.execute(sql, params![opt_int_value(owner), opt_int_value(agent), opt_int_value(keep)]).await?;
+    Ok(())
+}
+
+impl Store {
+    pub async fn list_templates(&self, scope: TemplateScope, slice: Slice) -> Result<Listed<Template>> {
+        let conn = self.conn().await;
+        let (mode, agent) = match scope {
+            TemplateScope::All => (0, None),
+            TemplateScope::Agent(id) => (1, Some(id)),
+            TemplateScope::Global => (2, None),
+        };
+        let filter = "(?1 = 0 OR (?1 = 1 AND agent_id = ?2) OR (?1 = 2 AND agent_id IS NULL))";
+        let total = count(
+            &conn,
+            &format!("SELECT COUNT(*) FROM agent_prompt_templates WHERE {filter}"),
+            params![mode, opt_int_value(agent)],
+        )
+        .await?;
+        let rows = conn
+            .query(
+                &format!("SELECT {COLUMNS} FROM agent_prompt_templates WHERE {filter} ORDER BY id LIMIT ?3 OFFSET ?4"),
+                params![mode, opt_int_value(agent), slice.limit, slice.offset],
+            )
+            .await?;
+        Ok(Listed { count: total, items: collect(rows, template).await? })
+    }
+
+    pub async fn get_template(&self, id: i64) -> Result<Template> {
+        find(&*self.conn().await, id).await?.ok_or(Error::NotFound)
+    }
+
+    pub async fn create_template(&self, owner: Option<i64>, changes: TemplateChanges) -> Result<Template> {
+        let fields = changes.apply(TemplateFields::default());
+        let conn = self.conn().await;
+        let tx = conn.transaction().await?;
+        check_agent(&tx, fields.agent).await?;
+        if fields.is_default {
+            clear_default(&tx, owner, fields.agent, None).await?;
+        }
+        let rows = tx
+            .query(
+                &format!(
+                    "INSERT INTO agent_prompt_templates (name, template, owner_id, agent_id, is_default, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING {COLUMNS}"
+                ),
+                params![
+                    fields.name,
+                    fields.template,
+                    opt_int_value(owner),
+                    opt_int_value(fields.agent),
+                    fields.is_default,
+                    self.now()
+                ],
+            )
+            .await?;
+        let created = first(rows, template).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    pub async fn update_template(&self, id: i64, changes: TemplateChanges) -> Result<Template> {
+        let conn = self.conn().await;
+        let tx = conn.transaction().await?;
+        let existing = find(&tx, id).await?.ok_or(Error::NotFound)?;
+        let fields = changes.apply(TemplateFields::from(&existing));
+        check_agent(&tx, fields.agent).await?;
+        if fields.is_default {
+            clear_default(&tx, existing.owner, fields.agent, Some(id)).await?;
+        }
+        let rows = tx
+            .query(
+                &format!(
+                    "UPDATE agent_prompt_templates SET name = ?1, template = ?2, agent_id = ?3, is_default = ?4
+                     WHERE id = ?5 RETURNING {COLUMNS}"
+                ),
+                params![fields.name, fields.template, opt_int_value(fields.agent), fields.is_default, id],
+            )
+            .await?;
+        let updated = first(rows, template).await?.ok_or(Error::NotFound)?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    pub async fn delete_template(&self, id: i64) -> Result<()> {
+        let deleted = self.conn().await.execute("DELETE FROM agent_prompt_templates WHERE id = ?1", [id]).await?;
+        if deleted == 0 { Err(Error::NotFound) } else { Ok(()) }
+    }
+}

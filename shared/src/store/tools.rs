@@ -1,0 +1,129 @@
+//! Tools.
+
+use libsql::{Connection, Row, params};
+
+use super::{
+    Listed, Slice, Store, collect, count, first, flag, int, is_unique_violation, json_col, opt_int, opt_json_col,
+    opt_text_value, text,
+};
+use crate::domain::{Tool, ToolChanges, ToolFields, ToolType};
+use crate::error::{Error, Result};
+
+const COLUMNS: &str = "id, name, owner_id, description, tool_type, parameters, format, is_active, created_at";
+const NAME_TAKEN: &str = "agent tool with this name already exists.";
+
+fn tool(row: &Row) -> Result<Tool> {
+    let kind = text(row, 4)?;
+    Ok(Tool {
+        id: int(row, 0)?,
+        name: text(row, 1)?,
+        owner: opt_int(row, 2)?,
+        description: text(row, 3)?,
+        tool_type: ToolType::parse(&kind).ok_or_else(|| Error::Internal(format!("unknown tool_type {kind:?}")))?,
+        parameters: json_col(row, 5)?,
+        format: opt_json_col(row, 6)?,
+        is_active: flag(row, 7)?,
+        created_at: text(row, 8)?,
+    })
+}
+
+pub(super) async fn find(conn: &Connection, id: i64) -> Result<Option<Tool>> {
+    first(conn.query(&format!("SELECT {COLUMNS} FROM agent_tools WHERE id = ?1"), [id]).await?, tool).await
+}
+
+async fn name_taken(conn: &Connection, name: &str, except: Option<i64>) -> Result<bool> {
+    let rows = conn.query("SELECT id FROM agent_tools WHERE name = ?1 AND id IS NOT ?2", params![name, except]).await?;
+    Ok(first(rows, |r| int(r, 0)).await?.is_some())
+}
+
+fn encode(value: &serde_json::Value) -> String {
+    value.to_string()
+}
+
+/// A lost race past the name check still answers with the field error, not a 500.
+fn unique_to_field(err: libsql::Error) -> Error {
+    if is_unique_violation(&err) { Error::field("name", NAME_TAKEN) } else { err.into() }
+}
+
+impl Store {
+    pub async fn list_tools(&self, slice: Slice) -> Result<Listed<Tool>> {
+        let conn = self.conn().await;
+        let total = count(&conn, "SELECT COUNT(*) FROM agent_tools", ()).await?;
+        let rows = conn
+            .query(
+                &format!("SELECT {COLUMNS} FROM agent_tools ORDER BY id LIMIT ?1 OFFSET ?2"),
+                params![slice.limit, slice.offset],
+            )
+            .await?;
+        Ok(Listed { count: total, items: collect(rows, tool).await? })
+    }
+
+    pub async fn get_tool(&self, id: i64) -> Result<Tool> {
+        find(&*self.conn().await, id).await?.ok_or(Error::NotFound)
+    }
+
+    pub async fn create_tool(&self, owner: Option<i64>, changes: ToolChanges) -> Result<Tool> {
+        let fields = changes.apply(ToolFields::default())?;
+        let conn = self.conn().await;
+        if name_taken(&conn, &fields.name, None).await? {
+            return Err(Error::field("name", NAME_TAKEN));
+        }
+        let rows = conn
+            .query(
+                &format!(
+                    "INSERT INTO agent_tools (name, owner_id, description, tool_type, parameters, format, is_active, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING {COLUMNS}"
+                ),
+                params![
+                    fields.name,
+                    owner,
+                    fields.description,
+                    fields.tool_type.as_str(),
+                    encode(&fields.parameters),
+                    opt_text_value(fields.format.as_ref().map(encode)),
+                    fields.is_active,
+                    self.now()
+                ],
+            )
+            .await
+            .map_err(unique_to_field)?;
+        first(rows, tool).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))
+    }
+
+    pub async fn update_tool(&self, id: i64, changes: ToolChanges) -> Result<Tool> {
+        let conn = self.conn().await;
+        let tx = conn.transaction().await?;
+        let existing = find(&tx, id).await?.ok_or(Error::NotFound)?;
+        let fields = changes.apply(ToolFields::from(&existing))?;
+        if fields.name != existing.name && name_taken(&tx, &fields.name, Some(id)).await? {
+            return Err(Error::field("name", NAME_TAKEN));
+        }
+        let rows = tx
+            .query(
+                &format!(
+                    "UPDATE agent_tools SET name = ?1, description = ?2, tool_type = ?3, parameters = ?4, format = ?5,
+                     is_active = ?6 WHERE id = ?7 RETURNING {COLUMNS}"
+                ),
+                params![
+                    fields.name,
+                    fields.description,
+                    fields.tool_type.as_str(),
+                    encode(&fields.parameters),
+                    opt_text_value(fields.format.as_ref().map(encode)),
+                    fields.is_active,
+                    id
+                ],
+            )
+            .await
+            .map_err(unique_to_field)?;
+        let updated = first(rows, tool).await?.ok_or(Error::NotFound)?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Deletes the tool and its agent links.
+    pub async fn delete_tool(&self, id: i64) -> Result<()> {
+        let deleted = self.conn().await.execute("DELETE FROM agent_tools WHERE id = ?1", [id]).await?;
+        if deleted == 0 { Err(Error::NotFound) } else { Ok(()) }
+    }
+}

@@ -1,0 +1,1 @@
+//! Placeholder: pages arrive with the site issue.
