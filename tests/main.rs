@@ -1,1 +1,18 @@
-fn main() {}
+//! Lambent's one integration-test binary: the real routers over real libsql files on 127.0.0.1.
+//!
+//! # Layout
+//! - `helpers/`: `TestApp::spawn()` and friends.
+//! - one module per area: the CRUD groups, pagination, error shapes, migrations, the Lambda path, OpenAPI.
+
+mod helpers;
+
+mod agent_tools;
+mod agents;
+mod errors;
+mod lambda;
+mod migrations;
+mod openapi;
+mod pagination;
+mod sessions;
+mod templates;
+mod tools;

@@ -1,0 +1,64 @@
+//! The Lambda path: a real API Gateway REST proxy event through the same service `lambda_http::run` drives.
+
+use lambda_http::lambda_runtime::{Context, LambdaEvent};
+use lambda_http::request::LambdaRequest;
+use lambda_http::tower::ServiceExt;
+use serde_json::{Value, json};
+
+use crate::helpers::fresh_state;
+
+async fn invoke(router: axum::Router, fixture: &str) -> Value {
+    let payload: LambdaRequest = serde_json::from_str(fixture).expect("a REST proxy event");
+    let adapter = lambda_http::Adapter::from(lambent_functions::service(router));
+    let response = adapter.oneshot(LambdaEvent::new(payload, Context::default())).await.expect("response");
+    serde_json::to_value(response).expect("serialisable response")
+}
+
+#[tokio::test]
+async fn an_api_gateway_rest_event_routes_like_a_local_request() {
+    let (state, _dir) = fresh_state().await;
+    let fields = |name: &str| lambent::domain::AgentFields { name: name.into(), ..Default::default() };
+    let first = state.store.create_agent(None, fields("one")).await.unwrap();
+    state.store.create_agent(None, fields("two")).await.unwrap();
+
+    let response =
+        invoke(lambent::http::agents::router(state), include_str!("fixtures/apigw_rest_get_agents.json")).await;
+
+    assert_eq!(response["statusCode"], 200, "{response}");
+    assert_eq!(response["multiValueHeaders"]["content-type"], serde_json::json!(["application/json"]), "{response}");
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "count": 2,
+            "next": "https://abc123defg.execute-api.eu-west-1.amazonaws.com/api/agents/?page_size=1&page=2",
+            "previous": null,
+            "results": [serde_json::to_value(&first).unwrap()],
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_post_event_creates_through_the_lambda_path() {
+    let (state, _dir) = fresh_state().await;
+    let store = state.store.clone();
+    let response =
+        invoke(lambent::http::agents::router(state), include_str!("fixtures/apigw_rest_post_agent.json")).await;
+    assert_eq!(response["statusCode"], 201, "{response}");
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!((body["name"].as_str(), body["is_default"].as_bool()), (Some("From Lambda"), Some(true)));
+    let stored = store.get_agent(body["id"].as_i64().unwrap()).await.unwrap();
+    assert_eq!(serde_json::to_value(stored).unwrap(), body);
+}
+
+#[tokio::test]
+async fn a_function_answers_only_its_own_group() {
+    let (state, _dir) = fresh_state().await;
+    let response =
+        invoke(lambent::http::tools::router(state), include_str!("fixtures/apigw_rest_get_agents.json")).await;
+    assert_eq!(response["statusCode"], 404);
+    assert_eq!(
+        serde_json::from_str::<Value>(response["body"].as_str().unwrap()).unwrap(),
+        json!({"detail": "Not found."})
+    );
+}

@@ -1,0 +1,109 @@
+use lambent::store::{MIGRATIONS, Migration};
+use lambent::{Error, Store};
+
+async fn empty_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_url(&format!("file:{}", dir.path().join("m.db").display()), None).await.unwrap();
+    (store, dir)
+}
+
+async fn tables(store: &Store) -> Vec<String> {
+    let rows = store
+        .query_json("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .await
+        .unwrap();
+    rows.iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_fresh_database_gets_every_table_and_a_record_of_each_migration() {
+    let (store, _dir) = empty_store().await;
+    let applied = store.migrate().await.unwrap();
+    assert_eq!(applied, MIGRATIONS.iter().map(|m| m.name).collect::<Vec<_>>());
+    assert_eq!(
+        tables(&store).await,
+        [
+            "agent_messages",
+            "agent_profile_tools",
+            "agent_profiles",
+            "agent_prompt_templates",
+            "agent_sessions",
+            "agent_tools",
+            "lambent_migrations",
+            "users"
+        ]
+    );
+    let recorded = store.query_json("SELECT name, checksum FROM lambent_migrations ORDER BY name").await.unwrap();
+    let expected: Vec<_> =
+        MIGRATIONS.iter().map(|m| serde_json::json!({"name": m.name, "checksum": m.checksum()})).collect();
+    assert_eq!(recorded, expected);
+    store.check_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn running_migrations_again_applies_nothing() {
+    let (store, _dir) = empty_store().await;
+    store.migrate().await.unwrap();
+    assert!(store.migrate().await.unwrap().is_empty());
+    let recorded = store.query_json("SELECT COUNT(*) AS n FROM lambent_migrations").await.unwrap();
+    assert_eq!(recorded[0]["n"], MIGRATIONS.len());
+}
+
+#[tokio::test]
+async fn an_edited_migration_is_refused_by_name() {
+    let (store, _dir) = empty_store().await;
+    let original = [Migration { name: "0001_a.sql", sql: "CREATE TABLE a (x INTEGER);" }];
+    let edited = [Migration { name: "0001_a.sql", sql: "CREATE TABLE a (x INTEGER, y TEXT);" }];
+    assert_eq!(store.migrate_with(&original).await.unwrap(), ["0001_a.sql"]);
+    let err = store.migrate_with(&edited).await.unwrap_err();
+    assert!(matches!(err, Error::Migration(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("0001_a.sql") && message.contains("changed"), "{message}");
+}
+
+#[tokio::test]
+async fn a_failing_migration_leaves_no_trace_and_stops_the_run() {
+    let (store, _dir) = empty_store().await;
+    let migrations = [
+        Migration { name: "0001_ok.sql", sql: "CREATE TABLE ok (x INTEGER);" },
+        Migration { name: "0002_bad.sql", sql: "CREATE TABLE half (x INTEGER); INSERT INTO missing VALUES (1);" },
+        Migration { name: "0003_never.sql", sql: "CREATE TABLE never (x INTEGER);" },
+    ];
+    let err = store.migrate_with(&migrations).await.unwrap_err();
+    assert!(err.to_string().contains("0002_bad.sql"), "{err}");
+    assert_eq!(tables(&store).await, ["lambent_migrations", "ok"], "0002 rolled back whole; 0003 never ran");
+    let recorded = store.query_json("SELECT name FROM lambent_migrations").await.unwrap();
+    assert_eq!(recorded, vec![serde_json::json!({"name": "0001_ok.sql"})]);
+}
+
+#[tokio::test]
+async fn an_unmigrated_database_is_reported_with_the_command_to_run() {
+    let (store, _dir) = empty_store().await;
+    let err = store.check_schema().await.unwrap_err();
+    assert!(err.to_string().contains("lambent migrate"), "{err}");
+    assert_eq!(err.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[test]
+fn the_runner_knows_every_file_in_the_migrations_folder_in_order() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".sql"))
+        .collect();
+    files.sort();
+    let known: Vec<&str> = MIGRATIONS.iter().map(|m| m.name).collect();
+    assert_eq!(files, known);
+    for (i, name) in known.iter().enumerate() {
+        assert!(name.starts_with(&format!("{:04}_", i + 1)), "{name} is numbered in sequence");
+    }
+}
+
+#[tokio::test]
+async fn foreign_keys_are_enforced() {
+    let (store, _dir) = empty_store().await;
+    store.migrate().await.unwrap();
+    let err = store.add_message(404, "user", "orphan").await.unwrap_err();
+    assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+}
