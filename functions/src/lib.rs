@@ -5,8 +5,9 @@
 //! migrations: `lambent migrate` runs before a deploy), then hand the router to the runtime.
 //!
 //! # Layout
-//! - `src/lib.rs`: [`serve`] (the shared `main`), [`service`] (the router as Lambda sees it).
-//! - `src/bin/<group>.rs`: `agents`, `tools`, `agent-tools`, `templates`, `sessions`, `docs`.
+//! - `src/lib.rs`: [`serve`] / [`serve_streaming`] (the shared `main`), [`service`] (the router as Lambda sees it).
+//! - `src/bin/<group>.rs`: `agents`, `tools`, `agent-tools`, `templates`, `sessions`, `docs`, `agent-chat`, and
+//!   the two streaming functions `agent-stream` and `tool-output`.
 
 use axum::Router;
 use axum::http::Uri;
@@ -21,6 +22,14 @@ pub async fn serve(router: fn(AppState) -> Router) -> Result<(), lambda_http::Er
     lambda_http::tracing::init_default_subscriber();
     let state = AppState::open(Config::from_env()?).await?;
     lambda_http::run(service(router(state))).await
+}
+
+/// Cold start, then serve requests with Lambda response streaming: SSE frames leave as they are produced
+/// (plain `run` would buffer the whole body).
+pub async fn serve_streaming(router: fn(AppState) -> Router) -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let state = AppState::open(Config::from_env()?).await?;
+    lambda_http::run_with_streaming_response(service(router(state))).await
 }
 
 /// The router behind the path fix every API Gateway REST request needs.

@@ -71,7 +71,7 @@ async fn serve() -> Result<(), lambent::Error> {
         .await
         .map_err(|e| lambent::Error::Config(format!("cannot listen on {}: {e}", config.bind)))?;
     tracing::info!("serving on http://{}", config.bind);
-    let app = lambent::http::router(AppState::new(config, store));
+    let app = lambent::http::router(AppState::new(config, store)?);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -2,12 +2,14 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
 /// The embedded SQLite file used when `DATABASE_URL` is unset (relative to the working directory).
 pub const DEFAULT_DATABASE_URL: &str = "file:local/lambent.db";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
+pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 
 /// A value that must never reach a log line or a response.
 #[derive(Clone, PartialEq, Eq)]
@@ -37,6 +39,19 @@ pub struct Config {
     pub database_auth_token: Option<Secret>,
     /// Where the local server listens.
     pub bind: SocketAddr,
+    /// The OpenAI API key; without one the agent endpoints answer 503.
+    pub openai_api_key: Option<Secret>,
+    /// Any Responses-compatible server (`OPENAI_BASE_URL`), default OpenAI's.
+    pub openai_base_url: String,
+    pub openai_connect_timeout: Duration,
+    /// How long an upstream stream may stay silent before the turn ends with `upstream_timeout`.
+    pub openai_read_timeout: Duration,
+    /// Silence on an SSE stream after which a `: ping` comment is sent.
+    pub sse_keepalive: Duration,
+    /// Longest accepted user message, in characters.
+    pub max_message_chars: usize,
+    /// Hosts (or `host:port`) that `http` tool executors may call.
+    pub tool_hosts: Vec<String>,
 }
 
 impl Config {
@@ -50,10 +65,36 @@ impl Config {
         let get = |key: &str| lookup(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let bind = get("BIND").unwrap_or_else(|| DEFAULT_BIND.to_owned());
         let bind = bind.parse().map_err(|_| Error::Config(format!("BIND must be HOST:PORT, got {bind:?}")))?;
+        let seconds = |key: &str, default: f64| -> Result<Duration> {
+            match get(key) {
+                None => Ok(Duration::from_secs_f64(default)),
+                Some(raw) => raw
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| Error::Config(format!("{key} must be a positive number of seconds, got {raw:?}"))),
+            }
+        };
+        let max_message_chars = match get("LAMBENT_MAX_MESSAGE_CHARS") {
+            None => 32_000,
+            Some(raw) => raw.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Error::Config(format!("LAMBENT_MAX_MESSAGE_CHARS must be a positive integer, got {raw:?}"))
+            })?,
+        };
         Ok(Self {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
             database_auth_token: get("DATABASE_AUTH_TOKEN").map(Secret::new),
             bind,
+            openai_api_key: get("OPENAI_API_KEY").map(Secret::new),
+            openai_base_url: get("OPENAI_BASE_URL").unwrap_or_else(|| DEFAULT_OPENAI_BASE_URL.to_owned()),
+            openai_connect_timeout: seconds("OPENAI_CONNECT_TIMEOUT", 10.0)?,
+            openai_read_timeout: seconds("OPENAI_READ_TIMEOUT", 120.0)?,
+            sse_keepalive: seconds("LAMBENT_SSE_KEEPALIVE", 15.0)?,
+            max_message_chars,
+            tool_hosts: get("LAMBENT_TOOL_HOSTS")
+                .map(|hosts| hosts.split(',').map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()).collect())
+                .unwrap_or_default(),
         })
     }
 }
@@ -72,8 +113,27 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let config = Config::from_lookup(|k| (k == "DATABASE_AUTH_TOKEN").then(|| "s3cr3t".to_owned())).unwrap();
+        let config = Config::from_lookup(|k| {
+            matches!(k, "DATABASE_AUTH_TOKEN" | "OPENAI_API_KEY").then(|| "s3cr3t".to_owned())
+        })
+        .unwrap();
+        assert!(config.openai_api_key.is_some());
         assert!(!format!("{config:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn runtime_settings_parse_and_bad_ones_are_named() {
+        let config = Config::from_lookup(|k| match k {
+            "OPENAI_READ_TIMEOUT" => Some("0.5".into()),
+            "LAMBENT_TOOL_HOSTS" => Some(" tools.example , 127.0.0.1:9000 ,".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(config.openai_read_timeout, Duration::from_millis(500));
+        assert_eq!(config.tool_hosts, ["tools.example", "127.0.0.1:9000"]);
+        assert_eq!(config.sse_keepalive, Duration::from_secs(15));
+        let err = Config::from_lookup(|k| (k == "OPENAI_READ_TIMEOUT").then(|| "soon".into())).unwrap_err();
+        assert!(err.to_string().contains("OPENAI_READ_TIMEOUT"), "{err}");
     }
 
     #[test]

@@ -48,6 +48,15 @@ pub enum Error {
     JsonParse(String),
     #[error("Not found.")]
     NotFound,
+    /// A 404 with a more helpful detail than DRF's default.
+    #[error("{0}")]
+    Missing(String),
+    /// The request conflicts with the object's state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency is not configured or not reachable (503), e.g. no OpenAI API key.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("Invalid page.")]
     InvalidPage,
     #[error("Method \"{0}\" not allowed.")]
@@ -75,7 +84,9 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Validation(_) | Self::BadRequest(_) | Self::JsonParse(_) => StatusCode::BAD_REQUEST,
-            Self::NotFound | Self::InvalidPage => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::Missing(_) | Self::InvalidPage => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -10,15 +10,23 @@
 //! - [`store`]: libsql — opening, the migration runner, and all SQL, one file per aggregate.
 //! - [`domain`]: the objects as the API shows them, and validation of writes with DRF's messages.
 //! - [`http`]: one router per endpoint group, extractors, and the OpenAPI document.
+//! - [`llm`]: the model seam (trait + OpenAI Responses through async-openai) and event reading.
+//! - [`turn`]: one conversation turn: resolve, store the user message, relay, store the outcome, run tools.
+//! - [`executors`]: server-side tool executors (`echo`, `now`, `http`).
+//! - [`sse`]: SSE framing and keep-alive for the stream endpoints.
 //! - [`state`]: what handlers share, built once per process.
 
 pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod executors;
 pub mod http;
+pub mod llm;
+pub mod sse;
 pub mod state;
 pub mod store;
+pub mod turn;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -27,7 +27,7 @@ pub async fn fresh_state() -> (AppState, TempDir) {
     let config = config_in(&dir);
     let store = Store::open(&config).await.expect("open store");
     store.migrate().await.expect("migrate");
-    (AppState::new(config, store), dir)
+    (AppState::new(config, store).expect("state"), dir)
 }
 
 impl TestApp {

@@ -10,10 +10,12 @@ mod input;
 mod sessions;
 mod templates;
 mod tools;
+mod turns;
 
 pub use agent_tools::{AgentToolLink, LinkChanges, LinkFields, LinkWrite};
 pub use agents::{Agent, AgentChanges, AgentFields, AgentWrite, DEFAULT_MODEL};
 pub use input::{Input, Mode, missing_pk};
-pub use sessions::{Message, NewSession, Session};
+pub use sessions::{Message, NewSession, Session, ToolCallRecord};
 pub use templates::{Template, TemplateChanges, TemplateFields, TemplateScope, TemplateWrite};
 pub use tools::{Tool, ToolChanges, ToolFields, ToolType, ToolWrite, is_valid_tool_name};
+pub use turns::{MessageRequest, MessageWrite, ToolOutputRequest, ToolOutputWrite, build_instructions, render_template};

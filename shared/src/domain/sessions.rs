@@ -23,15 +23,46 @@ pub struct Session {
 
 /// One stored message of a conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-#[schema(example = json!({"id": 1, "session": 1, "role": "user", "content": "Hello",
-    "created_at": "2026-11-25T20:14:11.000000Z"}))]
+#[schema(example = json!({"id": 2, "session": 1, "role": "assistant", "content": "Hello! How can I help?",
+    "status": "completed", "response_id": "resp_123", "usage": {"input_tokens": 12, "output_tokens": 9,
+    "total_tokens": 21}, "created_at": "2026-11-25T20:14:11.000000Z"}))]
 pub struct Message {
     pub id: i64,
     pub session: i64,
     /// `user` or `assistant`.
     pub role: String,
     pub content: String,
+    /// Assistant messages: how the response ended (`completed`, `requires_tool_output`, `failed`,
+    /// `incomplete`); null for user messages.
+    pub status: Option<String>,
+    /// Assistant messages: the upstream response id, when the upstream created one.
+    pub response_id: Option<String>,
+    /// Assistant messages: token usage as the upstream reported it.
+    #[schema(value_type = Option<Object>)]
+    pub usage: Option<Value>,
     pub created_at: String,
+}
+
+/// One tool call a response asked for, and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"id": 1, "session": 1, "response_id": "resp_123", "call_id": "call_abc",
+    "name": "get_weather", "type": "function", "arguments": "{\"city\":\"Paris\"}", "status": "submitted",
+    "output": "{\"temp\": 21}", "created_at": "2026-11-25T20:14:11.000000Z", "updated_at": "2026-11-25T20:14:12.000000Z"}))]
+pub struct ToolCallRecord {
+    pub id: i64,
+    pub session: i64,
+    pub response_id: String,
+    pub call_id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: super::ToolType,
+    /// A function call's JSON arguments, or a custom call's input.
+    pub arguments: String,
+    /// `pending`, `submitted`, `executed` or `expired`.
+    pub status: String,
+    pub output: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, ToSchema)]

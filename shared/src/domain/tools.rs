@@ -52,6 +52,10 @@ pub struct Tool {
     /// "definition": "..."}`); null otherwise.
     #[schema(value_type = Option<Object>)]
     pub format: Option<Value>,
+    /// How the server runs this tool when a conversation asks for `auto_execute_tools`: `{"type": "echo"}`,
+    /// `{"type": "now"}` or `{"type": "http", "url": "https://...", "timeout_ms": 5000}`; null = the client runs it.
+    #[schema(value_type = Option<Object>)]
+    pub executor: Option<Value>,
     pub is_active: bool,
     pub created_at: String,
 }
@@ -63,6 +67,7 @@ pub struct ToolFields {
     pub tool_type: ToolType,
     pub parameters: Value,
     pub format: Option<Value>,
+    pub executor: Option<Value>,
     pub is_active: bool,
 }
 
@@ -74,6 +79,7 @@ impl Default for ToolFields {
             tool_type: ToolType::Function,
             parameters: empty_schema(),
             format: None,
+            executor: None,
             is_active: true,
         }
     }
@@ -87,6 +93,7 @@ impl From<&Tool> for ToolFields {
             tool_type: t.tool_type,
             parameters: t.parameters.clone(),
             format: t.format.clone(),
+            executor: t.executor.clone(),
             is_active: t.is_active,
         }
     }
@@ -108,6 +115,7 @@ pub struct ToolChanges {
     pub tool_type: Option<ToolType>,
     pub parameters: Option<Value>,
     pub format: Option<Option<Value>>,
+    pub executor: Option<Option<Value>>,
     pub is_active: Option<bool>,
 }
 
@@ -126,6 +134,7 @@ impl ToolChanges {
             tool_type: input.choice("tool_type", false, &ToolType::CHOICES).and_then(|s| ToolType::parse(&s)),
             parameters: input.json("parameters", false),
             format: input.nullable_json("format"),
+            executor: input.nullable_json("executor"),
             is_active: input.boolean("is_active"),
         };
         input.finish()?;
@@ -140,6 +149,7 @@ impl ToolChanges {
             tool_type: self.tool_type.unwrap_or(base.tool_type),
             parameters: self.parameters.unwrap_or(base.parameters),
             format: self.format.unwrap_or(base.format),
+            executor: self.executor.unwrap_or(base.executor),
             is_active: self.is_active.unwrap_or(base.is_active),
         };
         fields.validate()?;
@@ -162,6 +172,11 @@ impl ToolFields {
             && let Err(message) = check_custom_format(format)
         {
             errors.add("format", message);
+        }
+        if let Some(executor) = &self.executor
+            && let Err(message) = crate::executors::Executor::parse(executor)
+        {
+            errors.add("executor", message);
         }
         errors.into_result()
     }
@@ -230,6 +245,9 @@ pub struct ToolWrite {
     /// Custom tools only.
     #[schema(value_type = Option<Object>)]
     format: Option<Value>,
+    /// `{"type": "echo"}`, `{"type": "now"}` or `{"type": "http", "url": ..., "timeout_ms": ...}`.
+    #[schema(value_type = Option<Object>)]
+    executor: Option<Value>,
     is_active: Option<bool>,
 }
 

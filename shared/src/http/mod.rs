@@ -1,6 +1,7 @@
 //! The HTTP face: one router per endpoint group, each mountable alone (one Lambda function) or all together
 //! (the local server). Handlers parse, call the store or a core function, and map errors — nothing else.
 
+pub mod agent;
 pub mod agent_tools;
 pub mod agents;
 pub mod extract;
@@ -25,6 +26,9 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(agent_tools::api())
         .merge(templates::api())
         .merge(sessions::api())
+        .merge(agent::stream_api())
+        .merge(agent::tool_output_api())
+        .merge(agent::chat_api())
 }
 
 /// The whole API on one router, as the local server serves it.

@@ -28,7 +28,8 @@ pub const PATH: &str = "/api/openapi.json";
         (name = "tools", description = "Function and custom tools"),
         (name = "agent-tools", description = "Which tools each agent may call"),
         (name = "templates", description = "Reusable prompt templates, per agent or global"),
-        (name = "sessions", description = "Conversations and their messages"),
+        (name = "sessions", description = "Conversations, their messages and tool calls"),
+        (name = "agent", description = "Conversations with an agent: streamed (SSE), tool-output continuation, chat"),
     ),
     components(schemas(ErrorDetail, ValidationErrors))
 )]

@@ -8,12 +8,14 @@ use utoipa_axum::routes;
 
 use super::extract::{Id, JsonBody, ListQuery, Page};
 use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
-use crate::domain::{Message, NewSession, Session};
+use crate::domain::{Message, NewSession, Session, ToolCallRecord};
 use crate::error::Result;
 use crate::state::AppState;
 
 pub fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(retrieve, destroy)).routes(routes!(messages))
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(retrieve, destroy))
+        .routes(routes!(messages))
+        .routes(routes!(tool_calls))
 }
 
 pub fn router(state: AppState) -> Router {
@@ -56,4 +58,12 @@ async fn destroy(State(state): State<AppState>, Id(id): Id) -> Result<StatusCode
     responses((status = 200, body = Page<Message>), (status = 404, body = ErrorDetail)))]
 async fn messages(State(state): State<AppState>, Id(id): Id, query: ListQuery) -> Result<Json<Page<Message>>> {
     Ok(Json(query.page(state.store.list_messages(id, query.slice()).await?)?))
+}
+
+/// The session's tool calls and what became of them, oldest first.
+#[utoipa::path(get, path = "/api/sessions/{id}/tool-calls/", operation_id = "sessions_tool_calls", tag = "sessions",
+    params(("id" = i64, Path), PageParams),
+    responses((status = 200, body = Page<ToolCallRecord>), (status = 404, body = ErrorDetail)))]
+async fn tool_calls(State(state): State<AppState>, Id(id): Id, query: ListQuery) -> Result<Json<Page<ToolCallRecord>>> {
+    Ok(Json(query.page(state.store.list_tool_calls(id, query.slice()).await?)?))
 }

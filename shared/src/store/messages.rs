@@ -2,19 +2,22 @@
 
 use libsql::{Row, params};
 
-use super::{Listed, Slice, Store, collect, count, first, int, sessions, text};
+use super::{Listed, Slice, Store, collect, count, first, int, opt_json_col, opt_text, sessions, text};
 use crate::domain::Message;
 use crate::error::{Error, Result};
 
-const COLUMNS: &str = "id, session_id, role, content, created_at";
+pub(super) const COLUMNS: &str = "id, session_id, role, content, status, response_id, usage, created_at";
 
-fn message(row: &Row) -> Result<Message> {
+pub(super) fn message(row: &Row) -> Result<Message> {
     Ok(Message {
         id: int(row, 0)?,
         session: int(row, 1)?,
         role: text(row, 2)?,
         content: text(row, 3)?,
-        created_at: text(row, 4)?,
+        status: opt_text(row, 4)?,
+        response_id: opt_text(row, 5)?,
+        usage: opt_json_col(row, 6)?,
+        created_at: text(row, 7)?,
     })
 }
 
@@ -35,6 +38,7 @@ impl Store {
         Ok(Listed { count: total, items: collect(rows, message).await? })
     }
 
+    /// Stores a message as sent (user messages; the runtime stores assistant messages with their response).
     pub async fn add_message(&self, session: i64, role: &str, content: &str) -> Result<Message> {
         let conn = self.conn().await;
         let rows = conn

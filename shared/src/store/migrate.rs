@@ -22,8 +22,11 @@ impl Migration {
 }
 
 /// Every migration the code knows, in the order they apply. A test checks this matches `migrations/`.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { name: "0001_init.sql", sql: include_str!("../../../migrations/0001_init.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { name: "0001_init.sql", sql: include_str!("../../../migrations/0001_init.sql") },
+    Migration { name: "0002_tool_calls.sql", sql: include_str!("../../../migrations/0002_tool_calls.sql") },
+    Migration { name: "0003_tool_executors.sql", sql: include_str!("../../../migrations/0003_tool_executors.sql") },
+];
 
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS lambent_migrations (
     name       TEXT PRIMARY KEY,

@@ -9,8 +9,10 @@ mod agent_tools;
 mod agents;
 mod messages;
 mod migrate;
+mod runtime;
 mod sessions;
 mod templates;
+mod tool_calls;
 mod tools;
 mod users;
 
@@ -26,6 +28,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 pub use migrate::{MIGRATIONS, Migration};
+pub use tool_calls::{ResponseOutcome, Submission, TurnStart};
 
 pub struct Store {
     // Kept alive for the connection's sake: a libsql Connection must not outlive its Database.
@@ -107,6 +110,10 @@ impl Store {
 
     fn now(&self) -> String {
         format_timestamp(self.clock.now())
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 
     /// Raw access for tests and admin tooling that must inspect what is stored.

@@ -6,9 +6,9 @@ use super::{Listed, Slice, Store, agents, collect, count, first, flag, int, opt_
 use crate::domain::{Template, TemplateChanges, TemplateFields, TemplateScope, missing_pk};
 use crate::error::{Error, Result};
 
-const COLUMNS: &str = "id, name, template, owner_id, agent_id, is_default, created_at";
+pub(super) const COLUMNS: &str = "id, name, template, owner_id, agent_id, is_default, created_at";
 
-fn template(row: &Row) -> Result<Template> {
+pub(super) fn template(row: &Row) -> Result<Template> {
     Ok(Template {
         id: int(row, 0)?,
         name: text(row, 1)?,

@@ -9,10 +9,10 @@ use super::{
 use crate::domain::{Tool, ToolChanges, ToolFields, ToolType};
 use crate::error::{Error, Result};
 
-const COLUMNS: &str = "id, name, owner_id, description, tool_type, parameters, format, is_active, created_at";
+pub(super) const COLUMNS: &str = "id, name, owner_id, description, tool_type, parameters, format, is_active, created_at, executor";
 const NAME_TAKEN: &str = "agent tool with this name already exists.";
 
-fn tool(row: &Row) -> Result<Tool> {
+pub(super) fn tool(row: &Row) -> Result<Tool> {
     let kind = text(row, 4)?;
     Ok(Tool {
         id: int(row, 0)?,
@@ -24,6 +24,7 @@ fn tool(row: &Row) -> Result<Tool> {
         format: opt_json_col(row, 6)?,
         is_active: flag(row, 7)?,
         created_at: text(row, 8)?,
+        executor: opt_json_col(row, 9)?,
     })
 }
 
@@ -71,8 +72,9 @@ impl Store {
         let rows = conn
             .query(
                 &format!(
-                    "INSERT INTO agent_tools (name, owner_id, description, tool_type, parameters, format, is_active, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING {COLUMNS}"
+                    "INSERT INTO agent_tools
+                     (name, owner_id, description, tool_type, parameters, format, is_active, created_at, executor)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING {COLUMNS}"
                 ),
                 params![
                     fields.name,
@@ -82,7 +84,8 @@ impl Store {
                     encode(&fields.parameters),
                     opt_text_value(fields.format.as_ref().map(encode)),
                     fields.is_active,
-                    self.now()
+                    self.now(),
+                    opt_text_value(fields.executor.as_ref().map(encode))
                 ],
             )
             .await
@@ -102,7 +105,7 @@ impl Store {
             .query(
                 &format!(
                     "UPDATE agent_tools SET name = ?1, description = ?2, tool_type = ?3, parameters = ?4, format = ?5,
-                     is_active = ?6 WHERE id = ?7 RETURNING {COLUMNS}"
+                     is_active = ?6, executor = ?8 WHERE id = ?7 RETURNING {COLUMNS}"
                 ),
                 params![
                     fields.name,
@@ -111,7 +114,8 @@ impl Store {
                     encode(&fields.parameters),
                     opt_text_value(fields.format.as_ref().map(encode)),
                     fields.is_active,
-                    id
+                    id,
+                    opt_text_value(fields.executor.as_ref().map(encode))
                 ],
             )
             .await

@@ -1,0 +1,6 @@
+//! Lambda function for `/api/agent/stream/`, with response streaming.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambent_functions::serve_streaming(lambent::http::agent::stream_router).await
+}

@@ -1,0 +1,103 @@
+//! The OpenAI Responses API through async-openai ("bring your own types" mode, so events stay raw JSON).
+
+use std::time::Duration;
+
+use async_openai::Client;
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use serde_json::value::RawValue;
+
+use super::{EventStream, ModelProvider, ModelRequest, UpstreamError};
+use crate::config::Secret;
+
+#[derive(Clone)]
+pub struct OpenAiProvider {
+    client: Client<OpenAIConfig>,
+    read_timeout: Duration,
+}
+
+impl std::fmt::Debug for OpenAiProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiProvider").field("read_timeout", &self.read_timeout).finish_non_exhaustive()
+    }
+}
+
+impl OpenAiProvider {
+    pub fn new(
+        api_key: &Secret,
+        base_url: &str,
+        connect_timeout: Duration,
+        read_timeout: Duration,
+    ) -> Result<Self, crate::Error> {
+        // async-openai sets no read timeout of its own: without one a silent upstream would hold a turn forever.
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .read_timeout(read_timeout)
+            .build()
+            .map_err(|e| crate::Error::Config(format!("cannot build the OpenAI HTTP client: {e}")))?;
+        let config =
+            OpenAIConfig::new().with_api_key(api_key.expose()).with_api_base(base_url.trim_end_matches('/'));
+        Ok(Self { client: Client::with_config(config).with_http_client(http), read_timeout })
+    }
+}
+
+impl ModelProvider for OpenAiProvider {
+    fn stream(&self, request: ModelRequest) -> BoxFuture<'_, Result<EventStream, UpstreamError>> {
+        async move {
+            let stream = self
+                .client
+                .responses()
+                .create_stream_byot::<ModelRequest, Box<RawValue>>(request)
+                .await
+                .map_err(|e| classify(&e))?;
+            Ok(stream.map(|item| item.map_err(|e| classify(&e))).boxed())
+        }
+        .boxed()
+    }
+
+    fn read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
+}
+
+/// Maps a client error to one of Lambent's upstream error codes. The message keeps the upstream's words
+/// (never our API key: async-openai does not echo request headers).
+fn classify(error: &OpenAIError) -> UpstreamError {
+    match error {
+        OpenAIError::ApiError(api) => {
+            let status = api.status_code.as_u16();
+            let code = match status {
+                429 => "upstream_rate_limited",
+                500..=599 => "upstream_unavailable",
+                _ => "upstream_rejected",
+            };
+            let message = if api.api_error.message.trim().is_empty() {
+                format!("upstream answered HTTP {status}")
+            } else {
+                format!("upstream answered HTTP {status}: {}", api.api_error.message)
+            };
+            UpstreamError::new(code, message)
+        }
+        OpenAIError::Reqwest(e) if e.is_timeout() => {
+            UpstreamError::new("upstream_timeout", format!("upstream did not answer in time: {e}"))
+        }
+        OpenAIError::Reqwest(e) if e.is_connect() => {
+            UpstreamError::new("upstream_unavailable", format!("cannot connect to the upstream: {e}"))
+        }
+        OpenAIError::Reqwest(e) => UpstreamError::new("upstream_disconnected", format!("upstream connection failed: {e}")),
+        OpenAIError::JSONDeserialize(e, _) => {
+            UpstreamError::new("upstream_malformed", format!("upstream sent an event that is not JSON: {e}"))
+        }
+        OpenAIError::StreamError(e) => {
+            let text = e.to_string();
+            if text.contains("timed out") || text.contains("timeout") {
+                UpstreamError::new("upstream_timeout", format!("upstream stream stalled: {text}"))
+            } else {
+                UpstreamError::new("upstream_disconnected", format!("upstream stream broke off: {text}"))
+            }
+        }
+        other => UpstreamError::new("upstream_error", other.to_string()),
+    }
+}

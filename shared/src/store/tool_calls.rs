@@ -1,0 +1,250 @@
+//! The tool-call ledger, and the one transaction that records how a response ended.
+
+use libsql::{Connection, Row, params};
+use serde_json::Value;
+
+use super::messages::{COLUMNS as MESSAGE_COLUMNS, message};
+use super::{Listed, Slice, Store, collect, count, first, int, opt_text, opt_text_value, sessions, text};
+use crate::domain::{Message, ToolCallRecord, ToolType};
+use crate::error::{Error, Result};
+use crate::llm::events::ToolCall;
+
+const COLUMNS: &str =
+    "id, session_id, response_id, call_id, name, call_type, arguments, status, output, created_at, updated_at";
+
+fn record(row: &Row) -> Result<ToolCallRecord> {
+    let kind = text(row, 5)?;
+    Ok(ToolCallRecord {
+        id: int(row, 0)?,
+        session: int(row, 1)?,
+        response_id: text(row, 2)?,
+        call_id: text(row, 3)?,
+        name: text(row, 4)?,
+        kind: ToolType::parse(&kind).ok_or_else(|| Error::Internal(format!("unknown call_type {kind:?}")))?,
+        arguments: text(row, 6)?,
+        status: text(row, 7)?,
+        output: opt_text(row, 8)?,
+        created_at: text(row, 9)?,
+        updated_at: text(row, 10)?,
+    })
+}
+
+async fn calls_of_response(conn: &Connection, session: i64, response_id: &str) -> Result<Vec<ToolCallRecord>> {
+    let rows = conn
+        .query(
+            &format!("SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = ?1 AND response_id = ?2 ORDER BY id"),
+            params![session, response_id],
+        )
+        .await?;
+    collect(rows, record).await
+}
+
+/// How one response ended, as the runtime hands it to the store.
+#[derive(Debug)]
+pub struct ResponseOutcome<'a> {
+    pub session: i64,
+    pub response_id: Option<&'a str>,
+    /// `completed`, `requires_tool_output`, `failed` or `incomplete`.
+    pub status: &'a str,
+    pub text: &'a str,
+    pub usage: Option<&'a Value>,
+    /// The response's `output` array: present only for a completed response, which alone moves the session on.
+    pub completed_output: Option<&'a Value>,
+    /// Calls of a completed response; they enter the ledger as pending.
+    pub calls: &'a [ToolCall],
+}
+
+/// What a tool-output submission led to.
+#[derive(Debug)]
+pub enum Submission {
+    /// Other calls of the same response still wait for their outputs.
+    Waiting { pending: Vec<String> },
+    /// Every call of the response has an output: continue upstream with all of them.
+    Complete { response_id: String, calls: Vec<ToolCallRecord> },
+}
+
+impl Store {
+    /// Records a finished response in one transaction: the assistant message, the session's chain (only
+    /// for a completed response) and the ledger entries of its tool calls.
+    pub async fn record_response(&self, outcome: ResponseOutcome<'_>) -> Result<Message> {
+        let conn = self.conn().await;
+        let now = self.now();
+        let tx = conn.transaction().await?;
+        let rows = tx
+            .query(
+                &format!(
+                    "INSERT INTO agent_messages (session_id, role, content, status, response_id, usage, created_at)
+                     VALUES (?1, 'assistant', ?2, ?3, ?4, ?5, ?6) RETURNING {MESSAGE_COLUMNS}"
+                ),
+                params![
+                    outcome.session,
+                    outcome.text,
+                    outcome.status,
+                    opt_text_value(outcome.response_id.map(str::to_owned)),
+                    opt_text_value(outcome.usage.map(Value::to_string)),
+                    now.clone()
+                ],
+            )
+            .await?;
+        let stored = first(rows, message).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))?;
+        if let (Some(output), Some(response_id)) = (outcome.completed_output, outcome.response_id) {
+            tx.execute(
+                "UPDATE agent_sessions SET previous_response_id = ?1, last_output = ?2, updated_at = ?3 WHERE id = ?4",
+                params![response_id, output.to_string(), now.clone(), outcome.session],
+            )
+            .await?;
+            for call in outcome.calls {
+                tx.execute(
+                    "INSERT INTO agent_tool_calls
+                     (session_id, response_id, call_id, name, call_type, arguments, status, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+                    params![
+                        outcome.session,
+                        response_id,
+                        call.call_id.as_str(),
+                        call.name.as_str(),
+                        call.kind.as_str(),
+                        call.arguments.as_str(),
+                        now.clone()
+                    ],
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Stores a server-side executor's output for a pending call.
+    pub async fn record_executed(&self, session: i64, call_id: &str, output: &str) -> Result<()> {
+        self.conn()
+            .await
+            .execute(
+                "UPDATE agent_tool_calls SET status = 'executed', output = ?1, updated_at = ?2
+                 WHERE session_id = ?3 AND call_id = ?4 AND status = 'pending'",
+                params![output, self.now(), session, call_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Stores client outputs for pending calls, all or nothing. Exactly one of concurrent submissions that
+    /// complete a response sees `Complete` (the store's lock serialises them).
+    pub async fn submit_tool_outputs(&self, session: i64, outputs: &[(String, String)]) -> Result<Submission> {
+        let conn = self.conn().await;
+        let now = self.now();
+        let tx = conn.transaction().await?;
+        let mut response_id: Option<String> = None;
+        for (call_id, output) in outputs {
+            let rows = tx
+                .query(
+                    &format!("SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = ?1 AND call_id = ?2"),
+                    params![session, call_id.as_str()],
+                )
+                .await?;
+            let call = first(rows, record)
+                .await?
+                .ok_or_else(|| Error::Missing(format!("No tool call \"{call_id}\" in session {session}.")))?;
+            if call.status != "pending" {
+                return Err(Error::Conflict(format!("Tool call \"{call_id}\" is not pending: it is {}.", call.status)));
+            }
+            match &response_id {
+                Some(id) if *id != call.response_id => {
+                    return Err(Error::field("outputs", "All outputs must answer calls of the same response."));
+                }
+                _ => response_id = Some(call.response_id.clone()),
+            }
+            tx.execute(
+                "UPDATE agent_tool_calls SET status = 'submitted', output = ?1, updated_at = ?2 WHERE id = ?3",
+                params![output.as_str(), now.clone(), call.id],
+            )
+            .await?;
+        }
+        let response_id = response_id.ok_or_else(|| Error::field("outputs", "At least one output is required."))?;
+        let calls = calls_of_response(&tx, session, &response_id).await?;
+        tx.commit().await?;
+        let pending: Vec<String> = calls.iter().filter(|c| c.status == "pending").map(|c| c.call_id.clone()).collect();
+        if pending.is_empty() { Ok(Submission::Complete { response_id, calls }) } else { Ok(Submission::Waiting { pending }) }
+    }
+
+    /// Calls of one response, oldest first.
+    pub async fn response_tool_calls(&self, session: i64, response_id: &str) -> Result<Vec<ToolCallRecord>> {
+        calls_of_response(&*self.conn().await, session, response_id).await
+    }
+
+    /// The session's ledger, oldest first; 404 when the session does not exist.
+    pub async fn list_tool_calls(&self, session: i64, slice: Slice) -> Result<Listed<ToolCallRecord>> {
+        let conn = self.conn().await;
+        if sessions::find(&conn, session).await?.is_none() {
+            return Err(Error::NotFound);
+        }
+        let total = count(&conn, "SELECT COUNT(*) FROM agent_tool_calls WHERE session_id = ?1", [session]).await?;
+        let rows = conn
+            .query(
+                &format!("SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3"),
+                params![session, slice.limit, slice.offset],
+            )
+            .await?;
+        Ok(Listed { count: total, items: collect(rows, record).await? })
+    }
+}
+
+/// What starting a message turn wrote.
+#[derive(Debug)]
+pub struct TurnStart {
+    /// The user's message, stored before anything goes upstream.
+    pub message: Message,
+    /// Calls of a response that never got all its outputs (so none went upstream): the pending ones are now
+    /// expired (their `output` is None), and every one must be answered upstream before the new message.
+    pub unanswered: Vec<ToolCallRecord>,
+}
+
+impl Store {
+    /// Starts a message turn in one transaction: stores the user's message, remembers the instructions the
+    /// turn sends, and expires the calls the user moved on from.
+    pub async fn begin_turn(&self, session: i64, content: &str, instructions: Option<&str>) -> Result<TurnStart> {
+        let conn = self.conn().await;
+        let now = self.now();
+        let tx = conn.transaction().await?;
+        let rows = tx
+            .query(
+                &format!(
+                    "INSERT INTO agent_messages (session_id, role, content, created_at) VALUES (?1, 'user', ?2, ?3)
+                     RETURNING {MESSAGE_COLUMNS}"
+                ),
+                params![session, content, now.clone()],
+            )
+            .await?;
+        let stored = first(rows, message).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))?;
+        tx.execute(
+            "UPDATE agent_sessions SET instructions = ?1, updated_at = ?2 WHERE id = ?3",
+            params![opt_text_value(instructions.map(str::to_owned)), now.clone(), session],
+        )
+        .await?;
+        let rows = tx
+            .query(
+                "SELECT DISTINCT response_id FROM agent_tool_calls WHERE session_id = ?1 AND status = 'pending'",
+                [session],
+            )
+            .await?;
+        let responses = collect(rows, |r| text(r, 0)).await?;
+        let mut unanswered = Vec::new();
+        for response_id in responses {
+            unanswered.extend(calls_of_response(&tx, session, &response_id).await?);
+        }
+        tx.execute(
+            "UPDATE agent_tool_calls SET status = 'expired', updated_at = ?1 WHERE session_id = ?2 AND status = 'pending'",
+            params![now, session],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(TurnStart { message: stored, unanswered })
+    }
+
+    /// The instructions the session's last message turn sent.
+    pub async fn session_instructions(&self, session: i64) -> Result<Option<String>> {
+        let conn = self.conn().await;
+        let rows = conn.query("SELECT instructions FROM agent_sessions WHERE id = ?1", [session]).await?;
+        Ok(first(rows, |r| opt_text(r, 0)).await?.flatten())
+    }
+}
