@@ -28,6 +28,7 @@ async fn a_fresh_database_gets_every_table_and_a_record_of_each_migration() {
             "agent_profiles",
             "agent_prompt_templates",
             "agent_sessions",
+            "agent_tool_calls",
             "agent_tools",
             "lambent_migrations",
             "users"

@@ -36,6 +36,10 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("/api/sessions/{id}/", "get"),
     ("/api/sessions/{id}/", "delete"),
     ("/api/sessions/{id}/messages/", "get"),
+    ("/api/sessions/{id}/tool-calls/", "get"),
+    ("/api/agent/stream/", "post"),
+    ("/api/agent/tool-output/", "post"),
+    ("/api/agent/chat/", "post"),
 ];
 
 #[tokio::test]

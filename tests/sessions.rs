@@ -56,9 +56,10 @@ async fn messages_are_listed_oldest_first_and_go_with_their_session() {
     assert_eq!(
         page["results"],
         json!([
-            {"id": first.id, "session": id, "role": "user", "content": "Hello", "created_at": first.created_at},
-            {"id": second.id, "session": id, "role": "assistant", "content": "Hi! How can I help?",
-             "created_at": second.created_at},
+            {"id": first.id, "session": id, "role": "user", "content": "Hello", "status": null,
+             "response_id": null, "usage": null, "created_at": first.created_at},
+            {"id": second.id, "session": id, "role": "assistant", "content": "Hi! How can I help?", "status": null,
+             "response_id": null, "usage": null, "created_at": second.created_at},
         ])
     );
     assert_eq!(app.get("/api/sessions/999/messages/").await, (StatusCode::NOT_FOUND, json!({"detail": "Not found."})));
