@@ -13,6 +13,7 @@ mod lambda;
 mod migrations;
 mod openapi;
 mod pagination;
+mod runtime;
 mod sessions;
 mod templates;
 mod tools;

@@ -113,10 +113,9 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let config = Config::from_lookup(|k| {
-            matches!(k, "DATABASE_AUTH_TOKEN" | "OPENAI_API_KEY").then(|| "s3cr3t".to_owned())
-        })
-        .unwrap();
+        let config =
+            Config::from_lookup(|k| matches!(k, "DATABASE_AUTH_TOKEN" | "OPENAI_API_KEY").then(|| "s3cr3t".to_owned()))
+                .unwrap();
         assert!(config.openai_api_key.is_some());
         assert!(!format!("{config:?}").contains("s3cr3t"));
     }

@@ -34,7 +34,8 @@ impl Executor {
             Some("now") => Ok(Self::Now),
             Some("http") => {
                 let url = value.get("url").and_then(Value::as_str).unwrap_or_default();
-                let parsed = reqwest::Url::parse(url).map_err(|_| "An http executor needs an absolute \"url\".".to_owned())?;
+                let parsed =
+                    reqwest::Url::parse(url).map_err(|_| "An http executor needs an absolute \"url\".".to_owned())?;
                 if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
                     return Err("An http executor's \"url\" must be http:// or https:// with a host.".into());
                 }
@@ -89,7 +90,8 @@ impl ExecutorContext {
         }
         let body = json!({"name": call.name, "call_id": call.call_id, "arguments": call.arguments});
         let exchange = async {
-            let response = self.http.post(parsed).json(&body).send().await.map_err(|e| format!("tool call failed: {e}"))?;
+            let response =
+                self.http.post(parsed).json(&body).send().await.map_err(|e| format!("tool call failed: {e}"))?;
             let status = response.status();
             let mut bytes = Vec::new();
             let mut chunks = response.bytes_stream();
@@ -128,7 +130,10 @@ mod tests {
 
     #[test]
     fn only_allowlisted_hosts_are_reachable() {
-        let ctx = ExecutorContext { http: reqwest::Client::new(), allowed_hosts: vec!["tools.example".into(), "127.0.0.1:9000".into()] };
+        let ctx = ExecutorContext {
+            http: reqwest::Client::new(),
+            allowed_hosts: vec!["tools.example".into(), "127.0.0.1:9000".into()],
+        };
         assert!(ctx.allows(&"https://tools.example/x".parse().unwrap()));
         assert!(ctx.allows(&"http://127.0.0.1:9000/x".parse().unwrap()));
         assert!(!ctx.allows(&"http://127.0.0.1:9001/x".parse().unwrap()));

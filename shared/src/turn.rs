@@ -37,7 +37,10 @@ pub enum TurnEvent {
     OpenAi(Box<RawValue>),
     TextDelta(String),
     ToolCall(Value),
-    ToolResult { call_id: String, output: String },
+    ToolResult {
+        call_id: String,
+        output: String,
+    },
     Error(TurnError),
     Done(Done),
 }
@@ -103,12 +106,15 @@ pub enum ToolOutputStart {
     /// Other calls of the response still need outputs (202).
     Waiting(Vec<String>),
     /// Every call has its output: the continuation is ready.
-    Ready(Turn),
+    Ready(Box<Turn>),
 }
 
 fn provider(state: &AppState) -> Result<Arc<dyn ModelProvider>> {
     state.llm.clone().ok_or_else(|| {
-        Error::Unavailable("The model provider is not configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible server).".into())
+        Error::Unavailable(
+            "The model provider is not configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible server)."
+                .into(),
+        )
     })
 }
 
@@ -158,9 +164,10 @@ pub async fn start_message(state: &AppState, request: MessageRequest) -> Result<
         }
         (Some(agent_id), None) => (store.get_agent(agent_id).await?, None),
         (None, None) => {
-            let agent = store.default_agent(None).await?.ok_or_else(|| {
-                Error::field("agent_id", "No agent_id was given and no agent is marked is_default.")
-            })?;
+            let agent = store
+                .default_agent(None)
+                .await?
+                .ok_or_else(|| Error::field("agent_id", "No agent_id was given and no agent is marked is_default."))?;
             (agent, None)
         }
     };
@@ -197,7 +204,7 @@ pub async fn start_tool_output(state: &AppState, request: ToolOutputRequest) -> 
         Submission::Complete { response_id, calls } => (response_id, calls),
     };
     let agent = store.get_agent(session.agent).await?;
-    Ok(ToolOutputStart::Ready(Turn {
+    Ok(ToolOutputStart::Ready(Box::new(Turn {
         provider,
         session_id: session.id,
         instructions: store.session_instructions(session.id).await?,
@@ -206,7 +213,7 @@ pub async fn start_tool_output(state: &AppState, request: ToolOutputRequest) -> 
         input: outputs_of(&calls),
         previous_response_id: Some(response_id),
         auto_execute: request.auto_execute_tools,
-    }))
+    })))
 }
 
 /// Where a running turn sends its events: a stream's channel, or nowhere (the chat endpoint).
@@ -349,8 +356,12 @@ impl Turn {
             }
             if runnable.len() < ended.calls.len() {
                 let done: Vec<&str> = runnable.iter().map(|c| c.call_id.as_str()).collect();
-                summary.done.pending_tool_calls =
-                    ended.calls.iter().filter(|c| !done.contains(&c.call_id.as_str())).map(|c| c.call_id.clone()).collect();
+                summary.done.pending_tool_calls = ended
+                    .calls
+                    .iter()
+                    .filter(|c| !done.contains(&c.call_id.as_str()))
+                    .map(|c| c.call_id.clone())
+                    .collect();
                 return finish(&sink, summary).await;
             }
             let calls = state.store.response_tool_calls(self.session_id, &response_id).await.unwrap_or_default();
@@ -463,7 +474,12 @@ impl From<TurnSummary> for ChatReply {
             session_id: summary.done.session_id,
             response_id: summary.done.response_id,
             status: summary.done.status,
-            message: summary.message.map(|m| ChatMessage { id: m.id, role: m.role, content: m.content, created_at: m.created_at }),
+            message: summary.message.map(|m| ChatMessage {
+                id: m.id,
+                role: m.role,
+                content: m.content,
+                created_at: m.created_at,
+            }),
             output_text: summary.output_text,
             pending_tool_calls: summary.done.pending_tool_calls,
             usage: summary.usage,

@@ -1,4 +1,7 @@
-//! `TestApp`: the real routers on 127.0.0.1, over a fresh libsql file of their own.
+//! `TestApp`: the real routers on 127.0.0.1, over a fresh libsql file of their own; `FakeOpenAi`: the
+//! scripted upstream.
+
+pub mod fake_openai;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,16 +18,26 @@ pub struct TestApp {
     _dir: TempDir,
 }
 
-/// A config over a database file inside `dir`.
-pub fn config_in(dir: &TempDir) -> Config {
+/// A config over a database file inside `dir`, plus the given settings.
+pub fn config_in(dir: &TempDir, env: &[(&str, String)]) -> Config {
     let url = format!("file:{}", dir.path().join("lambent.db").display());
-    Config::from_lookup(|key| (key == "DATABASE_URL").then(|| url.clone())).expect("test config")
+    Config::from_lookup(|key| {
+        if key == "DATABASE_URL" {
+            return Some(url.clone());
+        }
+        env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
+    })
+    .expect("test config")
 }
 
 /// A migrated store over a fresh file, and the folder that holds it.
 pub async fn fresh_state() -> (AppState, TempDir) {
+    fresh_state_with(&[]).await
+}
+
+pub async fn fresh_state_with(env: &[(&str, String)]) -> (AppState, TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = config_in(&dir);
+    let config = config_in(&dir, env);
     let store = Store::open(&config).await.expect("open store");
     store.migrate().await.expect("migrate");
     (AppState::new(config, store).expect("state"), dir)
@@ -32,7 +45,12 @@ pub async fn fresh_state() -> (AppState, TempDir) {
 
 impl TestApp {
     pub async fn spawn() -> Self {
-        let (state, dir) = fresh_state().await;
+        Self::spawn_with(&[]).await
+    }
+
+    /// With settings, e.g. `FakeOpenAi::env()`.
+    pub async fn spawn_with(env: &[(&str, String)]) -> Self {
+        let (state, dir) = fresh_state_with(env).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let app = lambent::http::router(state.clone());
@@ -98,6 +116,22 @@ impl TestApp {
         created
     }
 
+    /// POSTs JSON and reads the whole answer: SSE frames when it streams, JSON otherwise.
+    pub async fn stream(&self, path: &str, body: Value) -> Streamed {
+        let response = self.client.post(self.url(path)).json(&body).send().await.expect("request");
+        let status = response.status();
+        let content_type =
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let raw = response.text().await.expect("body");
+        let frames = if content_type.starts_with("text/event-stream") { parse_frames(&raw) } else { Vec::new() };
+        Streamed { status, content_type, raw, frames }
+    }
+
+    /// Rows of a query, as JSON objects.
+    pub async fn rows(&self, sql: &str) -> Vec<Value> {
+        self.store().query_json(sql).await.expect("query")
+    }
+
     /// Counts rows in a table straight from the database.
     pub async fn count(&self, table: &str) -> i64 {
         let rows = self.store().query_json(&format!("SELECT COUNT(*) AS n FROM {table}")).await.expect("count");
@@ -115,4 +149,73 @@ async fn read(response: reqwest::Response) -> (StatusCode, Value) {
             .unwrap_or_else(|_| panic!("{status}: not JSON: {}", String::from_utf8_lossy(&bytes)))
     };
     (status, body)
+}
+
+/// One SSE frame as received.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub event: String,
+    pub id: Option<String>,
+    /// The `data:` text, exactly as sent.
+    pub data: String,
+}
+
+impl Frame {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("{}: {e}: {}", self.event, self.data))
+    }
+}
+
+/// A whole streamed (or JSON) answer.
+#[derive(Debug)]
+pub struct Streamed {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub raw: String,
+    pub frames: Vec<Frame>,
+}
+
+impl Streamed {
+    pub fn events(&self, name: &str) -> Vec<Value> {
+        self.frames.iter().filter(|f| f.event == name).map(Frame::json).collect()
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.frames.iter().map(|f| f.event.as_str()).collect()
+    }
+
+    /// The `done` frame, which must be the last.
+    pub fn done(&self) -> Value {
+        let last = self.frames.last().unwrap_or_else(|| panic!("no frames: {}", self.raw));
+        assert_eq!(last.event, "done", "done comes last: {:?}", self.names());
+        last.json()
+    }
+
+    pub fn text(&self) -> String {
+        self.events("text_delta").iter().map(|d| d["delta"].as_str().unwrap().to_owned()).collect()
+    }
+
+    pub fn body(&self) -> Value {
+        serde_json::from_str(&self.raw).unwrap_or_else(|e| panic!("{}: not JSON: {e}: {}", self.status, self.raw))
+    }
+}
+
+fn parse_frames(raw: &str) -> Vec<Frame> {
+    raw.split("\n\n")
+        .filter_map(|block| {
+            let mut event = None;
+            let mut id = None;
+            let mut data = Vec::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event: ") {
+                    event = Some(v.to_owned());
+                } else if let Some(v) = line.strip_prefix("id: ") {
+                    id = Some(v.to_owned());
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push(v);
+                }
+            }
+            Some(Frame { event: event?, id, data: data.join("\n") })
+        })
+        .collect()
 }

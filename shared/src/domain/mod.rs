@@ -18,4 +18,6 @@ pub use input::{Input, Mode, missing_pk};
 pub use sessions::{Message, NewSession, Session, ToolCallRecord};
 pub use templates::{Template, TemplateChanges, TemplateFields, TemplateScope, TemplateWrite};
 pub use tools::{Tool, ToolChanges, ToolFields, ToolType, ToolWrite, is_valid_tool_name};
-pub use turns::{MessageRequest, MessageWrite, ToolOutputRequest, ToolOutputWrite, build_instructions, render_template};
+pub use turns::{
+    MessageRequest, MessageWrite, ToolOutputRequest, ToolOutputWrite, build_instructions, render_template,
+};

@@ -214,9 +214,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(many.outputs.len(), 2);
-        let Err(Error::Validation(e)) =
-            ToolOutputRequest::parse(&json!({"session_id": 1, "outputs": [{"call_id": "a", "output": "1"}, {"call_id": "a", "output": "2"}]}))
-        else {
+        let Err(Error::Validation(e)) = ToolOutputRequest::parse(
+            &json!({"session_id": 1, "outputs": [{"call_id": "a", "output": "1"}, {"call_id": "a", "output": "2"}]}),
+        ) else {
             panic!()
         };
         assert_eq!(e.to_json(), json!({"outputs": ["\"a\" is given more than once."]}));

@@ -13,7 +13,9 @@ use crate::error::Result;
 use crate::state::AppState;
 
 pub fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(retrieve, destroy))
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(retrieve, destroy))
         .routes(routes!(messages))
         .routes(routes!(tool_calls))
 }

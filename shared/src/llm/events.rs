@@ -45,9 +45,16 @@ impl ToolCall {
 /// How a response ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Finish {
-    Completed { output: Value, usage: Option<Value> },
+    Completed {
+        output: Value,
+        usage: Option<Value>,
+    },
     /// `response.failed`, `response.incomplete` or an `error` event: `code` is Lambent's error code.
-    Failed { code: &'static str, message: String, status: &'static str },
+    Failed {
+        code: &'static str,
+        message: String,
+        status: &'static str,
+    },
 }
 
 /// What one event means for the turn.
@@ -105,7 +112,8 @@ impl ResponseAccumulator {
             }
             "response.failed" => {
                 let error = event.pointer("/response/error");
-                let detail = error.and_then(|e| e.get("message")).and_then(Value::as_str).unwrap_or("the response failed");
+                let detail =
+                    error.and_then(|e| e.get("message")).and_then(Value::as_str).unwrap_or("the response failed");
                 let upstream_code = error.and_then(|e| e.get("code")).and_then(Value::as_str);
                 let message = match upstream_code {
                     Some(code) => format!("{detail} ({code})"),
@@ -167,7 +175,8 @@ mod tests {
     fn both_error_shapes_are_read() {
         let mut acc = ResponseAccumulator::default();
         let flat = json!({"type": "error", "code": "server_error", "message": "boom", "param": null});
-        let nested = json!({"type": "error", "error": {"type": "server_error", "code": "overloaded", "message": "busy"}});
+        let nested =
+            json!({"type": "error", "error": {"type": "server_error", "code": "overloaded", "message": "busy"}});
         let Observed::Finished(Finish::Failed { code, message, .. }) = acc.observe(&flat) else { panic!() };
         assert_eq!((code, message.as_str()), ("upstream_error", "boom (server_error)"));
         let Observed::Finished(Finish::Failed { message, .. }) = acc.observe(&nested) else { panic!() };

@@ -31,14 +31,15 @@ impl OpenAiProvider {
         connect_timeout: Duration,
         read_timeout: Duration,
     ) -> Result<Self, crate::Error> {
-        // async-openai sets no read timeout of its own: without one a silent upstream would hold a turn forever.
+        // async-openai sets no read timeout of its own: without one an upstream that never answers would hold
+        // a turn forever. The turn enforces `read_timeout` between events itself (and names it
+        // `upstream_timeout`); this looser socket timeout covers the wait for response headers.
         let http = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
-            .read_timeout(read_timeout)
+            .read_timeout(read_timeout + Duration::from_secs(1))
             .build()
             .map_err(|e| crate::Error::Config(format!("cannot build the OpenAI HTTP client: {e}")))?;
-        let config =
-            OpenAIConfig::new().with_api_key(api_key.expose()).with_api_base(base_url.trim_end_matches('/'));
+        let config = OpenAIConfig::new().with_api_key(api_key.expose()).with_api_base(base_url.trim_end_matches('/'));
         Ok(Self { client: Client::with_config(config).with_http_client(http), read_timeout })
     }
 }
@@ -86,7 +87,9 @@ fn classify(error: &OpenAIError) -> UpstreamError {
         OpenAIError::Reqwest(e) if e.is_connect() => {
             UpstreamError::new("upstream_unavailable", format!("cannot connect to the upstream: {e}"))
         }
-        OpenAIError::Reqwest(e) => UpstreamError::new("upstream_disconnected", format!("upstream connection failed: {e}")),
+        OpenAIError::Reqwest(e) => {
+            UpstreamError::new("upstream_disconnected", format!("upstream connection failed: {e}"))
+        }
         OpenAIError::JSONDeserialize(e, _) => {
             UpstreamError::new("upstream_malformed", format!("upstream sent an event that is not JSON: {e}"))
         }

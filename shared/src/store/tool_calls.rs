@@ -164,7 +164,11 @@ impl Store {
         let calls = calls_of_response(&tx, session, &response_id).await?;
         tx.commit().await?;
         let pending: Vec<String> = calls.iter().filter(|c| c.status == "pending").map(|c| c.call_id.clone()).collect();
-        if pending.is_empty() { Ok(Submission::Complete { response_id, calls }) } else { Ok(Submission::Waiting { pending }) }
+        if pending.is_empty() {
+            Ok(Submission::Complete { response_id, calls })
+        } else {
+            Ok(Submission::Waiting { pending })
+        }
     }
 
     /// Calls of one response, oldest first.

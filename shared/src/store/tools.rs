@@ -9,7 +9,8 @@ use super::{
 use crate::domain::{Tool, ToolChanges, ToolFields, ToolType};
 use crate::error::{Error, Result};
 
-pub(super) const COLUMNS: &str = "id, name, owner_id, description, tool_type, parameters, format, is_active, created_at, executor";
+pub(super) const COLUMNS: &str =
+    "id, name, owner_id, description, tool_type, parameters, format, is_active, created_at, executor";
 const NAME_TAKEN: &str = "agent tool with this name already exists.";
 
 pub(super) fn tool(row: &Row) -> Result<Tool> {

@@ -1,0 +1,65 @@
+//! Conversations end to end: the real routers, a real libsql file, and the fake upstream.
+
+mod chat;
+mod failures;
+mod streaming;
+mod tools;
+
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+use crate::helpers::fake_openai::FakeOpenAi;
+
+/// An app pointed at a fake upstream, with a default agent.
+pub struct Rig {
+    pub app: TestApp,
+    pub fake: FakeOpenAi,
+    pub agent: Value,
+}
+
+impl Rig {
+    pub async fn new() -> Self {
+        Self::with(&[]).await
+    }
+
+    pub async fn with(extra: &[(&'static str, &str)]) -> Self {
+        let fake = FakeOpenAi::start().await;
+        let mut env = fake.env();
+        for (key, value) in extra {
+            env.retain(|(k, _)| k != key);
+            env.push((key, (*value).to_owned()));
+        }
+        let app = TestApp::spawn_with(&env).await;
+        let agent = app
+            .create(
+                "/api/agents/",
+                json!({"name": "Helper", "model": "gpt-4.1", "system_prompt": "You are helpful.", "is_default": true}),
+            )
+            .await;
+        Self { app, fake, agent }
+    }
+
+    /// Creates a tool and links it to the rig's agent.
+    pub async fn tool(&self, body: Value) -> Value {
+        let tool = self.app.create("/api/tools/", body).await;
+        self.app.create("/api/agent-tools/", json!({"agent": self.agent["id"], "tool": tool["id"]})).await;
+        tool
+    }
+
+    pub async fn messages(&self, session: &Value) -> Vec<Value> {
+        self.app.rows(&format!("SELECT role, content, status, response_id, usage FROM agent_messages WHERE session_id = {session} ORDER BY id")).await
+    }
+
+    pub async fn ledger(&self, session: &Value) -> Vec<Value> {
+        self.app
+            .rows(&format!(
+                "SELECT response_id, call_id, name, call_type, arguments, status, output FROM agent_tool_calls
+                 WHERE session_id = {session} ORDER BY id"
+            ))
+            .await
+    }
+
+    pub async fn session(&self, session: &Value) -> Value {
+        self.app.get(&format!("/api/sessions/{session}/")).await.1
+    }
+}
