@@ -10,6 +10,7 @@ mod agent_tools;
 mod agents;
 mod errors;
 mod lambda;
+mod local_server;
 mod migrations;
 mod openapi;
 mod pagination;

@@ -1,32 +1,10 @@
-//! # `lambent`: the local server and admin commands
-//!
-//! `cargo run` at the workspace root runs `lambent serve`: it creates the embedded SQLite database if needed,
-//! applies migrations and serves every router on one port. The same binary migrates any `DATABASE_URL`,
-//! local or remote, before a deploy.
-//!
-//! # Layout
-//! - `main.rs`: the command line, logging and the server's lifecycle (graceful shutdown on Ctrl-C / SIGTERM).
+//! The `lambent` binary: see the library for what each command does.
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use lambent::{AppState, Config, Store};
+use clap::Parser;
+use lambent_local::{Cli, Command};
 use tracing_subscriber::EnvFilter;
-
-#[derive(Debug, Parser)]
-#[command(name = "lambent", version, about = "Lambent: chat agents on the OpenAI Responses API")]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Migrate the database, then serve the API on BIND (the default command).
-    Serve,
-    /// Apply pending migrations to DATABASE_URL and exit.
-    Migrate,
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -40,9 +18,9 @@ async fn main() -> ExitCode {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let cli = Cli::parse();
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve().await,
-        Command::Migrate => migrate().await,
+    let result = match lambent::Config::from_env() {
+        Ok(config) => lambent_local::run(cli.command.unwrap_or(Command::Serve), config, shutdown_signal()).await,
+        Err(err) => Err(err),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -51,33 +29,6 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn open() -> Result<(Config, Store), lambent::Error> {
-    let config = Config::from_env()?;
-    let store = Store::open(&config).await?;
-    let applied = store.migrate().await?;
-    tracing::info!(applied = applied.len(), remote = store.is_remote(), "database is up to date");
-    Ok((config, store))
-}
-
-async fn migrate() -> Result<(), lambent::Error> {
-    open().await.map(drop)
-}
-
-async fn serve() -> Result<(), lambent::Error> {
-    let (config, store) = open().await?;
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
-        .map_err(|e| lambent::Error::Config(format!("cannot listen on {}: {e}", config.bind)))?;
-    tracing::info!("serving on http://{}", config.bind);
-    let app = lambent::http::router(AppState::new(config, store)?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| lambent::Error::Internal(format!("server error: {e}")))?;
-    tracing::info!("stopped");
-    Ok(())
 }
 
 async fn shutdown_signal() {
