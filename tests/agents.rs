@@ -11,7 +11,8 @@ async fn creating_an_agent_fills_the_seed_defaults() {
     assert_eq!(agent["model"], "gpt-4.1");
     assert_eq!(agent["system_prompt"], "");
     assert_eq!(agent["is_default"], false);
-    assert_eq!(agent["owner"], serde_json::Value::Null);
+    let alice = app.rows("SELECT id FROM users WHERE username = 'alice'").await[0]["id"].clone();
+    assert_eq!(agent["owner"], alice, "the caller owns what it creates");
     assert!(agent["id"].as_i64().is_some_and(|id| id > 0), "{agent}");
     let created = agent["created_at"].as_str().unwrap();
     assert!(created.ends_with('Z') && created.len() == 27, "DRF timestamp shape: {created}");
@@ -139,24 +140,32 @@ async fn deleting_an_agent_takes_its_links_sessions_messages_and_scoped_template
 async fn deleting_a_user_deletes_everything_it_owns() {
     let app = TestApp::spawn().await;
     let store = app.store();
-    let owner = store.create_user("alice", false).await.unwrap();
-    let bystander = store.create_user("bob", false).await.unwrap();
+    let owner = store.create_user("carol", None, false).await.unwrap().id;
+    let bystander = store.create_user("bob", None, false).await.unwrap().id;
     let fields = lambent::domain::AgentFields { name: "mine".into(), ..Default::default() };
     let agent = store.create_agent(Some(owner), fields.clone()).await.unwrap();
-    let kept = store.create_agent(Some(bystander), fields).await.unwrap();
+    let kept = store.create_agent(None, fields).await.unwrap();
+    let bystanders = store
+        .create_agent(Some(bystander), lambent::domain::AgentFields { name: "theirs".into(), ..Default::default() })
+        .await
+        .unwrap();
     let tool_changes = lambent::domain::ToolChanges { name: Some("owned_tool".into()), ..Default::default() };
     store.create_tool(Some(owner), tool_changes).await.unwrap();
     let template =
         lambent::domain::TemplateChanges { name: Some("t".into()), template: Some("x".into()), ..Default::default() };
-    store.create_template(Some(owner), template).await.unwrap();
-    store.create_session(Some(owner), lambent::domain::NewSession { agent: kept.id }).await.unwrap();
+    store.create_template(&lambent::auth::Caller::system(), Some(owner), template).await.unwrap();
+    let as_owner = lambent::auth::Caller { id: owner, username: "carol".into(), is_staff: false, token_id: None };
+    store.create_session(&as_owner, lambent::domain::NewSession { agent: kept.id }).await.unwrap();
 
     store.delete_user(owner).await.unwrap();
 
     assert_eq!(app.get(&format!("/api/agents/{}/", agent.id)).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(app.get(&format!("/api/agents/{}/", kept.id)).await.0, StatusCode::OK);
+    let staff = app.account("root", true).await;
+    let staff = app.as_user(Some(&staff.token));
+    assert_eq!(staff.get(&format!("/api/agents/{}/", kept.id)).await.0, StatusCode::OK);
+    assert_eq!(staff.get(&format!("/api/agents/{}/", bystanders.id)).await.0, StatusCode::OK);
     assert_eq!(app.count("agent_tools").await, 0);
     assert_eq!(app.count("agent_prompt_templates").await, 0);
-    assert_eq!(app.count("agent_sessions").await, 0, "sessions the user owned go, even with another's agent");
-    assert_eq!(app.count("users").await, 1);
+    assert_eq!(app.count("agent_sessions").await, 0, "sessions the user owned go, even with a global agent");
+    assert_eq!(app.count("users").await, 3, "alice, bob and root remain");
 }

@@ -82,7 +82,8 @@ async fn a_wrong_method_is_405_with_drf_detail() {
 #[tokio::test]
 async fn a_bodiless_post_lists_the_required_fields() {
     let app = TestApp::spawn().await;
-    let response = reqwest::Client::new().post(app.url("/api/templates/")).send().await.unwrap();
+    let token = app.token.clone().unwrap();
+    let response = reqwest::Client::new().post(app.url("/api/templates/")).bearer_auth(token).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
         response.json::<serde_json::Value>().await.unwrap(),

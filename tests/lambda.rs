@@ -7,6 +7,22 @@ use serde_json::{Value, json};
 
 use crate::helpers::fresh_state;
 
+/// The token the fixtures carry in their Authorization header.
+const FIXTURE_TOKEN: &str = "lam_f1x7ure0000000000000000000000000000000000000000000000000000000000";
+
+/// A fresh state with a user whose token is the fixtures'.
+async fn state_with_fixture_user() -> (lambent::AppState, tempfile::TempDir) {
+    let (state, dir) = fresh_state().await;
+    let user = state.store.create_user("lambda", None, false).await.unwrap();
+    let token = lambent::auth::NewToken {
+        secret: FIXTURE_TOKEN.into(),
+        prefix: FIXTURE_TOKEN[..12].into(),
+        hash: lambent::auth::token_hash(FIXTURE_TOKEN),
+    };
+    state.store.create_token(user.id, "fixture", "api", None, &token).await.unwrap();
+    (state, dir)
+}
+
 async fn invoke(router: axum::Router, fixture: &str) -> Value {
     let payload: LambdaRequest = serde_json::from_str(fixture).expect("a REST proxy event");
     let adapter = lambda_http::Adapter::from(lambent_functions::service(router));
@@ -16,7 +32,7 @@ async fn invoke(router: axum::Router, fixture: &str) -> Value {
 
 #[tokio::test]
 async fn an_api_gateway_rest_event_routes_like_a_local_request() {
-    let (state, _dir) = fresh_state().await;
+    let (state, _dir) = state_with_fixture_user().await;
     let fields = |name: &str| lambent::domain::AgentFields { name: name.into(), ..Default::default() };
     let first = state.store.create_agent(None, fields("one")).await.unwrap();
     state.store.create_agent(None, fields("two")).await.unwrap();
@@ -40,20 +56,20 @@ async fn an_api_gateway_rest_event_routes_like_a_local_request() {
 
 #[tokio::test]
 async fn a_post_event_creates_through_the_lambda_path() {
-    let (state, _dir) = fresh_state().await;
+    let (state, _dir) = state_with_fixture_user().await;
     let store = state.store.clone();
     let response =
         invoke(lambent::http::agents::router(state), include_str!("fixtures/apigw_rest_post_agent.json")).await;
     assert_eq!(response["statusCode"], 201, "{response}");
     let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
     assert_eq!((body["name"].as_str(), body["is_default"].as_bool()), (Some("From Lambda"), Some(true)));
-    let stored = store.get_agent(body["id"].as_i64().unwrap()).await.unwrap();
+    let stored = store.get_agent(&lambent::auth::Caller::system(), body["id"].as_i64().unwrap()).await.unwrap();
     assert_eq!(serde_json::to_value(stored).unwrap(), body);
 }
 
 #[tokio::test]
 async fn a_function_answers_only_its_own_group() {
-    let (state, _dir) = fresh_state().await;
+    let (state, _dir) = state_with_fixture_user().await;
     let response =
         invoke(lambent::http::tools::router(state), include_str!("fixtures/apigw_rest_get_agents.json")).await;
     assert_eq!(response["statusCode"], 404);

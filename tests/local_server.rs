@@ -11,6 +11,13 @@ async fn the_local_server_holds_a_two_round_tool_conversation_end_to_end() {
     let fake = FakeOpenAi::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = config_in(&dir, &fake.env());
+    // A user and token in the database before the server starts (so no first-run admin is made).
+    let store = lambent::Store::open(&config).await.unwrap();
+    store.migrate().await.unwrap();
+    let user = store.create_user("local", None, false).await.unwrap();
+    let token = lambent::auth::new_token();
+    store.create_token(user.id, "test", "api", None, &token).await.unwrap();
+    drop(store);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -18,7 +25,10 @@ async fn the_local_server_holds_a_two_round_tool_conversation_end_to_end() {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::new();
-    let post = |path: &str, body: serde_json::Value| client.post(format!("{base}{path}")).json(&body).send();
+    let secret = token.secret.clone();
+    let post = |path: &str, body: serde_json::Value| {
+        client.post(format!("{base}{path}")).bearer_auth(&secret).json(&body).send()
+    };
 
     let agent: serde_json::Value =
         post("/api/agents/", json!({"name": "Local", "is_default": true})).await.unwrap().json().await.unwrap();
@@ -62,8 +72,15 @@ async fn the_local_server_holds_a_two_round_tool_conversation_end_to_end() {
     assert_eq!((chat["output_text"].as_str(), chat["status"].as_str()), (Some("You're welcome."), Some("completed")));
     assert_eq!(fake.request(3)["previous_response_id"], "resp_3");
 
-    let messages: serde_json::Value =
-        client.get(format!("{base}/api/sessions/{session}/messages/")).send().await.unwrap().json().await.unwrap();
+    let messages: serde_json::Value = client
+        .get(format!("{base}/api/sessions/{session}/messages/"))
+        .bearer_auth(&token.secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(messages["count"], 6, "two user messages and four assistant responses");
 
     stop.send(()).unwrap();

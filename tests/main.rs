@@ -8,7 +8,9 @@ mod helpers;
 
 mod agent_tools;
 mod agents;
+mod auth;
 mod errors;
+mod isolation;
 mod lambda;
 mod local_server;
 mod migrations;

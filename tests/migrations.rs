@@ -30,6 +30,7 @@ async fn a_fresh_database_gets_every_table_and_a_record_of_each_migration() {
             "agent_sessions",
             "agent_tool_calls",
             "agent_tools",
+            "api_tokens",
             "lambent_migrations",
             "users"
         ]

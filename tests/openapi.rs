@@ -40,6 +40,18 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("/api/agent/stream/", "post"),
     ("/api/agent/tool-output/", "post"),
     ("/api/agent/chat/", "post"),
+    ("/api/auth/login/", "post"),
+    ("/api/auth/logout/", "post"),
+    ("/api/auth/me/", "get"),
+    ("/api/tokens/", "get"),
+    ("/api/tokens/", "post"),
+    ("/api/tokens/{id}/", "delete"),
+    ("/api/users/", "get"),
+    ("/api/users/", "post"),
+    ("/api/users/{id}/", "get"),
+    ("/api/users/{id}/", "patch"),
+    ("/api/users/{id}/", "delete"),
+    ("/api/health/", "get"),
 ];
 
 #[tokio::test]

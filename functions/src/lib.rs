@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //! - `src/lib.rs`: [`serve`] / [`serve_streaming`] (the shared `main`), [`service`] (the router as Lambda sees it).
-//! - `src/bin/<group>.rs`: `agents`, `tools`, `agent-tools`, `templates`, `sessions`, `docs`, `agent-chat`, and
+//! - `src/bin/<group>.rs`: `agents`, `tools`, `agent-tools`, `templates`, `sessions`, `docs`, `auth`, `agent-chat`, and
 //!   the two streaming functions `agent-stream` and `tool-output`.
 
 use axum::Router;

@@ -9,9 +9,13 @@
 //! - `main.rs`: the command line, logging, and the shutdown signal.
 
 use std::future::Future;
+use std::io::{BufRead, Write};
 
 use clap::{Parser, Subcommand};
-use lambent::{AppState, Config, Store};
+use lambent::auth::{hash_password, new_token, random_hex};
+use lambent::domain::{MIN_PASSWORD_CHARS, check_username};
+use lambent::store::User;
+use lambent::{AppState, Config, Error, Store};
 use tokio::net::TcpListener;
 
 #[derive(Debug, Parser)]
@@ -27,6 +31,116 @@ pub enum Command {
     Serve,
     /// Apply pending migrations to DATABASE_URL and exit.
     Migrate,
+    /// Create a staff user. Asks for the username and password; with --username, reads the password from
+    /// the first line of standard input instead.
+    Createsuperuser {
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// API tokens: create one (printed once) or revoke one.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create an API token for a user and print it (it is not shown again).
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        name: String,
+        /// Expire after this many days (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// Revoke tokens by the prefix shown in lists (e.g. lam_3f9a1c2b).
+    Revoke {
+        #[arg(long)]
+        prefix: String,
+    },
+}
+
+/// On a database without users, creates the staff user `admin` with a random password. Returns it (and the
+/// password, for printing once) when it did.
+pub async fn ensure_first_admin(store: &Store) -> Result<Option<(User, String)>, Error> {
+    if store.count_users().await? > 0 {
+        return Ok(None);
+    }
+    let password = random_hex(12);
+    let hash = hash_password(&password)?;
+    let user = store.create_user("admin", Some(&hash), true).await?;
+    Ok(Some((user, password)))
+}
+
+/// Creates a staff user from a username and password, with the API's rules.
+pub async fn create_superuser(store: &Store, username: &str, password: &str) -> Result<User, Error> {
+    if let Some(message) = check_username(username).or((username.is_empty()).then_some("This field may not be blank."))
+    {
+        return Err(Error::field("username", message));
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(Error::field(
+            "password",
+            format!("This password is too short. It must contain at least {MIN_PASSWORD_CHARS} characters."),
+        ));
+    }
+    store.create_user(username, Some(&hash_password(password)?), true).await
+}
+
+fn prompt(label: &str) -> Result<String, Error> {
+    print!("{label}");
+    std::io::stdout().flush().map_err(|e| Error::Internal(e.to_string()))?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn createsuperuser(store: &Store, username: Option<String>) -> Result<(), Error> {
+    let (username, password) = match username {
+        // Non-interactive: the password is the first line of standard input.
+        Some(username) => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).map_err(|e| Error::Internal(e.to_string()))?;
+            (username, line.trim_end_matches(['\r', '\n']).to_owned())
+        }
+        None => {
+            let username = prompt("Username: ")?;
+            let password = rpassword::prompt_password("Password: ").map_err(|e| Error::Internal(e.to_string()))?;
+            let again = rpassword::prompt_password("Password (again): ").map_err(|e| Error::Internal(e.to_string()))?;
+            if password != again {
+                return Err(Error::field("password", "The two passwords didn't match."));
+            }
+            (username, password)
+        }
+    };
+    let user = create_superuser(store, &username, &password).await?;
+    println!("Superuser \"{}\" created (id {}).", user.username, user.id);
+    Ok(())
+}
+
+async fn token(store: &Store, action: TokenAction) -> Result<(), Error> {
+    match action {
+        TokenAction::Create { user, name, expires_in_days } => {
+            let user = store.user_by_username(&user).await?;
+            let expires = expires_in_days
+                .map(|days| lambent::clock::format_timestamp(store.clock().now() + time::Duration::days(days.into())));
+            let token = new_token();
+            store.create_token(user.id, &name, "api", expires.as_deref(), &token).await?;
+            println!("{}", token.secret);
+            eprintln!("Token \"{name}\" for {} created; it is shown only this once.", user.username);
+        }
+        TokenAction::Revoke { prefix } => {
+            let revoked = store.revoke_token_by_prefix(&prefix).await?;
+            if revoked == 0 {
+                return Err(Error::Missing(format!("No active token starts with {prefix}.")));
+            }
+            println!("Revoked {revoked} token(s).");
+        }
+    }
+    Ok(())
 }
 
 /// Opens the configured database and brings its schema up to date.
@@ -44,10 +158,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), lambent::Error> {
     let store = open(&config).await?;
-    let app = lambent::http::router(AppState::new(config, store)?);
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!("serving on http://{addr}");
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| config.bind.to_string());
+    if let Some((admin, password)) = ensure_first_admin(&store).await? {
+        // Printed once, never logged: this is the only time the password exists in clear.
+        println!(
+            "\nFirst run: created the staff user \"{}\" with password {password}\n\
+             Log in at http://{addr}/dashboard/ (or POST /api/auth/login/) and change it.\n",
+            admin.username
+        );
     }
+    let app = lambent::http::router(AppState::new(config, store)?);
+    tracing::info!("serving on http://{addr}");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -64,6 +185,8 @@ pub async fn run(
 ) -> Result<(), lambent::Error> {
     match command {
         Command::Migrate => open(&config).await.map(drop),
+        Command::Createsuperuser { username } => createsuperuser(&open(&config).await?, username).await,
+        Command::Token { action } => token(&open(&config).await?, action).await,
         Command::Serve => {
             let listener = TcpListener::bind(config.bind)
                 .await

@@ -52,6 +52,8 @@ pub struct Config {
     pub max_message_chars: usize,
     /// Hosts (or `host:port`) that `http` tool executors may call.
     pub tool_hosts: Vec<String>,
+    /// Browser origins allowed to call the API cross-origin (CORS). None by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl Config {
@@ -92,11 +94,16 @@ impl Config {
             openai_read_timeout: seconds("OPENAI_READ_TIMEOUT", 120.0)?,
             sse_keepalive: seconds("LAMBENT_SSE_KEEPALIVE", 15.0)?,
             max_message_chars,
-            tool_hosts: get("LAMBENT_TOOL_HOSTS")
-                .map(|hosts| hosts.split(',').map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()).collect())
-                .unwrap_or_default(),
+            tool_hosts: list(get("LAMBENT_TOOL_HOSTS")),
+            cors_origins: list(get("LAMBENT_CORS_ORIGINS")),
         })
     }
+}
+
+/// A comma-separated setting.
+fn list(raw: Option<String>) -> Vec<String> {
+    raw.map(|items| items.split(',').map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -51,6 +51,12 @@ pub enum Error {
     /// A 404 with a more helpful detail than DRF's default.
     #[error("{0}")]
     Missing(String),
+    /// No or bad credentials (401), with DRF's message.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// Visible but not the caller's to change (403).
+    #[error("You do not have permission to perform this action.")]
+    Forbidden,
     /// The request conflicts with the object's state (409).
     #[error("{0}")]
     Conflict(String),
@@ -86,6 +92,8 @@ impl Error {
             Self::Validation(_) | Self::BadRequest(_) | Self::JsonParse(_) => StatusCode::BAD_REQUEST,
             Self::NotFound | Self::Missing(_) | Self::InvalidPage => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -116,6 +124,13 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        (status, axum::Json(self.body())).into_response()
+        let mut response = (status, axum::Json(self.body())).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // As DRF's token authentication does: say which scheme to use.
+            response
+                .headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }

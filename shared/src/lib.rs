@@ -4,6 +4,7 @@
 //! (`functions/`) and the integration tests (`tests/`) mount exactly these routers over this store.
 //!
 //! # Layout
+//! - [`auth`]: passwords, tokens, and the `Caller` every protected handler takes.
 //! - [`config`]: every setting, read from the environment in one place; secrets wrapped.
 //! - [`error`]: the one error enum and its DRF-shaped HTTP answers.
 //! - [`clock`]: the time seam the store stamps rows from.
@@ -16,6 +17,7 @@
 //! - [`sse`]: SSE framing and keep-alive for the stream endpoints.
 //! - [`state`]: what handlers share, built once per process.
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod domain;

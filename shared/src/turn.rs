@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
+use crate::auth::Caller;
 use crate::domain::{
     Agent, MessageRequest, NewSession, Tool, ToolCallRecord, ToolOutputRequest, ToolType, build_instructions,
 };
@@ -147,25 +148,26 @@ fn upstream_tool(tool: &Tool) -> Value {
 
 /// Resolves a message turn and stores the user's message. Nothing is stored when the request is invalid or
 /// no model provider is configured.
-pub async fn start_message(state: &AppState, request: MessageRequest) -> Result<Turn> {
+pub async fn start_message(state: &AppState, caller: &Caller, request: MessageRequest) -> Result<Turn> {
     let provider = provider(state)?;
     let store = &state.store;
     let (agent, session) = match (request.agent_id, request.session_id) {
         (agent_id, Some(session_id)) => {
-            let session = store.get_session(session_id).await?;
+            let session = store.get_session(caller, session_id).await?;
             if let Some(agent_id) = agent_id.filter(|id| *id != session.agent) {
-                store.get_agent(agent_id).await?;
+                store.get_agent(caller, agent_id).await?;
                 return Err(Error::field(
                     "session_id",
                     format!("Session {session_id} belongs to agent {}, not agent {agent_id}.", session.agent),
                 ));
             }
-            (store.get_agent(session.agent).await?, Some(session))
+            // The session is the caller's, so its agent answers even if it is no longer visible to them.
+            (store.get_agent(&Caller::system(), session.agent).await?, Some(session))
         }
-        (Some(agent_id), None) => (store.get_agent(agent_id).await?, None),
+        (Some(agent_id), None) => (store.get_agent(caller, agent_id).await?, None),
         (None, None) => {
             let agent = store
-                .default_agent(None)
+                .default_agent(caller.owner_for(None))
                 .await?
                 .ok_or_else(|| Error::field("agent_id", "No agent_id was given and no agent is marked is_default."))?;
             (agent, None)
@@ -177,7 +179,7 @@ pub async fn start_message(state: &AppState, request: MessageRequest) -> Result<
     let tools = store.agent_active_tools(agent.id).await?;
     let session = match session {
         Some(session) => session,
-        None => store.create_session(agent.owner, NewSession { agent: agent.id }).await?,
+        None => store.create_session(caller, NewSession { agent: agent.id }).await?,
     };
     let started = store.begin_turn(session.id, &request.message, instructions.as_deref()).await?;
     let mut input = outputs_of(&started.unanswered);
@@ -195,15 +197,19 @@ pub async fn start_message(state: &AppState, request: MessageRequest) -> Result<
 }
 
 /// Stores submitted tool outputs; once every call of the response has one, prepares the continuation.
-pub async fn start_tool_output(state: &AppState, request: ToolOutputRequest) -> Result<ToolOutputStart> {
+pub async fn start_tool_output(
+    state: &AppState,
+    caller: &Caller,
+    request: ToolOutputRequest,
+) -> Result<ToolOutputStart> {
     let provider = provider(state)?;
     let store = &state.store;
-    let session = store.get_session(request.session_id).await?;
+    let session = store.get_session(caller, request.session_id).await?;
     let (response_id, calls) = match store.submit_tool_outputs(session.id, &request.outputs).await? {
         Submission::Waiting { pending } => return Ok(ToolOutputStart::Waiting(pending)),
         Submission::Complete { response_id, calls } => (response_id, calls),
     };
-    let agent = store.get_agent(session.agent).await?;
+    let agent = store.get_agent(&Caller::system(), session.agent).await?;
     Ok(ToolOutputStart::Ready(Box::new(Turn {
         provider,
         session_id: session.id,
@@ -497,7 +503,7 @@ impl ChatReply {
 }
 
 /// Runs a whole message turn and answers with its outcome (the chat endpoint).
-pub async fn chat(state: &AppState, request: MessageRequest) -> Result<ChatReply> {
-    let turn = start_message(state, request).await?;
+pub async fn chat(state: &AppState, caller: &Caller, request: MessageRequest) -> Result<ChatReply> {
+    let turn = start_message(state, caller, request).await?;
     Ok(turn.run(state.clone()).await?.into())
 }

@@ -11,11 +11,21 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
 
+/// The app plus whose token its requests carry (`alice`, a non-staff user, unless `as_user` says otherwise).
+#[derive(Clone)]
 pub struct TestApp {
     pub addr: SocketAddr,
     pub state: AppState,
+    pub token: Option<String>,
     client: reqwest::Client,
-    _dir: TempDir,
+    _dir: Arc<TempDir>,
+}
+
+/// A user made for a test, with a token.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: i64,
+    pub token: String,
 }
 
 /// A config over a database file inside `dir`, plus the given settings.
@@ -55,7 +65,31 @@ impl TestApp {
         let addr = listener.local_addr().expect("addr");
         let app = lambent::http::router(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-        Self { addr, state, client: reqwest::Client::new(), _dir: dir }
+        let mut app = Self { addr, state, token: None, client: reqwest::Client::new(), _dir: Arc::new(dir) };
+        app.token = Some(app.account("alice", false).await.token);
+        app
+    }
+
+    /// Creates a user with a password (`<name>-password`) and an API token.
+    pub async fn account(&self, username: &str, is_staff: bool) -> Account {
+        let hash = lambent::auth::hash_password(&format!("{username}-password")).expect("hash");
+        let user = self.store().create_user(username, Some(&hash), is_staff).await.expect("user");
+        let token = lambent::auth::new_token();
+        self.store().create_token(user.id, "test", "api", None, &token).await.expect("token");
+        Account { id: user.id, token: token.secret }
+    }
+
+    /// The same app, calling with another token (None: no credentials).
+    pub fn as_user(&self, token: Option<&str>) -> Self {
+        Self { token: token.map(str::to_owned), ..self.clone() }
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, self.url(path));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -69,7 +103,7 @@ impl TestApp {
     /// Sends a request with an optional JSON body; returns the status and the body parsed as JSON
     /// (`Value::Null` for an empty body).
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self.client.request(method, self.url(path));
+        let mut request = self.request(method, path);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -79,8 +113,7 @@ impl TestApp {
     /// Sends raw bytes with a given content type.
     pub async fn send_raw(&self, method: Method, path: &str, content_type: &str, body: &str) -> (StatusCode, Value) {
         let response = self
-            .client
-            .request(method, self.url(path))
+            .request(method, path)
             .header("content-type", content_type)
             .body(body.to_owned())
             .send()
@@ -118,7 +151,7 @@ impl TestApp {
 
     /// POSTs JSON and reads the whole answer: SSE frames when it streams, JSON otherwise.
     pub async fn stream(&self, path: &str, body: Value) -> Streamed {
-        let response = self.client.post(self.url(path)).json(&body).send().await.expect("request");
+        let response = self.request(Method::POST, path).json(&body).send().await.expect("request");
         let status = response.status();
         let content_type =
             response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();

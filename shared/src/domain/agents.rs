@@ -52,6 +52,8 @@ impl From<&Agent> for AgentFields {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AgentChanges {
+    /// Staff only, on create: the owner (`null` = global). Others always own what they create.
+    pub owner: Option<Option<i64>>,
     pub name: Option<String>,
     pub model: Option<String>,
     pub system_prompt: Option<String>,
@@ -62,6 +64,7 @@ impl AgentChanges {
     pub fn parse(body: &Value, mode: Mode) -> Result<Self> {
         let mut input = Input::new(body, mode)?;
         let changes = Self {
+            owner: input.pk("owner", false, true),
             name: input.string("name", true, Some(200), false),
             model: input.string("model", false, Some(100), false),
             system_prompt: input.string("system_prompt", false, None, true),

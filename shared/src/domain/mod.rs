@@ -4,6 +4,7 @@
 //! a `*Changes` type (what one request asked to change, parsed from JSON with DRF's messages) and a `*Write`
 //! type that only documents the request body in the OpenAPI document.
 
+mod accounts;
 mod agent_tools;
 mod agents;
 mod input;
@@ -12,6 +13,7 @@ mod templates;
 mod tools;
 mod turns;
 
+pub use accounts::{Credentials, MIN_PASSWORD_CHARS, NewApiToken, UserWrite, check_username};
 pub use agent_tools::{AgentToolLink, LinkChanges, LinkFields, LinkWrite};
 pub use agents::{Agent, AgentChanges, AgentFields, AgentWrite, DEFAULT_MODEL};
 pub use input::{Input, Mode, missing_pk};

@@ -37,6 +37,8 @@ impl From<&Template> for TemplateFields {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TemplateChanges {
+    /// Staff only, on create: the owner (`null` = global). Others always own what they create.
+    pub owner: Option<Option<i64>>,
     pub name: Option<String>,
     pub template: Option<String>,
     pub agent: Option<Option<i64>>,
@@ -47,6 +49,7 @@ impl TemplateChanges {
     pub fn parse(body: &Value, mode: Mode) -> Result<Self> {
         let mut input = Input::new(body, mode)?;
         let changes = Self {
+            owner: input.pk("owner", false, true),
             name: input.string("name", true, Some(200), false),
             template: input.string("template", true, None, false),
             agent: input.pk("agent", false, true),

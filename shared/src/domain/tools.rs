@@ -110,6 +110,8 @@ pub fn is_valid_tool_name(name: &str) -> bool {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ToolChanges {
+    /// Staff only, on create: the owner (`null` = global). Others always own what they create.
+    pub owner: Option<Option<i64>>,
     pub name: Option<String>,
     pub description: Option<String>,
     pub tool_type: Option<ToolType>,
@@ -129,6 +131,7 @@ impl ToolChanges {
             input.error("name", "Tool names are 1 to 64 characters: letters, digits, '_' and '-'.");
         }
         let changes = Self {
+            owner: input.pk("owner", false, true),
             name,
             description: input.string("description", false, None, true),
             tool_type: input.choice("tool_type", false, &ToolType::CHOICES).and_then(|s| ToolType::parse(&s)),

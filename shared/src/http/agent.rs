@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 
 use super::extract::JsonBody;
 use super::openapi::{ErrorDetail, ValidationErrors};
+use crate::auth::Caller;
 use crate::domain::{MessageRequest, MessageWrite, ToolOutputRequest, ToolOutputWrite};
 use crate::error::Result;
 use crate::sse::stream_response;
@@ -54,9 +55,9 @@ const SSE_DESCRIPTION: &str = "`text/event-stream`: `openai_event` (each upstrea
     responses((status = 200, description = SSE_DESCRIPTION, content_type = "text/event-stream", body = String),
         (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail),
         (status = 503, description = "No model provider configured (OPENAI_API_KEY).", body = ErrorDetail)))]
-async fn stream(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response> {
+async fn stream(State(state): State<AppState>, caller: Caller, JsonBody(body): JsonBody) -> Result<Response> {
     let request = MessageRequest::parse(&body, state.config.max_message_chars)?;
-    let turn = turn::start_message(&state, request).await?;
+    let turn = turn::start_message(&state, &caller, request).await?;
     Ok(stream_response(turn.spawn(state.clone()), state.config.sse_keepalive))
 }
 
@@ -76,9 +77,9 @@ pub struct PendingToolCalls {
         (status = 202, body = PendingToolCalls), (status = 400, body = ValidationErrors),
         (status = 404, body = ErrorDetail), (status = 409, description = "The call is not pending.", body = ErrorDetail),
         (status = 503, body = ErrorDetail)))]
-async fn tool_output(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response> {
+async fn tool_output(State(state): State<AppState>, caller: Caller, JsonBody(body): JsonBody) -> Result<Response> {
     let request = ToolOutputRequest::parse(&body)?;
-    Ok(match turn::start_tool_output(&state, request).await? {
+    Ok(match turn::start_tool_output(&state, &caller, request).await? {
         ToolOutputStart::Waiting(pending) => {
             (StatusCode::ACCEPTED, Json(PendingToolCalls { pending_tool_calls: pending })).into_response()
         }
@@ -91,7 +92,11 @@ async fn tool_output(State(state): State<AppState>, JsonBody(body): JsonBody) ->
     responses((status = 200, body = ChatReply), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail),
         (status = 502, description = "The upstream failed; the user's message is stored.", body = ChatReply),
         (status = 503, body = ErrorDetail)))]
-async fn chat(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<ChatReply>)> {
-    let reply = turn::chat(&state, MessageRequest::parse(&body, state.config.max_message_chars)?).await?;
+async fn chat(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<ChatReply>)> {
+    let reply = turn::chat(&state, &caller, MessageRequest::parse(&body, state.config.max_message_chars)?).await?;
     Ok((reply.http_status(), Json(reply)))
 }

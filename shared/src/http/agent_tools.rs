@@ -8,6 +8,7 @@ use utoipa_axum::routes;
 
 use super::extract::{Id, JsonBody, ListQuery, Page};
 use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
+use crate::auth::Caller;
 use crate::domain::{AgentToolLink, LinkChanges, LinkWrite, Mode};
 use crate::error::Result;
 use crate::state::AppState;
@@ -25,41 +26,55 @@ pub fn router(state: AppState) -> Router {
     params(PageParams, ("agent" = Option<i64>, Query, description = "Only this agent's links")),
     responses((status = 200, body = Page<AgentToolLink>), (status = 400, body = ValidationErrors),
         (status = 404, description = "Invalid page.", body = ErrorDetail)))]
-async fn list(State(state): State<AppState>, query: ListQuery) -> Result<Json<Page<AgentToolLink>>> {
+async fn list(State(state): State<AppState>, caller: Caller, query: ListQuery) -> Result<Json<Page<AgentToolLink>>> {
     let agent = query.id_filter("agent")?;
-    Ok(Json(query.page(state.store.list_agent_tools(agent, query.slice()).await?)?))
+    Ok(Json(query.page(state.store.list_agent_tools(&caller, agent, query.slice()).await?)?))
 }
 
 /// Link a tool to an agent. A pair can be linked once.
 #[utoipa::path(operation_id = "agent_tools_create", post, path = "/api/agent-tools/", tag = "agent-tools", request_body = LinkWrite,
     responses((status = 201, body = AgentToolLink), (status = 400, body = ValidationErrors), (status = 415, body = ErrorDetail)))]
-async fn create(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<AgentToolLink>)> {
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<AgentToolLink>)> {
     let fields = LinkChanges::parse(&body, Mode::Create)?.into_new();
-    Ok((StatusCode::CREATED, Json(state.store.create_agent_tool(fields).await?)))
+    Ok((StatusCode::CREATED, Json(state.store.create_agent_tool(&caller, fields).await?)))
 }
 
 #[utoipa::path(operation_id = "agent_tools_retrieve", get, path = "/api/agent-tools/{id}/", tag = "agent-tools", params(("id" = i64, Path)),
     responses((status = 200, body = AgentToolLink), (status = 404, body = ErrorDetail)))]
-async fn retrieve(State(state): State<AppState>, Id(id): Id) -> Result<Json<AgentToolLink>> {
-    Ok(Json(state.store.get_agent_tool(id).await?))
+async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Json<AgentToolLink>> {
+    Ok(Json(state.store.get_agent_tool(&caller, id).await?))
 }
 
 #[utoipa::path(operation_id = "agent_tools_replace", put, path = "/api/agent-tools/{id}/", tag = "agent-tools", params(("id" = i64, Path)), request_body = LinkWrite,
     responses((status = 200, body = AgentToolLink), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
-async fn replace(State(state): State<AppState>, Id(id): Id, JsonBody(body): JsonBody) -> Result<Json<AgentToolLink>> {
-    Ok(Json(state.store.update_agent_tool(id, LinkChanges::parse(&body, Mode::Replace)?).await?))
+async fn replace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    JsonBody(body): JsonBody,
+) -> Result<Json<AgentToolLink>> {
+    Ok(Json(state.store.update_agent_tool(&caller, id, LinkChanges::parse(&body, Mode::Replace)?).await?))
 }
 
 /// Change a link, typically `{"enabled": false}`.
 #[utoipa::path(operation_id = "agent_tools_patch", patch, path = "/api/agent-tools/{id}/", tag = "agent-tools", params(("id" = i64, Path)), request_body = LinkWrite,
     responses((status = 200, body = AgentToolLink), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
-async fn patch(State(state): State<AppState>, Id(id): Id, JsonBody(body): JsonBody) -> Result<Json<AgentToolLink>> {
-    Ok(Json(state.store.update_agent_tool(id, LinkChanges::parse(&body, Mode::Patch)?).await?))
+async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    JsonBody(body): JsonBody,
+) -> Result<Json<AgentToolLink>> {
+    Ok(Json(state.store.update_agent_tool(&caller, id, LinkChanges::parse(&body, Mode::Patch)?).await?))
 }
 
 #[utoipa::path(operation_id = "agent_tools_destroy", delete, path = "/api/agent-tools/{id}/", tag = "agent-tools", params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorDetail)))]
-async fn destroy(State(state): State<AppState>, Id(id): Id) -> Result<StatusCode> {
-    state.store.delete_agent_tool(id).await?;
+async fn destroy(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
+    state.store.delete_agent_tool(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,6 +8,7 @@ use utoipa_axum::routes;
 
 use super::extract::{Id, JsonBody, ListQuery, Page};
 use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
+use crate::auth::Caller;
 use crate::domain::{Agent, AgentChanges, AgentFields, AgentWrite, Mode};
 use crate::error::Result;
 use crate::state::AppState;
@@ -23,42 +24,57 @@ pub fn router(state: AppState) -> Router {
 /// List agent profiles, oldest first.
 #[utoipa::path(operation_id = "agents_list", get, path = "/api/agents/", tag = "agents", params(PageParams),
     responses((status = 200, body = Page<Agent>), (status = 404, description = "Invalid page.", body = ErrorDetail)))]
-async fn list(State(state): State<AppState>, query: ListQuery) -> Result<Json<Page<Agent>>> {
-    Ok(Json(query.page(state.store.list_agents(query.slice()).await?)?))
+async fn list(State(state): State<AppState>, caller: Caller, query: ListQuery) -> Result<Json<Page<Agent>>> {
+    Ok(Json(query.page(state.store.list_agents(&caller, query.slice()).await?)?))
 }
 
 /// Create an agent profile. Setting `is_default` clears it on the owner's other agents.
 #[utoipa::path(operation_id = "agents_create", post, path = "/api/agents/", tag = "agents", request_body = AgentWrite,
     responses((status = 201, body = Agent), (status = 400, body = ValidationErrors), (status = 415, body = ErrorDetail)))]
-async fn create(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Agent>)> {
-    let fields = AgentChanges::parse(&body, Mode::Create)?.apply(AgentFields::default());
-    Ok((StatusCode::CREATED, Json(state.store.create_agent(None, fields).await?)))
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Agent>)> {
+    let changes = AgentChanges::parse(&body, Mode::Create)?;
+    let owner = caller.owner_for(changes.owner);
+    Ok((StatusCode::CREATED, Json(state.store.create_agent(owner, changes.apply(AgentFields::default())).await?)))
 }
 
 #[utoipa::path(operation_id = "agents_retrieve", get, path = "/api/agents/{id}/", tag = "agents", params(("id" = i64, Path)),
     responses((status = 200, body = Agent), (status = 404, body = ErrorDetail)))]
-async fn retrieve(State(state): State<AppState>, Id(id): Id) -> Result<Json<Agent>> {
-    Ok(Json(state.store.get_agent(id).await?))
+async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Json<Agent>> {
+    Ok(Json(state.store.get_agent(&caller, id).await?))
 }
 
 /// Replace an agent profile (`name` required).
 #[utoipa::path(operation_id = "agents_replace", put, path = "/api/agents/{id}/", tag = "agents", params(("id" = i64, Path)), request_body = AgentWrite,
     responses((status = 200, body = Agent), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
-async fn replace(State(state): State<AppState>, Id(id): Id, JsonBody(body): JsonBody) -> Result<Json<Agent>> {
-    Ok(Json(state.store.update_agent(id, AgentChanges::parse(&body, Mode::Replace)?).await?))
+async fn replace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Agent>> {
+    Ok(Json(state.store.update_agent(&caller, id, AgentChanges::parse(&body, Mode::Replace)?).await?))
 }
 
 /// Change some fields of an agent profile.
 #[utoipa::path(operation_id = "agents_patch", patch, path = "/api/agents/{id}/", tag = "agents", params(("id" = i64, Path)), request_body = AgentWrite,
     responses((status = 200, body = Agent), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
-async fn patch(State(state): State<AppState>, Id(id): Id, JsonBody(body): JsonBody) -> Result<Json<Agent>> {
-    Ok(Json(state.store.update_agent(id, AgentChanges::parse(&body, Mode::Patch)?).await?))
+async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Agent>> {
+    Ok(Json(state.store.update_agent(&caller, id, AgentChanges::parse(&body, Mode::Patch)?).await?))
 }
 
 /// Delete an agent profile with its tool links, sessions, messages and agent-scoped templates.
 #[utoipa::path(operation_id = "agents_destroy", delete, path = "/api/agents/{id}/", tag = "agents", params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorDetail)))]
-async fn destroy(State(state): State<AppState>, Id(id): Id) -> Result<StatusCode> {
-    state.store.delete_agent(id).await?;
+async fn destroy(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
+    state.store.delete_agent(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod agent_tools;
 pub mod agents;
+pub mod auth;
 pub mod extract;
 pub mod openapi;
 pub mod sessions;
@@ -11,7 +12,8 @@ pub mod templates;
 pub mod tools;
 
 use axum::Router;
-use axum::http::Method;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -29,6 +31,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(agent::stream_api())
         .merge(agent::tool_output_api())
         .merge(agent::chat_api())
+        .merge(auth::api())
 }
 
 /// The whole API on one router, as the local server serves it.
@@ -37,12 +40,28 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Gives a group (or all of them) the behaviour every router shares: DRF-shaped 404 and 405 answers,
-/// request tracing, and its state.
+/// request tracing, CORS for the configured origins only, and its state.
 pub fn finish(api: OpenApiRouter<AppState>, state: AppState) -> Router {
     let (router, _) = api.split_for_parts();
-    router
+    let origins: Vec<HeaderValue> = state.config.cors_origins.iter().filter_map(|o| o.parse().ok()).collect();
+    let router = router
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|method: Method| async move { Error::MethodNotAllowed(method) })
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(TraceLayer::new_for_http());
+    let router = if origins.is_empty() {
+        router
+    } else {
+        router.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static("idempotency-key"),
+                    HeaderName::from_static("last-event-id"),
+                ]),
+        )
+    };
+    router.with_state(state)
 }

@@ -6,7 +6,8 @@ use std::sync::OnceLock;
 
 use axum::Json;
 use axum::routing::get;
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::state::AppState;
@@ -29,11 +30,35 @@ pub const PATH: &str = "/api/openapi.json";
         (name = "agent-tools", description = "Which tools each agent may call"),
         (name = "templates", description = "Reusable prompt templates, per agent or global"),
         (name = "sessions", description = "Conversations, their messages and tool calls"),
+        (name = "auth", description = "Log in, API tokens, users (staff). Send `Authorization: Bearer <token>` on every other call."),
         (name = "agent", description = "Conversations with an agent: streamed (SSE), tool-output continuation, chat"),
     ),
-    components(schemas(ErrorDetail, ValidationErrors))
+    components(schemas(ErrorDetail, ValidationErrors)),
+    modifiers(&BearerAuth)
 )]
 struct ApiDoc;
+
+/// Every operation needs `Authorization: Bearer <token>` unless it says otherwise (login, health).
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A token from POST /api/auth/login/ (12 hours), POST /api/tokens/ or `lambent token create`. \
+                         DRF's `Authorization: Token <token>` is accepted too.",
+                    ))
+                    .build(),
+            ),
+        );
+        openapi.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    }
+}
 
 /// `{"detail": "..."}`: not found, wrong method, wrong content type, bad JSON.
 #[derive(ToSchema)]

@@ -8,6 +8,7 @@ use utoipa_axum::routes;
 
 use super::extract::{Id, JsonBody, ListQuery, Page};
 use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
+use crate::auth::Caller;
 use crate::domain::{Message, NewSession, Session, ToolCallRecord};
 use crate::error::Result;
 use crate::state::AppState;
@@ -29,43 +30,57 @@ pub fn router(state: AppState) -> Router {
     params(PageParams, ("agent" = Option<i64>, Query, description = "Only this agent's sessions")),
     responses((status = 200, body = Page<Session>), (status = 400, body = ValidationErrors),
         (status = 404, description = "Invalid page.", body = ErrorDetail)))]
-async fn list(State(state): State<AppState>, query: ListQuery) -> Result<Json<Page<Session>>> {
+async fn list(State(state): State<AppState>, caller: Caller, query: ListQuery) -> Result<Json<Page<Session>>> {
     let agent = query.id_filter("agent")?;
-    Ok(Json(query.page(state.store.list_sessions(agent, query.slice()).await?)?))
+    Ok(Json(query.page(state.store.list_sessions(&caller, agent, query.slice()).await?)?))
 }
 
 /// Start an empty session with an agent.
 #[utoipa::path(operation_id = "sessions_create", post, path = "/api/sessions/", tag = "sessions", request_body = NewSession,
     responses((status = 201, body = Session), (status = 400, body = ValidationErrors), (status = 415, body = ErrorDetail)))]
-async fn create(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Session>)> {
-    Ok((StatusCode::CREATED, Json(state.store.create_session(None, NewSession::parse(&body)?).await?)))
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Session>)> {
+    Ok((StatusCode::CREATED, Json(state.store.create_session(&caller, NewSession::parse(&body)?).await?)))
 }
 
 #[utoipa::path(operation_id = "sessions_retrieve", get, path = "/api/sessions/{id}/", tag = "sessions", params(("id" = i64, Path)),
     responses((status = 200, body = Session), (status = 404, body = ErrorDetail)))]
-async fn retrieve(State(state): State<AppState>, Id(id): Id) -> Result<Json<Session>> {
-    Ok(Json(state.store.get_session(id).await?))
+async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Json<Session>> {
+    Ok(Json(state.store.get_session(&caller, id).await?))
 }
 
 /// Delete a session and its messages.
 #[utoipa::path(operation_id = "sessions_destroy", delete, path = "/api/sessions/{id}/", tag = "sessions", params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorDetail)))]
-async fn destroy(State(state): State<AppState>, Id(id): Id) -> Result<StatusCode> {
-    state.store.delete_session(id).await?;
+async fn destroy(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
+    state.store.delete_session(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The session's messages, oldest first.
 #[utoipa::path(operation_id = "sessions_messages", get, path = "/api/sessions/{id}/messages/", tag = "sessions", params(("id" = i64, Path), PageParams),
     responses((status = 200, body = Page<Message>), (status = 404, body = ErrorDetail)))]
-async fn messages(State(state): State<AppState>, Id(id): Id, query: ListQuery) -> Result<Json<Page<Message>>> {
-    Ok(Json(query.page(state.store.list_messages(id, query.slice()).await?)?))
+async fn messages(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    query: ListQuery,
+) -> Result<Json<Page<Message>>> {
+    Ok(Json(query.page(state.store.list_messages(&caller, id, query.slice()).await?)?))
 }
 
 /// The session's tool calls and what became of them, oldest first.
 #[utoipa::path(get, path = "/api/sessions/{id}/tool-calls/", operation_id = "sessions_tool_calls", tag = "sessions",
     params(("id" = i64, Path), PageParams),
     responses((status = 200, body = Page<ToolCallRecord>), (status = 404, body = ErrorDetail)))]
-async fn tool_calls(State(state): State<AppState>, Id(id): Id, query: ListQuery) -> Result<Json<Page<ToolCallRecord>>> {
-    Ok(Json(query.page(state.store.list_tool_calls(id, query.slice()).await?)?))
+async fn tool_calls(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    query: ListQuery,
+) -> Result<Json<Page<ToolCallRecord>>> {
+    Ok(Json(query.page(state.store.list_tool_calls(&caller, id, query.slice()).await?)?))
 }

@@ -8,6 +8,7 @@ use utoipa_axum::routes;
 
 use super::extract::{Id, JsonBody, ListQuery, Page};
 use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
+use crate::auth::Caller;
 use crate::domain::{Mode, Template, TemplateChanges, TemplateScope, TemplateWrite};
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -38,41 +39,54 @@ fn scope(query: &ListQuery) -> Result<TemplateScope> {
         ("scope" = Option<String>, Query, description = "`global`: only templates with no agent")),
     responses((status = 200, body = Page<Template>), (status = 400, body = ValidationErrors),
         (status = 404, description = "Invalid page.", body = ErrorDetail)))]
-async fn list(State(state): State<AppState>, query: ListQuery) -> Result<Json<Page<Template>>> {
-    Ok(Json(query.page(state.store.list_templates(scope(&query)?, query.slice()).await?)?))
+async fn list(State(state): State<AppState>, caller: Caller, query: ListQuery) -> Result<Json<Page<Template>>> {
+    Ok(Json(query.page(state.store.list_templates(&caller, scope(&query)?, query.slice()).await?)?))
 }
 
 /// Create a template. Setting `is_default` clears it on the other templates of the same scope.
 #[utoipa::path(operation_id = "templates_create", post, path = "/api/templates/", tag = "templates", request_body = TemplateWrite,
     responses((status = 201, body = Template), (status = 400, body = ValidationErrors), (status = 415, body = ErrorDetail)))]
-async fn create(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Template>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(state.store.create_template(None, TemplateChanges::parse(&body, Mode::Create)?).await?),
-    ))
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Template>)> {
+    let changes = TemplateChanges::parse(&body, Mode::Create)?;
+    let owner = caller.owner_for(changes.owner);
+    Ok((StatusCode::CREATED, Json(state.store.create_template(&caller, owner, changes).await?)))
 }
 
 #[utoipa::path(operation_id = "templates_retrieve", get, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)),
     responses((status = 200, body = Template), (status = 404, body = ErrorDetail)))]
-async fn retrieve(State(state): State<AppState>, Id(id): Id) -> Result<Json<Template>> {
-    Ok(Json(state.store.get_template(id).await?))
+async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Json<Template>> {
+    Ok(Json(state.store.get_template(&caller, id).await?))
 }
 
 #[utoipa::path(operation_id = "templates_replace", put, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)), request_body = TemplateWrite,
     responses((status = 200, body = Template), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
-async fn replace(State(state): State<AppState>, Id(id): Id, JsonBody(body): JsonBody) -> Result<Json<Template>> {
-    Ok(Json(state.store.update_template(id, TemplateChanges::parse(&body, Mode::Replace)?).await?))
+async fn replace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Template>> {
+    Ok(Json(state.store.update_template(&caller, id, TemplateChanges::parse(&body, Mode::Replace)?).await?))
 }
 
 #[utoipa::path(operation_id = "templates_patch", patch, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)), request_body = TemplateWrite,
     responses((status = 200, body = Template), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
-async fn patch(State(state): State<AppState>, Id(id): Id, JsonBody(body): JsonBody) -> Result<Json<Template>> {
-    Ok(Json(state.store.update_template(id, TemplateChanges::parse(&body, Mode::Patch)?).await?))
+async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Template>> {
+    Ok(Json(state.store.update_template(&caller, id, TemplateChanges::parse(&body, Mode::Patch)?).await?))
 }
 
 #[utoipa::path(operation_id = "templates_destroy", delete, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorDetail)))]
-async fn destroy(State(state): State<AppState>, Id(id): Id) -> Result<StatusCode> {
-    state.store.delete_template(id).await?;
+async fn destroy(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
+    state.store.delete_template(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

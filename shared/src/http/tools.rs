@@ -8,6 +8,7 @@ use utoipa_axum::routes;
 
 use super::extract::{Id, JsonBody, ListQuery, Page};
 use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
+use crate::auth::Caller;
 use crate::domain::{Mode, Tool, ToolChanges, ToolWrite};
 use crate::error::Result;
 use crate::state::AppState;
@@ -23,41 +24,56 @@ pub fn router(state: AppState) -> Router {
 /// List tools, oldest first.
 #[utoipa::path(operation_id = "tools_list", get, path = "/api/tools/", tag = "tools", params(PageParams),
     responses((status = 200, body = Page<Tool>), (status = 404, description = "Invalid page.", body = ErrorDetail)))]
-async fn list(State(state): State<AppState>, query: ListQuery) -> Result<Json<Page<Tool>>> {
-    Ok(Json(query.page(state.store.list_tools(query.slice()).await?)?))
+async fn list(State(state): State<AppState>, caller: Caller, query: ListQuery) -> Result<Json<Page<Tool>>> {
+    Ok(Json(query.page(state.store.list_tools(&caller, query.slice()).await?)?))
 }
 
 /// Create a tool: a function tool with a JSON Schema `parameters` object, or a custom tool with an optional `format`.
 #[utoipa::path(operation_id = "tools_create", post, path = "/api/tools/", tag = "tools", request_body = ToolWrite,
     responses((status = 201, body = Tool), (status = 400, body = ValidationErrors), (status = 415, body = ErrorDetail)))]
-async fn create(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<(StatusCode, Json<Tool>)> {
-    Ok((StatusCode::CREATED, Json(state.store.create_tool(None, ToolChanges::parse(&body, Mode::Create)?).await?)))
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Tool>)> {
+    let changes = ToolChanges::parse(&body, Mode::Create)?;
+    Ok((StatusCode::CREATED, Json(state.store.create_tool(caller.owner_for(changes.owner), changes).await?)))
 }
 
 #[utoipa::path(operation_id = "tools_retrieve", get, path = "/api/tools/{id}/", tag = "tools", params(("id" = i64, Path)),
     responses((status = 200, body = Tool), (status = 404, body = ErrorDetail)))]
-async fn retrieve(State(state): State<AppState>, Id(id): Id) -> Result<Json<Tool>> {
-    Ok(Json(state.store.get_tool(id).await?))
+async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Json<Tool>> {
+    Ok(Json(state.store.get_tool(&caller, id).await?))
 }
 
 /// Replace a tool (`name` required).
 #[utoipa::path(operation_id = "tools_replace", put, path = "/api/tools/{id}/", tag = "tools", params(("id" = i64, Path)), request_body = ToolWrite,
     responses((status = 200, body = Tool), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
-async fn replace(State(state): State<AppState>, Id(id): Id, JsonBody(body): JsonBody) -> Result<Json<Tool>> {
-    Ok(Json(state.store.update_tool(id, ToolChanges::parse(&body, Mode::Replace)?).await?))
+async fn replace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Tool>> {
+    Ok(Json(state.store.update_tool(&caller, id, ToolChanges::parse(&body, Mode::Replace)?).await?))
 }
 
 /// Change some fields of a tool.
 #[utoipa::path(operation_id = "tools_patch", patch, path = "/api/tools/{id}/", tag = "tools", params(("id" = i64, Path)), request_body = ToolWrite,
     responses((status = 200, body = Tool), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
-async fn patch(State(state): State<AppState>, Id(id): Id, JsonBody(body): JsonBody) -> Result<Json<Tool>> {
-    Ok(Json(state.store.update_tool(id, ToolChanges::parse(&body, Mode::Patch)?).await?))
+async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Tool>> {
+    Ok(Json(state.store.update_tool(&caller, id, ToolChanges::parse(&body, Mode::Patch)?).await?))
 }
 
 /// Delete a tool and its agent links.
 #[utoipa::path(operation_id = "tools_destroy", delete, path = "/api/tools/{id}/", tag = "tools", params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorDetail)))]
-async fn destroy(State(state): State<AppState>, Id(id): Id) -> Result<StatusCode> {
-    state.store.delete_tool(id).await?;
+async fn destroy(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
+    state.store.delete_tool(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

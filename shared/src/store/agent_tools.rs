@@ -5,6 +5,7 @@ use libsql::{Connection, Row, params};
 use super::{
     Listed, Slice, Store, agents, collect, count, first, flag, int, is_unique_violation, opt_int_value, tools,
 };
+use crate::auth::Caller;
 use crate::domain::{AgentToolLink, LinkChanges, LinkFields, missing_pk};
 use crate::error::{Error, FieldErrors, Result};
 
@@ -19,13 +20,18 @@ async fn find(conn: &Connection, id: i64) -> Result<Option<AgentToolLink>> {
     first(conn.query(&format!("SELECT {COLUMNS} FROM agent_profile_tools WHERE id = ?1"), [id]).await?, link).await
 }
 
-/// Both ends must exist, and the pair must not be linked already (by another link than `except`).
-async fn check(conn: &Connection, fields: &LinkFields, except: Option<i64>) -> Result<()> {
+/// Both ends must exist for the viewer, the agent must be the viewer's to change, and the pair must not be
+/// linked already (by another link than `except`).
+async fn check(conn: &Connection, viewer: &Caller, fields: &LinkFields, except: Option<i64>) -> Result<()> {
     let mut errors = FieldErrors::default();
-    if agents::find(conn, fields.agent).await?.is_none() {
-        errors.add("agent", missing_pk(fields.agent));
+    match agents::find(conn, fields.agent).await?.filter(|a| viewer.sees(a.owner)) {
+        None => errors.add("agent", missing_pk(fields.agent)),
+        Some(agent) if !viewer.may_change(agent.owner) => {
+            errors.add("agent", "Tools can only be linked to your own agents.");
+        }
+        Some(_) => {}
     }
-    if tools::find(conn, fields.tool).await?.is_none() {
+    if tools::find(conn, fields.tool).await?.filter(|t| viewer.sees(t.owner)).is_none() {
         errors.add("tool", missing_pk(fields.tool));
     }
     errors.into_result()?;
@@ -45,29 +51,46 @@ fn unique_to_field(err: libsql::Error) -> Error {
     if is_unique_violation(&err) { Error::field("non_field_errors", NOT_UNIQUE) } else { err.into() }
 }
 
+/// A link the viewer may see (its agent is visible), with the agent's owner.
+async fn visible(conn: &Connection, viewer: &Caller, id: i64) -> Result<(AgentToolLink, Option<i64>)> {
+    let link = find(conn, id).await?.ok_or(Error::NotFound)?;
+    let agent = agents::find(conn, link.agent).await?.filter(|a| viewer.sees(a.owner)).ok_or(Error::NotFound)?;
+    Ok((link, agent.owner))
+}
+
 impl Store {
-    pub async fn list_agent_tools(&self, agent: Option<i64>, slice: Slice) -> Result<Listed<AgentToolLink>> {
+    /// Links of the agents the viewer sees.
+    pub async fn list_agent_tools(
+        &self,
+        viewer: &Caller,
+        agent: Option<i64>,
+        slice: Slice,
+    ) -> Result<Listed<AgentToolLink>> {
         let conn = self.conn().await;
-        let filter = "(?1 IS NULL OR agent_id = ?1)";
-        let total =
-            count(&conn, &format!("SELECT COUNT(*) FROM agent_profile_tools WHERE {filter}"), [opt_int_value(agent)])
-                .await?;
+        let filter = "(?1 IS NULL OR agent_id = ?1) AND agent_id IN
+            (SELECT id FROM agent_profiles WHERE ?2 OR owner_id = ?3 OR owner_id IS NULL)";
+        let total = count(
+            &conn,
+            &format!("SELECT COUNT(*) FROM agent_profile_tools WHERE {filter}"),
+            params![opt_int_value(agent), viewer.is_staff, viewer.id],
+        )
+        .await?;
         let rows = conn
             .query(
-                &format!("SELECT {COLUMNS} FROM agent_profile_tools WHERE {filter} ORDER BY id LIMIT ?2 OFFSET ?3"),
-                params![opt_int_value(agent), slice.limit, slice.offset],
+                &format!("SELECT {COLUMNS} FROM agent_profile_tools WHERE {filter} ORDER BY id LIMIT ?4 OFFSET ?5"),
+                params![opt_int_value(agent), viewer.is_staff, viewer.id, slice.limit, slice.offset],
             )
             .await?;
         Ok(Listed { count: total, items: collect(rows, link).await? })
     }
 
-    pub async fn get_agent_tool(&self, id: i64) -> Result<AgentToolLink> {
-        find(&*self.conn().await, id).await?.ok_or(Error::NotFound)
+    pub async fn get_agent_tool(&self, viewer: &Caller, id: i64) -> Result<AgentToolLink> {
+        Ok(visible(&*self.conn().await, viewer, id).await?.0)
     }
 
-    pub async fn create_agent_tool(&self, fields: LinkFields) -> Result<AgentToolLink> {
+    pub async fn create_agent_tool(&self, viewer: &Caller, fields: LinkFields) -> Result<AgentToolLink> {
         let conn = self.conn().await;
-        check(&conn, &fields, None).await?;
+        check(&conn, viewer, &fields, None).await?;
         let rows = conn
             .query(
                 &format!("INSERT INTO agent_profile_tools (agent_id, tool_id, enabled) VALUES (?1, ?2, ?3) RETURNING {COLUMNS}"),
@@ -78,11 +101,12 @@ impl Store {
         first(rows, link).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))
     }
 
-    pub async fn update_agent_tool(&self, id: i64, changes: LinkChanges) -> Result<AgentToolLink> {
+    pub async fn update_agent_tool(&self, viewer: &Caller, id: i64, changes: LinkChanges) -> Result<AgentToolLink> {
         let conn = self.conn().await;
-        let existing = find(&conn, id).await?.ok_or(Error::NotFound)?;
+        let (existing, agent_owner) = visible(&conn, viewer, id).await?;
+        viewer.check_change(agent_owner)?;
         let fields = changes.apply(LinkFields::from(&existing));
-        check(&conn, &fields, Some(id)).await?;
+        check(&conn, viewer, &fields, Some(id)).await?;
         let rows = conn
             .query(
                 &format!(
@@ -95,8 +119,11 @@ impl Store {
         first(rows, link).await?.ok_or(Error::NotFound)
     }
 
-    pub async fn delete_agent_tool(&self, id: i64) -> Result<()> {
-        let deleted = self.conn().await.execute("DELETE FROM agent_profile_tools WHERE id = ?1", [id]).await?;
-        if deleted == 0 { Err(Error::NotFound) } else { Ok(()) }
+    pub async fn delete_agent_tool(&self, viewer: &Caller, id: i64) -> Result<()> {
+        let conn = self.conn().await;
+        let (_, agent_owner) = visible(&conn, viewer, id).await?;
+        viewer.check_change(agent_owner)?;
+        conn.execute("DELETE FROM agent_profile_tools WHERE id = ?1", [id]).await?;
+        Ok(())
     }
 }

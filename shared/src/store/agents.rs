@@ -2,7 +2,8 @@
 
 use libsql::{Connection, Row, params};
 
-use super::{Listed, Slice, Store, collect, count, first, flag, int, opt_int, opt_int_value, text};
+use super::{Listed, Slice, Store, check_owner, collect, count, first, flag, int, opt_int, opt_int_value, text};
+use crate::auth::Caller;
 use crate::domain::{Agent, AgentChanges, AgentFields};
 use crate::error::{Error, Result};
 
@@ -26,26 +27,35 @@ pub(super) async fn find(conn: &Connection, id: i64) -> Result<Option<Agent>> {
 }
 
 impl Store {
-    pub async fn list_agents(&self, slice: Slice) -> Result<Listed<Agent>> {
+    /// The agents the viewer sees: its own and the global ones (staff: all).
+    pub async fn list_agents(&self, viewer: &Caller, slice: Slice) -> Result<Listed<Agent>> {
         let conn = self.conn().await;
-        let total = count(&conn, "SELECT COUNT(*) FROM agent_profiles", ()).await?;
+        let filter = "(?1 OR owner_id = ?2 OR owner_id IS NULL)";
+        let total = count(
+            &conn,
+            &format!("SELECT COUNT(*) FROM agent_profiles WHERE {filter}"),
+            params![viewer.is_staff, viewer.id],
+        )
+        .await?;
         let rows = conn
             .query(
-                &format!("SELECT {COLUMNS} FROM agent_profiles ORDER BY id LIMIT ?1 OFFSET ?2"),
-                params![slice.limit, slice.offset],
+                &format!("SELECT {COLUMNS} FROM agent_profiles WHERE {filter} ORDER BY id LIMIT ?3 OFFSET ?4"),
+                params![viewer.is_staff, viewer.id, slice.limit, slice.offset],
             )
             .await?;
         Ok(Listed { count: total, items: collect(rows, agent).await? })
     }
 
-    pub async fn get_agent(&self, id: i64) -> Result<Agent> {
-        find(&*self.conn().await, id).await?.ok_or(Error::NotFound)
+    /// An agent the viewer sees; 404 otherwise.
+    pub async fn get_agent(&self, viewer: &Caller, id: i64) -> Result<Agent> {
+        find(&*self.conn().await, id).await?.filter(|a| viewer.sees(a.owner)).ok_or(Error::NotFound)
     }
 
     pub async fn create_agent(&self, owner: Option<i64>, fields: AgentFields) -> Result<Agent> {
         let conn = self.conn().await;
         let now = self.now();
         let tx = conn.transaction().await?;
+        check_owner(&tx, owner).await?;
         if fields.is_default {
             clear_default(&tx, owner, None, &now).await?;
         }
@@ -63,11 +73,12 @@ impl Store {
         Ok(created)
     }
 
-    pub async fn update_agent(&self, id: i64, changes: AgentChanges) -> Result<Agent> {
+    pub async fn update_agent(&self, viewer: &Caller, id: i64, changes: AgentChanges) -> Result<Agent> {
         let conn = self.conn().await;
         let now = self.now();
         let tx = conn.transaction().await?;
         let existing = find(&tx, id).await?.ok_or(Error::NotFound)?;
+        viewer.check_change(existing.owner)?;
         let fields = changes.apply(AgentFields::from(&existing));
         if fields.is_default && !existing.is_default {
             clear_default(&tx, existing.owner, Some(id), &now).await?;
@@ -87,9 +98,12 @@ impl Store {
     }
 
     /// Deletes the agent with its links, sessions, messages and agent-scoped templates (foreign-key cascade).
-    pub async fn delete_agent(&self, id: i64) -> Result<()> {
-        let deleted = self.conn().await.execute("DELETE FROM agent_profiles WHERE id = ?1", [id]).await?;
-        if deleted == 0 { Err(Error::NotFound) } else { Ok(()) }
+    pub async fn delete_agent(&self, viewer: &Caller, id: i64) -> Result<()> {
+        let conn = self.conn().await;
+        let existing = find(&conn, id).await?.ok_or(Error::NotFound)?;
+        viewer.check_change(existing.owner)?;
+        conn.execute("DELETE FROM agent_profiles WHERE id = ?1", [id]).await?;
+        Ok(())
     }
 }
 

@@ -23,11 +23,14 @@ pub(super) fn message(row: &Row) -> Result<Message> {
 
 impl Store {
     /// The session's messages in the order they were written; 404 when the session does not exist.
-    pub async fn list_messages(&self, session: i64, slice: Slice) -> Result<Listed<Message>> {
+    pub async fn list_messages(
+        &self,
+        viewer: &crate::auth::Caller,
+        session: i64,
+        slice: Slice,
+    ) -> Result<Listed<Message>> {
         let conn = self.conn().await;
-        if sessions::find(&conn, session).await?.is_none() {
-            return Err(Error::NotFound);
-        }
+        sessions::find_visible(&conn, viewer, session).await?;
         let total = count(&conn, "SELECT COUNT(*) FROM agent_messages WHERE session_id = ?1", [session]).await?;
         let rows = conn
             .query(

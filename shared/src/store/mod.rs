@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 
 pub use migrate::{MIGRATIONS, Migration};
 pub use tool_calls::{ResponseOutcome, Submission, TurnStart};
+pub use users::{TokenInfo, User, UserChanges};
 
 pub struct Store {
     // Kept alive for the connection's sake: a libsql Connection must not outlive its Database.
@@ -205,6 +206,16 @@ fn opt_text_value(v: Option<String>) -> Value {
 /// Whether a failed statement hit a UNIQUE constraint (local and remote word it the same way).
 fn is_unique_violation(err: &libsql::Error) -> bool {
     err.to_string().contains("UNIQUE constraint failed")
+}
+
+/// A staff-chosen owner must be a real user; the field error names it like any other foreign key.
+async fn check_owner(conn: &Connection, owner: Option<i64>) -> Result<()> {
+    let Some(owner) = owner else { return Ok(()) };
+    let rows = conn.query("SELECT id FROM users WHERE id = ?1", [owner]).await?;
+    if first(rows, |r| int(r, 0)).await?.is_none() {
+        return Err(Error::field("owner", crate::domain::missing_pk(owner)));
+    }
+    Ok(())
 }
 
 async fn count(conn: &Connection, sql: &str, params: impl libsql::params::IntoParams) -> Result<u64> {

@@ -5,6 +5,7 @@ use libsql::{Connection, Row, params};
 use super::{
     Listed, Slice, Store, agents, collect, count, first, int, opt_int, opt_int_value, opt_json_col, opt_text, text,
 };
+use crate::auth::Caller;
 use crate::domain::{NewSession, Session, missing_pk};
 use crate::error::{Error, Result};
 
@@ -22,35 +23,47 @@ fn session(row: &Row) -> Result<Session> {
     })
 }
 
+/// A session the viewer may read, or 404.
+pub(super) async fn find_visible(conn: &Connection, viewer: &Caller, id: i64) -> Result<Session> {
+    find(conn, id).await?.filter(|s| viewer.sees_private(s.owner)).ok_or(Error::NotFound)
+}
+
 pub(super) async fn find(conn: &Connection, id: i64) -> Result<Option<Session>> {
     first(conn.query(&format!("SELECT {COLUMNS} FROM agent_sessions WHERE id = ?1"), [id]).await?, session).await
 }
 
 impl Store {
-    pub async fn list_sessions(&self, agent: Option<i64>, slice: Slice) -> Result<Listed<Session>> {
+    /// The viewer's own sessions (staff: all).
+    pub async fn list_sessions(&self, viewer: &Caller, agent: Option<i64>, slice: Slice) -> Result<Listed<Session>> {
         let conn = self.conn().await;
-        let filter = "(?1 IS NULL OR agent_id = ?1)";
-        let total =
-            count(&conn, &format!("SELECT COUNT(*) FROM agent_sessions WHERE {filter}"), [opt_int_value(agent)])
-                .await?;
+        let filter = "(?1 IS NULL OR agent_id = ?1) AND (?2 OR owner_id = ?3)";
+        let total = count(
+            &conn,
+            &format!("SELECT COUNT(*) FROM agent_sessions WHERE {filter}"),
+            params![opt_int_value(agent), viewer.is_staff, viewer.id],
+        )
+        .await?;
         let rows = conn
             .query(
-                &format!("SELECT {COLUMNS} FROM agent_sessions WHERE {filter} ORDER BY id LIMIT ?2 OFFSET ?3"),
-                params![opt_int_value(agent), slice.limit, slice.offset],
+                &format!("SELECT {COLUMNS} FROM agent_sessions WHERE {filter} ORDER BY id LIMIT ?4 OFFSET ?5"),
+                params![opt_int_value(agent), viewer.is_staff, viewer.id, slice.limit, slice.offset],
             )
             .await?;
         Ok(Listed { count: total, items: collect(rows, session).await? })
     }
 
-    pub async fn get_session(&self, id: i64) -> Result<Session> {
-        find(&*self.conn().await, id).await?.ok_or(Error::NotFound)
+    /// One of the viewer's sessions; 404 for anyone else's.
+    pub async fn get_session(&self, viewer: &Caller, id: i64) -> Result<Session> {
+        find_visible(&*self.conn().await, viewer, id).await
     }
 
-    pub async fn create_session(&self, owner: Option<i64>, new: NewSession) -> Result<Session> {
+    /// A new session owned by the viewer, with an agent it sees.
+    pub async fn create_session(&self, viewer: &Caller, new: NewSession) -> Result<Session> {
         let conn = self.conn().await;
-        if agents::find(&conn, new.agent).await?.is_none() {
+        if agents::find(&conn, new.agent).await?.filter(|a| viewer.sees(a.owner)).is_none() {
             return Err(Error::field("agent", missing_pk(new.agent)));
         }
+        let owner = viewer.owner_for(None);
         let now = self.now();
         let rows = conn
             .query(
@@ -65,8 +78,10 @@ impl Store {
     }
 
     /// Deletes the session and its messages.
-    pub async fn delete_session(&self, id: i64) -> Result<()> {
-        let deleted = self.conn().await.execute("DELETE FROM agent_sessions WHERE id = ?1", [id]).await?;
-        if deleted == 0 { Err(Error::NotFound) } else { Ok(()) }
+    pub async fn delete_session(&self, viewer: &Caller, id: i64) -> Result<()> {
+        let conn = self.conn().await;
+        find_visible(&conn, viewer, id).await?;
+        conn.execute("DELETE FROM agent_sessions WHERE id = ?1", [id]).await?;
+        Ok(())
     }
 }

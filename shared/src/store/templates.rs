@@ -2,7 +2,10 @@
 
 use libsql::{Connection, Row, params};
 
-use super::{Listed, Slice, Store, agents, collect, count, first, flag, int, opt_int, opt_int_value, text};
+use super::{
+    Listed, Slice, Store, agents, check_owner, collect, count, first, flag, int, opt_int, opt_int_value, text,
+};
+use crate::auth::Caller;
 use crate::domain::{Template, TemplateChanges, TemplateFields, TemplateScope, missing_pk};
 use crate::error::{Error, Result};
 
@@ -25,10 +28,16 @@ async fn find(conn: &Connection, id: i64) -> Result<Option<Template>> {
         .await
 }
 
-async fn check_agent(conn: &Connection, agent: Option<i64>) -> Result<()> {
-    match agent {
-        Some(id) if agents::find(conn, id).await?.is_none() => Err(Error::field("agent", missing_pk(id))),
-        _ => Ok(()),
+/// A template's agent must exist for the viewer and be the viewer's own: a template changes what every
+/// conversation with that agent is told.
+async fn check_agent(conn: &Connection, viewer: &Caller, agent: Option<i64>) -> Result<()> {
+    let Some(id) = agent else { return Ok(()) };
+    match agents::find(conn, id).await?.filter(|a| viewer.sees(a.owner)) {
+        None => Err(Error::field("agent", missing_pk(id))),
+        Some(agent) if !viewer.may_change(agent.owner) => {
+            Err(Error::field("agent", "Templates can only be scoped to your own agents."))
+        }
+        Some(_) => Ok(()),
     }
 }
 
@@ -45,38 +54,51 @@ async fn clear_default(conn: &Connection, owner: Option<i64>, agent: Option<i64>
 }
 
 impl Store {
-    pub async fn list_templates(&self, scope: TemplateScope, slice: Slice) -> Result<Listed<Template>> {
+    /// The templates the viewer sees (its own and global ones; staff: all), narrowed by `scope`.
+    pub async fn list_templates(
+        &self,
+        viewer: &Caller,
+        scope: TemplateScope,
+        slice: Slice,
+    ) -> Result<Listed<Template>> {
         let conn = self.conn().await;
         let (mode, agent) = match scope {
             TemplateScope::All => (0, None),
             TemplateScope::Agent(id) => (1, Some(id)),
             TemplateScope::Global => (2, None),
         };
-        let filter = "(?1 = 0 OR (?1 = 1 AND agent_id = ?2) OR (?1 = 2 AND agent_id IS NULL))";
+        let filter = "(?1 = 0 OR (?1 = 1 AND agent_id = ?2) OR (?1 = 2 AND agent_id IS NULL))
+            AND (?3 OR owner_id = ?4 OR owner_id IS NULL)";
         let total = count(
             &conn,
             &format!("SELECT COUNT(*) FROM agent_prompt_templates WHERE {filter}"),
-            params![mode, opt_int_value(agent)],
+            params![mode, opt_int_value(agent), viewer.is_staff, viewer.id],
         )
         .await?;
         let rows = conn
             .query(
-                &format!("SELECT {COLUMNS} FROM agent_prompt_templates WHERE {filter} ORDER BY id LIMIT ?3 OFFSET ?4"),
-                params![mode, opt_int_value(agent), slice.limit, slice.offset],
+                &format!("SELECT {COLUMNS} FROM agent_prompt_templates WHERE {filter} ORDER BY id LIMIT ?5 OFFSET ?6"),
+                params![mode, opt_int_value(agent), viewer.is_staff, viewer.id, slice.limit, slice.offset],
             )
             .await?;
         Ok(Listed { count: total, items: collect(rows, template).await? })
     }
 
-    pub async fn get_template(&self, id: i64) -> Result<Template> {
-        find(&*self.conn().await, id).await?.ok_or(Error::NotFound)
+    pub async fn get_template(&self, viewer: &Caller, id: i64) -> Result<Template> {
+        find(&*self.conn().await, id).await?.filter(|t| viewer.sees(t.owner)).ok_or(Error::NotFound)
     }
 
-    pub async fn create_template(&self, owner: Option<i64>, changes: TemplateChanges) -> Result<Template> {
+    pub async fn create_template(
+        &self,
+        viewer: &Caller,
+        owner: Option<i64>,
+        changes: TemplateChanges,
+    ) -> Result<Template> {
         let fields = changes.apply(TemplateFields::default());
         let conn = self.conn().await;
         let tx = conn.transaction().await?;
-        check_agent(&tx, fields.agent).await?;
+        check_owner(&tx, owner).await?;
+        check_agent(&tx, viewer, fields.agent).await?;
         if fields.is_default {
             clear_default(&tx, owner, fields.agent, None).await?;
         }
@@ -101,12 +123,15 @@ impl Store {
         Ok(created)
     }
 
-    pub async fn update_template(&self, id: i64, changes: TemplateChanges) -> Result<Template> {
+    pub async fn update_template(&self, viewer: &Caller, id: i64, changes: TemplateChanges) -> Result<Template> {
         let conn = self.conn().await;
         let tx = conn.transaction().await?;
         let existing = find(&tx, id).await?.ok_or(Error::NotFound)?;
+        viewer.check_change(existing.owner)?;
         let fields = changes.apply(TemplateFields::from(&existing));
-        check_agent(&tx, fields.agent).await?;
+        if fields.agent != existing.agent {
+            check_agent(&tx, viewer, fields.agent).await?;
+        }
         if fields.is_default {
             clear_default(&tx, existing.owner, fields.agent, Some(id)).await?;
         }
@@ -124,8 +149,11 @@ impl Store {
         Ok(updated)
     }
 
-    pub async fn delete_template(&self, id: i64) -> Result<()> {
-        let deleted = self.conn().await.execute("DELETE FROM agent_prompt_templates WHERE id = ?1", [id]).await?;
-        if deleted == 0 { Err(Error::NotFound) } else { Ok(()) }
+    pub async fn delete_template(&self, viewer: &Caller, id: i64) -> Result<()> {
+        let conn = self.conn().await;
+        let existing = find(&conn, id).await?.ok_or(Error::NotFound)?;
+        viewer.check_change(existing.owner)?;
+        conn.execute("DELETE FROM agent_prompt_templates WHERE id = ?1", [id]).await?;
+        Ok(())
     }
 }

@@ -177,11 +177,14 @@ impl Store {
     }
 
     /// The session's ledger, oldest first; 404 when the session does not exist.
-    pub async fn list_tool_calls(&self, session: i64, slice: Slice) -> Result<Listed<ToolCallRecord>> {
+    pub async fn list_tool_calls(
+        &self,
+        viewer: &crate::auth::Caller,
+        session: i64,
+        slice: Slice,
+    ) -> Result<Listed<ToolCallRecord>> {
         let conn = self.conn().await;
-        if sessions::find(&conn, session).await?.is_none() {
-            return Err(Error::NotFound);
-        }
+        sessions::find_visible(&conn, viewer, session).await?;
         let total = count(&conn, "SELECT COUNT(*) FROM agent_tool_calls WHERE session_id = ?1", [session]).await?;
         let rows = conn
             .query(

@@ -3,9 +3,10 @@
 use libsql::{Connection, Row, params};
 
 use super::{
-    Listed, Slice, Store, collect, count, first, flag, int, is_unique_violation, json_col, opt_int, opt_json_col,
-    opt_text_value, text,
+    Listed, Slice, Store, check_owner, collect, count, first, flag, int, is_unique_violation, json_col, opt_int,
+    opt_json_col, opt_text_value, text,
 };
+use crate::auth::Caller;
 use crate::domain::{Tool, ToolChanges, ToolFields, ToolType};
 use crate::error::{Error, Result};
 
@@ -48,25 +49,33 @@ fn unique_to_field(err: libsql::Error) -> Error {
 }
 
 impl Store {
-    pub async fn list_tools(&self, slice: Slice) -> Result<Listed<Tool>> {
+    /// The tools the viewer sees: its own and the global ones (staff: all).
+    pub async fn list_tools(&self, viewer: &Caller, slice: Slice) -> Result<Listed<Tool>> {
         let conn = self.conn().await;
-        let total = count(&conn, "SELECT COUNT(*) FROM agent_tools", ()).await?;
+        let filter = "(?1 OR owner_id = ?2 OR owner_id IS NULL)";
+        let total = count(
+            &conn,
+            &format!("SELECT COUNT(*) FROM agent_tools WHERE {filter}"),
+            params![viewer.is_staff, viewer.id],
+        )
+        .await?;
         let rows = conn
             .query(
-                &format!("SELECT {COLUMNS} FROM agent_tools ORDER BY id LIMIT ?1 OFFSET ?2"),
-                params![slice.limit, slice.offset],
+                &format!("SELECT {COLUMNS} FROM agent_tools WHERE {filter} ORDER BY id LIMIT ?3 OFFSET ?4"),
+                params![viewer.is_staff, viewer.id, slice.limit, slice.offset],
             )
             .await?;
         Ok(Listed { count: total, items: collect(rows, tool).await? })
     }
 
-    pub async fn get_tool(&self, id: i64) -> Result<Tool> {
-        find(&*self.conn().await, id).await?.ok_or(Error::NotFound)
+    pub async fn get_tool(&self, viewer: &Caller, id: i64) -> Result<Tool> {
+        find(&*self.conn().await, id).await?.filter(|t| viewer.sees(t.owner)).ok_or(Error::NotFound)
     }
 
     pub async fn create_tool(&self, owner: Option<i64>, changes: ToolChanges) -> Result<Tool> {
         let fields = changes.apply(ToolFields::default())?;
         let conn = self.conn().await;
+        check_owner(&conn, owner).await?;
         if name_taken(&conn, &fields.name, None).await? {
             return Err(Error::field("name", NAME_TAKEN));
         }
@@ -94,10 +103,11 @@ impl Store {
         first(rows, tool).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))
     }
 
-    pub async fn update_tool(&self, id: i64, changes: ToolChanges) -> Result<Tool> {
+    pub async fn update_tool(&self, viewer: &Caller, id: i64, changes: ToolChanges) -> Result<Tool> {
         let conn = self.conn().await;
         let tx = conn.transaction().await?;
         let existing = find(&tx, id).await?.ok_or(Error::NotFound)?;
+        viewer.check_change(existing.owner)?;
         let fields = changes.apply(ToolFields::from(&existing))?;
         if fields.name != existing.name && name_taken(&tx, &fields.name, Some(id)).await? {
             return Err(Error::field("name", NAME_TAKEN));
@@ -127,8 +137,11 @@ impl Store {
     }
 
     /// Deletes the tool and its agent links.
-    pub async fn delete_tool(&self, id: i64) -> Result<()> {
-        let deleted = self.conn().await.execute("DELETE FROM agent_tools WHERE id = ?1", [id]).await?;
-        if deleted == 0 { Err(Error::NotFound) } else { Ok(()) }
+    pub async fn delete_tool(&self, viewer: &Caller, id: i64) -> Result<()> {
+        let conn = self.conn().await;
+        let existing = find(&conn, id).await?.ok_or(Error::NotFound)?;
+        viewer.check_change(existing.owner)?;
+        conn.execute("DELETE FROM agent_tools WHERE id = ?1", [id]).await?;
+        Ok(())
     }
 }

@@ -1,27 +1,283 @@
-//! Users. Authentication (password hashes, tokens) arrives with the auth issue; for now users exist so that
-//! every `owner` is a real foreign key and deleting a user takes what it owns with it.
+//! Users and their API tokens.
 
-use libsql::params;
+use libsql::{Connection, Row, params};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::{Store, first, int};
+use super::{
+    Listed, Slice, Store, collect, count, first, flag, int, is_unique_violation, opt_text, opt_text_value, text,
+};
+use crate::auth::{Caller, NewToken};
 use crate::error::{Error, Result};
 
+/// A user as the API shows it (never its password hash).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"id": 1, "username": "admin", "is_staff": true, "is_active": true,
+    "created_at": "2026-11-25T20:14:11.000000Z", "updated_at": "2026-11-25T20:14:11.000000Z"}))]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub is_staff: bool,
+    pub is_active: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A token as its owner sees it: the secret itself is shown only once, at creation.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"id": 3, "name": "CI", "kind": "api", "prefix": "lam_3f9a1c2b", "created_at":
+    "2026-11-25T20:14:11.000000Z", "last_used_at": null, "expires_at": null}))]
+pub struct TokenInfo {
+    pub id: i64,
+    pub name: String,
+    /// `api` (made by a user or the CLI) or `login` (from /api/auth/login/).
+    pub kind: String,
+    /// The first characters of the token.
+    pub prefix: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+}
+
+const USER_COLUMNS: &str = "id, username, is_staff, is_active, created_at, updated_at";
+const TOKEN_COLUMNS: &str = "id, name, kind, prefix, created_at, last_used_at, expires_at";
+const USERNAME_TAKEN: &str = "A user with that username already exists.";
+
+fn user(row: &Row) -> Result<User> {
+    Ok(User {
+        id: int(row, 0)?,
+        username: text(row, 1)?,
+        is_staff: flag(row, 2)?,
+        is_active: flag(row, 3)?,
+        created_at: text(row, 4)?,
+        updated_at: text(row, 5)?,
+    })
+}
+
+fn token(row: &Row) -> Result<TokenInfo> {
+    Ok(TokenInfo {
+        id: int(row, 0)?,
+        name: text(row, 1)?,
+        kind: text(row, 2)?,
+        prefix: text(row, 3)?,
+        created_at: text(row, 4)?,
+        last_used_at: opt_text(row, 5)?,
+        expires_at: opt_text(row, 6)?,
+    })
+}
+
+async fn find(conn: &Connection, id: i64) -> Result<Option<User>> {
+    first(conn.query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [id]).await?, user).await
+}
+
+/// Usernames are unique; the store's one connection serialises writers, so checking first is race-free here
+/// (the UNIQUE index still guards a remote database shared by several functions).
+async fn check_username_free(conn: &Connection, username: &str, except: Option<i64>) -> Result<()> {
+    let rows =
+        conn.query("SELECT id FROM users WHERE username = ?1 AND id IS NOT ?2", params![username, except]).await?;
+    if first(rows, |r| int(r, 0)).await?.is_some() { Err(Error::field("username", USERNAME_TAKEN)) } else { Ok(()) }
+}
+
+/// Changes to a user (staff only, or the CLI).
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    pub username: Option<String>,
+    /// An argon2id hash, already computed (hashing is slow; it happens outside the store's lock).
+    pub password_hash: Option<String>,
+    pub is_staff: Option<bool>,
+    pub is_active: Option<bool>,
+}
+
+/// Tokens are touched at most this often, so authenticating is a read, not a write, on most requests.
+const LAST_USED_GRANULARITY_SECS: i64 = 60;
+
 impl Store {
-    /// Creates a user and returns its id.
-    pub async fn create_user(&self, username: &str, is_staff: bool) -> Result<i64> {
+    pub async fn create_user(&self, username: &str, password_hash: Option<&str>, is_staff: bool) -> Result<User> {
         let conn = self.conn().await;
+        check_username_free(&conn, username, None).await?;
         let rows = conn
             .query(
-                "INSERT INTO users (username, is_staff, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) RETURNING id",
-                params![username, is_staff, self.now()],
+                &format!(
+                    "INSERT INTO users (username, password_hash, is_staff, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?4) RETURNING {USER_COLUMNS}"
+                ),
+                params![username, opt_text_value(password_hash.map(str::to_owned)), is_staff, self.now()],
             )
-            .await?;
-        first(rows, |r| int(r, 0)).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))
+            .await
+            .map_err(|e| if is_unique_violation(&e) { Error::field("username", USERNAME_TAKEN) } else { e.into() })?;
+        first(rows, user).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))
     }
 
-    /// Deletes the user and everything it owns (agents, tools, templates, sessions).
+    pub async fn count_users(&self) -> Result<u64> {
+        count(&*self.conn().await, "SELECT COUNT(*) FROM users", ()).await
+    }
+
+    /// The user and password hash a login is checked against.
+    pub async fn find_login(&self, username: &str) -> Result<Option<(User, Option<String>)>> {
+        let conn = self.conn().await;
+        let rows = conn
+            .query(&format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?1"), [username])
+            .await?;
+        first(rows, |r| Ok((user(r)?, opt_text(r, 6)?))).await
+    }
+
+    pub async fn user_by_username(&self, username: &str) -> Result<User> {
+        let conn = self.conn().await;
+        let rows = conn.query(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?1"), [username]).await?;
+        first(rows, user).await?.ok_or_else(|| Error::Missing(format!("No user named \"{username}\".")))
+    }
+
+    pub async fn get_user(&self, id: i64) -> Result<User> {
+        find(&*self.conn().await, id).await?.ok_or(Error::NotFound)
+    }
+
+    pub async fn list_users(&self, slice: Slice) -> Result<Listed<User>> {
+        let conn = self.conn().await;
+        let total = count(&conn, "SELECT COUNT(*) FROM users", ()).await?;
+        let rows = conn
+            .query(
+                &format!("SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT ?1 OFFSET ?2"),
+                params![slice.limit, slice.offset],
+            )
+            .await?;
+        Ok(Listed { count: total, items: collect(rows, user).await? })
+    }
+
+    pub async fn update_user(&self, id: i64, changes: UserChanges) -> Result<User> {
+        let conn = self.conn().await;
+        let existing = find(&conn, id).await?.ok_or(Error::NotFound)?;
+        if let Some(username) = &changes.username {
+            check_username_free(&conn, username, Some(id)).await?;
+        }
+        let rows = conn
+            .query(
+                &format!(
+                    "UPDATE users SET username = ?1, password_hash = coalesce(?2, password_hash), is_staff = ?3,
+                     is_active = ?4, updated_at = ?5 WHERE id = ?6 RETURNING {USER_COLUMNS}"
+                ),
+                params![
+                    changes.username.unwrap_or(existing.username),
+                    opt_text_value(changes.password_hash),
+                    changes.is_staff.unwrap_or(existing.is_staff),
+                    changes.is_active.unwrap_or(existing.is_active),
+                    self.now(),
+                    id
+                ],
+            )
+            .await
+            .map_err(|e| if is_unique_violation(&e) { Error::field("username", USERNAME_TAKEN) } else { e.into() })?;
+        let updated = first(rows, user).await?.ok_or(Error::NotFound)?;
+        if !updated.is_active {
+            // A deactivated user's tokens stop working at once (authentication checks is_active too).
+            conn.execute(
+                "UPDATE api_tokens SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL",
+                params![self.now(), id],
+            )
+            .await?;
+        }
+        Ok(updated)
+    }
+
+    /// Deletes the user and everything it owns (agents, tools, templates, sessions, tokens).
     pub async fn delete_user(&self, id: i64) -> Result<()> {
         let deleted = self.conn().await.execute("DELETE FROM users WHERE id = ?1", [id]).await?;
         if deleted == 0 { Err(Error::NotFound) } else { Ok(()) }
+    }
+
+    pub async fn create_token(
+        &self,
+        user: i64,
+        name: &str,
+        kind: &str,
+        expires_at: Option<&str>,
+        new: &NewToken,
+    ) -> Result<TokenInfo> {
+        let conn = self.conn().await;
+        let rows = conn
+            .query(
+                &format!(
+                    "INSERT INTO api_tokens (user_id, name, kind, prefix, token_hash, created_at, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {TOKEN_COLUMNS}"
+                ),
+                params![
+                    user,
+                    name,
+                    kind,
+                    new.prefix.as_str(),
+                    new.hash.as_str(),
+                    self.now(),
+                    opt_text_value(expires_at.map(str::to_owned))
+                ],
+            )
+            .await?;
+        first(rows, token).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))
+    }
+
+    /// The caller behind a token hash: unknown, revoked and expired tokens and inactive users give None.
+    pub async fn authenticate(&self, token_hash: &str) -> Result<Option<Caller>> {
+        let conn = self.conn().await;
+        let now_at = self.clock().now();
+        let now = self.now();
+        let rows = conn
+            .query(
+                "SELECT t.id, u.id, u.username, u.is_staff, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.token_hash = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)
+                   AND u.is_active = 1",
+                params![token_hash, now.clone()],
+            )
+            .await?;
+        let found = first(rows, |r| {
+            Ok((
+                Caller { token_id: Some(int(r, 0)?), id: int(r, 1)?, username: text(r, 2)?, is_staff: flag(r, 3)? },
+                opt_text(r, 4)?,
+            ))
+        })
+        .await?;
+        let Some((caller, last_used)) = found else { return Ok(None) };
+        let stale = crate::clock::format_timestamp(now_at - time::Duration::seconds(LAST_USED_GRANULARITY_SECS));
+        if last_used.is_none_or(|at| at < stale) {
+            conn.execute("UPDATE api_tokens SET last_used_at = ?1 WHERE id = ?2", params![now, caller.token_id])
+                .await?;
+        }
+        Ok(Some(caller))
+    }
+
+    /// The user's API tokens (not its short-lived login tokens), revoked ones left out.
+    pub async fn list_tokens(&self, user: i64, slice: Slice) -> Result<Listed<TokenInfo>> {
+        let conn = self.conn().await;
+        let filter = "user_id = ?1 AND kind = 'api' AND revoked_at IS NULL";
+        let total = count(&conn, &format!("SELECT COUNT(*) FROM api_tokens WHERE {filter}"), [user]).await?;
+        let rows = conn
+            .query(
+                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE {filter} ORDER BY id LIMIT ?2 OFFSET ?3"),
+                params![user, slice.limit, slice.offset],
+            )
+            .await?;
+        Ok(Listed { count: total, items: collect(rows, token).await? })
+    }
+
+    /// Revokes one of the user's tokens (None: any user's, for the CLI). Unknown or already revoked: 404.
+    pub async fn revoke_token(&self, user: Option<i64>, id: i64) -> Result<()> {
+        let revoked = self
+            .conn()
+            .await
+            .execute(
+                "UPDATE api_tokens SET revoked_at = ?1 WHERE id = ?2 AND (?3 IS NULL OR user_id = ?3) AND revoked_at IS NULL",
+                params![self.now(), id, user],
+            )
+            .await?;
+        if revoked == 0 { Err(Error::NotFound) } else { Ok(()) }
+    }
+
+    /// The CLI's way to name a token: its visible prefix.
+    pub async fn revoke_token_by_prefix(&self, prefix: &str) -> Result<u64> {
+        Ok(self
+            .conn()
+            .await
+            .execute(
+                "UPDATE api_tokens SET revoked_at = ?1 WHERE prefix = ?2 AND revoked_at IS NULL",
+                params![self.now(), prefix],
+            )
+            .await?)
     }
 }

@@ -1,0 +1,194 @@
+//! Accounts: `/api/auth/` (login, logout, me), `/api/tokens/` (the caller's API tokens), `/api/users/`
+//! (staff only) and the unauthenticated `/api/health/`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{Id, JsonBody, ListQuery, Page};
+use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
+use crate::auth::{self, Caller};
+use crate::clock::format_timestamp;
+use crate::domain::{Credentials, Mode, NewApiToken, UserWrite};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::{TokenInfo, User, UserChanges};
+
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, patch_user, delete_user))
+        .routes(routes!(health))
+}
+
+pub fn router(state: AppState) -> Router {
+    super::finish(api(), state)
+}
+
+/// A token with its secret, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedToken {
+    /// Send it as `Authorization: Bearer <token>`. It is not shown again.
+    pub token: String,
+    pub expires_at: Option<String>,
+    #[serde(flatten)]
+    pub info: TokenInfo,
+}
+
+/// Exchange a username and password for a short-lived token (12 hours) for the pages and tools.
+#[utoipa::path(post, path = "/api/auth/login/", operation_id = "auth_login", tag = "auth", request_body = Credentials,
+    security(()),
+    responses((status = 200, body = IssuedToken), (status = 400, description = "Wrong credentials (the same answer for an unknown user).", body = ValidationErrors)))]
+async fn login(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Json<IssuedToken>> {
+    let credentials = Credentials::parse(&body)?;
+    let (info, token) = auth::login(&state, &credentials.username, &credentials.password).await?;
+    Ok(Json(IssuedToken { token, expires_at: info.expires_at.clone(), info }))
+}
+
+/// Revoke the token this request was made with.
+#[utoipa::path(post, path = "/api/auth/logout/", operation_id = "auth_logout", tag = "auth",
+    responses((status = 204), (status = 401, body = ErrorDetail)))]
+async fn logout(State(state): State<AppState>, caller: Caller) -> Result<StatusCode> {
+    let token = caller.token_id.ok_or(Error::NotFound)?;
+    state.store.revoke_token(Some(caller.id), token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who the token belongs to.
+#[utoipa::path(get, path = "/api/auth/me/", operation_id = "auth_me", tag = "auth",
+    responses((status = 200, body = User), (status = 401, body = ErrorDetail)))]
+async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<User>> {
+    Ok(Json(state.store.get_user(caller.id).await?))
+}
+
+/// The caller's API tokens (never their secrets).
+#[utoipa::path(get, path = "/api/tokens/", operation_id = "tokens_list", tag = "auth", params(PageParams),
+    responses((status = 200, body = Page<TokenInfo>), (status = 401, body = ErrorDetail)))]
+async fn list_tokens(State(state): State<AppState>, caller: Caller, query: ListQuery) -> Result<Json<Page<TokenInfo>>> {
+    Ok(Json(query.page(state.store.list_tokens(caller.id, query.slice()).await?)?))
+}
+
+/// Create an API token for the caller; its secret is in this answer only.
+#[utoipa::path(post, path = "/api/tokens/", operation_id = "tokens_create", tag = "auth", request_body = NewApiToken,
+    responses((status = 201, body = IssuedToken), (status = 400, body = ValidationErrors), (status = 401, body = ErrorDetail)))]
+async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<IssuedToken>)> {
+    let request = NewApiToken::parse(&body)?;
+    let expires = request
+        .expires_in_days
+        .map(|days| format_timestamp(state.store.clock().now() + time::Duration::days(days.into())));
+    let token = auth::new_token();
+    let info = state.store.create_token(caller.id, &request.name, "api", expires.as_deref(), &token).await?;
+    Ok((StatusCode::CREATED, Json(IssuedToken { token: token.secret, expires_at: info.expires_at.clone(), info })))
+}
+
+/// Revoke one of the caller's tokens.
+#[utoipa::path(delete, path = "/api/tokens/{id}/", operation_id = "tokens_revoke", tag = "auth", params(("id" = i64, Path)),
+    responses((status = 204), (status = 401, body = ErrorDetail), (status = 404, body = ErrorDetail)))]
+async fn revoke_token(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
+    state.store.revoke_token(Some(caller.id), id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// All users (staff only).
+#[utoipa::path(get, path = "/api/users/", operation_id = "users_list", tag = "auth", params(PageParams),
+    responses((status = 200, body = Page<User>), (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail)))]
+async fn list_users(State(state): State<AppState>, caller: Caller, query: ListQuery) -> Result<Json<Page<User>>> {
+    caller.require_staff()?;
+    Ok(Json(query.page(state.store.list_users(query.slice()).await?)?))
+}
+
+async fn hash(password: Option<String>) -> Result<Option<String>> {
+    match password {
+        None => Ok(None),
+        Some(password) => tokio::task::spawn_blocking(move || auth::hash_password(&password))
+            .await
+            .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))?
+            .map(Some),
+    }
+}
+
+/// Create a user (staff only).
+#[utoipa::path(post, path = "/api/users/", operation_id = "users_create", tag = "auth", request_body = UserWrite,
+    responses((status = 201, body = User), (status = 400, body = ValidationErrors), (status = 403, body = ErrorDetail)))]
+async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<User>)> {
+    caller.require_staff()?;
+    let write = UserWrite::parse(&body, Mode::Create)?;
+    let password_hash = hash(write.password).await?;
+    let user = state
+        .store
+        .create_user(&write.username.unwrap_or_default(), password_hash.as_deref(), write.is_staff.unwrap_or(false))
+        .await?;
+    let user = match write.is_active {
+        Some(false) => {
+            state.store.update_user(user.id, UserChanges { is_active: Some(false), ..Default::default() }).await?
+        }
+        _ => user,
+    };
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[utoipa::path(get, path = "/api/users/{id}/", operation_id = "users_retrieve", tag = "auth", params(("id" = i64, Path)),
+    responses((status = 200, body = User), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail)))]
+async fn get_user(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Json<User>> {
+    caller.require_staff()?;
+    Ok(Json(state.store.get_user(id).await?))
+}
+
+/// Change a user: username, password, `is_staff`, `is_active` (deactivating revokes its tokens). Staff only.
+#[utoipa::path(patch, path = "/api/users/{id}/", operation_id = "users_patch", tag = "auth", params(("id" = i64, Path)),
+    request_body = UserWrite,
+    responses((status = 200, body = User), (status = 400, body = ValidationErrors), (status = 403, body = ErrorDetail),
+        (status = 404, body = ErrorDetail)))]
+async fn patch_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    JsonBody(body): JsonBody,
+) -> Result<Json<User>> {
+    caller.require_staff()?;
+    let write = UserWrite::parse(&body, Mode::Patch)?;
+    let changes = UserChanges {
+        username: write.username,
+        password_hash: hash(write.password).await?,
+        is_staff: write.is_staff,
+        is_active: write.is_active,
+    };
+    Ok(Json(state.store.update_user(id, changes).await?))
+}
+
+/// Delete a user and everything it owns. Staff only; not oneself.
+#[utoipa::path(delete, path = "/api/users/{id}/", operation_id = "users_delete", tag = "auth", params(("id" = i64, Path)),
+    responses((status = 204), (status = 400, body = ErrorDetail), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail)))]
+async fn delete_user(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
+    caller.require_staff()?;
+    if id == caller.id {
+        return Err(Error::BadRequest("You cannot delete your own account.".into()));
+    }
+    state.store.delete_user(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Liveness, without credentials.
+#[utoipa::path(get, path = "/api/health/", operation_id = "health", tag = "auth", security(()),
+    responses((status = 200, body = Object, example = json!({"status": "ok"}))))]
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
