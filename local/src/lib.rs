@@ -163,7 +163,8 @@ pub async fn serve(
         // Printed once, never logged: this is the only time the password exists in clear.
         println!(
             "\nFirst run: created the staff user \"{}\" with password {password}\n\
-             Log in at http://{addr}/dashboard/ (or POST /api/auth/login/) and change it.\n",
+             Log in with POST http://{addr}/api/auth/login/ {{\"username\", \"password\"}}; a staff user can\n\
+             change it with PATCH /api/users/{{id}}/.\n",
             admin.username
         );
     }

@@ -14,7 +14,9 @@ async fn main() -> ExitCode {
     {
         eprintln!("lambent: ignoring .env: {err}");
     }
+    // Logs go to stderr: stdout carries what commands print for scripts (a new token, the first-run password).
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let cli = Cli::parse();
