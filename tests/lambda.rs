@@ -78,3 +78,56 @@ async fn a_function_answers_only_its_own_group() {
         json!({"detail": "Not found."})
     );
 }
+
+#[tokio::test]
+async fn a_streaming_function_sends_frames_before_the_upstream_has_finished() {
+    use crate::helpers::fake_openai::{FakeOpenAi, Step, frames, text_events};
+    use futures::StreamExt;
+
+    let fake = FakeOpenAi::start().await;
+    let (state, _dir) = crate::helpers::fresh_state_with(&fake.env()).await;
+    let user = state.store.create_user("lambda", None, false).await.unwrap();
+    let token = lambent::auth::NewToken {
+        secret: FIXTURE_TOKEN.into(),
+        prefix: FIXTURE_TOKEN[..12].into(),
+        hash: lambent::auth::token_hash(FIXTURE_TOKEN),
+    };
+    state.store.create_token(user.id, "fixture", "api", None, &token).await.unwrap();
+    state
+        .store
+        .create_agent(
+            Some(user.id),
+            lambent::domain::AgentFields { name: "a".into(), is_default: true, ..Default::default() },
+        )
+        .await
+        .unwrap();
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut steps = frames(text_events("resp_stream", &["first", " second"]));
+    steps.insert(5, Step::Gate(gate.clone()));
+    fake.push_stream(steps);
+
+    let payload: LambdaRequest = serde_json::from_str(include_str!("fixtures/apigw_rest_post_stream.json")).unwrap();
+    let adapter =
+        lambda_http::StreamAdapter::from(lambent_functions::service(lambent::http::agent::stream_router(state)));
+    let response = adapter.oneshot(LambdaEvent::new(payload, Context::default())).await.expect("response");
+    assert_eq!(response.metadata_prelude.status_code, 200);
+    assert_eq!(response.metadata_prelude.headers["content-type"], "text/event-stream");
+    let mut body = response.stream;
+    let mut seen = String::new();
+    // The upstream is held at its gate: whatever arrives now was streamed, not buffered.
+    while !seen.contains("text_delta") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
+            .await
+            .expect("a frame arrives while the upstream is still open")
+            .expect("the stream is not over")
+            .expect("a chunk");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("\"delta\":\"first\""), "{seen}");
+    assert!(!seen.contains("event: done"), "{seen}");
+    gate.notify_one();
+    while let Some(chunk) = body.next().await {
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    assert!(seen.contains("event: done") && seen.contains("\"status\":\"completed\""), "{seen}");
+}

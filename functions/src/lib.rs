@@ -4,15 +4,22 @@
 //! wiring they share, so cold start is the same everywhere: read the config, open the store once (no
 //! migrations: `lambent migrate` runs before a deploy), then hand the router to the runtime.
 //!
+//! Secrets: when `OPENAI_API_KEY_PARAMETER` / `DATABASE_AUTH_TOKEN_PARAMETER` name SSM SecureString
+//! parameters, they are read (decrypted) once at cold start; otherwise the plain variables are used, and the
+//! AWS SDK is never touched.
+//!
 //! # Layout
-//! - `src/lib.rs`: [`serve`] / [`serve_streaming`] (the shared `main`), [`service`] (the router as Lambda sees it).
+//! - `src/lib.rs`: [`serve`] / [`serve_streaming`] (the shared `main`), [`cold_start`], [`resolve_secrets`],
+//!   [`service`] (the router as Lambda sees it).
 //! - `src/bin/<group>.rs`: `agents`, `tools`, `agent-tools`, `templates`, `sessions`, `docs`, `auth`, `agent-chat`, and
 //!   the two streaming functions `agent-stream` and `tool-output`.
 
+use aws_config::SdkConfig;
 use axum::Router;
 use axum::http::Uri;
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
+use lambent::config::Secret;
 use lambent::{AppState, Config};
 use tower::ServiceBuilder;
 use tower::util::MapRequest;
@@ -20,15 +27,55 @@ use tower::util::MapRequest;
 /// Cold start, then serve requests with a buffered response (the CRUD groups).
 pub async fn serve(router: fn(AppState) -> Router) -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let state = AppState::open(Config::from_env()?).await?;
+    let state = cold_start().await?;
     lambda_http::run(service(router(state))).await
+}
+
+/// Everything a function does before its first request: configuration, secrets, one database connection.
+pub async fn cold_start() -> Result<AppState, lambent::Error> {
+    let config = resolve_secrets(Config::from_env()?, None).await?;
+    AppState::open(config).await
+}
+
+/// Fills secrets from SSM parameters when the configuration names them. `sdk` overrides the AWS
+/// configuration (tests point it at a local emulator); by default it comes from the environment.
+pub async fn resolve_secrets(mut config: Config, sdk: Option<SdkConfig>) -> Result<Config, lambent::Error> {
+    if config.openai_api_key_parameter.is_none() && config.database_auth_token_parameter.is_none() {
+        return Ok(config);
+    }
+    let sdk = match sdk {
+        Some(sdk) => sdk,
+        None => aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+    };
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    if let Some(name) = config.openai_api_key_parameter.clone() {
+        config.openai_api_key = Some(parameter(&ssm, &name).await?);
+    }
+    if let Some(name) = config.database_auth_token_parameter.clone() {
+        config.database_auth_token = Some(parameter(&ssm, &name).await?);
+    }
+    Ok(config)
+}
+
+async fn parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Secret, lambent::Error> {
+    let output = ssm.get_parameter().name(name).with_decryption(true).send().await.map_err(|e| {
+        lambent::Error::Config(format!(
+            "cannot read SSM parameter {name}: {}",
+            aws_sdk_ssm::error::DisplayErrorContext(&e)
+        ))
+    })?;
+    output
+        .parameter
+        .and_then(|p| p.value)
+        .map(Secret::new)
+        .ok_or_else(|| lambent::Error::Config(format!("SSM parameter {name} has no value")))
 }
 
 /// Cold start, then serve requests with Lambda response streaming: SSE frames leave as they are produced
 /// (plain `run` would buffer the whole body).
 pub async fn serve_streaming(router: fn(AppState) -> Router) -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let state = AppState::open(Config::from_env()?).await?;
+    let state = cold_start().await?;
     lambda_http::run_with_streaming_response(service(router(state))).await
 }
 

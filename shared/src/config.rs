@@ -37,10 +37,14 @@ pub struct Config {
     pub database_url: String,
     /// Bearer token for a remote libsql server (Turso / sqld).
     pub database_auth_token: Option<Secret>,
+    /// On Lambda: an SSM SecureString holding the database token, read once at cold start.
+    pub database_auth_token_parameter: Option<String>,
     /// Where the local server listens.
     pub bind: SocketAddr,
     /// The OpenAI API key; without one the agent endpoints answer 503.
     pub openai_api_key: Option<Secret>,
+    /// On Lambda: an SSM SecureString holding the OpenAI key, read once at cold start.
+    pub openai_api_key_parameter: Option<String>,
     /// Any Responses-compatible server (`OPENAI_BASE_URL`), default OpenAI's.
     pub openai_base_url: String,
     pub openai_connect_timeout: Duration,
@@ -87,8 +91,10 @@ impl Config {
         Ok(Self {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
             database_auth_token: get("DATABASE_AUTH_TOKEN").map(Secret::new),
+            database_auth_token_parameter: get("DATABASE_AUTH_TOKEN_PARAMETER"),
             bind,
             openai_api_key: get("OPENAI_API_KEY").map(Secret::new),
+            openai_api_key_parameter: get("OPENAI_API_KEY_PARAMETER"),
             openai_base_url: get("OPENAI_BASE_URL").unwrap_or_else(|| DEFAULT_OPENAI_BASE_URL.to_owned()),
             openai_connect_timeout: seconds("OPENAI_CONNECT_TIMEOUT", 10.0)?,
             openai_read_timeout: seconds("OPENAI_READ_TIMEOUT", 120.0)?,

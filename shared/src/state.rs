@@ -1,9 +1,11 @@
-//! What every handler shares: built once per process (per Lambda cold start).
+//! What every handler shares: built once per process (per Lambda cold start). Clients that a request may not
+//! need (the model provider, the tool HTTP client) are built on first use, off the cold path.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::executors::ExecutorContext;
 use crate::llm::{ModelProvider, OpenAiProvider};
 use crate::store::Store;
@@ -12,30 +14,20 @@ use crate::store::Store;
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
-    /// None without `OPENAI_API_KEY`: the agent endpoints then answer 503.
-    pub llm: Option<Arc<dyn ModelProvider>>,
-    pub executors: ExecutorContext,
+    llm: Arc<OnceLock<std::result::Result<Arc<dyn ModelProvider>, String>>>,
+    executors: Arc<OnceLock<std::result::Result<ExecutorContext, String>>>,
+    schema_checked: Arc<AtomicBool>,
 }
 
 impl AppState {
     pub fn new(config: Config, store: Store) -> Result<Self> {
-        let llm = match &config.openai_api_key {
-            Some(key) => Some(Arc::new(OpenAiProvider::new(
-                key,
-                &config.openai_base_url,
-                config.openai_connect_timeout,
-                config.openai_read_timeout,
-            )?) as Arc<dyn ModelProvider>),
-            None => None,
-        };
-        let executors = ExecutorContext {
-            http: reqwest::Client::builder()
-                .connect_timeout(config.openai_connect_timeout)
-                .build()
-                .map_err(|e| crate::Error::Config(format!("cannot build the tool HTTP client: {e}")))?,
-            allowed_hosts: config.tool_hosts.clone(),
-        };
-        Ok(Self { config: Arc::new(config), store: Arc::new(store), llm, executors })
+        Ok(Self {
+            config: Arc::new(config),
+            store: Arc::new(store),
+            llm: Arc::default(),
+            executors: Arc::default(),
+            schema_checked: Arc::default(),
+        })
     }
 
     /// Opens the store named by the config. Runs no migrations: the local binary does that explicitly, and a
@@ -43,5 +35,42 @@ impl AppState {
     pub async fn open(config: Config) -> Result<Self> {
         let store = Store::open(&config).await?;
         Self::new(config, store)
+    }
+
+    /// The model provider, built on first use; 503 without `OPENAI_API_KEY`.
+    pub fn llm(&self) -> Result<Arc<dyn ModelProvider>> {
+        let built = self.llm.get_or_init(|| {
+            let key = self.config.openai_api_key.as_ref().ok_or_else(|| {
+                "The model provider is not configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible server)."
+                    .to_owned()
+            })?;
+            OpenAiProvider::new(key, &self.config.openai_base_url, self.config.openai_connect_timeout, self.config.openai_read_timeout)
+                .map(|p| Arc::new(p) as Arc<dyn ModelProvider>)
+                .map_err(|e| e.to_string())
+        });
+        built.clone().map_err(Error::Unavailable)
+    }
+
+    /// What server-side tool executors use, built on first use.
+    pub fn executors(&self) -> Result<&ExecutorContext> {
+        let built = self.executors.get_or_init(|| {
+            let http = reqwest::Client::builder()
+                .connect_timeout(self.config.openai_connect_timeout)
+                .build()
+                .map_err(|e| format!("cannot build the tool HTTP client: {e}"))?;
+            Ok(ExecutorContext { http, allowed_hosts: self.config.tool_hosts.clone() })
+        });
+        built.as_ref().map_err(|e| Error::Internal(e.clone()))
+    }
+
+    /// Fails (naming `lambent migrate`) while the database lacks a migration this code needs. Checked on the
+    /// first request rather than at cold start; once it passes it is not checked again.
+    pub async fn ensure_schema(&self) -> Result<()> {
+        if self.schema_checked.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.store.check_schema().await?;
+        self.schema_checked.store(true, Ordering::Release);
+        Ok(())
     }
 }

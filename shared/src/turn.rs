@@ -111,12 +111,7 @@ pub enum ToolOutputStart {
 }
 
 fn provider(state: &AppState) -> Result<Arc<dyn ModelProvider>> {
-    state.llm.clone().ok_or_else(|| {
-        Error::Unavailable(
-            "The model provider is not configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible server)."
-                .into(),
-        )
-    })
+    state.llm()
 }
 
 fn output_item(kind: ToolType, call_id: &str, output: &str) -> Value {
@@ -354,7 +349,10 @@ impl Turn {
             }
             rounds += 1;
             for call in &runnable {
-                let output = state.executors.run(&executors[call.name.as_str()], call, state.store.clock()).await;
+                let output = match state.executors() {
+                    Ok(context) => context.run(&executors[call.name.as_str()], call, state.store.clock()).await,
+                    Err(err) => serde_json::json!({"error": err.to_string()}).to_string(),
+                };
                 if let Err(err) = state.store.record_executed(self.session_id, &call.call_id, &output).await {
                     tracing::error!(error = %err, "could not store a tool result");
                 }

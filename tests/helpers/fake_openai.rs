@@ -22,6 +22,9 @@ pub enum Step {
     Cut,
     /// Goes silent, never ending the body.
     Stall,
+    /// Waits until the test opens the gate: proves the client saw what came before while the upstream
+    /// had not finished.
+    Gate(Arc<tokio::sync::Notify>),
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +114,7 @@ async fn responses(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, b
                         Step::Pause(d) => tokio::time::sleep(d).await,
                         Step::Cut => return Some((Err(std::io::Error::other("fake: connection cut")), steps)),
                         Step::Stall => futures::future::pending::<()>().await,
+                        Step::Gate(gate) => gate.notified().await,
                     }
                 }
             });

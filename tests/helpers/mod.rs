@@ -2,6 +2,7 @@
 //! scripted upstream.
 
 pub mod fake_openai;
+pub mod services;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +62,11 @@ impl TestApp {
     /// With settings, e.g. `FakeOpenAi::env()`.
     pub async fn spawn_with(env: &[(&str, String)]) -> Self {
         let (state, dir) = fresh_state_with(env).await;
+        Self::serve(state, dir).await
+    }
+
+    /// Serves an existing (migrated) state, e.g. over a remote database.
+    pub async fn serve(state: AppState, dir: TempDir) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let app = lambent::http::router(state.clone());

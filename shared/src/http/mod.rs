@@ -39,6 +39,19 @@ pub fn router(state: AppState) -> Router {
     finish(api().merge(openapi::api()), state)
 }
 
+/// Answers 503 naming `lambent migrate` while the database is behind the code.
+async fn require_schema(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match state.ensure_schema().await {
+        Ok(()) => next.run(request).await,
+        Err(err) => err.into_response(),
+    }
+}
+
 /// Gives a group (or all of them) the behaviour every router shares: DRF-shaped 404 and 405 answers,
 /// request tracing, CORS for the configured origins only, and its state.
 pub fn finish(api: OpenApiRouter<AppState>, state: AppState) -> Router {
@@ -47,6 +60,7 @@ pub fn finish(api: OpenApiRouter<AppState>, state: AppState) -> Router {
     let router = router
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|method: Method| async move { Error::MethodNotAllowed(method) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_schema))
         .layer(TraceLayer::new_for_http());
     let router = if origins.is_empty() {
         router

