@@ -109,3 +109,31 @@ async fn foreign_keys_are_enforced() {
     let err = store.add_message(404, "user", "orphan").await.unwrap_err();
     assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
 }
+
+#[tokio::test]
+async fn a_function_on_a_database_behind_the_code_says_to_run_lambent_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::helpers::config_in(&dir, &[]);
+    let store = Store::open(&config).await.unwrap();
+    // Only the first migration: the code needs more.
+    store.migrate_with(&MIGRATIONS[..1]).await.unwrap();
+    let state = lambent::AppState::open(config).await.unwrap();
+    let app = lambent_functions::service(lambent::http::agents::router(state.clone()));
+    let request = || {
+        lambda_http::http::Request::builder()
+            .uri("/api/agents/")
+            .header("authorization", "Bearer lam_whatever")
+            .body(lambda_http::Body::Empty)
+            .unwrap()
+    };
+    let response = tower::ServiceExt::oneshot(app.clone(), request()).await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+    let detail: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(detail["detail"].as_str().unwrap().contains("lambent migrate"), "{detail}");
+
+    // Once someone migrates, the same warm function recovers without a restart.
+    store.migrate().await.unwrap();
+    let response = tower::ServiceExt::oneshot(app, request()).await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED, "past the schema check, on to authentication");
+}
