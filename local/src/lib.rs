@@ -11,12 +11,15 @@
 use std::future::Future;
 use std::io::{BufRead, Write};
 
+use axum::http::{HeaderValue, header};
 use clap::{Parser, Subcommand};
 use lambent::auth::{hash_password, new_token, random_hex};
 use lambent::domain::{MIN_PASSWORD_CHARS, check_username};
 use lambent::store::User;
 use lambent::{AppState, Config, Error, Store};
 use tokio::net::TcpListener;
+use tower_http::services::{ServeDir, ServeFile};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 #[derive(Debug, Parser)]
 #[command(name = "lambent", version, about = "Lambent: chat agents on the OpenAI Responses API")]
@@ -151,6 +154,25 @@ pub async fn open(config: &Config) -> Result<Store, lambent::Error> {
     Ok(store)
 }
 
+/// The built site at the same paths CloudFront serves it: the pages, `/static/` and `/vendor/`.
+pub fn site(dir: &str) -> axum::Router {
+    let dir = std::path::Path::new(dir);
+    if !dir.join("index.html").exists() {
+        tracing::warn!(
+            "no site in {} (pages will 404): build it with `npm ci --prefix site && cargo run -p lambent-site`",
+            dir.display()
+        );
+    }
+    let mut router = axum::Router::new()
+        .nest_service("/static", ServeDir::new(dir.join("static")))
+        .nest_service("/vendor", ServeDir::new(dir.join("vendor")));
+    for (path, _) in lambent_site::pages() {
+        let route = format!("/{}", path.trim_end_matches("index.html"));
+        router = router.route_service(&route, ServeFile::new(dir.join(path)));
+    }
+    router
+}
+
 /// Serves every router on `listener` until `shutdown` resolves, then lets open requests finish.
 pub async fn serve(
     config: Config,
@@ -168,7 +190,17 @@ pub async fn serve(
             admin.username
         );
     }
-    let app = lambent::http::router(AppState::new(config, store)?);
+    let site = site(&config.site_dir);
+    let app = lambent::http::router(AppState::new(config, store)?)
+        .merge(site)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(lambent_site::CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ));
     tracing::info!("serving on http://{addr}");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

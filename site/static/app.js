@@ -1,0 +1,501 @@
+// Lambent's pages: a little plain JavaScript over the JSON API. Everything that comes from the API goes
+// into the page as text (textContent, option.text, element attributes): never as HTML.
+"use strict";
+
+const TOKEN_KEY = "lambent.token";
+const $ = (selector, root = document) => root.querySelector(selector);
+const token = () => localStorage.getItem(TOKEN_KEY);
+let me = null;
+
+/** Builds an element; string children become text nodes. */
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key in node && key !== "list") node[key] = value;
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+async function api(method, path, body) {
+  const headers = {};
+  if (token()) headers.authorization = `Bearer ${token()}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await response.text();
+  let data = null;
+  if (text) {
+    try { data = JSON.parse(text); } catch { data = { detail: text }; }
+  }
+  if (response.status === 401 && path !== "/api/auth/login/") showLogin();
+  return { status: response.status, ok: response.ok, data };
+}
+
+/** Shows a DRF error body next to the fields it names (and the rest in non_field_errors). */
+function showErrors(form, data) {
+  for (const node of form.querySelectorAll("[data-error-for]")) node.textContent = "";
+  if (!data) return;
+  const general = form.querySelector('[data-error-for="non_field_errors"]');
+  for (const [field, messages] of Object.entries(data)) {
+    const text = Array.isArray(messages) ? messages.join(" ") : String(messages);
+    const target = form.querySelector(`[data-error-for="${CSS.escape(field)}"]`) || general;
+    if (target) target.textContent = target.textContent ? `${target.textContent} ${text}` : text;
+  }
+}
+
+// ---- Login ------------------------------------------------------------------------------------------------
+
+function showLogin() {
+  localStorage.removeItem(TOKEN_KEY);
+  me = null;
+  const login = $("#login");
+  if (login) login.hidden = false;
+  for (const id of ["#dashboard", "#playground"]) if ($(id)) $(id).hidden = true;
+  $("#whoami").textContent = "Not logged in";
+  $("#logout").hidden = true;
+  const state = $("#login-state");
+  if (state) state.textContent = "You are not logged in.";
+}
+
+async function boot() {
+  $("#logout").addEventListener("click", async () => {
+    await api("POST", "/api/auth/logout/", {});
+    showLogin();
+  });
+  const form = $("#login-form");
+  if (form) {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const body = Object.fromEntries(new FormData(form));
+      const { ok, data } = await api("POST", "/api/auth/login/", body);
+      if (!ok) return showErrors(form, data);
+      localStorage.setItem(TOKEN_KEY, data.token);
+      form.reset();
+      await start();
+    });
+  }
+  await start();
+}
+
+async function start() {
+  if (!token()) return showLogin();
+  const { ok, data } = await api("GET", "/api/auth/me/");
+  if (!ok) return showLogin();
+  me = data;
+  $("#whoami").textContent = `${me.username}${me.is_staff ? " (staff)" : ""}`;
+  $("#logout").hidden = false;
+  if ($("#login")) $("#login").hidden = true;
+  const state = $("#login-state");
+  if (state) state.textContent = `Logged in as ${me.username}.`;
+  const page = document.body.dataset.page;
+  if (page === "dashboard") await dashboard();
+  if (page === "playground") await playground();
+}
+
+// ---- Dashboard --------------------------------------------------------------------------------------------
+
+const agentOptions = async () => {
+  const { data } = await api("GET", "/api/agents/?page_size=100");
+  return (data?.results || []).map((a) => [a.id, `${a.name} (#${a.id})`]);
+};
+const toolOptions = async () => {
+  const { data } = await api("GET", "/api/tools/?page_size=100");
+  return (data?.results || []).map((t) => [t.id, `${t.name} (#${t.id})`]);
+};
+
+const RESOURCES = {
+  agents: {
+    title: "Agents", path: "/api/agents/", columns: ["id", "name", "model", "is_default", "owner"], toggles: ["is_default"],
+    fields: [
+      { name: "name", label: "Name", required: true },
+      { name: "model", label: "Model", placeholder: "gpt-4.1" },
+      { name: "system_prompt", label: "System prompt", type: "textarea" },
+      { name: "is_default", label: "Default agent", type: "checkbox" },
+    ],
+  },
+  tools: {
+    title: "Tools", path: "/api/tools/", columns: ["id", "name", "tool_type", "description", "is_active"], toggles: ["is_active"],
+    fields: [
+      { name: "name", label: "Name (letters, digits, _ and -)", required: true },
+      { name: "description", label: "Description", type: "textarea" },
+      { name: "tool_type", label: "Type", type: "select", options: async () => [["function", "function"], ["custom", "custom"]] },
+      { name: "parameters", label: "Parameters (JSON Schema)", type: "json", placeholder: '{"type": "object", "properties": {}}' },
+      { name: "format", label: "Format (custom tools, JSON)", type: "json", nullable: true },
+      { name: "executor", label: "Executor (JSON, e.g. {\"type\": \"echo\"})", type: "json", nullable: true },
+      { name: "is_active", label: "Active", type: "checkbox", initial: true },
+    ],
+  },
+  "agent-tools": {
+    title: "Agent tools", path: "/api/agent-tools/", columns: ["id", "agent", "tool", "enabled"], toggles: ["enabled"],
+    fields: [
+      { name: "agent", label: "Agent", type: "select", options: agentOptions, required: true },
+      { name: "tool", label: "Tool", type: "select", options: toolOptions, required: true },
+      { name: "enabled", label: "Enabled", type: "checkbox", initial: true },
+    ],
+  },
+  templates: {
+    title: "Templates", path: "/api/templates/", columns: ["id", "name", "agent", "is_default"], toggles: ["is_default"],
+    fields: [
+      { name: "name", label: "Name", required: true },
+      { name: "template", label: "Template ({{name}} placeholders come from the request's variables)", type: "textarea", required: true },
+      { name: "agent", label: "Agent (empty: global)", type: "select", options: agentOptions, nullable: true },
+      { name: "is_default", label: "Default in its scope", type: "checkbox" },
+    ],
+  },
+  sessions: {
+    title: "Sessions", path: "/api/sessions/", columns: ["id", "agent", "previous_response_id", "updated_at"], noEdit: true, view: true,
+    fields: [{ name: "agent", label: "Agent", type: "select", options: agentOptions, required: true }],
+  },
+  tokens: {
+    title: "API tokens", path: "/api/tokens/", columns: ["id", "name", "prefix", "created_at", "last_used_at", "expires_at"], noEdit: true,
+    fields: [
+      { name: "name", label: "Name", required: true },
+      { name: "expires_in_days", label: "Expires in days (empty: never)", type: "number" },
+    ],
+  },
+  users: {
+    title: "Users", path: "/api/users/", columns: ["id", "username", "is_staff", "is_active"], toggles: ["is_staff", "is_active"], staff: true,
+    fields: [
+      { name: "username", label: "Username", required: true },
+      { name: "password", label: "Password (at least 8 characters; empty keeps it)", type: "password" },
+      { name: "is_staff", label: "Staff", type: "checkbox" },
+      { name: "is_active", label: "Active", type: "checkbox", initial: true },
+    ],
+  },
+};
+
+const view = { key: "agents", url: null, data: null };
+
+async function dashboard() {
+  $("#dashboard").hidden = false;
+  const tabs = $("#sections");
+  tabs.replaceChildren();
+  for (const [key, resource] of Object.entries(RESOURCES)) {
+    if (resource.staff && !me.is_staff) continue;
+    tabs.append(el("li", {}, el("a", { href: `#${key}`, role: "tab", dataset: { section: key },
+      onclick: (event) => { event.preventDefault(); openSection(key); } }, resource.title)));
+  }
+  $("#filter").oninput = () => filterRows();
+  $("#new-item").onclick = () => openEditor(null);
+  $("#prev-page").onclick = () => view.data?.previous && loadPage(view.data.previous);
+  $("#next-page").onclick = () => view.data?.next && loadPage(view.data.next);
+  $("#editor-cancel").onclick = () => $("#editor").close();
+  const wanted = location.hash.slice(1);
+  await openSection(RESOURCES[wanted] ? wanted : "agents");
+}
+
+async function openSection(key) {
+  view.key = key;
+  history.replaceState(null, "", `#${key}`);
+  for (const tab of document.querySelectorAll("[data-section]")) {
+    tab.setAttribute("aria-selected", String(tab.dataset.section === key));
+  }
+  $("#resource-title").textContent = RESOURCES[key].title;
+  $("#detail").hidden = true;
+  $("#filter").value = "";
+  await loadPage(RESOURCES[key].path);
+}
+
+/** Same-origin path of a DRF page link (which is absolute). */
+const pathOf = (url) => { const u = new URL(url, location.origin); return u.pathname + u.search; };
+
+async function loadPage(url) {
+  const resource = RESOURCES[view.key];
+  view.url = pathOf(url);
+  const { ok, data } = await api("GET", view.url);
+  if (!ok) return;
+  view.data = data;
+  const head = el("tr", {}, resource.columns.map((c) => el("th", { scope: "col" }, c)), el("th", { scope: "col" }, "Actions"));
+  $("#items thead").replaceChildren(head);
+  $("#items tbody").replaceChildren(...data.results.map((item) => row(resource, item)));
+  const pages = Math.max(1, Math.ceil(data.count / Math.max(1, data.results.length || 1)));
+  $("#page-info").textContent = `${data.count} in all`;
+  $("#prev-page").disabled = !data.previous;
+  $("#next-page").disabled = !data.next;
+  void pages;
+  filterRows();
+}
+
+function row(resource, item) {
+  const cells = resource.columns.map((column) => {
+    if ((resource.toggles || []).includes(column)) {
+      return el("td", {}, el("input", { type: "checkbox", role: "switch", checked: Boolean(item[column]),
+        "aria-label": `${column} for #${item.id}`,
+        onchange: async (event) => {
+          const { ok } = await api("PATCH", `${resource.path}${item.id}/`, { [column]: event.target.checked });
+          await loadPage(view.url);
+          if (!ok) alert(`Could not change ${column}.`);
+        } }));
+    }
+    const value = item[column];
+    return el("td", {}, value === null || value === undefined ? "—" : typeof value === "object" ? JSON.stringify(value) : String(value));
+  });
+  const actions = el("div", { className: "actions" });
+  if (resource.view) actions.append(el("button", { className: "secondary", onclick: () => showSession(item) }, "View"));
+  if (!resource.noEdit) actions.append(el("button", { className: "secondary", onclick: () => openEditor(item) }, "Edit"));
+  actions.append(el("button", { className: "secondary outline", onclick: async () => {
+    const label = item.name || item.username || `#${item.id}`;
+    if (!confirm(`Delete ${label}?`)) return;
+    const { ok, data } = await api("DELETE", `${resource.path}${item.id}/`);
+    if (!ok) alert(data?.detail || "Could not delete.");
+    await loadPage(view.url);
+  } }, "Delete"));
+  return el("tr", { dataset: { text: JSON.stringify(item).toLowerCase() } }, cells, el("td", {}, actions));
+}
+
+function filterRows() {
+  const needle = $("#filter").value.trim().toLowerCase();
+  for (const tr of document.querySelectorAll("#items tbody tr")) tr.hidden = needle && !tr.dataset.text.includes(needle);
+}
+
+async function fieldInput(field, value) {
+  const id = `field-${field.name}`;
+  let input;
+  if (field.type === "textarea") input = el("textarea", { id, name: field.name, rows: 4 }, value ?? "");
+  else if (field.type === "json") {
+    input = el("textarea", { id, name: field.name, rows: 4, placeholder: field.placeholder,
+      className: "json" }, value === null || value === undefined ? "" : JSON.stringify(value, null, 2));
+  } else if (field.type === "select") {
+    input = el("select", { id, name: field.name });
+    if (field.nullable) input.append(el("option", { value: "" }, "— none —"));
+    for (const [optionValue, text] of await field.options()) input.append(el("option", { value: String(optionValue) }, text));
+    if (value !== undefined && value !== null) input.value = String(value);
+  } else if (field.type === "checkbox") {
+    input = el("input", { id, name: field.name, type: "checkbox", role: "switch", checked: value ?? field.initial ?? false });
+    return el("label", { htmlFor: id }, input, ` ${field.label}`, el("small", { className: "error", dataset: { errorFor: field.name } }));
+  } else {
+    input = el("input", { id, name: field.name, type: field.type || "text", placeholder: field.placeholder,
+      value: value ?? "", required: field.required && field.type !== "password" });
+  }
+  return el("div", {}, el("label", { htmlFor: id }, field.label), input,
+    el("small", { className: "error", role: "alert", dataset: { errorFor: field.name } }));
+}
+
+async function openEditor(item) {
+  const resource = RESOURCES[view.key];
+  const form = $("#editor-form");
+  $("#editor-title").textContent = item ? `Edit ${resource.title.toLowerCase()} #${item.id}` : `New: ${resource.title.toLowerCase()}`;
+  const fields = [];
+  for (const field of resource.fields) fields.push(await fieldInput(field, item ? item[field.name] : undefined));
+  $("#editor-fields").replaceChildren(...fields);
+  showErrors(form, null);
+  form.onsubmit = async (event) => {
+    event.preventDefault();
+    const body = {};
+    const local = {};
+    for (const field of resource.fields) {
+      const input = form.elements[field.name];
+      if (field.type === "checkbox") body[field.name] = input.checked;
+      else if (field.type === "json") {
+        const text = input.value.trim();
+        if (!text) { if (field.nullable) body[field.name] = null; continue; }
+        try { body[field.name] = JSON.parse(text); } catch (error) { local[field.name] = [`Not valid JSON: ${error.message}`]; }
+      } else if (field.type === "number") { if (input.value !== "") body[field.name] = Number(input.value); }
+      else if (field.type === "select") {
+        if (input.value === "") { if (field.nullable) body[field.name] = null; } else body[field.name] = Number(input.value) || input.value;
+      } else if (field.type === "password") { if (input.value) body[field.name] = input.value; }
+      else body[field.name] = input.value;
+    }
+    if (Object.keys(local).length) return showErrors(form, local);
+    const { ok, data } = item
+      ? await api("PATCH", `${resource.path}${item.id}/`, body)
+      : await api("POST", resource.path, body);
+    if (!ok) return showErrors(form, data);
+    $("#editor").close();
+    if (view.key === "tokens" && data.token) {
+      alert(`Your new token (shown only this once):\n\n${data.token}`);
+    }
+    await loadPage(view.url);
+  };
+  $("#editor").showModal();
+  form.querySelector("input, textarea, select")?.focus();
+}
+
+async function showSession(session) {
+  const [messages, calls] = await Promise.all([
+    api("GET", `/api/sessions/${session.id}/messages/?page_size=100`),
+    api("GET", `/api/sessions/${session.id}/tool-calls/?page_size=100`),
+  ]);
+  $("#detail-title").textContent = `Session #${session.id}`;
+  const list = el("ol", {}, (messages.data?.results || []).map((m) =>
+    el("li", {}, el("strong", {}, `${m.role}${m.status ? ` (${m.status})` : ""}: `), m.content)));
+  const table = el("table", {}, el("thead", {}, el("tr", {}, ["call_id", "name", "status", "arguments", "output"].map((c) => el("th", {}, c)))),
+    el("tbody", {}, (calls.data?.results || []).map((c) => el("tr", {}, [c.call_id, c.name, c.status, c.arguments, c.output ?? "—"].map((v) => el("td", {}, v))))));
+  $("#detail-body").replaceChildren(el("h4", {}, "Messages"), list, el("h4", {}, "Tool calls"), table);
+  $("#detail").hidden = false;
+}
+
+// ---- Playground -------------------------------------------------------------------------------------------
+
+const chat = { controller: null, bubble: null, sessionId: null };
+
+async function playground() {
+  $("#playground").hidden = false;
+  const { data } = await api("GET", "/api/agents/?page_size=100");
+  const agents = data?.results || [];
+  const select = $("#agent");
+  select.replaceChildren(...agents.map((a) => el("option", { value: String(a.id) }, `${a.name}${a.is_default ? " (default)" : ""}`)));
+  const preferred = agents.find((a) => a.is_default && a.owner === me.id) || agents.find((a) => a.is_default);
+  if (preferred) select.value = String(preferred.id);
+  select.onchange = () => loadSessions();
+  $("#session").onchange = () => loadHistory();
+  $("#chat-form").onsubmit = (event) => { event.preventDefault(); send(); };
+  $("#message").onkeydown = (event) => { if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) send(); };
+  $("#stop").onclick = () => chat.controller?.abort();
+  await loadSessions();
+}
+
+async function loadSessions(selected) {
+  const agent = $("#agent").value;
+  const select = $("#session");
+  const options = [el("option", { value: "" }, "New session")];
+  if (agent) {
+    const { data } = await api("GET", `/api/sessions/?agent=${encodeURIComponent(agent)}&page_size=100`);
+    for (const s of (data?.results || []).reverse()) options.push(el("option", { value: String(s.id) }, `Session #${s.id} (${s.updated_at})`));
+  }
+  select.replaceChildren(...options);
+  select.value = selected ? String(selected) : "";
+  if (!selected) await loadHistory();
+}
+
+async function loadHistory() {
+  const session = $("#session").value;
+  chat.sessionId = session ? Number(session) : null;
+  $("#history").replaceChildren();
+  $("#tool-calls").replaceChildren();
+  $("#chat-error").textContent = "";
+  if (!session) return;
+  const { data } = await api("GET", `/api/sessions/${session}/messages/?page_size=100`);
+  for (const m of data?.results || []) addBubble(m.role, m.content);
+  const calls = await api("GET", `/api/sessions/${session}/tool-calls/?page_size=100`);
+  for (const call of (calls.data?.results || []).filter((c) => c.status === "pending")) {
+    addToolCard({ call_id: call.call_id, name: call.name, type: call.type, arguments: call.arguments });
+  }
+}
+
+function addBubble(role, text = "") {
+  const bubble = el("div", { className: `message ${role}`, dataset: { role } }, text);
+  $("#history").append(bubble);
+  return bubble;
+}
+
+function busy(on) {
+  $("#send").disabled = on;
+  $("#stop").disabled = !on;
+  $("#send").setAttribute("aria-busy", String(on));
+}
+
+async function send() {
+  const message = $("#message").value.trim();
+  if (!message || chat.controller) return;
+  $("#chat-error").textContent = "";
+  addBubble("user", message);
+  $("#message").value = "";
+  const body = { message, agent_id: Number($("#agent").value) || undefined, auto_execute_tools: $("#auto-execute").checked };
+  if (chat.sessionId) body.session_id = chat.sessionId;
+  await stream("/api/agent/stream/", body);
+}
+
+/** POSTs and relays the SSE answer; JSON answers (errors, 202) come back to the caller. */
+async function stream(path, body) {
+  chat.controller = new AbortController();
+  busy(true);
+  chat.bubble = null;
+  try {
+    const response = await fetch(path, {
+      method: "POST", signal: chat.controller.signal,
+      headers: { "content-type": "application/json", authorization: `Bearer ${token()}` },
+      body: JSON.stringify(body),
+    });
+    if (!(response.headers.get("content-type") || "").startsWith("text/event-stream")) {
+      const data = await response.json().catch(() => ({}));
+      if (response.status === 401) showLogin();
+      return { status: response.status, data };
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const frame = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        let event = "message";
+        const data = [];
+        for (const line of frame.split("\n")) {
+          if (line.startsWith("event: ")) event = line.slice(7);
+          else if (line.startsWith("data: ")) data.push(line.slice(6));
+        }
+        if (data.length) onEvent(event, data.join("\n"));
+      }
+    }
+    return { status: response.status };
+  } catch (error) {
+    if (error.name === "AbortError") $("#chat-error").textContent = "Stopped. The answer goes on being stored on the server.";
+    else $("#chat-error").textContent = `Connection problem: ${error.message}`;
+    return { status: 0 };
+  } finally {
+    chat.controller = null;
+    busy(false);
+  }
+}
+
+function onEvent(event, raw) {
+  if (event === "openai_event") {
+    const log = $("#raw-events");
+    log.append(document.createTextNode(`${raw}\n`));
+    return;
+  }
+  const data = JSON.parse(raw);
+  if (event === "text_delta") {
+    chat.bubble ??= addBubble("assistant");
+    chat.bubble.textContent += data.delta;
+  } else if (event === "tool_call") {
+    addToolCard(data);
+  } else if (event === "tool_result") {
+    const card = document.querySelector(`[data-call-id="${CSS.escape(data.call_id)}"]`);
+    if (card) {
+      card.querySelector("form")?.remove();
+      card.append(el("p", {}, "Ran on the server: "), el("pre", {}, data.output));
+    }
+  } else if (event === "error") {
+    $("#chat-error").textContent = `${data.message} (${data.code})`;
+  } else if (event === "done") {
+    if (data.session_id && data.session_id !== chat.sessionId) {
+      chat.sessionId = data.session_id;
+      loadSessions(data.session_id);
+    }
+  }
+}
+
+function addToolCard(call) {
+  const id = `output-${call.call_id}`;
+  const output = el("textarea", { id, name: "output", rows: 2, required: true });
+  const form = el("form", { onsubmit: async (event) => {
+    event.preventDefault();
+    const result = await stream("/api/agent/tool-output/", { session_id: chat.sessionId, call_id: call.call_id, output: output.value });
+    if (result.status === 202) {
+      form.replaceWith(el("p", {}, `Output sent; waiting for: ${result.data.pending_tool_calls.join(", ")}`));
+    } else if (result.status && result.status >= 400) {
+      $("#chat-error").textContent = result.data?.detail || JSON.stringify(result.data);
+    } else {
+      form.replaceWith(el("p", {}, "Output sent."));
+    }
+  } }, el("label", { htmlFor: id }, `Output for ${call.name}`), output, el("button", { type: "submit" }, "Submit output"));
+  const card = el("article", { className: "tool-card", dataset: { callId: call.call_id } },
+    el("header", {}, el("strong", {}, `Tool call: ${call.name}`), ` (${call.type}, ${call.call_id})`),
+    el("pre", {}, call.arguments ?? call.input ?? ""), form);
+  $("#tool-calls").append(card);
+}
+
+window.addEventListener("DOMContentLoaded", boot);
