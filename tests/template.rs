@@ -98,3 +98,11 @@ fn every_binary_named_by_the_template_exists_in_functions() {
     let on_disk = std::fs::read_dir(root.join("src/bin")).unwrap().count();
     assert_eq!(binaries.len(), on_disk, "every function binary is deployed: {binaries:?}");
 }
+
+#[test]
+fn cloudfront_sends_the_same_content_security_policy_as_the_local_server() {
+    let template = template();
+    let policy = &template["Resources"]["SiteHeaders"]["Properties"]["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
+        ["ContentSecurityPolicy"]["ContentSecurityPolicy"];
+    assert_eq!(policy.as_str(), Some(lambent_site::CONTENT_SECURITY_POLICY));
+}

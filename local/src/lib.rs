@@ -185,8 +185,7 @@ pub async fn serve(
         // Printed once, never logged: this is the only time the password exists in clear.
         println!(
             "\nFirst run: created the staff user \"{}\" with password {password}\n\
-             Log in with POST http://{addr}/api/auth/login/ {{\"username\", \"password\"}}; a staff user can\n\
-             change it with PATCH /api/users/{{id}}/.\n",
+             Log in at http://{addr}/dashboard/ (or POST /api/auth/login/), then change it: Dashboard → Users.\n",
             admin.username
         );
     }
