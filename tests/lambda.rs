@@ -5,14 +5,18 @@ use lambda_http::request::LambdaRequest;
 use lambda_http::tower::ServiceExt;
 use serde_json::{Value, json};
 
-use crate::helpers::fresh_state;
-
 /// The token the fixtures carry in their Authorization header.
 const FIXTURE_TOKEN: &str = "lam_f1x7ure0000000000000000000000000000000000000000000000000000000000";
 
 /// A fresh state with a user whose token is the fixtures'.
 async fn state_with_fixture_user() -> (lambent::AppState, tempfile::TempDir) {
-    let (state, dir) = fresh_state().await;
+    let (state, dir, _) = state_with_fixture_user_and(&[]).await;
+    (state, dir)
+}
+
+/// The same, with settings; also returns the user's id.
+async fn state_with_fixture_user_and(env: &[(&str, String)]) -> (lambent::AppState, tempfile::TempDir, i64) {
+    let (state, dir) = crate::helpers::fresh_state_with(env).await;
     let user = state.store.create_user("lambda", None, false).await.unwrap();
     let token = lambent::auth::NewToken {
         secret: FIXTURE_TOKEN.into(),
@@ -20,7 +24,7 @@ async fn state_with_fixture_user() -> (lambent::AppState, tempfile::TempDir) {
         hash: lambent::auth::token_hash(FIXTURE_TOKEN),
     };
     state.store.create_token(user.id, "fixture", "api", None, &token).await.unwrap();
-    (state, dir)
+    (state, dir, user.id)
 }
 
 async fn invoke(router: axum::Router, fixture: &str) -> Value {
@@ -85,18 +89,11 @@ async fn a_streaming_function_sends_frames_before_the_upstream_has_finished() {
     use futures::StreamExt;
 
     let fake = FakeOpenAi::start().await;
-    let (state, _dir) = crate::helpers::fresh_state_with(&fake.env()).await;
-    let user = state.store.create_user("lambda", None, false).await.unwrap();
-    let token = lambent::auth::NewToken {
-        secret: FIXTURE_TOKEN.into(),
-        prefix: FIXTURE_TOKEN[..12].into(),
-        hash: lambent::auth::token_hash(FIXTURE_TOKEN),
-    };
-    state.store.create_token(user.id, "fixture", "api", None, &token).await.unwrap();
+    let (state, _dir, user) = state_with_fixture_user_and(&fake.env()).await;
     state
         .store
         .create_agent(
-            Some(user.id),
+            Some(user),
             lambent::domain::AgentFields { name: "a".into(), is_default: true, ..Default::default() },
         )
         .await

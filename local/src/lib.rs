@@ -13,8 +13,8 @@ use std::io::{BufRead, Write};
 
 use axum::http::{HeaderValue, header};
 use clap::{Parser, Subcommand};
-use lambent::auth::{hash_password, new_token, random_hex};
-use lambent::domain::{MIN_PASSWORD_CHARS, check_username};
+use lambent::auth::{hash_password, random_hex};
+use lambent::domain::{Mode, UserWrite};
 use lambent::store::User;
 use lambent::{AppState, Config, Error, Store};
 use tokio::net::TcpListener;
@@ -80,17 +80,11 @@ pub async fn ensure_first_admin(store: &Store) -> Result<Option<(User, String)>,
 
 /// Creates a staff user from a username and password, with the API's rules.
 pub async fn create_superuser(store: &Store, username: &str, password: &str) -> Result<User, Error> {
-    if let Some(message) = check_username(username).or((username.is_empty()).then_some("This field may not be blank."))
-    {
-        return Err(Error::field("username", message));
-    }
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(Error::field(
-            "password",
-            format!("This password is too short. It must contain at least {MIN_PASSWORD_CHARS} characters."),
-        ));
-    }
-    store.create_user(username, Some(&hash_password(password)?), true).await
+    let write = UserWrite::parse(
+        &serde_json::json!({"username": username, "password": password, "is_staff": true}),
+        Mode::Create,
+    )?;
+    lambent::auth::create_user(store, write).await
 }
 
 fn prompt(label: &str) -> Result<String, Error> {
@@ -128,11 +122,8 @@ async fn token(store: &Store, action: TokenAction) -> Result<(), Error> {
     match action {
         TokenAction::Create { user, name, expires_in_days } => {
             let user = store.user_by_username(&user).await?;
-            let expires = expires_in_days
-                .map(|days| lambent::clock::format_timestamp(store.clock().now() + time::Duration::days(days.into())));
-            let token = new_token();
-            store.create_token(user.id, &name, "api", expires.as_deref(), &token).await?;
-            println!("{}", token.secret);
+            let (_, secret) = lambent::auth::issue_api_token(store, user.id, &name, expires_in_days).await?;
+            println!("{secret}");
             eprintln!("Token \"{name}\" for {} created; it is shown only this once.", user.username);
         }
         TokenAction::Revoke { prefix } => {

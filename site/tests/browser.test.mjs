@@ -213,8 +213,8 @@ test("a first run: log in, create an agent, a tool, a template, link them, then 
 
   replies.push(textReply("resp_first", ["Hello", "! How can I help?"]));
   await page.goto(`${base}/playground/`);
-  await page.locator("#playground").waitFor();
-  assert.equal(await page.locator("#agent option:checked").textContent(), "Default Agent (default)");
+  // The default agent is preselected once the agents have loaded.
+  await page.locator("#agent option:checked").filter({ hasText: "Default Agent (default)" }).waitFor({ state: "attached" });
   await page.getByLabel("Message").fill("Hello");
   await page.getByRole("button", { name: "Send" }).click();
   await page.locator(".message.assistant").filter({ hasText: "Hello! How can I help?" }).waitFor();
@@ -312,6 +312,7 @@ test("an agent named like an HTML tag shows as text on every page that shows nam
   await page.getByRole("tab", { name: "Agent tools", exact: true }).click();
   await page.getByRole("button", { name: "New" }).click();
   const option = page.locator("#field-agent option").filter({ hasText: name });
+  await option.waitFor({ state: "attached" });
   assert.equal(await option.count(), 1);
   await page.getByRole("button", { name: "Cancel" }).click();
   await page.goto(`${base}/playground/`);

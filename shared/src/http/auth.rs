@@ -13,11 +13,10 @@ use utoipa_axum::routes;
 use super::extract::{Id, JsonBody, ListQuery, Page};
 use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
 use crate::auth::{self, Caller};
-use crate::clock::format_timestamp;
 use crate::domain::{Credentials, Mode, NewApiToken, UserWrite};
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::{TokenInfo, User, UserChanges};
+use crate::store::{TokenInfo, User};
 
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -87,12 +86,8 @@ async fn create_token(
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<IssuedToken>)> {
     let request = NewApiToken::parse(&body)?;
-    let expires = request
-        .expires_in_days
-        .map(|days| format_timestamp(state.store.clock().now() + time::Duration::days(days.into())));
-    let token = auth::new_token();
-    let info = state.store.create_token(caller.id, &request.name, "api", expires.as_deref(), &token).await?;
-    Ok((StatusCode::CREATED, Json(IssuedToken { token: token.secret, expires_at: info.expires_at.clone(), info })))
+    let (info, token) = auth::issue_api_token(&state.store, caller.id, &request.name, request.expires_in_days).await?;
+    Ok((StatusCode::CREATED, Json(IssuedToken { token, expires_at: info.expires_at.clone(), info })))
 }
 
 /// Revoke one of the caller's tokens.
@@ -111,16 +106,6 @@ async fn list_users(State(state): State<AppState>, caller: Caller, query: ListQu
     Ok(Json(query.page(state.store.list_users(query.slice()).await?)?))
 }
 
-async fn hash(password: Option<String>) -> Result<Option<String>> {
-    match password {
-        None => Ok(None),
-        Some(password) => tokio::task::spawn_blocking(move || auth::hash_password(&password))
-            .await
-            .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))?
-            .map(Some),
-    }
-}
-
 /// Create a user (staff only).
 #[utoipa::path(post, path = "/api/users/", operation_id = "users_create", tag = "auth", request_body = UserWrite,
     responses((status = 201, body = User), (status = 400, body = ValidationErrors), (status = 403, body = ErrorDetail)))]
@@ -130,18 +115,7 @@ async fn create_user(
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<User>)> {
     caller.require_staff()?;
-    let write = UserWrite::parse(&body, Mode::Create)?;
-    let password_hash = hash(write.password).await?;
-    let user = state
-        .store
-        .create_user(&write.username.unwrap_or_default(), password_hash.as_deref(), write.is_staff.unwrap_or(false))
-        .await?;
-    let user = match write.is_active {
-        Some(false) => {
-            state.store.update_user(user.id, UserChanges { is_active: Some(false), ..Default::default() }).await?
-        }
-        _ => user,
-    };
+    let user = auth::create_user(&state.store, UserWrite::parse(&body, Mode::Create)?).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -164,14 +138,7 @@ async fn patch_user(
     JsonBody(body): JsonBody,
 ) -> Result<Json<User>> {
     caller.require_staff()?;
-    let write = UserWrite::parse(&body, Mode::Patch)?;
-    let changes = UserChanges {
-        username: write.username,
-        password_hash: hash(write.password).await?,
-        is_staff: write.is_staff,
-        is_active: write.is_active,
-    };
-    Ok(Json(state.store.update_user(id, changes).await?))
+    Ok(Json(auth::update_user(&state.store, id, UserWrite::parse(&body, Mode::Patch)?).await?))
 }
 
 /// Delete a user and everything it owns. Staff only; not oneself.

@@ -1,8 +1,8 @@
 //! Messages of a session, oldest first.
 
-use libsql::{Row, params};
+use libsql::{Connection, Row, params};
 
-use super::{Listed, Slice, Store, collect, count, first, int, opt_json_col, opt_text, sessions, text};
+use super::{Listed, Slice, Store, collect, count, first, int, opt_json_col, opt_text, opt_text_value, sessions, text};
 use crate::domain::Message;
 use crate::error::{Error, Result};
 
@@ -19,6 +19,43 @@ pub(super) fn message(row: &Row) -> Result<Message> {
         usage: opt_json_col(row, 6)?,
         created_at: text(row, 7)?,
     })
+}
+
+/// How an assistant message's response ended; user messages have none.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ending<'a> {
+    pub status: &'a str,
+    pub response_id: Option<&'a str>,
+    pub usage: Option<&'a serde_json::Value>,
+}
+
+/// Inserts one message and returns it as stored.
+pub(super) async fn insert(
+    conn: &Connection,
+    session: i64,
+    role: &str,
+    content: &str,
+    ending: Option<Ending<'_>>,
+    now: &str,
+) -> Result<Message> {
+    let rows = conn
+        .query(
+            &format!(
+                "INSERT INTO agent_messages (session_id, role, content, status, response_id, usage, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {COLUMNS}"
+            ),
+            params![
+                session,
+                role,
+                content,
+                opt_text_value(ending.map(|e| e.status.to_owned())),
+                opt_text_value(ending.and_then(|e| e.response_id).map(str::to_owned)),
+                opt_text_value(ending.and_then(|e| e.usage).map(serde_json::Value::to_string)),
+                now
+            ],
+        )
+        .await?;
+    first(rows, message).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))
 }
 
 impl Store {
@@ -43,16 +80,6 @@ impl Store {
 
     /// Stores a message as sent (user messages; the runtime stores assistant messages with their response).
     pub async fn add_message(&self, session: i64, role: &str, content: &str) -> Result<Message> {
-        let conn = self.conn().await;
-        let rows = conn
-            .query(
-                &format!(
-                    "INSERT INTO agent_messages (session_id, role, content, created_at) VALUES (?1, ?2, ?3, ?4)
-                     RETURNING {COLUMNS}"
-                ),
-                params![session, role, content, self.now()],
-            )
-            .await?;
-        first(rows, message).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))
+        insert(&*self.conn().await, session, role, content, None, &self.now()).await
     }
 }

@@ -3,7 +3,7 @@
 use libsql::{Connection, Row, params};
 use serde_json::Value;
 
-use super::messages::{COLUMNS as MESSAGE_COLUMNS, message};
+use super::messages::{Ending, insert};
 use super::{Listed, Slice, Store, collect, count, first, int, opt_text, opt_text_value, sessions, text};
 use crate::domain::{Message, ToolCallRecord, ToolType};
 use crate::error::{Error, Result};
@@ -70,23 +70,8 @@ impl Store {
         let conn = self.conn().await;
         let now = self.now();
         let tx = conn.transaction().await?;
-        let rows = tx
-            .query(
-                &format!(
-                    "INSERT INTO agent_messages (session_id, role, content, status, response_id, usage, created_at)
-                     VALUES (?1, 'assistant', ?2, ?3, ?4, ?5, ?6) RETURNING {MESSAGE_COLUMNS}"
-                ),
-                params![
-                    outcome.session,
-                    outcome.text,
-                    outcome.status,
-                    opt_text_value(outcome.response_id.map(str::to_owned)),
-                    opt_text_value(outcome.usage.map(Value::to_string)),
-                    now.clone()
-                ],
-            )
-            .await?;
-        let stored = first(rows, message).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))?;
+        let ending = Ending { status: outcome.status, response_id: outcome.response_id, usage: outcome.usage };
+        let stored = insert(&tx, outcome.session, "assistant", outcome.text, Some(ending), &now).await?;
         if let (Some(output), Some(response_id)) = (outcome.completed_output, outcome.response_id) {
             tx.execute(
                 "UPDATE agent_sessions SET previous_response_id = ?1, last_output = ?2, updated_at = ?3 WHERE id = ?4",
@@ -213,16 +198,7 @@ impl Store {
         let conn = self.conn().await;
         let now = self.now();
         let tx = conn.transaction().await?;
-        let rows = tx
-            .query(
-                &format!(
-                    "INSERT INTO agent_messages (session_id, role, content, created_at) VALUES (?1, 'user', ?2, ?3)
-                     RETURNING {MESSAGE_COLUMNS}"
-                ),
-                params![session, content, now.clone()],
-            )
-            .await?;
-        let stored = first(rows, message).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))?;
+        let stored = insert(&tx, session, "user", content, None, &now).await?;
         tx.execute(
             "UPDATE agent_sessions SET instructions = ?1, updated_at = ?2 WHERE id = ?3",
             params![opt_text_value(instructions.map(str::to_owned)), now.clone(), session],
