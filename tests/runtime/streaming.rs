@@ -238,3 +238,42 @@ async fn without_an_api_key_the_agent_endpoints_answer_503_and_store_nothing() {
     assert_eq!(app.count("agent_sessions").await, 0);
     assert_eq!(app.count("agent_messages").await, 0);
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_stream_does_not_cut_the_turn_short() {
+    use futures::StreamExt;
+
+    let rig = Rig::new().await;
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut steps = frames(text_events("resp_left", &["Half", " and the rest"]));
+    steps.insert(5, Step::Gate(gate.clone()));
+    rig.fake.push_stream(steps);
+
+    let response = reqwest::Client::new()
+        .post(rig.app.url("/api/agent/stream/"))
+        .bearer_auth(rig.app.token.clone().unwrap())
+        .json(&json!({"message": "Tell me, then I leave"}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("event: text_delta") {
+        seen.push_str(&String::from_utf8_lossy(&body.next().await.unwrap().unwrap()));
+    }
+    drop(body);
+    gate.notify_one();
+
+    // The turn finishes on its own and is stored as if the client had stayed.
+    let mut stored = Vec::new();
+    for _ in 0..100 {
+        stored = rig.app.rows("SELECT content, status FROM agent_messages WHERE role = 'assistant'").await;
+        if !stored.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored, [json!({"content": "Half and the rest", "status": "completed"})]);
+    let session = rig.app.rows("SELECT previous_response_id FROM agent_sessions").await;
+    assert_eq!(session, [json!({"previous_response_id": "resp_left"})]);
+}
