@@ -52,6 +52,8 @@ pub struct Config {
     pub openai_read_timeout: Duration,
     /// Silence on an SSE stream after which a `: ping` comment is sent.
     pub sse_keepalive: Duration,
+    /// How long a turn may hold its session before another turn may take over (a crashed turn's lease).
+    pub turn_lease: Duration,
     /// Longest accepted user message, in characters.
     pub max_message_chars: usize,
     /// Hosts (or `host:port`) that `http` tool executors may call.
@@ -101,6 +103,7 @@ impl Config {
             openai_connect_timeout: seconds("OPENAI_CONNECT_TIMEOUT", 10.0)?,
             openai_read_timeout: seconds("OPENAI_READ_TIMEOUT", 120.0)?,
             sse_keepalive: seconds("LAMBENT_SSE_KEEPALIVE", 15.0)?,
+            turn_lease: seconds("LAMBENT_TURN_LEASE", 900.0)?,
             max_message_chars,
             tool_hosts: list(get("LAMBENT_TOOL_HOSTS")),
             cors_origins: list(get("LAMBENT_CORS_ORIGINS")),

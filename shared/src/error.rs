@@ -57,6 +57,9 @@ pub enum Error {
     /// Visible but not the caller's to change (403).
     #[error("You do not have permission to perform this action.")]
     Forbidden,
+    /// Another turn is running on the session (409, with its id).
+    #[error("Another turn is still running on this session; wait for its done event.")]
+    TurnInProgress(String),
     /// The request conflicts with the object's state (409).
     #[error("{0}")]
     Conflict(String),
@@ -91,7 +94,7 @@ impl Error {
         match self {
             Self::Validation(_) | Self::BadRequest(_) | Self::JsonParse(_) => StatusCode::BAD_REQUEST,
             Self::NotFound | Self::Missing(_) | Self::InvalidPage => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::TurnInProgress(_) => StatusCode::CONFLICT,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -107,6 +110,7 @@ impl Error {
     pub fn body(&self) -> Value {
         match self {
             Self::Validation(errors) => errors.to_json(),
+            Self::TurnInProgress(turn_id) => json!({"detail": self.to_string(), "turn_id": turn_id}),
             Self::Migration(_) => json!({
                 "detail": "The database schema is not up to date with this version; run `lambent migrate`."
             }),

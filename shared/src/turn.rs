@@ -23,7 +23,7 @@ use crate::executors::Executor;
 use crate::llm::events::{Finish, Observed, ResponseAccumulator, ToolCall};
 use crate::llm::{ModelProvider, ModelRequest};
 use crate::state::AppState;
-use crate::store::{ResponseOutcome, Submission};
+use crate::store::{ResponseOutcome, Submission, TurnLease};
 
 /// Tool rounds one turn may run on the server before it stops and hands the calls to the client.
 pub const MAX_TOOL_ROUNDS: usize = 8;
@@ -92,6 +92,8 @@ pub struct Done {
 #[derive(Debug)]
 pub struct Turn {
     provider: Arc<dyn ModelProvider>,
+    /// This turn's lease on its session, given back when it ends.
+    turn_id: String,
     session_id: i64,
     agent: Agent,
     instructions: Option<String>,
@@ -112,6 +114,14 @@ pub enum ToolOutputStart {
 
 fn provider(state: &AppState) -> Result<Arc<dyn ModelProvider>> {
     state.llm()
+}
+
+fn new_lease(state: &AppState) -> TurnLease {
+    let expires = state.store.clock().now() + state.config.turn_lease;
+    TurnLease {
+        turn_id: format!("turn_{}", crate::auth::random_hex(8)),
+        expires_at: crate::clock::format_timestamp(expires),
+    }
 }
 
 fn output_item(kind: ToolType, call_id: &str, output: &str) -> Value {
@@ -176,11 +186,13 @@ pub async fn start_message(state: &AppState, caller: &Caller, request: MessageRe
         Some(session) => session,
         None => store.create_session(caller, NewSession { agent: agent.id }).await?,
     };
-    let started = store.begin_turn(session.id, &request.message, instructions.as_deref()).await?;
+    let lease = new_lease(state);
+    let started = store.begin_turn(session.id, &lease, &request.message, instructions.as_deref()).await?;
     let mut input = outputs_of(&started.unanswered);
     input.push(json!({"type": "message", "role": "user", "content": request.message}));
     Ok(Turn {
         provider,
+        turn_id: lease.turn_id,
         session_id: session.id,
         agent,
         instructions,
@@ -200,13 +212,15 @@ pub async fn start_tool_output(
     let provider = provider(state)?;
     let store = &state.store;
     let session = store.get_session(caller, request.session_id).await?;
-    let (response_id, calls) = match store.submit_tool_outputs(session.id, &request.outputs).await? {
+    let lease = new_lease(state);
+    let (response_id, calls) = match store.submit_tool_outputs(session.id, &lease, &request.outputs).await? {
         Submission::Waiting { pending } => return Ok(ToolOutputStart::Waiting(pending)),
         Submission::Complete { response_id, calls } => (response_id, calls),
     };
     let agent = store.get_agent(&Caller::system(), session.agent).await?;
     Ok(ToolOutputStart::Ready(Box::new(Turn {
         provider,
+        turn_id: lease.turn_id,
         session_id: session.id,
         instructions: store.session_instructions(session.id).await?,
         tools: store.agent_active_tools(agent.id).await?,
@@ -265,7 +279,18 @@ impl Turn {
             .map_err(|e| Error::Internal(format!("turn task failed: {e}")))
     }
 
-    async fn drive(mut self, state: &AppState, sink: Sink) -> TurnSummary {
+    /// Runs every upstream round of the turn, then gives the session back (before `done`, so a client that
+    /// reacts to `done` can send the next message at once).
+    async fn drive(self, state: &AppState, sink: Sink) -> TurnSummary {
+        let (session, turn_id) = (self.session_id, self.turn_id.clone());
+        let summary = self.rounds(state, &sink).await;
+        if let Err(err) = state.store.end_turn(session, &turn_id).await {
+            tracing::error!(error = %err, session, "could not release the session's turn lease");
+        }
+        finish(&sink, summary).await
+    }
+
+    async fn rounds(mut self, state: &AppState, sink: &Sink) -> TurnSummary {
         let executors: HashMap<&str, Executor> = self
             .tools
             .iter()
@@ -283,7 +308,7 @@ impl Turn {
                 store: true,
                 stream: true,
             };
-            let ended = self.one_response(request, &sink).await;
+            let ended = self.one_response(request, sink).await;
             let (status, completed) = match &ended.finish {
                 Ok((output, usage)) => {
                     let status = if ended.calls.is_empty() { "completed" } else { "requires_tool_output" };
@@ -324,18 +349,18 @@ impl Turn {
                         message: "The response could not be stored.".into(),
                     });
                     summary.done.status = "failed".into();
-                    return finish(&sink, summary).await;
+                    return summary;
                 }
             }
             if summary.error.is_some() || ended.calls.is_empty() {
-                return finish(&sink, summary).await;
+                return summary;
             }
             let response_id = ended.response_id.clone().unwrap_or_default();
             let runnable: Vec<&ToolCall> =
                 ended.calls.iter().filter(|c| self.auto_execute && executors.contains_key(c.name.as_str())).collect();
             if runnable.is_empty() {
                 summary.done.pending_tool_calls = ended.calls.iter().map(|c| c.call_id.clone()).collect();
-                return finish(&sink, summary).await;
+                return summary;
             }
             if rounds == MAX_TOOL_ROUNDS {
                 summary.done.pending_tool_calls = ended.calls.iter().map(|c| c.call_id.clone()).collect();
@@ -345,7 +370,7 @@ impl Turn {
                         "Stopped after {MAX_TOOL_ROUNDS} rounds of server-side tool calls; submit the pending outputs to go on."
                     ),
                 });
-                return finish(&sink, summary).await;
+                return summary;
             }
             rounds += 1;
             for call in &runnable {
@@ -366,7 +391,7 @@ impl Turn {
                     .filter(|c| !done.contains(&c.call_id.as_str()))
                     .map(|c| c.call_id.clone())
                     .collect();
-                return finish(&sink, summary).await;
+                return summary;
             }
             let calls = state.store.response_tool_calls(self.session_id, &response_id).await.unwrap_or_default();
             self.input = outputs_of(&calls);

@@ -1,6 +1,7 @@
 //! Conversations end to end: the real routers, a real libsql file, and the fake upstream.
 
 mod chat;
+mod concurrency;
 mod failures;
 mod streaming;
 mod tools;

@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 pub use migrate::{MIGRATIONS, Migration};
-pub use tool_calls::{ResponseOutcome, Submission, TurnStart};
+pub use tool_calls::{ResponseOutcome, Submission, TurnLease, TurnStart};
 pub use users::{TokenInfo, User, UserChanges};
 
 pub struct Store {

@@ -115,10 +115,17 @@ impl Store {
 
     /// Stores client outputs for pending calls, all or nothing. Exactly one of concurrent submissions that
     /// complete a response sees `Complete` (the store's lock serialises them).
-    pub async fn submit_tool_outputs(&self, session: i64, outputs: &[(String, String)]) -> Result<Submission> {
+    pub async fn submit_tool_outputs(
+        &self,
+        session: i64,
+        lease: &TurnLease,
+        outputs: &[(String, String)],
+    ) -> Result<Submission> {
         let conn = self.conn().await;
         let now = self.now();
         let tx = conn.transaction().await?;
+        // Outputs are refused while a turn runs; the one that completes the response starts the next turn.
+        take_lease(&tx, session, lease, &now).await?;
         let mut response_id: Option<String> = None;
         for (call_id, output) in outputs {
             let rows = tx
@@ -147,8 +154,11 @@ impl Store {
         }
         let response_id = response_id.ok_or_else(|| Error::field("outputs", "At least one output is required."))?;
         let calls = calls_of_response(&tx, session, &response_id).await?;
-        tx.commit().await?;
         let pending: Vec<String> = calls.iter().filter(|c| c.status == "pending").map(|c| c.call_id.clone()).collect();
+        if !pending.is_empty() {
+            release(&tx, session, &lease.turn_id).await?;
+        }
+        tx.commit().await?;
         if pending.is_empty() {
             Ok(Submission::Complete { response_id, calls })
         } else {
@@ -181,6 +191,31 @@ impl Store {
     }
 }
 
+/// Takes the session's turn lease, or fails with the running turn's id. Inside the caller's transaction, so
+/// a refused turn writes nothing.
+async fn take_lease(conn: &Connection, session: i64, lease: &TurnLease, now: &str) -> Result<()> {
+    let taken = conn
+        .execute(
+            "UPDATE agent_sessions SET turn_id = ?1, turn_expires_at = ?2
+             WHERE id = ?3 AND (turn_id IS NULL OR turn_expires_at IS NULL OR turn_expires_at <= ?4)",
+            params![lease.turn_id.as_str(), lease.expires_at.as_str(), session, now],
+        )
+        .await?;
+    if taken == 1 {
+        return Ok(());
+    }
+    let rows = conn.query("SELECT turn_id FROM agent_sessions WHERE id = ?1", [session]).await?;
+    let running = first(rows, |r| opt_text(r, 0)).await?.flatten().unwrap_or_default();
+    Err(Error::TurnInProgress(running))
+}
+
+/// A turn's claim on its session.
+#[derive(Debug, Clone)]
+pub struct TurnLease {
+    pub turn_id: String,
+    pub expires_at: String,
+}
+
 /// What starting a message turn wrote.
 #[derive(Debug)]
 pub struct TurnStart {
@@ -194,10 +229,17 @@ pub struct TurnStart {
 impl Store {
     /// Starts a message turn in one transaction: stores the user's message, remembers the instructions the
     /// turn sends, and expires the calls the user moved on from.
-    pub async fn begin_turn(&self, session: i64, content: &str, instructions: Option<&str>) -> Result<TurnStart> {
+    pub async fn begin_turn(
+        &self,
+        session: i64,
+        lease: &TurnLease,
+        content: &str,
+        instructions: Option<&str>,
+    ) -> Result<TurnStart> {
         let conn = self.conn().await;
         let now = self.now();
         let tx = conn.transaction().await?;
+        take_lease(&tx, session, lease, &now).await?;
         let stored = insert(&tx, session, "user", content, None, &now).await?;
         tx.execute(
             "UPDATE agent_sessions SET instructions = ?1, updated_at = ?2 WHERE id = ?3",
@@ -224,10 +266,24 @@ impl Store {
         Ok(TurnStart { message: stored, unanswered })
     }
 
+    /// Gives the session back when a turn ends.
+    pub async fn end_turn(&self, session: i64, turn_id: &str) -> Result<()> {
+        release(&*self.conn().await, session, turn_id).await
+    }
+
     /// The instructions the session's last message turn sent.
     pub async fn session_instructions(&self, session: i64) -> Result<Option<String>> {
         let conn = self.conn().await;
         let rows = conn.query("SELECT instructions FROM agent_sessions WHERE id = ?1", [session]).await?;
         Ok(first(rows, |r| opt_text(r, 0)).await?.flatten())
     }
+}
+
+async fn release(conn: &Connection, session: i64, turn_id: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE agent_sessions SET turn_id = NULL, turn_expires_at = NULL WHERE id = ?1 AND turn_id = ?2",
+        params![session, turn_id],
+    )
+    .await?;
+    Ok(())
 }
