@@ -204,6 +204,14 @@ pub async fn update_user(store: &Store, id: i64, write: UserWrite) -> Result<Use
     store.update_user(id, changes).await
 }
 
+/// Deletes a user and everything it owns; nobody deletes their own account.
+pub async fn delete_user(store: &Store, caller: &Caller, id: i64) -> Result<()> {
+    if id == caller.id {
+        return Err(Error::BadRequest("You cannot delete your own account.".into()));
+    }
+    store.delete_user(id).await
+}
+
 /// How long a token from `/api/auth/login/` lasts.
 pub const LOGIN_TTL: time::Duration = time::Duration::hours(12);
 const BAD_LOGIN: &str = "Unable to log in with provided credentials.";

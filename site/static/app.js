@@ -215,11 +215,9 @@ async function loadPage(url) {
   const head = el("tr", {}, resource.columns.map((c) => el("th", { scope: "col" }, c)), el("th", { scope: "col" }, "Actions"));
   $("#items thead").replaceChildren(head);
   $("#items tbody").replaceChildren(...data.results.map((item) => row(resource, item)));
-  const pages = Math.max(1, Math.ceil(data.count / Math.max(1, data.results.length || 1)));
   $("#page-info").textContent = `${data.count} in all`;
   $("#prev-page").disabled = !data.previous;
   $("#next-page").disabled = !data.next;
-  void pages;
   filterRows();
 }
 

@@ -146,10 +146,7 @@ async fn patch_user(
     responses((status = 204), (status = 400, body = ErrorDetail), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail)))]
 async fn delete_user(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
     caller.require_staff()?;
-    if id == caller.id {
-        return Err(Error::BadRequest("You cannot delete your own account.".into()));
-    }
-    state.store.delete_user(id).await?;
+    auth::delete_user(&state.store, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
