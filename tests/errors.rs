@@ -110,3 +110,25 @@ async fn an_oversized_body_is_413_not_500() {
     let (status, body) = app.send_raw(Method::POST, "/api/agents/", "application/json", &huge).await;
     assert_eq!((status, body), (StatusCode::PAYLOAD_TOO_LARGE, json!({"detail": "Request body is too large."})));
 }
+
+#[tokio::test]
+async fn json_nested_deeper_than_the_cap_is_refused_before_it_is_parsed() {
+    let app = TestApp::spawn().await;
+    let deep = |levels: usize| {
+        format!("{{\"name\": \"n\", \"system_prompt\": {}1{}}}", "[".repeat(levels), "]".repeat(levels))
+    };
+    // 65 levels: the object plus 64 arrays. serde_json alone would accept it (its limit is 128).
+    let (status, body) = app.send_raw(Method::POST, "/api/agents/", "application/json", &deep(64)).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::BAD_REQUEST, json!({"detail": "JSON parse error - nesting deeper than 64 levels"}))
+    );
+    // Brackets inside strings are text, not nesting.
+    let quoted = format!("{{\"name\": \"{}\"}}", "[".repeat(60));
+    let (status, body) = app.send_raw(Method::POST, "/api/agents/", "application/json", &quoted).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Within the cap the ordinary field validation answers.
+    let (status, body) = app.send_raw(Method::POST, "/api/agents/", "application/json", &deep(10)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body, json!({"system_prompt": ["Not a valid string."]}));
+}

@@ -30,7 +30,10 @@ async fn a_fresh_database_gets_every_table_and_a_record_of_each_migration() {
             "agent_sessions",
             "agent_tool_calls",
             "agent_tools",
+            "agent_turn_events",
+            "agent_turns",
             "api_tokens",
+            "idempotency_keys",
             "lambent_migrations",
             "users"
         ]

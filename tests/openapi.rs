@@ -37,6 +37,8 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("/api/sessions/{id}/", "delete"),
     ("/api/sessions/{id}/messages/", "get"),
     ("/api/sessions/{id}/tool-calls/", "get"),
+    ("/api/sessions/{id}/events/", "get"),
+    ("/api/sessions/{id}/cancel/", "post"),
     ("/api/agent/stream/", "post"),
     ("/api/agent/tool-output/", "post"),
     ("/api/agent/chat/", "post"),

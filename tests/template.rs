@@ -37,7 +37,7 @@ fn functions(template: &Value) -> Vec<Function> {
     out
 }
 
-const STREAMING: [&str; 2] = ["/api/agent/stream/", "/api/agent/tool-output/"];
+const STREAMING: [&str; 3] = ["/api/agent/stream/", "/api/agent/tool-output/", "/api/sessions/{id}/events/"];
 
 #[test]
 fn every_documented_route_maps_to_exactly_one_function_event_and_back() {

@@ -50,6 +50,10 @@ pub struct Config {
     pub openai_connect_timeout: Duration,
     /// How long an upstream stream may stay silent before the turn ends with `upstream_timeout`.
     pub openai_read_timeout: Duration,
+    /// Retries of an upstream request that failed before its stream opened (429, 5xx, no connection).
+    pub upstream_retries: u32,
+    /// The most time a request may spend in retries and their waits; a `Retry-After` beyond it is not waited.
+    pub upstream_retry_budget: Duration,
     /// Silence on an SSE stream after which a `: ping` comment is sent.
     pub sse_keepalive: Duration,
     /// How long a turn may hold its session before another turn may take over (a crashed turn's lease).
@@ -92,6 +96,12 @@ impl Config {
                 Error::Config(format!("LAMBENT_MAX_MESSAGE_CHARS must be a positive integer, got {raw:?}"))
             })?,
         };
+        let upstream_retries = match get("LAMBENT_UPSTREAM_RETRIES") {
+            None => 3,
+            Some(raw) => raw.parse().ok().filter(|n| *n <= 10).ok_or_else(|| {
+                Error::Config(format!("LAMBENT_UPSTREAM_RETRIES must be an integer from 0 to 10, got {raw:?}"))
+            })?,
+        };
         Ok(Self {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
             database_auth_token: get("DATABASE_AUTH_TOKEN").map(Secret::new),
@@ -102,6 +112,8 @@ impl Config {
             openai_base_url: get("OPENAI_BASE_URL").unwrap_or_else(|| DEFAULT_OPENAI_BASE_URL.to_owned()),
             openai_connect_timeout: seconds("OPENAI_CONNECT_TIMEOUT", 10.0)?,
             openai_read_timeout: seconds("OPENAI_READ_TIMEOUT", 120.0)?,
+            upstream_retries,
+            upstream_retry_budget: seconds("LAMBENT_UPSTREAM_RETRY_BUDGET", 30.0)?,
             sse_keepalive: seconds("LAMBENT_SSE_KEEPALIVE", 15.0)?,
             turn_lease: seconds("LAMBENT_TURN_LEASE", 900.0)?,
             max_message_chars,

@@ -60,6 +60,12 @@ pub enum Error {
     /// Another turn is running on the session (409, with its id).
     #[error("Another turn is still running on this session; wait for its done event.")]
     TurnInProgress(String),
+    /// A request with the same `Idempotency-Key` is still running (409, with its turn's id).
+    #[error("A request with this Idempotency-Key is still running; its events are at /api/sessions/{{id}}/events/.")]
+    KeyInProgress(String),
+    /// An `Idempotency-Key` reused for a different request (422).
+    #[error("This Idempotency-Key was already used for a different request.")]
+    KeyReused,
     /// The request conflicts with the object's state (409).
     #[error("{0}")]
     Conflict(String),
@@ -94,7 +100,8 @@ impl Error {
         match self {
             Self::Validation(_) | Self::BadRequest(_) | Self::JsonParse(_) => StatusCode::BAD_REQUEST,
             Self::NotFound | Self::Missing(_) | Self::InvalidPage => StatusCode::NOT_FOUND,
-            Self::Conflict(_) | Self::TurnInProgress(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::TurnInProgress(_) | Self::KeyInProgress(_) => StatusCode::CONFLICT,
+            Self::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -110,7 +117,9 @@ impl Error {
     pub fn body(&self) -> Value {
         match self {
             Self::Validation(errors) => errors.to_json(),
-            Self::TurnInProgress(turn_id) => json!({"detail": self.to_string(), "turn_id": turn_id}),
+            Self::TurnInProgress(turn_id) | Self::KeyInProgress(turn_id) => {
+                json!({"detail": self.to_string(), "turn_id": turn_id})
+            }
             Self::Migration(_) => json!({
                 "detail": "The database schema is not up to date with this version; run `lambent migrate`."
             }),

@@ -1,23 +1,21 @@
-//! Server-sent events framing for the stream endpoints: `event:` + `id:` (increasing within the turn) +
-//! `data:`, and a `: ping` comment after a stretch of silence so proxies and API Gateway keep the stream open.
+//! Server-sent events framing for the stream endpoints: `event:` + `id:` (`<turn_id>:<seq>`, the same id the
+//! frame is recorded under, so `Last-Event-ID` resumes exactly) + `data:`, and a `: ping` comment after a
+//! stretch of silence so proxies and API Gateway keep the stream open.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
+use crate::turn::Frames;
 use axum::http::HeaderValue;
 use axum::http::header::CACHE_CONTROL;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
 
-use crate::turn::TurnEvent;
-
-pub fn stream_response(events: mpsc::Receiver<TurnEvent>, keepalive: Duration) -> Response {
-    let frames = futures::stream::unfold((events, 0_u64), |(mut events, seq)| async move {
-        let event = events.recv().await?;
-        let seq = seq + 1;
-        let frame = Event::default().event(event.name()).id(seq.to_string()).data(event.data());
-        Some((Ok::<_, Infallible>(frame), (events, seq)))
+pub fn stream_response(frames: Frames, keepalive: Duration) -> Response {
+    let frames = futures::stream::unfold(frames, |mut frames| async move {
+        let frame = frames.recv().await?;
+        let event = Event::default().event(&*frame.event).id(&frame.id).data(&frame.data);
+        Some((Ok::<_, Infallible>(event), frames))
     });
     let mut response = Sse::new(frames).keep_alive(KeepAlive::new().interval(keepalive).text("ping")).into_response();
     let headers = response.headers_mut();

@@ -1,8 +1,11 @@
 //! What every handler shares: built once per process (per Lambda cold start). Clients that a request may not
 //! need (the model provider, the tool HTTP client) are built on first use, off the cold path.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -17,6 +20,8 @@ pub struct AppState {
     llm: Arc<OnceLock<std::result::Result<Arc<dyn ModelProvider>, String>>>,
     executors: Arc<OnceLock<std::result::Result<ExecutorContext, String>>>,
     schema_checked: Arc<AtomicBool>,
+    /// The turns running in this process, so a cancel request stops one at once.
+    turns: Arc<Mutex<HashMap<String, CancellationToken>>>,
 }
 
 impl AppState {
@@ -27,6 +32,7 @@ impl AppState {
             llm: Arc::default(),
             executors: Arc::default(),
             schema_checked: Arc::default(),
+            turns: Arc::default(),
         })
     }
 
@@ -44,7 +50,7 @@ impl AppState {
                 "The model provider is not configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible server)."
                     .to_owned()
             })?;
-            OpenAiProvider::new(key, &self.config.openai_base_url, self.config.openai_connect_timeout, self.config.openai_read_timeout)
+            OpenAiProvider::new(&self.config, key)
                 .map(|p| Arc::new(p) as Arc<dyn ModelProvider>)
                 .map_err(|e| e.to_string())
         });
@@ -72,5 +78,23 @@ impl AppState {
         self.store.check_schema().await?;
         self.schema_checked.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// A running turn's cancellation token, known to this process until [`Self::forget_turn`].
+    pub fn register_turn(&self, turn_id: &str) -> CancellationToken {
+        let token = CancellationToken::new();
+        self.turns.lock().unwrap_or_else(|e| e.into_inner()).insert(turn_id.to_owned(), token.clone());
+        token
+    }
+
+    pub fn forget_turn(&self, turn_id: &str) {
+        self.turns.lock().unwrap_or_else(|e| e.into_inner()).remove(turn_id);
+    }
+
+    /// Stops the turn if it runs in this process (one elsewhere sees the store's flag).
+    pub fn cancel_turn(&self, turn_id: &str) {
+        if let Some(token) = self.turns.lock().unwrap_or_else(|e| e.into_inner()).get(turn_id) {
+            token.cancel();
+        }
     }
 }

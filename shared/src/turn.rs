@@ -4,14 +4,19 @@
 //! A turn runs in its own task: a client that goes away does not stop it (the local server behaves as
 //! Lambda does), and everything it produces is stored whether or not anyone is listening.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
@@ -23,10 +28,15 @@ use crate::executors::Executor;
 use crate::llm::events::{Finish, Observed, ResponseAccumulator, ToolCall};
 use crate::llm::{ModelProvider, ModelRequest};
 use crate::state::AppState;
-use crate::store::{ResponseOutcome, Submission, TurnLease};
+use crate::store::{
+    Earlier, IdempotencyClaim, KEY_LIFETIME, NewFrame, ResponseOutcome, StoredFrame, Submission, TurnLease,
+};
 
 /// Tool rounds one turn may run on the server before it stops and hands the calls to the client.
 pub const MAX_TOOL_ROUNDS: usize = 8;
+
+/// The `error` message of a cancelled turn.
+pub const CANCELLED: &str = "The turn was cancelled (POST /api/sessions/{id}/cancel/).";
 
 /// What an expired call answers upstream, so the conversation can go on without it.
 pub const EXPIRED_OUTPUT: &str = "{\"error\": \"The user sent a new message instead of this tool's output.\"}";
@@ -71,6 +81,29 @@ impl TurnEvent {
     }
 }
 
+/// One SSE frame as it goes out and as it is recorded: `id` is `<turn_id>:<seq>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub seq: u64,
+    pub id: String,
+    pub event: Cow<'static, str>,
+    pub data: String,
+}
+
+impl From<StoredFrame> for Frame {
+    fn from(stored: StoredFrame) -> Self {
+        Self {
+            seq: u64::try_from(stored.seq).unwrap_or(0),
+            id: format!("{}:{}", stored.turn_id, stored.seq),
+            event: Cow::Owned(stored.event),
+            data: stored.data,
+        }
+    }
+}
+
+/// The frames a client reads: a live turn's, or recorded ones replayed.
+pub type Frames = mpsc::Receiver<Arc<Frame>>;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct TurnError {
     /// One of the documented error codes, e.g. `upstream_rate_limited`, `response_failed`, `tool_round_limit`.
@@ -101,15 +134,17 @@ pub struct Turn {
     input: Vec<Value>,
     previous_response_id: Option<String>,
     auto_execute: bool,
+    /// Fired by `POST /api/sessions/{id}/cancel/`.
+    cancel: CancellationToken,
 }
 
-/// What a tool-output submission starts.
+/// What a tool-output submission answers.
 #[derive(Debug)]
 pub enum ToolOutputStart {
-    /// Other calls of the response still need outputs (202).
-    Waiting(Vec<String>),
-    /// Every call has its output: the continuation is ready.
-    Ready(Box<Turn>),
+    /// Other calls of the response still need outputs (202, with this body).
+    Waiting(Value),
+    /// Every call has its output: the continuation's frames (or, for a retried key, their replay).
+    Streaming(Frames),
 }
 
 fn provider(state: &AppState) -> Result<Arc<dyn ModelProvider>> {
@@ -151,9 +186,68 @@ fn upstream_tool(tool: &Tool) -> Value {
     }
 }
 
+/// The `Idempotency-Key` of a request, tied to what the request asked for.
+fn claim(
+    state: &AppState,
+    caller: &Caller,
+    key: Option<&str>,
+    endpoint: &'static str,
+    body: &Value,
+) -> Option<IdempotencyClaim> {
+    let key = key?;
+    let fingerprint = hex::encode(Sha256::digest(format!("{endpoint}\n{body}")));
+    let expired_before = crate::clock::format_timestamp(state.store.clock().now() - KEY_LIFETIME);
+    Some(IdempotencyClaim { owner: caller.id, key: key.to_owned(), endpoint, fingerprint, expired_before })
+}
+
+/// How a keyed request that ran before is answered again.
+enum Again {
+    /// Its turn's frames, replayed from the store.
+    Replay(Frames),
+    /// What it answered without a turn, or the chat reply it gave.
+    Answer(u16, String),
+}
+
+async fn again(state: &AppState, claim: Option<&IdempotencyClaim>) -> Result<Option<Again>> {
+    let Some(claim) = claim else { return Ok(None) };
+    Ok(match state.store.earlier_request(claim).await? {
+        None => None,
+        Some(Earlier::Answered { status, body }) => Some(Again::Answer(status, body)),
+        Some(Earlier::Turn { turn_id, running: true, .. }) => return Err(Error::KeyInProgress(turn_id)),
+        Some(Earlier::Turn { response: Some((status, body)), .. }) => Some(Again::Answer(status, body)),
+        Some(Earlier::Turn { session, turn_id, .. }) => {
+            let start = state.store.frame_cursor(session, &turn_id, 0).await?.unwrap_or(0);
+            Some(Again::Replay(follow_from(state, session, start, Some(turn_id))))
+        }
+    })
+}
+
+/// `POST /api/agent/stream/`: starts a message turn and hands back its live frames — or, for a retried
+/// `Idempotency-Key`, the recorded frames of the turn it started.
+pub async fn stream(
+    state: &AppState,
+    caller: &Caller,
+    request: MessageRequest,
+    key: Option<&str>,
+    body: &Value,
+) -> Result<Frames> {
+    let claim = claim(state, caller, key, "stream", body);
+    match again(state, claim.as_ref()).await? {
+        Some(Again::Replay(frames)) => return Ok(frames),
+        Some(Again::Answer(..)) => return Err(Error::KeyReused),
+        None => {}
+    }
+    Ok(start_message(state, caller, request, claim.as_ref()).await?.spawn(state.clone()))
+}
+
 /// Resolves a message turn and stores the user's message. Nothing is stored when the request is invalid or
 /// no model provider is configured.
-pub async fn start_message(state: &AppState, caller: &Caller, request: MessageRequest) -> Result<Turn> {
+pub async fn start_message(
+    state: &AppState,
+    caller: &Caller,
+    request: MessageRequest,
+    claim: Option<&IdempotencyClaim>,
+) -> Result<Turn> {
     let provider = provider(state)?;
     let store = &state.store;
     let (agent, session) = match (request.agent_id, request.session_id) {
@@ -187,7 +281,7 @@ pub async fn start_message(state: &AppState, caller: &Caller, request: MessageRe
         None => store.create_session(caller, NewSession { agent: agent.id }).await?,
     };
     let lease = new_lease(state);
-    let started = store.begin_turn(session.id, &lease, &request.message, instructions.as_deref()).await?;
+    let started = store.begin_turn(session.id, &lease, &request.message, instructions.as_deref(), claim).await?;
     let mut input = outputs_of(&started.unanswered);
     input.push(json!({"type": "message", "role": "user", "content": request.message}));
     Ok(Turn {
@@ -200,25 +294,41 @@ pub async fn start_message(state: &AppState, caller: &Caller, request: MessageRe
         input,
         previous_response_id: session.previous_response_id,
         auto_execute: request.auto_execute_tools,
+        cancel: CancellationToken::new(),
     })
 }
 
-/// Stores submitted tool outputs; once every call of the response has one, prepares the continuation.
-pub async fn start_tool_output(
+/// `POST /api/agent/tool-output/`: stores submitted outputs; once every call of the response has one, starts
+/// the continuation. A retried `Idempotency-Key` gets the first answer again (or its turn's recorded frames).
+pub async fn tool_output(
     state: &AppState,
     caller: &Caller,
     request: ToolOutputRequest,
+    key: Option<&str>,
+    body: &Value,
 ) -> Result<ToolOutputStart> {
+    let claim = claim(state, caller, key, "tool-output", body);
+    match again(state, claim.as_ref()).await? {
+        Some(Again::Replay(frames)) => return Ok(ToolOutputStart::Streaming(frames)),
+        Some(Again::Answer(_, body)) => {
+            let body = serde_json::from_str(&body).map_err(|e| Error::Internal(format!("stored answer: {e}")))?;
+            return Ok(ToolOutputStart::Waiting(body));
+        }
+        None => {}
+    }
     let provider = provider(state)?;
     let store = &state.store;
     let session = store.get_session(caller, request.session_id).await?;
     let lease = new_lease(state);
-    let (response_id, calls) = match store.submit_tool_outputs(session.id, &lease, &request.outputs).await? {
-        Submission::Waiting { pending } => return Ok(ToolOutputStart::Waiting(pending)),
+    let (response_id, calls) = match store
+        .submit_tool_outputs(session.id, &lease, &request.outputs, claim.as_ref())
+        .await?
+    {
+        Submission::Waiting { pending } => return Ok(ToolOutputStart::Waiting(json!({"pending_tool_calls": pending}))),
         Submission::Complete { response_id, calls } => (response_id, calls),
     };
     let agent = store.get_agent(&Caller::system(), session.agent).await?;
-    Ok(ToolOutputStart::Ready(Box::new(Turn {
+    let turn = Turn {
         provider,
         turn_id: lease.turn_id,
         session_id: session.id,
@@ -228,18 +338,203 @@ pub async fn start_tool_output(
         input: outputs_of(&calls),
         previous_response_id: Some(response_id),
         auto_execute: request.auto_execute_tools,
-    })))
+        cancel: CancellationToken::new(),
+    };
+    Ok(ToolOutputStart::Streaming(turn.spawn(state.clone())))
 }
 
-/// Where a running turn sends its events: a stream's channel, or nowhere (the chat endpoint).
-struct Sink(Option<mpsc::Sender<TurnEvent>>);
+/// `POST /api/sessions/{id}/cancel/`: asks the session's running turn to stop; answers its id. The flag in
+/// the store reaches a turn in another process within [`CANCEL_POLL`]; one in this process stops at once.
+pub async fn cancel(state: &AppState, caller: &Caller, session: i64) -> Result<String> {
+    let turn_id = state.store.request_cancel(caller, session).await?;
+    state.cancel_turn(&turn_id);
+    Ok(turn_id)
+}
+
+/// How often a running turn looks for a cancel request from another process while its upstream is quiet.
+pub const CANCEL_POLL: Duration = Duration::from_secs(1);
+/// How often a follower looks for new frames of a running turn.
+pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
+const FOLLOW_BATCH: u64 = 256;
+
+/// `GET /api/sessions/{id}/events/`: the frames after `after` (`<turn_id>:<seq>`, from `Last-Event-ID` or
+/// `?after=`), or the session's latest turn from its start; follows live while a turn is running.
+pub async fn events(state: &AppState, caller: &Caller, session: i64, after: Option<&str>) -> Result<Frames> {
+    state.store.get_session(caller, session).await?;
+    let start = match after {
+        Some(cursor) => {
+            let (turn_id, seq) = cursor
+                .rsplit_once(':')
+                .and_then(|(turn, seq)| Some((turn, seq.parse::<i64>().ok()?)))
+                .ok_or_else(|| Error::field("after", "An event id looks like \"<turn_id>:<seq>\"."))?;
+            state
+                .store
+                .frame_cursor(session, turn_id, seq)
+                .await?
+                .ok_or_else(|| Error::field("after", format!("No turn \"{turn_id}\" in session {session}.")))?
+        }
+        None => match state.store.latest_turn_cursor(session).await? {
+            Some((_, start)) => start,
+            None => i64::MAX,
+        },
+    };
+    Ok(follow_from(state, session, start, None))
+}
+
+/// Sends the recorded frames after `start` and then, while a turn runs (only `only_turn`, if given), the
+/// frames it records; ends when no turn is running and everything recorded was sent.
+fn follow_from(state: &AppState, session: i64, mut start: i64, only_turn: Option<String>) -> Frames {
+    let (tx, rx) = mpsc::channel(64);
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        let mut last_round = false;
+        loop {
+            let frames = match store.frames_after(session, start, only_turn.as_deref(), FOLLOW_BATCH).await {
+                Ok(frames) => frames,
+                Err(err) => {
+                    tracing::error!(error = %err, session, "cannot read recorded frames");
+                    return;
+                }
+            };
+            let full = frames.len() as u64 == FOLLOW_BATCH;
+            for frame in frames {
+                start = frame.row;
+                if tx.send(Arc::new(Frame::from(frame))).await.is_err() {
+                    return;
+                }
+            }
+            if full {
+                continue;
+            }
+            if last_round {
+                return;
+            }
+            let running = match store.running_turn(session).await {
+                Ok(running) => running.filter(|id| only_turn.as_ref().is_none_or(|only| only == id)),
+                Err(_) => None,
+            };
+            // A turn's last frames and the release of its session are one transaction: once it is not
+            // running, one more read gets everything it recorded.
+            if running.is_none() {
+                last_round = true;
+                continue;
+            }
+            tokio::time::sleep(FOLLOW_POLL).await;
+        }
+    });
+    rx
+}
+
+/// Where a running turn sends its frames: to the recorder always, and to the client's stream if there is
+/// one (the chat endpoint has none).
+struct Sink {
+    turn_id: String,
+    seq: AtomicU64,
+    live: Option<mpsc::Sender<Arc<Frame>>>,
+    recorder: mpsc::UnboundedSender<Record>,
+}
+
+enum Record {
+    Frame(Arc<Frame>),
+    /// The `done` frame: recorded with the turn's end, then acknowledged.
+    Finish(Arc<Frame>, oneshot::Sender<()>),
+}
 
 impl Sink {
+    fn frame(&self, event: &TurnEvent) -> Arc<Frame> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        Arc::new(Frame {
+            seq,
+            id: format!("{}:{seq}", self.turn_id),
+            event: Cow::Borrowed(event.name()),
+            data: event.data(),
+        })
+    }
+
     async fn send(&self, event: TurnEvent) {
-        if let Some(tx) = &self.0 {
+        let frame = self.frame(&event);
+        let _ = self.recorder.send(Record::Frame(frame.clone()));
+        if let Some(tx) = &self.live {
             // A closed channel means the client left; the turn goes on regardless.
-            let _ = tx.send(event).await;
+            let _ = tx.send(frame).await;
         }
+    }
+
+    /// Records `done` together with the turn's end (which frees the session), then sends it to the client:
+    /// a client that reacts to `done` finds the session free and every frame recorded.
+    async fn finish(&self, done: TurnEvent) {
+        let frame = self.frame(&done);
+        let (ack, acked) = oneshot::channel();
+        if self.recorder.send(Record::Finish(frame.clone(), ack)).is_ok() {
+            let _ = acked.await;
+        }
+        if let Some(tx) = &self.live {
+            let _ = tx.send(frame).await;
+        }
+    }
+}
+
+/// Writes a turn's frames to the store in batches (off the relay path), watches for a cancel request from
+/// another process, and ends the turn in the store when `done` arrives.
+async fn record(
+    state: AppState,
+    session: i64,
+    turn_id: String,
+    mut rx: mpsc::UnboundedReceiver<Record>,
+    cancel: CancellationToken,
+) {
+    let store = &state.store;
+    let mut batch: Vec<Arc<Frame>> = Vec::new();
+    loop {
+        let first = tokio::select! {
+            record = rx.recv() => record,
+            () = tokio::time::sleep(CANCEL_POLL), if !cancel.is_cancelled() => {
+                if store.record_frames(&turn_id, &[]).await.unwrap_or(false) {
+                    cancel.cancel();
+                }
+                continue;
+            }
+        };
+        let mut finish = None;
+        match first {
+            Some(Record::Frame(frame)) => batch.push(frame),
+            Some(Record::Finish(frame, ack)) => finish = Some((frame, ack)),
+            None => break,
+        }
+        while finish.is_none() && batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(Record::Frame(frame)) => batch.push(frame),
+                Ok(Record::Finish(frame, ack)) => finish = Some((frame, ack)),
+                Err(_) => break,
+            }
+        }
+        let mut rows: Vec<NewFrame<'_>> =
+            batch.iter().map(|f| NewFrame { seq: f.seq, event: &f.event, data: &f.data }).collect();
+        if let Some((done, _)) = &finish {
+            rows.push(NewFrame { seq: done.seq, event: &done.event, data: &done.data });
+            if let Err(err) = store.finish_turn(session, &turn_id, &rows).await {
+                tracing::error!(error = %err, session, "could not record the end of a turn");
+                if let Err(err) = store.end_turn(session, &turn_id).await {
+                    tracing::error!(error = %err, session, "could not release the session's turn lease");
+                }
+            }
+            drop(rows);
+            if let Some((_, ack)) = finish {
+                let _ = ack.send(());
+            }
+            return;
+        }
+        match store.record_frames(&turn_id, &rows).await {
+            Ok(true) => cancel.cancel(),
+            Ok(false) => {}
+            Err(err) => tracing::error!(error = %err, session, "could not record a turn's frames"),
+        }
+        drop(rows);
+        batch.clear();
+    }
+    // The turn task went away without `done` (it panicked): free the session rather than wait for the lease.
+    if let Err(err) = store.end_turn(session, &turn_id).await {
+        tracing::error!(error = %err, session, "could not release the session's turn lease");
     }
 }
 
@@ -263,31 +558,41 @@ pub struct TurnSummary {
 }
 
 impl Turn {
-    /// Runs the turn in its own task; its events arrive on the returned channel, ending with `done`.
-    pub fn spawn(self, state: AppState) -> mpsc::Receiver<TurnEvent> {
+    pub fn id(&self) -> &str {
+        &self.turn_id
+    }
+
+    /// Runs the turn in its own task; its frames arrive on the returned channel, ending with `done`.
+    pub fn spawn(self, state: AppState) -> Frames {
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
-            self.drive(&state, Sink(Some(tx))).await;
+            self.drive(&state, Some(tx)).await;
         });
         rx
     }
 
     /// Runs the turn in its own task (so a dropped request does not cut it short) and returns its summary.
     pub async fn run(self, state: AppState) -> Result<TurnSummary> {
-        tokio::spawn(async move { self.drive(&state, Sink(None)).await })
+        tokio::spawn(async move { self.drive(&state, None).await })
             .await
             .map_err(|e| Error::Internal(format!("turn task failed: {e}")))
     }
 
-    /// Runs every upstream round of the turn, then gives the session back (before `done`, so a client that
-    /// reacts to `done` can send the next message at once).
-    async fn drive(self, state: &AppState, sink: Sink) -> TurnSummary {
+    /// Runs every upstream round of the turn, then ends it: `done` is recorded with the release of the
+    /// session before the client sees it.
+    async fn drive(mut self, state: &AppState, live: Option<mpsc::Sender<Arc<Frame>>>) -> TurnSummary {
         let (session, turn_id) = (self.session_id, self.turn_id.clone());
+        self.cancel = state.register_turn(&turn_id);
+        let (recorder, records) = mpsc::unbounded_channel();
+        tokio::spawn(record(state.clone(), session, turn_id.clone(), records, self.cancel.clone()));
+        let sink = Sink { turn_id: turn_id.clone(), seq: AtomicU64::new(0), live, recorder };
         let summary = self.rounds(state, &sink).await;
-        if let Err(err) = state.store.end_turn(session, &turn_id).await {
-            tracing::error!(error = %err, session, "could not release the session's turn lease");
+        if let Some(error) = &summary.error {
+            sink.send(TurnEvent::Error(error.clone())).await;
         }
-        finish(&sink, summary).await
+        sink.finish(TurnEvent::Done(summary.done.clone())).await;
+        state.forget_turn(&turn_id);
+        summary
     }
 
     async fn rounds(mut self, state: &AppState, sink: &Sink) -> TurnSummary {
@@ -362,6 +667,11 @@ impl Turn {
                 summary.done.pending_tool_calls = ended.calls.iter().map(|c| c.call_id.clone()).collect();
                 return summary;
             }
+            if self.cancel.is_cancelled() {
+                summary.done.pending_tool_calls = ended.calls.iter().map(|c| c.call_id.clone()).collect();
+                summary.error = Some(TurnError { code: "cancelled".into(), message: CANCELLED.into() });
+                return summary;
+            }
             if rounds == MAX_TOOL_ROUNDS {
                 summary.done.pending_tool_calls = ended.calls.iter().map(|c| c.call_id.clone()).collect();
                 summary.error = Some(TurnError {
@@ -410,13 +720,25 @@ impl Turn {
             finish: Err(TurnError { code: code.to_owned(), message }),
             failed_status: status,
         };
-        let mut stream = match self.provider.stream(request).await {
+        let cancelled = |acc: &ResponseAccumulator| fail(acc, "cancelled", CANCELLED.to_owned(), "incomplete");
+        let opened = tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => return cancelled(&acc),
+            opened = self.provider.stream(request) => opened,
+        };
+        let mut stream = match opened {
             Ok(stream) => stream,
             Err(e) => return fail(&acc, e.code, e.message, "failed"),
         };
         let timeout = self.provider.read_timeout();
         loop {
-            let raw = match tokio::time::timeout(timeout, stream.next()).await {
+            let next = tokio::select! {
+                biased;
+                // Dropping the stream closes the upstream connection.
+                () = self.cancel.cancelled() => return cancelled(&acc),
+                next = tokio::time::timeout(timeout, stream.next()) => next,
+            };
+            let raw = match next {
                 Err(_) => {
                     let message = format!("the upstream sent nothing for {} s", timeout.as_secs_f64());
                     return fail(&acc, "upstream_timeout", message, "failed");
@@ -461,14 +783,6 @@ impl Turn {
     }
 }
 
-async fn finish(sink: &Sink, summary: TurnSummary) -> TurnSummary {
-    if let Some(error) = &summary.error {
-        sink.send(TurnEvent::Error(error.clone())).await;
-    }
-    sink.send(TurnEvent::Done(summary.done.clone())).await;
-    summary
-}
-
 /// The chat endpoint's answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChatReply {
@@ -498,7 +812,8 @@ pub struct ChatMessage {
 
 impl From<TurnSummary> for ChatReply {
     fn from(summary: TurnSummary) -> Self {
-        let upstream_failed = summary.error.as_ref().is_some_and(|e| e.code != "tool_round_limit");
+        let upstream_failed =
+            summary.error.as_ref().is_some_and(|e| !matches!(e.code.as_str(), "tool_round_limit" | "cancelled"));
         Self {
             session_id: summary.done.session_id,
             response_id: summary.done.response_id,
@@ -525,8 +840,31 @@ impl ChatReply {
     }
 }
 
-/// Runs a whole message turn and answers with its outcome (the chat endpoint).
-pub async fn chat(state: &AppState, caller: &Caller, request: MessageRequest) -> Result<ChatReply> {
-    let turn = start_message(state, caller, request).await?;
-    Ok(turn.run(state.clone()).await?.into())
+/// `POST /api/agent/chat/`: runs a whole message turn and answers with its outcome (status and JSON body);
+/// a retried `Idempotency-Key` gets the same answer without a second turn.
+pub async fn chat(
+    state: &AppState,
+    caller: &Caller,
+    request: MessageRequest,
+    key: Option<&str>,
+    body: &Value,
+) -> Result<(u16, Value)> {
+    let claim = claim(state, caller, key, "chat", body);
+    match again(state, claim.as_ref()).await? {
+        Some(Again::Answer(status, body)) => {
+            let body = serde_json::from_str(&body).map_err(|e| Error::Internal(format!("stored answer: {e}")))?;
+            return Ok((status, body));
+        }
+        // A chat turn that ended without storing its reply (the process died in between).
+        Some(Again::Replay(_)) => return Err(Error::KeyInProgress(String::new())),
+        None => {}
+    }
+    let turn = start_message(state, caller, request, claim.as_ref()).await?;
+    let reply = ChatReply::from(turn.run(state.clone()).await?);
+    let status = reply.http_status().as_u16();
+    let body = serde_json::to_value(&reply).map_err(|e| Error::Internal(e.to_string()))?;
+    if let Some(claim) = &claim {
+        state.store.store_keyed_answer(claim, status, &body.to_string()).await?;
+    }
+    Ok((status, body))
 }

@@ -76,6 +76,18 @@ impl TestApp {
         app
     }
 
+    /// A second server over the same database with its own state (its own connection, its own running
+    /// turns), as another Lambda instance would be; same user and token.
+    pub async fn twin(&self) -> Self {
+        let config = (*self.state.config).clone();
+        let state = AppState::open(config).await.expect("twin state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = lambent::http::router(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        Self { addr, state, ..self.clone() }
+    }
+
     /// Creates a user with a password (`<name>-password`) and an API token.
     pub async fn account(&self, username: &str, is_staff: bool) -> Account {
         let hash = lambent::auth::hash_password(&format!("{username}-password")).expect("hash");
@@ -157,7 +169,25 @@ impl TestApp {
 
     /// POSTs JSON and reads the whole answer: SSE frames when it streams, JSON otherwise.
     pub async fn stream(&self, path: &str, body: Value) -> Streamed {
-        let response = self.request(Method::POST, path).json(&body).send().await.expect("request");
+        self.stream_with(Method::POST, path, Some(body), &[]).await
+    }
+
+    /// As [`Self::stream`], for any method, with extra headers (`Idempotency-Key`, `Last-Event-ID`).
+    pub async fn stream_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Streamed {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request");
         let status = response.status();
         let content_type =
             response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();

@@ -1,40 +1,15 @@
 //! One turn at a time per session: a lease in the database, with an expiry.
 
-use std::sync::Arc;
-
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-use tokio::sync::Notify;
+use serde_json::json;
 
 use super::Rig;
-use crate::helpers::fake_openai::{Step, frames, function_call_events, text_events};
-
-/// Starts a turn that the fake holds open at its gate; returns its session id once its first text arrived.
-async fn held_turn(rig: &Rig, gate: &Arc<Notify>, session: Option<&Value>) -> (Value, tokio::task::JoinHandle<Value>) {
-    let mut steps = frames(text_events("resp_held", &["Still", " going"]));
-    steps.insert(5, Step::Gate(gate.clone()));
-    rig.fake.push_stream(steps);
-    let app = rig.app.clone();
-    let mut body = json!({"message": "long one"});
-    if let Some(session) = session {
-        body["session_id"] = session.clone();
-    }
-    let running = tokio::spawn(async move { app.stream("/api/agent/stream/", body).await.done() });
-    for _ in 0..200 {
-        let leased = rig.app.rows("SELECT id FROM agent_sessions WHERE turn_id IS NOT NULL").await;
-        if let Some(row) = leased.first() {
-            return (row["id"].clone(), running);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("the held turn never took its session");
-}
+use crate::helpers::fake_openai::{frames, function_call_events, text_events};
 
 #[tokio::test]
 async fn a_second_turn_on_a_busy_session_is_refused_with_the_running_turn() {
     let rig = Rig::new().await;
-    let gate = Arc::new(Notify::new());
-    let (session, running) = held_turn(&rig, &gate, None).await;
+    let (session, gate, running) = rig.held_turn(None).await;
     let turn_id = rig.app.rows("SELECT turn_id FROM agent_sessions").await[0]["turn_id"].clone();
 
     for path in ["/api/agent/stream/", "/api/agent/chat/"] {
@@ -48,7 +23,7 @@ async fn a_second_turn_on_a_busy_session_is_refused_with_the_running_turn() {
     assert_eq!(rig.app.count("agent_messages").await, 1, "the refused messages were not stored");
 
     gate.notify_one();
-    assert_eq!(running.await.unwrap()["status"], "completed");
+    assert_eq!(running.await.unwrap().done()["status"], "completed");
     rig.fake.push_stream(frames(text_events("resp_next", &["Now you."])));
     let next = rig.app.stream("/api/agent/stream/", json!({"message": "my turn", "session_id": session})).await;
     assert_eq!(next.done()["status"], "completed", "the lease was given back at the end");
@@ -62,8 +37,7 @@ async fn tool_outputs_wait_for_the_running_turn_too() {
     rig.fake.push_stream(frames(function_call_events("resp_calls", &[("call_1", "lookup", "{}")])));
     let session = rig.app.stream("/api/agent/stream/", json!({"message": "look"})).await.done()["session_id"].clone();
     // A new message expires call_1 and runs; meanwhile the old call cannot be answered into the same session.
-    let gate = Arc::new(Notify::new());
-    let (_, running) = held_turn(&rig, &gate, Some(&session)).await;
+    let (_, gate, running) = rig.held_turn(Some(&session)).await;
     let reply = rig
         .app
         .stream("/api/agent/tool-output/", json!({"session_id": session, "call_id": "call_1", "output": "x"}))

@@ -172,3 +172,60 @@ async fn the_next_message_after_a_failure_simply_works() {
     assert_eq!((next.text(), next.done()["status"].clone()), ("Back.".to_owned(), json!("completed")));
     assert_eq!(rig.fake.request(1).get("previous_response_id"), None, "nothing completed before, so nothing to chain");
 }
+
+#[tokio::test]
+async fn retries_can_be_turned_off() {
+    let rig = Rig::with(&[("LAMBENT_UPSTREAM_RETRIES", "0")]).await;
+    rig.fake.push(Reply::Status { status: 503, body: "busy".into(), retry_after: Some("0") });
+    rig.fake.push_stream(frames(text_events("resp_never", &["unused"])));
+    let reply = rig.app.stream("/api/agent/stream/", json!({"message": "hi"})).await;
+    assert_eq!(reply.events("error")[0]["code"], "upstream_unavailable");
+    assert_eq!(rig.fake.requests().len(), 1, "no retry");
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_the_budget_is_not_waited_for() {
+    let rig = Rig::with(&[("LAMBENT_UPSTREAM_RETRY_BUDGET", "5")]).await;
+    let body = r#"{"error":{"message":"Slow down","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
+    rig.fake.push(Reply::Status { status: 429, body: body.into(), retry_after: Some("60") });
+    rig.fake.push_stream(frames(text_events("resp_never", &["unused"])));
+    let reply = rig.app.stream("/api/agent/stream/", json!({"message": "hi"})).await;
+    assert_eq!(reply.events("error")[0]["code"], "upstream_rate_limited");
+    assert_eq!(rig.fake.requests().len(), 1, "a 60 s wait does not fit a 5 s budget: give up at once");
+}
+
+#[tokio::test]
+async fn a_client_error_is_never_retried() {
+    let rig = Rig::new().await;
+    let body = r#"{"error":{"message":"Invalid model","type":"invalid_request_error","param":"model","code":null}}"#;
+    rig.fake.push(Reply::Status { status: 400, body: body.into(), retry_after: None });
+    let reply = rig.app.stream("/api/agent/stream/", json!({"message": "hi"})).await;
+    assert_eq!(reply.events("error")[0]["code"], "upstream_rejected");
+    assert_eq!(rig.fake.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_continuation_hands_its_tool_outputs_to_the_next_message() {
+    let rig = Rig::with(&[("LAMBENT_UPSTREAM_RETRIES", "0")]).await;
+    rig.tool(json!({"name": "echo", "executor": {"type": "echo"}})).await;
+    rig.fake.push_stream(frames(crate::helpers::fake_openai::function_call_events(
+        "resp_call",
+        &[("call_1", "echo", "{\"x\":1}")],
+    )));
+    rig.fake.push(Reply::Status { status: 500, body: "down".into(), retry_after: None });
+    let reply = rig.app.stream("/api/agent/stream/", json!({"message": "echo", "auto_execute_tools": true})).await;
+    assert_eq!(reply.events("error")[0]["code"], "upstream_unavailable");
+    let session = reply.done()["session_id"].clone();
+
+    // The executed output never reached the model: the next message carries it before the user's words.
+    rig.fake.push_stream(frames(text_events("resp_next", &["Got it."])));
+    let next = rig.app.stream("/api/agent/stream/", json!({"message": "and?", "session_id": session})).await;
+    assert_eq!(next.done()["status"], "completed");
+    let sent = rig.fake.request(2);
+    assert_eq!(sent["previous_response_id"], "resp_call");
+    assert_eq!(
+        sent["input"],
+        json!([{"type": "function_call_output", "call_id": "call_1", "output": "{\"x\":1}"},
+               {"type": "message", "role": "user", "content": "and?"}])
+    );
+}

@@ -3,13 +3,19 @@
 mod chat;
 mod concurrency;
 mod failures;
+mod idempotency;
+mod resume;
 mod streaming;
 mod tools;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
 use crate::helpers::TestApp;
-use crate::helpers::fake_openai::FakeOpenAi;
+use crate::helpers::fake_openai::{FakeOpenAi, Step, frames, text_events};
 
 /// An app pointed at a fake upstream, with a default agent.
 pub struct Rig {
@@ -62,5 +68,37 @@ impl Rig {
 
     pub async fn session(&self, session: &Value) -> Value {
         self.app.get(&format!("/api/sessions/{session}/")).await.1
+    }
+
+    /// Starts a streamed turn the fake holds at a gate after its first delta ("Still"); returns its session once
+    /// that delta is recorded (the turn is past its start and waiting at the gate).
+    pub async fn held_turn(
+        &self,
+        session: Option<&Value>,
+    ) -> (Value, Arc<Notify>, tokio::task::JoinHandle<crate::helpers::Streamed>) {
+        let gate = Arc::new(Notify::new());
+        let mut steps = frames(text_events("resp_held", &["Still", " going"]));
+        steps.insert(5, Step::Gate(gate.clone()));
+        self.fake.push_stream(steps);
+        let app = self.app.clone();
+        let mut body = json!({"message": "long one"});
+        if let Some(session) = session {
+            body["session_id"] = session.clone();
+        }
+        let running = tokio::spawn(async move { app.stream("/api/agent/stream/", body).await });
+        for _ in 0..250 {
+            let recorded = self
+                .app
+                .rows(
+                    "SELECT t.session_id FROM agent_turn_events e JOIN agent_turns t ON t.id = e.turn_id
+                     WHERE e.event = 'text_delta' AND e.data = '{\"delta\":\"Still\"}'",
+                )
+                .await;
+            if let Some(row) = recorded.first() {
+                return (row["session_id"].clone(), gate, running);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the held turn never recorded its first delta");
     }
 }

@@ -28,8 +28,13 @@ async fn a_text_answer_streams_every_event_and_is_stored() {
     assert_eq!(relayed, upstream);
     assert_eq!(reply.text(), "Hello! How can I help you today?");
     assert_eq!(reply.events("text_delta")[0], json!({"delta": "Hello"}));
-    let ids: Vec<u64> = reply.frames.iter().map(|f| f.id.as_deref().unwrap().parse().unwrap()).collect();
-    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1) && ids[0] == 1, "ids increase within the turn: {ids:?}");
+    let ids: Vec<(&str, u64)> = reply
+        .frames
+        .iter()
+        .map(|f| f.id.as_deref().unwrap().rsplit_once(':').map(|(turn, seq)| (turn, seq.parse().unwrap())).unwrap())
+        .collect();
+    assert!(ids[0].0.starts_with("turn_") && ids.iter().all(|(turn, _)| *turn == ids[0].0), "one turn: {ids:?}");
+    assert!(ids.windows(2).all(|w| w[1].1 == w[0].1 + 1) && ids[0].1 == 1, "seq increases within the turn: {ids:?}");
     let done = reply.done();
     let session = done["session_id"].clone();
     assert_eq!(

@@ -1,4 +1,4 @@
-//! Lambda function for `/api/agent/stream/`, with response streaming.
+//! Lambda function for `/api/agent/stream/` and `/api/sessions/{id}/events/`, with response streaming.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

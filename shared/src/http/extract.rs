@@ -37,11 +37,83 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         })?;
         match content_type {
             Some(ct) if is_json(&ct) => {
+                if nesting(&bytes) > MAX_JSON_DEPTH {
+                    return Err(Error::JsonParse(format!("nesting deeper than {MAX_JSON_DEPTH} levels")));
+                }
                 serde_json::from_slice(&bytes).map(Self).map_err(|e| Error::JsonParse(e.to_string()))
             }
             None if bytes.is_empty() => Ok(Self(Value::Object(Default::default()))),
             other => Err(Error::UnsupportedMediaType(other.unwrap_or_default())),
         }
+    }
+}
+
+/// The deepest nesting of arrays and objects a request body may have. No field of the API needs more than a
+/// few levels (tool parameter schemas included); deep documents only cost stack and time.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// How deeply arrays and objects nest in `bytes` (brackets inside strings do not count). Runs before
+/// parsing, so a hostile document is refused without building it.
+fn nesting(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0_usize, 0_usize, false, false);
+    for &byte in bytes {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// The `Idempotency-Key` header: a retried request with the same key gets the first one's outcome.
+#[derive(Debug, Clone, Default)]
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self> {
+        let Some(value) = parts.headers.get("idempotency-key") else { return Ok(Self(None)) };
+        let key =
+            value.to_str().ok().filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
+        match key {
+            Some(key) => Ok(Self(Some(key.to_owned()))),
+            None => Err(Error::field("Idempotency-Key", "Must be 1 to 255 visible ASCII characters.")),
+        }
+    }
+}
+
+/// Where an event replay starts: the `Last-Event-ID` header (sent by a reconnecting EventSource), else
+/// `?after=`.
+#[derive(Debug, Clone, Default)]
+pub struct EventCursor(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for EventCursor {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self> {
+        if let Some(value) = parts.headers.get("last-event-id") {
+            let id = value.to_str().map_err(|_| Error::field("Last-Event-ID", "Must be an event id."))?;
+            return Ok(Self(Some(id.trim().to_owned()).filter(|id| !id.is_empty())));
+        }
+        let after = form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+            .find(|(name, _)| name == "after")
+            .map(|(_, value)| value.into_owned());
+        Ok(Self(after.filter(|id| !id.is_empty())))
     }
 }
 
@@ -154,4 +226,17 @@ pub struct Page<T> {
     /// Absolute URL of the previous page, or null.
     pub previous: Option<String>,
     pub results: Vec<T>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nesting;
+
+    #[test]
+    fn nesting_counts_brackets_outside_strings_only() {
+        assert_eq!(nesting(b"{}"), 1);
+        assert_eq!(nesting(br#"{"a": [1, {"b": []}]}"#), 4);
+        assert_eq!(nesting(br#"{"a": "[[[[{{{{\"[["}"#), 1);
+        assert_eq!(nesting(b"[[[[[[]]]]]]"), 6);
+    }
 }

@@ -2,16 +2,21 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{Id, JsonBody, ListQuery, Page};
+use super::extract::{EventCursor, Id, JsonBody, ListQuery, Page};
 use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
 use crate::auth::Caller;
 use crate::domain::{Message, NewSession, Session, ToolCallRecord};
 use crate::error::Result;
+use crate::sse::stream_response;
 use crate::state::AppState;
+use crate::turn;
 
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -19,6 +24,12 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(retrieve, destroy))
         .routes(routes!(messages))
         .routes(routes!(tool_calls))
+        .routes(routes!(cancel))
+}
+
+/// The session's event stream: served by the streaming function (it may follow a turn for minutes).
+pub fn events_api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(events))
 }
 
 pub fn router(state: AppState) -> Router {
@@ -83,4 +94,47 @@ async fn tool_calls(
     query: ListQuery,
 ) -> Result<Json<Page<ToolCallRecord>>> {
     Ok(Json(query.page(state.store.list_tool_calls(&caller, id, query.slice()).await?)?))
+}
+
+/// Replay a session's turn frames and follow a running turn live.
+///
+/// With `Last-Event-ID` (what a reconnecting EventSource sends) or `?after=<turn_id>:<seq>`: every frame the
+/// session recorded after that one. Without: the session's latest turn from its first frame. While a turn is
+/// running the stream follows it; it ends once no turn is running and every recorded frame was sent.
+#[utoipa::path(get, path = "/api/sessions/{id}/events/", operation_id = "sessions_events", tag = "sessions",
+    params(("id" = i64, Path),
+        ("after" = Option<String>, Query, description = "Replay after this frame id (`<turn_id>:<seq>`)."),
+        ("Last-Event-ID" = Option<String>, Header, description = "As `after`; takes precedence.")),
+    responses((status = 200, description = super::agent::SSE_DESCRIPTION, content_type = "text/event-stream", body = String),
+        (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
+async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    EventCursor(after): EventCursor,
+) -> Result<Response> {
+    let frames = turn::events(&state, &caller, id, after.as_deref()).await?;
+    Ok(stream_response(frames, state.config.sse_keepalive))
+}
+
+/// A cancel request, accepted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cancelling {
+    pub session_id: i64,
+    /// The turn asked to stop; it ends with `error` `cancelled` and `done` `incomplete`.
+    pub turn_id: String,
+    pub status: &'static str,
+}
+
+/// Stop the session's running turn.
+///
+/// The turn stops reading the upstream, stores the partial answer as `incomplete`, and ends with an `error`
+/// frame `cancelled` and `done`. The session keeps its last completed response, so the next message works.
+#[utoipa::path(post, path = "/api/sessions/{id}/cancel/", operation_id = "sessions_cancel", tag = "sessions",
+    params(("id" = i64, Path)),
+    responses((status = 202, body = Cancelling), (status = 404, body = ErrorDetail),
+        (status = 409, description = "No turn is running on this session.", body = ErrorDetail)))]
+async fn cancel(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<(StatusCode, Json<Cancelling>)> {
+    let turn_id = turn::cancel(&state, &caller, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(Cancelling { session_id: id, turn_id, status: "cancelling" })))
 }

@@ -6,6 +6,7 @@
 
 pub mod events;
 mod openai;
+mod retry;
 
 use std::time::Duration;
 

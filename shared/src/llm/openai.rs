@@ -9,6 +9,9 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use serde_json::value::RawValue;
 
+use async_openai::middleware::ReqwestService;
+
+use super::retry::RetryPolicy;
 use super::{EventStream, ModelProvider, ModelRequest, UpstreamError};
 use crate::config::Secret;
 
@@ -25,12 +28,8 @@ impl std::fmt::Debug for OpenAiProvider {
 }
 
 impl OpenAiProvider {
-    pub fn new(
-        api_key: &Secret,
-        base_url: &str,
-        connect_timeout: Duration,
-        read_timeout: Duration,
-    ) -> Result<Self, crate::Error> {
+    pub fn new(config: &crate::config::Config, api_key: &Secret) -> Result<Self, crate::Error> {
+        let (connect_timeout, read_timeout) = (config.openai_connect_timeout, config.openai_read_timeout);
         // async-openai sets no read timeout of its own: without one an upstream that never answers would hold
         // a turn forever. The turn enforces `read_timeout` between events itself (and names it
         // `upstream_timeout`); this looser socket timeout covers the wait for response headers.
@@ -39,8 +38,13 @@ impl OpenAiProvider {
             .read_timeout(read_timeout + Duration::from_secs(1))
             .build()
             .map_err(|e| crate::Error::Config(format!("cannot build the OpenAI HTTP client: {e}")))?;
-        let config = OpenAIConfig::new().with_api_key(api_key.expose()).with_api_base(base_url.trim_end_matches('/'));
-        Ok(Self { client: Client::with_config(config).with_http_client(http), read_timeout })
+        let service = tower::ServiceBuilder::new()
+            .retry(RetryPolicy::new(config.upstream_retries, config.upstream_retry_budget))
+            .service(ReqwestService::new(http));
+        let openai = OpenAIConfig::new()
+            .with_api_key(api_key.expose())
+            .with_api_base(config.openai_base_url.trim_end_matches('/'));
+        Ok(Self { client: Client::with_config(openai).with_http_service(service), read_timeout })
     }
 }
 

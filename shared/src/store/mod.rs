@@ -14,6 +14,7 @@ mod sessions;
 mod templates;
 mod tool_calls;
 mod tools;
+mod turns;
 mod users;
 
 use std::path::Path;
@@ -29,6 +30,7 @@ use crate::error::{Error, Result};
 
 pub use migrate::{MIGRATIONS, Migration};
 pub use tool_calls::{ResponseOutcome, Submission, TurnLease, TurnStart};
+pub use turns::{Earlier, IdempotencyClaim, KEY_LIFETIME, NewFrame, StoredFrame, TurnKind};
 pub use users::{TokenInfo, User, UserChanges};
 
 pub struct Store {
@@ -90,6 +92,9 @@ impl Store {
             conn.busy_timeout(Duration::from_secs(5))?;
             let mut rows = conn.query("PRAGMA journal_mode = WAL", ()).await?;
             while rows.next().await?.is_some() {}
+            // In WAL mode NORMAL survives a killed process (only a power loss can drop the last commits) and
+            // spares an fsync per commit, which matters now that every frame of a turn is recorded.
+            conn.execute("PRAGMA synchronous = NORMAL", ()).await?;
         }
         conn.execute("PRAGMA foreign_keys = ON", ()).await?;
         Ok(Self { _db: db, conn: Mutex::new(conn), clock: Arc::new(SystemClock), remote })

@@ -9,6 +9,8 @@ use crate::domain::{Message, ToolCallRecord, ToolType};
 use crate::error::{Error, Result};
 use crate::llm::events::ToolCall;
 
+use super::turns::{IdempotencyClaim, TurnKind, claim_key, insert_turn};
+
 const COLUMNS: &str =
     "id, session_id, response_id, call_id, name, call_type, arguments, status, output, created_at, updated_at";
 
@@ -120,6 +122,7 @@ impl Store {
         session: i64,
         lease: &TurnLease,
         outputs: &[(String, String)],
+        claim: Option<&IdempotencyClaim>,
     ) -> Result<Submission> {
         let conn = self.conn().await;
         let now = self.now();
@@ -155,8 +158,17 @@ impl Store {
         let response_id = response_id.ok_or_else(|| Error::field("outputs", "At least one output is required."))?;
         let calls = calls_of_response(&tx, session, &response_id).await?;
         let pending: Vec<String> = calls.iter().filter(|c| c.status == "pending").map(|c| c.call_id.clone()).collect();
-        if !pending.is_empty() {
+        if pending.is_empty() {
+            insert_turn(&tx, &lease.turn_id, session, TurnKind::ToolOutput, &now).await?;
+            if let Some(claim) = claim {
+                claim_key(&tx, claim, Some(&lease.turn_id), None, &now).await?;
+            }
+        } else {
             release(&tx, session, &lease.turn_id).await?;
+            if let Some(claim) = claim {
+                let body = serde_json::json!({"pending_tool_calls": pending}).to_string();
+                claim_key(&tx, claim, None, Some((202, &body)), &now).await?;
+            }
         }
         tx.commit().await?;
         if pending.is_empty() {
@@ -235,28 +247,30 @@ impl Store {
         lease: &TurnLease,
         content: &str,
         instructions: Option<&str>,
+        claim: Option<&IdempotencyClaim>,
     ) -> Result<TurnStart> {
         let conn = self.conn().await;
         let now = self.now();
         let tx = conn.transaction().await?;
         take_lease(&tx, session, lease, &now).await?;
+        insert_turn(&tx, &lease.turn_id, session, TurnKind::Message, &now).await?;
+        if let Some(claim) = claim {
+            claim_key(&tx, claim, Some(&lease.turn_id), None, &now).await?;
+        }
         let stored = insert(&tx, session, "user", content, None, &now).await?;
         tx.execute(
             "UPDATE agent_sessions SET instructions = ?1, updated_at = ?2 WHERE id = ?3",
             params![opt_text_value(instructions.map(str::to_owned)), now.clone(), session],
         )
         .await?;
-        let rows = tx
-            .query(
-                "SELECT DISTINCT response_id FROM agent_tool_calls WHERE session_id = ?1 AND status = 'pending'",
-                [session],
-            )
-            .await?;
-        let responses = collect(rows, |r| text(r, 0)).await?;
-        let mut unanswered = Vec::new();
-        for response_id in responses {
-            unanswered.extend(calls_of_response(&tx, session, &response_id).await?);
-        }
+        // The calls of the session's last completed response were never answered upstream (answering them
+        // moves the chain on), whatever their status: pending ones expire, submitted or executed ones carry
+        // their output (a continuation that failed never delivered it).
+        let rows = tx.query("SELECT previous_response_id FROM agent_sessions WHERE id = ?1", [session]).await?;
+        let unanswered = match first(rows, |r| opt_text(r, 0)).await?.flatten() {
+            Some(response_id) => calls_of_response(&tx, session, &response_id).await?,
+            None => Vec::new(),
+        };
         tx.execute(
             "UPDATE agent_tool_calls SET status = 'expired', updated_at = ?1 WHERE session_id = ?2 AND status = 'pending'",
             params![now, session],
@@ -266,7 +280,7 @@ impl Store {
         Ok(TurnStart { message: stored, unanswered })
     }
 
-    /// Gives the session back when a turn ends.
+    /// Gives the session back when a turn ends without its frames (the recorder failed).
     pub async fn end_turn(&self, session: i64, turn_id: &str) -> Result<()> {
         release(&*self.conn().await, session, turn_id).await
     }
@@ -279,7 +293,7 @@ impl Store {
     }
 }
 
-async fn release(conn: &Connection, session: i64, turn_id: &str) -> Result<()> {
+pub(super) async fn release(conn: &Connection, session: i64, turn_id: &str) -> Result<()> {
     conn.execute(
         "UPDATE agent_sessions SET turn_id = NULL, turn_expires_at = NULL WHERE id = ?1 AND turn_id = ?2",
         params![session, turn_id],

@@ -1,0 +1,311 @@
+//! Turns as rows: their recorded frames (for replay and live follow), cancellation requests, and the
+//! idempotency keys that point at them.
+
+use libsql::{Connection, Row, params};
+
+use super::{Store, collect, first, int, opt_int, opt_text, sessions, text};
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+
+/// One recorded SSE frame. `row` orders frames across the turns of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFrame {
+    pub row: i64,
+    pub turn_id: String,
+    pub seq: i64,
+    pub event: String,
+    pub data: String,
+}
+
+fn stored_frame(row: &Row) -> Result<StoredFrame> {
+    Ok(StoredFrame {
+        row: int(row, 0)?,
+        turn_id: text(row, 1)?,
+        seq: int(row, 2)?,
+        event: text(row, 3)?,
+        data: text(row, 4)?,
+    })
+}
+
+/// A frame as a running turn hands it to the store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewFrame<'a> {
+    pub seq: u64,
+    pub event: &'a str,
+    pub data: &'a str,
+}
+
+/// What kind of request started a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnKind {
+    Message,
+    ToolOutput,
+}
+
+impl TurnKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::ToolOutput => "tool_output",
+        }
+    }
+}
+
+/// A request's `Idempotency-Key`, claimed in the same transaction as what the request writes.
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    pub owner: i64,
+    pub key: String,
+    /// The endpoint's name; a key belongs to one endpoint.
+    pub endpoint: &'static str,
+    pub fingerprint: String,
+    /// Keys recorded before this time are forgotten (see [`KEY_LIFETIME`]).
+    pub expired_before: String,
+}
+
+/// How long a key is remembered, as Stripe and the IETF draft suggest.
+pub const KEY_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// What an earlier request with the same key did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Earlier {
+    /// It started this turn; `running` while the turn holds its session.
+    Turn { session: i64, turn_id: String, running: bool, response: Option<(u16, String)> },
+    /// It was answered without a turn (a 202 of tool-output).
+    Answered { status: u16, body: String },
+}
+
+/// Inserts the turn's row; called inside the transaction that takes the session's lease.
+pub(super) async fn insert_turn(
+    conn: &Connection,
+    turn_id: &str,
+    session: i64,
+    kind: TurnKind,
+    now: &str,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO agent_turns (id, session_id, kind, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![turn_id, session, kind.as_str(), now],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records the key with what the request started or answered. A twin request that got here first makes the
+/// insert fail on the primary key: that one is still running.
+pub(super) async fn claim_key(
+    conn: &Connection,
+    claim: &IdempotencyClaim,
+    turn_id: Option<&str>,
+    answer: Option<(u16, &str)>,
+    now: &str,
+) -> Result<()> {
+    // An expired key is free again.
+    conn.execute(
+        "DELETE FROM idempotency_keys WHERE owner_id = ?1 AND key = ?2 AND created_at <= ?3",
+        params![claim.owner, claim.key.as_str(), claim.expired_before.as_str()],
+    )
+    .await?;
+    let inserted = conn
+        .execute(
+            "INSERT INTO idempotency_keys (owner_id, key, endpoint, fingerprint, turn_id, status_code, response, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+            params![
+                claim.owner,
+                claim.key.as_str(),
+                claim.endpoint,
+                claim.fingerprint.as_str(),
+                super::opt_text_value(turn_id.map(str::to_owned)),
+                super::opt_int_value(answer.map(|(status, _)| i64::from(status))),
+                super::opt_text_value(answer.map(|(_, body)| body.to_owned())),
+                now
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        let rows = conn
+            .query(
+                "SELECT turn_id FROM idempotency_keys WHERE owner_id = ?1 AND key = ?2",
+                params![claim.owner, claim.key.as_str()],
+            )
+            .await?;
+        return Err(Error::KeyInProgress(first(rows, |r| opt_text(r, 0)).await?.flatten().unwrap_or_default()));
+    }
+    Ok(())
+}
+
+/// Frames, the finish mark and the lease release of a turn's end.
+async fn insert_frames(conn: &Connection, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
+    for frame in frames {
+        conn.execute(
+            "INSERT INTO agent_turn_events (turn_id, seq, event, data) VALUES (?1, ?2, ?3, ?4)",
+            params![turn_id, frame.seq, frame.event, frame.data],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Appends frames of a running turn in one transaction; answers whether a cancel was requested meanwhile.
+    pub async fn record_frames(&self, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<bool> {
+        let conn = self.conn().await;
+        if !frames.is_empty() {
+            let tx = conn.transaction().await?;
+            insert_frames(&tx, turn_id, frames).await?;
+            tx.commit().await?;
+        }
+        let rows = conn.query("SELECT cancel_requested FROM agent_turns WHERE id = ?1", [turn_id]).await?;
+        Ok(first(rows, |r| int(r, 0)).await?.unwrap_or(0) != 0)
+    }
+
+    /// Ends a turn in one transaction: its last frames (ending with `done`), its finish time and the
+    /// release of its session. Whoever sees the session free therefore finds every frame recorded.
+    pub async fn finish_turn(&self, session: i64, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
+        let conn = self.conn().await;
+        let now = self.now();
+        let tx = conn.transaction().await?;
+        insert_frames(&tx, turn_id, frames).await?;
+        tx.execute("UPDATE agent_turns SET finished_at = ?1 WHERE id = ?2", params![now, turn_id]).await?;
+        super::tool_calls::release(&tx, session, turn_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Asks the session's running turn to stop; answers its id. 404 for a session the caller cannot see,
+    /// 409 when no turn is running.
+    pub async fn request_cancel(&self, caller: &Caller, session: i64) -> Result<String> {
+        let conn = self.conn().await;
+        sessions::find_visible(&conn, caller, session).await?;
+        let now = self.now();
+        let rows = conn
+            .query(
+                "UPDATE agent_turns SET cancel_requested = 1
+                 WHERE id = (SELECT turn_id FROM agent_sessions WHERE id = ?1 AND turn_expires_at > ?2)
+                 RETURNING id",
+                params![session, now],
+            )
+            .await?;
+        first(rows, |r| text(r, 0)).await?.ok_or_else(|| Error::Conflict("No turn is running on this session.".into()))
+    }
+
+    /// The id of the session's running turn, if any (an expired lease is a crashed turn: not running).
+    pub async fn running_turn(&self, session: i64) -> Result<Option<String>> {
+        let conn = self.conn().await;
+        let rows = conn
+            .query(
+                "SELECT turn_id FROM agent_sessions WHERE id = ?1 AND turn_expires_at > ?2",
+                params![session, self.now()],
+            )
+            .await?;
+        Ok(first(rows, |r| opt_text(r, 0)).await?.flatten())
+    }
+
+    /// Where a replay starts: just before the frame after `<turn_id>:<seq>` of this session, or `None` when
+    /// the session has no such turn.
+    pub async fn frame_cursor(&self, session: i64, turn_id: &str, seq: i64) -> Result<Option<i64>> {
+        let conn = self.conn().await;
+        let rows = conn
+            .query(
+                "SELECT (SELECT MAX(e.id) FROM agent_turn_events e WHERE e.turn_id = t.id AND e.seq <= ?3),
+                        (SELECT MIN(e.id) - 1 FROM agent_turn_events e WHERE e.turn_id = t.id),
+                        (SELECT MAX(id) FROM agent_turn_events)
+                 FROM agent_turns t WHERE t.id = ?1 AND t.session_id = ?2",
+                params![turn_id, session, seq],
+            )
+            .await?;
+        let found = first(rows, |r| Ok((opt_int(r, 0)?, opt_int(r, 1)?, opt_int(r, 2)?))).await?;
+        // A turn with no frame recorded yet starts after every frame that exists now.
+        Ok(found.map(|(upto, before_first, last)| upto.or(before_first).or(last).unwrap_or(0)))
+    }
+
+    /// Where a replay of the session's latest turn starts (just before its first frame).
+    pub async fn latest_turn_cursor(&self, session: i64) -> Result<Option<(String, i64)>> {
+        let conn = self.conn().await;
+        let rows = conn
+            .query(
+                "SELECT t.id, (SELECT MIN(e.id) - 1 FROM agent_turn_events e WHERE e.turn_id = t.id),
+                        (SELECT MAX(id) FROM agent_turn_events)
+                 FROM agent_turns t WHERE t.session_id = ?1 ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1",
+                [session],
+            )
+            .await?;
+        first(rows, |r| Ok((text(r, 0)?, opt_int(r, 1)?.or(opt_int(r, 2)?).unwrap_or(0)))).await
+    }
+
+    /// Recorded frames of the session after `after` (a frame's row), oldest first; only one turn's if given.
+    pub async fn frames_after(
+        &self,
+        session: i64,
+        after: i64,
+        only_turn: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<StoredFrame>> {
+        let conn = self.conn().await;
+        let rows = conn
+            .query(
+                "SELECT e.id, e.turn_id, e.seq, e.event, e.data FROM agent_turn_events e
+                 JOIN agent_turns t ON t.id = e.turn_id
+                 WHERE t.session_id = ?1 AND e.id > ?2 AND (?3 IS NULL OR e.turn_id = ?3)
+                 ORDER BY e.id LIMIT ?4",
+                params![session, after, super::opt_text_value(only_turn.map(str::to_owned)), limit],
+            )
+            .await?;
+        collect(rows, stored_frame).await
+    }
+
+    /// What an earlier request with this key did; 422 when it was a different request.
+    pub async fn earlier_request(&self, claim: &IdempotencyClaim) -> Result<Option<Earlier>> {
+        let conn = self.conn().await;
+        let rows = conn
+            .query(
+                "SELECT k.endpoint, k.fingerprint, k.turn_id, k.status_code, k.response, t.session_id,
+                        (s.turn_id = t.id AND s.turn_expires_at > ?3)
+                 FROM idempotency_keys k
+                 LEFT JOIN agent_turns t ON t.id = k.turn_id
+                 LEFT JOIN agent_sessions s ON s.id = t.session_id
+                 WHERE k.owner_id = ?1 AND k.key = ?2 AND k.created_at > ?4",
+                params![claim.owner, claim.key.as_str(), self.now(), claim.expired_before.as_str()],
+            )
+            .await?;
+        let Some(found) = first(rows, |r| {
+            Ok((
+                text(r, 0)?,
+                text(r, 1)?,
+                opt_text(r, 2)?,
+                opt_int(r, 3)?,
+                opt_text(r, 4)?,
+                opt_int(r, 5)?,
+                opt_int(r, 6)?.unwrap_or(0) != 0,
+            ))
+        })
+        .await?
+        else {
+            return Ok(None);
+        };
+        let (endpoint, fingerprint, turn_id, status, body, session, running) = found;
+        if endpoint != claim.endpoint || fingerprint != claim.fingerprint {
+            return Err(Error::KeyReused);
+        }
+        let answer = status.zip(body).map(|(status, body)| (u16::try_from(status).unwrap_or(500), body));
+        Ok(Some(match (turn_id, session) {
+            (Some(turn_id), Some(session)) => Earlier::Turn { session, turn_id, running, response: answer },
+            _ => {
+                let (status, body) = answer.ok_or_else(|| Error::KeyInProgress(String::new()))?;
+                Earlier::Answered { status, body }
+            }
+        }))
+    }
+
+    /// Keeps the answer a keyed request gave (the chat reply), for its retries.
+    pub async fn store_keyed_answer(&self, claim: &IdempotencyClaim, status: u16, body: &str) -> Result<()> {
+        self.conn()
+            .await
+            .execute(
+                "UPDATE idempotency_keys SET status_code = ?1, response = ?2 WHERE owner_id = ?3 AND key = ?4",
+                params![i64::from(status), body, claim.owner, claim.key.as_str()],
+            )
+            .await?;
+        Ok(())
+    }
+}
