@@ -60,7 +60,7 @@ pub struct Config {
     pub turn_lease: Duration,
     /// Longest accepted user message, in characters.
     pub max_message_chars: usize,
-    /// Hosts (or `host:port`) that `http` tool executors may call.
+    /// Hosts (or `host:port`) that `http` tool executors may call though private, loopback or link-local.
     pub tool_hosts: Vec<String>,
     /// Browser origins allowed to call the API cross-origin (CORS). None by default.
     pub cors_origins: Vec<String>,

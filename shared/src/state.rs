@@ -60,11 +60,8 @@ impl AppState {
     /// What server-side tool executors use, built on first use.
     pub fn executors(&self) -> Result<&ExecutorContext> {
         let built = self.executors.get_or_init(|| {
-            let http = reqwest::Client::builder()
-                .connect_timeout(self.config.openai_connect_timeout)
-                .build()
-                .map_err(|e| format!("cannot build the tool HTTP client: {e}"))?;
-            Ok(ExecutorContext { http, allowed_hosts: self.config.tool_hosts.clone() })
+            ExecutorContext::new(self.config.tool_hosts.clone(), self.config.openai_connect_timeout)
+                .map_err(|e| format!("cannot build the tool HTTP client: {e}"))
         });
         built.as_ref().map_err(|e| Error::Internal(e.clone()))
     }

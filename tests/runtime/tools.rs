@@ -1,3 +1,7 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -296,33 +300,111 @@ async fn a_new_message_expires_pending_calls_and_closes_them_upstream() {
     assert_eq!(late.status, StatusCode::CONFLICT);
 }
 
-#[tokio::test]
-async fn an_http_executor_posts_the_call_to_an_allowlisted_host() {
-    // A tool endpoint on 127.0.0.1 that answers with what it received.
-    let tool_server = axum::Router::new().route(
-        "/run",
-        axum::routing::post(|axum::Json(body): axum::Json<Value>| async move { format!("got {}", body["arguments"]) }),
-    );
+/// A tool endpoint on 127.0.0.1 that answers with the arguments it received (`/run`) or a redirect to `/run`
+/// (`/moved`), and counts the calls that reach it.
+async fn tool_endpoint() -> (SocketAddr, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let tool_server = axum::Router::new()
+        .route(
+            "/run",
+            axum::routing::post(
+                |axum::Json(body): axum::Json<Value>| async move { format!("got {}", body["arguments"]) },
+            ),
+        )
+        .route("/moved", axum::routing::post(|| async { axum::response::Redirect::temporary("/run") }))
+        .layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            next.run(request)
+        }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, tool_server).await.unwrap() });
+    (addr, hits)
+}
 
-    let rig = Rig::with(&[("LAMBENT_TOOL_HOSTS", &addr.to_string())]).await;
-    rig.tool(json!({"name": "remote", "executor": {"type": "http", "url": format!("http://{addr}/run"), "timeout_ms": 2000}})).await;
-    rig.tool(json!({"name": "blocked", "executor": {"type": "http", "url": "http://127.0.0.1:9/run"}})).await;
-    rig.fake.push_stream(frames(function_call_events(
-        "resp_h",
-        &[("call_ok", "remote", "{\"q\":1}"), ("call_blocked", "blocked", "{}")],
-    )));
+/// Runs one auto-executed turn in which the model calls each `(name, url)` http tool once; their outputs, in order.
+async fn http_tool_outputs(rig: &Rig, tools: &[(&str, String)]) -> Vec<String> {
+    let mut calls = Vec::new();
+    for (i, (name, url)) in tools.iter().enumerate() {
+        rig.tool(json!({"name": name, "executor": {"type": "http", "url": url, "timeout_ms": 2000}})).await;
+        calls.push((format!("call_{i}"), *name, "{\"q\":1}"));
+    }
+    let calls: Vec<(&str, &str, &str)> = calls.iter().map(|(id, name, args)| (id.as_str(), *name, *args)).collect();
+    rig.fake.push_stream(frames(function_call_events("resp_h", &calls)));
     rig.fake.push_stream(frames(text_events("resp_h2", &["ok"])));
 
     let reply = rig.app.stream("/api/agent/stream/", json!({"message": "go", "auto_execute_tools": true})).await;
 
-    let results = reply.events("tool_result");
-    assert_eq!(results[0], json!({"call_id": "call_ok", "output": "got \"{\\\"q\\\":1}\""}));
+    assert_eq!(reply.done()["status"], "completed", "a refused call does not fail the turn");
+    reply.events("tool_result").iter().map(|result| result["output"].as_str().unwrap().to_owned()).collect()
+}
+
+fn refused(host: &str) -> String {
+    json!({"error": format!("the tool's host {host} is a private, loopback or link-local address not in LAMBENT_TOOL_HOSTS")})
+        .to_string()
+}
+
+#[tokio::test]
+async fn an_http_executor_posts_the_call_to_an_allowlisted_host() {
+    let (addr, hits) = tool_endpoint().await;
+    let rig = Rig::with(&[("LAMBENT_TOOL_HOSTS", &addr.to_string())]).await;
+
+    let outputs = http_tool_outputs(
+        &rig,
+        &[("remote", format!("http://{addr}/run")), ("other_port", "http://127.0.0.1:9/run".to_owned())],
+    )
+    .await;
+
+    assert_eq!(outputs, ["got \"{\\\"q\\\":1}\"".to_owned(), refused("127.0.0.1")]);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn loopback_and_metadata_addresses_are_refused_without_reaching_them() {
+    let (addr, hits) = tool_endpoint().await;
+    let rig = Rig::new().await;
+
+    let outputs = http_tool_outputs(
+        &rig,
+        &[
+            ("loopback", format!("http://{addr}/run")),
+            ("mapped", format!("http://[::ffff:127.0.0.1]:{}/run", addr.port())),
+            ("metadata", "http://169.254.169.254/latest/meta-data/".to_owned()),
+        ],
+    )
+    .await;
+
+    assert_eq!(outputs, [refused("127.0.0.1"), refused("[::ffff:7f00:1]"), refused("169.254.169.254")]);
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the local endpoint is never called");
+}
+
+#[tokio::test]
+async fn a_name_that_resolves_to_loopback_is_refused_unless_allowlisted() {
+    let (addr, hits) = tool_endpoint().await;
+    let url = format!("http://localhost:{}/run", addr.port());
+
+    let outputs = http_tool_outputs(&Rig::new().await, &[("local", url.clone())]).await;
     assert_eq!(
-        results[1],
-        json!({"call_id": "call_blocked", "output": "{\"error\":\"the tool's host 127.0.0.1 is not in LAMBENT_TOOL_HOSTS\"}"})
+        outputs,
+        [json!({"error": "the tool's host localhost resolves only to private, loopback or link-local addresses and is \
+                          not in LAMBENT_TOOL_HOSTS"})
+        .to_string()]
     );
-    assert_eq!(reply.done()["status"], "completed");
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+
+    let allowed = Rig::with(&[("LAMBENT_TOOL_HOSTS", &format!("localhost:{}", addr.port()))]).await;
+    assert_eq!(http_tool_outputs(&allowed, &[("local", url)]).await, ["got \"{\\\"q\\\":1}\""]);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_http_executor_does_not_follow_redirects() {
+    let (addr, hits) = tool_endpoint().await;
+    let rig = Rig::with(&[("LAMBENT_TOOL_HOSTS", &addr.to_string())]).await;
+
+    let outputs = http_tool_outputs(&rig, &[("moved", format!("http://{addr}/moved"))]).await;
+
+    assert_eq!(outputs, [json!({"error": "tool endpoint answered HTTP 307 Temporary Redirect: "}).to_string()]);
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "the redirect's target is not called");
 }
