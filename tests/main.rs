@@ -2,13 +2,16 @@
 //!
 //! # Layout
 //! - `helpers/`: `TestApp::spawn()` and friends.
-//! - one module per area: the CRUD groups, pagination, error shapes, migrations, the Lambda path, OpenAPI.
+//! - one module per area: the CRUD groups, pagination, error shapes, migrations, the Lambda path, OpenAPI,
+//!   durability (a killed server, 200 concurrent turns).
+//! - `bin/server.rs`: the local server as a child process, for the test that kills it.
 
 mod helpers;
 
 mod agent_tools;
 mod agents;
 mod auth;
+mod durability;
 mod errors;
 mod isolation;
 mod lambda;

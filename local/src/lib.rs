@@ -171,6 +171,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), lambent::Error> {
     let store = open(&config).await?;
+    if !store.is_remote() {
+        // A SQLite file has one server, this one: a turn still holding its session was cut off by a stop.
+        let closed = lambent::turn::close_interrupted(&store).await?;
+        if closed > 0 {
+            tracing::warn!(turns = closed, "closed turns interrupted by the last stop; their sessions are free");
+        }
+    }
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| config.bind.to_string());
     if let Some((admin, password)) = ensure_first_admin(&store).await? {
         // Printed once, never logged: this is the only time the password exists in clear.

@@ -351,6 +351,38 @@ pub async fn cancel(state: &AppState, caller: &Caller, session: i64) -> Result<S
     Ok(turn_id)
 }
 
+/// Ends the turns a stopped process left holding their sessions: each gets `error` `interrupted` and `done`
+/// recorded (so a replay ends the way a live stream would have) and its session back. Only for a process that
+/// is the database's sole server (the local server on its SQLite file), at start: elsewhere a lease may
+/// belong to a turn alive in another process, and it expires by itself.
+pub async fn close_interrupted(store: &crate::store::Store) -> Result<usize> {
+    let leased = store.leased_turns().await?;
+    for (session, turn_id, last_seq) in &leased {
+        let Some(last_seq) = last_seq else {
+            store.end_turn(*session, turn_id).await?;
+            continue;
+        };
+        let seq = u64::try_from(*last_seq).unwrap_or(0);
+        let error = TurnEvent::Error(TurnError {
+            code: "interrupted".into(),
+            message: "The server stopped during this turn; send the message again.".into(),
+        });
+        let done = TurnEvent::Done(Done {
+            session_id: *session,
+            response_id: None,
+            status: "failed".into(),
+            pending_tool_calls: Vec::new(),
+        });
+        let (error_data, done_data) = (error.data(), done.data());
+        let frames = [
+            NewFrame { seq: seq + 1, event: error.name(), data: &error_data },
+            NewFrame { seq: seq + 2, event: done.name(), data: &done_data },
+        ];
+        store.finish_turn(*session, turn_id, &frames).await?;
+    }
+    Ok(leased.len())
+}
+
 /// How often a running turn looks for a cancel request from another process while its upstream is quiet.
 pub const CANCEL_POLL: Duration = Duration::from_secs(1);
 /// How often a follower looks for new frames of a running turn.

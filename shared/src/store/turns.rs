@@ -172,6 +172,22 @@ impl Store {
         Ok(())
     }
 
+    /// Turns that hold their session's lease, with the last frame each recorded (`None`: no turn row, a lease
+    /// from before turns were rows). For a process that knows it is the only one serving the database.
+    pub async fn leased_turns(&self) -> Result<Vec<(i64, String, Option<i64>)>> {
+        let conn = self.conn().await;
+        let rows = conn
+            .query(
+                "SELECT s.id, s.turn_id, CASE WHEN t.id IS NULL THEN NULL
+                        ELSE (SELECT COALESCE(MAX(e.seq), 0) FROM agent_turn_events e WHERE e.turn_id = t.id) END
+                 FROM agent_sessions s LEFT JOIN agent_turns t ON t.id = s.turn_id
+                 WHERE s.turn_id IS NOT NULL ORDER BY s.id",
+                (),
+            )
+            .await?;
+        collect(rows, |r| Ok((int(r, 0)?, text(r, 1)?, opt_int(r, 2)?))).await
+    }
+
     /// Asks the session's running turn to stop; answers its id. 404 for a session the caller cannot see,
     /// 409 when no turn is running.
     pub async fn request_cancel(&self, caller: &Caller, session: i64) -> Result<String> {

@@ -1,1 +1,0 @@
-//! Helpers live in the test binary itself; this empty library only gives the package a target.
