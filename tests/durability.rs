@@ -44,6 +44,11 @@ impl Server {
     }
 }
 
+/// POSTs JSON as the user with `token`.
+async fn post(base: &str, token: &str, path: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new().post(format!("{base}{path}")).bearer_auth(token).json(&body).send().await.unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -70,13 +75,8 @@ async fn a_server_killed_mid_turn_restarts_with_the_message_kept_nothing_half_wr
     let port = free_port();
     let mut server = Server::start(&dir, port, &fake).await;
     let client = reqwest::Client::new();
-    let agent: Value = client
-        .post(format!("{}/api/agents/", server.base))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Durable", "is_default": true}))
-        .send()
+    let agent: Value = post(&server.base, &token, "/api/agents/", json!({"name": "Durable", "is_default": true}))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -87,13 +87,7 @@ async fn a_server_killed_mid_turn_restarts_with_the_message_kept_nothing_half_wr
     let mut steps = frames(text_events("resp_cut", &["Half", " an answer"]));
     steps.insert(5, Step::Gate(gate.clone()));
     fake.push_stream(steps);
-    let response = client
-        .post(format!("{}/api/agent/stream/", server.base))
-        .bearer_auth(&token)
-        .json(&json!({"message": "Please remember this."}))
-        .send()
-        .await
-        .unwrap();
+    let response = post(&server.base, &token, "/api/agent/stream/", json!({"message": "Please remember this."})).await;
     let mut body = response.bytes_stream();
     let mut seen = String::new();
     while !seen.contains("event: text_delta") {
@@ -138,16 +132,8 @@ async fn a_server_killed_mid_turn_restarts_with_the_message_kept_nothing_half_wr
     let done: Value = serde_json::from_str(done).unwrap();
     assert_eq!(done, json!({"session_id": session, "response_id": null, "status": "failed", "pending_tool_calls": []}));
     fake.push_stream(frames(text_events("resp_again", &["Remembered."])));
-    let next = client
-        .post(format!("{}/api/agent/stream/", server.base))
-        .bearer_auth(&token)
-        .json(&json!({"message": "Still there?", "session_id": session}))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = json!({"message": "Still there?", "session_id": session});
+    let next = post(&server.base, &token, "/api/agent/stream/", body).await.text().await.unwrap();
     assert!(next.contains("\"status\":\"completed\""), "{next}");
     let messages = rows(&dir, "SELECT role, content FROM agent_messages ORDER BY id").await;
     assert_eq!(
@@ -173,14 +159,7 @@ async fn two_hundred_concurrent_streamed_turns_all_complete_and_are_stored_exact
     let server = tokio::spawn(lambent_local::serve(config, listener, async {
         let _ = stopped.await;
     }));
-    let client = reqwest::Client::new();
-    let created = client
-        .post(format!("{base}/api/agents/"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Busy", "is_default": true}))
-        .send()
-        .await
-        .unwrap();
+    let created = post(&base, &token, "/api/agents/", json!({"name": "Busy", "is_default": true})).await;
     assert_eq!(created.status(), reqwest::StatusCode::CREATED);
     for _ in 0..TURNS {
         // A little time upstream, so that the turns really overlap.
@@ -190,18 +169,10 @@ async fn two_hundred_concurrent_streamed_turns_all_complete_and_are_stored_exact
     }
 
     let turns = (0..TURNS).map(|i| {
-        let (client, token, base) = (client.clone(), token.clone(), base.clone());
+        let (token, base) = (token.clone(), base.clone());
         async move {
-            client
-                .post(format!("{base}/api/agent/stream/"))
-                .bearer_auth(&token)
-                .json(&json!({"message": format!("message {i}")}))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
+            let body = json!({"message": format!("message {i}")});
+            post(&base, &token, "/api/agent/stream/", body).await.text().await.unwrap()
         }
     });
     let replies = futures::future::join_all(turns).await;
