@@ -5,13 +5,16 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use crate::turn::Frames;
 use axum::http::HeaderValue;
 use axum::http::header::CACHE_CONTROL;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 
-pub fn stream_response(frames: Frames, keepalive: Duration) -> Response {
+use crate::turn::TurnStream;
+
+/// The SSE answer for a turn stream, with its `Lambent-Session-Id` / `Lambent-Turn-Id` headers.
+pub fn stream_response(stream: TurnStream, keepalive: Duration) -> Response {
+    let TurnStream { session_id, turn_id, frames } = stream;
     let frames = futures::stream::unfold(frames, |mut frames| async move {
         let frame = frames.recv().await?;
         let event = Event::default().event(&*frame.event).id(&frame.id).data(&frame.data);
@@ -22,5 +25,9 @@ pub fn stream_response(frames: Frames, keepalive: Duration) -> Response {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tells nginx-style proxies not to buffer the stream.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers.insert("lambent-session-id", HeaderValue::from(session_id));
+    if let Some(turn_id) = turn_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        headers.insert("lambent-turn-id", turn_id);
+    }
     response
 }

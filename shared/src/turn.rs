@@ -104,6 +104,16 @@ impl From<StoredFrame> for Frame {
 /// The frames a client reads: a live turn's, or recorded ones replayed.
 pub type Frames = mpsc::Receiver<Arc<Frame>>;
 
+/// A stream answer: its frames, and what the response headers name (`Lambent-Session-Id`, `Lambent-Turn-Id`)
+/// so a client knows a new session's id, and what to cancel, before the first frame.
+#[derive(Debug)]
+pub struct TurnStream {
+    pub session_id: i64,
+    /// The one turn the frames belong to; `None` for the session event stream (it may span turns).
+    pub turn_id: Option<String>,
+    pub frames: Frames,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct TurnError {
     /// One of the documented error codes, e.g. `upstream_rate_limited`, `response_failed`, `tool_round_limit`.
@@ -144,7 +154,7 @@ pub enum ToolOutputStart {
     /// Other calls of the response still need outputs (202, with this body).
     Waiting(Value),
     /// Every call has its output: the continuation's frames (or, for a retried key, their replay).
-    Streaming(Frames),
+    Streaming(TurnStream),
 }
 
 fn provider(state: &AppState) -> Result<Arc<dyn ModelProvider>> {
@@ -203,7 +213,7 @@ fn claim(
 /// How a keyed request that ran before is answered again.
 enum Again {
     /// Its turn's frames, replayed from the store.
-    Replay(Frames),
+    Replay(TurnStream),
     /// What it answered without a turn, or the chat reply it gave.
     Answer(u16, String),
 }
@@ -217,7 +227,8 @@ async fn again(state: &AppState, claim: Option<&IdempotencyClaim>) -> Result<Opt
         Some(Earlier::Turn { response: Some((status, body)), .. }) => Some(Again::Answer(status, body)),
         Some(Earlier::Turn { session, turn_id, .. }) => {
             let start = state.store.frame_cursor(session, &turn_id, 0).await?.unwrap_or(0);
-            Some(Again::Replay(follow_from(state, session, start, Some(turn_id))))
+            let frames = follow_from(state, session, start, Some(turn_id.clone()));
+            Some(Again::Replay(TurnStream { session_id: session, turn_id: Some(turn_id), frames }))
         }
     })
 }
@@ -230,14 +241,14 @@ pub async fn stream(
     request: MessageRequest,
     key: Option<&str>,
     body: &Value,
-) -> Result<Frames> {
+) -> Result<TurnStream> {
     let claim = claim(state, caller, key, "stream", body);
     match again(state, claim.as_ref()).await? {
         Some(Again::Replay(frames)) => return Ok(frames),
         Some(Again::Answer(..)) => return Err(Error::KeyReused),
         None => {}
     }
-    Ok(start_message(state, caller, request, claim.as_ref()).await?.spawn(state.clone()))
+    Ok(start_message(state, caller, request, claim.as_ref()).await?.stream(state.clone()))
 }
 
 /// Resolves a message turn and stores the user's message. Nothing is stored when the request is invalid or
@@ -340,7 +351,7 @@ pub async fn tool_output(
         auto_execute: request.auto_execute_tools,
         cancel: CancellationToken::new(),
     };
-    Ok(ToolOutputStart::Streaming(turn.spawn(state.clone())))
+    Ok(ToolOutputStart::Streaming(turn.stream(state.clone())))
 }
 
 /// `POST /api/sessions/{id}/cancel/`: asks the session's running turn to stop; answers its id. The flag in
@@ -391,7 +402,7 @@ const FOLLOW_BATCH: u64 = 256;
 
 /// `GET /api/sessions/{id}/events/`: the frames after `after` (`<turn_id>:<seq>`, from `Last-Event-ID` or
 /// `?after=`), or the session's latest turn from its start; follows live while a turn is running.
-pub async fn events(state: &AppState, caller: &Caller, session: i64, after: Option<&str>) -> Result<Frames> {
+pub async fn events(state: &AppState, caller: &Caller, session: i64, after: Option<&str>) -> Result<TurnStream> {
     state.store.get_session(caller, session).await?;
     let start = match after {
         Some(cursor) => {
@@ -410,7 +421,7 @@ pub async fn events(state: &AppState, caller: &Caller, session: i64, after: Opti
             None => i64::MAX,
         },
     };
-    Ok(follow_from(state, session, start, None))
+    Ok(TurnStream { session_id: session, turn_id: None, frames: follow_from(state, session, start, None) })
 }
 
 /// Sends the recorded frames after `start` and then, while a turn runs (only `only_turn`, if given), the
@@ -594,8 +605,13 @@ impl Turn {
         &self.turn_id
     }
 
-    /// Runs the turn in its own task; its frames arrive on the returned channel, ending with `done`.
-    pub fn spawn(self, state: AppState) -> Frames {
+    /// Runs the turn in its own task; its frames arrive on the returned stream, ending with `done`.
+    pub fn stream(self, state: AppState) -> TurnStream {
+        let (session_id, turn_id) = (self.session_id, Some(self.turn_id.clone()));
+        TurnStream { session_id, turn_id, frames: self.spawn(state) }
+    }
+
+    fn spawn(self, state: AppState) -> Frames {
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             self.drive(&state, Some(tx)).await;

@@ -332,7 +332,7 @@ async function showSession(session) {
 
 // ---- Playground -------------------------------------------------------------------------------------------
 
-const chat = { controller: null, bubble: null, sessionId: null };
+const chat = { controller: null, bubble: null, sessionId: null, streaming: null };
 
 async function playground() {
   $("#playground").hidden = false;
@@ -346,7 +346,7 @@ async function playground() {
   $("#session").onchange = () => loadHistory();
   $("#chat-form").onsubmit = (event) => { event.preventDefault(); send(); };
   $("#message").onkeydown = (event) => { if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) send(); };
-  $("#stop").onclick = () => chat.controller?.abort();
+  $("#stop").onclick = stop;
   await loadSessions();
 }
 
@@ -401,6 +401,14 @@ async function send() {
   await stream("/api/agent/stream/", body);
 }
 
+/** Stops the running turn on the server (its stream then ends with `error` cancelled and `done`); only if
+ * that is refused, stops listening instead. */
+async function stop() {
+  const session = chat.streaming;
+  const { status } = session ? await api("POST", `/api/sessions/${session}/cancel/`) : { status: 0 };
+  if (status !== 202) chat.controller?.abort();
+}
+
 /** POSTs and relays the SSE answer; JSON answers (errors, 202) come back to the caller. */
 async function stream(path, body) {
   chat.controller = new AbortController();
@@ -417,6 +425,8 @@ async function stream(path, body) {
       if (response.status === 401) showLogin();
       return { status: response.status, data };
     }
+    // The session is known from the headers, before any frame: Stop can cancel even a new session's turn.
+    chat.streaming = Number(response.headers.get("lambent-session-id")) || null;
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
@@ -444,6 +454,7 @@ async function stream(path, body) {
     return { status: 0 };
   } finally {
     chat.controller = null;
+    chat.streaming = null;
     busy(false);
   }
 }

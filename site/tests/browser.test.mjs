@@ -243,6 +243,28 @@ test("the first words appear before the upstream has sent its last delta", async
   await page.context().close();
 });
 
+test("Stop cancels the turn on the server, which keeps the partial answer", async () => {
+  const page = await newPage();
+  await logIn(page, "/playground/");
+  const held = gate();
+  replies.push(textReply("resp_stopped", ["Partial", " never sent"], held));
+  await page.getByLabel("Message").fill("Start, then stop");
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.locator(".message.assistant").filter({ hasText: "Partial" }).waitFor();
+  await page.getByRole("button", { name: "Stop" }).click();
+  // The server ends the stream itself: an error frame, then done (the upstream is still holding back).
+  await page.locator("#chat-error").filter({ hasText: "(cancelled)" }).waitFor();
+  await page.getByRole("button", { name: "Send" }).waitFor({ state: "visible" });
+  assert.equal(await page.getByRole("button", { name: "Send" }).isEnabled(), true);
+  const token = await apiToken();
+  const sessions = await (await fetch(`${base}/api/sessions/?page_size=100`, { headers: { authorization: `Bearer ${token}` } })).json();
+  const last = sessions.results.at(-1);
+  const messages = await (await fetch(`${base}/api/sessions/${last.id}/messages/`, { headers: { authorization: `Bearer ${token}` } })).json();
+  const answer = messages.results.at(-1);
+  assert.deepEqual([answer.role, answer.content, answer.status], ["assistant", "Partial", "incomplete"]);
+  await page.context().close();
+});
+
 // ---- 3. Tool calls -----------------------------------------------------------------------------------------
 
 test("tool calls become cards whose outputs continue the answer, one card per parallel call", async () => {

@@ -189,11 +189,11 @@ impl TestApp {
         }
         let response = request.send().await.expect("request");
         let status = response.status();
-        let content_type =
-            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let headers = response.headers().clone();
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let raw = response.text().await.expect("body");
         let frames = if content_type.starts_with("text/event-stream") { parse_frames(&raw) } else { Vec::new() };
-        Streamed { status, content_type, raw, frames }
+        Streamed { status, headers, content_type, raw, frames }
     }
 
     /// Rows of a query, as JSON objects.
@@ -239,6 +239,7 @@ impl Frame {
 #[derive(Debug)]
 pub struct Streamed {
     pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
     pub content_type: String,
     pub raw: String,
     pub frames: Vec<Frame>,
@@ -262,6 +263,11 @@ impl Streamed {
 
     pub fn text(&self) -> String {
         self.events("text_delta").iter().map(|d| d["delta"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// A response header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     pub fn body(&self) -> Value {

@@ -35,6 +35,9 @@ async fn a_text_answer_streams_every_event_and_is_stored() {
         .collect();
     assert!(ids[0].0.starts_with("turn_") && ids.iter().all(|(turn, _)| *turn == ids[0].0), "one turn: {ids:?}");
     assert!(ids.windows(2).all(|w| w[1].1 == w[0].1 + 1) && ids[0].1 == 1, "seq increases within the turn: {ids:?}");
+    // The headers name the session and the turn before any frame arrives.
+    assert_eq!(reply.header("lambent-turn-id"), Some(ids[0].0));
+    assert_eq!(reply.header("lambent-session-id").map(str::to_owned), Some(reply.done()["session_id"].to_string()));
     let done = reply.done();
     let session = done["session_id"].clone();
     assert_eq!(

@@ -74,6 +74,10 @@ pub fn finish(api: OpenApiRouter<AppState>, state: AppState) -> Router {
                     header::CONTENT_TYPE,
                     HeaderName::from_static("idempotency-key"),
                     HeaderName::from_static("last-event-id"),
+                ])
+                .expose_headers([
+                    HeaderName::from_static("lambent-session-id"),
+                    HeaderName::from_static("lambent-turn-id"),
                 ]),
         )
     };
