@@ -229,3 +229,35 @@ async fn a_failed_continuation_hands_its_tool_outputs_to_the_next_message() {
                {"type": "message", "role": "user", "content": "and?"}])
     );
 }
+
+#[tokio::test]
+async fn an_upstream_that_refuses_connections_ends_with_upstream_unavailable_after_its_retries() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}/v1");
+    let rig = Rig::with(&[("OPENAI_BASE_URL", &base), ("LAMBENT_UPSTREAM_RETRIES", "1")]).await;
+    let reply = rig.app.stream("/api/agent/stream/", json!({"message": "anyone?"})).await;
+    let error = reply.events("error")[0].clone();
+    assert_eq!(error["code"], "upstream_unavailable", "{error}");
+    assert!(!error["message"].as_str().unwrap().contains("sk-test"), "no secret in messages: {error}");
+    let session = reply.done()["session_id"].clone();
+    assert_eq!(rig.messages(&session).await[0]["content"], "anyone?", "the message was kept");
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_answers_the_request_ends_with_upstream_timeout() {
+    // Accepts the connection, reads nothing, answers nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let rig = Rig::with(&[("OPENAI_BASE_URL", &base), ("OPENAI_READ_TIMEOUT", "1")]).await;
+    let reply = rig.app.stream("/api/agent/stream/", json!({"message": "hello?"})).await;
+    assert_eq!(reply.events("error")[0]["code"], "upstream_timeout", "{}", reply.raw);
+    assert_eq!(reply.done()["status"], "failed");
+    held.abort();
+}
