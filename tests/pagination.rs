@@ -74,3 +74,17 @@ async fn an_empty_list_is_one_empty_page() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_page_number_too_large_for_any_offset_is_invalid_not_a_server_error() {
+    // Found by scripts/fuzz: the offset overflowed (a dropped connection) or exceeded SQLite's integers (500).
+    let app = TestApp::spawn().await;
+    let lists = ["/api/agents/", "/api/tools/", "/api/sessions/", "/api/tokens/"];
+    for (path, page) in lists.iter().flat_map(|p| ["288230376151711744", "9223372036854775808"].map(|n| (p, n))) {
+        assert_eq!(
+            app.get(&format!("{path}?page={page}&page_size=100")).await,
+            (StatusCode::NOT_FOUND, json!({"detail": "Invalid page."})),
+            "{path}?page={page}"
+        );
+    }
+}

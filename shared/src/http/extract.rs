@@ -159,6 +159,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
             .and_then(|raw| raw.parse::<u64>().ok())
             .filter(|size| *size >= 1)
             .map_or(DEFAULT_PAGE_SIZE, |size| size.min(MAX_PAGE_SIZE));
+        // A page starting past any row count SQLite can hold cannot exist (and its offset would overflow).
+        if (page - 1).checked_mul(page_size).is_none_or(|offset| offset > i64::MAX as u64) {
+            return Err(Error::InvalidPage);
+        }
         let base = format!("{}://{}{}", scheme(&parts.headers), host(&parts.headers), uri.path());
         Ok(Self { page, page_size, params, base })
     }
