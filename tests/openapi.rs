@@ -95,3 +95,106 @@ async fn documented_schemas_match_what_the_api_returns() {
     }
     assert!(doc["components"]["schemas"]["ValidationErrors"]["example"].is_object());
 }
+
+/// The answers of one status an operation documents: its schema reference (`None` when inline or missing).
+fn schema_ref<'a>(operation: &'a Value, status: &str) -> Option<&'a str> {
+    operation["responses"][status]["content"]["application/json"]["schema"]["$ref"].as_str()
+}
+
+#[tokio::test]
+async fn every_operation_documents_the_errors_it_shares_with_its_kind() {
+    // Found by scripts/fuzz: 401 was documented on a few operations only, 413 on none, and a body that is not
+    // JSON answered a 400 `{"detail"}` where only `{"field": [...]}` was documented.
+    let app = TestApp::spawn().await;
+    let (_, doc) = app.get("/api/openapi.json").await;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let documents = |status: &str| operation["responses"].get(status).is_some();
+            let public = operation["security"] == serde_json::json!([{}]);
+            assert_eq!(documents("401"), !public, "{method} {path}: 401 exactly where a token is needed");
+            if operation.get("requestBody").is_some() {
+                assert!(documents("413") && documents("415"), "{method} {path}: 413 and 415");
+                assert_eq!(schema_ref(operation, "400"), Some("#/components/schemas/BadRequest"), "{method} {path}");
+            }
+            let paginated = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["name"] == "page" && p["in"] == "query");
+            assert!(!paginated || documents("404"), "{method} {path}: 404 Invalid page.");
+        }
+    }
+    for path in ["/api/agent/stream/", "/api/agent/chat/", "/api/agent/tool-output/"] {
+        assert!(doc["paths"][path]["post"]["responses"].get("409").is_some(), "{path}: a turn already running");
+    }
+    let text = doc.to_string();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for reference in text.split("\"#/components/schemas/").skip(1) {
+        let name = &reference[..reference.find('"').unwrap()];
+        assert!(schemas.contains_key(name), "{name} is defined");
+    }
+}
+
+#[tokio::test]
+async fn the_streaming_endpoints_document_each_server_sent_event() {
+    // Found by scripts/fuzz: the event stream was documented as one string, so no event matched it.
+    let app = TestApp::spawn().await;
+    let (_, doc) = app.get("/api/openapi.json").await;
+    for (path, method) in
+        [("/api/agent/stream/", "post"), ("/api/agent/tool-output/", "post"), ("/api/sessions/{id}/events/", "get")]
+    {
+        let stream = &doc["paths"][path][method]["responses"]["200"]["content"]["text/event-stream"];
+        assert_eq!(stream["schema"]["$ref"], "#/components/schemas/SseEvent", "{path}");
+    }
+    let event = &doc["components"]["schemas"]["SseEvent"];
+    let mut required: Vec<_> = event["required"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    required.sort_unstable();
+    assert_eq!(required, ["data", "event", "id"]);
+    assert_eq!(event["properties"]["data"]["contentMediaType"], "application/json");
+    assert_eq!(
+        doc["components"]["schemas"]["SseEventName"]["enum"],
+        serde_json::json!(["openai_event", "text_delta", "tool_call", "tool_result", "error", "done"])
+    );
+}
+
+#[tokio::test]
+async fn write_schemas_mark_nullable_exactly_the_fields_that_accept_null() {
+    // Found by scripts/fuzz: optional fields were documented as nullable, and most of them answer
+    // "This field may not be null.".
+    let app = TestApp::spawn().await;
+    let staff = app.account("staff", true).await;
+    let (_, doc) = app.get("/api/openapi.json").await;
+    let cases = [
+        ("/api/agents/", "AgentWrite", serde_json::json!({"name": "n"})),
+        ("/api/tools/", "ToolWrite", serde_json::json!({"name": "t"})),
+        ("/api/templates/", "TemplateWrite", serde_json::json!({"name": "n", "template": "x"})),
+        ("/api/tokens/", "NewApiToken", serde_json::json!({"name": "n"})),
+        ("/api/users/", "UserWrite", serde_json::json!({"username": "u", "password": "long-enough"})),
+    ];
+    let caller = app.as_user(Some(&staff.token));
+    for (i, (path, schema, base)) in cases.into_iter().enumerate() {
+        for (j, (field, property)) in
+            doc["components"]["schemas"][schema]["properties"].as_object().unwrap().iter().enumerate()
+        {
+            let types = property["type"].as_array().cloned().unwrap_or_default();
+            let nullable = types.contains(&serde_json::json!("null"));
+            let mut body = base.clone();
+            for unique in ["name", "username"] {
+                if body.get(unique).is_some() {
+                    body[unique] = format!("{unique}_{i}_{j}").into();
+                }
+            }
+            body[field] = Value::Null;
+            let (status, answer) = caller.post(path, body).await;
+            if nullable {
+                assert_eq!(status, StatusCode::CREATED, "{schema}.{field} is nullable: {answer}");
+            } else {
+                assert_eq!(
+                    (status, &answer[field]),
+                    (StatusCode::BAD_REQUEST, &serde_json::json!(["This field may not be null."])),
+                    "{schema}.{field} is not nullable"
+                );
+            }
+        }
+    }
+}

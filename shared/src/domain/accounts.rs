@@ -19,6 +19,7 @@ pub fn check_username(username: &str) -> Option<&'static str> {
 #[derive(Debug, ToSchema)]
 #[schema(example = json!({"username": "admin", "password": "s3cret-passw0rd"}))]
 pub struct Credentials {
+    #[schema(max_length = 150)]
     pub username: String,
     pub password: String,
 }
@@ -38,8 +39,10 @@ impl Credentials {
 #[schema(example = json!({"name": "CI", "expires_in_days": 90}))]
 pub struct NewApiToken {
     /// A label to tell tokens apart.
+    #[schema(max_length = 100)]
     pub name: String,
     /// Omit for a token that lasts until revoked.
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<u32>,
 }
 
@@ -66,10 +69,15 @@ impl NewApiToken {
 #[derive(Debug, Default, ToSchema)]
 #[schema(example = json!({"username": "alice", "password": "a-long-passphrase", "is_staff": false, "is_active": true}))]
 pub struct UserWrite {
+    /// Required on create; letters, digits and `@.+-_`, at most 150 characters.
+    #[schema(nullable = false, max_length = 150)]
     pub username: Option<String>,
-    /// At least 8 characters; stored only as an argon2id hash.
+    /// Required on create; at least 8 characters; stored only as an argon2id hash.
+    #[schema(nullable = false, min_length = 8)]
     pub password: Option<String>,
+    #[schema(nullable = false)]
     pub is_staff: Option<bool>,
+    #[schema(nullable = false)]
     pub is_active: Option<bool>,
 }
 

@@ -73,5 +73,6 @@ pub struct LinkWrite {
     agent: i64,
     tool: i64,
     /// Default true.
+    #[schema(nullable = false)]
     enabled: Option<bool>,
 }

@@ -91,9 +91,13 @@ impl AgentChanges {
 #[allow(dead_code)]
 pub struct AgentWrite {
     /// Required on create and PUT; at most 200 characters.
+    #[schema(max_length = 200)]
     name: String,
     /// Default `gpt-4.1`; at most 100 characters.
+    #[schema(nullable = false, max_length = 100)]
     model: Option<String>,
+    #[schema(nullable = false)]
     system_prompt: Option<String>,
+    #[schema(nullable = false)]
     is_default: Option<bool>,
 }

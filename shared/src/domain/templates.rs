@@ -83,9 +83,11 @@ pub enum TemplateScope {
     "is_default": true}))]
 #[allow(dead_code)]
 pub struct TemplateWrite {
+    #[schema(max_length = 200)]
     name: String,
     template: String,
     /// An agent id, or null for a global template.
     agent: Option<i64>,
+    #[schema(nullable = false)]
     is_default: Option<bool>,
 }

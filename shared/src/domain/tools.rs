@@ -238,12 +238,15 @@ fn check_custom_format(format: &Value) -> Result<(), String> {
 #[allow(dead_code)]
 pub struct ToolWrite {
     /// Required on create and PUT; unique; `^[a-zA-Z0-9_-]{1,64}$`.
+    #[schema(pattern = "^[a-zA-Z0-9_-]{1,64}$")]
     name: String,
+    #[schema(nullable = false)]
     description: Option<String>,
     /// Default `function`.
+    #[schema(nullable = false)]
     tool_type: Option<ToolType>,
     /// A JSON Schema object for function tools; default `{"type": "object", "properties": {}}`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Object, required = false)]
     parameters: Option<Value>,
     /// Custom tools only.
     #[schema(value_type = Option<Object>)]
@@ -251,6 +254,7 @@ pub struct ToolWrite {
     /// `{"type": "echo"}`, `{"type": "now"}` or `{"type": "http", "url": ..., "timeout_ms": ...}`.
     #[schema(value_type = Option<Object>)]
     executor: Option<Value>,
+    #[schema(nullable = false)]
     is_active: Option<bool>,
 }
 

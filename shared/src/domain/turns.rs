@@ -161,6 +161,7 @@ pub struct MessageWrite {
     /// Default: a new session. Must belong to `agent_id` when both are given.
     session_id: Option<i64>,
     /// Run tools that have a server-side executor and continue in the same stream (at most 8 rounds).
+    #[schema(nullable = false)]
     auto_execute_tools: Option<bool>,
     /// Values for `{{name}}` placeholders in the agent's templates.
     #[schema(value_type = Option<Object>)]
@@ -173,12 +174,15 @@ pub struct MessageWrite {
 pub struct ToolOutputWrite {
     session_id: i64,
     /// One output: the call it answers…
+    #[schema(nullable = false, max_length = 200)]
     call_id: Option<String>,
     /// …and its text (JSON values are sent as JSON text).
+    #[schema(nullable = false)]
     output: Option<String>,
     /// Several outputs at once: `[{"call_id": ..., "output": ...}]`.
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(value_type = Vec<Object>, required = false, min_items = 1)]
     outputs: Option<Value>,
+    #[schema(nullable = false)]
     auto_execute_tools: Option<bool>,
 }
 

@@ -54,13 +54,37 @@ pub(super) const SSE_DESCRIPTION: &str = "`text/event-stream`: `openai_event` (e
     `{call_id, output}`, `error` `{code, message}`, and always last `done` `{session_id, response_id, status, \
     pending_tool_calls}`. Every frame's `id` is `<turn_id>:<seq>`; `GET /api/sessions/{id}/events/` replays from it.";
 
+/// One frame of a `text/event-stream` answer (the body is a sequence of them; `: ping` comments carry none).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SseEvent {
+    event: SseEventName,
+    /// `<turn_id>:<seq>`, the sequence increasing within the turn.
+    id: String,
+    /// The event's payload: a JSON object, as text.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum SseEventName {
+    OpenaiEvent,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+    Error,
+    Done,
+}
+
 /// Send a message and stream the agent's answer as server-sent events.
 ///
 /// The user's message is stored before the model is called. Without `agent_id` the default agent answers;
 /// without `session_id` a new session starts.
 #[utoipa::path(post, path = "/api/agent/stream/", operation_id = "agent_stream", tag = "agent", request_body = MessageWrite,
     params(("Idempotency-Key" = Option<String>, Header, description = KEY_DESCRIPTION)),
-    responses((status = 200, description = SSE_DESCRIPTION, content_type = "text/event-stream", body = String,
+    responses((status = 200, description = SSE_DESCRIPTION, content_type = "text/event-stream", body = SseEvent,
             headers(("Lambent-Session-Id" = i64, description = "The session the turn runs in (a new one's id too)."),
                 ("Lambent-Turn-Id" = String, description = "The turn: what `POST /api/sessions/{id}/cancel/` stops."))),
         (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail),
@@ -98,7 +122,7 @@ pub struct PendingToolCalls {
 #[utoipa::path(post, path = "/api/agent/tool-output/", operation_id = "agent_tool_output", tag = "agent",
     request_body = ToolOutputWrite,
     params(("Idempotency-Key" = Option<String>, Header, description = KEY_DESCRIPTION)),
-    responses((status = 200, description = SSE_DESCRIPTION, content_type = "text/event-stream", body = String,
+    responses((status = 200, description = SSE_DESCRIPTION, content_type = "text/event-stream", body = SseEvent,
             headers(("Lambent-Session-Id" = i64, description = "The session the turn runs in (a new one's id too)."),
                 ("Lambent-Turn-Id" = String, description = "The turn: what `POST /api/sessions/{id}/cancel/` stops."))),
         (status = 202, body = PendingToolCalls), (status = 400, body = ValidationErrors),

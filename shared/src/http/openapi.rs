@@ -6,7 +6,9 @@ use std::sync::OnceLock;
 
 use axum::Json;
 use axum::routing::get;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -33,7 +35,7 @@ pub const PATH: &str = "/api/openapi.json";
         (name = "auth", description = "Log in, API tokens, users (staff). Send `Authorization: Bearer <token>` on every other call."),
         (name = "agent", description = "Conversations with an agent: streamed (SSE), tool-output continuation, chat"),
     ),
-    components(schemas(ErrorDetail, ValidationErrors)),
+    components(schemas(ErrorDetail, ValidationErrors, BadRequest)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -74,6 +76,71 @@ pub struct ErrorDetail {
 #[allow(dead_code)]
 pub struct ValidationErrors(BTreeMap<String, Vec<String>>);
 
+/// A 400: field errors, or `{"detail": "JSON parse error - ..."}` for a body that is not JSON at all.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum BadRequest {
+    Fields(ValidationErrors),
+    Detail(ErrorDetail),
+}
+
+/// The answers every operation of a kind can give besides its own, added once the routes are merged so that
+/// no handler repeats them (and new ones get them too):
+/// - 401 on every operation that needs a token;
+/// - 400 (field errors or a JSON parse error), 413 and 415 on every operation that reads a JSON body;
+/// - 404 `Invalid page.` on every paginated list.
+struct CommonResponses;
+
+impl CommonResponses {
+    fn apply(operation: &mut Operation) {
+        let public = [SecurityRequirement::default()];
+        let needs_token = operation.security.as_deref() != Some(&public[..]);
+        let paginated = operation.parameters.iter().flatten().any(
+            |parameter| matches!(parameter, RefOr::T(p) if p.name == "page" && p.parameter_in == ParameterIn::Query),
+        );
+        let responses = &mut operation.responses.responses;
+        let mut add = |status: &str, response: Response| {
+            responses.entry(status.to_owned()).or_insert(RefOr::T(response));
+        };
+        if needs_token {
+            add("401", detail("No, unknown, expired or revoked token."));
+        }
+        if paginated {
+            add("404", detail("Invalid page."));
+        }
+        if operation.request_body.is_some() {
+            add("413", detail("The body is over 2 MB."));
+            add("415", detail("The body is not JSON."));
+            let description = match operation.responses.responses.get("400") {
+                Some(RefOr::T(response)) if !response.description.is_empty() => response.description.clone(),
+                _ => "Invalid input: field errors, or a body that is not JSON.".to_owned(),
+            };
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content("application/json", utoipa::openapi::Content::new(Some(Ref::from_schema_name("BadRequest"))))
+                .build();
+            operation.responses.responses.insert("400".to_owned(), RefOr::T(response));
+        }
+    }
+}
+
+fn detail(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", utoipa::openapi::Content::new(Some(Ref::from_schema_name("ErrorDetail"))))
+        .build()
+}
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.patch, &mut item.delete];
+            operations.into_iter().flatten().for_each(Self::apply);
+        }
+    }
+}
+
 /// DRF page-number pagination.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -93,7 +160,11 @@ pub fn base() -> OpenApiRouter<AppState> {
 /// The whole API's document, built once.
 pub fn document() -> &'static utoipa::openapi::OpenApi {
     static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    DOC.get_or_init(|| super::api().into_openapi())
+    DOC.get_or_init(|| {
+        let mut doc = super::api().into_openapi();
+        CommonResponses.modify(&mut doc);
+        doc
+    })
 }
 
 /// Serves the document.

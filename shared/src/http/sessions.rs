@@ -105,7 +105,7 @@ async fn tool_calls(
     params(("id" = i64, Path),
         ("after" = Option<String>, Query, description = "Replay after this frame id (`<turn_id>:<seq>`)."),
         ("Last-Event-ID" = Option<String>, Header, description = "As `after`; takes precedence.")),
-    responses((status = 200, description = super::agent::SSE_DESCRIPTION, content_type = "text/event-stream", body = String),
+    responses((status = 200, description = super::agent::SSE_DESCRIPTION, content_type = "text/event-stream", body = super::agent::SseEvent),
         (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
 async fn events(
     State(state): State<AppState>,

@@ -33,10 +33,19 @@ fn scope(query: &ListQuery) -> Result<TemplateScope> {
     }
 }
 
+/// `?scope=` for the OpenAPI document: `all` (the default) or `global`.
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum ScopeFilter {
+    All,
+    Global,
+}
+
 /// List templates, oldest first; `?agent=` keeps one agent's, `?scope=global` the global ones.
 #[utoipa::path(operation_id = "templates_list", get, path = "/api/templates/", tag = "templates",
     params(PageParams, ("agent" = Option<i64>, Query, description = "Only this agent's templates"),
-        ("scope" = Option<String>, Query, description = "`global`: only templates with no agent")),
+        ("scope" = inline(Option<ScopeFilter>), Query, description = "`global`: only templates with no agent")),
     responses((status = 200, body = Page<Template>), (status = 400, body = ValidationErrors),
         (status = 404, description = "Invalid page.", body = ErrorDetail)))]
 async fn list(State(state): State<AppState>, caller: Caller, query: ListQuery) -> Result<Json<Page<Template>>> {
