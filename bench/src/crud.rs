@@ -1,0 +1,144 @@
+//! CRUD throughput: `GET /api/agents/` and `POST /api/agents/` at a fixed concurrency for a fixed time.
+//!
+//! Driven by `wrk`, a C load generator, because on a 2-core machine a reqwest loop in this process would
+//! compete with the server for the same cores and become the bottleneck well below the 10,000 requests/s
+//! target. Without `wrk` an in-process generator stands in, and the report says so.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::server::Result;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Get,
+    Post,
+}
+
+/// One timed run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub requests_per_s: f64,
+    pub requests: u64,
+    /// Answers other than 2xx/3xx, and socket errors.
+    pub failed: u64,
+}
+
+/// The body each POST sends: an ordinary, non-default agent.
+const POST_BODY: &str = r#"{"name": "wrk agent", "system_prompt": "You are a helpful assistant."}"#;
+
+/// Is `wrk` on the PATH?
+pub fn have_wrk() -> bool {
+    std::process::Command::new("wrk").arg("--version").output().is_ok()
+}
+
+/// One `wrk` run against `url`.
+pub async fn wrk(
+    method: Method,
+    url: &str,
+    token: &str,
+    concurrency: usize,
+    threads: usize,
+    duration: Duration,
+    work_dir: &Path,
+) -> Result<Run> {
+    let mut command = tokio::process::Command::new("wrk");
+    command.args([
+        format!("-t{}", threads.clamp(1, concurrency)),
+        format!("-c{concurrency}"),
+        format!("-d{}s", duration.as_secs().max(1)),
+        "--timeout".into(),
+        "10s".into(),
+    ]);
+    if method == Method::Post {
+        // wrk sends bodies only through a script.
+        let script = work_dir.join("post.lua");
+        std::fs::write(
+            &script,
+            format!(
+                "wrk.method = \"POST\"\nwrk.body = '{POST_BODY}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+                 wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
+            ),
+        )?;
+        command.arg("-s").arg(script);
+    } else {
+        command.arg("-H").arg(format!("Authorization: Bearer {token}"));
+    }
+    let output = command.arg(url).output().await?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return Err(format!("wrk failed: {text}{}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}").into())
+}
+
+/// Reads `Requests/sec:`, `N requests in`, `Non-2xx or 3xx responses:` and `Socket errors:` from wrk's report.
+fn parse_wrk(text: &str) -> Option<Run> {
+    let number = |s: &str| s.trim().trim_end_matches(',').parse::<f64>().ok();
+    let requests_per_s = text.lines().find_map(|l| l.trim().strip_prefix("Requests/sec:")).and_then(number)?;
+    let requests = text.lines().find_map(|l| l.split_once(" requests in ")).and_then(|(n, _)| number(n))? as u64;
+    let non_2xx =
+        text.lines().find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:")).and_then(number).unwrap_or(0.0)
+            as u64;
+    // "Socket errors: connect 0, read 0, write 0, timeout 0"
+    let socket = text.lines().find_map(|l| l.trim().strip_prefix("Socket errors:")).map_or(0, |rest| {
+        rest.split(',').filter_map(|part| part.split_whitespace().nth(1)).filter_map(|n| n.parse::<u64>().ok()).sum()
+    });
+    Some(Run { requests_per_s, requests, failed: non_2xx + socket })
+}
+
+/// The stand-in without `wrk`: `concurrency` reqwest workers for `duration`.
+pub async fn in_process(method: Method, url: &str, token: &str, concurrency: usize, duration: Duration) -> Result<Run> {
+    let client = crate::relay::client();
+    let (done, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, token, done, failed) =
+            (client.clone(), url.to_owned(), token.to_owned(), done.clone(), failed.clone());
+        workers.push(tokio::spawn(async move {
+            while start.elapsed() < duration {
+                let request = match method {
+                    Method::Get => client.get(&url),
+                    Method::Post => client.post(&url).header("content-type", "application/json").body(POST_BODY),
+                };
+                let ok = match request.bearer_auth(&token).send().await {
+                    Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                done.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for worker in workers {
+        let _ = worker.await;
+    }
+    let requests = done.load(Ordering::Relaxed);
+    Ok(Run {
+        requests_per_s: requests as f64 / start.elapsed().as_secs_f64(),
+        requests,
+        failed: failed.load(Ordering::Relaxed),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_a_wrk_report() {
+        let text = "Running 5s test @ http://127.0.0.1:1/api/agents/\n  1 threads and 64 connections\n\
+            \x20 Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency     5.00ms    1.00ms  20.00ms   90.00%\n\
+            \x20 51234 requests in 5.00s, 10.00MB read\n  Socket errors: connect 0, read 2, write 0, timeout 1\n\
+            \x20 Non-2xx or 3xx responses: 7\nRequests/sec:  10246.80\nTransfer/sec:      2.00MB\n";
+        let run = super::parse_wrk(text).unwrap();
+        assert_eq!((run.requests, run.failed), (51234, 10));
+        assert!((run.requests_per_s - 10246.8).abs() < 1e-9);
+    }
+}

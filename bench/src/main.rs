@@ -1,0 +1,408 @@
+//! # `lambent-bench`: the benchmarks of issue 8
+//!
+//! Measures the release binaries as child processes, everything else in this process: a fake Responses
+//! upstream ([`upstream`]), the relay overhead and the server's CPU per turn ([`relay`]), CRUD throughput with
+//! `wrk` ([`crud`]), cold start and memory of each Lambda function through a stub Runtime API ([`lambda`]),
+//! and the report ([`report`]). `scripts/bench` builds the binaries and runs this with the defaults.
+//!
+//! Order matters and is fixed: the functions run first, on the freshly prepared database (so their lists are
+//! the same small lists every time); then the relay and CPU figures; GET throughput before POST (POST grows
+//! the agent list); then the memory figure on fresh servers.
+
+mod crud;
+mod lambda;
+mod relay;
+mod report;
+mod server;
+mod upstream;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::report::{Pair, Report, median};
+use crate::server::{Env, Result, Server};
+use crate::upstream::Upstream;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lambent-bench",
+    args_override_self = true,
+    about = "Benchmarks of the release binaries: relay overhead, cold start, memory, throughput"
+)]
+struct Args {
+    /// Repeat every measurement this many times; the report shows medians.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Concurrency levels of the relay figures.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+    concurrency: Vec<usize>,
+    /// Requests per level and run, direct and relayed together (0: max(200, 8 × concurrency)).
+    #[arg(long, default_value_t = 0)]
+    requests: usize,
+    /// Text deltas in each upstream answer.
+    #[arg(long, default_value_t = 20)]
+    deltas: usize,
+    /// Upstream delay before its first event, ms.
+    #[arg(long, default_value_t = 0.0)]
+    first_delay_ms: f64,
+    /// Upstream delay before each text delta, ms.
+    #[arg(long, default_value_t = 2.0)]
+    delta_delay_ms: f64,
+    /// Relayed turns per run of the CPU figure.
+    #[arg(long, default_value_t = 400)]
+    cpu_turns: usize,
+    /// Concurrency of the CPU figure.
+    #[arg(long, default_value_t = 16)]
+    cpu_concurrency: usize,
+    /// Simultaneous streams of the local server's memory figure.
+    #[arg(long, default_value_t = 256)]
+    streams: usize,
+    /// Upstream delay before each delta in the memory figure, ms: slow, so the streams overlap.
+    #[arg(long, default_value_t = 100.0)]
+    streams_delta_delay_ms: f64,
+    /// Concurrency of the CRUD throughput figures.
+    #[arg(long, default_value_t = 64)]
+    crud_concurrency: usize,
+    /// Seconds of each CRUD throughput run.
+    #[arg(long, default_value_t = 5)]
+    crud_seconds: u64,
+    /// wrk threads (1 leaves the other core to the server).
+    #[arg(long, default_value_t = 1)]
+    wrk_threads: usize,
+    /// Agents the bench user owns (what GET /api/agents/ lists).
+    #[arg(long, default_value_t = 10)]
+    list_agents: usize,
+    /// Sections to run.
+    #[arg(long, value_delimiter = ',', default_value = "lambda,relay,cpu,crud,streams")]
+    only: Vec<String>,
+    /// Where the release binaries are (default: $CARGO_TARGET_DIR/release, else target/release).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Where `cargo lambda build --release` writes (default: beside bin-dir, `lambda/`).
+    #[arg(long)]
+    lambda_dir: Option<PathBuf>,
+    /// The markdown report: its section between the bench markers is replaced, the rest kept.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: PathBuf,
+    /// Also write the JSON summary here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Keep the databases and logs here instead of a temporary folder.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+fn duration_ms(ms: f64) -> Duration {
+    Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+}
+
+fn say(message: impl std::fmt::Display) {
+    eprintln!("lambent-bench: {message}");
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            say(format!("failed: {err}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    let runs = args.runs.max(1);
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let bin_dir = args.bin_dir.clone().unwrap_or_else(|| target_dir.join("release"));
+    let lambda_dir = args.lambda_dir.clone().unwrap_or_else(|| bin_dir.parent().unwrap_or(&bin_dir).join("lambda"));
+    let wanted = |section: &str| args.only.iter().any(|s| s == section);
+    let mut needed = vec!["lambent".to_owned()];
+    if wanted("lambda") {
+        needed.extend(lambda::functions().into_iter().map(|(name, _)| name.to_owned()));
+    }
+    if let Some(missing) = needed.iter().find(|name| !bin_dir.join(name).exists()) {
+        return Err(format!(
+            "{} is missing: cargo build --release -p lambent-local -p lambent-functions",
+            bin_dir.join(missing).display()
+        )
+        .into());
+    }
+
+    let temp = tempfile::Builder::new().prefix("lambent-bench").tempdir()?;
+    let work_dir = match &args.work_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            std::path::absolute(dir)?
+        }
+        None => temp.path().to_owned(),
+    };
+    let mut machine = report::Machine::probe();
+    say(format!(
+        "{} on {} cores, load {}; work dir {}",
+        machine.cpu,
+        machine.cores,
+        machine.load_before,
+        work_dir.display()
+    ));
+
+    let upstream =
+        Upstream::start(args.deltas, duration_ms(args.first_delay_ms), duration_ms(args.delta_delay_ms)).await?;
+    let env = Env {
+        bin_dir: std::path::absolute(&bin_dir)?,
+        work_dir: work_dir.clone(),
+        database_url: format!("file:{}", work_dir.join("bench.db").display()),
+        openai_base_url: upstream.base_url.clone(),
+    };
+    let server = Server::start(&env, "server.log").await?;
+    let token = server::setup(&env, &server, args.list_agents).await?;
+    say(format!("server pid {} on {}; bench user ready", server.pid, server.base_url));
+
+    let mut notes = Vec::new();
+    let mut functions = Vec::new();
+    if wanted("lambda") {
+        for (name, invocation) in lambda::functions() {
+            let mut samples = Vec::new();
+            let mut errors = Vec::new();
+            for run in 0..runs {
+                match lambda::cold_start(&env, name, &invocation, &token, run).await {
+                    Ok(sample) => samples.push(sample),
+                    Err(err) => errors.push(err.to_string()),
+                }
+            }
+            let answered: Vec<f64> = samples.iter().map(|s| s.answered_ms).collect();
+            let rss: Vec<f64> = samples.iter().map(|s| s.peak_rss_mb).collect();
+            let size = lambda::binary_size(&lambda_dir, &bin_dir, name);
+            let function = report::Function {
+                name: name.to_owned(),
+                request: format!("{} {} → {}", invocation.method, invocation.path, invocation.expect),
+                crud: lambda::is_crud(name),
+                answered_ms: median(&answered),
+                answered_ms_min: report::min(&answered),
+                answered_ms_max: report::max(&answered),
+                first_byte_ms: median(&samples.iter().map(|s| s.first_byte_ms).collect::<Vec<_>>()),
+                first_event_ms: median(&samples.iter().map(|s| s.first_event_ms).collect::<Vec<_>>()),
+                ready_ms: median(&samples.iter().map(|s| s.ready_ms).collect::<Vec<_>>()),
+                peak_rss_mb: median(&rss),
+                peak_rss_mb_max: report::max(&rss),
+                size_mb: size.map(|(mb, _)| mb),
+                size_source: size.map(|(_, source)| source.to_owned()),
+                runs,
+                failures: errors.len(),
+                errors: errors.into_iter().take(2).collect(),
+            };
+            say(format!(
+                "function {name}: answered {:.1} ms, peak RSS {:.1} MB, {} failures",
+                function.answered_ms, function.peak_rss_mb, function.failures
+            ));
+            functions.push(function);
+        }
+        if functions.iter().any(|f| f.size_source.as_deref() == Some("native")) {
+            notes.push(
+                "Binary sizes are the native x86_64 release binaries: `cargo lambda build --release` (arm64) was not \
+                 run here; its `bootstrap` files are used when present."
+                    .into(),
+            );
+        }
+    }
+
+    let target = relay::Target {
+        client: relay::client(),
+        direct_url: format!("{}/responses", upstream.base_url),
+        via_url: format!("{}/api/agent/stream/", server.base_url),
+        token: token.clone(),
+    };
+    let mut levels = Vec::new();
+    if wanted("relay") {
+        for &concurrency in &args.concurrency {
+            let concurrency = concurrency.max(1);
+            let requests = if args.requests > 0 { args.requests } else { (8 * concurrency).max(200) };
+            let pairs = (requests / 2).max(1);
+            // Per run: p50 and p99 of each series, then the median over runs.
+            let mut per_run: Vec<[f64; 16]> = Vec::new();
+            let (mut failures, mut errors) = (0, Vec::new());
+            for _ in 0..runs {
+                // Unrecorded warm-up: opens the connections the workers keep.
+                let _ = relay::level(&target, concurrency, concurrency).await;
+                let level = relay::level(&target, concurrency, pairs).await;
+                failures += level.failures;
+                per_run.push(relay::percentiles(&level));
+                errors.extend(level.errors);
+            }
+            let col = |i: usize| median(&per_run.iter().map(|r| r[i]).collect::<Vec<_>>());
+            let pair = |i: usize| Pair { p50: col(i), p99: col(i + 1) };
+            let level = report::RelayLevel {
+                concurrency,
+                pairs,
+                direct_ttfe_ms: pair(0),
+                via_ttfe_ms: pair(2),
+                direct_total_ms: pair(4),
+                via_total_ms: pair(6),
+                direct_max_gap_ms: pair(8),
+                via_max_gap_ms: pair(10),
+                added_ttfe_ms: pair(12),
+                added_total_ms: pair(14),
+                failures,
+                errors: errors.into_iter().take(3).collect(),
+            };
+            say(format!(
+                "relay c={concurrency}: added TTFE p50 {:.2} / p99 {:.2} ms, added total p50 {:.2} / p99 {:.2} ms, {} failures",
+                level.added_ttfe_ms.p50,
+                level.added_ttfe_ms.p99,
+                level.added_total_ms.p50,
+                level.added_total_ms.p99,
+                failures
+            ));
+            levels.push(level);
+        }
+    }
+
+    let mut cpu = None;
+    if wanted("cpu") {
+        let ticks = server::clock_ticks();
+        let (mut per_turn, mut failures) = (Vec::new(), 0);
+        let _ = relay::via_only(&target, args.cpu_concurrency, args.cpu_concurrency).await;
+        for _ in 0..runs {
+            let before = server::cpu_ms(server.pid, ticks)?;
+            let (failed, _) = relay::via_only(&target, args.cpu_concurrency, args.cpu_turns).await;
+            // `done` is recorded before it is sent, but let the server finish tidying the last turns.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let after = server::cpu_ms(server.pid, ticks)?;
+            failures += failed;
+            per_turn.push((after - before) / args.cpu_turns.max(1) as f64);
+        }
+        let figure = report::Cpu {
+            concurrency: args.cpu_concurrency,
+            turns: args.cpu_turns,
+            ms_per_turn: median(&per_turn),
+            ms_per_turn_runs: per_turn,
+            failures,
+        };
+        say(format!("cpu: {:.3} ms per turn", figure.ms_per_turn));
+        cpu = Some(figure);
+    }
+
+    let mut cruds = Vec::new();
+    if wanted("crud") {
+        let use_wrk = crud::have_wrk();
+        if !use_wrk {
+            notes.push(
+                "`wrk` was not available: the CRUD figures come from an in-process reqwest generator sharing the \
+                 2 cores with the server, so they understate the server."
+                    .into(),
+            );
+        }
+        let url = format!("{}/api/agents/", server.base_url);
+        let duration = Duration::from_secs(args.crud_seconds.max(1));
+        for method in [crud::Method::Get, crud::Method::Post] {
+            let mut rates = Vec::new();
+            let mut failed = 0;
+            for _ in 0..runs {
+                let run = if use_wrk {
+                    crud::wrk(method, &url, &token, args.crud_concurrency, args.wrk_threads, duration, &work_dir)
+                        .await?
+                } else {
+                    crud::in_process(method, &url, &token, args.crud_concurrency, duration).await?
+                };
+                rates.push(run.requests_per_s);
+                failed += run.failed;
+            }
+            let request = match method {
+                crud::Method::Get => "GET /api/agents/",
+                crud::Method::Post => "POST /api/agents/",
+            };
+            let figure = report::Crud {
+                request: request.into(),
+                concurrency: args.crud_concurrency,
+                seconds: duration.as_secs(),
+                generator: if use_wrk { format!("wrk -t{}", args.wrk_threads) } else { "in-process".into() },
+                requests_per_s: median(&rates),
+                requests_per_s_runs: rates,
+                failed,
+            };
+            say(format!("{request}: {:.0} req/s, {failed} non-2xx/errors", figure.requests_per_s));
+            cruds.push(figure);
+        }
+    }
+    server.stop().await;
+
+    let mut streams = None;
+    if wanted("streams") {
+        upstream.set_delays(duration_ms(args.first_delay_ms), duration_ms(args.streams_delta_delay_ms));
+        let (mut peaks, mut idles, mut opens, mut failures, mut errors) =
+            (Vec::new(), Vec::new(), Vec::new(), 0, Vec::new());
+        for run in 0..runs {
+            // A fresh server, so VmHWM is this figure's peak and not an earlier section's.
+            let fresh = Server::start(&env, &format!("streams-{run}.log")).await?;
+            idles.push(server::status_mb(fresh.pid, "VmRSS")?);
+            let target = relay::Target { via_url: format!("{}/api/agent/stream/", fresh.base_url), ..target.clone() };
+            upstream.reset_peak();
+            let (failed, errs) = relay::via_only(&target, args.streams, args.streams).await;
+            peaks.push(server::status_mb(fresh.pid, "VmHWM")?);
+            opens.push(upstream.peak_open() as f64);
+            failures += failed;
+            errors.extend(errs);
+            fresh.stop().await;
+        }
+        let figure = report::Streams {
+            streams: args.streams,
+            idle_rss_mb: median(&idles),
+            peak_rss_mb: median(&peaks),
+            peak_rss_mb_runs: peaks,
+            peak_open_upstream: median(&opens),
+            failures,
+            errors: errors.into_iter().take(3).collect(),
+        };
+        say(format!(
+            "{} streams: peak RSS {:.1} MB, {} open upstream at once",
+            args.streams, figure.peak_rss_mb, figure.peak_open_upstream
+        ));
+        streams = Some(figure);
+    }
+
+    machine.load_after = report::load();
+    let load: f64 = machine.load_before.split_whitespace().next().and_then(|l| l.parse().ok()).unwrap_or(0.0);
+    if load > 0.5 {
+        notes.push(format!(
+            "The machine was not idle when the run started (1-minute load {load:.2}): other work competed for \
+             the 2 cores, so the figures may be noisy."
+        ));
+    }
+    notes.push(format!("The fake upstream served {} responses in all.", upstream.served()));
+    let command = std::env::var("BENCH_COMMAND").unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
+    let mut report = Report {
+        command,
+        machine,
+        settings: report::Settings {
+            runs,
+            deltas: args.deltas,
+            first_delay_ms: args.first_delay_ms,
+            delta_delay_ms: args.delta_delay_ms,
+            rss_delta_delay_ms: args.streams_delta_delay_ms,
+            list_agents: args.list_agents,
+        },
+        headline: Vec::new(),
+        relay: levels,
+        cpu,
+        streams,
+        crud: cruds,
+        functions,
+        notes,
+    };
+    report.headline();
+    let markdown = report.markdown();
+    report::write_section(&args.out, &markdown)?;
+    if let Some(path) = &args.json {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    println!("{markdown}");
+    say(format!("wrote {}", args.out.display()));
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! The fake model provider: `POST /v1/responses` streams a Responses API transcript with N text deltas, built
+//! by the tests' fake (`tests/helpers/fake_openai.rs`, whose frames mirror the recorded transcripts in
+//! `tests/fixtures/openai/`), with a configurable delay before the first event and between deltas.
+//!
+//! It runs inside the harness, so the harness can hit it directly (the baseline) and through the server under
+//! test (the relay) under identical conditions. It also counts the streams it has open, which proves the
+//! "256 concurrent streams" of the memory figure really overlapped.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::post;
+use axum::serve::ListenerExt;
+
+// The integration tests' fake OpenAI: only its transcript builders are used here (the rest is its server).
+#[allow(dead_code)]
+#[path = "../../tests/helpers/fake_openai.rs"]
+mod fake_openai;
+
+/// Stands for the response id in the precomputed frames; replaced per request so every stored response is
+/// distinct, as with a real provider.
+const ID: &str = "@ID@";
+
+#[derive(Debug)]
+struct Shared {
+    first_delay_us: AtomicU64,
+    delta_delay_us: AtomicU64,
+    /// The transcript with [`ID`] in place of the response id; `bool` marks text deltas (delayed frames).
+    frames: Vec<(bool, String)>,
+    next_id: AtomicU64,
+    open: AtomicUsize,
+    peak_open: AtomicUsize,
+    served: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// `http://127.0.0.1:<port>/v1`, what `OPENAI_BASE_URL` is set to.
+    pub base_url: String,
+    shared: Arc<Shared>,
+}
+
+impl Upstream {
+    pub async fn start(deltas: usize, first_delay: Duration, delta_delay: Duration) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            first_delay_us: AtomicU64::new(micros(first_delay)),
+            delta_delay_us: AtomicU64::new(micros(delta_delay)),
+            frames: transcript(deltas),
+            next_id: AtomicU64::new(1),
+            open: AtomicUsize::new(0),
+            peak_open: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
+        });
+        let app = axum::Router::new().route("/v1/responses", post(responses)).with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr: SocketAddr = listener.local_addr()?;
+        let listener = listener.tap_io(no_delay);
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                eprintln!("lambent-bench: fake upstream stopped: {err}");
+            }
+        });
+        Ok(Self { base_url: format!("http://{addr}/v1"), shared })
+    }
+
+    /// Changes the pacing of the streams that start from now on (the memory figure uses a slow upstream).
+    pub fn set_delays(&self, first_delay: Duration, delta_delay: Duration) {
+        self.shared.first_delay_us.store(micros(first_delay), Ordering::Relaxed);
+        self.shared.delta_delay_us.store(micros(delta_delay), Ordering::Relaxed);
+    }
+
+    /// The most streams that were open at once since the last reset.
+    pub fn peak_open(&self) -> usize {
+        self.shared.peak_open.load(Ordering::Relaxed)
+    }
+
+    pub fn reset_peak(&self) {
+        self.shared.peak_open.store(self.shared.open.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    pub fn served(&self) -> u64 {
+        self.shared.served.load(Ordering::Relaxed)
+    }
+}
+
+/// Turns Nagle's algorithm off on an accepted connection, as a production server does: otherwise each small
+/// SSE frame written while the previous one is unacknowledged waits for the peer's delayed ACK (up to 40 ms on
+/// Linux), and the harness's own servers would add latency that is not Lambent's.
+pub fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Decrements the open-stream gauge when the body is dropped (finished or abandoned by the client).
+struct OpenStream(Arc<Shared>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn responses(State(shared): State<Arc<Shared>>, _body: Bytes) -> Response {
+    let id = format!("resp_bench{:016x}", shared.next_id.fetch_add(1, Ordering::Relaxed));
+    let first_delay = Duration::from_micros(shared.first_delay_us.load(Ordering::Relaxed));
+    let delta_delay = Duration::from_micros(shared.delta_delay_us.load(Ordering::Relaxed));
+    // Each frame with the pause that precedes it: the first event waits `first_delay`, each delta `delta_delay`.
+    let steps: Vec<(Duration, Bytes)> = shared
+        .frames
+        .iter()
+        .enumerate()
+        .map(|(i, (is_delta, frame))| {
+            let pause = if i == 0 { first_delay } else { Duration::ZERO }
+                + if *is_delta { delta_delay } else { Duration::ZERO };
+            (pause, Bytes::from(frame.replace(ID, &id)))
+        })
+        .collect();
+    shared.served.fetch_add(1, Ordering::Relaxed);
+    let now_open = shared.open.fetch_add(1, Ordering::Relaxed) + 1;
+    shared.peak_open.fetch_max(now_open, Ordering::Relaxed);
+    let guard = OpenStream(shared);
+    let body = futures::stream::unfold((steps.into_iter(), guard), |(mut steps, guard)| async move {
+        let (pause, frame) = steps.next()?;
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        Some((Ok::<_, std::io::Error>(frame), (steps, guard)))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream; charset=utf-8")
+        .body(Body::from_stream(body))
+        .unwrap_or_default()
+}
+
+/// The frames of a plain text answer of `deltas` deltas, built by the tests' own fake so the wire format is
+/// the one the tests check; `true` marks the text deltas (the frames that are paced).
+fn transcript(deltas: usize) -> Vec<(bool, String)> {
+    let words: Vec<String> = (0..deltas).map(|i| format!(" word{i}")).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    fake_openai::frames(fake_openai::text_events(ID, &words))
+        .into_iter()
+        .filter_map(|step| match step {
+            fake_openai::Step::Frame(frame) => Some((frame.starts_with("event: response.output_text.delta\n"), frame)),
+            _ => None,
+        })
+        .collect()
+}
