@@ -122,11 +122,11 @@ async fn a_server_killed_mid_turn_restarts_with_the_message_kept_nothing_half_wr
     // Frames are recorded off the relay path, so the last ones a client saw may not have reached the disk;
     // what was recorded is exactly what the client saw, in order, then the turn's closing frames.
     let ids: Vec<&str> = replay.lines().filter(|l| l.starts_with("id: ")).collect();
-    assert!(ids.len() >= 3, "{replay}");
+    assert!(ids.len() >= 2, "{replay}");
     let (recorded, closing) = ids.split_at(ids.len() - 2);
     let live_ids: Vec<&str> = seen.lines().filter(|l| l.starts_with("id: ")).collect();
     assert_eq!(recorded, &live_ids[..recorded.len()], "{replay}");
-    assert!(closing.iter().all(|id| !seen.contains(*id)));
+    assert!(closing.iter().all(|id| !seen.contains(*id)), "closing ids never repeat a live one: {closing:?}");
     assert!(replay.contains("event: error\n") && replay.contains("\"code\":\"interrupted\""), "{replay}");
     let done = replay.trim_end().rsplit("\n").next().unwrap().strip_prefix("data: ").unwrap();
     let done: Value = serde_json::from_str(done).unwrap();

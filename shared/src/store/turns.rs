@@ -134,27 +134,44 @@ pub(super) async fn claim_key(
     Ok(())
 }
 
-/// Frames, the finish mark and the lease release of a turn's end.
+/// Appends frames with one multi-row INSERT per chunk (a statement per frame cost more than the relay).
 async fn insert_frames(conn: &Connection, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
-    for frame in frames {
-        conn.execute(
-            "INSERT INTO agent_turn_events (turn_id, seq, event, data) VALUES (?1, ?2, ?3, ?4)",
-            params![turn_id, frame.seq, frame.event, frame.data],
-        )
-        .await?;
+    // 4 parameters a row, under SQLite's oldest limit of 999 per statement.
+    for chunk in frames.chunks(200) {
+        let mut sql = String::from("INSERT INTO agent_turn_events (turn_id, seq, event, data) VALUES ");
+        let mut values: Vec<libsql::Value> = Vec::with_capacity(chunk.len() * 4);
+        for (i, frame) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let n = i * 4;
+            sql.push_str(&format!("(?{}, ?{}, ?{}, ?{})", n + 1, n + 2, n + 3, n + 4));
+            values.push(libsql::Value::Text(turn_id.to_owned()));
+            values.push(libsql::Value::Integer(i64::try_from(frame.seq).unwrap_or(i64::MAX)));
+            values.push(libsql::Value::Text(frame.event.to_owned()));
+            values.push(libsql::Value::Text(frame.data.to_owned()));
+        }
+        conn.execute(&sql, libsql::params_from_iter(values)).await?;
     }
     Ok(())
 }
 
 impl Store {
-    /// Appends frames of a running turn in one transaction; answers whether a cancel was requested meanwhile.
-    pub async fn record_frames(&self, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<bool> {
-        let conn = self.conn().await;
-        if !frames.is_empty() {
-            let tx = conn.transaction().await?;
-            insert_frames(&tx, turn_id, frames).await?;
-            tx.commit().await?;
+    /// Appends frames of a running turn.
+    pub async fn record_frames(&self, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
+        if frames.is_empty() {
+            return Ok(());
         }
+        let conn = self.conn().await;
+        let tx = conn.transaction().await?;
+        insert_frames(&tx, turn_id, frames).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether someone asked the turn to stop (possibly from another process).
+    pub async fn cancel_requested(&self, turn_id: &str) -> Result<bool> {
+        let conn = self.conn().await;
         let rows = conn.query("SELECT cancel_requested FROM agent_turns WHERE id = ?1", [turn_id]).await?;
         Ok(first(rows, |r| int(r, 0)).await?.unwrap_or(0) != 0)
     }
