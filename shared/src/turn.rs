@@ -215,16 +215,20 @@ enum Again {
     /// Its turn's frames, replayed from the store.
     Replay(TurnStream),
     /// What it answered without a turn, or the chat reply it gave.
-    Answer(u16, String),
+    Answer(u16, Value),
 }
 
 async fn again(state: &AppState, claim: Option<&IdempotencyClaim>) -> Result<Option<Again>> {
     let Some(claim) = claim else { return Ok(None) };
     Ok(match state.store.earlier_request(claim).await? {
         None => None,
-        Some(Earlier::Answered { status, body }) => Some(Again::Answer(status, body)),
+        Some(
+            Earlier::Answered { status, body } | Earlier::Turn { response: Some((status, body)), running: false, .. },
+        ) => {
+            let body = serde_json::from_str(&body).map_err(|e| Error::Internal(format!("stored answer: {e}")))?;
+            Some(Again::Answer(status, body))
+        }
         Some(Earlier::Turn { turn_id, running: true, .. }) => return Err(Error::KeyInProgress(turn_id)),
-        Some(Earlier::Turn { response: Some((status, body)), .. }) => Some(Again::Answer(status, body)),
         Some(Earlier::Turn { session, turn_id, .. }) => {
             let start = state.store.frame_cursor(session, &turn_id, 0).await?.unwrap_or(0);
             let frames = follow_from(state, session, start, Some(turn_id.clone()));
@@ -321,10 +325,7 @@ pub async fn tool_output(
     let claim = claim(state, caller, key, "tool-output", body);
     match again(state, claim.as_ref()).await? {
         Some(Again::Replay(frames)) => return Ok(ToolOutputStart::Streaming(frames)),
-        Some(Again::Answer(_, body)) => {
-            let body = serde_json::from_str(&body).map_err(|e| Error::Internal(format!("stored answer: {e}")))?;
-            return Ok(ToolOutputStart::Waiting(body));
-        }
+        Some(Again::Answer(_, body)) => return Ok(ToolOutputStart::Waiting(body)),
         None => {}
     }
     let provider = provider(state)?;
@@ -918,10 +919,7 @@ pub async fn chat(
 ) -> Result<(u16, Value)> {
     let claim = claim(state, caller, key, "chat", body);
     match again(state, claim.as_ref()).await? {
-        Some(Again::Answer(status, body)) => {
-            let body = serde_json::from_str(&body).map_err(|e| Error::Internal(format!("stored answer: {e}")))?;
-            return Ok((status, body));
-        }
+        Some(Again::Answer(status, body)) => return Ok((status, body)),
         // A chat turn that ended without storing its reply (the process died in between).
         Some(Again::Replay(_)) => return Err(Error::KeyInProgress(String::new())),
         None => {}
