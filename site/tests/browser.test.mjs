@@ -15,7 +15,8 @@ import { chromium } from "playwright-core";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
 const shots = path.join(here, "screenshots");
-const lambent = path.join(root, "target/debug/lambent");
+// The binary scripts/test built: under CARGO_TARGET_DIR when set, as cargo puts it.
+const lambent = path.join(process.env.CARGO_TARGET_DIR || path.join(root, "target"), "debug/lambent");
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const PASSWORD = "first-run-password";
 
