@@ -23,6 +23,7 @@ mod remote;
 mod runtime;
 mod secrets;
 mod sessions;
+mod statements;
 mod template;
 mod templates;
 mod tools;

@@ -1,9 +1,9 @@
 //! Agent ↔ tool links.
 
-use libsql::{Connection, Row, params};
+use libsql::{Row, params};
 
 use super::{
-    Listed, Slice, Store, agents, collect, count, first, flag, int, is_unique_violation, opt_int_value, tools,
+    Listed, Slice, Sql, Store, agents, collect, count, first, flag, int, is_unique_violation, opt_int_value, tools,
 };
 use crate::auth::Caller;
 use crate::domain::{AgentToolLink, LinkChanges, LinkFields, missing_pk};
@@ -16,13 +16,13 @@ fn link(row: &Row) -> Result<AgentToolLink> {
     Ok(AgentToolLink { id: int(row, 0)?, agent: int(row, 1)?, tool: int(row, 2)?, enabled: flag(row, 3)? })
 }
 
-async fn find(conn: &Connection, id: i64) -> Result<Option<AgentToolLink>> {
+async fn find(conn: Sql<'_>, id: i64) -> Result<Option<AgentToolLink>> {
     first(conn.query(&format!("SELECT {COLUMNS} FROM agent_profile_tools WHERE id = ?1"), [id]).await?, link).await
 }
 
 /// Both ends must exist for the viewer, the agent must be the viewer's to change, and the pair must not be
 /// linked already (by another link than `except`).
-async fn check(conn: &Connection, viewer: &Caller, fields: &LinkFields, except: Option<i64>) -> Result<()> {
+async fn check(conn: Sql<'_>, viewer: &Caller, fields: &LinkFields, except: Option<i64>) -> Result<()> {
     let mut errors = FieldErrors::default();
     match agents::find(conn, fields.agent).await?.filter(|a| viewer.sees(a.owner)) {
         None => errors.add("agent", missing_pk(fields.agent)),
@@ -52,7 +52,7 @@ fn unique_to_field(err: libsql::Error) -> Error {
 }
 
 /// A link the viewer may see (its agent is visible), with the agent's owner.
-async fn visible(conn: &Connection, viewer: &Caller, id: i64) -> Result<(AgentToolLink, Option<i64>)> {
+async fn visible(conn: Sql<'_>, viewer: &Caller, id: i64) -> Result<(AgentToolLink, Option<i64>)> {
     let link = find(conn, id).await?.ok_or(Error::NotFound)?;
     let agent = agents::find(conn, link.agent).await?.filter(|a| viewer.sees(a.owner)).ok_or(Error::NotFound)?;
     Ok((link, agent.owner))
@@ -70,7 +70,7 @@ impl Store {
         let filter = "(?1 IS NULL OR agent_id = ?1) AND agent_id IN
             (SELECT id FROM agent_profiles WHERE ?2 OR owner_id = ?3 OR owner_id IS NULL)";
         let total = count(
-            &conn,
+            conn.sql(),
             &format!("SELECT COUNT(*) FROM agent_profile_tools WHERE {filter}"),
             params![opt_int_value(agent), viewer.is_staff, viewer.id],
         )
@@ -85,12 +85,12 @@ impl Store {
     }
 
     pub async fn get_agent_tool(&self, viewer: &Caller, id: i64) -> Result<AgentToolLink> {
-        Ok(visible(&*self.conn().await, viewer, id).await?.0)
+        Ok(visible(self.conn().await.sql(), viewer, id).await?.0)
     }
 
     pub async fn create_agent_tool(&self, viewer: &Caller, fields: LinkFields) -> Result<AgentToolLink> {
         let conn = self.conn().await;
-        check(&conn, viewer, &fields, None).await?;
+        check(conn.sql(), viewer, &fields, None).await?;
         let rows = conn
             .query(
                 &format!("INSERT INTO agent_profile_tools (agent_id, tool_id, enabled) VALUES (?1, ?2, ?3) RETURNING {COLUMNS}"),
@@ -103,10 +103,10 @@ impl Store {
 
     pub async fn update_agent_tool(&self, viewer: &Caller, id: i64, changes: LinkChanges) -> Result<AgentToolLink> {
         let conn = self.conn().await;
-        let (existing, agent_owner) = visible(&conn, viewer, id).await?;
+        let (existing, agent_owner) = visible(conn.sql(), viewer, id).await?;
         viewer.check_change(agent_owner)?;
         let fields = changes.apply(LinkFields::from(&existing));
-        check(&conn, viewer, &fields, Some(id)).await?;
+        check(conn.sql(), viewer, &fields, Some(id)).await?;
         let rows = conn
             .query(
                 &format!(
@@ -121,7 +121,7 @@ impl Store {
 
     pub async fn delete_agent_tool(&self, viewer: &Caller, id: i64) -> Result<()> {
         let conn = self.conn().await;
-        let (_, agent_owner) = visible(&conn, viewer, id).await?;
+        let (_, agent_owner) = visible(conn.sql(), viewer, id).await?;
         viewer.check_change(agent_owner)?;
         conn.execute("DELETE FROM agent_profile_tools WHERE id = ?1", [id]).await?;
         Ok(())

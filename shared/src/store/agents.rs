@@ -1,8 +1,8 @@
 //! Agent profiles.
 
-use libsql::{Connection, Row, params};
+use libsql::{Row, params};
 
-use super::{Listed, Slice, Store, check_owner, collect, count, first, flag, int, opt_int, opt_int_value, text};
+use super::{Listed, Slice, Sql, Store, check_owner, collect, count, first, flag, int, opt_int, opt_int_value, text};
 use crate::auth::Caller;
 use crate::domain::{Agent, AgentChanges, AgentFields};
 use crate::error::{Error, Result};
@@ -22,7 +22,7 @@ fn agent(row: &Row) -> Result<Agent> {
     })
 }
 
-pub(super) async fn find(conn: &Connection, id: i64) -> Result<Option<Agent>> {
+pub(super) async fn find(conn: Sql<'_>, id: i64) -> Result<Option<Agent>> {
     first(conn.query(&format!("SELECT {COLUMNS} FROM agent_profiles WHERE id = ?1"), [id]).await?, agent).await
 }
 
@@ -32,7 +32,7 @@ impl Store {
         let conn = self.conn().await;
         let filter = "(?1 OR owner_id = ?2 OR owner_id IS NULL)";
         let total = count(
-            &conn,
+            conn.sql(),
             &format!("SELECT COUNT(*) FROM agent_profiles WHERE {filter}"),
             params![viewer.is_staff, viewer.id],
         )
@@ -48,16 +48,16 @@ impl Store {
 
     /// An agent the viewer sees; 404 otherwise.
     pub async fn get_agent(&self, viewer: &Caller, id: i64) -> Result<Agent> {
-        find(&*self.conn().await, id).await?.filter(|a| viewer.sees(a.owner)).ok_or(Error::NotFound)
+        find(self.conn().await.sql(), id).await?.filter(|a| viewer.sees(a.owner)).ok_or(Error::NotFound)
     }
 
     pub async fn create_agent(&self, owner: Option<i64>, fields: AgentFields) -> Result<Agent> {
         let conn = self.conn().await;
         let now = self.now();
         let tx = conn.transaction().await?;
-        check_owner(&tx, owner).await?;
+        check_owner(tx.sql(), owner).await?;
         if fields.is_default {
-            clear_default(&tx, owner, None, &now).await?;
+            clear_default(tx.sql(), owner, None, &now).await?;
         }
         let rows = tx
             .query(
@@ -77,11 +77,11 @@ impl Store {
         let conn = self.conn().await;
         let now = self.now();
         let tx = conn.transaction().await?;
-        let existing = find(&tx, id).await?.ok_or(Error::NotFound)?;
+        let existing = find(tx.sql(), id).await?.ok_or(Error::NotFound)?;
         viewer.check_change(existing.owner)?;
         let fields = changes.apply(AgentFields::from(&existing));
         if fields.is_default && !existing.is_default {
-            clear_default(&tx, existing.owner, Some(id), &now).await?;
+            clear_default(tx.sql(), existing.owner, Some(id), &now).await?;
         }
         let rows = tx
             .query(
@@ -100,7 +100,7 @@ impl Store {
     /// Deletes the agent with its links, sessions, messages and agent-scoped templates (foreign-key cascade).
     pub async fn delete_agent(&self, viewer: &Caller, id: i64) -> Result<()> {
         let conn = self.conn().await;
-        let existing = find(&conn, id).await?.ok_or(Error::NotFound)?;
+        let existing = find(conn.sql(), id).await?.ok_or(Error::NotFound)?;
         viewer.check_change(existing.owner)?;
         conn.execute("DELETE FROM agent_profiles WHERE id = ?1", [id]).await?;
         Ok(())
@@ -108,7 +108,7 @@ impl Store {
 }
 
 /// Unsets the owner's current default agent (all but `keep`), so a new default can take its place.
-async fn clear_default(conn: &Connection, owner: Option<i64>, keep: Option<i64>, now: &str) -> Result<()> {
+async fn clear_default(conn: Sql<'_>, owner: Option<i64>, keep: Option<i64>, now: &str) -> Result<()> {
     conn.execute(
         "UPDATE agent_profiles SET is_default = 0, updated_at = ?1
          WHERE is_default = 1 AND owner_id IS ?2 AND id IS NOT ?3",

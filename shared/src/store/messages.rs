@@ -1,8 +1,10 @@
 //! Messages of a session, oldest first.
 
-use libsql::{Connection, Row, params};
+use libsql::{Row, params};
 
-use super::{Listed, Slice, Store, collect, count, first, int, opt_json_col, opt_text, opt_text_value, sessions, text};
+use super::{
+    Listed, Slice, Sql, Store, collect, count, first, int, opt_json_col, opt_text, opt_text_value, sessions, text,
+};
 use crate::domain::Message;
 use crate::error::{Error, Result};
 
@@ -31,7 +33,7 @@ pub(super) struct Ending<'a> {
 
 /// Inserts one message and returns it as stored.
 pub(super) async fn insert(
-    conn: &Connection,
+    conn: Sql<'_>,
     session: i64,
     role: &str,
     content: &str,
@@ -67,8 +69,8 @@ impl Store {
         slice: Slice,
     ) -> Result<Listed<Message>> {
         let conn = self.conn().await;
-        sessions::find_visible(&conn, viewer, session).await?;
-        let total = count(&conn, "SELECT COUNT(*) FROM agent_messages WHERE session_id = ?1", [session]).await?;
+        sessions::find_visible(conn.sql(), viewer, session).await?;
+        let total = count(conn.sql(), "SELECT COUNT(*) FROM agent_messages WHERE session_id = ?1", [session]).await?;
         let rows = conn
             .query(
                 &format!("SELECT {COLUMNS} FROM agent_messages WHERE session_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3"),
@@ -80,6 +82,6 @@ impl Store {
 
     /// Stores a message as sent (user messages; the runtime stores assistant messages with their response).
     pub async fn add_message(&self, session: i64, role: &str, content: &str) -> Result<Message> {
-        insert(&*self.conn().await, session, role, content, None, &self.now()).await
+        insert(self.conn().await.sql(), session, role, content, None, &self.now()).await
     }
 }

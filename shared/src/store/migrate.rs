@@ -45,9 +45,11 @@ impl Store {
 
     /// The runner itself, over any list (tests hand it edited lists).
     pub async fn migrate_with(&self, migrations: &[Migration]) -> Result<Vec<&'static str>> {
-        let conn = self.conn().await;
+        let db = self.conn().await;
+        // Migrations run on the bare connection: batches of DDL are not statements worth keeping.
+        let conn = db.raw();
         conn.execute(LEDGER, ()).await?;
-        let recorded = recorded(&conn).await?;
+        let recorded = recorded(conn).await?;
         let mut applied = Vec::new();
         for migration in migrations {
             let checksum = migration.checksum();
@@ -88,7 +90,7 @@ impl Store {
             |row| text(row, 0),
         )
         .await?;
-        let recorded = if exists.is_some() { recorded(&conn).await? } else { HashMap::new() };
+        let recorded = if exists.is_some() { recorded(conn.raw()).await? } else { HashMap::new() };
         let behind: Vec<&str> =
             MIGRATIONS.iter().filter(|m| recorded.get(m.name) != Some(&m.checksum())).map(|m| m.name).collect();
         if behind.is_empty() {

@@ -7,6 +7,7 @@
 
 mod agent_tools;
 mod agents;
+mod conn;
 mod messages;
 mod migrate;
 mod runtime;
@@ -21,12 +22,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libsql::{Builder, Connection, Database, Row, Value};
+use libsql::{Builder, Database, Row, Value};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::clock::{Clock, SystemClock, format_timestamp};
 use crate::config::Config;
 use crate::error::{Error, Result};
+
+use conn::{Db, Rows, Sql};
 
 pub use migrate::{MIGRATIONS, Migration};
 pub use tool_calls::{ResponseOutcome, Submission, TurnLease, TurnStart};
@@ -36,7 +39,7 @@ pub use users::{TokenInfo, User, UserChanges};
 pub struct Store {
     // Kept alive for the connection's sake: a libsql Connection must not outlive its Database.
     _db: Database,
-    conn: Mutex<Connection>,
+    conn: Mutex<Db>,
     clock: Arc<dyn Clock>,
     remote: bool,
 }
@@ -97,7 +100,7 @@ impl Store {
             conn.execute("PRAGMA synchronous = NORMAL", ()).await?;
         }
         conn.execute("PRAGMA foreign_keys = ON", ()).await?;
-        Ok(Self { _db: db, conn: Mutex::new(conn), clock: Arc::new(SystemClock), remote })
+        Ok(Self { _db: db, conn: Mutex::new(Db::new(conn, remote)), clock: Arc::new(SystemClock), remote })
     }
 
     /// Replaces the clock (tests that need fixed or ordered time).
@@ -110,7 +113,7 @@ impl Store {
         self.remote
     }
 
-    async fn conn(&self) -> MutexGuard<'_, Connection> {
+    async fn conn(&self) -> MutexGuard<'_, Db> {
         self.conn.lock().await
     }
 
@@ -214,7 +217,7 @@ fn is_unique_violation(err: &libsql::Error) -> bool {
 }
 
 /// A staff-chosen owner must be a real user; the field error names it like any other foreign key.
-async fn check_owner(conn: &Connection, owner: Option<i64>) -> Result<()> {
+async fn check_owner(conn: Sql<'_>, owner: Option<i64>) -> Result<()> {
     let Some(owner) = owner else { return Ok(()) };
     let rows = conn.query("SELECT id FROM users WHERE id = ?1", [owner]).await?;
     if first(rows, |r| int(r, 0)).await?.is_none() {
@@ -223,13 +226,13 @@ async fn check_owner(conn: &Connection, owner: Option<i64>) -> Result<()> {
     Ok(())
 }
 
-async fn count(conn: &Connection, sql: &str, params: impl libsql::params::IntoParams) -> Result<u64> {
+async fn count(conn: Sql<'_>, sql: &str, params: impl libsql::params::IntoParams) -> Result<u64> {
     let mut rows = conn.query(sql, params).await?;
     let row = rows.next().await?.ok_or_else(|| Error::Internal("COUNT returned no row".into()))?;
     Ok(u64::try_from(int(&row, 0)?).unwrap_or(0))
 }
 
-async fn collect<T>(mut rows: libsql::Rows, map: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
+async fn collect<T>(mut rows: Rows<'_>, map: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
     let mut out = Vec::new();
     while let Some(row) = rows.next().await? {
         out.push(map(&row)?);
@@ -237,7 +240,7 @@ async fn collect<T>(mut rows: libsql::Rows, map: impl Fn(&Row) -> Result<T>) -> 
     Ok(out)
 }
 
-async fn first<T>(mut rows: libsql::Rows, map: impl Fn(&Row) -> Result<T>) -> Result<Option<T>> {
+async fn first<T>(mut rows: Rows<'_>, map: impl Fn(&Row) -> Result<T>) -> Result<Option<T>> {
     match rows.next().await? {
         Some(row) => Ok(Some(map(&row)?)),
         None => Ok(None),

@@ -18,7 +18,7 @@ impl Store {
             )
             .await?;
         match first(rows, |r| super::int(r, 0)).await? {
-            Some(id) => agents::find(&conn, id).await,
+            Some(id) => agents::find(conn.sql(), id).await,
             None => Ok(None),
         }
     }

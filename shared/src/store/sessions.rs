@@ -1,9 +1,9 @@
 //! Conversation sessions.
 
-use libsql::{Connection, Row, params};
+use libsql::{Row, params};
 
 use super::{
-    Listed, Slice, Store, agents, collect, count, first, int, opt_int, opt_int_value, opt_json_col, opt_text, text,
+    Listed, Slice, Sql, Store, agents, collect, count, first, int, opt_int, opt_int_value, opt_json_col, opt_text, text,
 };
 use crate::auth::Caller;
 use crate::domain::{NewSession, Session, missing_pk};
@@ -24,11 +24,11 @@ fn session(row: &Row) -> Result<Session> {
 }
 
 /// A session the viewer may read, or 404.
-pub(super) async fn find_visible(conn: &Connection, viewer: &Caller, id: i64) -> Result<Session> {
+pub(super) async fn find_visible(conn: Sql<'_>, viewer: &Caller, id: i64) -> Result<Session> {
     find(conn, id).await?.filter(|s| viewer.sees_private(s.owner)).ok_or(Error::NotFound)
 }
 
-pub(super) async fn find(conn: &Connection, id: i64) -> Result<Option<Session>> {
+pub(super) async fn find(conn: Sql<'_>, id: i64) -> Result<Option<Session>> {
     first(conn.query(&format!("SELECT {COLUMNS} FROM agent_sessions WHERE id = ?1"), [id]).await?, session).await
 }
 
@@ -38,7 +38,7 @@ impl Store {
         let conn = self.conn().await;
         let filter = "(?1 IS NULL OR agent_id = ?1) AND (?2 OR owner_id = ?3)";
         let total = count(
-            &conn,
+            conn.sql(),
             &format!("SELECT COUNT(*) FROM agent_sessions WHERE {filter}"),
             params![opt_int_value(agent), viewer.is_staff, viewer.id],
         )
@@ -54,13 +54,13 @@ impl Store {
 
     /// One of the viewer's sessions; 404 for anyone else's.
     pub async fn get_session(&self, viewer: &Caller, id: i64) -> Result<Session> {
-        find_visible(&*self.conn().await, viewer, id).await
+        find_visible(self.conn().await.sql(), viewer, id).await
     }
 
     /// A new session owned by the viewer, with an agent it sees.
     pub async fn create_session(&self, viewer: &Caller, new: NewSession) -> Result<Session> {
         let conn = self.conn().await;
-        if agents::find(&conn, new.agent).await?.filter(|a| viewer.sees(a.owner)).is_none() {
+        if agents::find(conn.sql(), new.agent).await?.filter(|a| viewer.sees(a.owner)).is_none() {
             return Err(Error::field("agent", missing_pk(new.agent)));
         }
         let owner = viewer.owner_for(None);
@@ -80,7 +80,7 @@ impl Store {
     /// Deletes the session and its messages.
     pub async fn delete_session(&self, viewer: &Caller, id: i64) -> Result<()> {
         let conn = self.conn().await;
-        find_visible(&conn, viewer, id).await?;
+        find_visible(conn.sql(), viewer, id).await?;
         conn.execute("DELETE FROM agent_sessions WHERE id = ?1", [id]).await?;
         Ok(())
     }

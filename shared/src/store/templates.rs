@@ -1,9 +1,9 @@
 //! Prompt templates, scoped to one agent or global.
 
-use libsql::{Connection, Row, params};
+use libsql::{Row, params};
 
 use super::{
-    Listed, Slice, Store, agents, check_owner, collect, count, first, flag, int, opt_int, opt_int_value, text,
+    Listed, Slice, Sql, Store, agents, check_owner, collect, count, first, flag, int, opt_int, opt_int_value, text,
 };
 use crate::auth::Caller;
 use crate::domain::{Template, TemplateChanges, TemplateFields, TemplateScope, missing_pk};
@@ -23,14 +23,14 @@ pub(super) fn template(row: &Row) -> Result<Template> {
     })
 }
 
-async fn find(conn: &Connection, id: i64) -> Result<Option<Template>> {
+async fn find(conn: Sql<'_>, id: i64) -> Result<Option<Template>> {
     first(conn.query(&format!("SELECT {COLUMNS} FROM agent_prompt_templates WHERE id = ?1"), [id]).await?, template)
         .await
 }
 
 /// A template's agent must exist for the viewer and be the viewer's own: a template changes what every
 /// conversation with that agent is told.
-async fn check_agent(conn: &Connection, viewer: &Caller, agent: Option<i64>) -> Result<()> {
+async fn check_agent(conn: Sql<'_>, viewer: &Caller, agent: Option<i64>) -> Result<()> {
     let Some(id) = agent else { return Ok(()) };
     match agents::find(conn, id).await?.filter(|a| viewer.sees(a.owner)) {
         None => Err(Error::field("agent", missing_pk(id))),
@@ -42,7 +42,7 @@ async fn check_agent(conn: &Connection, viewer: &Caller, agent: Option<i64>) -> 
 }
 
 /// Unsets the other defaults of the scope the template lands in: its agent's, or its owner's global ones.
-async fn clear_default(conn: &Connection, owner: Option<i64>, agent: Option<i64>, keep: Option<i64>) -> Result<()> {
+async fn clear_default(conn: Sql<'_>, owner: Option<i64>, agent: Option<i64>, keep: Option<i64>) -> Result<()> {
     let sql = if agent.is_some() {
         "UPDATE agent_prompt_templates SET is_default = 0 WHERE is_default = 1 AND agent_id = ?2 AND id IS NOT ?3"
     } else {
@@ -70,7 +70,7 @@ impl Store {
         let filter = "(?1 = 0 OR (?1 = 1 AND agent_id = ?2) OR (?1 = 2 AND agent_id IS NULL))
             AND (?3 OR owner_id = ?4 OR owner_id IS NULL)";
         let total = count(
-            &conn,
+            conn.sql(),
             &format!("SELECT COUNT(*) FROM agent_prompt_templates WHERE {filter}"),
             params![mode, opt_int_value(agent), viewer.is_staff, viewer.id],
         )
@@ -85,7 +85,7 @@ impl Store {
     }
 
     pub async fn get_template(&self, viewer: &Caller, id: i64) -> Result<Template> {
-        find(&*self.conn().await, id).await?.filter(|t| viewer.sees(t.owner)).ok_or(Error::NotFound)
+        find(self.conn().await.sql(), id).await?.filter(|t| viewer.sees(t.owner)).ok_or(Error::NotFound)
     }
 
     pub async fn create_template(
@@ -97,10 +97,10 @@ impl Store {
         let fields = changes.apply(TemplateFields::default());
         let conn = self.conn().await;
         let tx = conn.transaction().await?;
-        check_owner(&tx, owner).await?;
-        check_agent(&tx, viewer, fields.agent).await?;
+        check_owner(tx.sql(), owner).await?;
+        check_agent(tx.sql(), viewer, fields.agent).await?;
         if fields.is_default {
-            clear_default(&tx, owner, fields.agent, None).await?;
+            clear_default(tx.sql(), owner, fields.agent, None).await?;
         }
         let rows = tx
             .query(
@@ -126,14 +126,14 @@ impl Store {
     pub async fn update_template(&self, viewer: &Caller, id: i64, changes: TemplateChanges) -> Result<Template> {
         let conn = self.conn().await;
         let tx = conn.transaction().await?;
-        let existing = find(&tx, id).await?.ok_or(Error::NotFound)?;
+        let existing = find(tx.sql(), id).await?.ok_or(Error::NotFound)?;
         viewer.check_change(existing.owner)?;
         let fields = changes.apply(TemplateFields::from(&existing));
         if fields.agent != existing.agent {
-            check_agent(&tx, viewer, fields.agent).await?;
+            check_agent(tx.sql(), viewer, fields.agent).await?;
         }
         if fields.is_default {
-            clear_default(&tx, existing.owner, fields.agent, Some(id)).await?;
+            clear_default(tx.sql(), existing.owner, fields.agent, Some(id)).await?;
         }
         let rows = tx
             .query(
@@ -151,7 +151,7 @@ impl Store {
 
     pub async fn delete_template(&self, viewer: &Caller, id: i64) -> Result<()> {
         let conn = self.conn().await;
-        let existing = find(&conn, id).await?.ok_or(Error::NotFound)?;
+        let existing = find(conn.sql(), id).await?.ok_or(Error::NotFound)?;
         viewer.check_change(existing.owner)?;
         conn.execute("DELETE FROM agent_prompt_templates WHERE id = ?1", [id]).await?;
         Ok(())

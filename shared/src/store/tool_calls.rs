@@ -1,10 +1,10 @@
 //! The tool-call ledger, and the one transaction that records how a response ended.
 
-use libsql::{Connection, Row, params};
+use libsql::{Row, params};
 use serde_json::Value;
 
 use super::messages::{Ending, insert};
-use super::{Listed, Slice, Store, collect, count, first, int, opt_text, opt_text_value, sessions, text};
+use super::{Listed, Slice, Sql, Store, collect, count, first, int, opt_text, opt_text_value, sessions, text};
 use crate::domain::{Message, ToolCallRecord, ToolType};
 use crate::error::{Error, Result};
 use crate::llm::events::ToolCall;
@@ -31,7 +31,7 @@ fn record(row: &Row) -> Result<ToolCallRecord> {
     })
 }
 
-async fn calls_of_response(conn: &Connection, session: i64, response_id: &str) -> Result<Vec<ToolCallRecord>> {
+async fn calls_of_response(conn: Sql<'_>, session: i64, response_id: &str) -> Result<Vec<ToolCallRecord>> {
     let rows = conn
         .query(
             &format!("SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = ?1 AND response_id = ?2 ORDER BY id"),
@@ -73,7 +73,7 @@ impl Store {
         let now = self.now();
         let tx = conn.transaction().await?;
         let ending = Ending { status: outcome.status, response_id: outcome.response_id, usage: outcome.usage };
-        let stored = insert(&tx, outcome.session, "assistant", outcome.text, Some(ending), &now).await?;
+        let stored = insert(tx.sql(), outcome.session, "assistant", outcome.text, Some(ending), &now).await?;
         if let (Some(output), Some(response_id)) = (outcome.completed_output, outcome.response_id) {
             tx.execute(
                 "UPDATE agent_sessions SET previous_response_id = ?1, last_output = ?2, updated_at = ?3 WHERE id = ?4",
@@ -128,7 +128,7 @@ impl Store {
         let now = self.now();
         let tx = conn.transaction().await?;
         // Outputs are refused while a turn runs; the one that completes the response starts the next turn.
-        take_lease(&tx, session, lease, &now).await?;
+        take_lease(tx.sql(), session, lease, &now).await?;
         let mut response_id: Option<String> = None;
         for (call_id, output) in outputs {
             let rows = tx
@@ -156,18 +156,18 @@ impl Store {
             .await?;
         }
         let response_id = response_id.ok_or_else(|| Error::field("outputs", "At least one output is required."))?;
-        let calls = calls_of_response(&tx, session, &response_id).await?;
+        let calls = calls_of_response(tx.sql(), session, &response_id).await?;
         let pending: Vec<String> = calls.iter().filter(|c| c.status == "pending").map(|c| c.call_id.clone()).collect();
         if pending.is_empty() {
-            insert_turn(&tx, &lease.turn_id, session, TurnKind::ToolOutput, &now).await?;
+            insert_turn(tx.sql(), &lease.turn_id, session, TurnKind::ToolOutput, &now).await?;
             if let Some(claim) = claim {
-                claim_key(&tx, claim, Some(&lease.turn_id), None, &now).await?;
+                claim_key(tx.sql(), claim, Some(&lease.turn_id), None, &now).await?;
             }
         } else {
-            release(&tx, session, &lease.turn_id).await?;
+            release(tx.sql(), session, &lease.turn_id).await?;
             if let Some(claim) = claim {
                 let body = serde_json::json!({"pending_tool_calls": pending}).to_string();
-                claim_key(&tx, claim, None, Some((202, &body)), &now).await?;
+                claim_key(tx.sql(), claim, None, Some((202, &body)), &now).await?;
             }
         }
         tx.commit().await?;
@@ -180,7 +180,7 @@ impl Store {
 
     /// Calls of one response, oldest first.
     pub async fn response_tool_calls(&self, session: i64, response_id: &str) -> Result<Vec<ToolCallRecord>> {
-        calls_of_response(&*self.conn().await, session, response_id).await
+        calls_of_response(self.conn().await.sql(), session, response_id).await
     }
 
     /// The session's ledger, oldest first; 404 when the session does not exist.
@@ -191,8 +191,8 @@ impl Store {
         slice: Slice,
     ) -> Result<Listed<ToolCallRecord>> {
         let conn = self.conn().await;
-        sessions::find_visible(&conn, viewer, session).await?;
-        let total = count(&conn, "SELECT COUNT(*) FROM agent_tool_calls WHERE session_id = ?1", [session]).await?;
+        sessions::find_visible(conn.sql(), viewer, session).await?;
+        let total = count(conn.sql(), "SELECT COUNT(*) FROM agent_tool_calls WHERE session_id = ?1", [session]).await?;
         let rows = conn
             .query(
                 &format!("SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3"),
@@ -205,7 +205,7 @@ impl Store {
 
 /// Takes the session's turn lease, or fails with the running turn's id. Inside the caller's transaction, so
 /// a refused turn writes nothing.
-async fn take_lease(conn: &Connection, session: i64, lease: &TurnLease, now: &str) -> Result<()> {
+async fn take_lease(conn: Sql<'_>, session: i64, lease: &TurnLease, now: &str) -> Result<()> {
     let taken = conn
         .execute(
             "UPDATE agent_sessions SET turn_id = ?1, turn_expires_at = ?2
@@ -252,12 +252,12 @@ impl Store {
         let conn = self.conn().await;
         let now = self.now();
         let tx = conn.transaction().await?;
-        take_lease(&tx, session, lease, &now).await?;
-        insert_turn(&tx, &lease.turn_id, session, TurnKind::Message, &now).await?;
+        take_lease(tx.sql(), session, lease, &now).await?;
+        insert_turn(tx.sql(), &lease.turn_id, session, TurnKind::Message, &now).await?;
         if let Some(claim) = claim {
-            claim_key(&tx, claim, Some(&lease.turn_id), None, &now).await?;
+            claim_key(tx.sql(), claim, Some(&lease.turn_id), None, &now).await?;
         }
-        let stored = insert(&tx, session, "user", content, None, &now).await?;
+        let stored = insert(tx.sql(), session, "user", content, None, &now).await?;
         tx.execute(
             "UPDATE agent_sessions SET instructions = ?1, updated_at = ?2 WHERE id = ?3",
             params![opt_text_value(instructions.map(str::to_owned)), now.clone(), session],
@@ -268,7 +268,7 @@ impl Store {
         // their output (a continuation that failed never delivered it).
         let rows = tx.query("SELECT previous_response_id FROM agent_sessions WHERE id = ?1", [session]).await?;
         let unanswered = match first(rows, |r| opt_text(r, 0)).await?.flatten() {
-            Some(response_id) => calls_of_response(&tx, session, &response_id).await?,
+            Some(response_id) => calls_of_response(tx.sql(), session, &response_id).await?,
             None => Vec::new(),
         };
         tx.execute(
@@ -282,7 +282,7 @@ impl Store {
 
     /// Gives the session back when a turn ends without its frames (the recorder failed).
     pub async fn end_turn(&self, session: i64, turn_id: &str) -> Result<()> {
-        release(&*self.conn().await, session, turn_id).await
+        release(self.conn().await.sql(), session, turn_id).await
     }
 
     /// The instructions the session's last message turn sent.
@@ -293,7 +293,7 @@ impl Store {
     }
 }
 
-pub(super) async fn release(conn: &Connection, session: i64, turn_id: &str) -> Result<()> {
+pub(super) async fn release(conn: Sql<'_>, session: i64, turn_id: &str) -> Result<()> {
     conn.execute(
         "UPDATE agent_sessions SET turn_id = NULL, turn_expires_at = NULL WHERE id = ?1 AND turn_id = ?2",
         params![session, turn_id],

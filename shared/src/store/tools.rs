@@ -1,9 +1,9 @@
 //! Tools.
 
-use libsql::{Connection, Row, params};
+use libsql::{Row, params};
 
 use super::{
-    Listed, Slice, Store, check_owner, collect, count, first, flag, int, is_unique_violation, json_col, opt_int,
+    Listed, Slice, Sql, Store, check_owner, collect, count, first, flag, int, is_unique_violation, json_col, opt_int,
     opt_json_col, opt_text_value, text,
 };
 use crate::auth::Caller;
@@ -30,11 +30,11 @@ pub(super) fn tool(row: &Row) -> Result<Tool> {
     })
 }
 
-pub(super) async fn find(conn: &Connection, id: i64) -> Result<Option<Tool>> {
+pub(super) async fn find(conn: Sql<'_>, id: i64) -> Result<Option<Tool>> {
     first(conn.query(&format!("SELECT {COLUMNS} FROM agent_tools WHERE id = ?1"), [id]).await?, tool).await
 }
 
-async fn name_taken(conn: &Connection, name: &str, except: Option<i64>) -> Result<bool> {
+async fn name_taken(conn: Sql<'_>, name: &str, except: Option<i64>) -> Result<bool> {
     let rows = conn.query("SELECT id FROM agent_tools WHERE name = ?1 AND id IS NOT ?2", params![name, except]).await?;
     Ok(first(rows, |r| int(r, 0)).await?.is_some())
 }
@@ -54,7 +54,7 @@ impl Store {
         let conn = self.conn().await;
         let filter = "(?1 OR owner_id = ?2 OR owner_id IS NULL)";
         let total = count(
-            &conn,
+            conn.sql(),
             &format!("SELECT COUNT(*) FROM agent_tools WHERE {filter}"),
             params![viewer.is_staff, viewer.id],
         )
@@ -69,14 +69,14 @@ impl Store {
     }
 
     pub async fn get_tool(&self, viewer: &Caller, id: i64) -> Result<Tool> {
-        find(&*self.conn().await, id).await?.filter(|t| viewer.sees(t.owner)).ok_or(Error::NotFound)
+        find(self.conn().await.sql(), id).await?.filter(|t| viewer.sees(t.owner)).ok_or(Error::NotFound)
     }
 
     pub async fn create_tool(&self, owner: Option<i64>, changes: ToolChanges) -> Result<Tool> {
         let fields = changes.apply(ToolFields::default())?;
         let conn = self.conn().await;
-        check_owner(&conn, owner).await?;
-        if name_taken(&conn, &fields.name, None).await? {
+        check_owner(conn.sql(), owner).await?;
+        if name_taken(conn.sql(), &fields.name, None).await? {
             return Err(Error::field("name", NAME_TAKEN));
         }
         let rows = conn
@@ -106,10 +106,10 @@ impl Store {
     pub async fn update_tool(&self, viewer: &Caller, id: i64, changes: ToolChanges) -> Result<Tool> {
         let conn = self.conn().await;
         let tx = conn.transaction().await?;
-        let existing = find(&tx, id).await?.ok_or(Error::NotFound)?;
+        let existing = find(tx.sql(), id).await?.ok_or(Error::NotFound)?;
         viewer.check_change(existing.owner)?;
         let fields = changes.apply(ToolFields::from(&existing))?;
-        if fields.name != existing.name && name_taken(&tx, &fields.name, Some(id)).await? {
+        if fields.name != existing.name && name_taken(tx.sql(), &fields.name, Some(id)).await? {
             return Err(Error::field("name", NAME_TAKEN));
         }
         let rows = tx
@@ -139,7 +139,7 @@ impl Store {
     /// Deletes the tool and its agent links.
     pub async fn delete_tool(&self, viewer: &Caller, id: i64) -> Result<()> {
         let conn = self.conn().await;
-        let existing = find(&conn, id).await?.ok_or(Error::NotFound)?;
+        let existing = find(conn.sql(), id).await?.ok_or(Error::NotFound)?;
         viewer.check_change(existing.owner)?;
         conn.execute("DELETE FROM agent_tools WHERE id = ?1", [id]).await?;
         Ok(())

@@ -1,9 +1,9 @@
 //! Turns as rows: their recorded frames (for replay and live follow), cancellation requests, and the
 //! idempotency keys that point at them.
 
-use libsql::{Connection, Row, params};
+use libsql::{Row, params};
 
-use super::{Store, collect, first, int, opt_int, opt_text, sessions, text};
+use super::{Sql, Store, collect, first, int, opt_int, opt_text, sessions, text};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 
@@ -76,13 +76,7 @@ pub enum Earlier {
 }
 
 /// Inserts the turn's row; called inside the transaction that takes the session's lease.
-pub(super) async fn insert_turn(
-    conn: &Connection,
-    turn_id: &str,
-    session: i64,
-    kind: TurnKind,
-    now: &str,
-) -> Result<()> {
+pub(super) async fn insert_turn(conn: Sql<'_>, turn_id: &str, session: i64, kind: TurnKind, now: &str) -> Result<()> {
     conn.execute(
         "INSERT INTO agent_turns (id, session_id, kind, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![turn_id, session, kind.as_str(), now],
@@ -94,7 +88,7 @@ pub(super) async fn insert_turn(
 /// Records the key with what the request started or answered. A twin request that got here first makes the
 /// insert fail on the primary key: that one is still running.
 pub(super) async fn claim_key(
-    conn: &Connection,
+    conn: Sql<'_>,
     claim: &IdempotencyClaim,
     turn_id: Option<&str>,
     answer: Option<(u16, &str)>,
@@ -135,7 +129,7 @@ pub(super) async fn claim_key(
 }
 
 /// Appends frames with one multi-row INSERT per chunk (a statement per frame cost more than the relay).
-async fn insert_frames(conn: &Connection, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
+async fn insert_frames(conn: Sql<'_>, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
     // 4 parameters a row, under SQLite's oldest limit of 999 per statement.
     for chunk in frames.chunks(200) {
         let mut sql = String::from("INSERT INTO agent_turn_events (turn_id, seq, event, data) VALUES ");
@@ -164,7 +158,7 @@ impl Store {
         }
         let conn = self.conn().await;
         let tx = conn.transaction().await?;
-        insert_frames(&tx, turn_id, frames).await?;
+        insert_frames(tx.sql(), turn_id, frames).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -182,9 +176,9 @@ impl Store {
         let conn = self.conn().await;
         let now = self.now();
         let tx = conn.transaction().await?;
-        insert_frames(&tx, turn_id, frames).await?;
+        insert_frames(tx.sql(), turn_id, frames).await?;
         tx.execute("UPDATE agent_turns SET finished_at = ?1 WHERE id = ?2", params![now, turn_id]).await?;
-        super::tool_calls::release(&tx, session, turn_id).await?;
+        super::tool_calls::release(tx.sql(), session, turn_id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -209,7 +203,7 @@ impl Store {
     /// 409 when no turn is running.
     pub async fn request_cancel(&self, caller: &Caller, session: i64) -> Result<String> {
         let conn = self.conn().await;
-        sessions::find_visible(&conn, caller, session).await?;
+        sessions::find_visible(conn.sql(), caller, session).await?;
         let now = self.now();
         let rows = conn
             .query(

@@ -1,11 +1,11 @@
 //! Users and their API tokens.
 
-use libsql::{Connection, Row, params};
+use libsql::{Row, params};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{
-    Listed, Slice, Store, collect, count, first, flag, int, is_unique_violation, opt_text, opt_text_value, text,
+    Listed, Slice, Sql, Store, collect, count, first, flag, int, is_unique_violation, opt_text, opt_text_value, text,
 };
 use crate::auth::{Caller, NewToken};
 use crate::error::{Error, Result};
@@ -66,13 +66,13 @@ fn token(row: &Row) -> Result<TokenInfo> {
     })
 }
 
-async fn find(conn: &Connection, id: i64) -> Result<Option<User>> {
+async fn find(conn: Sql<'_>, id: i64) -> Result<Option<User>> {
     first(conn.query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [id]).await?, user).await
 }
 
 /// Usernames are unique; the store's one connection serialises writers, so checking first is race-free here
 /// (the UNIQUE index still guards a remote database shared by several functions).
-async fn check_username_free(conn: &Connection, username: &str, except: Option<i64>) -> Result<()> {
+async fn check_username_free(conn: Sql<'_>, username: &str, except: Option<i64>) -> Result<()> {
     let rows =
         conn.query("SELECT id FROM users WHERE username = ?1 AND id IS NOT ?2", params![username, except]).await?;
     if first(rows, |r| int(r, 0)).await?.is_some() { Err(Error::field("username", USERNAME_TAKEN)) } else { Ok(()) }
@@ -94,7 +94,7 @@ const LAST_USED_GRANULARITY_SECS: i64 = 60;
 impl Store {
     pub async fn create_user(&self, username: &str, password_hash: Option<&str>, is_staff: bool) -> Result<User> {
         let conn = self.conn().await;
-        check_username_free(&conn, username, None).await?;
+        check_username_free(conn.sql(), username, None).await?;
         let rows = conn
             .query(
                 &format!(
@@ -109,7 +109,7 @@ impl Store {
     }
 
     pub async fn count_users(&self) -> Result<u64> {
-        count(&*self.conn().await, "SELECT COUNT(*) FROM users", ()).await
+        count(self.conn().await.sql(), "SELECT COUNT(*) FROM users", ()).await
     }
 
     /// The user and password hash a login is checked against.
@@ -128,12 +128,12 @@ impl Store {
     }
 
     pub async fn get_user(&self, id: i64) -> Result<User> {
-        find(&*self.conn().await, id).await?.ok_or(Error::NotFound)
+        find(self.conn().await.sql(), id).await?.ok_or(Error::NotFound)
     }
 
     pub async fn list_users(&self, slice: Slice) -> Result<Listed<User>> {
         let conn = self.conn().await;
-        let total = count(&conn, "SELECT COUNT(*) FROM users", ()).await?;
+        let total = count(conn.sql(), "SELECT COUNT(*) FROM users", ()).await?;
         let rows = conn
             .query(
                 &format!("SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT ?1 OFFSET ?2"),
@@ -145,9 +145,9 @@ impl Store {
 
     pub async fn update_user(&self, id: i64, changes: UserChanges) -> Result<User> {
         let conn = self.conn().await;
-        let existing = find(&conn, id).await?.ok_or(Error::NotFound)?;
+        let existing = find(conn.sql(), id).await?.ok_or(Error::NotFound)?;
         if let Some(username) = &changes.username {
-            check_username_free(&conn, username, Some(id)).await?;
+            check_username_free(conn.sql(), username, Some(id)).await?;
         }
         let rows = conn
             .query(
@@ -246,7 +246,7 @@ impl Store {
     pub async fn list_tokens(&self, user: i64, slice: Slice) -> Result<Listed<TokenInfo>> {
         let conn = self.conn().await;
         let filter = "user_id = ?1 AND kind = 'api' AND revoked_at IS NULL";
-        let total = count(&conn, &format!("SELECT COUNT(*) FROM api_tokens WHERE {filter}"), [user]).await?;
+        let total = count(conn.sql(), &format!("SELECT COUNT(*) FROM api_tokens WHERE {filter}"), [user]).await?;
         let rows = conn
             .query(
                 &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE {filter} ORDER BY id LIMIT ?2 OFFSET ?3"),
