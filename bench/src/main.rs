@@ -300,15 +300,20 @@ async fn run(args: Args) -> Result<()> {
         let duration = Duration::from_secs(args.crud_seconds.max(1));
         for method in [crud::Method::Get, crud::Method::Post] {
             let mut rates = Vec::new();
+            let mut cpu_us = Vec::new();
             let mut failed = 0;
+            let ticks = server::clock_ticks();
             for _ in 0..runs {
+                let before = server::cpu_ms(server.pid, ticks)?;
                 let run = if use_wrk {
                     crud::wrk(method, &url, &token, args.crud_concurrency, args.wrk_threads, duration, &work_dir)
                         .await?
                 } else {
                     crud::in_process(method, &url, &token, args.crud_concurrency, duration).await?
                 };
+                let after = server::cpu_ms(server.pid, ticks)?;
                 rates.push(run.requests_per_s);
+                cpu_us.push((after - before) * 1000.0 / run.requests.max(1) as f64);
                 failed += run.failed;
             }
             let request = match method {
@@ -322,6 +327,7 @@ async fn run(args: Args) -> Result<()> {
                 generator: if use_wrk { format!("wrk -t{}", args.wrk_threads) } else { "in-process".into() },
                 requests_per_s: median(&rates),
                 requests_per_s_runs: rates,
+                cpu_us_per_request: median(&cpu_us),
                 failed,
             };
             say(format!("{request}: {:.0} req/s, {failed} non-2xx/errors", figure.requests_per_s));

@@ -161,6 +161,9 @@ pub struct Crud {
     pub generator: String,
     pub requests_per_s: f64,
     pub requests_per_s_runs: Vec<f64>,
+    /// The server's own CPU time (user + system) per answered request, µs: unlike req/s, it does not depend
+    /// on what else the machine runs.
+    pub cpu_us_per_request: f64,
     pub failed: u64,
 }
 
@@ -424,11 +427,20 @@ impl Report {
                     c.generator.clone(),
                     num(c.requests_per_s, 0),
                     runs.join(", "),
+                    num(c.cpu_us_per_request, 0),
                     c.failed.to_string(),
                 ]
             });
-            let header =
-                ["request", "concurrency", "seconds", "generator", "req/s (median)", "runs", "non-2xx + errors"];
+            let header = [
+                "request",
+                "concurrency",
+                "seconds",
+                "generator",
+                "req/s (median)",
+                "runs",
+                "server CPU µs/request",
+                "non-2xx + errors",
+            ];
             table(&mut md, &header, rows);
         }
         if !self.functions.is_empty() {
