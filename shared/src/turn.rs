@@ -536,15 +536,18 @@ async fn record(
 ) {
     let store = &state.store;
     let mut batch: Vec<Arc<Frame>> = Vec::new();
-    let mut checked = tokio::time::Instant::now();
+    // Two timers for the whole turn, reset rather than rebuilt: one per frame showed up in the profile.
+    let poll = tokio::time::sleep(CANCEL_POLL);
+    let gather = tokio::time::sleep(RECORD_INTERVAL);
+    tokio::pin!(poll, gather);
     loop {
         let first = tokio::select! {
             record = rx.recv() => record,
-            () = tokio::time::sleep(CANCEL_POLL), if !cancel.is_cancelled() => {
+            () = &mut poll, if !cancel.is_cancelled() => {
                 if store.cancel_requested(&turn_id).await.unwrap_or(false) {
                     cancel.cancel();
                 }
-                checked = tokio::time::Instant::now();
+                poll.as_mut().reset(tokio::time::Instant::now() + CANCEL_POLL);
                 continue;
             }
         };
@@ -556,7 +559,7 @@ async fn record(
         }
         // Gather what arrives within RECORD_INTERVAL into one transaction: a commit per frame cost more CPU
         // than the whole relay (BENCHMARKS.md). Clients never wait for this; `done` ends the wait at once.
-        let deadline = tokio::time::Instant::now() + RECORD_INTERVAL;
+        gather.as_mut().reset(tokio::time::Instant::now() + RECORD_INTERVAL);
         while finish.is_none() && batch.len() < MAX_RECORD_BATCH {
             tokio::select! {
                 record = rx.recv() => match record {
@@ -564,7 +567,7 @@ async fn record(
                     Some(Record::Finish(frame, ack)) => finish = Some((frame, ack)),
                     None => break,
                 },
-                () = tokio::time::sleep_until(deadline) => break,
+                () = &mut gather => break,
             }
         }
         let mut rows: Vec<NewFrame<'_>> =
@@ -588,12 +591,6 @@ async fn record(
         }
         drop(rows);
         batch.clear();
-        if checked.elapsed() >= CANCEL_POLL && !cancel.is_cancelled() {
-            if store.cancel_requested(&turn_id).await.unwrap_or(false) {
-                cancel.cancel();
-            }
-            checked = tokio::time::Instant::now();
-        }
     }
     // The turn task went away without `done` (it panicked): free the session rather than wait for the lease.
     if let Err(err) = store.end_turn(session, &turn_id).await {
