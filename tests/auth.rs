@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, http_client};
 
 /// Every endpoint that needs credentials, with a method that reaches it.
 const PROTECTED: &[(&str, &str)] = &[
@@ -59,7 +59,7 @@ async fn every_protected_endpoint_refuses_missing_and_bad_credentials() {
             "{method} {path}"
         );
     }
-    let response = reqwest::get(app.url("/api/agents/")).await.unwrap();
+    let response = http_client().get(app.url("/api/agents/")).send().await.unwrap();
     assert_eq!(response.headers()["www-authenticate"], "Bearer");
     // The open doors.
     assert_eq!(anonymous.get("/api/health/").await, (StatusCode::OK, json!({"status": "ok"})));
@@ -74,7 +74,7 @@ async fn drf_token_scheme_and_bearer_both_work() {
     let token = app.token.clone().unwrap();
     for header in [format!("Bearer {token}"), format!("Token {token}"), format!("bearer {token}")] {
         let response =
-            reqwest::Client::new().get(app.url("/api/auth/me/")).header("authorization", header).send().await.unwrap();
+            http_client().get(app.url("/api/auth/me/")).header("authorization", header).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.json::<Value>().await.unwrap()["username"], "alice");
     }
@@ -269,7 +269,7 @@ async fn createsuperuser_applies_the_username_and_password_rules() {
 async fn cors_answers_only_configured_origins() {
     let open = TestApp::spawn_with(&[("LAMBENT_CORS_ORIGINS", "https://app.example".to_owned())]).await;
     let preflight = |app: &TestApp, origin: &'static str| {
-        reqwest::Client::new()
+        http_client()
             .request(Method::OPTIONS, app.url("/api/agents/"))
             .header("origin", origin)
             .header("access-control-request-method", "POST")

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
-use crate::helpers::config_in;
 use crate::helpers::fake_openai::{FakeOpenAi, Step, frames, text_events};
+use crate::helpers::{config_in, http_client};
 
 /// The local server as a child process on `port`, over the database in `dir`.
 struct Server {
@@ -33,7 +33,7 @@ impl Server {
             .kill_on_drop(true);
         let child = command.spawn().expect("start the server");
         let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
+        let client = http_client();
         for _ in 0..300 {
             if client.get(format!("{base}/api/health/")).send().await.is_ok_and(|r| r.status().is_success()) {
                 return Self { child, base };
@@ -46,7 +46,7 @@ impl Server {
 
 /// POSTs JSON as the user with `token`.
 async fn post(base: &str, token: &str, path: &str, body: Value) -> reqwest::Response {
-    reqwest::Client::new().post(format!("{base}{path}")).bearer_auth(token).json(&body).send().await.unwrap()
+    http_client().post(format!("{base}{path}")).bearer_auth(token).json(&body).send().await.unwrap()
 }
 
 fn free_port() -> u16 {
@@ -74,7 +74,7 @@ async fn a_server_killed_mid_turn_restarts_with_the_message_kept_nothing_half_wr
     let token = user_with_token(&dir).await;
     let port = free_port();
     let mut server = Server::start(&dir, port, &fake).await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     let agent: Value = post(&server.base, &token, "/api/agents/", json!({"name": "Durable", "is_default": true}))
         .await
         .json()

@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, http_client};
 
 const COLLECTIONS: [&str; 5] =
     ["/api/agents/", "/api/tools/", "/api/agent-tools/", "/api/templates/", "/api/sessions/"];
@@ -83,7 +83,7 @@ async fn a_wrong_method_is_405_with_drf_detail() {
 async fn a_bodiless_post_lists_the_required_fields() {
     let app = TestApp::spawn().await;
     let token = app.token.clone().unwrap();
-    let response = reqwest::Client::new().post(app.url("/api/templates/")).bearer_auth(token).send().await.unwrap();
+    let response = http_client().post(app.url("/api/templates/")).bearer_auth(token).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
         response.json::<serde_json::Value>().await.unwrap(),

@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use crate::helpers::config_in;
 use crate::helpers::fake_openai::{FakeOpenAi, frames, function_call_events, text_events};
+use crate::helpers::{config_in, http_client};
 
 #[tokio::test]
 async fn the_local_server_holds_a_two_round_tool_conversation_end_to_end() {
@@ -24,7 +24,7 @@ async fn the_local_server_holds_a_two_round_tool_conversation_end_to_end() {
     let server = tokio::spawn(lambent_local::serve(config, listener, async {
         let _ = stopped.await;
     }));
-    let client = reqwest::Client::new();
+    let client = http_client();
     let secret = token.secret.clone();
     let post = |path: &str, body: serde_json::Value| {
         client.post(format!("{base}{path}")).bearer_auth(&secret).json(&body).send()

@@ -3,7 +3,7 @@
 //! # Layout
 //! - `helpers/`: `TestApp::spawn()` and friends.
 //! - one module per area: the CRUD groups, pagination, error shapes, migrations, the Lambda path, OpenAPI,
-//!   durability (a killed server, 200 concurrent turns).
+//!   durability (a killed server, 200 concurrent turns), TLS (real handshakes through both HTTPS clients).
 //! - `bin/server.rs`: the local server as a child process, for the test that kills it.
 
 mod helpers;
@@ -26,4 +26,5 @@ mod sessions;
 mod statements;
 mod template;
 mod templates;
+mod tls;
 mod tools;

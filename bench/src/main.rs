@@ -105,6 +105,9 @@ fn say(message: impl std::fmt::Display) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The harness's clients only speak plain HTTP, but built beside the workspace reqwest has rustls without a
+    // provider and would panic at client build: the same ring provider as `lambent::tls`.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,

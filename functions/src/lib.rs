@@ -10,11 +10,14 @@
 //!
 //! # Layout
 //! - `src/lib.rs`: [`serve`] / [`serve_streaming`] (the shared `main`), [`cold_start`], [`resolve_secrets`],
-//!   [`service`] (the router as Lambda sees it).
+//!   [`aws_config`] / [`aws_http_client`] (the SDK over ring), [`service`] (the router as Lambda sees it).
 //! - `src/bin/<group>.rs`: `agents`, `tools`, `agent-tools`, `templates`, `sessions`, `docs`, `auth`, `agent-chat`, and
 //!   the two streaming functions `agent-stream` and `tool-output`.
 
-use aws_config::SdkConfig;
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_sdk_ssm::config::SharedHttpClient;
+use aws_smithy_http_client::Builder;
+use aws_smithy_http_client::tls::{self, TlsContext, rustls_provider::CryptoMode};
 use axum::Router;
 use axum::http::Uri;
 use lambda_http::request::RequestContext;
@@ -45,7 +48,7 @@ pub async fn resolve_secrets(mut config: Config, sdk: Option<SdkConfig>) -> Resu
     }
     let sdk = match sdk {
         Some(sdk) => sdk,
-        None => aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+        None => aws_config().load().await,
     };
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     if let Some(name) = config.openai_api_key_parameter.clone() {
@@ -55,6 +58,18 @@ pub async fn resolve_secrets(mut config: Config, sdk: Option<SdkConfig>) -> Resu
         config.database_auth_token = Some(parameter(&ssm, &name).await?);
     }
     Ok(config)
+}
+
+/// The AWS configuration from the environment, over [`aws_http_client`] with the system's root certificates.
+pub fn aws_config() -> ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest()).http_client(aws_http_client(TlsContext::default()))
+}
+
+/// The AWS SDK's HTTPS client: rustls over ring, the one crypto library in the build. aws-config's own default
+/// client (`default-https-client`) would use aws-lc. `tls` names the trusted roots (tests trust their own).
+/// Unlike that default client, this one ignores `HTTPS_PROXY`: a Lambda function has no proxy.
+pub fn aws_http_client(tls: TlsContext) -> SharedHttpClient {
+    Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).tls_context(tls).build_https()
 }
 
 async fn parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Secret, lambent::Error> {

@@ -73,6 +73,7 @@ pub struct ExecutorContext {
 
 impl ExecutorContext {
     pub fn new(allowed_hosts: Vec<String>, connect_timeout: Duration) -> Result<Self, reqwest::Error> {
+        crate::tls::install_crypto_provider();
         // Redirects are not followed (rather than checked hop by hop): a public endpoint could otherwise send the
         // call on to a private address. A 3xx answer becomes an error output like any other non-2xx.
         let builder = || reqwest::Client::builder().connect_timeout(connect_timeout).redirect(Policy::none());

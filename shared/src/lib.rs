@@ -16,6 +16,7 @@
 //! - [`executors`]: server-side tool executors (`echo`, `now`, `http`).
 //! - [`sse`]: SSE framing and keep-alive for the stream endpoints.
 //! - [`state`]: what handlers share, built once per process.
+//! - [`tls`]: the process's TLS crypto provider (ring), installed before any HTTPS client is built.
 
 pub mod auth;
 pub mod clock;
@@ -28,6 +29,7 @@ pub mod llm;
 pub mod sse;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod turn;
 
 pub use config::Config;

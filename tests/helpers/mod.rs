@@ -29,6 +29,13 @@ pub struct Account {
     pub token: String,
 }
 
+/// A plain reqwest client, for tests that call a server with no `AppState` in their process: reqwest is built
+/// without a crypto provider of its own, so the one the app uses is installed first (see `lambent::tls`).
+pub fn http_client() -> reqwest::Client {
+    lambent::tls::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// A config over a database file inside `dir`, plus the given settings.
 pub fn config_in(dir: &TempDir, env: &[(&str, String)]) -> Config {
     let url = format!("file:{}", dir.path().join("lambent.db").display());
@@ -71,7 +78,7 @@ impl TestApp {
         let addr = listener.local_addr().expect("addr");
         let app = lambent::http::router(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-        let mut app = Self { addr, state, token: None, client: reqwest::Client::new(), _dir: Arc::new(dir) };
+        let mut app = Self { addr, state, token: None, client: http_client(), _dir: Arc::new(dir) };
         app.token = Some(app.account("alice", false).await.token);
         app
     }

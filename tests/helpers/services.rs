@@ -101,7 +101,7 @@ impl Moto {
 
     /// An AWS configuration that talks to this emulator with dummy credentials.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
+        lambent_functions::aws_config()
             .endpoint_url(&self.endpoint)
             .region(aws_config::Region::new("eu-west-1"))
             .credentials_provider(aws_sdk_ssm::config::Credentials::new("testing", "testing", None, None, "tests"))

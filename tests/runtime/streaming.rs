@@ -3,6 +3,7 @@ use serde_json::{Value, json};
 
 use super::Rig;
 use crate::helpers::fake_openai::{Step, frames, text_events, transcript};
+use crate::helpers::http_client;
 
 const TEXT_RESPONSE: &str = "resp_0a1b2c3d4e5f60718293a4b5c6d7e8f90000000000000001";
 
@@ -257,7 +258,7 @@ async fn a_client_that_leaves_mid_stream_does_not_cut_the_turn_short() {
     steps.insert(5, Step::Gate(gate.clone()));
     rig.fake.push_stream(steps);
 
-    let response = reqwest::Client::new()
+    let response = http_client()
         .post(rig.app.url("/api/agent/stream/"))
         .bearer_auth(rig.app.token.clone().unwrap())
         .json(&json!({"message": "Tell me, then I leave"}))

@@ -30,6 +30,7 @@ impl std::fmt::Debug for OpenAiProvider {
 impl OpenAiProvider {
     pub fn new(config: &crate::config::Config, api_key: &Secret) -> Result<Self, crate::Error> {
         let (connect_timeout, read_timeout) = (config.openai_connect_timeout, config.openai_read_timeout);
+        crate::tls::install_crypto_provider();
         // async-openai sets no read timeout of its own: without one an upstream that never answers would hold
         // a turn forever. The turn enforces `read_timeout` between events itself (and names it
         // `upstream_timeout`); this looser socket timeout covers the wait for response headers.
