@@ -403,7 +403,6 @@ pub const CANCEL_POLL: Duration = Duration::from_secs(1);
 pub const INTERRUPTED_SEQ: u64 = 1 << 40;
 /// How long the recorder gathers frames before it writes them in one transaction.
 const RECORD_INTERVAL: Duration = Duration::from_millis(50);
-const MAX_RECORD_BATCH: usize = 512;
 /// How often a follower looks for new frames of a running turn.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
 const FOLLOW_BATCH: u64 = 256;
@@ -482,13 +481,40 @@ struct Sink {
     turn_id: String,
     seq: AtomicU64,
     live: Option<mpsc::Sender<Arc<Frame>>>,
-    recorder: mpsc::UnboundedSender<Record>,
+    inbox: Arc<Inbox>,
 }
 
-enum Record {
-    Frame(Arc<Frame>),
+/// Frames waiting for the recorder. Only the first frame of a batch rings for it: the rest of the batch
+/// arrives while it gathers (a wakeup of the recorder per frame was a large part of a frame's cost).
+#[derive(Default)]
+struct Inbox {
+    frames: std::sync::Mutex<Vec<Arc<Frame>>>,
     /// The `done` frame: recorded with the turn's end, then acknowledged.
-    Finish(Arc<Frame>, oneshot::Sender<()>),
+    finish: std::sync::Mutex<Option<(Arc<Frame>, oneshot::Sender<()>)>>,
+    /// The turn went away without `done` (it panicked).
+    abandoned: std::sync::atomic::AtomicBool,
+    bell: tokio::sync::Notify,
+}
+
+fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Inbox {
+    fn push(&self, frame: Arc<Frame>) {
+        let first = {
+            let mut frames = locked(&self.frames);
+            frames.push(frame);
+            frames.len() == 1
+        };
+        if first {
+            self.bell.notify_one();
+        }
+    }
+
+    fn ending(&self) -> bool {
+        locked(&self.finish).is_some() || self.abandoned.load(Ordering::Acquire)
+    }
 }
 
 impl Sink {
@@ -504,7 +530,7 @@ impl Sink {
 
     async fn send(&self, event: TurnEvent) {
         let frame = self.frame(&event);
-        let _ = self.recorder.send(Record::Frame(frame.clone()));
+        self.inbox.push(frame.clone());
         if let Some(tx) = &self.live {
             // A closed channel means the client left; the turn goes on regardless.
             let _ = tx.send(frame).await;
@@ -516,33 +542,34 @@ impl Sink {
     async fn finish(&self, done: TurnEvent) {
         let frame = self.frame(&done);
         let (ack, acked) = oneshot::channel();
-        if self.recorder.send(Record::Finish(frame.clone(), ack)).is_ok() {
-            let _ = acked.await;
-        }
+        *locked(&self.inbox.finish) = Some((frame.clone(), ack));
+        self.inbox.bell.notify_one();
+        // An error here means the recorder is gone; the client still gets `done`.
+        let _ = acked.await;
         if let Some(tx) = &self.live {
             let _ = tx.send(frame).await;
         }
     }
 }
 
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.inbox.abandoned.store(true, Ordering::Release);
+        self.inbox.bell.notify_one();
+    }
+}
+
 /// Writes a turn's frames to the store in batches (off the relay path), watches for a cancel request from
 /// another process, and ends the turn in the store when `done` arrives.
-async fn record(
-    state: AppState,
-    session: i64,
-    turn_id: String,
-    mut rx: mpsc::UnboundedReceiver<Record>,
-    cancel: CancellationToken,
-) {
+async fn record(state: AppState, session: i64, turn_id: String, inbox: Arc<Inbox>, cancel: CancellationToken) {
     let store = &state.store;
-    let mut batch: Vec<Arc<Frame>> = Vec::new();
     // Two timers for the whole turn, reset rather than rebuilt: one per frame showed up in the profile.
     let poll = tokio::time::sleep(CANCEL_POLL);
     let gather = tokio::time::sleep(RECORD_INTERVAL);
     tokio::pin!(poll, gather);
     loop {
-        let first = tokio::select! {
-            record = rx.recv() => record,
+        tokio::select! {
+            () = inbox.bell.notified() => {}
             () = &mut poll, if !cancel.is_cancelled() => {
                 if store.cancel_requested(&turn_id).await.unwrap_or(false) {
                     cancel.cancel();
@@ -550,29 +577,21 @@ async fn record(
                 poll.as_mut().reset(tokio::time::Instant::now() + CANCEL_POLL);
                 continue;
             }
-        };
-        let mut finish = None;
-        match first {
-            Some(Record::Frame(frame)) => batch.push(frame),
-            Some(Record::Finish(frame, ack)) => finish = Some((frame, ack)),
-            None => break,
         }
-        // Gather what arrives within RECORD_INTERVAL into one transaction: a commit per frame cost more CPU
+        // Frames that arrive within RECORD_INTERVAL share one transaction: a commit per frame cost more CPU
         // than the whole relay (BENCHMARKS.md). Clients never wait for this; `done` ends the wait at once.
-        gather.as_mut().reset(tokio::time::Instant::now() + RECORD_INTERVAL);
-        while finish.is_none() && batch.len() < MAX_RECORD_BATCH {
+        if !inbox.ending() {
+            gather.as_mut().reset(tokio::time::Instant::now() + RECORD_INTERVAL);
             tokio::select! {
-                record = rx.recv() => match record {
-                    Some(Record::Frame(frame)) => batch.push(frame),
-                    Some(Record::Finish(frame, ack)) => finish = Some((frame, ack)),
-                    None => break,
-                },
-                () = &mut gather => break,
+                () = &mut gather => {}
+                () = inbox.bell.notified() => {}
             }
         }
+        let batch = std::mem::take(&mut *locked(&inbox.frames));
         let mut rows: Vec<NewFrame<'_>> =
             batch.iter().map(|f| NewFrame { seq: f.seq, event: &f.event, data: &f.data }).collect();
-        if let Some((done, _)) = &finish {
+        let finish = locked(&inbox.finish).take();
+        if let Some((done, ack)) = finish {
             rows.push(NewFrame { seq: done.seq, event: &done.event, data: &done.data });
             if let Err(err) = store.finish_turn(session, &turn_id, &rows).await {
                 tracing::error!(error = %err, session, "could not record the end of a turn");
@@ -580,17 +599,15 @@ async fn record(
                     tracing::error!(error = %err, session, "could not release the session's turn lease");
                 }
             }
-            drop(rows);
-            if let Some((_, ack)) = finish {
-                let _ = ack.send(());
-            }
+            let _ = ack.send(());
             return;
         }
         if let Err(err) = store.record_frames(&turn_id, &rows).await {
             tracing::error!(error = %err, session, "could not record a turn's frames");
         }
-        drop(rows);
-        batch.clear();
+        if inbox.abandoned.load(Ordering::Acquire) && locked(&inbox.frames).is_empty() {
+            break;
+        }
     }
     // The turn task went away without `done` (it panicked): free the session rather than wait for the lease.
     if let Err(err) = store.end_turn(session, &turn_id).await {
@@ -648,9 +665,9 @@ impl Turn {
     async fn drive(mut self, state: &AppState, live: Option<mpsc::Sender<Arc<Frame>>>) -> TurnSummary {
         let (session, turn_id) = (self.session_id, self.turn_id.clone());
         self.cancel = state.register_turn(&turn_id);
-        let (recorder, records) = mpsc::unbounded_channel();
-        tokio::spawn(record(state.clone(), session, turn_id.clone(), records, self.cancel.clone()));
-        let sink = Sink { turn_id: turn_id.clone(), seq: AtomicU64::new(0), live, recorder };
+        let inbox = Arc::new(Inbox::default());
+        tokio::spawn(record(state.clone(), session, turn_id.clone(), inbox.clone(), self.cancel.clone()));
+        let sink = Sink { turn_id: turn_id.clone(), seq: AtomicU64::new(0), live, inbox };
         let summary = self.rounds(state, &sink).await;
         if let Some(error) = &summary.error {
             sink.send(TurnEvent::Error(error.clone())).await;

@@ -137,3 +137,22 @@ async fn nobody_cancels_a_session_that_is_not_theirs() {
     gate.notify_one();
     assert_eq!(running.await.unwrap().done()["status"], "completed");
 }
+
+#[tokio::test]
+async fn a_long_turn_is_recorded_whole_and_in_order() {
+    let rig = Rig::new().await;
+    // ~80 frames: several full multi-row inserts and single-row ones for the rest, across record batches.
+    let deltas: Vec<String> = (0..37).map(|i| format!(" w{i}")).collect();
+    let deltas: Vec<&str> = deltas.iter().map(String::as_str).collect();
+    rig.fake.push_stream(frames(text_events("resp_long", &deltas)));
+    let live = rig.app.stream("/api/agent/stream/", json!({"message": "talk"})).await;
+    assert!(live.frames.len() > 70, "{}", live.frames.len());
+    assert_eq!(live.text(), deltas.concat());
+
+    let session = live.done()["session_id"].clone();
+    let replay = events(&rig.app, &session, &[], "").await;
+    assert!(same_frames(&replay.frames, &live.frames), "{:?}", replay.names());
+    let seqs: Vec<u64> =
+        live.frames.iter().map(|f| f.id.as_deref().unwrap().rsplit(':').next().unwrap().parse().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+}

@@ -128,25 +128,41 @@ pub(super) async fn claim_key(
     Ok(())
 }
 
-/// Appends frames with one multi-row INSERT per chunk (a statement per frame cost more than the relay).
+/// Rows per multi-row INSERT of frames: 4 parameters a row, well under SQLite's oldest limit of 999.
+const FRAME_ROWS: usize = 32;
+
+/// Appends frames with one multi-row INSERT per full chunk and a one-row INSERT for each left over: two
+/// statement texts in all, so both stay prepared (a text per batch length would crowd the statement cache).
 async fn insert_frames(conn: Sql<'_>, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
-    // 4 parameters a row, under SQLite's oldest limit of 999 per statement.
-    for chunk in frames.chunks(200) {
-        let mut sql = String::from("INSERT INTO agent_turn_events (turn_id, seq, event, data) VALUES ");
-        let mut values: Vec<libsql::Value> = Vec::with_capacity(chunk.len() * 4);
-        for (i, frame) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
-            }
-            let n = i * 4;
-            sql.push_str(&format!("(?{}, ?{}, ?{}, ?{})", n + 1, n + 2, n + 3, n + 4));
-            values.push(libsql::Value::Text(turn_id.to_owned()));
-            values.push(libsql::Value::Integer(i64::try_from(frame.seq).unwrap_or(i64::MAX)));
-            values.push(libsql::Value::Text(frame.event.to_owned()));
-            values.push(libsql::Value::Text(frame.data.to_owned()));
-        }
-        conn.execute(&sql, libsql::params_from_iter(values)).await?;
+    static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    let [many, one] = SQL.get_or_init(|| {
+        let text = |rows: usize| {
+            let values: Vec<String> = (0..rows)
+                .map(|i| format!("(?{}, ?{}, ?{}, ?{})", i * 4 + 1, i * 4 + 2, i * 4 + 3, i * 4 + 4))
+                .collect();
+            format!("INSERT INTO agent_turn_events (turn_id, seq, event, data) VALUES {}", values.join(","))
+        };
+        [text(FRAME_ROWS), text(1)]
+    });
+    let (bulk, rest) = frames.split_at(frames.len() / FRAME_ROWS * FRAME_ROWS);
+    for rows in bulk.chunks(FRAME_ROWS) {
+        insert_rows(conn, many, turn_id, rows).await?;
     }
+    for row in rest.chunks(1) {
+        insert_rows(conn, one, turn_id, row).await?;
+    }
+    Ok(())
+}
+
+async fn insert_rows(conn: Sql<'_>, sql: &str, turn_id: &str, rows: &[NewFrame<'_>]) -> Result<()> {
+    let mut values: Vec<libsql::Value> = Vec::with_capacity(rows.len() * 4);
+    for frame in rows {
+        values.push(libsql::Value::Text(turn_id.to_owned()));
+        values.push(libsql::Value::Integer(i64::try_from(frame.seq).unwrap_or(i64::MAX)));
+        values.push(libsql::Value::Text(frame.event.to_owned()));
+        values.push(libsql::Value::Text(frame.data.to_owned()));
+    }
+    conn.execute(sql, libsql::params_from_iter(values)).await?;
     Ok(())
 }
 
