@@ -26,7 +26,6 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: Config, store: Store) -> Result<Self> {
-        crate::tls::install_crypto_provider();
         Ok(Self {
             config: Arc::new(config),
             store: Arc::new(store),
