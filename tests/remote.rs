@@ -80,3 +80,73 @@ async fn a_failed_remote_migration_rolls_back_whole() {
         .unwrap();
     assert_eq!(tables, vec![json!({"name": "ok"})]);
 }
+
+/// A migrated app over the test sqld (or a proxy in front of it), with the fake upstream configured.
+pub async fn remote_app(url: &str, token: &str, fake: &FakeOpenAi) -> TestApp {
+    let mut env = fake.env();
+    env.push(("DATABASE_URL", url.to_owned()));
+    env.push(("DATABASE_AUTH_TOKEN", token.to_owned()));
+    let config = Config::from_lookup(|key| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())).unwrap();
+    let store = Store::open(&config).await.unwrap();
+    store.migrate().await.unwrap();
+    TestApp::serve(AppState::new(config, store).unwrap(), tempfile::tempdir().unwrap()).await
+}
+
+#[tokio::test]
+async fn an_instance_that_idled_past_the_servers_stream_expiry_still_reads_writes_and_streams() {
+    let sqld = Sqld::start().await;
+    let fake = FakeOpenAi::start().await;
+    let app = remote_app(&sqld.url, &sqld.token(), &fake).await;
+    let agent = app.create("/api/agents/", json!({"name": "Idle", "is_default": true})).await;
+    fake.push_stream(frames(text_events("resp_i1", &["before"])));
+    let session = app.stream("/api/agent/stream/", json!({"message": "one"})).await.done()["session_id"].clone();
+
+    // sqld expires an idle Hrana stream after ~10 s (STREAM_EXPIRED); an instance must not depend on one.
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+
+    let (status, body) = app.get("/api/agents/").await;
+    assert_eq!((status, body["count"].clone()), (StatusCode::OK, json!(1)), "{body}");
+    let tool = app.create("/api/tools/", json!({"name": "after_idle"})).await;
+    assert_eq!(tool["name"], "after_idle");
+    fake.push_stream(frames(text_events("resp_i2", &["after ", "idle"])));
+    let turn = app.stream("/api/agent/stream/", json!({"message": "two", "session_id": session})).await;
+    assert_eq!((turn.text(), turn.done()["status"].clone()), ("after idle".to_owned(), json!("completed")));
+    // The recorder and the lease survived too: the turn was recorded whole and the session is free again.
+    let replay = app.stream_with(reqwest::Method::GET, &format!("/api/sessions/{session}/events/"), None, &[]).await;
+    assert_eq!(replay.text(), "after idle");
+    assert_eq!(app.get(&format!("/api/sessions/{session}/messages/")).await.1["count"], 4);
+    assert_eq!(app.get(&format!("/api/agents/{}/", agent["id"])).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn while_the_database_is_down_requests_get_503_and_the_first_after_it_returns_works() {
+    let mut sqld = Sqld::start().await;
+    let fake = FakeOpenAi::start().await;
+    let app = remote_app(&sqld.url, &sqld.token(), &fake).await;
+    app.create("/api/agents/", json!({"name": "Before", "is_default": true})).await;
+
+    sqld.stop().await;
+    let response = crate::helpers::http_client()
+        .get(app.url("/api/agents/"))
+        .bearer_auth(app.token.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, json!({"detail": "The database is unavailable; try again shortly."}));
+    let (status, _) = app.post("/api/agents/", json!({"name": "Lost"})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    fake.push_stream(frames(text_events("resp_down", &["never"])));
+    let turn = app.stream("/api/agent/stream/", json!({"message": "while down"})).await;
+    assert_eq!(turn.status, StatusCode::SERVICE_UNAVAILABLE, "{}", turn.raw);
+
+    sqld.start_again().await;
+    let (status, body) = app.get("/api/agents/").await;
+    assert_eq!((status, body["count"].clone()), (StatusCode::OK, json!(1)), "{body}");
+    app.create("/api/agents/", json!({"name": "After"})).await;
+    let turn = app.stream("/api/agent/stream/", json!({"message": "back"})).await;
+    assert_eq!(turn.text(), "never", "the scripted answer is used by the first turn that reaches upstream");
+    assert_eq!(turn.done()["status"], "completed");
+}

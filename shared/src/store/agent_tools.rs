@@ -1,6 +1,8 @@
 //! Agent ↔ tool links.
 
-use libsql::{Row, params};
+use libsql::params;
+
+use super::Row;
 
 use super::{
     Listed, Slice, Sql, Store, agents, collect, count, first, flag, int, is_unique_violation, opt_int_value, tools,
@@ -47,8 +49,8 @@ async fn check(conn: Sql<'_>, viewer: &Caller, fields: &LinkFields, except: Opti
     Ok(())
 }
 
-fn unique_to_field(err: libsql::Error) -> Error {
-    if is_unique_violation(&err) { Error::field("non_field_errors", NOT_UNIQUE) } else { err.into() }
+fn unique_to_field(err: Error) -> Error {
+    if is_unique_violation(&err) { Error::field("non_field_errors", NOT_UNIQUE) } else { err }
 }
 
 /// A link the viewer may see (its agent is visible), with the agent's owner.

@@ -1,6 +1,8 @@
 //! Agent profiles.
 
-use libsql::{Row, params};
+use libsql::params;
+
+use super::Row;
 
 use super::{Listed, Slice, Sql, Store, check_owner, collect, count, first, flag, int, opt_int, opt_int_value, text};
 use crate::auth::Caller;

@@ -1,6 +1,8 @@
 //! Messages of a session, oldest first.
 
-use libsql::{Row, params};
+use libsql::params;
+
+use super::Row;
 
 use super::{
     Listed, Slice, Sql, Store, collect, count, first, int, opt_json_col, opt_text, opt_text_value, sessions, text,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use super::{Store, first, text};
+use super::{Conn, Store, text};
 use crate::error::{Error, Result};
 
 /// One numbered migration file.
@@ -45,11 +45,9 @@ impl Store {
 
     /// The runner itself, over any list (tests hand it edited lists).
     pub async fn migrate_with(&self, migrations: &[Migration]) -> Result<Vec<&'static str>> {
-        let db = self.conn().await;
-        // Migrations run on the bare connection: batches of DDL are not statements worth keeping.
-        let conn = db.raw();
+        let conn = self.conn().await;
         conn.execute(LEDGER, ()).await?;
-        let recorded = recorded(conn).await?;
+        let recorded = recorded(&conn).await?.unwrap_or_default();
         let mut applied = Vec::new();
         for migration in migrations {
             let checksum = migration.checksum();
@@ -65,7 +63,7 @@ impl Store {
                 None => {}
             }
             let tx = conn.transaction().await?;
-            tx.execute_batch(migration.sql)
+            tx.execute_script(migration.sql)
                 .await
                 .map_err(|e| Error::Migration(format!("{} failed: {e}", migration.name)))?;
             tx.execute(
@@ -83,14 +81,8 @@ impl Store {
     /// Fails with a message naming `lambent migrate` when the database lacks a migration this code needs,
     /// or holds a different version of one.
     pub async fn check_schema(&self) -> Result<()> {
-        let conn = self.conn().await;
-        let exists = first(
-            conn.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'lambent_migrations'", ())
-                .await?,
-            |row| text(row, 0),
-        )
-        .await?;
-        let recorded = if exists.is_some() { recorded(conn.raw()).await? } else { HashMap::new() };
+        // One statement (one round trip remotely): a database never migrated has no ledger table at all.
+        let recorded = recorded(&self.conn().await).await?.unwrap_or_default();
         let behind: Vec<&str> =
             MIGRATIONS.iter().filter(|m| recorded.get(m.name) != Some(&m.checksum())).map(|m| m.name).collect();
         if behind.is_empty() {
@@ -104,11 +96,16 @@ impl Store {
     }
 }
 
-async fn recorded(conn: &libsql::Connection) -> Result<HashMap<String, String>> {
-    let mut rows = conn.query("SELECT name, checksum FROM lambent_migrations", ()).await?;
+/// The ledger; `None` when it does not exist yet.
+async fn recorded(conn: &Conn<'_>) -> Result<Option<HashMap<String, String>>> {
+    let mut rows = match conn.query("SELECT name, checksum FROM lambent_migrations", ()).await {
+        Ok(rows) => rows,
+        Err(Error::Database(err)) if err.to_string().contains("no such table") => return Ok(None),
+        Err(err) => return Err(err),
+    };
     let mut out = HashMap::new();
     while let Some(row) = rows.next().await? {
         out.insert(text(&row, 0)?, text(&row, 1)?);
     }
-    Ok(out)
+    Ok(Some(out))
 }

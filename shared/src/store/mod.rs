@@ -1,9 +1,13 @@
 //! libsql storage: opening the database, the migration runner, and (one file per aggregate) every SQL
 //! statement Lambent runs.
 //!
-//! One connection per process, used under an async mutex: SQLite serialises writers anyway, and a shared
-//! connection must never interleave two tasks' transactions (a second task's write would silently join the
-//! first task's transaction). Each store method holds the lock only for its own statements.
+//! Locally: one connection per process, used under an async mutex: SQLite serialises writers anyway, and a
+//! shared connection must never interleave two tasks' transactions (a second task's write would silently join
+//! the first task's transaction). Each store method holds the lock only for its own statements.
+//!
+//! Remotely: no connection is kept at all (see `conn`): every unit of work is one HTTP request on a stream of
+//! its own, so an idle instance or a restarted server costs nothing, and store methods send what they need in
+//! as few requests as they can (a [`conn::Batch`] is one). The round-trip budgets are in `tests/round_trips.rs`.
 
 mod agent_tools;
 mod agents;
@@ -22,14 +26,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libsql::{Builder, Database, Row, Value};
-use tokio::sync::{Mutex, MutexGuard};
+use libsql::{Builder, Database, Value};
+use tokio::sync::Mutex;
 
 use crate::clock::{Clock, SystemClock, format_timestamp};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
-use conn::{Db, Rows, Sql};
+use conn::{Batch, Conn, Local, Remote, Row, Rows, Sql};
 
 pub use migrate::{MIGRATIONS, Migration};
 pub use tool_calls::{ResponseOutcome, Submission, TurnLease, TurnStart};
@@ -37,16 +41,22 @@ pub use turns::{Earlier, IdempotencyClaim, KEY_LIFETIME, NewFrame, StoredFrame, 
 pub use users::{TokenInfo, User, UserChanges};
 
 pub struct Store {
-    // Kept alive for the connection's sake: a libsql Connection must not outlive its Database.
-    _db: Database,
-    conn: Mutex<Db>,
+    backend: Backend,
     clock: Arc<dyn Clock>,
-    remote: bool,
+}
+
+enum Backend {
+    Local {
+        // Kept alive for the connection's sake: a libsql Connection must not outlive its Database.
+        _db: Database,
+        conn: Mutex<Local>,
+    },
+    Remote(Remote),
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("remote", &self.remote).finish_non_exhaustive()
+        f.debug_struct("Store").field("remote", &self.is_remote()).finish_non_exhaustive()
     }
 }
 
@@ -74,33 +84,37 @@ impl Store {
     }
 
     pub async fn open_url(url: &str, auth_token: Option<&str>) -> Result<Self> {
-        let (db, remote) = match locate(url) {
-            Location::Memory => (Builder::new_local(":memory:").build().await?, false),
+        let path = match locate(url) {
+            Location::Remote(url) => {
+                let remote = Remote::new(url, auth_token, Duration::from_secs(5))?;
+                // A first statement: a wrong URL or token fails here, at start, not on the first request.
+                remote.probe().await?;
+                return Ok(Self { backend: Backend::Remote(remote), clock: Arc::new(SystemClock) });
+            }
+            Location::Memory => ":memory:",
             Location::File(path) => {
                 if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent).map_err(|e| {
                         Error::Config(format!("cannot create the database folder {}: {e}", parent.display()))
                     })?;
                 }
-                (Builder::new_local(path).build().await?, false)
-            }
-            Location::Remote(url) => {
-                let token = auth_token.unwrap_or_default().to_owned();
-                (Builder::new_remote(url.to_owned(), token).build().await?, true)
+                path
             }
         };
+        let db = Builder::new_local(path).build().await?;
         let conn = db.connect()?;
-        if !remote {
-            // Local only: a remote server manages its own journal and locking.
-            conn.busy_timeout(Duration::from_secs(5))?;
-            let mut rows = conn.query("PRAGMA journal_mode = WAL", ()).await?;
-            while rows.next().await?.is_some() {}
-            // In WAL mode NORMAL survives a killed process (only a power loss can drop the last commits) and
-            // spares an fsync per commit, which matters now that every frame of a turn is recorded.
-            conn.execute("PRAGMA synchronous = NORMAL", ()).await?;
-        }
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let mut rows = conn.query("PRAGMA journal_mode = WAL", ()).await?;
+        while rows.next().await?.is_some() {}
+        drop(rows);
+        // In WAL mode NORMAL survives a killed process (only a power loss can drop the last commits) and
+        // spares an fsync per commit, which matters now that every frame of a turn is recorded.
+        conn.execute("PRAGMA synchronous = NORMAL", ()).await?;
         conn.execute("PRAGMA foreign_keys = ON", ()).await?;
-        Ok(Self { _db: db, conn: Mutex::new(Db::new(conn, remote)), clock: Arc::new(SystemClock), remote })
+        Ok(Self {
+            backend: Backend::Local { _db: db, conn: Mutex::new(Local::new(conn)) },
+            clock: Arc::new(SystemClock),
+        })
     }
 
     /// Replaces the clock (tests that need fixed or ordered time).
@@ -110,11 +124,22 @@ impl Store {
     }
 
     pub fn is_remote(&self) -> bool {
-        self.remote
+        matches!(self.backend, Backend::Remote(_))
     }
 
-    async fn conn(&self) -> MutexGuard<'_, Db> {
-        self.conn.lock().await
+    /// HTTP requests sent to a remote database so far (0 for a local file).
+    pub fn round_trips(&self) -> u64 {
+        match &self.backend {
+            Backend::Remote(remote) => remote.round_trips(),
+            Backend::Local { .. } => 0,
+        }
+    }
+
+    async fn conn(&self) -> Conn<'_> {
+        match &self.backend {
+            Backend::Local { conn, .. } => Conn::Local(conn.lock().await),
+            Backend::Remote(remote) => Conn::Remote(remote),
+        }
     }
 
     fn now(&self) -> String {
@@ -130,10 +155,11 @@ impl Store {
         let conn = self.conn().await;
         let mut rows = conn.query(sql, ()).await?;
         let mut out = Vec::new();
+        let names = rows.column_names();
         while let Some(row) = rows.next().await? {
             let mut obj = serde_json::Map::new();
-            for i in 0..rows.column_count() {
-                let name = rows.column_name(i).unwrap_or_default().to_owned();
+            for (i, name) in (0..).zip(&names) {
+                let name = name.clone();
                 let value = match row.get_value(i)? {
                     Value::Null => serde_json::Value::Null,
                     Value::Integer(n) => n.into(),
@@ -164,7 +190,10 @@ pub struct Slice {
 
 // Row decoding helpers: libsql returns loosely typed values, these name the column on failure.
 fn text(row: &Row, i: i32) -> Result<String> {
-    Ok(row.get::<String>(i)?)
+    match row.get_value(i)? {
+        Value::Text(s) => Ok(s),
+        other => Err(Error::Internal(format!("column {i}: expected text, got {other:?}"))),
+    }
 }
 
 fn opt_text(row: &Row, i: i32) -> Result<Option<String>> {
@@ -176,7 +205,10 @@ fn opt_text(row: &Row, i: i32) -> Result<Option<String>> {
 }
 
 fn int(row: &Row, i: i32) -> Result<i64> {
-    Ok(row.get::<i64>(i)?)
+    match row.get_value(i)? {
+        Value::Integer(n) => Ok(n),
+        other => Err(Error::Internal(format!("column {i}: expected integer, got {other:?}"))),
+    }
 }
 
 fn opt_int(row: &Row, i: i32) -> Result<Option<i64>> {
@@ -212,8 +244,8 @@ fn opt_text_value(v: Option<String>) -> Value {
 }
 
 /// Whether a failed statement hit a UNIQUE constraint (local and remote word it the same way).
-fn is_unique_violation(err: &libsql::Error) -> bool {
-    err.to_string().contains("UNIQUE constraint failed")
+fn is_unique_violation(err: &Error) -> bool {
+    matches!(err, Error::Database(err) if err.to_string().contains("UNIQUE constraint failed"))
 }
 
 /// A staff-chosen owner must be a real user; the field error names it like any other foreign key.

@@ -1,6 +1,8 @@
 //! Conversation sessions.
 
-use libsql::{Row, params};
+use libsql::params;
+
+use super::Row;
 
 use super::{
     Listed, Slice, Sql, Store, agents, collect, count, first, int, opt_int, opt_int_value, opt_json_col, opt_text, text,

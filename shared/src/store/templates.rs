@@ -1,6 +1,8 @@
 //! Prompt templates, scoped to one agent or global.
 
-use libsql::{Row, params};
+use libsql::params;
+
+use super::Row;
 
 use super::{
     Listed, Slice, Sql, Store, agents, check_owner, collect, count, first, flag, int, opt_int, opt_int_value, text,

@@ -1,6 +1,8 @@
 //! The tool-call ledger, and the one transaction that records how a response ended.
 
-use libsql::{Row, params};
+use libsql::params;
+
+use super::Row;
 use serde_json::Value;
 
 use super::messages::{Ending, insert};

@@ -1,6 +1,8 @@
 //! Tools.
 
-use libsql::{Row, params};
+use libsql::params;
+
+use super::Row;
 
 use super::{
     Listed, Slice, Sql, Store, check_owner, collect, count, first, flag, int, is_unique_violation, json_col, opt_int,
@@ -44,8 +46,8 @@ fn encode(value: &serde_json::Value) -> String {
 }
 
 /// A lost race past the name check still answers with the field error, not a 500.
-fn unique_to_field(err: libsql::Error) -> Error {
-    if is_unique_violation(&err) { Error::field("name", NAME_TAKEN) } else { err.into() }
+fn unique_to_field(err: Error) -> Error {
+    if is_unique_violation(&err) { Error::field("name", NAME_TAKEN) } else { err }
 }
 
 impl Store {

@@ -1,7 +1,9 @@
 //! Turns as rows: their recorded frames (for replay and live follow), cancellation requests, and the
 //! idempotency keys that point at them.
 
-use libsql::{Row, params};
+use libsql::params;
+
+use super::Row;
 
 use super::{Sql, Store, collect, first, int, opt_int, opt_text, sessions, text};
 use crate::auth::Caller;

@@ -1,6 +1,8 @@
 //! Users and their API tokens.
 
-use libsql::{Row, params};
+use libsql::params;
+
+use super::Row;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -104,7 +106,7 @@ impl Store {
                 params![username, opt_text_value(password_hash.map(str::to_owned)), is_staff, self.now()],
             )
             .await
-            .map_err(|e| if is_unique_violation(&e) { Error::field("username", USERNAME_TAKEN) } else { e.into() })?;
+            .map_err(|e| if is_unique_violation(&e) { Error::field("username", USERNAME_TAKEN) } else { e })?;
         first(rows, user).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))
     }
 
@@ -165,7 +167,7 @@ impl Store {
                 ],
             )
             .await
-            .map_err(|e| if is_unique_violation(&e) { Error::field("username", USERNAME_TAKEN) } else { e.into() })?;
+            .map_err(|e| if is_unique_violation(&e) { Error::field("username", USERNAME_TAKEN) } else { e })?;
         let updated = first(rows, user).await?.ok_or(Error::NotFound)?;
         if !updated.is_active {
             // A deactivated user's tokens stop working at once (authentication checks is_active too).
