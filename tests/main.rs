@@ -20,6 +20,7 @@ mod migrations;
 mod openapi;
 mod pagination;
 mod remote;
+mod round_trips;
 mod runtime;
 mod secrets;
 mod sessions;

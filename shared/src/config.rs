@@ -58,6 +58,9 @@ pub struct Config {
     pub sse_keepalive: Duration,
     /// How long a turn may hold its session before another turn may take over (a crashed turn's lease).
     pub turn_lease: Duration,
+    /// How long an instance trusts a token it has checked (0: checks on every request). A token revoked on
+    /// another instance stops working there within this time; on the instance that revoked it, at once.
+    pub auth_cache: Duration,
     /// Longest accepted user message, in characters.
     pub max_message_chars: usize,
     /// Hosts (or `host:port`) that `http` tool executors may call though private, loopback or link-local.
@@ -116,6 +119,7 @@ impl Config {
             upstream_retry_budget: seconds("LAMBENT_UPSTREAM_RETRY_BUDGET", 30.0)?,
             sse_keepalive: seconds("LAMBENT_SSE_KEEPALIVE", 15.0)?,
             turn_lease: seconds("LAMBENT_TURN_LEASE", 900.0)?,
+            auth_cache: seconds("LAMBENT_AUTH_CACHE", 60.0)?,
             max_message_chars,
             tool_hosts: list(get("LAMBENT_TOOL_HOSTS")),
             cors_origins: list(get("LAMBENT_CORS_ORIGINS")),

@@ -2,7 +2,7 @@
 
 use libsql::params;
 
-use super::Row;
+use super::{Row, listed, vals};
 
 use super::{
     Listed, Slice, Sql, Store, agents, collect, count, first, flag, int, is_unique_violation, opt_int_value, tools,
@@ -71,19 +71,19 @@ impl Store {
         let conn = self.conn().await;
         let filter = "(?1 IS NULL OR agent_id = ?1) AND agent_id IN
             (SELECT id FROM agent_profiles WHERE ?2 OR owner_id = ?3 OR owner_id IS NULL)";
-        let total = count(
-            conn.sql(),
-            &format!("SELECT COUNT(*) FROM agent_profile_tools WHERE {filter}"),
-            params![opt_int_value(agent), viewer.is_staff, viewer.id],
-        )
-        .await?;
-        let rows = conn
-            .query(
+        listed(
+            &conn,
+            (
+                &format!("SELECT COUNT(*) FROM agent_profile_tools WHERE {filter}"),
+                vals(params![opt_int_value(agent), viewer.is_staff, viewer.id])?,
+            ),
+            (
                 &format!("SELECT {COLUMNS} FROM agent_profile_tools WHERE {filter} ORDER BY id LIMIT ?4 OFFSET ?5"),
-                params![opt_int_value(agent), viewer.is_staff, viewer.id, slice.limit, slice.offset],
-            )
-            .await?;
-        Ok(Listed { count: total, items: collect(rows, link).await? })
+                vals(params![opt_int_value(agent), viewer.is_staff, viewer.id, slice.limit, slice.offset])?,
+            ),
+            link,
+        )
+        .await
     }
 
     pub async fn get_agent_tool(&self, viewer: &Caller, id: i64) -> Result<AgentToolLink> {

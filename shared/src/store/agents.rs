@@ -2,7 +2,7 @@
 
 use libsql::params;
 
-use super::Row;
+use super::{Row, listed, vals};
 
 use super::{Listed, Slice, Sql, Store, check_owner, collect, count, first, flag, int, opt_int, opt_int_value, text};
 use crate::auth::Caller;
@@ -33,19 +33,19 @@ impl Store {
     pub async fn list_agents(&self, viewer: &Caller, slice: Slice) -> Result<Listed<Agent>> {
         let conn = self.conn().await;
         let filter = "(?1 OR owner_id = ?2 OR owner_id IS NULL)";
-        let total = count(
-            conn.sql(),
-            &format!("SELECT COUNT(*) FROM agent_profiles WHERE {filter}"),
-            params![viewer.is_staff, viewer.id],
-        )
-        .await?;
-        let rows = conn
-            .query(
+        listed(
+            &conn,
+            (
+                &format!("SELECT COUNT(*) FROM agent_profiles WHERE {filter}"),
+                vals(params![viewer.is_staff, viewer.id])?,
+            ),
+            (
                 &format!("SELECT {COLUMNS} FROM agent_profiles WHERE {filter} ORDER BY id LIMIT ?3 OFFSET ?4"),
-                params![viewer.is_staff, viewer.id, slice.limit, slice.offset],
-            )
-            .await?;
-        Ok(Listed { count: total, items: collect(rows, agent).await? })
+                vals(params![viewer.is_staff, viewer.id, slice.limit, slice.offset])?,
+            ),
+            agent,
+        )
+        .await
     }
 
     /// An agent the viewer sees; 404 otherwise.

@@ -370,7 +370,7 @@ impl Outcomes {
     }
 }
 
-fn positional(params: impl IntoParams) -> Result<Vec<Value>> {
+pub(super) fn positional(params: impl IntoParams) -> Result<Vec<Value>> {
     match params.into_params()? {
         Params::None => Ok(Vec::new()),
         Params::Positional(values) => Ok(values),

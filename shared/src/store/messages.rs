@@ -2,7 +2,7 @@
 
 use libsql::params;
 
-use super::Row;
+use super::{Row, listed_under, opt_int, vals};
 
 use super::{
     Listed, Slice, Sql, Store, collect, count, first, int, opt_json_col, opt_text, opt_text_value, sessions, text,
@@ -71,15 +71,19 @@ impl Store {
         slice: Slice,
     ) -> Result<Listed<Message>> {
         let conn = self.conn().await;
-        sessions::find_visible(conn.sql(), viewer, session).await?;
-        let total = count(conn.sql(), "SELECT COUNT(*) FROM agent_messages WHERE session_id = ?1", [session]).await?;
-        let rows = conn
-            .query(
+        let sees = |r: &Row| Ok(viewer.sees_private(opt_int(r, 0)?));
+        let guard = (("SELECT owner_id FROM agent_sessions WHERE id = ?1", vals([session])?), &sees as _);
+        listed_under(
+            &conn,
+            guard,
+            ("SELECT COUNT(*) FROM agent_messages WHERE session_id = ?1", vals([session])?),
+            (
                 &format!("SELECT {COLUMNS} FROM agent_messages WHERE session_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3"),
-                params![session, slice.limit, slice.offset],
-            )
-            .await?;
-        Ok(Listed { count: total, items: collect(rows, message).await? })
+                vals(params![session, slice.limit, slice.offset])?,
+            ),
+            message,
+        )
+        .await
     }
 
     /// Stores a message as sent (user messages; the runtime stores assistant messages with their response).

@@ -43,6 +43,9 @@ pub use users::{TokenInfo, User, UserChanges};
 pub struct Store {
     backend: Backend,
     clock: Arc<dyn Clock>,
+    /// Callers of tokens checked recently (see `users::authenticate`).
+    callers: std::sync::Mutex<std::collections::HashMap<String, users::Trusted>>,
+    auth_cache: Duration,
 }
 
 enum Backend {
@@ -80,7 +83,9 @@ fn locate(url: &str) -> Location<'_> {
 
 impl Store {
     pub async fn open(config: &Config) -> Result<Self> {
-        Self::open_url(&config.database_url, config.database_auth_token.as_ref().map(|s| s.expose())).await
+        let store =
+            Self::open_url(&config.database_url, config.database_auth_token.as_ref().map(|s| s.expose())).await?;
+        Ok(Self { auth_cache: config.auth_cache, ..store })
     }
 
     pub async fn open_url(url: &str, auth_token: Option<&str>) -> Result<Self> {
@@ -89,7 +94,7 @@ impl Store {
                 let remote = Remote::new(url, auth_token, Duration::from_secs(5))?;
                 // A first statement: a wrong URL or token fails here, at start, not on the first request.
                 remote.probe().await?;
-                return Ok(Self { backend: Backend::Remote(remote), clock: Arc::new(SystemClock) });
+                return Ok(Self::over(Backend::Remote(remote)));
             }
             Location::Memory => ":memory:",
             Location::File(path) => {
@@ -111,10 +116,16 @@ impl Store {
         // spares an fsync per commit, which matters now that every frame of a turn is recorded.
         conn.execute("PRAGMA synchronous = NORMAL", ()).await?;
         conn.execute("PRAGMA foreign_keys = ON", ()).await?;
-        Ok(Self {
-            backend: Backend::Local { _db: db, conn: Mutex::new(Local::new(conn)) },
+        Ok(Self::over(Backend::Local { _db: db, conn: Mutex::new(Local::new(conn)) }))
+    }
+
+    fn over(backend: Backend) -> Self {
+        Self {
+            backend,
             clock: Arc::new(SystemClock),
-        })
+            callers: std::sync::Mutex::default(),
+            auth_cache: Duration::from_secs(60),
+        }
     }
 
     /// Replaces the clock (tests that need fixed or ordered time).
@@ -262,6 +273,59 @@ async fn count(conn: Sql<'_>, sql: &str, params: impl libsql::params::IntoParams
     let mut rows = conn.query(sql, params).await?;
     let row = rows.next().await?.ok_or_else(|| Error::Internal("COUNT returned no row".into()))?;
     Ok(u64::try_from(int(&row, 0)?).unwrap_or(0))
+}
+
+/// A query's text and parameters.
+type Query<'a> = (&'a str, Vec<Value>);
+
+/// Parameters as values, for queries put together before they run.
+fn vals(params: impl libsql::params::IntoParams) -> Result<Vec<Value>> {
+    conn::positional(params)
+}
+
+/// A page and the list's total, read together: one round trip remotely.
+async fn listed<T>(
+    conn: &Conn<'_>,
+    count: Query<'_>,
+    page: Query<'_>,
+    map: impl Fn(&Row) -> Result<T>,
+) -> Result<Listed<T>> {
+    list_batch(conn, None, count, page, map).await
+}
+
+/// As [`listed`], for a list under a parent the viewer must see: `guard` reads the parent in the same batch
+/// and `sees` judges its row; no row, or one the viewer does not see, is 404.
+async fn listed_under<T>(
+    conn: &Conn<'_>,
+    guard: (Query<'_>, &(dyn Fn(&Row) -> Result<bool> + Sync)),
+    count: Query<'_>,
+    page: Query<'_>,
+    map: impl Fn(&Row) -> Result<T>,
+) -> Result<Listed<T>> {
+    list_batch(conn, Some(guard), count, page, map).await
+}
+
+async fn list_batch<T>(
+    conn: &Conn<'_>,
+    guard: Option<(Query<'_>, &(dyn Fn(&Row) -> Result<bool> + Sync))>,
+    count: Query<'_>,
+    page: Query<'_>,
+    map: impl Fn(&Row) -> Result<T>,
+) -> Result<Listed<T>> {
+    let mut batch = Batch::read();
+    let guarded = guard.as_ref().map(|((sql, params), _)| batch.push(*sql, params.clone())).transpose()?;
+    let total = batch.push(count.0, count.1)?;
+    let items = batch.push(page.0, page.1)?;
+    let mut out = conn.batch(batch).await?;
+    if let (Some(index), Some((_, sees))) = (guarded, guard) {
+        let row = out.take(index)?.rows().next();
+        if !row.map(|r| sees(&r)).transpose()?.unwrap_or(false) {
+            return Err(Error::NotFound);
+        }
+    }
+    let total = out.take(total)?.rows().next().map(|r| int(&r, 0)).transpose()?.unwrap_or(0);
+    let items = out.take(items)?.rows().map(|r| map(&r)).collect::<Result<Vec<T>>>()?;
+    Ok(Listed { count: u64::try_from(total).unwrap_or(0), items })
 }
 
 async fn collect<T>(mut rows: Rows<'_>, map: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {

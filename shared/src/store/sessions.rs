@@ -2,7 +2,7 @@
 
 use libsql::params;
 
-use super::Row;
+use super::{Row, listed, vals};
 
 use super::{
     Listed, Slice, Sql, Store, agents, collect, count, first, int, opt_int, opt_int_value, opt_json_col, opt_text, text,
@@ -39,19 +39,19 @@ impl Store {
     pub async fn list_sessions(&self, viewer: &Caller, agent: Option<i64>, slice: Slice) -> Result<Listed<Session>> {
         let conn = self.conn().await;
         let filter = "(?1 IS NULL OR agent_id = ?1) AND (?2 OR owner_id = ?3)";
-        let total = count(
-            conn.sql(),
-            &format!("SELECT COUNT(*) FROM agent_sessions WHERE {filter}"),
-            params![opt_int_value(agent), viewer.is_staff, viewer.id],
-        )
-        .await?;
-        let rows = conn
-            .query(
+        listed(
+            &conn,
+            (
+                &format!("SELECT COUNT(*) FROM agent_sessions WHERE {filter}"),
+                vals(params![opt_int_value(agent), viewer.is_staff, viewer.id])?,
+            ),
+            (
                 &format!("SELECT {COLUMNS} FROM agent_sessions WHERE {filter} ORDER BY id LIMIT ?4 OFFSET ?5"),
-                params![opt_int_value(agent), viewer.is_staff, viewer.id, slice.limit, slice.offset],
-            )
-            .await?;
-        Ok(Listed { count: total, items: collect(rows, session).await? })
+                vals(params![opt_int_value(agent), viewer.is_staff, viewer.id, slice.limit, slice.offset])?,
+            ),
+            session,
+        )
+        .await
     }
 
     /// One of the viewer's sessions; 404 for anyone else's.

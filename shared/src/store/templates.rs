@@ -2,7 +2,7 @@
 
 use libsql::params;
 
-use super::Row;
+use super::{Row, listed, vals};
 
 use super::{
     Listed, Slice, Sql, Store, agents, check_owner, collect, count, first, flag, int, opt_int, opt_int_value, text,
@@ -71,19 +71,19 @@ impl Store {
         };
         let filter = "(?1 = 0 OR (?1 = 1 AND agent_id = ?2) OR (?1 = 2 AND agent_id IS NULL))
             AND (?3 OR owner_id = ?4 OR owner_id IS NULL)";
-        let total = count(
-            conn.sql(),
-            &format!("SELECT COUNT(*) FROM agent_prompt_templates WHERE {filter}"),
-            params![mode, opt_int_value(agent), viewer.is_staff, viewer.id],
-        )
-        .await?;
-        let rows = conn
-            .query(
+        listed(
+            &conn,
+            (
+                &format!("SELECT COUNT(*) FROM agent_prompt_templates WHERE {filter}"),
+                vals(params![mode, opt_int_value(agent), viewer.is_staff, viewer.id])?,
+            ),
+            (
                 &format!("SELECT {COLUMNS} FROM agent_prompt_templates WHERE {filter} ORDER BY id LIMIT ?5 OFFSET ?6"),
-                params![mode, opt_int_value(agent), viewer.is_staff, viewer.id, slice.limit, slice.offset],
-            )
-            .await?;
-        Ok(Listed { count: total, items: collect(rows, template).await? })
+                vals(params![mode, opt_int_value(agent), viewer.is_staff, viewer.id, slice.limit, slice.offset])?,
+            ),
+            template,
+        )
+        .await
     }
 
     pub async fn get_template(&self, viewer: &Caller, id: i64) -> Result<Template> {

@@ -2,7 +2,7 @@
 
 use libsql::params;
 
-use super::Row;
+use super::{Row, listed_under, opt_int, vals};
 use serde_json::Value;
 
 use super::messages::{Ending, insert};
@@ -193,15 +193,19 @@ impl Store {
         slice: Slice,
     ) -> Result<Listed<ToolCallRecord>> {
         let conn = self.conn().await;
-        sessions::find_visible(conn.sql(), viewer, session).await?;
-        let total = count(conn.sql(), "SELECT COUNT(*) FROM agent_tool_calls WHERE session_id = ?1", [session]).await?;
-        let rows = conn
-            .query(
+        let sees = |r: &Row| Ok(viewer.sees_private(opt_int(r, 0)?));
+        let guard = (("SELECT owner_id FROM agent_sessions WHERE id = ?1", vals([session])?), &sees as _);
+        listed_under(
+            &conn,
+            guard,
+            ("SELECT COUNT(*) FROM agent_tool_calls WHERE session_id = ?1", vals([session])?),
+            (
                 &format!("SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3"),
-                params![session, slice.limit, slice.offset],
-            )
-            .await?;
-        Ok(Listed { count: total, items: collect(rows, record).await? })
+                vals(params![session, slice.limit, slice.offset])?,
+            ),
+            record,
+        )
+        .await
     }
 }
 

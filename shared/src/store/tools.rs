@@ -2,7 +2,7 @@
 
 use libsql::params;
 
-use super::Row;
+use super::{Row, listed, vals};
 
 use super::{
     Listed, Slice, Sql, Store, check_owner, collect, count, first, flag, int, is_unique_violation, json_col, opt_int,
@@ -55,19 +55,16 @@ impl Store {
     pub async fn list_tools(&self, viewer: &Caller, slice: Slice) -> Result<Listed<Tool>> {
         let conn = self.conn().await;
         let filter = "(?1 OR owner_id = ?2 OR owner_id IS NULL)";
-        let total = count(
-            conn.sql(),
-            &format!("SELECT COUNT(*) FROM agent_tools WHERE {filter}"),
-            params![viewer.is_staff, viewer.id],
-        )
-        .await?;
-        let rows = conn
-            .query(
+        listed(
+            &conn,
+            (&format!("SELECT COUNT(*) FROM agent_tools WHERE {filter}"), vals(params![viewer.is_staff, viewer.id])?),
+            (
                 &format!("SELECT {COLUMNS} FROM agent_tools WHERE {filter} ORDER BY id LIMIT ?3 OFFSET ?4"),
-                params![viewer.is_staff, viewer.id, slice.limit, slice.offset],
-            )
-            .await?;
-        Ok(Listed { count: total, items: collect(rows, tool).await? })
+                vals(params![viewer.is_staff, viewer.id, slice.limit, slice.offset])?,
+            ),
+            tool,
+        )
+        .await
     }
 
     pub async fn get_tool(&self, viewer: &Caller, id: i64) -> Result<Tool> {

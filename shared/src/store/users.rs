@@ -2,7 +2,9 @@
 
 use libsql::params;
 
-use super::Row;
+use std::collections::HashMap;
+
+use super::{Batch, Row, listed, vals};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -90,6 +92,16 @@ pub struct UserChanges {
     pub is_active: Option<bool>,
 }
 
+/// A caller this instance checked recently, trusted until `until`.
+#[derive(Debug, Clone)]
+pub(super) struct Trusted {
+    caller: Caller,
+    until: String,
+}
+
+/// Trusted callers kept at most; past it the map starts again (it holds one entry per token in use).
+const MAX_TRUSTED: usize = 10_000;
+
 /// Tokens are touched at most this often, so authenticating is a read, not a write, on most requests.
 const LAST_USED_GRANULARITY_SECS: i64 = 60;
 
@@ -135,17 +147,20 @@ impl Store {
 
     pub async fn list_users(&self, slice: Slice) -> Result<Listed<User>> {
         let conn = self.conn().await;
-        let total = count(conn.sql(), "SELECT COUNT(*) FROM users", ()).await?;
-        let rows = conn
-            .query(
+        listed(
+            &conn,
+            ("SELECT COUNT(*) FROM users", vals(())?),
+            (
                 &format!("SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT ?1 OFFSET ?2"),
-                params![slice.limit, slice.offset],
-            )
-            .await?;
-        Ok(Listed { count: total, items: collect(rows, user).await? })
+                vals(params![slice.limit, slice.offset])?,
+            ),
+            user,
+        )
+        .await
     }
 
     pub async fn update_user(&self, id: i64, changes: UserChanges) -> Result<User> {
+        self.forget_callers();
         let conn = self.conn().await;
         let existing = find(conn.sql(), id).await?.ok_or(Error::NotFound)?;
         if let Some(username) = &changes.username {
@@ -182,6 +197,7 @@ impl Store {
 
     /// Deletes the user and everything it owns (agents, tools, templates, sessions, tokens).
     pub async fn delete_user(&self, id: i64) -> Result<()> {
+        self.forget_callers();
         let deleted = self.conn().await.execute("DELETE FROM users WHERE id = ?1", [id]).await?;
         if deleted == 0 { Err(Error::NotFound) } else { Ok(()) }
     }
@@ -216,50 +232,85 @@ impl Store {
     }
 
     /// The caller behind a token hash: unknown, revoked and expired tokens and inactive users give None.
+    ///
+    /// A caller found is trusted for `LAMBENT_AUTH_CACHE` (default 60 s) or until its token expires, whichever
+    /// is sooner, so a warm instance authenticates without a database round trip. Revoking a token, changing
+    /// or deleting a user forgets every trusted caller of this instance at once; other instances (other
+    /// Lambda instances) notice within that time. A lookup is one round trip: the `last_used_at` touch (at
+    /// most once a minute per token) travels in the same batch, before the read.
     pub async fn authenticate(&self, token_hash: &str) -> Result<Option<Caller>> {
-        let conn = self.conn().await;
         let now_at = self.clock().now();
         let now = self.now();
-        let rows = conn
-            .query(
-                "SELECT t.id, u.id, u.username, u.is_staff, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id
-                 WHERE t.token_hash = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)
-                   AND u.is_active = 1",
-                params![token_hash, now.clone()],
-            )
-            .await?;
-        let found = first(rows, |r| {
-            Ok((
-                Caller { token_id: Some(int(r, 0)?), id: int(r, 1)?, username: text(r, 2)?, is_staff: flag(r, 3)? },
-                opt_text(r, 4)?,
-            ))
-        })
-        .await?;
-        let Some((caller, last_used)) = found else { return Ok(None) };
-        let stale = crate::clock::format_timestamp(now_at - time::Duration::seconds(LAST_USED_GRANULARITY_SECS));
-        if last_used.is_none_or(|at| at < stale) {
-            conn.execute("UPDATE api_tokens SET last_used_at = ?1 WHERE id = ?2", params![now, caller.token_id])
-                .await?;
+        if let Some(trusted) = self.trusted().get(token_hash).filter(|t| t.until > now) {
+            return Ok(Some(trusted.caller.clone()));
         }
+        let stale = crate::clock::format_timestamp(now_at - time::Duration::seconds(LAST_USED_GRANULARITY_SECS));
+        let live = "t.token_hash = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)";
+        let mut batch = Batch::read();
+        batch.push(
+            format!(
+                "UPDATE api_tokens AS t SET last_used_at = ?2 WHERE {live}
+                   AND (t.last_used_at IS NULL OR t.last_used_at < ?3)"
+            ),
+            params![token_hash, now.clone(), stale],
+        )?;
+        let found = batch.push(
+            format!(
+                "SELECT t.id, u.id, u.username, u.is_staff, t.expires_at FROM api_tokens t JOIN users u ON u.id = t.user_id
+                 WHERE {live} AND u.is_active = 1"
+            ),
+            params![token_hash, now],
+        )?;
+        let mut out = self.conn().await.batch(batch).await?;
+        let row = out.take(found)?.rows().next();
+        let Some(row) = row else { return Ok(None) };
+        let caller = Caller {
+            token_id: Some(int(&row, 0)?),
+            id: int(&row, 1)?,
+            username: text(&row, 2)?,
+            is_staff: flag(&row, 3)?,
+        };
+        // Timestamps are fixed-width UTC text: they order as strings.
+        let mut until = crate::clock::format_timestamp(now_at + self.auth_cache);
+        if let Some(expires) = opt_text(&row, 4)? {
+            until = until.min(expires);
+        }
+        let mut trusted = self.trusted();
+        if trusted.len() >= MAX_TRUSTED {
+            trusted.clear();
+        }
+        trusted.insert(token_hash.to_owned(), Trusted { caller: caller.clone(), until });
         Ok(Some(caller))
+    }
+
+    fn trusted(&self) -> std::sync::MutexGuard<'_, HashMap<String, Trusted>> {
+        self.callers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Forgets every trusted caller: after a revocation or a change to a user.
+    fn forget_callers(&self) {
+        self.trusted().clear();
     }
 
     /// The user's API tokens (not its short-lived login tokens), revoked ones left out.
     pub async fn list_tokens(&self, user: i64, slice: Slice) -> Result<Listed<TokenInfo>> {
         let conn = self.conn().await;
         let filter = "user_id = ?1 AND kind = 'api' AND revoked_at IS NULL";
-        let total = count(conn.sql(), &format!("SELECT COUNT(*) FROM api_tokens WHERE {filter}"), [user]).await?;
-        let rows = conn
-            .query(
+        listed(
+            &conn,
+            (&format!("SELECT COUNT(*) FROM api_tokens WHERE {filter}"), vals([user])?),
+            (
                 &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE {filter} ORDER BY id LIMIT ?2 OFFSET ?3"),
-                params![user, slice.limit, slice.offset],
-            )
-            .await?;
-        Ok(Listed { count: total, items: collect(rows, token).await? })
+                vals(params![user, slice.limit, slice.offset])?,
+            ),
+            token,
+        )
+        .await
     }
 
     /// Revokes one of the user's tokens (None: any user's, for the CLI). Unknown or already revoked: 404.
     pub async fn revoke_token(&self, user: Option<i64>, id: i64) -> Result<()> {
+        self.forget_callers();
         let revoked = self
             .conn()
             .await
@@ -273,6 +324,7 @@ impl Store {
 
     /// The CLI's way to name a token: its visible prefix.
     pub async fn revoke_token_by_prefix(&self, prefix: &str) -> Result<u64> {
+        self.forget_callers();
         Ok(self
             .conn()
             .await

@@ -1,0 +1,150 @@
+//! Round-trip budgets against a remote database (issue 13): a request on a warm instance reaches the database
+//! at most this many times. Counted by a proxy in front of a real sqld, so every HTTP request the store sends
+//! is seen, whatever the code believes it sends. Budgets are counts, not times: they hold on any machine.
+
+use std::time::Duration;
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::helpers::fake_openai::{FakeOpenAi, Step, frames, function_call_events, text_events};
+use crate::helpers::services::{CountingProxy, Sqld};
+use crate::helpers::{Streamed, TestApp};
+use crate::remote::remote_app;
+
+/// An app over sqld through a counting proxy; its token has been used once (the instance is warm).
+async fn counted_app() -> (TestApp, CountingProxy, FakeOpenAi, Sqld) {
+    let sqld = Sqld::start().await;
+    let proxy = CountingProxy::start(&sqld.url, Duration::ZERO).await;
+    let fake = FakeOpenAi::start().await;
+    let app = remote_app(&proxy.url, &sqld.token(), &fake).await;
+    assert_eq!(app.get("/api/auth/me/").await.0, 200);
+    (app, proxy, fake, sqld)
+}
+
+/// The database requests `f` caused.
+async fn trips<T>(proxy: &CountingProxy, f: impl std::future::Future<Output = T>) -> (u64, T) {
+    let before = proxy.count();
+    let out = f.await;
+    (proxy.count() - before, out)
+}
+
+#[tokio::test]
+async fn crud_reads_and_writes_reach_the_database_at_most_twice() {
+    let (app, proxy, _fake, _sqld) = counted_app().await;
+    let agent = app.create("/api/agents/", json!({"name": "A", "is_default": true})).await;
+    let tool = app.create("/api/tools/", json!({"name": "t"})).await;
+    let session = app.create("/api/sessions/", json!({"agent": agent["id"]})).await;
+    let (a, t, s) = (agent["id"].clone(), tool["id"].clone(), session["id"].clone());
+    let mut report = Vec::new();
+    let mut check = |what: String, n: u64, status: u16| report.push((what, n, status));
+
+    for path in [
+        "/api/agents/".to_owned(),
+        format!("/api/agents/{a}/"),
+        "/api/tools/".to_owned(),
+        format!("/api/tools/{t}/"),
+        "/api/templates/".to_owned(),
+        "/api/agent-tools/".to_owned(),
+        "/api/sessions/".to_owned(),
+        format!("/api/sessions/{s}/"),
+        format!("/api/sessions/{s}/messages/"),
+        format!("/api/sessions/{s}/tool-calls/"),
+        "/api/tokens/".to_owned(),
+        "/api/auth/me/".to_owned(),
+    ] {
+        let (n, (status, _)) = trips(&proxy, app.get(&path)).await;
+        check(format!("GET {path}"), n, status.as_u16());
+    }
+    let writes: Vec<(&str, String, Option<Value>)> = vec![
+        ("POST", "/api/agents/".into(), Some(json!({"name": "B", "is_default": true}))),
+        ("PATCH", format!("/api/agents/{a}/"), Some(json!({"system_prompt": "Be brief.", "is_default": true}))),
+        ("PUT", format!("/api/agents/{a}/"), Some(json!({"name": "A2"}))),
+        ("POST", "/api/tools/".into(), Some(json!({"name": "u"}))),
+        ("PATCH", format!("/api/tools/{t}/"), Some(json!({"description": "d"}))),
+        ("POST", "/api/templates/".into(), Some(json!({"name": "x", "template": "y", "agent": a, "is_default": true}))),
+        ("POST", "/api/agent-tools/".into(), Some(json!({"agent": a, "tool": t}))),
+        ("POST", "/api/sessions/".into(), Some(json!({"agent": a}))),
+        ("POST", "/api/tokens/".into(), Some(json!({"name": "ci"}))),
+        ("DELETE", format!("/api/sessions/{s}/"), None),
+        ("DELETE", format!("/api/tools/{t}/"), None),
+    ];
+    for (method, path, body) in writes {
+        let method: reqwest::Method = method.parse().unwrap();
+        let (n, (status, _)) = trips(&proxy, app.call(method.clone(), &path, body)).await;
+        check(format!("{method} {path}"), n, status.as_u16());
+    }
+    let over: Vec<_> = report.iter().filter(|(_, n, status)| *n > 2 || *status >= 300).collect();
+    assert!(over.is_empty(), "over budget (or failed): {over:?}\nall: {report:#?}");
+}
+
+/// Runs a turn whose upstream waits at a gate until the database count at its request is noted; answers
+/// (before upstream, after it, the answer).
+async fn turn_trips(
+    app: &TestApp,
+    proxy: &CountingProxy,
+    fake: &FakeOpenAi,
+    path: &'static str,
+    body: Value,
+    events: Vec<Step>,
+) -> (u64, u64, Streamed) {
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let mut steps = vec![Step::Gate(gate.clone())];
+    steps.extend(events);
+    fake.push_stream(steps);
+    let seen = fake.requests().len();
+    let before = proxy.count();
+    let turn = tokio::spawn({
+        let app = app.clone();
+        async move { app.stream(path, body).await }
+    });
+    while fake.requests().len() == seen {
+        assert!(!turn.is_finished(), "the turn ended before it called upstream");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let at_upstream = proxy.count() - before;
+    gate.notify_one();
+    let out = turn.await.unwrap();
+    (at_upstream, proxy.count() - before - at_upstream, out)
+}
+
+#[tokio::test]
+async fn a_turn_reaches_the_database_at_most_twice_before_upstream_and_twice_after_its_last_event() {
+    let (app, proxy, fake, _sqld) = counted_app().await;
+    let agent = app.create("/api/agents/", json!({"name": "A", "is_default": true})).await;
+    let tool = app.create("/api/tools/", json!({"name": "lookup"})).await;
+    app.create("/api/agent-tools/", json!({"agent": agent["id"], "tool": tool["id"]})).await;
+    app.create("/api/templates/", json!({"name": "g", "template": "Reply in {{lang}}.", "is_default": true})).await;
+    let answer = || frames(text_events("resp_x", &["a", "b", "c", "d", "e", "f", "g", "h"]));
+    let mut report = Vec::new();
+
+    let message = json!({"message": "hi", "variables": {"lang": "en"}});
+    let (pre, post, out) = turn_trips(&app, &proxy, &fake, "/api/agent/stream/", message.clone(), answer()).await;
+    assert_eq!(out.text(), "abcdefgh");
+    let session = out.done()["session_id"].clone();
+    report.push(("stream, new session", pre, post));
+
+    let next = json!({"message": "again", "session_id": session, "variables": {"lang": "en"}});
+    let (pre, post, out) = turn_trips(&app, &proxy, &fake, "/api/agent/stream/", next, answer()).await;
+    assert_eq!(out.done()["status"], "completed");
+    report.push(("stream, existing session", pre, post));
+
+    let (pre, post, out) = turn_trips(&app, &proxy, &fake, "/api/agent/chat/", message.clone(), answer()).await;
+    assert_eq!(out.body()["output_text"], "abcdefgh", "{}", out.raw);
+    report.push(("chat, new session", pre, post));
+
+    let call = frames(function_call_events("resp_c", &[("call_1", "lookup", "{}")]));
+    let (pre, post, out) = turn_trips(&app, &proxy, &fake, "/api/agent/stream/", message, call).await;
+    let session = out.done()["session_id"].clone();
+    assert_eq!(out.done()["pending_tool_calls"], json!(["call_1"]));
+    report.push(("stream ending in a tool call", pre, post));
+
+    let output = json!({"session_id": session, "call_id": "call_1", "output": "42"});
+    let (pre, post, out) = turn_trips(&app, &proxy, &fake, "/api/agent/tool-output/", output, answer()).await;
+    assert_eq!(out.text(), "abcdefgh");
+    report.push(("tool-output", pre, post));
+
+    let over: Vec<_> = report.iter().filter(|(_, pre, post)| *pre > 2 || *post > 2).collect();
+    assert!(over.is_empty(), "over budget (before upstream, after its last event): {over:?}\nall: {report:?}");
+}
