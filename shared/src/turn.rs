@@ -29,7 +29,7 @@ use crate::llm::events::{Finish, Observed, ResponseAccumulator, ToolCall};
 use crate::llm::{ModelProvider, ModelRequest};
 use crate::state::AppState;
 use crate::store::{
-    Earlier, IdempotencyClaim, KEY_LIFETIME, NewFrame, ResponseOutcome, StoredFrame, Submission, TurnLease,
+    Earlier, IdempotencyClaim, KEY_LIFETIME, NewFrame, ResponseOutcome, StoredFrame, Submission, TurnLease, TurnSession,
 };
 
 /// Tool rounds one turn may run on the server before it stops and hands the calls to the client.
@@ -265,38 +265,41 @@ pub async fn start_message(
 ) -> Result<Turn> {
     let provider = provider(state)?;
     let store = &state.store;
+    // Everything the turn reads, in one batch; then everything it writes before going upstream, in another.
+    let context = store.turn_context(request.agent_id, request.session_id, caller.owner_for(None)).await?;
     let (agent, session) = match (request.agent_id, request.session_id) {
         (agent_id, Some(session_id)) => {
-            let session = store.get_session(caller, session_id).await?;
+            let session = context.session.filter(|s| caller.sees_private(s.owner)).ok_or(Error::NotFound)?;
             if let Some(agent_id) = agent_id.filter(|id| *id != session.agent) {
-                store.get_agent(caller, agent_id).await?;
+                context.agent.filter(|a| caller.sees(a.owner)).ok_or(Error::NotFound)?;
                 return Err(Error::field(
                     "session_id",
                     format!("Session {session_id} belongs to agent {}, not agent {agent_id}.", session.agent),
                 ));
             }
             // The session is the caller's, so its agent answers even if it is no longer visible to them.
-            (store.get_agent(&Caller::system(), session.agent).await?, Some(session))
+            (context.agent.ok_or(Error::NotFound)?, Some(session))
         }
-        (Some(agent_id), None) => (store.get_agent(caller, agent_id).await?, None),
+        (Some(_), None) => (context.agent.filter(|a| caller.sees(a.owner)).ok_or(Error::NotFound)?, None),
         (None, None) => {
-            let agent = store
-                .default_agent(caller.owner_for(None))
-                .await?
+            let agent = context
+                .agent
                 .ok_or_else(|| Error::field("agent_id", "No agent_id was given and no agent is marked is_default."))?;
             (agent, None)
         }
     };
-    let templates = store.instruction_templates(&agent).await?;
-    let texts: Vec<&str> = templates.iter().map(|t| t.template.as_str()).collect();
+    let texts: Vec<&str> = context.templates.iter().map(|t| t.template.as_str()).collect();
     let instructions = build_instructions(&agent.system_prompt, &texts, &request.variables)?;
-    let tools = store.agent_active_tools(agent.id).await?;
-    let session = match session {
-        Some(session) => session,
-        None => store.create_session(caller, NewSession { agent: agent.id }).await?,
+    let target = match &session {
+        Some(session) => TurnSession::Existing(session.id),
+        None => TurnSession::New { agent: agent.id, owner: caller.owner_for(None) },
     };
     let lease = new_lease(state);
-    let started = store.begin_turn(session.id, &lease, &request.message, instructions.as_deref(), claim).await?;
+    let started = store.begin_turn(target, &lease, &request.message, instructions.as_deref(), claim).await?;
+    let session = match (session, started.created) {
+        (Some(session), _) | (None, Some(session)) => session,
+        (None, None) => return Err(Error::Internal("a new turn's session was not created".into())),
+    };
     let mut input = outputs_of(&started.unanswered);
     input.push(json!({"type": "message", "role": "user", "content": request.message}));
     Ok(Turn {
@@ -305,7 +308,7 @@ pub async fn start_message(
         session_id: session.id,
         agent,
         instructions,
-        tools,
+        tools: context.tools,
         input,
         previous_response_id: session.previous_response_id,
         auto_execute: request.auto_execute_tools,
@@ -403,6 +406,10 @@ pub const CANCEL_POLL: Duration = Duration::from_secs(1);
 pub const INTERRUPTED_SEQ: u64 = 1 << 40;
 /// How long the recorder gathers frames before it writes them in one transaction.
 const RECORD_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The same over a remote database, where each write is a network round trip: at most four a second,
+/// and a turn shorter than this records all its frames with its end (issue 13's budget).
+const REMOTE_RECORD_INTERVAL: Duration = Duration::from_millis(250);
 /// How often a follower looks for new frames of a running turn.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
 const FOLLOW_BATCH: u64 = 256;
@@ -563,6 +570,7 @@ impl Drop for Sink {
 /// another process, and ends the turn in the store when `done` arrives.
 async fn record(state: AppState, session: i64, turn_id: String, inbox: Arc<Inbox>, cancel: CancellationToken) {
     let store = &state.store;
+    let interval = if store.is_remote() { REMOTE_RECORD_INTERVAL } else { RECORD_INTERVAL };
     // Two timers for the whole turn, reset rather than rebuilt: one per frame showed up in the profile.
     let poll = tokio::time::sleep(CANCEL_POLL);
     let gather = tokio::time::sleep(RECORD_INTERVAL);
@@ -581,7 +589,7 @@ async fn record(state: AppState, session: i64, turn_id: String, inbox: Arc<Inbox
         // Frames that arrive within RECORD_INTERVAL share one transaction: a commit per frame cost more CPU
         // than the whole relay (BENCHMARKS.md). Clients never wait for this; `done` ends the wait at once.
         if !inbox.ending() {
-            gather.as_mut().reset(tokio::time::Instant::now() + RECORD_INTERVAL);
+            gather.as_mut().reset(tokio::time::Instant::now() + interval);
             tokio::select! {
                 () = &mut gather => {}
                 () = inbox.bell.notified() => {}

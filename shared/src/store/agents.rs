@@ -9,9 +9,9 @@ use crate::auth::Caller;
 use crate::domain::{Agent, AgentChanges, AgentFields};
 use crate::error::{Error, Result};
 
-const COLUMNS: &str = "id, name, owner_id, model, system_prompt, is_default, created_at, updated_at";
+pub(super) const COLUMNS: &str = "id, name, owner_id, model, system_prompt, is_default, created_at, updated_at";
 
-fn agent(row: &Row) -> Result<Agent> {
+pub(super) fn agent(row: &Row) -> Result<Agent> {
     Ok(Agent {
         id: int(row, 0)?,
         name: text(row, 1)?,

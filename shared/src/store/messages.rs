@@ -2,6 +2,9 @@
 
 use libsql::params;
 
+use libsql::Value;
+
+use super::conn::Batch;
 use super::{Row, listed_under, opt_int, vals};
 
 use super::{
@@ -33,33 +36,38 @@ pub(super) struct Ending<'a> {
     pub usage: Option<&'a serde_json::Value>,
 }
 
-/// Inserts one message and returns it as stored.
-pub(super) async fn insert(
-    conn: Sql<'_>,
-    session: i64,
+/// Adds the INSERT of one message (returning it as stored) to a batch. `session` is a value, or with
+/// `session_sql` an expression over the batch's first parameter (the session a turn holds).
+pub(super) fn push_insert(
+    batch: &mut Batch,
+    session: Value,
+    session_sql: &str,
     role: &str,
     content: &str,
     ending: Option<Ending<'_>>,
     now: &str,
-) -> Result<Message> {
-    let rows = conn
-        .query(
-            &format!(
-                "INSERT INTO agent_messages (session_id, role, content, status, response_id, usage, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {COLUMNS}"
-            ),
-            params![
-                session,
-                role,
-                content,
-                opt_text_value(ending.map(|e| e.status.to_owned())),
-                opt_text_value(ending.and_then(|e| e.response_id).map(str::to_owned)),
-                opt_text_value(ending.and_then(|e| e.usage).map(serde_json::Value::to_string)),
-                now
-            ],
-        )
-        .await?;
-    first(rows, message).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))
+) -> Result<usize> {
+    batch.push(
+        format!(
+            "INSERT INTO agent_messages (session_id, role, content, status, response_id, usage, created_at)
+             VALUES ({session_sql}, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {COLUMNS}"
+        ),
+        params![
+            session,
+            role,
+            content,
+            opt_text_value(ending.map(|e| e.status.to_owned())),
+            opt_text_value(ending.and_then(|e| e.response_id).map(str::to_owned)),
+            opt_text_value(ending.and_then(|e| e.usage).map(serde_json::Value::to_string)),
+            now
+        ],
+    )
+}
+
+/// The row a batch's INSERT ... RETURNING gave.
+pub(super) fn returned<T>(set: super::conn::Set, map: impl Fn(&Row) -> Result<T>) -> Result<T> {
+    let row = set.rows().next().ok_or_else(|| Error::Internal("INSERT returned no row".into()))?;
+    map(&row)
 }
 
 impl Store {
@@ -88,6 +96,8 @@ impl Store {
 
     /// Stores a message as sent (user messages; the runtime stores assistant messages with their response).
     pub async fn add_message(&self, session: i64, role: &str, content: &str) -> Result<Message> {
-        insert(self.conn().await.sql(), session, role, content, None, &self.now()).await
+        let mut batch = Batch::write();
+        let inserted = push_insert(&mut batch, session.into(), "?1", role, content, None, &self.now())?;
+        returned(self.conn().await.batch(batch).await?.take(inserted)?, message)
     }
 }

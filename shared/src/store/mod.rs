@@ -36,7 +36,8 @@ use crate::error::{Error, Result};
 use conn::{Batch, Conn, Local, Remote, Row, Rows, Sql};
 
 pub use migrate::{MIGRATIONS, Migration};
-pub use tool_calls::{ResponseOutcome, Submission, TurnLease, TurnStart};
+pub use runtime::TurnContext;
+pub use tool_calls::{ResponseOutcome, Submission, TurnLease, TurnSession, TurnStart};
 pub use turns::{Earlier, IdempotencyClaim, KEY_LIFETIME, NewFrame, StoredFrame, TurnKind};
 pub use users::{TokenInfo, User, UserChanges};
 

@@ -2,11 +2,77 @@
 
 use libsql::params;
 
+use super::conn::Batch;
 use super::{Store, agents, collect, first, opt_int_value};
-use crate::domain::{Agent, Template, Tool};
+use crate::domain::{Agent, Session, Template, Tool};
 use crate::error::Result;
 
+/// What a message turn reads before it writes: the session named, the agent the turn talks to (the one
+/// named, else the session's, else the caller's default), its default templates and its active tools.
+#[derive(Debug)]
+pub struct TurnContext {
+    pub session: Option<Session>,
+    pub agent: Option<Agent>,
+    /// The agent's own default templates if it has any, otherwise the global defaults.
+    pub templates: Vec<Template>,
+    pub tools: Vec<Tool>,
+}
+
+const TOOLS: &str = "SELECT t.id, t.name, t.owner_id, t.description, t.tool_type, t.parameters, t.format, t.is_active,
+        t.created_at, t.executor
+ FROM agent_profile_tools l JOIN agent_tools t ON t.id = l.tool_id
+ WHERE l.agent_id = ?1 AND l.enabled = 1 AND t.is_active = 1 ORDER BY l.id";
+
 impl Store {
+    /// Reads a turn's context in one batch (one round trip remotely). `agent` and `session` are what the
+    /// request named; `owner` whose default agent applies when it named neither.
+    pub async fn turn_context(
+        &self,
+        agent: Option<i64>,
+        session: Option<i64>,
+        owner: Option<i64>,
+    ) -> Result<TurnContext> {
+        // The agent the turn talks to, as an expression over ?1 (agent), ?2 (session), ?3 (owner).
+        let which = "coalesce(?1, (SELECT agent_id FROM agent_sessions WHERE id = ?2),
+            (SELECT id FROM agent_profiles WHERE is_default = 1 AND (owner_id IS ?3 OR owner_id IS NULL)
+             ORDER BY owner_id IS NULL, id LIMIT 1))";
+        let named = || params![opt_int_value(agent), opt_int_value(session), opt_int_value(owner)];
+        let tpl = super::templates::COLUMNS;
+        let mut batch = Batch::read();
+        let found_session = batch.push(
+            format!("SELECT {} FROM agent_sessions WHERE id = ?1", super::sessions::COLUMNS),
+            [opt_int_value(session)],
+        )?;
+        let found_agent =
+            batch.push(format!("SELECT {} FROM agent_profiles WHERE id = {which}", agents::COLUMNS), named())?;
+        let scoped = batch.push(
+            format!("SELECT {tpl} FROM agent_prompt_templates WHERE is_default = 1 AND agent_id = {which} ORDER BY id"),
+            named(),
+        )?;
+        let global = batch.push(
+            format!(
+                "SELECT {tpl} FROM agent_prompt_templates WHERE is_default = 1 AND agent_id IS NULL
+                 AND (owner_id IS (SELECT owner_id FROM agent_profiles WHERE id = {which}) OR owner_id IS NULL) ORDER BY id"
+            ),
+            named(),
+        )?;
+        let tools = batch.push(TOOLS.replace("?1", &format!("({which})")), named())?;
+        let mut out = self.conn().await.batch(batch).await?;
+        let scoped: Vec<Template> =
+            out.take(scoped)?.rows().map(|r| super::templates::template(&r)).collect::<Result<_>>()?;
+        let templates = if scoped.is_empty() {
+            out.take(global)?.rows().map(|r| super::templates::template(&r)).collect::<Result<_>>()?
+        } else {
+            scoped
+        };
+        Ok(TurnContext {
+            session: out.take(found_session)?.rows().next().map(|r| super::sessions::session(&r)).transpose()?,
+            agent: out.take(found_agent)?.rows().next().map(|r| agents::agent(&r)).transpose()?,
+            templates,
+            tools: out.take(tools)?.rows().map(|r| super::tools::tool(&r)).collect::<Result<_>>()?,
+        })
+    }
+
     /// The default agent: an owner's own default first, then the global one.
     pub async fn default_agent(&self, owner: Option<i64>) -> Result<Option<Agent>> {
         let conn = self.conn().await;

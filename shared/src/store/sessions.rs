@@ -11,9 +11,9 @@ use crate::auth::Caller;
 use crate::domain::{NewSession, Session, missing_pk};
 use crate::error::{Error, Result};
 
-const COLUMNS: &str = "id, agent_id, owner_id, previous_response_id, last_output, created_at, updated_at";
+pub(super) const COLUMNS: &str = "id, agent_id, owner_id, previous_response_id, last_output, created_at, updated_at";
 
-fn session(row: &Row) -> Result<Session> {
+pub(super) fn session(row: &Row) -> Result<Session> {
     Ok(Session {
         id: int(row, 0)?,
         agent: int(row, 1)?,

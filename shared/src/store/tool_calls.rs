@@ -5,13 +5,14 @@ use libsql::params;
 use super::{Row, listed_under, opt_int, vals};
 use serde_json::Value;
 
-use super::messages::{Ending, insert};
+use super::conn::Batch;
+use super::messages::{Ending, push_insert, returned};
 use super::{Listed, Slice, Sql, Store, collect, count, first, int, opt_text, opt_text_value, sessions, text};
 use crate::domain::{Message, ToolCallRecord, ToolType};
 use crate::error::{Error, Result};
 use crate::llm::events::ToolCall;
 
-use super::turns::{IdempotencyClaim, TurnKind, claim_key, insert_turn};
+use super::turns::{IdempotencyClaim, TurnKind, claim_key, insert_turn, push_claim};
 
 const COLUMNS: &str =
     "id, session_id, response_id, call_id, name, call_type, arguments, status, output, created_at, updated_at";
@@ -71,19 +72,18 @@ impl Store {
     /// Records a finished response in one transaction: the assistant message, the session's chain (only
     /// for a completed response) and the ledger entries of its tool calls.
     pub async fn record_response(&self, outcome: ResponseOutcome<'_>) -> Result<Message> {
-        let conn = self.conn().await;
         let now = self.now();
-        let tx = conn.transaction().await?;
         let ending = Ending { status: outcome.status, response_id: outcome.response_id, usage: outcome.usage };
-        let stored = insert(tx.sql(), outcome.session, "assistant", outcome.text, Some(ending), &now).await?;
+        let mut batch = Batch::write();
+        let stored =
+            push_insert(&mut batch, outcome.session.into(), "?1", "assistant", outcome.text, Some(ending), &now)?;
         if let (Some(output), Some(response_id)) = (outcome.completed_output, outcome.response_id) {
-            tx.execute(
+            batch.push(
                 "UPDATE agent_sessions SET previous_response_id = ?1, last_output = ?2, updated_at = ?3 WHERE id = ?4",
                 params![response_id, output.to_string(), now.clone(), outcome.session],
-            )
-            .await?;
+            )?;
             for call in outcome.calls {
-                tx.execute(
+                batch.push(
                     "INSERT INTO agent_tool_calls
                      (session_id, response_id, call_id, name, call_type, arguments, status, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
@@ -96,12 +96,14 @@ impl Store {
                         call.arguments.as_str(),
                         now.clone()
                     ],
-                )
-                .await?;
+                )?;
             }
         }
-        tx.commit().await?;
-        Ok(stored)
+        let mut out = self.conn().await.batch(batch).await?;
+        if let Some(err) = out.first_error() {
+            return Err(err.into());
+        }
+        returned(out.take(stored)?, super::messages::message)
     }
 
     /// Stores a server-side executor's output for a pending call.
@@ -212,13 +214,8 @@ impl Store {
 /// Takes the session's turn lease, or fails with the running turn's id. Inside the caller's transaction, so
 /// a refused turn writes nothing.
 async fn take_lease(conn: Sql<'_>, session: i64, lease: &TurnLease, now: &str) -> Result<()> {
-    let taken = conn
-        .execute(
-            "UPDATE agent_sessions SET turn_id = ?1, turn_expires_at = ?2
-             WHERE id = ?3 AND (turn_id IS NULL OR turn_expires_at IS NULL OR turn_expires_at <= ?4)",
-            params![lease.turn_id.as_str(), lease.expires_at.as_str(), session, now],
-        )
-        .await?;
+    let taken =
+        conn.execute(TAKE_LEASE, params![lease.turn_id.as_str(), lease.expires_at.as_str(), session, now]).await?;
     if taken == 1 {
         return Ok(());
     }
@@ -227,6 +224,10 @@ async fn take_lease(conn: Sql<'_>, session: i64, lease: &TurnLease, now: &str) -
     Err(Error::TurnInProgress(running))
 }
 
+/// Takes the session's lease when it is free or expired: `?1` turn, `?2` expiry, `?3` session, `?4` now.
+const TAKE_LEASE: &str = "UPDATE agent_sessions SET turn_id = ?1, turn_expires_at = ?2
+     WHERE id = ?3 AND (turn_id IS NULL OR turn_expires_at IS NULL OR turn_expires_at <= ?4)";
+
 /// A turn's claim on its session.
 #[derive(Debug, Clone)]
 pub struct TurnLease {
@@ -234,9 +235,22 @@ pub struct TurnLease {
     pub expires_at: String,
 }
 
+/// The session a message turn runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum TurnSession {
+    Existing(i64),
+    /// A new session of this agent, created holding the turn's lease.
+    New {
+        agent: i64,
+        owner: Option<i64>,
+    },
+}
+
 /// What starting a message turn wrote.
 #[derive(Debug)]
 pub struct TurnStart {
+    /// The session, when the turn created it.
+    pub created: Option<crate::domain::Session>,
     /// The user's message, stored before anything goes upstream.
     pub message: Message,
     /// Calls of a response that never got all its outputs (so none went upstream): the pending ones are now
@@ -245,45 +259,118 @@ pub struct TurnStart {
 }
 
 impl Store {
-    /// Starts a message turn in one transaction: stores the user's message, remembers the instructions the
-    /// turn sends, and expires the calls the user moved on from.
+    /// Starts a message turn in one atomic batch (one round trip remotely): takes the session's lease (or
+    /// creates the session holding it), inserts the turn, claims the idempotency key, stores the user's
+    /// message and the instructions the turn sends, and expires the calls the user moved on from.
+    ///
+    /// Every statement after the lease names the session through the turn's row, so when the lease is held
+    /// by another turn the turn row is not inserted, the message's NOT NULL session fails, and the whole batch
+    /// rolls back: a refused turn writes nothing.
     pub async fn begin_turn(
         &self,
-        session: i64,
+        session: TurnSession,
         lease: &TurnLease,
         content: &str,
         instructions: Option<&str>,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<TurnStart> {
-        let conn = self.conn().await;
         let now = self.now();
-        let tx = conn.transaction().await?;
-        take_lease(tx.sql(), session, lease, &now).await?;
-        insert_turn(tx.sql(), &lease.turn_id, session, TurnKind::Message, &now).await?;
-        if let Some(claim) = claim {
-            claim_key(tx.sql(), claim, Some(&lease.turn_id), None, &now).await?;
-        }
-        let stored = insert(tx.sql(), session, "user", content, None, &now).await?;
-        tx.execute(
-            "UPDATE agent_sessions SET instructions = ?1, updated_at = ?2 WHERE id = ?3",
-            params![opt_text_value(instructions.map(str::to_owned)), now.clone(), session],
-        )
-        .await?;
+        let turn = lease.turn_id.as_str();
+        let held = "(SELECT session_id FROM agent_turns WHERE id = ?1)";
+        let mut batch = Batch::write();
+        let created = match session {
+            TurnSession::New { agent, owner } => {
+                let created = batch.push(
+                    format!(
+                        "INSERT INTO agent_sessions (agent_id, owner_id, created_at, updated_at, turn_id, turn_expires_at)
+                         VALUES (?1, ?2, ?3, ?3, ?4, ?5) RETURNING {}",
+                        sessions::COLUMNS
+                    ),
+                    params![agent, super::opt_int_value(owner), now.clone(), turn, lease.expires_at.as_str()],
+                )?;
+                batch.push(
+                    "INSERT INTO agent_turns (id, session_id, kind, created_at) VALUES (?1, last_insert_rowid(), ?2, ?3)",
+                    params![turn, TurnKind::Message.as_str(), now.clone()],
+                )?;
+                Some(created)
+            }
+            TurnSession::Existing(session) => {
+                batch.push(TAKE_LEASE, params![turn, lease.expires_at.as_str(), session, now.clone()])?;
+                batch.push(
+                    "INSERT INTO agent_turns (id, session_id, kind, created_at)
+                     SELECT ?1, id, ?2, ?3 FROM agent_sessions WHERE id = ?4 AND turn_id = ?1",
+                    params![turn, TurnKind::Message.as_str(), now.clone(), session],
+                )?;
+                None
+            }
+        };
+        let claimed = claim.map(|claim| push_claim(&mut batch, claim, Some(turn), None, &now)).transpose()?;
+        let stored = push_insert(&mut batch, turn.into(), held, "user", content, None, &now)?;
+        batch.push(
+            format!("UPDATE agent_sessions SET instructions = ?2, updated_at = ?3 WHERE id = {held}"),
+            params![turn, opt_text_value(instructions.map(str::to_owned)), now.clone()],
+        )?;
         // The calls of the session's last completed response were never answered upstream (answering them
         // moves the chain on), whatever their status: pending ones expire, submitted or executed ones carry
         // their output (a continuation that failed never delivered it).
-        let rows = tx.query("SELECT previous_response_id FROM agent_sessions WHERE id = ?1", [session]).await?;
-        let unanswered = match first(rows, |r| opt_text(r, 0)).await?.flatten() {
-            Some(response_id) => calls_of_response(tx.sql(), session, &response_id).await?,
-            None => Vec::new(),
-        };
-        tx.execute(
-            "UPDATE agent_tool_calls SET status = 'expired', updated_at = ?1 WHERE session_id = ?2 AND status = 'pending'",
-            params![now, session],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(TurnStart { message: stored, unanswered })
+        let unanswered = batch.push(
+            format!(
+                "SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = {held}
+                 AND response_id = (SELECT previous_response_id FROM agent_sessions WHERE id = {held}) ORDER BY id"
+            ),
+            [turn],
+        )?;
+        batch.push(
+            format!(
+                "UPDATE agent_tool_calls SET status = 'expired', updated_at = ?2 WHERE session_id = {held} AND status = 'pending'"
+            ),
+            params![turn, now],
+        )?;
+        let mut out = self.conn().await.batch(batch).await?;
+        if let Some(err) = out.first_error() {
+            let err = Error::from(err);
+            if claimed.is_some() && super::is_unique_violation(&err) {
+                return Err(self.key_holder(claim).await);
+            }
+            if let TurnSession::Existing(session) = session {
+                return Err(self.lease_holder(session).await);
+            }
+            return Err(err);
+        }
+        Ok(TurnStart {
+            created: created.map(|i| returned(out.take(i)?, sessions::session)).transpose()?,
+            message: returned(out.take(stored)?, super::messages::message)?,
+            unanswered: out.take(unanswered)?.rows().map(|r| record(&r)).collect::<Result<_>>()?,
+        })
+    }
+
+    /// Why a turn could not take its session: the turn that holds it (a refused begin wrote nothing).
+    async fn lease_holder(&self, session: i64) -> Error {
+        match self.conn().await.query("SELECT turn_id FROM agent_sessions WHERE id = ?1", [session]).await {
+            Ok(rows) => match first(rows, |r| opt_text(r, 0)).await {
+                Ok(running) => Error::TurnInProgress(running.flatten().unwrap_or_default()),
+                Err(err) => err,
+            },
+            Err(err) => err,
+        }
+    }
+
+    /// Why a key could not be claimed: a twin request holds it (with its turn, if it started one).
+    async fn key_holder(&self, claim: Option<&IdempotencyClaim>) -> Error {
+        let Some(claim) = claim else { return Error::KeyInProgress(String::new()) };
+        let conn = self.conn().await;
+        let rows = conn
+            .query(
+                "SELECT turn_id FROM idempotency_keys WHERE owner_id = ?1 AND key = ?2",
+                params![claim.owner, claim.key.as_str()],
+            )
+            .await;
+        match rows {
+            Ok(rows) => {
+                Error::KeyInProgress(first(rows, |r| opt_text(r, 0)).await.ok().flatten().flatten().unwrap_or_default())
+            }
+            Err(err) => err,
+        }
     }
 
     /// Gives the session back when a turn ends without its frames (the recorder failed).
@@ -299,11 +386,11 @@ impl Store {
     }
 }
 
+/// Gives the session back, if the turn still holds it: `?1` the session, `?2` the turn.
+pub(super) const RELEASE: &str =
+    "UPDATE agent_sessions SET turn_id = NULL, turn_expires_at = NULL WHERE id = ?1 AND turn_id = ?2";
+
 pub(super) async fn release(conn: Sql<'_>, session: i64, turn_id: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE agent_sessions SET turn_id = NULL, turn_expires_at = NULL WHERE id = ?1 AND turn_id = ?2",
-        params![session, turn_id],
-    )
-    .await?;
+    conn.execute(RELEASE, params![session, turn_id]).await?;
     Ok(())
 }

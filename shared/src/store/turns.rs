@@ -4,6 +4,7 @@
 use libsql::params;
 
 use super::Row;
+use super::conn::Batch;
 
 use super::{Sql, Store, collect, first, int, opt_int, opt_text, sessions, text};
 use crate::auth::Caller;
@@ -45,7 +46,7 @@ pub enum TurnKind {
 }
 
 impl TurnKind {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Self::Message => "message",
             Self::ToolOutput => "tool_output",
@@ -85,6 +86,35 @@ pub(super) async fn insert_turn(conn: Sql<'_>, turn_id: &str, session: i64, kind
     )
     .await?;
     Ok(())
+}
+
+/// Adds the claim of a key to an atomic batch: an expired key is freed, then the key inserted; a twin that
+/// holds it makes the INSERT fail on the primary key (and the batch roll back). Answers the INSERT's index.
+pub(super) fn push_claim(
+    batch: &mut Batch,
+    claim: &IdempotencyClaim,
+    turn_id: Option<&str>,
+    answer: Option<(u16, &str)>,
+    now: &str,
+) -> Result<usize> {
+    batch.push(
+        "DELETE FROM idempotency_keys WHERE owner_id = ?1 AND key = ?2 AND created_at <= ?3",
+        params![claim.owner, claim.key.as_str(), claim.expired_before.as_str()],
+    )?;
+    batch.push(
+        "INSERT INTO idempotency_keys (owner_id, key, endpoint, fingerprint, turn_id, status_code, response, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            claim.owner,
+            claim.key.as_str(),
+            claim.endpoint,
+            claim.fingerprint.as_str(),
+            super::opt_text_value(turn_id.map(str::to_owned)),
+            super::opt_int_value(answer.map(|(status, _)| i64::from(status))),
+            super::opt_text_value(answer.map(|(_, body)| body.to_owned())),
+            now
+        ],
+    )
 }
 
 /// Records the key with what the request started or answered. A twin request that got here first makes the
@@ -133,9 +163,9 @@ pub(super) async fn claim_key(
 /// Rows per multi-row INSERT of frames: 4 parameters a row, well under SQLite's oldest limit of 999.
 const FRAME_ROWS: usize = 32;
 
-/// Appends frames with one multi-row INSERT per full chunk and a one-row INSERT for each left over: two
+/// Adds frames to a batch: one multi-row INSERT per full chunk and a one-row INSERT for each left over, two
 /// statement texts in all, so both stay prepared (a text per batch length would crowd the statement cache).
-async fn insert_frames(conn: Sql<'_>, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
+fn push_frames(batch: &mut Batch, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
     static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
     let [many, one] = SQL.get_or_init(|| {
         let text = |rows: usize| {
@@ -148,15 +178,15 @@ async fn insert_frames(conn: Sql<'_>, turn_id: &str, frames: &[NewFrame<'_>]) ->
     });
     let (bulk, rest) = frames.split_at(frames.len() / FRAME_ROWS * FRAME_ROWS);
     for rows in bulk.chunks(FRAME_ROWS) {
-        insert_rows(conn, many, turn_id, rows).await?;
+        batch.push(many.as_str(), frame_values(turn_id, rows))?;
     }
     for row in rest.chunks(1) {
-        insert_rows(conn, one, turn_id, row).await?;
+        batch.push(one.as_str(), frame_values(turn_id, row))?;
     }
     Ok(())
 }
 
-async fn insert_rows(conn: Sql<'_>, sql: &str, turn_id: &str, rows: &[NewFrame<'_>]) -> Result<()> {
+fn frame_values(turn_id: &str, rows: &[NewFrame<'_>]) -> libsql::params::Params {
     let mut values: Vec<libsql::Value> = Vec::with_capacity(rows.len() * 4);
     for frame in rows {
         values.push(libsql::Value::Text(turn_id.to_owned()));
@@ -164,21 +194,26 @@ async fn insert_rows(conn: Sql<'_>, sql: &str, turn_id: &str, rows: &[NewFrame<'
         values.push(libsql::Value::Text(frame.event.to_owned()));
         values.push(libsql::Value::Text(frame.data.to_owned()));
     }
-    conn.execute(sql, libsql::params_from_iter(values)).await?;
-    Ok(())
+    libsql::params::Params::Positional(values)
+}
+
+/// Runs an atomic batch for its effect; the first failure is the error.
+async fn write(conn: &super::Conn<'_>, batch: Batch) -> Result<()> {
+    match conn.batch(batch).await?.first_error() {
+        Some(err) => Err(err.into()),
+        None => Ok(()),
+    }
 }
 
 impl Store {
-    /// Appends frames of a running turn.
+    /// Appends frames of a running turn (one round trip remotely).
     pub async fn record_frames(&self, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
         if frames.is_empty() {
             return Ok(());
         }
-        let conn = self.conn().await;
-        let tx = conn.transaction().await?;
-        insert_frames(tx.sql(), turn_id, frames).await?;
-        tx.commit().await?;
-        Ok(())
+        let mut batch = Batch::write();
+        push_frames(&mut batch, turn_id, frames)?;
+        write(&self.conn().await, batch).await
     }
 
     /// Whether someone asked the turn to stop (possibly from another process).
@@ -191,14 +226,11 @@ impl Store {
     /// Ends a turn in one transaction: its last frames (ending with `done`), its finish time and the
     /// release of its session. Whoever sees the session free therefore finds every frame recorded.
     pub async fn finish_turn(&self, session: i64, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
-        let conn = self.conn().await;
-        let now = self.now();
-        let tx = conn.transaction().await?;
-        insert_frames(tx.sql(), turn_id, frames).await?;
-        tx.execute("UPDATE agent_turns SET finished_at = ?1 WHERE id = ?2", params![now, turn_id]).await?;
-        super::tool_calls::release(tx.sql(), session, turn_id).await?;
-        tx.commit().await?;
-        Ok(())
+        let mut batch = Batch::write();
+        push_frames(&mut batch, turn_id, frames)?;
+        batch.push("UPDATE agent_turns SET finished_at = ?1 WHERE id = ?2", params![self.now(), turn_id])?;
+        batch.push(super::tool_calls::RELEASE, params![session, turn_id])?;
+        write(&self.conn().await, batch).await
     }
 
     /// Turns that hold their session's lease, with the last frame each recorded (`None`: no turn row, a lease
