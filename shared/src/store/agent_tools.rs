@@ -2,6 +2,7 @@
 
 use libsql::params;
 
+use super::conn::{Batch, Conn};
 use super::{Row, listed, vals};
 
 use super::{
@@ -24,23 +25,32 @@ async fn find(conn: Sql<'_>, id: i64) -> Result<Option<AgentToolLink>> {
 
 /// Both ends must exist for the viewer, the agent must be the viewer's to change, and the pair must not be
 /// linked already (by another link than `except`).
-async fn check(conn: Sql<'_>, viewer: &Caller, fields: &LinkFields, except: Option<i64>) -> Result<()> {
+async fn check(conn: &Conn<'_>, viewer: &Caller, fields: &LinkFields, except: Option<i64>) -> Result<()> {
     let mut errors = FieldErrors::default();
-    match agents::find(conn, fields.agent).await?.filter(|a| viewer.sees(a.owner)) {
+    // Both ends in one read (one round trip remotely).
+    let mut batch = Batch::read();
+    let agent = batch.push(format!("SELECT {} FROM agent_profiles WHERE id = ?1", agents::COLUMNS), [fields.agent])?;
+    let tool = batch.push(format!("SELECT {} FROM agent_tools WHERE id = ?1", tools::COLUMNS), [fields.tool])?;
+    let mut out = conn.batch(batch).await?;
+    let tool = out.take(tool)?.rows().next().map(|r| tools::tool(&r)).transpose()?;
+    match out.take(agent)?.rows().next().map(|r| agents::agent(&r)).transpose()?.filter(|a| viewer.sees(a.owner)) {
         None => errors.add("agent", missing_pk(fields.agent)),
         Some(agent) if !viewer.may_change(agent.owner) => {
             errors.add("agent", "Tools can only be linked to your own agents.");
         }
         Some(_) => {}
     }
-    if tools::find(conn, fields.tool).await?.filter(|t| viewer.sees(t.owner)).is_none() {
+    if tool.filter(|t| viewer.sees(t.owner)).is_none() {
         errors.add("tool", missing_pk(fields.tool));
     }
     errors.into_result()?;
+    // A new link's pair is guarded by the UNIQUE index (the INSERT's error says the same).
+    let Some(except) = except else { return Ok(()) };
     let rows = conn
+        .sql()
         .query(
             "SELECT id FROM agent_profile_tools WHERE agent_id = ?1 AND tool_id = ?2 AND id IS NOT ?3",
-            params![fields.agent, fields.tool, opt_int_value(except)],
+            params![fields.agent, fields.tool, except],
         )
         .await?;
     if first(rows, |r| int(r, 0)).await?.is_some() {
@@ -92,7 +102,7 @@ impl Store {
 
     pub async fn create_agent_tool(&self, viewer: &Caller, fields: LinkFields) -> Result<AgentToolLink> {
         let conn = self.conn().await;
-        check(conn.sql(), viewer, &fields, None).await?;
+        check(&conn, viewer, &fields, None).await?;
         let rows = conn
             .query(
                 &format!("INSERT INTO agent_profile_tools (agent_id, tool_id, enabled) VALUES (?1, ?2, ?3) RETURNING {COLUMNS}"),
@@ -100,7 +110,10 @@ impl Store {
             )
             .await
             .map_err(unique_to_field)?;
-        first(rows, link).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))
+        first(rows, link)
+            .await
+            .map_err(unique_to_field)?
+            .ok_or_else(|| Error::Internal("INSERT returned no row".into()))
     }
 
     pub async fn update_agent_tool(&self, viewer: &Caller, id: i64, changes: LinkChanges) -> Result<AgentToolLink> {
@@ -108,7 +121,7 @@ impl Store {
         let (existing, agent_owner) = visible(conn.sql(), viewer, id).await?;
         viewer.check_change(agent_owner)?;
         let fields = changes.apply(LinkFields::from(&existing));
-        check(conn.sql(), viewer, &fields, Some(id)).await?;
+        check(&conn, viewer, &fields, Some(id)).await?;
         let rows = conn
             .query(
                 &format!(
@@ -118,7 +131,7 @@ impl Store {
             )
             .await
             .map_err(unique_to_field)?;
-        first(rows, link).await?.ok_or(Error::NotFound)
+        first(rows, link).await.map_err(unique_to_field)?.ok_or(Error::NotFound)
     }
 
     pub async fn delete_agent_tool(&self, viewer: &Caller, id: i64) -> Result<()> {

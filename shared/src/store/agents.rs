@@ -2,7 +2,9 @@
 
 use libsql::params;
 
-use super::{Row, listed, vals};
+use super::conn::Batch;
+use super::messages::returned;
+use super::{Row, listed, owner_exists, push_owner_check, vals};
 
 use super::{Listed, Slice, Sql, Store, check_owner, collect, count, first, flag, int, opt_int, opt_int_value, text};
 use crate::auth::Caller;
@@ -54,49 +56,59 @@ impl Store {
     }
 
     pub async fn create_agent(&self, owner: Option<i64>, fields: AgentFields) -> Result<Agent> {
-        let conn = self.conn().await;
         let now = self.now();
-        let tx = conn.transaction().await?;
-        check_owner(tx.sql(), owner).await?;
+        let mut batch = Batch::write();
+        let owner_found = push_owner_check(&mut batch, owner)?;
         if fields.is_default {
-            clear_default(tx.sql(), owner, None, &now).await?;
+            push_clear_default(&mut batch, owner, None, &now)?;
         }
-        let rows = tx
-            .query(
-                &format!(
-                    "INSERT INTO agent_profiles (name, owner_id, model, system_prompt, is_default, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING {COLUMNS}"
-                ),
-                params![fields.name, opt_int_value(owner), fields.model, fields.system_prompt, fields.is_default, now],
-            )
-            .await?;
-        let created = first(rows, agent).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))?;
-        tx.commit().await?;
-        Ok(created)
+        let inserted = batch.push(
+            format!(
+                "INSERT INTO agent_profiles (name, owner_id, model, system_prompt, is_default, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING {COLUMNS}"
+            ),
+            params![fields.name, opt_int_value(owner), fields.model, fields.system_prompt, fields.is_default, now],
+        )?;
+        let mut out = self.conn().await.batch(batch).await?;
+        owner_exists(&mut out, owner_found, owner)?;
+        if let Some(err) = out.first_error() {
+            return Err(err.into());
+        }
+        returned(out.take(inserted)?, agent)
     }
 
+    /// Reads the agent, then writes in one batch guarded by the owner it read (a concurrent change of owner
+    /// answers 404 rather than a write past the permission check).
     pub async fn update_agent(&self, viewer: &Caller, id: i64, changes: AgentChanges) -> Result<Agent> {
         let conn = self.conn().await;
         let now = self.now();
-        let tx = conn.transaction().await?;
-        let existing = find(tx.sql(), id).await?.ok_or(Error::NotFound)?;
+        let existing = find(conn.sql(), id).await?.ok_or(Error::NotFound)?;
         viewer.check_change(existing.owner)?;
         let fields = changes.apply(AgentFields::from(&existing));
+        let mut batch = Batch::write();
         if fields.is_default && !existing.is_default {
-            clear_default(tx.sql(), existing.owner, Some(id), &now).await?;
+            push_clear_default(&mut batch, existing.owner, Some(id), &now)?;
         }
-        let rows = tx
-            .query(
-                &format!(
-                    "UPDATE agent_profiles SET name = ?1, model = ?2, system_prompt = ?3, is_default = ?4, updated_at = ?5
-                     WHERE id = ?6 RETURNING {COLUMNS}"
-                ),
-                params![fields.name, fields.model, fields.system_prompt, fields.is_default, now, id],
-            )
-            .await?;
-        let updated = first(rows, agent).await?.ok_or(Error::NotFound)?;
-        tx.commit().await?;
-        Ok(updated)
+        let updated = batch.push(
+            format!(
+                "UPDATE agent_profiles SET name = ?1, model = ?2, system_prompt = ?3, is_default = ?4, updated_at = ?5
+                 WHERE id = ?6 AND owner_id IS ?7 RETURNING {COLUMNS}"
+            ),
+            params![
+                fields.name,
+                fields.model,
+                fields.system_prompt,
+                fields.is_default,
+                now,
+                id,
+                opt_int_value(existing.owner)
+            ],
+        )?;
+        let mut out = conn.batch(batch).await?;
+        if let Some(err) = out.first_error() {
+            return Err(err.into());
+        }
+        out.take(updated)?.rows().next().map(|r| agent(&r)).transpose()?.ok_or(Error::NotFound)
     }
 
     /// Deletes the agent with its links, sessions, messages and agent-scoped templates (foreign-key cascade).
@@ -110,12 +122,10 @@ impl Store {
 }
 
 /// Unsets the owner's current default agent (all but `keep`), so a new default can take its place.
-async fn clear_default(conn: Sql<'_>, owner: Option<i64>, keep: Option<i64>, now: &str) -> Result<()> {
-    conn.execute(
+fn push_clear_default(batch: &mut Batch, owner: Option<i64>, keep: Option<i64>, now: &str) -> Result<usize> {
+    batch.push(
         "UPDATE agent_profiles SET is_default = 0, updated_at = ?1
          WHERE is_default = 1 AND owner_id IS ?2 AND id IS NOT ?3",
         params![now, opt_int_value(owner), opt_int_value(keep)],
     )
-    .await?;
-    Ok(())
 }

@@ -270,6 +270,20 @@ async fn check_owner(conn: Sql<'_>, owner: Option<i64>) -> Result<()> {
     Ok(())
 }
 
+/// Adds the read of a staff-chosen owner to a batch (None when there is no owner to check).
+fn push_owner_check(batch: &mut Batch, owner: Option<i64>) -> Result<Option<usize>> {
+    owner.map(|owner| batch.push("SELECT id FROM users WHERE id = ?1", [owner])).transpose()
+}
+
+/// The field error for an owner that does not exist, from the batch's check.
+fn owner_exists(out: &mut conn::Outcomes, check: Option<usize>, owner: Option<i64>) -> Result<()> {
+    let (Some(check), Some(owner)) = (check, owner) else { return Ok(()) };
+    if out.take(check)?.rows().next().is_none() {
+        return Err(Error::field("owner", crate::domain::missing_pk(owner)));
+    }
+    Ok(())
+}
+
 async fn count(conn: Sql<'_>, sql: &str, params: impl libsql::params::IntoParams) -> Result<u64> {
     let mut rows = conn.query(sql, params).await?;
     let row = rows.next().await?.ok_or_else(|| Error::Internal("COUNT returned no row".into()))?;

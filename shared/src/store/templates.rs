@@ -2,7 +2,9 @@
 
 use libsql::params;
 
-use super::{Row, listed, vals};
+use super::conn::Batch;
+use super::messages::returned;
+use super::{Row, listed, owner_exists, push_owner_check, vals};
 
 use super::{
     Listed, Slice, Sql, Store, agents, check_owner, collect, count, first, flag, int, opt_int, opt_int_value, text,
@@ -34,7 +36,12 @@ async fn find(conn: Sql<'_>, id: i64) -> Result<Option<Template>> {
 /// conversation with that agent is told.
 async fn check_agent(conn: Sql<'_>, viewer: &Caller, agent: Option<i64>) -> Result<()> {
     let Some(id) = agent else { return Ok(()) };
-    match agents::find(conn, id).await?.filter(|a| viewer.sees(a.owner)) {
+    scoped_to(viewer, id, agents::find(conn, id).await?)
+}
+
+/// Whether the viewer may scope a template to this agent (as read).
+fn scoped_to(viewer: &Caller, id: i64, agent: Option<crate::domain::Agent>) -> Result<()> {
+    match agent.filter(|a| viewer.sees(a.owner)) {
         None => Err(Error::field("agent", missing_pk(id))),
         Some(agent) if !viewer.may_change(agent.owner) => {
             Err(Error::field("agent", "Templates can only be scoped to your own agents."))
@@ -44,13 +51,21 @@ async fn check_agent(conn: Sql<'_>, viewer: &Caller, agent: Option<i64>) -> Resu
 }
 
 /// Unsets the other defaults of the scope the template lands in: its agent's, or its owner's global ones.
-async fn clear_default(conn: Sql<'_>, owner: Option<i64>, agent: Option<i64>, keep: Option<i64>) -> Result<()> {
-    let sql = if agent.is_some() {
+fn push_clear_default(batch: &mut Batch, owner: Option<i64>, agent: Option<i64>, keep: Option<i64>) -> Result<usize> {
+    batch.push(clear_default_sql(agent), params![opt_int_value(owner), opt_int_value(agent), opt_int_value(keep)])
+}
+
+fn clear_default_sql(agent: Option<i64>) -> &'static str {
+    if agent.is_some() {
         "UPDATE agent_prompt_templates SET is_default = 0 WHERE is_default = 1 AND agent_id = ?2 AND id IS NOT ?3"
     } else {
         "UPDATE agent_prompt_templates SET is_default = 0
          WHERE is_default = 1 AND agent_id IS NULL AND owner_id IS ?1 AND id IS NOT ?3"
-    };
+    }
+}
+
+async fn clear_default(conn: Sql<'_>, owner: Option<i64>, agent: Option<i64>, keep: Option<i64>) -> Result<()> {
+    let sql = clear_default_sql(agent);
     conn.execute(sql, params![opt_int_value(owner), opt_int_value(agent), opt_int_value(keep)]).await?;
     Ok(())
 }
@@ -98,31 +113,44 @@ impl Store {
     ) -> Result<Template> {
         let fields = changes.apply(TemplateFields::default());
         let conn = self.conn().await;
-        let tx = conn.transaction().await?;
-        check_owner(tx.sql(), owner).await?;
-        check_agent(tx.sql(), viewer, fields.agent).await?;
-        if fields.is_default {
-            clear_default(tx.sql(), owner, fields.agent, None).await?;
+        // Two round trips remotely: the owner and the agent read together, then the writes in one batch.
+        let mut checks = Batch::read();
+        let owner_found = push_owner_check(&mut checks, owner)?;
+        let agent_found = fields
+            .agent
+            .map(|id| checks.push(format!("SELECT {} FROM agent_profiles WHERE id = ?1", agents::COLUMNS), [id]))
+            .transpose()?;
+        if !checks.is_empty() {
+            let mut out = conn.batch(checks).await?;
+            owner_exists(&mut out, owner_found, owner)?;
+            if let (Some(found), Some(id)) = (agent_found, fields.agent) {
+                let agent = out.take(found)?.rows().next().map(|r| agents::agent(&r)).transpose()?;
+                scoped_to(viewer, id, agent)?;
+            }
         }
-        let rows = tx
-            .query(
-                &format!(
-                    "INSERT INTO agent_prompt_templates (name, template, owner_id, agent_id, is_default, created_at)
+        let mut batch = Batch::write();
+        if fields.is_default {
+            push_clear_default(&mut batch, owner, fields.agent, None)?;
+        }
+        let inserted = batch.push(
+            format!(
+                "INSERT INTO agent_prompt_templates (name, template, owner_id, agent_id, is_default, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING {COLUMNS}"
-                ),
-                params![
-                    fields.name,
-                    fields.template,
-                    opt_int_value(owner),
-                    opt_int_value(fields.agent),
-                    fields.is_default,
-                    self.now()
-                ],
-            )
-            .await?;
-        let created = first(rows, template).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))?;
-        tx.commit().await?;
-        Ok(created)
+            ),
+            params![
+                fields.name,
+                fields.template,
+                opt_int_value(owner),
+                opt_int_value(fields.agent),
+                fields.is_default,
+                self.now()
+            ],
+        )?;
+        let mut out = conn.batch(batch).await?;
+        if let Some(err) = out.first_error() {
+            return Err(err.into());
+        }
+        returned(out.take(inserted)?, template)
     }
 
     pub async fn update_template(&self, viewer: &Caller, id: i64, changes: TemplateChanges) -> Result<Template> {

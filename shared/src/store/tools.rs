@@ -2,7 +2,9 @@
 
 use libsql::params;
 
-use super::{Row, listed, vals};
+use super::conn::Batch;
+use super::messages::returned;
+use super::{Row, listed, owner_exists, push_owner_check, vals};
 
 use super::{
     Listed, Slice, Sql, Store, check_owner, collect, count, first, flag, int, is_unique_violation, json_col, opt_int,
@@ -73,49 +75,48 @@ impl Store {
 
     pub async fn create_tool(&self, owner: Option<i64>, changes: ToolChanges) -> Result<Tool> {
         let fields = changes.apply(ToolFields::default())?;
-        let conn = self.conn().await;
-        check_owner(conn.sql(), owner).await?;
-        if name_taken(conn.sql(), &fields.name, None).await? {
-            return Err(Error::field("name", NAME_TAKEN));
-        }
-        let rows = conn
-            .query(
-                &format!(
-                    "INSERT INTO agent_tools
+        // One batch: the owner's existence (read for the field error) and the INSERT, whose UNIQUE name index
+        // and owner foreign key are the checks.
+        let mut batch = Batch::write();
+        let owner_found = push_owner_check(&mut batch, owner)?;
+        let inserted = batch.push(
+            format!(
+                "INSERT INTO agent_tools
                      (name, owner_id, description, tool_type, parameters, format, is_active, created_at, executor)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING {COLUMNS}"
-                ),
-                params![
-                    fields.name,
-                    owner,
-                    fields.description,
-                    fields.tool_type.as_str(),
-                    encode(&fields.parameters),
-                    opt_text_value(fields.format.as_ref().map(encode)),
-                    fields.is_active,
-                    self.now(),
-                    opt_text_value(fields.executor.as_ref().map(encode))
-                ],
-            )
-            .await
-            .map_err(unique_to_field)?;
-        first(rows, tool).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))
+            ),
+            params![
+                fields.name,
+                owner,
+                fields.description,
+                fields.tool_type.as_str(),
+                encode(&fields.parameters),
+                opt_text_value(fields.format.as_ref().map(encode)),
+                fields.is_active,
+                self.now(),
+                opt_text_value(fields.executor.as_ref().map(encode))
+            ],
+        )?;
+        let mut out = self.conn().await.batch(batch).await?;
+        owner_exists(&mut out, owner_found, owner)?;
+        if let Some(err) = out.first_error() {
+            return Err(unique_to_field(err.into()));
+        }
+        returned(out.take(inserted)?, tool)
     }
 
     pub async fn update_tool(&self, viewer: &Caller, id: i64, changes: ToolChanges) -> Result<Tool> {
         let conn = self.conn().await;
-        let tx = conn.transaction().await?;
-        let existing = find(tx.sql(), id).await?.ok_or(Error::NotFound)?;
+        let existing = find(conn.sql(), id).await?.ok_or(Error::NotFound)?;
         viewer.check_change(existing.owner)?;
         let fields = changes.apply(ToolFields::from(&existing))?;
-        if fields.name != existing.name && name_taken(tx.sql(), &fields.name, Some(id)).await? {
-            return Err(Error::field("name", NAME_TAKEN));
-        }
-        let rows = tx
+        // Written only if the owner is still the one checked (a concurrent change answers 404, not a write
+        // past the permission check); the UNIQUE index guards the name.
+        let rows = conn
             .query(
                 &format!(
                     "UPDATE agent_tools SET name = ?1, description = ?2, tool_type = ?3, parameters = ?4, format = ?5,
-                     is_active = ?6, executor = ?8 WHERE id = ?7 RETURNING {COLUMNS}"
+                     is_active = ?6, executor = ?8 WHERE id = ?7 AND owner_id IS ?9 RETURNING {COLUMNS}"
                 ),
                 params![
                     fields.name,
@@ -125,14 +126,13 @@ impl Store {
                     opt_text_value(fields.format.as_ref().map(encode)),
                     fields.is_active,
                     id,
-                    opt_text_value(fields.executor.as_ref().map(encode))
+                    opt_text_value(fields.executor.as_ref().map(encode)),
+                    super::opt_int_value(existing.owner)
                 ],
             )
             .await
             .map_err(unique_to_field)?;
-        let updated = first(rows, tool).await?.ok_or(Error::NotFound)?;
-        tx.commit().await?;
-        Ok(updated)
+        first(rows, tool).await.map_err(unique_to_field)?.ok_or(Error::NotFound)
     }
 
     /// Deletes the tool and its agent links.
