@@ -20,9 +20,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::domain::{
-    Agent, MessageRequest, NewSession, Tool, ToolCallRecord, ToolOutputRequest, ToolType, build_instructions,
-};
+use crate::domain::{Agent, MessageRequest, Tool, ToolCallRecord, ToolOutputRequest, ToolType, build_instructions};
 use crate::error::{Error, Result};
 use crate::executors::Executor;
 use crate::llm::events::{Finish, Observed, ResponseAccumulator, ToolCall};

@@ -5,9 +5,7 @@ use libsql::params;
 use super::conn::{Batch, Conn};
 use super::{Row, listed, vals};
 
-use super::{
-    Listed, Slice, Sql, Store, agents, collect, count, first, flag, int, is_unique_violation, opt_int_value, tools,
-};
+use super::{Listed, Slice, Sql, Store, agents, first, flag, int, is_unique_violation, opt_int_value, tools};
 use crate::auth::Caller;
 use crate::domain::{AgentToolLink, LinkChanges, LinkFields, missing_pk};
 use crate::error::{Error, FieldErrors, Result};

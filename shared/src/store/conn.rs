@@ -564,10 +564,11 @@ impl Remote {
         let parsed: proto::PipelineRespBody =
             serde_json::from_slice(&bytes).map_err(|e| Error::Internal(format!("unreadable Hrana response: {e}")))?;
         let mut results = parsed.results;
-        if fresh && !results.is_empty() {
-            if let proto::StreamResult::Error { error } = results.remove(0) {
-                return Err(Error::Database(statement_error(error)));
-            }
+        if fresh
+            && !results.is_empty()
+            && let proto::StreamResult::Error { error } = results.remove(0)
+        {
+            return Err(Error::Database(statement_error(error)));
         }
         let base = parsed.base_url.map(|b| format!("{}/v3/pipeline", b.trim_end_matches('/')));
         Ok((parsed.baton, base, results))

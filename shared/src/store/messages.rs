@@ -7,9 +7,7 @@ use libsql::Value;
 use super::conn::Batch;
 use super::{Row, listed_under, opt_int, vals};
 
-use super::{
-    Listed, Slice, Sql, Store, collect, count, first, int, opt_json_col, opt_text, opt_text_value, sessions, text,
-};
+use super::{Listed, Slice, Store, int, opt_json_col, opt_text, opt_text_value, text};
 use crate::domain::Message;
 use crate::error::{Error, Result};
 

@@ -260,16 +260,6 @@ fn is_unique_violation(err: &Error) -> bool {
     matches!(err, Error::Database(err) if err.to_string().contains("UNIQUE constraint failed"))
 }
 
-/// A staff-chosen owner must be a real user; the field error names it like any other foreign key.
-async fn check_owner(conn: Sql<'_>, owner: Option<i64>) -> Result<()> {
-    let Some(owner) = owner else { return Ok(()) };
-    let rows = conn.query("SELECT id FROM users WHERE id = ?1", [owner]).await?;
-    if first(rows, |r| int(r, 0)).await?.is_none() {
-        return Err(Error::field("owner", crate::domain::missing_pk(owner)));
-    }
-    Ok(())
-}
-
 /// Adds the read of a staff-chosen owner to a batch (None when there is no owner to check).
 fn push_owner_check(batch: &mut Batch, owner: Option<i64>) -> Result<Option<usize>> {
     owner.map(|owner| batch.push("SELECT id FROM users WHERE id = ?1", [owner])).transpose()
@@ -293,6 +283,9 @@ async fn count(conn: Sql<'_>, sql: &str, params: impl libsql::params::IntoParams
 /// A query's text and parameters.
 type Query<'a> = (&'a str, Vec<Value>);
 
+/// A parent's read and the judge of its row (see [`listed_under`]).
+type Guard<'a> = (Query<'a>, &'a (dyn Fn(&Row) -> Result<bool> + Sync));
+
 /// Parameters as values, for queries put together before they run.
 fn vals(params: impl libsql::params::IntoParams) -> Result<Vec<Value>> {
     conn::positional(params)
@@ -312,7 +305,7 @@ async fn listed<T>(
 /// and `sees` judges its row; no row, or one the viewer does not see, is 404.
 async fn listed_under<T>(
     conn: &Conn<'_>,
-    guard: (Query<'_>, &(dyn Fn(&Row) -> Result<bool> + Sync)),
+    guard: Guard<'_>,
     count: Query<'_>,
     page: Query<'_>,
     map: impl Fn(&Row) -> Result<T>,
@@ -322,7 +315,7 @@ async fn listed_under<T>(
 
 async fn list_batch<T>(
     conn: &Conn<'_>,
-    guard: Option<(Query<'_>, &(dyn Fn(&Row) -> Result<bool> + Sync))>,
+    guard: Option<Guard<'_>>,
     count: Query<'_>,
     page: Query<'_>,
     map: impl Fn(&Row) -> Result<T>,

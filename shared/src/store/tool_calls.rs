@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::conn::Batch;
 use super::messages::{Ending, push_insert, returned};
-use super::{Listed, Slice, Sql, Store, collect, count, first, int, opt_text, opt_text_value, sessions, text};
+use super::{Listed, Slice, Sql, Store, collect, first, int, opt_text, opt_text_value, sessions, text};
 use crate::domain::{Message, ToolCallRecord, ToolType};
 use crate::error::{Error, Result};
 use crate::llm::events::ToolCall;

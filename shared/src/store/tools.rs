@@ -7,8 +7,8 @@ use super::messages::returned;
 use super::{Row, listed, owner_exists, push_owner_check, vals};
 
 use super::{
-    Listed, Slice, Sql, Store, check_owner, collect, count, first, flag, int, is_unique_violation, json_col, opt_int,
-    opt_json_col, opt_text_value, text,
+    Listed, Slice, Sql, Store, first, flag, int, is_unique_violation, json_col, opt_int, opt_json_col, opt_text_value,
+    text,
 };
 use crate::auth::Caller;
 use crate::domain::{Tool, ToolChanges, ToolFields, ToolType};
@@ -36,11 +36,6 @@ pub(super) fn tool(row: &Row) -> Result<Tool> {
 
 pub(super) async fn find(conn: Sql<'_>, id: i64) -> Result<Option<Tool>> {
     first(conn.query(&format!("SELECT {COLUMNS} FROM agent_tools WHERE id = ?1"), [id]).await?, tool).await
-}
-
-async fn name_taken(conn: Sql<'_>, name: &str, except: Option<i64>) -> Result<bool> {
-    let rows = conn.query("SELECT id FROM agent_tools WHERE name = ?1 AND id IS NOT ?2", params![name, except]).await?;
-    Ok(first(rows, |r| int(r, 0)).await?.is_some())
 }
 
 fn encode(value: &serde_json::Value) -> String {

@@ -8,9 +8,7 @@ use super::{Batch, Row, listed, vals};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{
-    Listed, Slice, Sql, Store, collect, count, first, flag, int, is_unique_violation, opt_text, opt_text_value, text,
-};
+use super::{Listed, Slice, Sql, Store, count, first, flag, int, is_unique_violation, opt_text, opt_text_value, text};
 use crate::auth::{Caller, NewToken};
 use crate::error::{Error, Result};
 
@@ -319,19 +317,22 @@ impl Store {
                 params![self.now(), id, user],
             )
             .await?;
+        self.forget_callers();
         if revoked == 0 { Err(Error::NotFound) } else { Ok(()) }
     }
 
     /// The CLI's way to name a token: its visible prefix.
     pub async fn revoke_token_by_prefix(&self, prefix: &str) -> Result<u64> {
-        self.forget_callers();
-        Ok(self
+        let revoked = self
             .conn()
             .await
             .execute(
                 "UPDATE api_tokens SET revoked_at = ?1 WHERE prefix = ?2 AND revoked_at IS NULL",
                 params![self.now(), prefix],
             )
-            .await?)
+            .await;
+        // After the write: a lookup racing it could otherwise trust the token again.
+        self.forget_callers();
+        revoked
     }
 }
