@@ -331,23 +331,23 @@ pub async fn tool_output(
     }
     let provider = provider(state)?;
     let store = &state.store;
-    let session = store.get_session(caller, request.session_id).await?;
+    // One read batch (what the continuation needs, and the calls to validate), then one atomic write.
+    let context = store.tool_output_context(caller, request.session_id, &request.outputs).await?;
     let lease = new_lease(state);
     let (response_id, calls) = match store
-        .submit_tool_outputs(session.id, &lease, &request.outputs, claim.as_ref())
+        .submit_tool_outputs(&context, &lease, &request.outputs, claim.as_ref())
         .await?
     {
         Submission::Waiting { pending } => return Ok(ToolOutputStart::Waiting(json!({"pending_tool_calls": pending}))),
         Submission::Complete { response_id, calls } => (response_id, calls),
     };
-    let agent = store.get_agent(&Caller::system(), session.agent).await?;
     let turn = Turn {
         provider,
         turn_id: lease.turn_id,
-        session_id: session.id,
-        instructions: store.session_instructions(session.id).await?,
-        tools: store.agent_active_tools(agent.id).await?,
-        agent,
+        session_id: context.session.id,
+        instructions: context.instructions,
+        tools: context.tools,
+        agent: context.agent,
         input: outputs_of(&calls),
         previous_response_id: Some(response_id),
         auto_execute: request.auto_execute_tools,

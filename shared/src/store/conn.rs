@@ -360,6 +360,11 @@ impl Outcomes {
         }
     }
 
+    /// Which statement failed first, if one did.
+    pub(super) fn failed_at(&self) -> Option<usize> {
+        self.0.iter().position(|o| matches!(o, Outcome::Failed(_)))
+    }
+
     /// The first failure of the batch, if any (an atomic batch with one wrote nothing).
     pub(super) fn first_error(&mut self) -> Option<libsql::Error> {
         let index = self.0.iter().position(|o| matches!(o, Outcome::Failed(_)))?;

@@ -18,7 +18,8 @@ pub struct TurnContext {
     pub tools: Vec<Tool>,
 }
 
-const TOOLS: &str = "SELECT t.id, t.name, t.owner_id, t.description, t.tool_type, t.parameters, t.format, t.is_active,
+pub(super) const TOOLS: &str =
+    "SELECT t.id, t.name, t.owner_id, t.description, t.tool_type, t.parameters, t.format, t.is_active,
         t.created_at, t.executor
  FROM agent_profile_tools l JOIN agent_tools t ON t.id = l.tool_id
  WHERE l.agent_id = ?1 AND l.enabled = 1 AND t.is_active = 1 ORDER BY l.id";

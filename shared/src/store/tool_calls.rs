@@ -8,11 +8,12 @@ use serde_json::Value;
 use super::conn::Batch;
 use super::messages::{Ending, push_insert, returned};
 use super::{Listed, Slice, Sql, Store, collect, first, int, opt_text, opt_text_value, sessions, text};
+use crate::auth::Caller;
 use crate::domain::{Message, ToolCallRecord, ToolType};
 use crate::error::{Error, Result};
 use crate::llm::events::ToolCall;
 
-use super::turns::{IdempotencyClaim, TurnKind, claim_key, insert_turn, push_claim};
+use super::turns::{IdempotencyClaim, TurnKind, push_claim};
 
 const COLUMNS: &str =
     "id, session_id, response_id, call_id, name, call_type, arguments, status, output, created_at, updated_at";
@@ -57,6 +58,26 @@ pub struct ResponseOutcome<'a> {
     pub completed_output: Option<&'a Value>,
     /// Calls of a completed response; they enter the ledger as pending.
     pub calls: &'a [ToolCall],
+}
+
+/// What a tool-output submission read: see [`Store::tool_output_context`].
+#[derive(Debug)]
+pub struct ToolOutputContext {
+    pub session: crate::domain::Session,
+    pub agent: crate::domain::Agent,
+    pub tools: Vec<crate::domain::Tool>,
+    /// The instructions the session's last message turn sent.
+    pub instructions: Option<String>,
+    /// The response the outputs answer.
+    pub response_id: String,
+}
+
+/// A statement that fails (rolling its atomic batch back) unless `condition` holds. SQLite has no RAISE
+/// outside triggers, so the failing branch evaluates `json('…')` on text that is not JSON: a batch decides on
+/// the server, in one round trip, what an interactive transaction would decide between round trips.
+/// `condition` is a fixed SQL fragment of the store's own; values are always parameters.
+fn abort_unless(condition: &str) -> String {
+    format!("SELECT CASE WHEN ({condition}) THEN 1 ELSE json('batch aborted: condition failed') END")
 }
 
 /// What a tool-output submission led to.
@@ -119,30 +140,44 @@ impl Store {
         Ok(())
     }
 
-    /// Stores client outputs for pending calls, all or nothing. Exactly one of concurrent submissions that
-    /// complete a response sees `Complete` (the store's lock serialises them).
-    pub async fn submit_tool_outputs(
+    /// What a tool-output submission reads before it writes, in one batch (one round trip remotely): the
+    /// session (404 unless the viewer's), its agent, the agent's active tools, the instructions of its last
+    /// message turn, and the ledger entries of the submitted calls. The outputs are validated against them
+    /// here, in the order they were sent: an unknown call is 404, one not pending 409, calls of different
+    /// responses 400.
+    pub async fn tool_output_context(
         &self,
+        viewer: &Caller,
         session: i64,
-        lease: &TurnLease,
         outputs: &[(String, String)],
-        claim: Option<&IdempotencyClaim>,
-    ) -> Result<Submission> {
-        let conn = self.conn().await;
-        let now = self.now();
-        let tx = conn.transaction().await?;
-        // Outputs are refused while a turn runs; the one that completes the response starts the next turn.
-        take_lease(tx.sql(), session, lease, &now).await?;
+    ) -> Result<ToolOutputContext> {
+        let ids = serde_json::Value::from(outputs.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>()).to_string();
+        let agent_of = "(SELECT agent_id FROM agent_sessions WHERE id = ?1)";
+        let mut batch = Batch::read();
+        let found = batch
+            .push(format!("SELECT {}, instructions FROM agent_sessions WHERE id = ?1", sessions::COLUMNS), [session])?;
+        let agent = batch
+            .push(format!("SELECT {} FROM agent_profiles WHERE id = {agent_of}", super::agents::COLUMNS), [session])?;
+        let tools = batch.push(super::runtime::TOOLS.replace("?1", agent_of), [session])?;
+        let calls = batch.push(
+            format!(
+                "SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = ?1 AND call_id IN (SELECT value FROM json_each(?2))"
+            ),
+            params![session, ids],
+        )?;
+        let mut out = self.conn().await.batch(batch).await?;
+        let row = out.take(found)?.rows().next().ok_or(Error::NotFound)?;
+        let found = sessions::session(&row)?;
+        if !viewer.sees_private(found.owner) {
+            return Err(Error::NotFound);
+        }
+        let instructions = opt_text(&row, 7)?;
+        let known: Vec<ToolCallRecord> = out.take(calls)?.rows().map(|r| record(&r)).collect::<Result<_>>()?;
         let mut response_id: Option<String> = None;
-        for (call_id, output) in outputs {
-            let rows = tx
-                .query(
-                    &format!("SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = ?1 AND call_id = ?2"),
-                    params![session, call_id.as_str()],
-                )
-                .await?;
-            let call = first(rows, record)
-                .await?
+        for (call_id, _) in outputs {
+            let call = known
+                .iter()
+                .find(|c| c.call_id == *call_id)
                 .ok_or_else(|| Error::Missing(format!("No tool call \"{call_id}\" in session {session}.")))?;
             if call.status != "pending" {
                 return Err(Error::Conflict(format!("Tool call \"{call_id}\" is not pending: it is {}.", call.status)));
@@ -153,32 +188,124 @@ impl Store {
                 }
                 _ => response_id = Some(call.response_id.clone()),
             }
-            tx.execute(
-                "UPDATE agent_tool_calls SET status = 'submitted', output = ?1, updated_at = ?2 WHERE id = ?3",
-                params![output.as_str(), now.clone(), call.id],
-            )
-            .await?;
         }
         let response_id = response_id.ok_or_else(|| Error::field("outputs", "At least one output is required."))?;
-        let calls = calls_of_response(tx.sql(), session, &response_id).await?;
-        let pending: Vec<String> = calls.iter().filter(|c| c.status == "pending").map(|c| c.call_id.clone()).collect();
-        if pending.is_empty() {
-            insert_turn(tx.sql(), &lease.turn_id, session, TurnKind::ToolOutput, &now).await?;
-            if let Some(claim) = claim {
-                claim_key(tx.sql(), claim, Some(&lease.turn_id), None, &now).await?;
+        Ok(ToolOutputContext {
+            agent: out
+                .take(agent)?
+                .rows()
+                .next()
+                .map(|r| super::agents::agent(&r))
+                .transpose()?
+                .ok_or(Error::NotFound)?,
+            tools: out.take(tools)?.rows().map(|r| super::tools::tool(&r)).collect::<Result<_>>()?,
+            session: found,
+            instructions,
+            response_id,
+        })
+    }
+
+    /// Stores client outputs for pending calls, all or nothing, in one atomic batch (one round trip
+    /// remotely). Exactly one of concurrent submissions that complete a response sees `Complete`: the
+    /// server runs batches one at a time, and whether calls are still pending is decided inside the batch.
+    ///
+    /// The batch takes the session's lease, stops (rolls back) unless it holds it, marks the calls submitted
+    /// only if every one of them is still pending (and stops otherwise), then either starts the continuation
+    /// turn (no call of the response is pending any more) or gives the lease back, claims the key with what
+    /// it decided, and reads the response's calls back.
+    pub async fn submit_tool_outputs(
+        &self,
+        context: &ToolOutputContext,
+        lease: &TurnLease,
+        outputs: &[(String, String)],
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<Submission> {
+        let now = self.now();
+        let session = context.session.id;
+        let response = context.response_id.as_str();
+        let turn = lease.turn_id.as_str();
+        let pairs = serde_json::Value::from(
+            outputs.iter().map(|(id, output)| serde_json::json!([id, output])).collect::<Vec<_>>(),
+        )
+        .to_string();
+        let pending_of_response =
+            "SELECT 1 FROM agent_tool_calls WHERE session_id = ?1 AND response_id = ?2 AND status = 'pending'";
+        let mut batch = Batch::write();
+        batch.push(TAKE_LEASE, params![turn, lease.expires_at.as_str(), session, now.clone()])?;
+        let leased = batch
+            .push(abort_unless("(SELECT turn_id FROM agent_sessions WHERE id = ?1) IS ?2"), params![session, turn])?;
+        batch.push(
+            "UPDATE agent_tool_calls SET status = 'submitted', updated_at = ?4,
+                    output = (SELECT json_extract(p.value, '$[1]') FROM json_each(?3) p
+                              WHERE json_extract(p.value, '$[0]') = agent_tool_calls.call_id)
+             WHERE session_id = ?1 AND response_id = ?2 AND status = 'pending'
+               AND call_id IN (SELECT json_extract(p.value, '$[0]') FROM json_each(?3) p)",
+            params![session, response, pairs, now.clone()],
+        )?;
+        let all_pending =
+            batch.push(abort_unless("changes() = ?1"), [i64::try_from(outputs.len()).unwrap_or(i64::MAX)])?;
+        batch.push(
+            format!(
+                "INSERT INTO agent_turns (id, session_id, kind, created_at)
+                 SELECT ?3, ?1, ?4, ?5 WHERE NOT EXISTS ({pending_of_response})"
+            ),
+            params![session, response, turn, TurnKind::ToolOutput.as_str(), now.clone()],
+        )?;
+        batch.push(
+            format!("{RELEASE} AND NOT EXISTS (SELECT 1 FROM agent_turns WHERE id = ?2)"),
+            params![session, turn],
+        )?;
+        let claimed = claim
+            .map(|claim| {
+                batch.push(
+                    "DELETE FROM idempotency_keys WHERE owner_id = ?1 AND key = ?2 AND created_at <= ?3",
+                    params![claim.owner, claim.key.as_str(), claim.expired_before.as_str()],
+                )?;
+                batch.push(
+                    "INSERT INTO idempotency_keys (owner_id, key, endpoint, fingerprint, turn_id, status_code, response, created_at)
+                     SELECT ?1, ?2, ?3, ?4, t.id, CASE WHEN t.id IS NULL THEN 202 END,
+                            CASE WHEN t.id IS NULL THEN json_object('pending_tool_calls', (
+                                SELECT json_group_array(call_id) FROM (SELECT call_id FROM agent_tool_calls
+                                 WHERE session_id = ?6 AND response_id = ?7 AND status = 'pending' ORDER BY id))) END,
+                            ?8
+                     FROM (SELECT (SELECT id FROM agent_turns WHERE id = ?5) AS id) t",
+                    params![
+                        claim.owner,
+                        claim.key.as_str(),
+                        claim.endpoint,
+                        claim.fingerprint.as_str(),
+                        turn,
+                        session,
+                        response,
+                        now.clone()
+                    ],
+                )
+            })
+            .transpose()?;
+        let calls = batch.push(
+            format!("SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = ?1 AND response_id = ?2 ORDER BY id"),
+            params![session, response],
+        )?;
+        let started = batch.push("SELECT id FROM agent_turns WHERE id = ?1", [turn])?;
+        let mut out = self.conn().await.batch(batch).await?;
+        match out.failed_at() {
+            None => {}
+            Some(step) if step == leased => return Err(self.lease_holder(session).await),
+            Some(step) if step == all_pending => {
+                return Err(Error::Conflict("A tool call of this submission is no longer pending.".into()));
             }
-        } else {
-            release(tx.sql(), session, &lease.turn_id).await?;
-            if let Some(claim) = claim {
-                let body = serde_json::json!({"pending_tool_calls": pending}).to_string();
-                claim_key(tx.sql(), claim, None, Some((202, &body)), &now).await?;
+            Some(step) if Some(step) == claimed => return Err(self.key_holder(claim).await),
+            Some(_) => {
+                return Err(out.first_error().map_or_else(|| Error::Internal("batch failed".into()), Error::from));
             }
         }
-        tx.commit().await?;
-        if pending.is_empty() {
-            Ok(Submission::Complete { response_id, calls })
+        let calls: Vec<ToolCallRecord> = out.take(calls)?.rows().map(|r| record(&r)).collect::<Result<_>>()?;
+        if out.take(started)?.rows().next().is_some() {
+            Ok(Submission::Complete { response_id: context.response_id.clone(), calls })
         } else {
-            Ok(Submission::Waiting { pending })
+            Ok(Submission::Waiting {
+                pending: calls.iter().filter(|c| c.status == "pending").map(|c| c.call_id.clone()).collect(),
+            })
         }
     }
 
@@ -209,19 +336,6 @@ impl Store {
         )
         .await
     }
-}
-
-/// Takes the session's turn lease, or fails with the running turn's id. Inside the caller's transaction, so
-/// a refused turn writes nothing.
-async fn take_lease(conn: Sql<'_>, session: i64, lease: &TurnLease, now: &str) -> Result<()> {
-    let taken =
-        conn.execute(TAKE_LEASE, params![lease.turn_id.as_str(), lease.expires_at.as_str(), session, now]).await?;
-    if taken == 1 {
-        return Ok(());
-    }
-    let rows = conn.query("SELECT turn_id FROM agent_sessions WHERE id = ?1", [session]).await?;
-    let running = first(rows, |r| opt_text(r, 0)).await?.flatten().unwrap_or_default();
-    Err(Error::TurnInProgress(running))
 }
 
 /// Takes the session's lease when it is free or expired: `?1` turn, `?2` expiry, `?3` session, `?4` now.

@@ -6,7 +6,7 @@ use libsql::params;
 use super::Row;
 use super::conn::Batch;
 
-use super::{Sql, Store, collect, first, int, opt_int, opt_text, sessions, text};
+use super::{Store, collect, first, int, opt_int, opt_text, sessions, text};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 
@@ -78,16 +78,6 @@ pub enum Earlier {
     Answered { status: u16, body: String },
 }
 
-/// Inserts the turn's row; called inside the transaction that takes the session's lease.
-pub(super) async fn insert_turn(conn: Sql<'_>, turn_id: &str, session: i64, kind: TurnKind, now: &str) -> Result<()> {
-    conn.execute(
-        "INSERT INTO agent_turns (id, session_id, kind, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![turn_id, session, kind.as_str(), now],
-    )
-    .await?;
-    Ok(())
-}
-
 /// Adds the claim of a key to an atomic batch: an expired key is freed, then the key inserted; a twin that
 /// holds it makes the INSERT fail on the primary key (and the batch roll back). Answers the INSERT's index.
 pub(super) fn push_claim(
@@ -115,49 +105,6 @@ pub(super) fn push_claim(
             now
         ],
     )
-}
-
-/// Records the key with what the request started or answered. A twin request that got here first makes the
-/// insert fail on the primary key: that one is still running.
-pub(super) async fn claim_key(
-    conn: Sql<'_>,
-    claim: &IdempotencyClaim,
-    turn_id: Option<&str>,
-    answer: Option<(u16, &str)>,
-    now: &str,
-) -> Result<()> {
-    // An expired key is free again.
-    conn.execute(
-        "DELETE FROM idempotency_keys WHERE owner_id = ?1 AND key = ?2 AND created_at <= ?3",
-        params![claim.owner, claim.key.as_str(), claim.expired_before.as_str()],
-    )
-    .await?;
-    let inserted = conn
-        .execute(
-            "INSERT INTO idempotency_keys (owner_id, key, endpoint, fingerprint, turn_id, status_code, response, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
-            params![
-                claim.owner,
-                claim.key.as_str(),
-                claim.endpoint,
-                claim.fingerprint.as_str(),
-                super::opt_text_value(turn_id.map(str::to_owned)),
-                super::opt_int_value(answer.map(|(status, _)| i64::from(status))),
-                super::opt_text_value(answer.map(|(_, body)| body.to_owned())),
-                now
-            ],
-        )
-        .await?;
-    if inserted == 0 {
-        let rows = conn
-            .query(
-                "SELECT turn_id FROM idempotency_keys WHERE owner_id = ?1 AND key = ?2",
-                params![claim.owner, claim.key.as_str()],
-            )
-            .await?;
-        return Err(Error::KeyInProgress(first(rows, |r| opt_text(r, 0)).await?.flatten().unwrap_or_default()));
-    }
-    Ok(())
 }
 
 /// Rows per multi-row INSERT of frames: 4 parameters a row, well under SQLite's oldest limit of 999.
