@@ -74,10 +74,7 @@ impl TestApp {
 
     /// Serves an existing (migrated) state, e.g. over a remote database.
     pub async fn serve(state: AppState, dir: TempDir) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let app = lambent::http::router(state.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        let addr = listen(&state).await;
         let mut app = Self { addr, state, token: None, client: http_client(), _dir: Arc::new(dir) };
         app.token = Some(app.account("alice", false).await.token);
         app
@@ -88,10 +85,7 @@ impl TestApp {
     pub async fn twin(&self) -> Self {
         let config = (*self.state.config).clone();
         let state = AppState::open(config).await.expect("twin state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let app = lambent::http::router(state.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        let addr = listen(&state).await;
         Self { addr, state, ..self.clone() }
     }
 
@@ -213,6 +207,16 @@ impl TestApp {
         let rows = self.store().query_json(&format!("SELECT COUNT(*) AS n FROM {table}")).await.expect("count");
         rows[0]["n"].as_i64().expect("n")
     }
+}
+
+/// Serves `state` on a free port of 127.0.0.1 as `lambent serve` does (the same app, the same accept loop and
+/// socket options), until the test ends.
+async fn listen(state: &AppState) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = lambent_local::app(state.clone());
+    tokio::spawn(async move { lambent_local::serve_app(listener, app, std::future::pending()).await.expect("serve") });
+    addr
 }
 
 async fn read(response: reqwest::Response) -> (StatusCode, Value) {

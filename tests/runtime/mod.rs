@@ -5,6 +5,7 @@ mod concurrency;
 mod failures;
 mod idempotency;
 mod resume;
+mod stalls;
 mod streaming;
 mod tools;
 
