@@ -200,7 +200,7 @@ pub struct ClientBuilder {
 impl ClientBuilder {
     fn new() -> ClientBuilder {
         ClientBuilder {
-            connector: HttpConnector::new(),
+            connector: nodelay_connector(),
             uri: None,
             pool_size: None,
         }
@@ -255,7 +255,7 @@ pub struct PooledClientBuilder {
 impl PooledClientBuilder {
     fn new() -> PooledClientBuilder {
         PooledClientBuilder {
-            connector: HttpConnector::new(),
+            connector: nodelay_connector(),
             uri: None,
             pool_size: None,
         }
@@ -288,6 +288,14 @@ impl PooledClientBuilder {
         let uri = resolve_uri(self.uri);
         PooledClient::with(uri, self.connector, self.pool_size)
     }
+}
+
+/// Lambent's patch (see VENDORED.md): the default connector sets TCP_NODELAY, so a streamed response's frames
+/// do not wait on Nagle for the Runtime API's delayed ACKs (~40 ms each).
+fn nodelay_connector() -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector
 }
 
 /// Resolve the base URI from an explicit value or the `AWS_LAMBDA_RUNTIME_API` env var.
