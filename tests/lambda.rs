@@ -128,3 +128,72 @@ async fn a_streaming_function_sends_frames_before_the_upstream_has_finished() {
     }
     assert!(seen.contains("event: done") && seen.contains("\"status\":\"completed\""), "{seen}");
 }
+
+/// The `agent-stream` function as Lambda runs it: its own process, the real `lambda_runtime` loop, a Runtime
+/// API (a stub) on loopback. Invocations reuse one pooled connection to that API, which by then delays its
+/// ACKs (as the real one, on the same kernel, does); without `TCP_NODELAY` on the function's socket, the
+/// first frame after the head of the streamed `/response` waits for that ACK (~40 ms), every invocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_streaming_function_posts_its_frames_without_a_nagle_stall() {
+    use crate::helpers::fake_openai::{FakeOpenAi, frames, text_events};
+    use crate::helpers::runtime_api::{RuntimeApi, Seen};
+    use crate::runtime::stalls::{ATTEMPTS, FIRST_EVENT_BUDGET, shown};
+    use std::time::Duration;
+
+    let fake = FakeOpenAi::start().await;
+    let (state, dir, user) = state_with_fixture_user_and(&fake.env()).await;
+    let default = lambent::domain::AgentFields { name: "a".into(), is_default: true, ..Default::default() };
+    state.store.create_agent(Some(user), default).await.unwrap();
+    let mut api = RuntimeApi::start().await;
+    let mut function = tokio::process::Command::new(env!("CARGO_BIN_EXE_lambent-test-stream-function"));
+    function
+        .env_clear()
+        .env("DATABASE_URL", format!("file:{}", dir.path().join("lambent.db").display()))
+        .envs(fake.env())
+        .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "agent-stream")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/01/01/[1]test")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/agent-stream")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let _function = function.spawn().expect("start the function");
+
+    let fixture: Value = serde_json::from_str(include_str!("fixtures/apigw_rest_post_stream.json")).unwrap();
+    let mut invoke = async |name: String| {
+        fake.push_stream(frames(text_events(&format!("resp_{name}"), &["Hello", " again"])));
+        let mut event = fixture.clone();
+        event["requestContext"]["requestId"] = json!(name);
+        api.invoke(&name, event.to_string());
+        let answer = match api.next_seen(Duration::from_secs(30)).await {
+            Seen::Answer(answer) => answer,
+            Seen::Failed(why) => panic!("invocation {name}: {why}"),
+        };
+        assert_eq!(answer.request_id, name);
+        assert!(answer.streaming, "a streamed answer");
+        assert!(answer.prelude.contains("\"statusCode\":200"), "{}", answer.prelude);
+        let done = answer.body.contains("event: done") && answer.body.contains("\"status\":\"completed\"");
+        assert!(done, "{}", answer.body);
+        let first_event = answer.first_event_at.unwrap_or_else(|| panic!("no event: {}", answer.body));
+        (answer.first_byte_at.map(|at| at - answer.head_at), first_event - answer.head_at)
+    };
+    // The cold start's first turn also opens the function's connection to the upstream: a one-off cost.
+    invoke("cold".to_owned()).await;
+    let mut seen = Vec::new();
+    for attempt in 0..ATTEMPTS {
+        let (mut first_bytes, mut first_events) = (Vec::new(), Vec::new());
+        for invocation in 0..6 {
+            let (first_byte, first_event) = invoke(format!("warm_{attempt}_{invocation}")).await;
+            first_bytes.push(first_byte.unwrap_or_default());
+            first_events.push(first_event);
+        }
+        if first_events.iter().all(|d| *d <= FIRST_EVENT_BUDGET) {
+            return;
+        }
+        seen.push(format!("first byte {}, first event {}", shown(&first_bytes), shown(&first_events)));
+    }
+    let seen = seen.join("; then ");
+    panic!("after the head of /response, invocation by invocation: {seen} (budget {FIRST_EVENT_BUDGET:?})");
+}

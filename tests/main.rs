@@ -1,10 +1,11 @@
 //! Lambent's one integration-test binary: the real routers over real libsql files on 127.0.0.1.
 //!
 //! # Layout
-//! - `helpers/`: `TestApp::spawn()` and friends.
+//! - `helpers/`: `TestApp::spawn()` and friends; `runtime_api`, a stub Lambda Runtime API.
 //! - one module per area: the CRUD groups, pagination, error shapes, migrations, the Lambda path, OpenAPI,
 //!   durability (a killed server, 200 concurrent turns), TLS (real handshakes through both HTTPS clients).
 //! - `bin/server.rs`: the local server as a child process, for the test that kills it.
+//! - `bin/stream_function.rs`: the `agent-stream` Lambda function as a child process, for the stub Runtime API.
 
 mod helpers;
 

@@ -87,7 +87,9 @@ async fn parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Secret, lamb
 }
 
 /// Cold start, then serve requests with Lambda response streaming: SSE frames leave as they are produced
-/// (plain `run` would buffer the whole body).
+/// (plain `run` would buffer the whole body). They reach the Runtime API without waiting on Nagle: the
+/// runtime's client (`lambda_runtime_api_client`, patched in from `vendor/`; lambda_runtime takes no client
+/// of ours) connects with `TCP_NODELAY`, else each frame would wait ~40 ms for the API's delayed ACK.
 pub async fn serve_streaming(router: fn(AppState) -> Router) -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let state = cold_start().await?;

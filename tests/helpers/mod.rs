@@ -2,6 +2,7 @@
 //! scripted upstream.
 
 pub mod fake_openai;
+pub mod runtime_api;
 pub mod services;
 
 use std::net::SocketAddr;

@@ -5,7 +5,7 @@ mod concurrency;
 mod failures;
 mod idempotency;
 mod resume;
-mod stalls;
+pub mod stalls;
 mod streaming;
 mod tools;
 

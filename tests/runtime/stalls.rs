@@ -154,10 +154,12 @@ async fn streamed_turns_on_one_keep_alive_connection_are_not_held_by_nagle() {
         }
         seen.push(shown(&delays));
     }
-    panic!("head → first event, turn by turn on one keep-alive connection: {seen:?} (budget {FIRST_EVENT_BUDGET:?})");
+    let seen = seen.join(", then ");
+    panic!("head → first event, turn by turn on one keep-alive connection: {seen} (budget {FIRST_EVENT_BUDGET:?})");
 }
 
-/// Durations as milliseconds, for a failure message.
-pub fn shown(delays: &[Duration]) -> Vec<String> {
-    delays.iter().map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0)).collect()
+/// Durations as milliseconds, for a failure message: `[1.2, 40.1] ms`.
+pub fn shown(delays: &[Duration]) -> String {
+    let ms: Vec<String> = delays.iter().map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0)).collect();
+    format!("[{}] ms", ms.join(", "))
 }
