@@ -87,6 +87,7 @@ async fn turn_trips(
     fake: &FakeOpenAi,
     path: &'static str,
     body: Value,
+    key: Option<&'static str>,
     events: Vec<Step>,
 ) -> (u64, u64, Streamed) {
     let gate = Arc::new(tokio::sync::Notify::new());
@@ -97,7 +98,8 @@ async fn turn_trips(
     let before = proxy.count();
     let turn = tokio::spawn({
         let app = app.clone();
-        async move { app.stream(path, body).await }
+        let headers: Vec<(&str, &str)> = key.map(|k| ("Idempotency-Key", k)).into_iter().collect();
+        async move { app.stream_with(reqwest::Method::POST, path, Some(body), &headers).await }
     });
     while fake.requests().len() == seen {
         assert!(!turn.is_finished(), "the turn ended before it called upstream");
@@ -120,31 +122,54 @@ async fn a_turn_reaches_the_database_at_most_twice_before_upstream_and_twice_aft
     let mut report = Vec::new();
 
     let message = json!({"message": "hi", "variables": {"lang": "en"}});
-    let (pre, post, out) = turn_trips(&app, &proxy, &fake, "/api/agent/stream/", message.clone(), answer()).await;
+    let (pre, post, out) = turn_trips(&app, &proxy, &fake, "/api/agent/stream/", message.clone(), None, answer()).await;
     assert_eq!(out.text(), "abcdefgh");
     let session = out.done()["session_id"].clone();
     report.push(("stream, new session", pre, post));
 
     let next = json!({"message": "again", "session_id": session, "variables": {"lang": "en"}});
-    let (pre, post, out) = turn_trips(&app, &proxy, &fake, "/api/agent/stream/", next, answer()).await;
+    let (pre, post, out) = turn_trips(&app, &proxy, &fake, "/api/agent/stream/", next, None, answer()).await;
     assert_eq!(out.done()["status"], "completed");
     report.push(("stream, existing session", pre, post));
 
-    let (pre, post, out) = turn_trips(&app, &proxy, &fake, "/api/agent/chat/", message.clone(), answer()).await;
+    let (pre, post, out) = turn_trips(&app, &proxy, &fake, "/api/agent/chat/", message.clone(), None, answer()).await;
     assert_eq!(out.body()["output_text"], "abcdefgh", "{}", out.raw);
     report.push(("chat, new session", pre, post));
 
+    let keyed = json!({"message": "keyed", "variables": {"lang": "en"}});
+    let (pre, post, out) =
+        turn_trips(&app, &proxy, &fake, "/api/agent/stream/", keyed.clone(), Some("key-s"), answer()).await;
+    assert_eq!(out.text(), "abcdefgh");
+    report.push(("stream with an Idempotency-Key", pre, post));
+    let (pre, post, out) = turn_trips(&app, &proxy, &fake, "/api/agent/chat/", keyed, Some("key-c"), answer()).await;
+    assert_eq!(out.body()["output_text"], "abcdefgh", "{}", out.raw);
+    report.push(("chat with an Idempotency-Key", pre, post));
+
     let call = frames(function_call_events("resp_c", &[("call_1", "lookup", "{}")]));
-    let (pre, post, out) = turn_trips(&app, &proxy, &fake, "/api/agent/stream/", message, call).await;
+    let (pre, post, out) = turn_trips(&app, &proxy, &fake, "/api/agent/stream/", message, None, call).await;
     let session = out.done()["session_id"].clone();
     assert_eq!(out.done()["pending_tool_calls"], json!(["call_1"]));
     report.push(("stream ending in a tool call", pre, post));
 
     let output = json!({"session_id": session, "call_id": "call_1", "output": "42"});
-    let (pre, post, out) = turn_trips(&app, &proxy, &fake, "/api/agent/tool-output/", output, answer()).await;
+    let (pre, post, out) =
+        turn_trips(&app, &proxy, &fake, "/api/agent/tool-output/", output, Some("key-t"), answer()).await;
     assert_eq!(out.text(), "abcdefgh");
-    report.push(("tool-output", pre, post));
+    report.push(("tool-output with an Idempotency-Key", pre, post));
 
     let over: Vec<_> = report.iter().filter(|(_, pre, post)| *pre > 2 || *post > 2).collect();
     assert!(over.is_empty(), "over budget (before upstream, after its last event): {over:?}\nall: {report:?}");
+}
+
+#[tokio::test]
+async fn the_first_request_after_a_cold_start_adds_only_the_schema_check() {
+    let (app, proxy, _fake, _sqld) = counted_app().await;
+    // A new instance over the same database, as a Lambda cold start builds it (its store's probe is part of
+    // the cold start, before any request).
+    let cold = app.twin().await;
+    let (n, (status, body)) = trips(&proxy, cold.get("/api/agents/")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(n <= 3, "first request after a cold start: {n} round trips (budget 2 + the schema check)");
+    let (n, _) = trips(&proxy, cold.get("/api/agents/")).await;
+    assert!(n <= 1, "the next one, token trusted: {n}");
 }

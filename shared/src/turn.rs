@@ -27,7 +27,8 @@ use crate::llm::events::{Finish, Observed, ResponseAccumulator, ToolCall};
 use crate::llm::{ModelProvider, ModelRequest};
 use crate::state::AppState;
 use crate::store::{
-    Earlier, IdempotencyClaim, KEY_LIFETIME, NewFrame, ResponseOutcome, StoredFrame, Submission, TurnLease, TurnSession,
+    Earlier, IdempotencyClaim, KEY_LIFETIME, NewFrame, ResponseOutcome, StoredFrame, Submission, TurnContext,
+    TurnLease, TurnRead, TurnSession,
 };
 
 /// Tool rounds one turn may run on the server before it stops and hands the calls to the client.
@@ -144,7 +145,15 @@ pub struct Turn {
     auto_execute: bool,
     /// Fired by `POST /api/sessions/{id}/cancel/`.
     cancel: CancellationToken,
+    /// A keyed `chat`: its reply is kept for the key's retries, in the same write as the turn's end.
+    answer_key: Option<IdempotencyClaim>,
 }
+
+/// A keyed chat's reply, recorded with the end of its turn: the key, the HTTP status and the JSON body.
+type KeyedAnswer = (IdempotencyClaim, u16, String);
+
+/// A turn's `done` frame, a keyed chat's reply, and who waits for both to be recorded.
+type Finishing = (Arc<Frame>, Option<KeyedAnswer>, oneshot::Sender<()>);
 
 /// What a tool-output submission answers.
 #[derive(Debug)]
@@ -216,9 +225,9 @@ enum Again {
     Answer(u16, Value),
 }
 
-async fn again(state: &AppState, claim: Option<&IdempotencyClaim>) -> Result<Option<Again>> {
-    let Some(claim) = claim else { return Ok(None) };
-    Ok(match state.store.earlier_request(claim).await? {
+/// `earlier` was read with the turn's context, in the same round trip.
+async fn again(state: &AppState, earlier: Result<Option<Earlier>>) -> Result<Option<Again>> {
+    Ok(match earlier? {
         None => None,
         Some(
             Earlier::Answered { status, body } | Earlier::Turn { response: Some((status, body)), running: false, .. },
@@ -245,26 +254,37 @@ pub async fn stream(
     body: &Value,
 ) -> Result<TurnStream> {
     let claim = claim(state, caller, key, "stream", body);
-    match again(state, claim.as_ref()).await? {
+    let read = read_context(state, caller, &request, claim.as_ref()).await?;
+    match again(state, read.earlier).await? {
         Some(Again::Replay(frames)) => return Ok(frames),
         Some(Again::Answer(..)) => return Err(Error::KeyReused),
         None => {}
     }
-    Ok(start_message(state, caller, request, claim.as_ref()).await?.stream(state.clone()))
+    Ok(start_message(state, caller, request, claim.as_ref(), read.context).await?.stream(state.clone()))
 }
 
-/// Resolves a message turn and stores the user's message. Nothing is stored when the request is invalid or
-/// no model provider is configured.
-pub async fn start_message(
+/// Everything a message turn reads (and what an earlier request with its key did), in one batch.
+async fn read_context(
+    state: &AppState,
+    caller: &Caller,
+    request: &MessageRequest,
+    claim: Option<&IdempotencyClaim>,
+) -> Result<TurnRead<TurnContext>> {
+    state.store.turn_context(request.agent_id, request.session_id, caller.owner_for(None), claim).await
+}
+
+/// Resolves a message turn from what [`read_context`] read and stores the user's message (everything the
+/// turn writes before going upstream, in one batch). Nothing is stored when the request is invalid or no
+/// model provider is configured.
+async fn start_message(
     state: &AppState,
     caller: &Caller,
     request: MessageRequest,
     claim: Option<&IdempotencyClaim>,
+    context: TurnContext,
 ) -> Result<Turn> {
     let provider = provider(state)?;
     let store = &state.store;
-    // Everything the turn reads, in one batch; then everything it writes before going upstream, in another.
-    let context = store.turn_context(request.agent_id, request.session_id, caller.owner_for(None)).await?;
     let (agent, session) = match (request.agent_id, request.session_id) {
         (agent_id, Some(session_id)) => {
             let session = context.session.filter(|s| caller.sees_private(s.owner)).ok_or(Error::NotFound)?;
@@ -311,6 +331,7 @@ pub async fn start_message(
         previous_response_id: session.previous_response_id,
         auto_execute: request.auto_execute_tools,
         cancel: CancellationToken::new(),
+        answer_key: None,
     })
 }
 
@@ -324,15 +345,17 @@ pub async fn tool_output(
     body: &Value,
 ) -> Result<ToolOutputStart> {
     let claim = claim(state, caller, key, "tool-output", body);
-    match again(state, claim.as_ref()).await? {
+    let store = &state.store;
+    // One read batch (what the continuation needs, the calls to validate, the key's earlier request), then
+    // one atomic write.
+    let read = store.tool_output_context(caller, request.session_id, &request.outputs, claim.as_ref()).await?;
+    match again(state, read.earlier).await? {
         Some(Again::Replay(frames)) => return Ok(ToolOutputStart::Streaming(frames)),
         Some(Again::Answer(_, body)) => return Ok(ToolOutputStart::Waiting(body)),
         None => {}
     }
     let provider = provider(state)?;
-    let store = &state.store;
-    // One read batch (what the continuation needs, and the calls to validate), then one atomic write.
-    let context = store.tool_output_context(caller, request.session_id, &request.outputs).await?;
+    let context = read.context?;
     let lease = new_lease(state);
     let (response_id, calls) = match store
         .submit_tool_outputs(&context, &lease, &request.outputs, claim.as_ref())
@@ -352,6 +375,7 @@ pub async fn tool_output(
         previous_response_id: Some(response_id),
         auto_execute: request.auto_execute_tools,
         cancel: CancellationToken::new(),
+        answer_key: None,
     };
     Ok(ToolOutputStart::Streaming(turn.stream(state.clone())))
 }
@@ -393,7 +417,7 @@ pub async fn close_interrupted(store: &crate::store::Store) -> Result<usize> {
             NewFrame { seq: seq + 1, event: error.name(), data: &error_data },
             NewFrame { seq: seq + 2, event: done.name(), data: &done_data },
         ];
-        store.finish_turn(*session, turn_id, &frames).await?;
+        store.finish_turn(*session, turn_id, &frames, None).await?;
     }
     Ok(leased.len())
 }
@@ -495,7 +519,7 @@ struct Sink {
 struct Inbox {
     frames: std::sync::Mutex<Vec<Arc<Frame>>>,
     /// The `done` frame: recorded with the turn's end, then acknowledged.
-    finish: std::sync::Mutex<Option<(Arc<Frame>, oneshot::Sender<()>)>>,
+    finish: std::sync::Mutex<Option<Finishing>>,
     /// The turn went away without `done` (it panicked).
     abandoned: std::sync::atomic::AtomicBool,
     bell: tokio::sync::Notify,
@@ -544,10 +568,10 @@ impl Sink {
 
     /// Records `done` together with the turn's end (which frees the session), then sends it to the client:
     /// a client that reacts to `done` finds the session free and every frame recorded.
-    async fn finish(&self, done: TurnEvent) {
+    async fn finish(&self, done: TurnEvent, answer: Option<KeyedAnswer>) {
         let frame = self.frame(&done);
         let (ack, acked) = oneshot::channel();
-        *locked(&self.inbox.finish) = Some((frame.clone(), ack));
+        *locked(&self.inbox.finish) = Some((frame.clone(), answer, ack));
         self.inbox.bell.notify_one();
         // An error here means the recorder is gone; the client still gets `done`.
         let _ = acked.await;
@@ -597,9 +621,10 @@ async fn record(state: AppState, session: i64, turn_id: String, inbox: Arc<Inbox
         let mut rows: Vec<NewFrame<'_>> =
             batch.iter().map(|f| NewFrame { seq: f.seq, event: &f.event, data: &f.data }).collect();
         let finish = locked(&inbox.finish).take();
-        if let Some((done, ack)) = finish {
+        if let Some((done, answer, ack)) = finish {
             rows.push(NewFrame { seq: done.seq, event: &done.event, data: &done.data });
-            if let Err(err) = store.finish_turn(session, &turn_id, &rows).await {
+            let answer = answer.as_ref().map(|(claim, status, body)| (claim, *status, body.as_str()));
+            if let Err(err) = store.finish_turn(session, &turn_id, &rows, answer).await {
                 tracing::error!(error = %err, session, "could not record the end of a turn");
                 if let Err(err) = store.end_turn(session, &turn_id).await {
                     tracing::error!(error = %err, session, "could not release the session's turn lease");
@@ -671,6 +696,7 @@ impl Turn {
     async fn drive(mut self, state: &AppState, live: Option<mpsc::Sender<Arc<Frame>>>) -> TurnSummary {
         let (session, turn_id) = (self.session_id, self.turn_id.clone());
         self.cancel = state.register_turn(&turn_id);
+        let answer_key = self.answer_key.take();
         let inbox = Arc::new(Inbox::default());
         tokio::spawn(record(state.clone(), session, turn_id.clone(), inbox.clone(), self.cancel.clone()));
         let sink = Sink { turn_id: turn_id.clone(), seq: AtomicU64::new(0), live, inbox };
@@ -678,7 +704,12 @@ impl Turn {
         if let Some(error) = &summary.error {
             sink.send(TurnEvent::Error(error.clone())).await;
         }
-        sink.finish(TurnEvent::Done(summary.done.clone())).await;
+        let answer = answer_key.map(|claim| {
+            let reply = ChatReply::from(summary.clone());
+            let body = serde_json::to_string(&reply).unwrap_or_default();
+            (claim, reply.http_status().as_u16(), body)
+        });
+        sink.finish(TurnEvent::Done(summary.done.clone()), answer).await;
         state.forget_turn(&turn_id);
         summary
     }
@@ -938,18 +969,18 @@ pub async fn chat(
     body: &Value,
 ) -> Result<(u16, Value)> {
     let claim = claim(state, caller, key, "chat", body);
-    match again(state, claim.as_ref()).await? {
+    let read = read_context(state, caller, &request, claim.as_ref()).await?;
+    match again(state, read.earlier).await? {
         Some(Again::Answer(status, body)) => return Ok((status, body)),
         // A chat turn that ended without storing its reply (the process died in between).
         Some(Again::Replay(_)) => return Err(Error::KeyInProgress(String::new())),
         None => {}
     }
-    let turn = start_message(state, caller, request, claim.as_ref()).await?;
+    let mut turn = start_message(state, caller, request, claim.as_ref(), read.context).await?;
+    // The reply is kept for the key's retries with the turn's end (one write), not after it.
+    turn.answer_key = claim;
     let reply = ChatReply::from(turn.run(state.clone()).await?);
     let status = reply.http_status().as_u16();
     let body = serde_json::to_value(&reply).map_err(|e| Error::Internal(e.to_string()))?;
-    if let Some(claim) = &claim {
-        state.store.store_keyed_answer(claim, status, &body.to_string()).await?;
-    }
     Ok((status, body))
 }

@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use conn::{Batch, Conn, Local, Remote, Row, Rows, Sql};
 
 pub use migrate::{MIGRATIONS, Migration};
-pub use runtime::TurnContext;
+pub use runtime::{TurnContext, TurnRead};
 pub use tool_calls::{ResponseOutcome, Submission, ToolOutputContext, TurnLease, TurnSession, TurnStart};
 pub use turns::{Earlier, IdempotencyClaim, KEY_LIFETIME, NewFrame, StoredFrame, TurnKind};
 pub use users::{TokenInfo, User, UserChanges};

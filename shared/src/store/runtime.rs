@@ -3,6 +3,7 @@
 use libsql::params;
 
 use super::conn::Batch;
+use super::turns::{Earlier, IdempotencyClaim};
 use super::{Store, agents, collect, first, opt_int_value};
 use crate::domain::{Agent, Session, Template, Tool};
 use crate::error::Result;
@@ -16,6 +17,14 @@ pub struct TurnContext {
     /// The agent's own default templates if it has any, otherwise the global defaults.
     pub templates: Vec<Template>,
     pub tools: Vec<Tool>,
+}
+
+/// A turn's context, and what an earlier request with the same `Idempotency-Key` did (read in the same batch;
+/// an `Err` is a key reused for another request, 422).
+#[derive(Debug)]
+pub struct TurnRead<T> {
+    pub earlier: Result<Option<Earlier>>,
+    pub context: T,
 }
 
 pub(super) const TOOLS: &str =
@@ -32,7 +41,8 @@ impl Store {
         agent: Option<i64>,
         session: Option<i64>,
         owner: Option<i64>,
-    ) -> Result<TurnContext> {
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<TurnRead<TurnContext>> {
         // The agent the turn talks to, as an expression over ?1 (agent), ?2 (session), ?3 (owner).
         let which = "coalesce(?1, (SELECT agent_id FROM agent_sessions WHERE id = ?2),
             (SELECT id FROM agent_profiles WHERE is_default = 1 AND (owner_id IS ?3 OR owner_id IS NULL)
@@ -58,7 +68,12 @@ impl Store {
             named(),
         )?;
         let tools = batch.push(TOOLS.replace("?1", &format!("({which})")), named())?;
+        let earlier = claim.map(|claim| super::turns::push_earlier(&mut batch, claim, &self.now())).transpose()?;
         let mut out = self.conn().await.batch(batch).await?;
+        let earlier = match (earlier, claim) {
+            (Some(index), Some(claim)) => super::turns::read_earlier(out.take(index)?, claim),
+            _ => Ok(None),
+        };
         let scoped: Vec<Template> =
             out.take(scoped)?.rows().map(|r| super::templates::template(&r)).collect::<Result<_>>()?;
         let templates = if scoped.is_empty() {
@@ -66,12 +81,13 @@ impl Store {
         } else {
             scoped
         };
-        Ok(TurnContext {
+        let context = TurnContext {
             session: out.take(found_session)?.rows().next().map(|r| super::sessions::session(&r)).transpose()?,
             agent: out.take(found_agent)?.rows().next().map(|r| agents::agent(&r)).transpose()?,
             templates,
             tools: out.take(tools)?.rows().map(|r| super::tools::tool(&r)).collect::<Result<_>>()?,
-        })
+        };
+        Ok(TurnRead { earlier, context })
     }
 
     /// The default agent: an owner's own default first, then the global one.

@@ -72,6 +72,47 @@ pub struct ToolOutputContext {
     pub response_id: String,
 }
 
+/// The outputs checked against what [`Store::tool_output_context`] read, in the order they were sent.
+fn validate_outputs(
+    viewer: &Caller,
+    session: i64,
+    outputs: &[(String, String)],
+    out: &mut super::conn::Outcomes,
+    [found, agent, tools, calls]: [usize; 4],
+) -> Result<ToolOutputContext> {
+    let row = out.take(found)?.rows().next().ok_or(Error::NotFound)?;
+    let found = sessions::session(&row)?;
+    if !viewer.sees_private(found.owner) {
+        return Err(Error::NotFound);
+    }
+    let instructions = opt_text(&row, 7)?;
+    let known: Vec<ToolCallRecord> = out.take(calls)?.rows().map(|r| record(&r)).collect::<Result<_>>()?;
+    let mut response_id: Option<String> = None;
+    for (call_id, _) in outputs {
+        let call = known
+            .iter()
+            .find(|c| c.call_id == *call_id)
+            .ok_or_else(|| Error::Missing(format!("No tool call \"{call_id}\" in session {session}.")))?;
+        if call.status != "pending" {
+            return Err(Error::Conflict(format!("Tool call \"{call_id}\" is not pending: it is {}.", call.status)));
+        }
+        match &response_id {
+            Some(id) if *id != call.response_id => {
+                return Err(Error::field("outputs", "All outputs must answer calls of the same response."));
+            }
+            _ => response_id = Some(call.response_id.clone()),
+        }
+    }
+    let response_id = response_id.ok_or_else(|| Error::field("outputs", "At least one output is required."))?;
+    Ok(ToolOutputContext {
+        agent: out.take(agent)?.rows().next().map(|r| super::agents::agent(&r)).transpose()?.ok_or(Error::NotFound)?,
+        tools: out.take(tools)?.rows().map(|r| super::tools::tool(&r)).collect::<Result<_>>()?,
+        session: found,
+        instructions,
+        response_id,
+    })
+}
+
 /// A statement that fails (rolling its atomic batch back) unless `condition` holds. SQLite has no RAISE
 /// outside triggers, so the failing branch evaluates `json('…')` on text that is not JSON: a batch decides on
 /// the server, in one round trip, what an interactive transaction would decide between round trips.
@@ -150,7 +191,8 @@ impl Store {
         viewer: &Caller,
         session: i64,
         outputs: &[(String, String)],
-    ) -> Result<ToolOutputContext> {
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<super::TurnRead<Result<ToolOutputContext>>> {
         let ids = serde_json::Value::from(outputs.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>()).to_string();
         let agent_of = "(SELECT agent_id FROM agent_sessions WHERE id = ?1)";
         let mut batch = Batch::read();
@@ -165,44 +207,14 @@ impl Store {
             ),
             params![session, ids],
         )?;
+        let earlier = claim.map(|claim| super::turns::push_earlier(&mut batch, claim, &self.now())).transpose()?;
         let mut out = self.conn().await.batch(batch).await?;
-        let row = out.take(found)?.rows().next().ok_or(Error::NotFound)?;
-        let found = sessions::session(&row)?;
-        if !viewer.sees_private(found.owner) {
-            return Err(Error::NotFound);
-        }
-        let instructions = opt_text(&row, 7)?;
-        let known: Vec<ToolCallRecord> = out.take(calls)?.rows().map(|r| record(&r)).collect::<Result<_>>()?;
-        let mut response_id: Option<String> = None;
-        for (call_id, _) in outputs {
-            let call = known
-                .iter()
-                .find(|c| c.call_id == *call_id)
-                .ok_or_else(|| Error::Missing(format!("No tool call \"{call_id}\" in session {session}.")))?;
-            if call.status != "pending" {
-                return Err(Error::Conflict(format!("Tool call \"{call_id}\" is not pending: it is {}.", call.status)));
-            }
-            match &response_id {
-                Some(id) if *id != call.response_id => {
-                    return Err(Error::field("outputs", "All outputs must answer calls of the same response."));
-                }
-                _ => response_id = Some(call.response_id.clone()),
-            }
-        }
-        let response_id = response_id.ok_or_else(|| Error::field("outputs", "At least one output is required."))?;
-        Ok(ToolOutputContext {
-            agent: out
-                .take(agent)?
-                .rows()
-                .next()
-                .map(|r| super::agents::agent(&r))
-                .transpose()?
-                .ok_or(Error::NotFound)?,
-            tools: out.take(tools)?.rows().map(|r| super::tools::tool(&r)).collect::<Result<_>>()?,
-            session: found,
-            instructions,
-            response_id,
-        })
+        let earlier = match (earlier, claim) {
+            (Some(index), Some(claim)) => super::turns::read_earlier(out.take(index)?, claim),
+            _ => Ok(None),
+        };
+        let context = validate_outputs(viewer, session, outputs, &mut out, [found, agent, tools, calls]);
+        Ok(super::TurnRead { earlier, context })
     }
 
     /// Stores client outputs for pending calls, all or nothing, in one atomic batch (one round trip

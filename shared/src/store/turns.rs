@@ -107,6 +107,49 @@ pub(super) fn push_claim(
     )
 }
 
+/// Adds the read of what an earlier request with this key did to a batch (see [`read_earlier`]).
+pub(super) fn push_earlier(batch: &mut Batch, claim: &IdempotencyClaim, now: &str) -> Result<usize> {
+    batch.push(
+        "SELECT k.endpoint, k.fingerprint, k.turn_id, k.status_code, k.response, t.session_id,
+                (s.turn_id = t.id AND s.turn_expires_at > ?3)
+         FROM idempotency_keys k
+         LEFT JOIN agent_turns t ON t.id = k.turn_id
+         LEFT JOIN agent_sessions s ON s.id = t.session_id
+         WHERE k.owner_id = ?1 AND k.key = ?2 AND k.created_at > ?4",
+        params![claim.owner, claim.key.as_str(), now, claim.expired_before.as_str()],
+    )
+}
+
+/// What an earlier request with this key did; 422 when it was a different request.
+pub(super) fn read_earlier(set: super::conn::Set, claim: &IdempotencyClaim) -> Result<Option<Earlier>> {
+    let Some(r) = set.rows().next() else { return Ok(None) };
+    let (endpoint, fingerprint, turn_id, status, body, session, running) = (
+        text(&r, 0)?,
+        text(&r, 1)?,
+        opt_text(&r, 2)?,
+        opt_int(&r, 3)?,
+        opt_text(&r, 4)?,
+        opt_int(&r, 5)?,
+        opt_int(&r, 6)?.unwrap_or(0) != 0,
+    );
+    if endpoint != claim.endpoint || fingerprint != claim.fingerprint {
+        return Err(Error::KeyReused);
+    }
+    let answer = status.zip(body).map(|(status, body)| (u16::try_from(status).unwrap_or(500), body));
+    Ok(Some(match (turn_id, session) {
+        (Some(turn_id), Some(session)) => Earlier::Turn { session, turn_id, running, response: answer },
+        _ => {
+            let (status, body) = answer.ok_or_else(|| Error::KeyInProgress(String::new()))?;
+            Earlier::Answered { status, body }
+        }
+    }))
+}
+
+/// Keeps the answer a keyed request gave (the chat reply), for its retries: `?1` status, `?2` body, `?3` owner,
+/// `?4` key.
+const STORE_ANSWER: &str =
+    "UPDATE idempotency_keys SET status_code = ?1, response = ?2 WHERE owner_id = ?3 AND key = ?4";
+
 /// Rows per multi-row INSERT of frames: 4 parameters a row, well under SQLite's oldest limit of 999.
 const FRAME_ROWS: usize = 32;
 
@@ -170,13 +213,23 @@ impl Store {
         Ok(first(rows, |r| int(r, 0)).await?.unwrap_or(0) != 0)
     }
 
-    /// Ends a turn in one transaction: its last frames (ending with `done`), its finish time and the
-    /// release of its session. Whoever sees the session free therefore finds every frame recorded.
-    pub async fn finish_turn(&self, session: i64, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
+    /// Ends a turn in one atomic batch (one round trip remotely): its last frames (ending with `done`), its
+    /// finish time, the release of its session and, for a keyed chat, the reply its key's retries get.
+    /// Whoever sees the session free therefore finds every frame recorded.
+    pub async fn finish_turn(
+        &self,
+        session: i64,
+        turn_id: &str,
+        frames: &[NewFrame<'_>],
+        answer: Option<(&IdempotencyClaim, u16, &str)>,
+    ) -> Result<()> {
         let mut batch = Batch::write();
         push_frames(&mut batch, turn_id, frames)?;
         batch.push("UPDATE agent_turns SET finished_at = ?1 WHERE id = ?2", params![self.now(), turn_id])?;
         batch.push(super::tool_calls::RELEASE, params![session, turn_id])?;
+        if let Some((claim, status, body)) = answer {
+            batch.push(STORE_ANSWER, params![i64::from(status), body, claim.owner, claim.key.as_str()])?;
+        }
         write(&self.conn().await, batch).await
     }
 
@@ -276,60 +329,5 @@ impl Store {
             )
             .await?;
         collect(rows, stored_frame).await
-    }
-
-    /// What an earlier request with this key did; 422 when it was a different request.
-    pub async fn earlier_request(&self, claim: &IdempotencyClaim) -> Result<Option<Earlier>> {
-        let conn = self.conn().await;
-        let rows = conn
-            .query(
-                "SELECT k.endpoint, k.fingerprint, k.turn_id, k.status_code, k.response, t.session_id,
-                        (s.turn_id = t.id AND s.turn_expires_at > ?3)
-                 FROM idempotency_keys k
-                 LEFT JOIN agent_turns t ON t.id = k.turn_id
-                 LEFT JOIN agent_sessions s ON s.id = t.session_id
-                 WHERE k.owner_id = ?1 AND k.key = ?2 AND k.created_at > ?4",
-                params![claim.owner, claim.key.as_str(), self.now(), claim.expired_before.as_str()],
-            )
-            .await?;
-        let Some(found) = first(rows, |r| {
-            Ok((
-                text(r, 0)?,
-                text(r, 1)?,
-                opt_text(r, 2)?,
-                opt_int(r, 3)?,
-                opt_text(r, 4)?,
-                opt_int(r, 5)?,
-                opt_int(r, 6)?.unwrap_or(0) != 0,
-            ))
-        })
-        .await?
-        else {
-            return Ok(None);
-        };
-        let (endpoint, fingerprint, turn_id, status, body, session, running) = found;
-        if endpoint != claim.endpoint || fingerprint != claim.fingerprint {
-            return Err(Error::KeyReused);
-        }
-        let answer = status.zip(body).map(|(status, body)| (u16::try_from(status).unwrap_or(500), body));
-        Ok(Some(match (turn_id, session) {
-            (Some(turn_id), Some(session)) => Earlier::Turn { session, turn_id, running, response: answer },
-            _ => {
-                let (status, body) = answer.ok_or_else(|| Error::KeyInProgress(String::new()))?;
-                Earlier::Answered { status, body }
-            }
-        }))
-    }
-
-    /// Keeps the answer a keyed request gave (the chat reply), for its retries.
-    pub async fn store_keyed_answer(&self, claim: &IdempotencyClaim, status: u16, body: &str) -> Result<()> {
-        self.conn()
-            .await
-            .execute(
-                "UPDATE idempotency_keys SET status_code = ?1, response = ?2 WHERE owner_id = ?3 AND key = ?4",
-                params![i64::from(status), body, claim.owner, claim.key.as_str()],
-            )
-            .await?;
-        Ok(())
     }
 }
