@@ -173,3 +173,34 @@ async fn the_first_request_after_a_cold_start_adds_only_the_schema_check() {
     let (n, _) = trips(&proxy, cold.get("/api/agents/")).await;
     assert!(n <= 1, "the next one, token trusted: {n}");
 }
+
+#[tokio::test]
+async fn a_long_turns_frames_reach_the_database_at_most_once_per_quarter_second() {
+    let (app, proxy, fake, _sqld) = counted_app().await;
+    app.create("/api/agents/", json!({"name": "A", "is_default": true})).await;
+    // About 1.2 s of stream: 24 deltas 50 ms apart.
+    let deltas: Vec<String> = (0..24).map(|i| format!("d{i} ")).collect();
+    let deltas: Vec<&str> = deltas.iter().map(String::as_str).collect();
+    let mut paced = Vec::new();
+    for step in frames(text_events("resp_long", &deltas)) {
+        paced.push(step);
+        paced.push(Step::Pause(Duration::from_millis(50)));
+    }
+    let started = std::time::Instant::now();
+    let (_, during_and_after, out) =
+        turn_trips(&app, &proxy, &fake, "/api/agent/stream/", json!({"message": "long"}), None, paced).await;
+    let elapsed = started.elapsed();
+    assert_eq!(out.done()["status"], "completed");
+    // One write per 250 ms of stream (each also reads the cancel flag), the cancel poll when no write
+    // happened for a second, then the two turn-end round trips.
+    let quarter_seconds = u64::try_from(elapsed.as_millis() / 250).unwrap() + 1;
+    assert!(
+        during_and_after <= quarter_seconds + 2,
+        "{during_and_after} round trips after the upstream request, over {elapsed:?} of stream"
+    );
+    assert!(during_and_after >= 3, "the frames were written while streaming: {during_and_after}");
+    let replay = app
+        .stream_with(reqwest::Method::GET, &format!("/api/sessions/{}/events/", out.done()["session_id"]), None, &[])
+        .await;
+    assert_eq!(replay.text(), deltas.concat(), "every frame was recorded, in order");
+}

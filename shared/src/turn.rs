@@ -633,8 +633,15 @@ async fn record(state: AppState, session: i64, turn_id: String, inbox: Arc<Inbox
             let _ = ack.send(());
             return;
         }
-        if let Err(err) = store.record_frames(&turn_id, &rows).await {
-            tracing::error!(error = %err, session, "could not record a turn's frames");
+        match store.record_frames(&turn_id, &rows).await {
+            // The write read the cancel flag too: the next poll can wait a whole interval.
+            Ok(cancelled) => {
+                if cancelled {
+                    cancel.cancel();
+                }
+                poll.as_mut().reset(tokio::time::Instant::now() + CANCEL_POLL);
+            }
+            Err(err) => tracing::error!(error = %err, session, "could not record a turn's frames"),
         }
         if inbox.abandoned.load(Ordering::Acquire) && locked(&inbox.frames).is_empty() {
             break;

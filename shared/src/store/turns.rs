@@ -196,14 +196,17 @@ async fn write(conn: &super::Conn<'_>, batch: Batch) -> Result<()> {
 }
 
 impl Store {
-    /// Appends frames of a running turn (one round trip remotely).
-    pub async fn record_frames(&self, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
-        if frames.is_empty() {
-            return Ok(());
-        }
+    /// Appends frames of a running turn and answers whether someone asked it to stop (one round trip
+    /// remotely: the recorder's cancel poll rides on its writes).
+    pub async fn record_frames(&self, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<bool> {
         let mut batch = Batch::write();
         push_frames(&mut batch, turn_id, frames)?;
-        write(&self.conn().await, batch).await
+        let cancel = batch.push("SELECT cancel_requested FROM agent_turns WHERE id = ?1", [turn_id])?;
+        let mut out = self.conn().await.batch(batch).await?;
+        if let Some(err) = out.first_error() {
+            return Err(err.into());
+        }
+        Ok(out.take(cancel)?.rows().next().map(|r| int(&r, 0)).transpose()?.unwrap_or(0) != 0)
     }
 
     /// Whether someone asked the turn to stop (possibly from another process).
