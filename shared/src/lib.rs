@@ -8,7 +8,8 @@
 //! - [`config`]: every setting, read from the environment in one place; secrets wrapped.
 //! - [`error`]: the one error enum and its DRF-shaped HTTP answers.
 //! - [`clock`]: the time seam the store stamps rows from.
-//! - [`store`]: libsql — opening, the migration runner, and all SQL, one file per aggregate.
+//! - [`store`]: libsql — opening (an embedded file, or a remote server over Hrana pipelines), the migration
+//!   runner, and all SQL, one file per aggregate, sent in as few round trips as it can.
 //! - [`domain`]: the objects as the API shows them, and validation of writes with DRF's messages.
 //! - [`http`]: one router per endpoint group, extractors, and the OpenAPI document.
 //! - [`llm`]: the model seam (trait + OpenAI Responses through async-openai) and event reading.
