@@ -393,7 +393,7 @@ async fn local_batch(conn: &Connection, cache: &Cache, batch: Batch) -> Result<O
             out.push(Outcome::Skipped);
             continue;
         }
-        match local_step(sql, &step).await {
+        match local_step(sql, step).await {
             Ok(set) => out.push(Outcome::Done(set)),
             Err(Error::Database(err)) => {
                 failed = true;
@@ -408,16 +408,17 @@ async fn local_batch(conn: &Connection, cache: &Cache, batch: Batch) -> Result<O
     Ok(Outcomes(out))
 }
 
-async fn local_step(sql: Sql<'_>, step: &Step) -> Result<Set> {
+async fn local_step(sql: Sql<'_>, step: Step) -> Result<Set> {
     let Sql::Local { conn, cache } = sql else { unreachable!("local batches run on the local connection") };
     let (key, statement) = take(conn, cache, &step.sql).await?;
+    let params = step.params;
     let result = async {
         let columns = statement.column_count();
         if columns == 0 {
-            let affected = statement.execute(Params::Positional(step.params.clone())).await?;
+            let affected = statement.execute(Params::Positional(params)).await?;
             return Ok(Set { columns: Vec::new(), rows: Vec::new(), affected: affected as u64 });
         }
-        let mut rows = statement.query(Params::Positional(step.params.clone())).await?;
+        let mut rows = statement.query(Params::Positional(params)).await?;
         let mut out = Vec::new();
         let columns = i32::try_from(columns).unwrap_or(i32::MAX);
         while let Some(row) = rows.next().await? {
