@@ -230,8 +230,8 @@ async fn run(args: Args) -> Result<()> {
             let (mut failures, mut errors) = (0, Vec::new());
             for _ in 0..runs {
                 // Unrecorded warm-up: opens the connections the workers keep.
-                let _ = relay::level(&target, concurrency, concurrency).await;
-                let level = relay::level(&target, concurrency, pairs).await;
+                let _ = relay::level(&target, concurrency, concurrency, None).await;
+                let level = relay::level(&target, concurrency, pairs, None).await;
                 failures += level.failures;
                 per_run.push(relay::percentiles(&level));
                 errors.extend(level.errors);
