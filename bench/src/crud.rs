@@ -5,8 +5,6 @@
 //! target. Without `wrk` an in-process generator stands in, and the report says so.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -95,37 +93,27 @@ fn parse_wrk(text: &str) -> Option<Run> {
 /// The stand-in without `wrk`: `concurrency` reqwest workers for `duration`.
 pub async fn in_process(method: Method, url: &str, token: &str, concurrency: usize, duration: Duration) -> Result<Run> {
     let client = crate::relay::client();
-    let (done, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (url, token) = (url.to_owned(), token.to_owned());
     let start = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let (client, url, token, done, failed) =
-            (client.clone(), url.to_owned(), token.to_owned(), done.clone(), failed.clone());
-        workers.push(tokio::spawn(async move {
-            while start.elapsed() < duration {
-                let request = match method {
-                    Method::Get => client.get(&url),
-                    Method::Post => client.post(&url).header("content-type", "application/json").body(POST_BODY),
-                };
-                let ok = match request.bearer_auth(&token).send().await {
-                    Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
-                    Err(_) => false,
-                };
-                done.fetch_add(1, Ordering::Relaxed);
-                if !ok {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                }
+    let answers = crate::relay::workers(concurrency, usize::MAX, Some(start + duration), move |_| {
+        let request = match method {
+            Method::Get => client.get(&url),
+            Method::Post => client.post(&url).header("content-type", "application/json").body(POST_BODY),
+        };
+        let request = request.bearer_auth(&token);
+        async move {
+            match request.send().await {
+                Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+                Err(_) => false,
             }
-        }));
-    }
-    for worker in workers {
-        let _ = worker.await;
-    }
-    let requests = done.load(Ordering::Relaxed);
+        }
+    })
+    .await;
+    let requests = answers.len() as u64;
     Ok(Run {
         requests_per_s: requests as f64 / start.elapsed().as_secs_f64(),
         requests,
-        failed: failed.load(Ordering::Relaxed),
+        failed: answers.iter().filter(|ok| !**ok).count() as u64,
     })
 }
 

