@@ -150,3 +150,25 @@ async fn while_the_database_is_down_requests_get_503_and_the_first_after_it_retu
     assert_eq!(turn.text(), "never", "the scripted answer is used by the first turn that reaches upstream");
     assert_eq!(turn.done()["status"], "completed");
 }
+
+#[tokio::test]
+async fn thirty_two_concurrent_turns_on_a_remote_database_all_complete() {
+    let sqld = Sqld::start().await;
+    let fake = FakeOpenAi::start().await;
+    let app = remote_app(&sqld.url, &sqld.token(), &fake).await;
+    app.create("/api/agents/", json!({"name": "Busy", "is_default": true})).await;
+    for i in 0..32 {
+        fake.push_stream(frames(text_events(&format!("resp_c{i}"), &["con", "current"])));
+    }
+    let turns: Vec<_> = (0..32)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move { app.stream("/api/agent/stream/", json!({"message": format!("m{i}")})).await })
+        })
+        .collect();
+    for turn in turns {
+        let out = tokio::time::timeout(std::time::Duration::from_secs(20), turn).await.expect("a turn hung").unwrap();
+        assert_eq!((out.status, out.done()["status"].clone()), (StatusCode::OK, json!("completed")), "{}", out.raw);
+    }
+    assert_eq!(app.count("agent_messages").await, 64);
+}
