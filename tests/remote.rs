@@ -172,3 +172,21 @@ async fn thirty_two_concurrent_turns_on_a_remote_database_all_complete() {
     }
     assert_eq!(app.count("agent_messages").await, 64);
 }
+
+#[tokio::test]
+async fn a_kept_stream_that_a_restarted_server_forgot_is_sent_again_on_a_fresh_one_and_writes_once() {
+    let mut sqld = Sqld::start().await;
+    let proxy = crate::helpers::services::CountingProxy::start(&sqld.url, std::time::Duration::ZERO).await;
+    let fake = FakeOpenAi::start().await;
+    let app = remote_app(&proxy.url, &sqld.token(), &fake).await;
+    // This write leaves its stream open for the next unit of work; the restart makes the server forget it.
+    app.create("/api/agents/", json!({"name": "Before"})).await;
+    sqld.stop().await;
+    sqld.start_again().await;
+
+    let before = proxy.count();
+    let tool = app.create("/api/tools/", json!({"name": "after_restart"})).await;
+    assert_eq!(tool["name"], "after_restart");
+    assert_eq!(proxy.count() - before, 2, "the refused request on the forgotten stream, then the same on a fresh one");
+    assert_eq!(app.count("agent_tools").await, 1, "written once");
+}

@@ -608,11 +608,11 @@ impl Remote {
         }
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
-            // The server does not know the stream (it expired, or the server restarted): it refused the
-            // request before running any of it.
+            // The server does not know the stream (it expired: `STREAM_EXPIRED`; or the server restarted:
+            // "Received an invalid baton", sqld 0.24): it refused the request before running any of it.
             if !fresh
                 && status == reqwest::StatusCode::BAD_REQUEST
-                && (text.contains("STREAM_EXPIRED") || text.contains("BATON"))
+                && (text.contains("STREAM_EXPIRED") || text.to_ascii_lowercase().contains("baton"))
             {
                 return Err(Error::Internal(format!("{STALE_STREAM}: {text}")));
             }
