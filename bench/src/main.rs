@@ -90,6 +90,10 @@ struct Args {
     /// moto's server, for the deployed functions' SSM parameters (PyPI `moto[server]`).
     #[arg(long, env = "LAMBENT_TEST_MOTO_SERVER")]
     moto_server: Option<PathBuf>,
+    /// sqld checkpoints its WAL every this many seconds (0: SQLite's automatic checkpoint at 1000 pages, sqld's
+    /// default, with which sqld 0.24.32 can deadlock under concurrent writers; the harness then restarts it).
+    #[arg(long, default_value_t = 5)]
+    sqld_checkpoint_interval_s: u64,
     /// The SAM template the deployed functions' memory sizes and secrets are read from.
     #[arg(long, default_value = "template.yaml")]
     template: PathBuf,
@@ -413,6 +417,8 @@ async fn run(args: Args) -> Result<()> {
         notes.push(format!("The remote sections' fake upstream served {} responses.", deployment.upstream.served()));
         remote = Some(report::Remote {
             sqld: deployment.sqld.version.clone(),
+            sqld_checkpoints: deployment.sqld.checkpoints.clone(),
+            sqld_restarts: deployment.restarts(),
             deltas: args.remote_deltas,
             delta_delay_ms: args.delta_delay_ms,
             round_trips,

