@@ -132,8 +132,8 @@ fn keep_alive_turns(addr: std::net::SocketAddr, token: &str, fake: &FakeOpenAi, 
 
 /// A stall is systematic: with Nagle on, every turn after the first on a connection waits ~40 ms, each time.
 /// A busy machine can delay one turn past the budget now and then; so the six turns may be tried on a new
-/// connection up to five times, and pass once all six of one connection are within budget.
-pub const ATTEMPTS: usize = 5;
+/// connection up to ten times, and pass once all six of one connection are within budget.
+pub const ATTEMPTS: usize = 10;
 
 // Multi-threaded, as `lambent serve` runs (`#[tokio::main]`): the turn's own tasks (the frame recorder's
 // writes to the SQLite file) do not hold up the relay.
