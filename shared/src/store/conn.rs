@@ -600,7 +600,7 @@ impl Remote {
         let response = http.send().await.map_err(|e| unavailable(&e))?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| unavailable(&e))?;
-        if status.is_server_error() {
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(Error::DatabaseUnavailable(format!(
                 "the database answered {status}: {}",
                 String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
