@@ -153,8 +153,8 @@ async fn deleting_a_user_deletes_everything_it_owns() {
     store.create_tool(Some(owner), tool_changes).await.unwrap();
     let template =
         lambent::domain::TemplateChanges { name: Some("t".into()), template: Some("x".into()), ..Default::default() };
-    store.create_template(&lambent::auth::Caller::system(), Some(owner), template).await.unwrap();
-    let as_owner = lambent::auth::Caller { id: owner, username: "carol".into(), is_staff: false, token_id: None };
+    store.create_template(&lambent::domain::Caller::system(), Some(owner), template).await.unwrap();
+    let as_owner = lambent::domain::Caller { id: owner, username: "carol".into(), is_staff: false, token_id: None };
     store.create_session(&as_owner, lambent::domain::NewSession { agent: kept.id }).await.unwrap();
 
     store.delete_user(owner).await.unwrap();

@@ -67,7 +67,7 @@ async fn a_post_event_creates_through_the_lambda_path() {
     assert_eq!(response["statusCode"], 201, "{response}");
     let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
     assert_eq!((body["name"].as_str(), body["is_default"].as_bool()), (Some("From Lambda"), Some(true)));
-    let stored = store.get_agent(&lambent::auth::Caller::system(), body["id"].as_i64().unwrap()).await.unwrap();
+    let stored = store.get_agent(&lambent::domain::Caller::system(), body["id"].as_i64().unwrap()).await.unwrap();
     assert_eq!(serde_json::to_value(stored).unwrap(), body);
 }
 

@@ -32,7 +32,7 @@ async fn the_whole_api_runs_on_a_remote_libsql_server() {
     assert!(store.is_remote());
     assert_eq!(store.migrate().await.unwrap().len(), lambent::store::MIGRATIONS.len());
     assert!(store.migrate().await.unwrap().is_empty(), "the runner is idempotent remotely too");
-    let app = TestApp::serve(AppState::new(config, store).unwrap(), tempfile::tempdir().unwrap()).await;
+    let app = TestApp::serve(AppState::new(config, store), tempfile::tempdir().unwrap()).await;
 
     // CRUD, validation and uniqueness.
     let agent = app.create("/api/agents/", json!({"name": "Remote", "is_default": true})).await;
@@ -89,7 +89,7 @@ pub async fn remote_app(url: &str, token: &str, fake: &FakeOpenAi) -> TestApp {
     let config = Config::from_lookup(|key| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())).unwrap();
     let store = Store::open(&config).await.unwrap();
     store.migrate().await.unwrap();
-    TestApp::serve(AppState::new(config, store).unwrap(), tempfile::tempdir().unwrap()).await
+    TestApp::serve(AppState::new(config, store), tempfile::tempdir().unwrap()).await
 }
 
 #[tokio::test]

@@ -188,7 +188,7 @@ pub async fn serve(
             admin.username
         );
     }
-    let app = app(AppState::new(config, store)?);
+    let app = app(AppState::new(config, store));
     tracing::info!("serving on http://{addr}");
     serve_app(listener, app, shutdown).await.map_err(|e| lambent::Error::Internal(format!("server error: {e}")))?;
     tracing::info!("stopped");

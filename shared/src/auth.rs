@@ -9,12 +9,9 @@ use std::sync::OnceLock;
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 
-use crate::domain::UserWrite;
+use crate::domain::{Caller, UserWrite};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::{Store, TokenInfo, User, UserChanges};
@@ -22,60 +19,6 @@ use crate::store::{Store, TokenInfo, User, UserChanges};
 pub const TOKEN_PREFIX: &str = "lam_";
 /// Characters of a token shown in lists, so people can tell their tokens apart.
 pub const VISIBLE_PREFIX_LEN: usize = 12;
-
-/// An authenticated user, as one request sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub id: i64,
-    pub username: String,
-    pub is_staff: bool,
-    /// The token this request came with (logout revokes it).
-    pub token_id: Option<i64>,
-}
-
-impl Caller {
-    /// Lambent itself (the CLI, migrations, tests): sees and changes everything.
-    pub fn system() -> Self {
-        Self { id: 0, username: "system".into(), is_staff: true, token_id: None }
-    }
-
-    /// Agents, tools and templates: one's own, plus the global ones (no owner).
-    pub fn sees(&self, owner: Option<i64>) -> bool {
-        self.is_staff || owner.is_none() || owner == Some(self.id)
-    }
-
-    /// Sessions and what hangs off them: one's own only.
-    pub fn sees_private(&self, owner: Option<i64>) -> bool {
-        self.is_staff || owner == Some(self.id)
-    }
-
-    pub fn may_change(&self, owner: Option<i64>) -> bool {
-        self.is_staff || owner == Some(self.id)
-    }
-
-    /// 404 for what the caller cannot see (no existence leak), 403 for what it sees but may not change.
-    pub fn check_change(&self, owner: Option<i64>) -> Result<()> {
-        if !self.sees(owner) {
-            Err(Error::NotFound)
-        } else if !self.may_change(owner) {
-            Err(Error::Forbidden)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Who owns what the caller creates: itself, unless staff named an owner (`null` = global).
-    pub fn owner_for(&self, requested: Option<Option<i64>>) -> Option<i64> {
-        match requested {
-            Some(owner) if self.is_staff => owner,
-            _ => Some(self.id).filter(|_| self.id != 0),
-        }
-    }
-
-    pub fn require_staff(&self) -> Result<()> {
-        if self.is_staff { Ok(()) } else { Err(Error::Forbidden) }
-    }
-}
 
 pub fn hash_password(password: &str) -> Result<String> {
     let salt = SaltString::generate(&mut OsRng);
@@ -121,40 +64,6 @@ pub fn new_token() -> NewToken {
 
 pub fn token_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-/// The token in `Authorization: Bearer <token>` or `Token <token>`.
-fn bearer(parts: &Parts) -> Result<&str> {
-    let header = parts
-        .headers
-        .get(AUTHORIZATION)
-        .ok_or(Error::Unauthenticated("Authentication credentials were not provided."))?;
-    let value = header.to_str().map_err(|_| Error::Unauthenticated("Invalid token header."))?;
-    let (scheme, token) =
-        value.trim().split_once(' ').ok_or(Error::Unauthenticated("Invalid token header. No credentials provided."))?;
-    if !(scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token")) {
-        return Err(Error::Unauthenticated("Authentication credentials were not provided."));
-    }
-    let token = token.trim();
-    if token.is_empty() || token.contains(' ') {
-        return Err(Error::Unauthenticated("Invalid token header. Token string should not contain spaces."));
-    }
-    Ok(token)
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        if let Some(caller) = parts.extensions.get::<Caller>() {
-            return Ok(caller.clone());
-        }
-        let secret = bearer(parts)?;
-        let caller =
-            state.store.authenticate(&token_hash(secret)).await?.ok_or(Error::Unauthenticated("Invalid token."))?;
-        parts.extensions.insert(caller.clone());
-        Ok(caller)
-    }
 }
 
 /// Hashes off the async threads: argon2 is deliberately slow.
@@ -257,16 +166,5 @@ mod tests {
         assert!(a.secret.starts_with(&a.prefix));
         assert_eq!(a.hash, token_hash(&a.secret));
         assert!(!a.hash.contains(&a.secret));
-    }
-
-    #[test]
-    fn visibility_follows_ownership() {
-        let alice = Caller { id: 1, username: "alice".into(), is_staff: false, token_id: None };
-        assert!(alice.sees(None) && alice.sees(Some(1)) && !alice.sees(Some(2)));
-        assert!(!alice.sees_private(None));
-        assert!(matches!(alice.check_change(None), Err(Error::Forbidden)));
-        assert!(matches!(alice.check_change(Some(2)), Err(Error::NotFound)));
-        assert!(alice.check_change(Some(1)).is_ok());
-        assert!(Caller::system().check_change(Some(2)).is_ok());
     }
 }

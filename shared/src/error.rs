@@ -95,6 +95,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// A server-side failure: what was being done, and why it failed (answered opaquely, logged whole).
+    pub fn internal(context: &str, source: impl std::fmt::Display) -> Self {
+        Self::Internal(format!("{context}: {source}"))
+    }
+
+    /// A state the code should never reach.
+    pub fn bug(context: impl Into<String>) -> Self {
+        Self::Internal(context.into())
+    }
+
     pub fn field(field: &str, message: impl Into<String>) -> Self {
         Self::Validation(FieldErrors::single(field, message))
     }

@@ -14,7 +14,7 @@ use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 
 use crate::clock::{Clock, format_timestamp};
-use crate::llm::events::ToolCall;
+use crate::domain::ToolCall;
 
 /// The most an `http` executor reads from its endpoint; the rest is cut off.
 pub const MAX_HTTP_OUTPUT_BYTES: usize = 64 * 1024;

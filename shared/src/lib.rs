@@ -15,7 +15,6 @@
 //! - [`llm`]: the model seam (trait + OpenAI Responses through async-openai) and event reading.
 //! - [`turn`]: one conversation turn: resolve, store the user message, relay, store the outcome, run tools.
 //! - [`executors`]: server-side tool executors (`echo`, `now`, `http`).
-//! - [`sse`]: SSE framing and keep-alive for the stream endpoints.
 //! - [`state`]: what handlers share, built once per process.
 //! - [`tls`]: the process's TLS crypto provider (ring), installed before any HTTPS client is built.
 
@@ -27,7 +26,6 @@ pub mod error;
 pub mod executors;
 pub mod http;
 pub mod llm;
-pub mod sse;
 pub mod state;
 pub mod store;
 pub mod tls;

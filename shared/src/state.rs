@@ -25,22 +25,34 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Store) -> Result<Self> {
-        Ok(Self {
+    pub fn new(config: Config, store: Store) -> Self {
+        Self {
             config: Arc::new(config),
             store: Arc::new(store),
             llm: Arc::default(),
             executors: Arc::default(),
             schema_checked: Arc::default(),
             turns: Arc::default(),
-        })
+        }
+    }
+
+    /// Uses this model provider instead of the one the config names (tests: a scripted provider).
+    pub fn with_provider(self, provider: Arc<dyn ModelProvider>) -> Self {
+        let llm = OnceLock::new();
+        let _ = llm.set(Ok(provider));
+        Self { llm: Arc::new(llm), ..self }
+    }
+
+    /// The clock rows are stamped from and leases expire by (the store's; see [`Store::with_clock`]).
+    pub fn clock(&self) -> &dyn crate::clock::Clock {
+        self.store.clock()
     }
 
     /// Opens the store named by the config. Runs no migrations: the local binary does that explicitly, and a
     /// Lambda cold start must not.
     pub async fn open(config: Config) -> Result<Self> {
         let store = Store::open(&config).await?;
-        Self::new(config, store)
+        Ok(Self::new(config, store))
     }
 
     /// The model provider, built on first use; 503 without `OPENAI_API_KEY`.

@@ -59,7 +59,7 @@ pub async fn fresh_state_with(env: &[(&str, String)]) -> (AppState, TempDir) {
     let config = config_in(&dir, env);
     let store = Store::open(&config).await.expect("open store");
     store.migrate().await.expect("migrate");
-    (AppState::new(config, store).expect("state"), dir)
+    (AppState::new(config, store), dir)
 }
 
 impl TestApp {

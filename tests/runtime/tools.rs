@@ -289,7 +289,7 @@ async fn a_new_message_expires_pending_calls_and_closes_them_upstream() {
     assert_eq!(rig.fake.request(1)["previous_response_id"], "resp_q");
     assert_eq!(
         rig.fake.request(1)["input"],
-        json!([{"type": "function_call_output", "call_id": "call_x", "output": lambent::turn::EXPIRED_OUTPUT},
+        json!([{"type": "function_call_output", "call_id": "call_x", "output": lambent::llm::EXPIRED_OUTPUT},
                {"type": "message", "role": "user", "content": "Forget it"}])
     );
     assert_eq!(rig.ledger(&session).await[0]["status"], "expired");

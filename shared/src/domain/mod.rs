@@ -4,6 +4,7 @@
 //! a `*Changes` type (what one request asked to change, parsed from JSON with DRF's messages) and a `*Write`
 //! type that only documents the request body in the OpenAPI document.
 
+mod access;
 mod accounts;
 mod agent_tools;
 mod agents;
@@ -13,13 +14,15 @@ mod templates;
 mod tools;
 mod turns;
 
+pub use access::Caller;
 pub use accounts::{Credentials, MIN_PASSWORD_CHARS, NewApiToken, UserWrite, check_username};
 pub use agent_tools::{AgentToolLink, LinkChanges, LinkFields, LinkWrite};
 pub use agents::{Agent, AgentChanges, AgentFields, AgentWrite, DEFAULT_MODEL};
 pub use input::{Input, Mode, missing_pk};
 pub use sessions::{Message, NewSession, Session, ToolCallRecord};
 pub use templates::{Template, TemplateChanges, TemplateFields, TemplateScope, TemplateWrite};
-pub use tools::{Tool, ToolChanges, ToolFields, ToolType, ToolWrite, is_valid_tool_name};
+pub use tools::{Tool, ToolCall, ToolChanges, ToolFields, ToolType, ToolWrite, is_valid_tool_name};
 pub use turns::{
-    MessageRequest, MessageWrite, ToolOutputRequest, ToolOutputWrite, build_instructions, render_template,
+    MessageRequest, MessageWrite, PendingToolCalls, ToolOutputRequest, ToolOutputWrite, build_instructions,
+    render_template,
 };

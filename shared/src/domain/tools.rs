@@ -34,6 +34,27 @@ impl ToolType {
     }
 }
 
+/// A tool call the model made, complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    pub call_id: String,
+    pub name: String,
+    pub kind: ToolType,
+    /// A function call's JSON arguments, or a custom call's free-form input.
+    pub arguments: String,
+}
+
+impl ToolCall {
+    /// The `tool_call` SSE payload: `arguments` for function calls, `input` for custom ones.
+    pub fn to_event(&self) -> Value {
+        let payload_key = match self.kind {
+            ToolType::Function => "arguments",
+            ToolType::Custom => "input",
+        };
+        json!({"call_id": self.call_id, "name": self.name, "type": self.kind.as_str(), payload_key: self.arguments})
+    }
+}
+
 /// A tool an agent may call.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(example = json!({"id": 1, "name": "get_weather", "owner": null, "description": "Current weather for a city.",

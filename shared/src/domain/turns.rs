@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -55,6 +56,13 @@ pub struct ToolOutputRequest {
     /// (call_id, output) pairs, in the order given.
     pub outputs: Vec<(String, String)>,
     pub auto_execute_tools: bool,
+}
+
+/// The 202 answer of a tool-output submission: outputs still missing before the continuation can start.
+/// Kept as JSON for the key's retries (the store builds the same object in the submission's write).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PendingToolCalls {
+    pub pending_tool_calls: Vec<String>,
 }
 
 /// Tool outputs travel as text; JSON values are sent as their JSON text.

@@ -6,18 +6,19 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::Serialize;
+use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{IdempotencyKey, JsonBody};
 use super::openapi::{ErrorDetail, ValidationErrors};
-use crate::auth::Caller;
-use crate::domain::{MessageRequest, MessageWrite, ToolOutputRequest, ToolOutputWrite};
+use super::sse::{SSE_DESCRIPTION, SseEvent, stream_response};
+use crate::domain::{Caller, MessageRequest, MessageWrite, PendingToolCalls, ToolOutputRequest, ToolOutputWrite};
 use crate::error::Result;
-use crate::sse::stream_response;
 use crate::state::AppState;
-use crate::turn::{self, ChatReply, ToolOutputStart};
+use crate::store::KeptAnswer;
+use crate::turn::{self, ChatOutcome, ToolOutputStart, TurnEnd, TurnError};
 
 /// What the conversation endpoints say about `Idempotency-Key`.
 const KEY_DESCRIPTION: &str = "Optional, 1 to 255 visible ASCII characters, remembered for 24 hours per user. A \
@@ -49,35 +50,6 @@ pub fn chat_router(state: AppState) -> Router {
     super::finish(chat_api(), state)
 }
 
-pub(super) const SSE_DESCRIPTION: &str = "`text/event-stream`: `openai_event` (each upstream event, \
-    unchanged), `text_delta` `{delta}`, `tool_call` `{call_id, name, type, arguments|input}`, `tool_result` \
-    `{call_id, output}`, `error` `{code, message}`, and always last `done` `{session_id, response_id, status, \
-    pending_tool_calls}`. Every frame's `id` is `<turn_id>:<seq>`; `GET /api/sessions/{id}/events/` replays from it.";
-
-/// One frame of a `text/event-stream` answer (the body is a sequence of them; `: ping` comments carry none).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct SseEvent {
-    event: SseEventName,
-    /// `<turn_id>:<seq>`, the sequence increasing within the turn.
-    id: String,
-    /// The event's payload: a JSON object, as text.
-    #[schema(content_media_type = "application/json")]
-    data: String,
-}
-
-#[derive(ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[allow(dead_code)]
-enum SseEventName {
-    OpenaiEvent,
-    TextDelta,
-    ToolCall,
-    ToolResult,
-    Error,
-    Done,
-}
-
 /// Send a message and stream the agent's answer as server-sent events.
 ///
 /// The user's message is stored before the model is called. Without `agent_id` the default agent answers;
@@ -107,12 +79,6 @@ async fn stream(
 pub struct TurnRunning {
     pub detail: String,
     pub turn_id: String,
-}
-
-/// Outputs still missing before the continuation can start.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PendingToolCalls {
-    pub pending_tool_calls: Vec<String>,
 }
 
 /// Submit tool outputs and stream the continuation.
@@ -156,8 +122,83 @@ async fn chat(
     caller: Caller,
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody,
-) -> Result<(StatusCode, Json<serde_json::Value>)> {
+) -> Result<Response> {
     let request = MessageRequest::parse(&body, state.config.max_message_chars)?;
-    let (status, reply) = turn::chat(&state, &caller, request, key.as_deref(), &body).await?;
-    Ok((StatusCode::from_u16(status).unwrap_or(StatusCode::OK), Json(reply)))
+    Ok(chat_response(turn::chat(&state, &caller, request, key.as_deref(), &body, ChatReply::kept).await?))
+}
+
+/// The chat endpoint's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatReply {
+    pub session_id: i64,
+    pub response_id: Option<String>,
+    /// `completed`, `requires_tool_output`, `failed` or `incomplete`.
+    pub status: String,
+    pub message: Option<ChatMessage>,
+    pub output_text: String,
+    pub pending_tool_calls: Vec<String>,
+    #[schema(value_type = Option<Object>)]
+    pub usage: Option<Value>,
+    /// Why the turn ended early, when it did.
+    pub error: Option<TurnError>,
+    /// The error message again, DRF-style, when the upstream failed (502).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatMessage {
+    pub id: i64,
+    pub role: String,
+    pub content: String,
+    pub created_at: String,
+}
+
+impl From<TurnEnd> for ChatReply {
+    fn from(summary: TurnEnd) -> Self {
+        let upstream_failed =
+            summary.error.as_ref().is_some_and(|e| !matches!(e.code.as_str(), "tool_round_limit" | "cancelled"));
+        Self {
+            session_id: summary.done.session_id,
+            response_id: summary.done.response_id,
+            status: summary.done.status,
+            message: summary.message.map(|m| ChatMessage {
+                id: m.id,
+                role: m.role,
+                content: m.content,
+                created_at: m.created_at,
+            }),
+            output_text: summary.output_text,
+            pending_tool_calls: summary.done.pending_tool_calls,
+            usage: summary.usage,
+            detail: upstream_failed.then(|| summary.error.as_ref().map(|e| e.message.clone())).flatten(),
+            error: summary.error,
+        }
+    }
+}
+
+impl ChatReply {
+    /// 502 when the upstream failed the turn; 200 otherwise.
+    pub fn http_status(&self) -> StatusCode {
+        if self.detail.is_some() { StatusCode::BAD_GATEWAY } else { StatusCode::OK }
+    }
+
+    /// The reply a keyed chat's retries get, recorded with the turn's end.
+    fn kept(end: &TurnEnd) -> KeptAnswer {
+        let reply = Self::from(end.clone());
+        KeptAnswer { status: reply.http_status(), body: serde_json::to_string(&reply).unwrap_or_default() }
+    }
+}
+
+impl IntoResponse for ChatReply {
+    fn into_response(self) -> Response {
+        (self.http_status(), Json(self)).into_response()
+    }
+}
+
+fn chat_response(outcome: ChatOutcome) -> Response {
+    match outcome {
+        ChatOutcome::Ran(end) => ChatReply::from(*end).into_response(),
+        ChatOutcome::Replayed { status, body } => (status, Json(body)).into_response(),
+    }
 }

@@ -12,7 +12,8 @@ use utoipa_axum::routes;
 
 use super::extract::{Id, JsonBody, ListQuery, Page};
 use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
-use crate::auth::{self, Caller};
+use crate::auth;
+use crate::domain::Caller;
 use crate::domain::{Credentials, Mode, NewApiToken, UserWrite};
 use crate::error::{Error, Result};
 use crate::state::AppState;

@@ -1,16 +1,19 @@
-//! Request extractors that fail the way Django REST framework does, so handlers only see valid input.
+//! Request extractors that fail the way Django REST framework does, so handlers only see valid input; and
+//! the [`Caller`] of a request, from `Authorization: Bearer <token>` (DRF's `Token <token>` works too).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Path, Request};
-use axum::http::header::{CONTENT_TYPE, HOST};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::domain::Caller;
 use crate::error::{Error, Result};
+use crate::state::AppState;
 use crate::store::{Listed, Slice};
 
 /// A JSON request body: 415 for another content type, 400 `JSON parse error - ...` for bad JSON.
@@ -230,6 +233,43 @@ pub struct Page<T> {
     /// Absolute URL of the previous page, or null.
     pub previous: Option<String>,
     pub results: Vec<T>,
+}
+
+/// The token in `Authorization: Bearer <token>` or `Token <token>`.
+fn bearer(parts: &Parts) -> Result<&str> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or(Error::Unauthenticated("Authentication credentials were not provided."))?;
+    let value = header.to_str().map_err(|_| Error::Unauthenticated("Invalid token header."))?;
+    let (scheme, token) =
+        value.trim().split_once(' ').ok_or(Error::Unauthenticated("Invalid token header. No credentials provided."))?;
+    if !(scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token")) {
+        return Err(Error::Unauthenticated("Authentication credentials were not provided."));
+    }
+    let token = token.trim();
+    if token.is_empty() || token.contains(' ') {
+        return Err(Error::Unauthenticated("Invalid token header. Token string should not contain spaces."));
+    }
+    Ok(token)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
+        let secret = bearer(parts)?;
+        let caller = state
+            .store
+            .authenticate(&crate::auth::token_hash(secret))
+            .await?
+            .ok_or(Error::Unauthenticated("Invalid token."))?;
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod extract;
 pub mod openapi;
 pub mod sessions;
+pub mod sse;
 pub mod templates;
 pub mod tools;
 

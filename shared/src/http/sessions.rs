@@ -11,10 +11,10 @@ use utoipa_axum::routes;
 
 use super::extract::{EventCursor, Id, JsonBody, ListQuery, Page};
 use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
-use crate::auth::Caller;
+use super::sse::stream_response;
+use crate::domain::Caller;
 use crate::domain::{Message, NewSession, Session, ToolCallRecord};
 use crate::error::Result;
-use crate::sse::stream_response;
 use crate::state::AppState;
 use crate::turn;
 
@@ -105,7 +105,7 @@ async fn tool_calls(
     params(("id" = i64, Path),
         ("after" = Option<String>, Query, description = "Replay after this frame id (`<turn_id>:<seq>`)."),
         ("Last-Event-ID" = Option<String>, Header, description = "As `after`; takes precedence.")),
-    responses((status = 200, description = super::agent::SSE_DESCRIPTION, content_type = "text/event-stream", body = super::agent::SseEvent),
+    responses((status = 200, description = super::sse::SSE_DESCRIPTION, content_type = "text/event-stream", body = super::sse::SseEvent),
         (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
 async fn events(
     State(state): State<AppState>,

@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::extract::{Id, JsonBody, ListQuery, Page};
 use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
-use crate::auth::Caller;
+use crate::domain::Caller;
 use crate::domain::{Mode, Tool, ToolChanges, ToolWrite};
 use crate::error::Result;
 use crate::state::AppState;

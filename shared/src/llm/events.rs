@@ -5,46 +5,26 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use crate::domain::ToolType;
+use crate::domain::{ToolCall, ToolType};
 
-/// A tool call the model made, complete.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolCall {
-    pub call_id: String,
-    pub name: String,
-    pub kind: ToolType,
-    /// A function call's JSON arguments, or a custom call's free-form input.
-    pub arguments: String,
-}
-
-impl ToolCall {
-    /// The `tool_call` SSE payload: `arguments` for function calls, `input` for custom ones.
-    pub fn to_event(&self) -> Value {
-        let payload_key = match self.kind {
-            ToolType::Function => "arguments",
-            ToolType::Custom => "input",
-        };
-        json!({"call_id": self.call_id, "name": self.name, "type": self.kind.as_str(), payload_key: self.arguments})
-    }
-
-    fn from_item(item: &Value) -> Option<Self> {
-        let (kind, payload) = match item.get("type")?.as_str()? {
-            "function_call" => (ToolType::Function, "arguments"),
-            "custom_tool_call" => (ToolType::Custom, "input"),
-            _ => return None,
-        };
-        Some(Self {
-            call_id: item.get("call_id")?.as_str()?.to_owned(),
-            name: item.get("name")?.as_str()?.to_owned(),
-            kind,
-            arguments: item.get(payload).and_then(Value::as_str).unwrap_or_default().to_owned(),
-        })
-    }
+/// A `function_call` or `custom_tool_call` output item as a tool call.
+fn tool_call_of(item: &Value) -> Option<ToolCall> {
+    let (kind, payload) = match item.get("type")?.as_str()? {
+        "function_call" => (ToolType::Function, "arguments"),
+        "custom_tool_call" => (ToolType::Custom, "input"),
+        _ => return None,
+    };
+    Some(ToolCall {
+        call_id: item.get("call_id")?.as_str()?.to_owned(),
+        name: item.get("name")?.as_str()?.to_owned(),
+        kind,
+        arguments: item.get(payload).and_then(Value::as_str).unwrap_or_default().to_owned(),
+    })
 }
 
 /// How a response ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Finish {
+pub enum ResponseEnd {
     Completed {
         output: Value,
         usage: Option<Value>,
@@ -63,7 +43,7 @@ pub enum Observed {
     Nothing,
     TextDelta(String),
     ToolCall(ToolCall),
-    Finished(Finish),
+    Ended(ResponseEnd),
 }
 
 /// Follows one response's events.
@@ -88,7 +68,7 @@ impl ResponseAccumulator {
                 }
                 None => Observed::Nothing,
             },
-            "response.output_item.done" => match event.get("item").and_then(ToolCall::from_item) {
+            "response.output_item.done" => match event.get("item").and_then(tool_call_of) {
                 Some(call) if self.announced.insert(call.call_id.clone()) => {
                     self.calls.push(call.clone());
                     Observed::ToolCall(call)
@@ -99,7 +79,7 @@ impl ResponseAccumulator {
                 let response = event.get("response").cloned().unwrap_or(Value::Null);
                 let output = response.get("output").cloned().unwrap_or_else(|| json!([]));
                 // The completed response is the source of truth: pick up any call whose item event we missed.
-                for call in output.as_array().into_iter().flatten().filter_map(ToolCall::from_item) {
+                for call in output.as_array().into_iter().flatten().filter_map(tool_call_of) {
                     if self.announced.insert(call.call_id.clone()) {
                         self.calls.push(call);
                     }
@@ -108,7 +88,7 @@ impl ResponseAccumulator {
                     self.text = text;
                 }
                 let usage = response.get("usage").filter(|u| !u.is_null()).cloned();
-                Observed::Finished(Finish::Completed { output, usage })
+                Observed::Ended(ResponseEnd::Completed { output, usage })
             }
             "response.failed" => {
                 let error = event.pointer("/response/error");
@@ -119,12 +99,12 @@ impl ResponseAccumulator {
                     Some(code) => format!("{detail} ({code})"),
                     None => detail.to_owned(),
                 };
-                Observed::Finished(Finish::Failed { code: "response_failed", message, status: "failed" })
+                Observed::Ended(ResponseEnd::Failed { code: "response_failed", message, status: "failed" })
             }
             "response.incomplete" => {
                 let reason =
                     event.pointer("/response/incomplete_details/reason").and_then(Value::as_str).unwrap_or("unknown");
-                Observed::Finished(Finish::Failed {
+                Observed::Ended(ResponseEnd::Failed {
                     code: "response_incomplete",
                     message: format!("the response stopped early: {reason}"),
                     status: "incomplete",
@@ -138,7 +118,7 @@ impl ResponseAccumulator {
                     Some(code) => format!("{detail} ({code})"),
                     None => detail.to_owned(),
                 };
-                Observed::Finished(Finish::Failed { code: "upstream_error", message, status: "failed" })
+                Observed::Ended(ResponseEnd::Failed { code: "upstream_error", message, status: "failed" })
             }
             _ => Observed::Nothing,
         }
@@ -177,9 +157,9 @@ mod tests {
         let flat = json!({"type": "error", "code": "server_error", "message": "boom", "param": null});
         let nested =
             json!({"type": "error", "error": {"type": "server_error", "code": "overloaded", "message": "busy"}});
-        let Observed::Finished(Finish::Failed { code, message, .. }) = acc.observe(&flat) else { panic!() };
+        let Observed::Ended(ResponseEnd::Failed { code, message, .. }) = acc.observe(&flat) else { panic!() };
         assert_eq!((code, message.as_str()), ("upstream_error", "boom (server_error)"));
-        let Observed::Finished(Finish::Failed { message, .. }) = acc.observe(&nested) else { panic!() };
+        let Observed::Ended(ResponseEnd::Failed { message, .. }) = acc.observe(&nested) else { panic!() };
         assert_eq!(message, "busy (overloaded)");
     }
 

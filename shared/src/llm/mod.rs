@@ -6,32 +6,17 @@
 
 pub mod events;
 mod openai;
+mod request;
 mod retry;
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use serde::Serialize;
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 pub use openai::OpenAiProvider;
-
-/// One `POST /v1/responses` body.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ModelRequest {
-    pub model: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instructions: Option<String>,
-    pub input: Vec<Value>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tools: Vec<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub previous_response_id: Option<String>,
-    pub store: bool,
-    pub stream: bool,
-}
+pub use request::{EXPIRED_OUTPUT, ModelRequest, output_item, outputs_of, upstream_tool, user_message};
 
 /// Why an upstream call produced no (more) events. `code` is one of the documented error codes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use super::conn::{Batch, Conn};
 use super::{Row, listed, vals};
 
 use super::{Listed, Slice, Sql, Store, agents, first, flag, int, is_unique_violation, opt_int_value, tools};
-use crate::auth::Caller;
+use crate::domain::Caller;
 use crate::domain::{AgentToolLink, LinkChanges, LinkFields, missing_pk};
 use crate::error::{Error, FieldErrors, Result};
 

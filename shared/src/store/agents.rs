@@ -7,7 +7,7 @@ use super::messages::returned;
 use super::{Row, listed, owner_exists, push_owner_check, vals};
 
 use super::{Listed, Slice, Sql, Store, first, flag, int, opt_int, opt_int_value, text};
-use crate::auth::Caller;
+use crate::domain::Caller;
 use crate::domain::{Agent, AgentChanges, AgentFields};
 use crate::error::{Error, Result};
 

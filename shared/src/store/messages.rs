@@ -72,7 +72,7 @@ impl Store {
     /// The session's messages in the order they were written; 404 when the session does not exist.
     pub async fn list_messages(
         &self,
-        viewer: &crate::auth::Caller,
+        viewer: &crate::domain::Caller,
         session: i64,
         slice: Slice,
     ) -> Result<Listed<Message>> {

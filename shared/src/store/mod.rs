@@ -37,8 +37,8 @@ use conn::{Batch, Conn, Local, Remote, Row, Rows, Sql};
 
 pub use migrate::{MIGRATIONS, Migration};
 pub use runtime::{TurnContext, TurnRead};
-pub use tool_calls::{ResponseOutcome, Submission, ToolOutputContext, TurnLease, TurnSession, TurnStart};
-pub use turns::{Earlier, IdempotencyClaim, KEY_LIFETIME, NewFrame, StoredFrame, TurnKind};
+pub use tool_calls::{ResponseRecord, Submission, ToolOutputContext, TurnLease, TurnSession, TurnStart};
+pub use turns::{IdempotencyClaim, KEY_LIFETIME, KeptAnswer, KeyRecord, NewFrame, StoredFrame, TurnKind};
 pub use users::{TokenInfo, User, UserChanges};
 
 pub struct Store {

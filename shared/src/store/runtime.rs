@@ -3,7 +3,7 @@
 use libsql::params;
 
 use super::conn::Batch;
-use super::turns::{Earlier, IdempotencyClaim};
+use super::turns::{IdempotencyClaim, KeyRecord};
 use super::{Store, agents, collect, first, opt_int_value};
 use crate::domain::{Agent, Session, Template, Tool};
 use crate::error::Result;
@@ -19,11 +19,11 @@ pub struct TurnContext {
     pub tools: Vec<Tool>,
 }
 
-/// A turn's context, and what an earlier request with the same `Idempotency-Key` did (read in the same batch;
-/// an `Err` is a key reused for another request, 422).
+/// A turn's context, and what the request's `Idempotency-Key` recorded if an earlier request claimed it
+/// (read in the same batch, for an idempotent replay; an `Err` is a key reused for another request, 422).
 #[derive(Debug)]
 pub struct TurnRead<T> {
-    pub earlier: Result<Option<Earlier>>,
+    pub key_record: Result<Option<KeyRecord>>,
     pub context: T,
 }
 
@@ -68,10 +68,10 @@ impl Store {
             named(),
         )?;
         let tools = batch.push(TOOLS.replace("?1", &format!("({which})")), named())?;
-        let earlier = claim.map(|claim| super::turns::push_earlier(&mut batch, claim, &self.now())).transpose()?;
+        let earlier = claim.map(|claim| super::turns::push_key_read(&mut batch, claim, &self.now())).transpose()?;
         let mut out = self.conn().await.batch(batch).await?;
         let earlier = match (earlier, claim) {
-            (Some(index), Some(claim)) => super::turns::read_earlier(out.take(index)?, claim),
+            (Some(index), Some(claim)) => super::turns::read_key_record(out.take(index)?, claim),
             _ => Ok(None),
         };
         let scoped: Vec<Template> =
@@ -87,7 +87,7 @@ impl Store {
             templates,
             tools: out.take(tools)?.rows().map(|r| super::tools::tool(&r)).collect::<Result<_>>()?,
         };
-        Ok(TurnRead { earlier, context })
+        Ok(TurnRead { key_record: earlier, context })
     }
 
     /// The default agent: an owner's own default first, then the global one.

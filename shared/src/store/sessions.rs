@@ -5,7 +5,7 @@ use libsql::params;
 use super::{Row, listed, vals};
 
 use super::{Listed, Slice, Sql, Store, agents, first, int, opt_int, opt_int_value, opt_json_col, opt_text, text};
-use crate::auth::Caller;
+use crate::domain::Caller;
 use crate::domain::{NewSession, Session, missing_pk};
 use crate::error::{Error, Result};
 

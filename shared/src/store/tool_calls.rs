@@ -8,10 +8,10 @@ use serde_json::Value;
 use super::conn::Batch;
 use super::messages::{Ending, push_insert, returned};
 use super::{Listed, Slice, Sql, Store, collect, first, int, opt_text, opt_text_value, sessions, text};
-use crate::auth::Caller;
+use crate::domain::Caller;
+use crate::domain::ToolCall;
 use crate::domain::{Message, ToolCallRecord, ToolType};
 use crate::error::{Error, Result};
-use crate::llm::events::ToolCall;
 
 use super::turns::{IdempotencyClaim, TurnKind, push_claim};
 
@@ -47,7 +47,7 @@ async fn calls_of_response(conn: Sql<'_>, session: i64, response_id: &str) -> Re
 
 /// How one response ended, as the runtime hands it to the store.
 #[derive(Debug)]
-pub struct ResponseOutcome<'a> {
+pub struct ResponseRecord<'a> {
     pub session: i64,
     pub response_id: Option<&'a str>,
     /// `completed`, `requires_tool_output`, `failed` or `incomplete`.
@@ -133,7 +133,7 @@ pub enum Submission {
 impl Store {
     /// Records a finished response in one transaction: the assistant message, the session's chain (only
     /// for a completed response) and the ledger entries of its tool calls.
-    pub async fn record_response(&self, outcome: ResponseOutcome<'_>) -> Result<Message> {
+    pub async fn record_response(&self, outcome: ResponseRecord<'_>) -> Result<Message> {
         let now = self.now();
         let ending = Ending { status: outcome.status, response_id: outcome.response_id, usage: outcome.usage };
         let mut batch = Batch::write();
@@ -207,14 +207,14 @@ impl Store {
             ),
             params![session, ids],
         )?;
-        let earlier = claim.map(|claim| super::turns::push_earlier(&mut batch, claim, &self.now())).transpose()?;
+        let earlier = claim.map(|claim| super::turns::push_key_read(&mut batch, claim, &self.now())).transpose()?;
         let mut out = self.conn().await.batch(batch).await?;
         let earlier = match (earlier, claim) {
-            (Some(index), Some(claim)) => super::turns::read_earlier(out.take(index)?, claim),
+            (Some(index), Some(claim)) => super::turns::read_key_record(out.take(index)?, claim),
             _ => Ok(None),
         };
         let context = validate_outputs(viewer, session, outputs, &mut out, [found, agent, tools, calls]);
-        Ok(super::TurnRead { earlier, context })
+        Ok(super::TurnRead { key_record: earlier, context })
     }
 
     /// Stores client outputs for pending calls, all or nothing, in one atomic batch (one round trip
@@ -329,7 +329,7 @@ impl Store {
     /// The session's ledger, oldest first; 404 when the session does not exist.
     pub async fn list_tool_calls(
         &self,
-        viewer: &crate::auth::Caller,
+        viewer: &crate::domain::Caller,
         session: i64,
         slice: Slice,
     ) -> Result<Listed<ToolCallRecord>> {
@@ -500,7 +500,7 @@ impl Store {
     }
 
     /// Gives the session back when a turn ends without its frames (the recorder failed).
-    pub async fn end_turn(&self, session: i64, turn_id: &str) -> Result<()> {
+    pub async fn release_turn(&self, session: i64, turn_id: &str) -> Result<()> {
         release(self.conn().await.sql(), session, turn_id).await
     }
 

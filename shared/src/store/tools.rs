@@ -10,7 +10,7 @@ use super::{
     Listed, Slice, Sql, Store, first, flag, int, is_unique_violation, json_col, opt_int, opt_json_col, opt_text_value,
     text,
 };
-use crate::auth::Caller;
+use crate::domain::Caller;
 use crate::domain::{Tool, ToolChanges, ToolFields, ToolType};
 use crate::error::{Error, Result};
 

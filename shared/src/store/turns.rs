@@ -7,7 +7,7 @@ use super::Row;
 use super::conn::Batch;
 
 use super::{Store, collect, first, int, opt_int, opt_text, sessions, text};
-use crate::auth::Caller;
+use crate::domain::Caller;
 use crate::error::{Error, Result};
 
 /// One recorded SSE frame. `row` orders frames across the turns of a session.
@@ -69,13 +69,20 @@ pub struct IdempotencyClaim {
 /// How long a key is remembered, as Stripe and the IETF draft suggest.
 pub const KEY_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// What an earlier request with the same key did.
+/// What a key recorded of the request that claimed it: what an idempotent replay answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Earlier {
-    /// It started this turn; `running` while the turn holds its session.
-    Turn { session: i64, turn_id: String, running: bool, response: Option<(u16, String)> },
+pub enum KeyRecord {
+    /// It started this turn; `running` while the turn holds its session. A keyed chat's reply is kept too.
+    Turn { session: i64, turn_id: String, running: bool, answer: Option<KeptAnswer> },
     /// It was answered without a turn (a 202 of tool-output).
-    Answered { status: u16, body: String },
+    Answered(KeptAnswer),
+}
+
+/// An answer kept for a key's retries: its HTTP status and JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptAnswer {
+    pub status: axum::http::StatusCode,
+    pub body: String,
 }
 
 /// Adds the claim of a key to an atomic batch: an expired key is freed, then the key inserted; a twin that
@@ -84,7 +91,7 @@ pub(super) fn push_claim(
     batch: &mut Batch,
     claim: &IdempotencyClaim,
     turn_id: Option<&str>,
-    answer: Option<(u16, &str)>,
+    answer: Option<&KeptAnswer>,
     now: &str,
 ) -> Result<usize> {
     batch.push(
@@ -100,15 +107,15 @@ pub(super) fn push_claim(
             claim.endpoint,
             claim.fingerprint.as_str(),
             super::opt_text_value(turn_id.map(str::to_owned)),
-            super::opt_int_value(answer.map(|(status, _)| i64::from(status))),
-            super::opt_text_value(answer.map(|(_, body)| body.to_owned())),
+            super::opt_int_value(answer.map(|a| i64::from(a.status.as_u16()))),
+            super::opt_text_value(answer.map(|a| a.body.clone())),
             now
         ],
     )
 }
 
-/// Adds the read of what an earlier request with this key did to a batch (see [`read_earlier`]).
-pub(super) fn push_earlier(batch: &mut Batch, claim: &IdempotencyClaim, now: &str) -> Result<usize> {
+/// Adds the read of what the key recorded to a batch (see [`read_key_record`]).
+pub(super) fn push_key_read(batch: &mut Batch, claim: &IdempotencyClaim, now: &str) -> Result<usize> {
     batch.push(
         "SELECT k.endpoint, k.fingerprint, k.turn_id, k.status_code, k.response, t.session_id,
                 (s.turn_id = t.id AND s.turn_expires_at > ?3)
@@ -120,8 +127,8 @@ pub(super) fn push_earlier(batch: &mut Batch, claim: &IdempotencyClaim, now: &st
     )
 }
 
-/// What an earlier request with this key did; 422 when it was a different request.
-pub(super) fn read_earlier(set: super::conn::Set, claim: &IdempotencyClaim) -> Result<Option<Earlier>> {
+/// What the key recorded, if an earlier request claimed it; 422 when that was a different request.
+pub(super) fn read_key_record(set: super::conn::Set, claim: &IdempotencyClaim) -> Result<Option<KeyRecord>> {
     let Some(r) = set.rows().next() else { return Ok(None) };
     let (endpoint, fingerprint, turn_id, status, body, session, running) = (
         text(&r, 0)?,
@@ -135,14 +142,22 @@ pub(super) fn read_earlier(set: super::conn::Set, claim: &IdempotencyClaim) -> R
     if endpoint != claim.endpoint || fingerprint != claim.fingerprint {
         return Err(Error::KeyReused);
     }
-    let answer = status.zip(body).map(|(status, body)| (u16::try_from(status).unwrap_or(500), body));
+    let answer = match status.zip(body) {
+        Some((status, body)) => Some(KeptAnswer { status: kept_status(status)?, body }),
+        None => None,
+    };
     Ok(Some(match (turn_id, session) {
-        (Some(turn_id), Some(session)) => Earlier::Turn { session, turn_id, running, response: answer },
-        _ => {
-            let (status, body) = answer.ok_or_else(|| Error::KeyInProgress(String::new()))?;
-            Earlier::Answered { status, body }
-        }
+        (Some(turn_id), Some(session)) => KeyRecord::Turn { session, turn_id, running, answer },
+        _ => KeyRecord::Answered(answer.ok_or_else(|| Error::KeyInProgress(String::new()))?),
     }))
+}
+
+/// A kept answer's status, as the store wrote it.
+fn kept_status(status: i64) -> Result<axum::http::StatusCode> {
+    u16::try_from(status)
+        .ok()
+        .and_then(|status| axum::http::StatusCode::from_u16(status).ok())
+        .ok_or_else(|| Error::bug(format!("a kept answer's status {status} is not an HTTP status")))
 }
 
 /// Keeps the answer a keyed request gave (the chat reply), for its retries: `?1` status, `?2` body, `?3` owner,
@@ -219,19 +234,20 @@ impl Store {
     /// Ends a turn in one atomic batch (one round trip remotely): its last frames (ending with `done`), its
     /// finish time, the release of its session and, for a keyed chat, the reply its key's retries get.
     /// Whoever sees the session free therefore finds every frame recorded.
-    pub async fn finish_turn(
+    pub async fn end_turn(
         &self,
         session: i64,
         turn_id: &str,
         frames: &[NewFrame<'_>],
-        answer: Option<(&IdempotencyClaim, u16, &str)>,
+        answer: Option<(&IdempotencyClaim, &KeptAnswer)>,
     ) -> Result<()> {
         let mut batch = Batch::write();
         push_frames(&mut batch, turn_id, frames)?;
         batch.push("UPDATE agent_turns SET finished_at = ?1 WHERE id = ?2", params![self.now(), turn_id])?;
         batch.push(super::tool_calls::RELEASE, params![session, turn_id])?;
-        if let Some((claim, status, body)) = answer {
-            batch.push(STORE_ANSWER, params![i64::from(status), body, claim.owner, claim.key.as_str()])?;
+        if let Some((claim, answer)) = answer {
+            let status = i64::from(answer.status.as_u16());
+            batch.push(STORE_ANSWER, params![status, answer.body.as_str(), claim.owner, claim.key.as_str()])?;
         }
         write(&self.conn().await, batch).await
     }

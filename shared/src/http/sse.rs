@@ -1,4 +1,5 @@
-//! Server-sent events framing for the stream endpoints: `event:` + `id:` (`<turn_id>:<seq>`, the same id the
+//! Server-sent events for the stream endpoints (`/api/agent/stream/`, `/api/agent/tool-output/`,
+//! `/api/sessions/{id}/events/`): the framing, and what their OpenAPI entries say about the frames. Framing: `event:` + `id:` (`<turn_id>:<seq>`, the same id the
 //! frame is recorded under, so `Last-Event-ID` resumes exactly) + `data:`, and a `: ping` comment after a
 //! stretch of silence so proxies and API Gateway keep the stream open.
 
@@ -9,6 +10,8 @@ use axum::http::HeaderValue;
 use axum::http::header::CACHE_CONTROL;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+
+use utoipa::ToSchema;
 
 use crate::turn::TurnStream;
 
@@ -30,4 +33,34 @@ pub fn stream_response(stream: TurnStream, keepalive: Duration) -> Response {
         headers.insert("lambent-turn-id", turn_id);
     }
     response
+}
+
+/// What the stream endpoints' OpenAPI entries say about their frames.
+pub(super) const SSE_DESCRIPTION: &str = "`text/event-stream`: `openai_event` (each upstream event, \
+    unchanged), `text_delta` `{delta}`, `tool_call` `{call_id, name, type, arguments|input}`, `tool_result` \
+    `{call_id, output}`, `error` `{code, message}`, and always last `done` `{session_id, response_id, status, \
+    pending_tool_calls}`. Every frame's `id` is `<turn_id>:<seq>`; `GET /api/sessions/{id}/events/` replays from it.";
+
+/// One frame of a `text/event-stream` answer (the body is a sequence of them; `: ping` comments carry none).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SseEvent {
+    event: SseEventName,
+    /// `<turn_id>:<seq>`, the sequence increasing within the turn.
+    id: String,
+    /// The event's payload: a JSON object, as text.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum SseEventName {
+    OpenaiEvent,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+    Error,
+    Done,
 }

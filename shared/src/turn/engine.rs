@@ -1,0 +1,291 @@
+//! Running a turn: one upstream response after another (a round each), relayed frame by frame, each stored
+//! when it ends, with server-side tool calls run between them; then the turn's end, recorded.
+//!
+//! # Concurrency
+//! A turn runs in its own task ([`Turn::stream`], [`Turn::run`]): a client that goes away does not stop it
+//! (the local server behaves as Lambda does), and everything it produces is stored whether or not anyone is
+//! listening. Beside it runs its recorder (`recorder`). The turn stops at the next event when its
+//! cancellation token fires: at once for a cancel request in this process, within the recorder's poll for
+//! one from another.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::frames::{Done, Frame, Frames, TurnError, TurnEvent, TurnStream};
+use super::next::{AfterResponse, CANCELLED, Next, Then, next_step};
+use super::recorder::{KeyedAnswer, Sink, record};
+use crate::domain::{Agent, Message, Tool, ToolCall};
+use crate::error::{Error, Result};
+use crate::executors::Executor;
+use crate::llm::events::{Observed, ResponseAccumulator, ResponseEnd};
+use crate::llm::{ModelProvider, ModelRequest, outputs_of, upstream_tool};
+use crate::state::AppState;
+use crate::store::{IdempotencyClaim, KeptAnswer, ResponseRecord};
+
+/// A turn resolved and ready to go upstream: what its first response sends, and what every round needs.
+#[derive(Debug)]
+pub struct Turn {
+    pub(super) provider: Arc<dyn ModelProvider>,
+    /// This turn's lease on its session, given back when it ends.
+    pub(super) turn_id: String,
+    pub(super) session_id: i64,
+    pub(super) agent: Agent,
+    pub(super) instructions: Option<String>,
+    pub(super) tools: Vec<Tool>,
+    pub(super) input: Vec<Value>,
+    pub(super) previous_response_id: Option<String>,
+    pub(super) auto_execute: bool,
+}
+
+/// How a keyed chat's reply is kept for its key's retries: the claim, and how the turn's end becomes the
+/// answer (the HTTP layer's reply; the turn only records it, in the same write as its end).
+pub type KeyedReply = (IdempotencyClaim, fn(&TurnEnd) -> KeptAnswer);
+
+/// What a whole turn came to: its `done` frame, the last assistant message, and why it ended early.
+#[derive(Debug, Clone)]
+pub struct TurnEnd {
+    pub done: Done,
+    pub message: Option<Message>,
+    pub output_text: String,
+    pub usage: Option<Value>,
+    pub error: Option<TurnError>,
+}
+
+/// How one upstream response ended, with what the turn collected from it.
+struct EndedResponse {
+    response_id: Option<String>,
+    text: String,
+    calls: Vec<ToolCall>,
+    /// The completed response's `output` and `usage`, or why it did not complete.
+    end: std::result::Result<(Value, Option<Value>), TurnError>,
+    /// The status a failure is stored with (`failed`, or `incomplete` for a cancel or a cut-short response).
+    failed_status: &'static str,
+}
+
+impl EndedResponse {
+    fn status(&self) -> &'static str {
+        match &self.end {
+            Ok(_) if self.calls.is_empty() => "completed",
+            Ok(_) => "requires_tool_output",
+            Err(_) => self.failed_status,
+        }
+    }
+}
+
+impl Turn {
+    pub fn id(&self) -> &str {
+        &self.turn_id
+    }
+
+    /// Runs the turn in its own task; its frames arrive on the returned stream, ending with `done`.
+    pub fn stream(self, state: AppState) -> TurnStream {
+        let (session_id, turn_id) = (self.session_id, Some(self.turn_id.clone()));
+        let (tx, frames): (_, Frames) = mpsc::channel(256);
+        tokio::spawn(async move { self.drive(&state, Some(tx), None).await });
+        TurnStream { session_id, turn_id, frames }
+    }
+
+    /// Runs the turn in its own task (so a dropped request does not cut it short) and returns how it ended;
+    /// a keyed chat's reply is recorded with that end.
+    pub async fn run(self, state: AppState, keyed: Option<KeyedReply>) -> Result<TurnEnd> {
+        tokio::spawn(async move { self.drive(&state, None, keyed).await })
+            .await
+            .map_err(|e| Error::internal("the turn's task", e))
+    }
+
+    /// Runs every round of the turn, then ends it: `done` is recorded with the release of the session
+    /// before the client sees it.
+    async fn drive(
+        self,
+        state: &AppState,
+        live: Option<mpsc::Sender<Arc<Frame>>>,
+        keyed: Option<KeyedReply>,
+    ) -> TurnEnd {
+        let (session, turn_id) = (self.session_id, self.turn_id.clone());
+        let cancel = state.register_turn(&turn_id);
+        let (sink, inbox) = Sink::new(turn_id.clone(), live);
+        tokio::spawn(record(state.store.clone(), session, turn_id.clone(), inbox, cancel.clone()));
+        let end = self.rounds(state, &sink, &cancel).await;
+        if let Some(error) = &end.error {
+            sink.send(TurnEvent::Error(error.clone())).await;
+        }
+        let answer: Option<KeyedAnswer> = keyed.map(|(claim, reply)| (claim, reply(&end)));
+        sink.end(TurnEvent::Done(end.done.clone()), answer).await;
+        state.forget_turn(&turn_id);
+        end
+    }
+
+    /// One response after another until the next step is to end.
+    async fn rounds(mut self, state: &AppState, sink: &Sink, cancel: &CancellationToken) -> TurnEnd {
+        let executors: HashMap<&str, Executor> = self
+            .tools
+            .iter()
+            .filter_map(|t| Some((t.name.as_str(), Executor::parse(t.executor.as_ref()?).ok()?)))
+            .collect();
+        let tool_specs: Vec<Value> = self.tools.iter().map(upstream_tool).collect();
+        let mut rounds_run = 0;
+        loop {
+            let request = ModelRequest {
+                model: self.agent.model.clone(),
+                instructions: self.instructions.clone(),
+                input: std::mem::take(&mut self.input),
+                tools: tool_specs.clone(),
+                previous_response_id: self.previous_response_id.clone(),
+                store: true,
+                stream: true,
+            };
+            let ended = self.one_response(request, sink, cancel).await;
+            let mut end = TurnEnd {
+                done: Done {
+                    session_id: self.session_id,
+                    response_id: ended.response_id.clone(),
+                    status: ended.status().to_owned(),
+                    pending_tool_calls: Vec::new(),
+                },
+                message: None,
+                output_text: ended.text.clone(),
+                usage: ended.end.as_ref().ok().and_then(|(_, usage)| usage.clone()),
+                error: ended.end.as_ref().err().cloned(),
+            };
+            match state.store.record_response(self.record_of(&ended)).await {
+                Ok(message) => end.message = Some(message),
+                Err(err) => {
+                    tracing::error!(error = ?err, session = self.session_id, "could not store the response");
+                    end.error = Some(TurnError {
+                        code: "storage_error".into(),
+                        message: "The response could not be stored.".into(),
+                    });
+                    end.done.status = "failed".into();
+                    return end;
+                }
+            }
+            let after = AfterResponse {
+                calls: &ended.calls,
+                failed: ended.end.is_err(),
+                auto_execute: self.auto_execute,
+                rounds_run,
+                cancelled: cancel.is_cancelled(),
+            };
+            let (calls, then) = match next_step(after, |name| executors.contains_key(name)) {
+                Next::End { pending, error } => {
+                    end.done.pending_tool_calls = pending;
+                    end.error = end.error.or(error);
+                    return end;
+                }
+                Next::Run { calls, then } => (calls, then),
+            };
+            rounds_run += 1;
+            for call in calls {
+                let output = match state.executors() {
+                    Ok(context) => context.run(&executors[call.name.as_str()], call, state.clock()).await,
+                    Err(err) => serde_json::json!({"error": err.to_string()}).to_string(),
+                };
+                if let Err(err) = state.store.record_executed(self.session_id, &call.call_id, &output).await {
+                    tracing::error!(error = ?err, "could not store a tool result");
+                }
+                sink.send(TurnEvent::ToolResult { call_id: call.call_id.clone(), output }).await;
+            }
+            if let Then::End { pending } = then {
+                end.done.pending_tool_calls = pending;
+                return end;
+            }
+            let response_id = ended.response_id.clone().unwrap_or_default();
+            let calls = state.store.response_tool_calls(self.session_id, &response_id).await.unwrap_or_default();
+            self.input = outputs_of(&calls);
+            self.previous_response_id = Some(response_id);
+        }
+    }
+
+    /// What the store keeps of an ended response: only a completed one moves the session on and enters its
+    /// calls in the ledger.
+    fn record_of<'a>(&self, ended: &'a EndedResponse) -> ResponseRecord<'a> {
+        let completed = ended.end.as_ref().ok();
+        ResponseRecord {
+            session: self.session_id,
+            response_id: ended.response_id.as_deref(),
+            status: ended.status(),
+            text: &ended.text,
+            usage: completed.and_then(|(_, usage)| usage.as_ref()),
+            completed_output: completed.map(|(output, _)| output),
+            calls: if completed.is_some() { &ended.calls } else { &[] },
+        }
+    }
+
+    /// Opens one upstream response and relays it until it ends, one way or another.
+    async fn one_response(&self, request: ModelRequest, sink: &Sink, cancel: &CancellationToken) -> EndedResponse {
+        let mut acc = ResponseAccumulator::default();
+        let mut announced = 0;
+        let fail = |acc: &ResponseAccumulator, code: &str, message: String, status: &'static str| EndedResponse {
+            response_id: acc.response_id.clone(),
+            text: acc.text().to_owned(),
+            calls: Vec::new(),
+            end: Err(TurnError { code: code.to_owned(), message }),
+            failed_status: status,
+        };
+        let cancelled = |acc: &ResponseAccumulator| fail(acc, "cancelled", CANCELLED.to_owned(), "incomplete");
+        let opened = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return cancelled(&acc),
+            opened = self.provider.stream(request) => opened,
+        };
+        let mut stream = match opened {
+            Ok(stream) => stream,
+            Err(e) => return fail(&acc, e.code, e.message, "failed"),
+        };
+        let timeout = self.provider.read_timeout();
+        loop {
+            let next = tokio::select! {
+                biased;
+                // Dropping the stream closes the upstream connection.
+                () = cancel.cancelled() => return cancelled(&acc),
+                next = tokio::time::timeout(timeout, stream.next()) => next,
+            };
+            let raw = match next {
+                Err(_) => {
+                    let message = format!("the upstream sent nothing for {} s", timeout.as_secs_f64());
+                    return fail(&acc, "upstream_timeout", message, "failed");
+                }
+                Ok(None) => {
+                    let message = "the upstream stream ended before response.completed".to_owned();
+                    return fail(&acc, "upstream_disconnected", message, "failed");
+                }
+                Ok(Some(Err(e))) => return fail(&acc, e.code, e.message, "failed"),
+                Ok(Some(Ok(raw))) => raw,
+            };
+            let observed = match serde_json::from_str::<Value>(raw.get()) {
+                Ok(event) => acc.observe(&event),
+                Err(e) => return fail(&acc, "upstream_malformed", format!("unreadable upstream event: {e}"), "failed"),
+            };
+            sink.send(TurnEvent::OpenAi(raw)).await;
+            match observed {
+                Observed::Nothing => {}
+                Observed::TextDelta(delta) => sink.send(TurnEvent::TextDelta(delta)).await,
+                Observed::ToolCall(call) => {
+                    announced += 1;
+                    sink.send(TurnEvent::ToolCall(call.to_event())).await;
+                }
+                Observed::Ended(ResponseEnd::Completed { output, usage }) => {
+                    // Calls that only the completed response listed are announced now.
+                    for call in &acc.calls()[announced..] {
+                        sink.send(TurnEvent::ToolCall(call.to_event())).await;
+                    }
+                    return EndedResponse {
+                        response_id: acc.response_id.clone(),
+                        text: acc.text().to_owned(),
+                        calls: acc.calls().to_vec(),
+                        end: Ok((output, usage)),
+                        failed_status: "failed",
+                    };
+                }
+                Observed::Ended(ResponseEnd::Failed { code, message, status }) => {
+                    return fail(&acc, code, message, status);
+                }
+            }
+        }
+    }
+}

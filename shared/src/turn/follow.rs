@@ -1,0 +1,72 @@
+//! Replay and live follow: a turn's recorded frames read back from the store, and a running turn followed
+//! by polling what its recorder writes. This works across processes: the follower and the turn share only
+//! the database (a Lambda invocation replaying a turn that runs in another).
+//!
+//! # Concurrency
+//! One task per follower, reading in pages of [`FOLLOW_BATCH`] and, while the turn runs, every
+//! [`FOLLOW_POLL`]. A turn's last frames and the release of its session are one transaction, so once the
+//! session is free one more read gets everything the turn recorded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::frames::{Frame, Frames};
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// How often a follower looks for new frames of a running turn.
+pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
+const FOLLOW_BATCH: u64 = 256;
+
+/// Reads a frame id, `<turn_id>:<seq>`.
+pub(super) fn parse_cursor(cursor: &str) -> Result<(&str, i64)> {
+    cursor
+        .rsplit_once(':')
+        .and_then(|(turn, seq)| Some((turn, seq.parse::<i64>().ok()?)))
+        .ok_or_else(|| Error::field("after", "An event id looks like \"<turn_id>:<seq>\"."))
+}
+
+/// Sends the recorded frames after `start` and then, while a turn runs (only `only_turn`, if given), the
+/// frames it records; ends when no turn is running and everything recorded was sent.
+pub(super) fn follow_from(store: Arc<Store>, session: i64, mut start: i64, only_turn: Option<String>) -> Frames {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut last_round = false;
+        loop {
+            let frames = match store.frames_after(session, start, only_turn.as_deref(), FOLLOW_BATCH).await {
+                Ok(frames) => frames,
+                Err(err) => {
+                    tracing::error!(error = ?err, session, "cannot read recorded frames");
+                    return;
+                }
+            };
+            let full = frames.len() as u64 == FOLLOW_BATCH;
+            for frame in frames {
+                start = frame.row;
+                if tx.send(Arc::new(Frame::from(frame))).await.is_err() {
+                    return;
+                }
+            }
+            if full {
+                continue;
+            }
+            if last_round {
+                return;
+            }
+            let running = match store.running_turn(session).await {
+                Ok(running) => running.filter(|id| only_turn.as_ref().is_none_or(|only| only == id)),
+                Err(_) => None,
+            };
+            // A turn's last frames and the release of its session are one transaction: once it is not
+            // running, one more read gets everything it recorded.
+            if running.is_none() {
+                last_round = true;
+                continue;
+            }
+            tokio::time::sleep(FOLLOW_POLL).await;
+        }
+    });
+    rx
+}

@@ -1,0 +1,170 @@
+//! What a turn does after one of its responses ends: a pure decision, so every branch has a unit test.
+
+use super::frames::TurnError;
+use crate::domain::ToolCall;
+
+/// Tool rounds one turn may run on the server before it stops and hands the calls to the client.
+pub const MAX_TOOL_ROUNDS: usize = 8;
+
+/// The `error` message of a cancelled turn.
+pub const CANCELLED: &str = "The turn was cancelled (POST /api/sessions/{id}/cancel/).";
+
+/// Where a turn stands when a response has ended and been stored.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AfterResponse<'a> {
+    /// The response's tool calls (none when it failed: a failed response's calls are never run).
+    pub calls: &'a [ToolCall],
+    /// The response failed or stopped early.
+    pub failed: bool,
+    /// The request asked for `auto_execute_tools`.
+    pub auto_execute: bool,
+    /// Tool rounds already run on the server in this turn.
+    pub rounds_run: usize,
+    /// Someone asked the turn to stop.
+    pub cancelled: bool,
+}
+
+/// What the turn does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Next<'a> {
+    /// The turn ends: these calls wait for the client's outputs, and the turn ended early if `error` is set.
+    End { pending: Vec<String>, error: Option<TurnError> },
+    /// Run these calls on the server (the turn's next tool round); then [`Then`].
+    Run { calls: Vec<&'a ToolCall>, then: Then },
+}
+
+/// After a server-side tool round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Then {
+    /// Every call of the response ran: send their outputs upstream in a new response.
+    Continue,
+    /// Some calls have no executor: the turn ends with these waiting for the client.
+    End { pending: Vec<String> },
+}
+
+/// Decides the step after a response; `has_executor` says whether the server runs a tool of that name.
+pub(super) fn next_step<'a>(after: AfterResponse<'a>, has_executor: impl Fn(&str) -> bool) -> Next<'a> {
+    let all = || after.calls.iter().map(|c| c.call_id.clone()).collect::<Vec<_>>();
+    if after.failed || after.calls.is_empty() {
+        return Next::End { pending: Vec::new(), error: None };
+    }
+    let (runnable, rest): (Vec<&ToolCall>, Vec<&ToolCall>) =
+        after.calls.iter().partition(|c| after.auto_execute && has_executor(&c.name));
+    if runnable.is_empty() {
+        return Next::End { pending: all(), error: None };
+    }
+    if after.cancelled {
+        return Next::End {
+            pending: all(),
+            error: Some(TurnError { code: "cancelled".into(), message: CANCELLED.into() }),
+        };
+    }
+    if after.rounds_run == MAX_TOOL_ROUNDS {
+        return Next::End {
+            pending: all(),
+            error: Some(TurnError {
+                code: "tool_round_limit".into(),
+                message: format!(
+                    "Stopped after {MAX_TOOL_ROUNDS} rounds of server-side tool calls; submit the pending outputs to go on."
+                ),
+            }),
+        };
+    }
+    let then = if rest.is_empty() {
+        Then::Continue
+    } else {
+        Then::End { pending: rest.iter().map(|c| c.call_id.clone()).collect() }
+    };
+    Next::Run { calls: runnable, then }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ToolType;
+
+    fn call(id: &str, name: &str) -> ToolCall {
+        ToolCall { call_id: id.into(), name: name.into(), kind: ToolType::Function, arguments: "{}".into() }
+    }
+
+    fn after(calls: &[ToolCall]) -> AfterResponse<'_> {
+        AfterResponse { calls, failed: false, auto_execute: true, rounds_run: 0, cancelled: false }
+    }
+
+    /// Only `echo` has an executor.
+    fn echo_only(name: &str) -> bool {
+        name == "echo"
+    }
+
+    fn ids(calls: &[&ToolCall]) -> Vec<String> {
+        calls.iter().map(|c| c.call_id.clone()).collect()
+    }
+
+    #[test]
+    fn a_response_without_calls_ends_the_turn_with_nothing_pending() {
+        assert_eq!(next_step(after(&[]), echo_only), Next::End { pending: vec![], error: None });
+    }
+
+    #[test]
+    fn a_failed_response_ends_the_turn_even_with_calls_and_executors() {
+        let calls = [call("a", "echo")];
+        let failed = AfterResponse { failed: true, ..after(&calls) };
+        assert_eq!(next_step(failed, echo_only), Next::End { pending: vec![], error: None });
+    }
+
+    #[test]
+    fn without_auto_execute_every_call_waits_for_the_client() {
+        let calls = [call("a", "echo"), call("b", "lookup")];
+        let manual = AfterResponse { auto_execute: false, ..after(&calls) };
+        assert_eq!(next_step(manual, echo_only), Next::End { pending: vec!["a".into(), "b".into()], error: None });
+    }
+
+    #[test]
+    fn calls_without_executors_wait_for_the_client() {
+        let calls = [call("a", "lookup")];
+        assert_eq!(next_step(after(&calls), echo_only), Next::End { pending: vec!["a".into()], error: None });
+    }
+
+    #[test]
+    fn calls_with_executors_run_and_the_turn_continues() {
+        let calls = [call("a", "echo"), call("b", "echo")];
+        let Next::Run { calls: run, then } = next_step(after(&calls), echo_only) else { panic!("expected a run") };
+        assert_eq!((ids(&run), then), (vec!["a".to_owned(), "b".to_owned()], Then::Continue));
+    }
+
+    #[test]
+    fn a_mixed_response_runs_what_it_can_and_ends_with_the_rest_pending() {
+        let calls = [call("a", "echo"), call("b", "lookup"), call("c", "echo")];
+        let Next::Run { calls: run, then } = next_step(after(&calls), echo_only) else { panic!("expected a run") };
+        assert_eq!(ids(&run), ["a", "c"]);
+        assert_eq!(then, Then::End { pending: vec!["b".into()] });
+    }
+
+    #[test]
+    fn a_cancelled_turn_runs_nothing_and_ends_cancelled_with_every_call_pending() {
+        let calls = [call("a", "echo"), call("b", "lookup")];
+        let cancelled = AfterResponse { cancelled: true, ..after(&calls) };
+        let Next::End { pending, error: Some(error) } = next_step(cancelled, echo_only) else { panic!() };
+        assert_eq!(
+            (pending, error.code.as_str(), error.message.as_str()),
+            (vec!["a".into(), "b".into()], "cancelled", CANCELLED)
+        );
+    }
+
+    #[test]
+    fn cancelling_does_not_matter_when_nothing_would_run() {
+        let calls = [call("a", "lookup")];
+        let cancelled = AfterResponse { cancelled: true, ..after(&calls) };
+        assert_eq!(next_step(cancelled, echo_only), Next::End { pending: vec!["a".into()], error: None });
+    }
+
+    #[test]
+    fn the_round_limit_stops_the_turn_with_every_call_pending() {
+        let calls = [call("a", "echo")];
+        let last = AfterResponse { rounds_run: MAX_TOOL_ROUNDS, ..after(&calls) };
+        let Next::End { pending, error: Some(error) } = next_step(last, echo_only) else { panic!() };
+        assert_eq!((pending, error.code.as_str()), (vec!["a".into()], "tool_round_limit"));
+        let one_before = AfterResponse { rounds_run: MAX_TOOL_ROUNDS - 1, ..after(&calls) };
+        assert!(matches!(next_step(one_before, echo_only), Next::Run { then: Then::Continue, .. }));
+    }
+}

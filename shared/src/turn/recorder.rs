@@ -1,0 +1,198 @@
+//! Recording a running turn's frames: the engine hands each frame to a [`Sink`], which sends it to the
+//! client (if one listens) and leaves it in an [`Inbox`] for the recorder task, which writes frames in
+//! batches and ends the turn in the store.
+//!
+//! # Concurrency
+//! Two tasks per turn: the engine's (the relay, never waiting for the database) and the recorder's
+//! ([`record`]). They share only the inbox: a mutex held for a push or a take, and a `Notify` rung by the
+//! first frame of a batch. `done` is the one frame the engine waits for: it is written with the turn's end
+//! (which frees the session) before the client sees it, so a client that reacts to `done` finds the session
+//! free and every frame recorded. The recorder also watches for a cancel request from another process: its
+//! writes read the flag, and a timer polls it while the upstream is quiet.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::frames::{Frame, TurnEvent};
+use crate::store::{IdempotencyClaim, KeptAnswer, NewFrame, Store};
+
+/// How often a running turn looks for a cancel request from another process while its upstream is quiet.
+pub const CANCEL_POLL: Duration = Duration::from_secs(1);
+
+/// How long the recorder gathers frames before it writes them in one transaction.
+const RECORD_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The same over a remote database, where each write is a network round trip: at most four a second,
+/// and a turn shorter than this records all its frames with its end (issue 13's budget).
+const REMOTE_RECORD_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A keyed chat's reply, recorded with the end of its turn for the key's retries.
+pub(super) type KeyedAnswer = (IdempotencyClaim, KeptAnswer);
+
+/// A turn's `done` frame, a keyed chat's reply, and who waits for both to be recorded.
+type Ending = (Arc<Frame>, Option<KeyedAnswer>, oneshot::Sender<()>);
+
+/// Where a running turn sends its frames: to the recorder always, and to the client's stream if there is
+/// one (the chat endpoint has none).
+pub(super) struct Sink {
+    turn_id: String,
+    seq: AtomicU64,
+    live: Option<mpsc::Sender<Arc<Frame>>>,
+    inbox: Arc<Inbox>,
+}
+
+/// Frames waiting for the recorder. Only the first frame of a batch rings for it: the rest of the batch
+/// arrives while it gathers (a wakeup of the recorder per frame was a large part of a frame's cost).
+#[derive(Default)]
+pub(super) struct Inbox {
+    frames: std::sync::Mutex<Vec<Arc<Frame>>>,
+    /// The `done` frame: recorded with the turn's end, then acknowledged.
+    ending: std::sync::Mutex<Option<Ending>>,
+    /// The turn went away without `done` (it panicked).
+    abandoned: AtomicBool,
+    bell: Notify,
+}
+
+fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Inbox {
+    fn push(&self, frame: Arc<Frame>) {
+        let first = {
+            let mut frames = locked(&self.frames);
+            frames.push(frame);
+            frames.len() == 1
+        };
+        if first {
+            self.bell.notify_one();
+        }
+    }
+
+    fn ending(&self) -> bool {
+        locked(&self.ending).is_some() || self.abandoned.load(Ordering::Acquire)
+    }
+}
+
+impl Sink {
+    /// A sink for a turn's frames, and the inbox its recorder reads.
+    pub(super) fn new(turn_id: String, live: Option<mpsc::Sender<Arc<Frame>>>) -> (Self, Arc<Inbox>) {
+        let inbox = Arc::new(Inbox::default());
+        (Self { turn_id, seq: AtomicU64::new(0), live, inbox: inbox.clone() }, inbox)
+    }
+
+    fn frame(&self, event: &TurnEvent) -> Arc<Frame> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        Arc::new(Frame {
+            seq,
+            id: format!("{}:{seq}", self.turn_id),
+            event: Cow::Borrowed(event.name()),
+            data: event.data(),
+        })
+    }
+
+    pub(super) async fn send(&self, event: TurnEvent) {
+        let frame = self.frame(&event);
+        self.inbox.push(frame.clone());
+        if let Some(tx) = &self.live {
+            // A closed channel means the client left; the turn goes on regardless.
+            let _ = tx.send(frame).await;
+        }
+    }
+
+    /// Records `done` together with the turn's end (which frees the session), then sends it to the client:
+    /// a client that reacts to `done` finds the session free and every frame recorded.
+    pub(super) async fn end(&self, done: TurnEvent, answer: Option<KeyedAnswer>) {
+        let frame = self.frame(&done);
+        let (ack, acked) = oneshot::channel();
+        *locked(&self.inbox.ending) = Some((frame.clone(), answer, ack));
+        self.inbox.bell.notify_one();
+        // An error here means the recorder is gone; the client still gets `done`.
+        let _ = acked.await;
+        if let Some(tx) = &self.live {
+            let _ = tx.send(frame).await;
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.inbox.abandoned.store(true, Ordering::Release);
+        self.inbox.bell.notify_one();
+    }
+}
+
+/// Writes a turn's frames to the store in batches (off the relay path), watches for a cancel request from
+/// another process, and ends the turn in the store when `done` arrives.
+pub(super) async fn record(
+    store: Arc<Store>,
+    session: i64,
+    turn_id: String,
+    inbox: Arc<Inbox>,
+    cancel: CancellationToken,
+) {
+    let interval = if store.is_remote() { REMOTE_RECORD_INTERVAL } else { RECORD_INTERVAL };
+    // Two timers for the whole turn, reset rather than rebuilt: one per frame showed up in the profile.
+    let poll = tokio::time::sleep(CANCEL_POLL);
+    let gather = tokio::time::sleep(RECORD_INTERVAL);
+    tokio::pin!(poll, gather);
+    loop {
+        tokio::select! {
+            () = inbox.bell.notified() => {}
+            () = &mut poll, if !cancel.is_cancelled() => {
+                if store.cancel_requested(&turn_id).await.unwrap_or(false) {
+                    cancel.cancel();
+                }
+                poll.as_mut().reset(tokio::time::Instant::now() + CANCEL_POLL);
+                continue;
+            }
+        }
+        // Frames that arrive within RECORD_INTERVAL share one transaction: a commit per frame cost more CPU
+        // than the whole relay (BENCHMARKS.md). Clients never wait for this; `done` ends the wait at once.
+        if !inbox.ending() {
+            gather.as_mut().reset(tokio::time::Instant::now() + interval);
+            tokio::select! {
+                () = &mut gather => {}
+                () = inbox.bell.notified() => {}
+            }
+        }
+        let batch = std::mem::take(&mut *locked(&inbox.frames));
+        let mut rows: Vec<NewFrame<'_>> =
+            batch.iter().map(|f| NewFrame { seq: f.seq, event: &f.event, data: &f.data }).collect();
+        let ending = locked(&inbox.ending).take();
+        if let Some((done, answer, ack)) = ending {
+            rows.push(NewFrame { seq: done.seq, event: &done.event, data: &done.data });
+            let answer = answer.as_ref().map(|(claim, answer)| (claim, answer));
+            if let Err(err) = store.end_turn(session, &turn_id, &rows, answer).await {
+                tracing::error!(error = ?err, session, "could not record the end of a turn");
+                if let Err(err) = store.release_turn(session, &turn_id).await {
+                    tracing::error!(error = ?err, session, "could not release the session's turn lease");
+                }
+            }
+            let _ = ack.send(());
+            return;
+        }
+        match store.record_frames(&turn_id, &rows).await {
+            // The write read the cancel flag too: the next poll can wait a whole interval.
+            Ok(cancelled) => {
+                if cancelled {
+                    cancel.cancel();
+                }
+                poll.as_mut().reset(tokio::time::Instant::now() + CANCEL_POLL);
+            }
+            Err(err) => tracing::error!(error = ?err, session, "could not record a turn's frames"),
+        }
+        if inbox.abandoned.load(Ordering::Acquire) && locked(&inbox.frames).is_empty() {
+            break;
+        }
+    }
+    // The turn task went away without `done` (it panicked): free the session rather than wait for the lease.
+    if let Err(err) = store.release_turn(session, &turn_id).await {
+        tracing::error!(error = ?err, session, "could not release the session's turn lease");
+    }
+}
