@@ -12,6 +12,8 @@
 mod agent_tools;
 mod agents;
 mod conn;
+mod frames;
+mod idempotency;
 mod messages;
 mod migrate;
 mod runtime;
@@ -35,10 +37,12 @@ use crate::error::{Error, Result};
 
 use conn::{Batch, Conn, Local, Remote, Row, Rows, Sql};
 
+pub use frames::{NewFrame, StoredFrame};
+pub use idempotency::{IdempotencyClaim, KEY_LIFETIME, KeptAnswer, KeyRecord};
 pub use migrate::{MIGRATIONS, Migration};
 pub use runtime::{TurnContext, TurnRead};
-pub use tool_calls::{ResponseRecord, Submission, ToolOutputContext, TurnLease, TurnSession, TurnStart};
-pub use turns::{IdempotencyClaim, KEY_LIFETIME, KeptAnswer, KeyRecord, NewFrame, StoredFrame, TurnKind};
+pub use tool_calls::ResponseRecord;
+pub use turns::{Submission, ToolOutputContext, TurnKind, TurnLease, TurnSession, TurnStart};
 pub use users::{TokenInfo, User, UserChanges};
 
 pub struct Store {

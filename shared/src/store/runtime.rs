@@ -3,7 +3,7 @@
 use libsql::params;
 
 use super::conn::Batch;
-use super::turns::{IdempotencyClaim, KeyRecord};
+use super::idempotency::{IdempotencyClaim, KeyRecord};
 use super::{Store, agents, collect, first, opt_int_value};
 use crate::domain::{Agent, Session, Template, Tool};
 use crate::error::Result;
@@ -68,10 +68,11 @@ impl Store {
             named(),
         )?;
         let tools = batch.push(TOOLS.replace("?1", &format!("({which})")), named())?;
-        let earlier = claim.map(|claim| super::turns::push_key_read(&mut batch, claim, &self.now())).transpose()?;
+        let earlier =
+            claim.map(|claim| super::idempotency::push_key_read(&mut batch, claim, &self.now())).transpose()?;
         let mut out = self.conn().await.batch(batch).await?;
         let earlier = match (earlier, claim) {
-            (Some(index), Some(claim)) => super::turns::read_key_record(out.take(index)?, claim),
+            (Some(index), Some(claim)) => super::idempotency::read_key_record(out.take(index)?, claim),
             _ => Ok(None),
         };
         let scoped: Vec<Template> =

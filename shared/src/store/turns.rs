@@ -1,42 +1,18 @@
-//! Turns as rows: their recorded frames (for replay and live follow), cancellation requests, and the
-//! idempotency keys that point at them.
+//! Turns as rows, and the leases they hold on their sessions: starting a message turn, the tool-output
+//! submission that starts a continuation, ending a turn (its last frames with the release of its session),
+//! and cancel requests. Every start is one atomic batch that takes the lease first, so a refused start
+//! writes nothing.
 
 use libsql::params;
 
-use super::Row;
 use super::conn::Batch;
-
-use super::{Store, collect, first, int, opt_int, opt_text, sessions, text};
-use crate::domain::Caller;
+use super::frames::{NewFrame, push_frames};
+use super::idempotency::{IdempotencyClaim, KeptAnswer, STORE_ANSWER, push_claim};
+use super::messages::{push_insert, returned};
+use super::tool_calls::{COLUMNS, record};
+use super::{Sql, Store, collect, first, int, opt_int, opt_text, opt_text_value, sessions, text};
+use crate::domain::{Caller, Message, ToolCallRecord};
 use crate::error::{Error, Result};
-
-/// One recorded SSE frame. `row` orders frames across the turns of a session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredFrame {
-    pub row: i64,
-    pub turn_id: String,
-    pub seq: i64,
-    pub event: String,
-    pub data: String,
-}
-
-fn stored_frame(row: &Row) -> Result<StoredFrame> {
-    Ok(StoredFrame {
-        row: int(row, 0)?,
-        turn_id: text(row, 1)?,
-        seq: int(row, 2)?,
-        event: text(row, 3)?,
-        data: text(row, 4)?,
-    })
-}
-
-/// A frame as a running turn hands it to the store.
-#[derive(Debug, Clone, Copy)]
-pub struct NewFrame<'a> {
-    pub seq: u64,
-    pub event: &'a str,
-    pub data: &'a str,
-}
 
 /// What kind of request started a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,154 +30,6 @@ impl TurnKind {
     }
 }
 
-/// A request's `Idempotency-Key`, claimed in the same transaction as what the request writes.
-#[derive(Debug, Clone)]
-pub struct IdempotencyClaim {
-    pub owner: i64,
-    pub key: String,
-    /// The endpoint's name; a key belongs to one endpoint.
-    pub endpoint: &'static str,
-    pub fingerprint: String,
-    /// Keys recorded before this time are forgotten (see [`KEY_LIFETIME`]).
-    pub expired_before: String,
-}
-
-/// How long a key is remembered, as Stripe and the IETF draft suggest.
-pub const KEY_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// What a key recorded of the request that claimed it: what an idempotent replay answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyRecord {
-    /// It started this turn; `running` while the turn holds its session. A keyed chat's reply is kept too.
-    Turn { session: i64, turn_id: String, running: bool, answer: Option<KeptAnswer> },
-    /// It was answered without a turn (a 202 of tool-output).
-    Answered(KeptAnswer),
-}
-
-/// An answer kept for a key's retries: its HTTP status and JSON body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeptAnswer {
-    pub status: axum::http::StatusCode,
-    pub body: String,
-}
-
-/// Adds the claim of a key to an atomic batch: an expired key is freed, then the key inserted; a twin that
-/// holds it makes the INSERT fail on the primary key (and the batch roll back). Answers the INSERT's index.
-pub(super) fn push_claim(
-    batch: &mut Batch,
-    claim: &IdempotencyClaim,
-    turn_id: Option<&str>,
-    answer: Option<&KeptAnswer>,
-    now: &str,
-) -> Result<usize> {
-    batch.push(
-        "DELETE FROM idempotency_keys WHERE owner_id = ?1 AND key = ?2 AND created_at <= ?3",
-        params![claim.owner, claim.key.as_str(), claim.expired_before.as_str()],
-    )?;
-    batch.push(
-        "INSERT INTO idempotency_keys (owner_id, key, endpoint, fingerprint, turn_id, status_code, response, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            claim.owner,
-            claim.key.as_str(),
-            claim.endpoint,
-            claim.fingerprint.as_str(),
-            super::opt_text_value(turn_id.map(str::to_owned)),
-            super::opt_int_value(answer.map(|a| i64::from(a.status.as_u16()))),
-            super::opt_text_value(answer.map(|a| a.body.clone())),
-            now
-        ],
-    )
-}
-
-/// Adds the read of what the key recorded to a batch (see [`read_key_record`]).
-pub(super) fn push_key_read(batch: &mut Batch, claim: &IdempotencyClaim, now: &str) -> Result<usize> {
-    batch.push(
-        "SELECT k.endpoint, k.fingerprint, k.turn_id, k.status_code, k.response, t.session_id,
-                (s.turn_id = t.id AND s.turn_expires_at > ?3)
-         FROM idempotency_keys k
-         LEFT JOIN agent_turns t ON t.id = k.turn_id
-         LEFT JOIN agent_sessions s ON s.id = t.session_id
-         WHERE k.owner_id = ?1 AND k.key = ?2 AND k.created_at > ?4",
-        params![claim.owner, claim.key.as_str(), now, claim.expired_before.as_str()],
-    )
-}
-
-/// What the key recorded, if an earlier request claimed it; 422 when that was a different request.
-pub(super) fn read_key_record(set: super::conn::Set, claim: &IdempotencyClaim) -> Result<Option<KeyRecord>> {
-    let Some(r) = set.rows().next() else { return Ok(None) };
-    let (endpoint, fingerprint, turn_id, status, body, session, running) = (
-        text(&r, 0)?,
-        text(&r, 1)?,
-        opt_text(&r, 2)?,
-        opt_int(&r, 3)?,
-        opt_text(&r, 4)?,
-        opt_int(&r, 5)?,
-        opt_int(&r, 6)?.unwrap_or(0) != 0,
-    );
-    if endpoint != claim.endpoint || fingerprint != claim.fingerprint {
-        return Err(Error::KeyReused);
-    }
-    let answer = match status.zip(body) {
-        Some((status, body)) => Some(KeptAnswer { status: kept_status(status)?, body }),
-        None => None,
-    };
-    Ok(Some(match (turn_id, session) {
-        (Some(turn_id), Some(session)) => KeyRecord::Turn { session, turn_id, running, answer },
-        _ => KeyRecord::Answered(answer.ok_or_else(|| Error::KeyInProgress(String::new()))?),
-    }))
-}
-
-/// A kept answer's status, as the store wrote it.
-fn kept_status(status: i64) -> Result<axum::http::StatusCode> {
-    u16::try_from(status)
-        .ok()
-        .and_then(|status| axum::http::StatusCode::from_u16(status).ok())
-        .ok_or_else(|| Error::bug(format!("a kept answer's status {status} is not an HTTP status")))
-}
-
-/// Keeps the answer a keyed request gave (the chat reply), for its retries: `?1` status, `?2` body, `?3` owner,
-/// `?4` key.
-const STORE_ANSWER: &str =
-    "UPDATE idempotency_keys SET status_code = ?1, response = ?2 WHERE owner_id = ?3 AND key = ?4";
-
-/// Rows per multi-row INSERT of frames: 4 parameters a row, well under SQLite's oldest limit of 999.
-const FRAME_ROWS: usize = 32;
-
-/// Adds frames to a batch: one multi-row INSERT per full chunk and a one-row INSERT for each left over, two
-/// statement texts in all, so both stay prepared (a text per batch length would crowd the statement cache).
-fn push_frames(batch: &mut Batch, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
-    static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
-    let [many, one] = SQL.get_or_init(|| {
-        let text = |rows: usize| {
-            let values: Vec<String> = (0..rows)
-                .map(|i| format!("(?{}, ?{}, ?{}, ?{})", i * 4 + 1, i * 4 + 2, i * 4 + 3, i * 4 + 4))
-                .collect();
-            format!("INSERT INTO agent_turn_events (turn_id, seq, event, data) VALUES {}", values.join(","))
-        };
-        [text(FRAME_ROWS), text(1)]
-    });
-    let (bulk, rest) = frames.split_at(frames.len() / FRAME_ROWS * FRAME_ROWS);
-    for rows in bulk.chunks(FRAME_ROWS) {
-        batch.push(many.as_str(), frame_values(turn_id, rows))?;
-    }
-    for row in rest.chunks(1) {
-        batch.push(one.as_str(), frame_values(turn_id, row))?;
-    }
-    Ok(())
-}
-
-fn frame_values(turn_id: &str, rows: &[NewFrame<'_>]) -> libsql::params::Params {
-    let mut values: Vec<libsql::Value> = Vec::with_capacity(rows.len() * 4);
-    for frame in rows {
-        values.push(libsql::Value::Text(turn_id.to_owned()));
-        values.push(libsql::Value::Integer(i64::try_from(frame.seq).unwrap_or(i64::MAX)));
-        values.push(libsql::Value::Text(frame.event.to_owned()));
-        values.push(libsql::Value::Text(frame.data.to_owned()));
-    }
-    libsql::params::Params::Positional(values)
-}
-
 /// Runs an atomic batch for its effect; the first failure is the error.
 async fn write(conn: &super::Conn<'_>, batch: Batch) -> Result<()> {
     match conn.batch(batch).await?.first_error() {
@@ -211,19 +39,6 @@ async fn write(conn: &super::Conn<'_>, batch: Batch) -> Result<()> {
 }
 
 impl Store {
-    /// Appends frames of a running turn and answers whether someone asked it to stop (one round trip
-    /// remotely: the recorder's cancel poll rides on its writes).
-    pub async fn record_frames(&self, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<bool> {
-        let mut batch = Batch::write();
-        push_frames(&mut batch, turn_id, frames)?;
-        let cancel = batch.push("SELECT cancel_requested FROM agent_turns WHERE id = ?1", [turn_id])?;
-        let mut out = self.conn().await.batch(batch).await?;
-        if let Some(err) = out.first_error() {
-            return Err(err.into());
-        }
-        Ok(out.take(cancel)?.rows().next().map(|r| int(&r, 0)).transpose()?.unwrap_or(0) != 0)
-    }
-
     /// Whether someone asked the turn to stop (possibly from another process).
     pub async fn cancel_requested(&self, turn_id: &str) -> Result<bool> {
         let conn = self.conn().await;
@@ -244,7 +59,7 @@ impl Store {
         let mut batch = Batch::write();
         push_frames(&mut batch, turn_id, frames)?;
         batch.push("UPDATE agent_turns SET finished_at = ?1 WHERE id = ?2", params![self.now(), turn_id])?;
-        batch.push(super::tool_calls::RELEASE, params![session, turn_id])?;
+        batch.push(RELEASE, params![session, turn_id])?;
         if let Some((claim, answer)) = answer {
             let status = i64::from(answer.status.as_u16());
             batch.push(STORE_ANSWER, params![status, answer.body.as_str(), claim.owner, claim.key.as_str()])?;
@@ -296,57 +111,361 @@ impl Store {
             .await?;
         Ok(first(rows, |r| opt_text(r, 0)).await?.flatten())
     }
+}
 
-    /// Where a replay starts: just before the frame after `<turn_id>:<seq>` of this session, or `None` when
-    /// the session has no such turn.
-    pub async fn frame_cursor(&self, session: i64, turn_id: &str, seq: i64) -> Result<Option<i64>> {
-        let conn = self.conn().await;
-        let rows = conn
-            .query(
-                "SELECT (SELECT MAX(e.id) FROM agent_turn_events e WHERE e.turn_id = t.id AND e.seq <= ?3),
-                        (SELECT MIN(e.id) - 1 FROM agent_turn_events e WHERE e.turn_id = t.id),
-                        (SELECT MAX(id) FROM agent_turn_events)
-                 FROM agent_turns t WHERE t.id = ?1 AND t.session_id = ?2",
-                params![turn_id, session, seq],
-            )
-            .await?;
-        let found = first(rows, |r| Ok((opt_int(r, 0)?, opt_int(r, 1)?, opt_int(r, 2)?))).await?;
-        // A turn with no frame recorded yet starts after every frame that exists now.
-        Ok(found.map(|(upto, before_first, last)| upto.or(before_first).or(last).unwrap_or(0)))
+/// What a tool-output submission read: see [`Store::tool_output_context`].
+#[derive(Debug)]
+pub struct ToolOutputContext {
+    pub session: crate::domain::Session,
+    pub agent: crate::domain::Agent,
+    pub tools: Vec<crate::domain::Tool>,
+    /// The instructions the session's last message turn sent.
+    pub instructions: Option<String>,
+    /// The response the outputs answer.
+    pub response_id: String,
+}
+/// The outputs checked against what [`Store::tool_output_context`] read, in the order they were sent.
+fn validate_outputs(
+    viewer: &Caller,
+    session: i64,
+    outputs: &[(String, String)],
+    out: &mut super::conn::Outcomes,
+    [found, agent, tools, calls]: [usize; 4],
+) -> Result<ToolOutputContext> {
+    let row = out.take(found)?.rows().next().ok_or(Error::NotFound)?;
+    let found = sessions::session(&row)?;
+    if !viewer.sees_private(found.owner) {
+        return Err(Error::NotFound);
     }
-
-    /// Where a replay of the session's latest turn starts (just before its first frame).
-    pub async fn latest_turn_cursor(&self, session: i64) -> Result<Option<(String, i64)>> {
-        let conn = self.conn().await;
-        let rows = conn
-            .query(
-                "SELECT t.id, (SELECT MIN(e.id) - 1 FROM agent_turn_events e WHERE e.turn_id = t.id),
-                        (SELECT MAX(id) FROM agent_turn_events)
-                 FROM agent_turns t WHERE t.session_id = ?1 ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1",
-                [session],
-            )
-            .await?;
-        first(rows, |r| Ok((text(r, 0)?, opt_int(r, 1)?.or(opt_int(r, 2)?).unwrap_or(0)))).await
+    let instructions = opt_text(&row, 7)?;
+    let known: Vec<ToolCallRecord> = out.take(calls)?.rows().map(|r| record(&r)).collect::<Result<_>>()?;
+    let mut response_id: Option<String> = None;
+    for (call_id, _) in outputs {
+        let call = known
+            .iter()
+            .find(|c| c.call_id == *call_id)
+            .ok_or_else(|| Error::Missing(format!("No tool call \"{call_id}\" in session {session}.")))?;
+        if call.status != "pending" {
+            return Err(Error::Conflict(format!("Tool call \"{call_id}\" is not pending: it is {}.", call.status)));
+        }
+        match &response_id {
+            Some(id) if *id != call.response_id => {
+                return Err(Error::field("outputs", "All outputs must answer calls of the same response."));
+            }
+            _ => response_id = Some(call.response_id.clone()),
+        }
     }
+    let response_id = response_id.ok_or_else(|| Error::field("outputs", "At least one output is required."))?;
+    Ok(ToolOutputContext {
+        agent: out.take(agent)?.rows().next().map(|r| super::agents::agent(&r)).transpose()?.ok_or(Error::NotFound)?,
+        tools: out.take(tools)?.rows().map(|r| super::tools::tool(&r)).collect::<Result<_>>()?,
+        session: found,
+        instructions,
+        response_id,
+    })
+}
+/// A statement that fails (rolling its atomic batch back) unless `condition` holds. SQLite has no RAISE
+/// outside triggers, so the failing branch evaluates `json('…')` on text that is not JSON: a batch decides on
+/// the server, in one round trip, what an interactive transaction would decide between round trips.
+/// `condition` is a fixed SQL fragment of the store's own; values are always parameters.
+fn abort_unless(condition: &str) -> String {
+    format!("SELECT CASE WHEN ({condition}) THEN 1 ELSE json('batch aborted: condition failed') END")
+}
+/// What a tool-output submission led to.
+#[derive(Debug)]
+pub enum Submission {
+    /// Other calls of the same response still wait for their outputs.
+    Waiting { pending: Vec<String> },
+    /// Every call of the response has an output: continue upstream with all of them.
+    Complete { response_id: String, calls: Vec<ToolCallRecord> },
+}
+/// Takes the session's lease when it is free or expired: `?1` turn, `?2` expiry, `?3` session, `?4` now.
+const TAKE_LEASE: &str = "UPDATE agent_sessions SET turn_id = ?1, turn_expires_at = ?2
+     WHERE id = ?3 AND (turn_id IS NULL OR turn_expires_at IS NULL OR turn_expires_at <= ?4)";
+/// A turn's claim on its session.
+#[derive(Debug, Clone)]
+pub struct TurnLease {
+    pub turn_id: String,
+    pub expires_at: String,
+}
+/// The session a message turn runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum TurnSession {
+    Existing(i64),
+    /// A new session of this agent, created holding the turn's lease.
+    New {
+        agent: i64,
+        owner: Option<i64>,
+    },
+}
+/// What starting a message turn wrote.
+#[derive(Debug)]
+pub struct TurnStart {
+    /// The session, when the turn created it.
+    pub created: Option<crate::domain::Session>,
+    /// The user's message, stored before anything goes upstream.
+    pub message: Message,
+    /// Calls of a response that never got all its outputs (so none went upstream): the pending ones are now
+    /// expired (their `output` is None), and every one must be answered upstream before the new message.
+    pub unanswered: Vec<ToolCallRecord>,
+}
+/// Gives the session back, if the turn still holds it: `?1` the session, `?2` the turn.
+pub(super) const RELEASE: &str =
+    "UPDATE agent_sessions SET turn_id = NULL, turn_expires_at = NULL WHERE id = ?1 AND turn_id = ?2";
+pub(super) async fn release(conn: Sql<'_>, session: i64, turn_id: &str) -> Result<()> {
+    conn.execute(RELEASE, params![session, turn_id]).await?;
+    Ok(())
+}
 
-    /// Recorded frames of the session after `after` (a frame's row), oldest first; only one turn's if given.
-    pub async fn frames_after(
+impl Store {
+    /// What a tool-output submission reads before it writes, in one batch (one round trip remotely): the
+    /// session (404 unless the viewer's), its agent, the agent's active tools, the instructions of its last
+    /// message turn, and the ledger entries of the submitted calls. The outputs are validated against them
+    /// here, in the order they were sent: an unknown call is 404, one not pending 409, calls of different
+    /// responses 400.
+    pub async fn tool_output_context(
         &self,
+        viewer: &Caller,
         session: i64,
-        after: i64,
-        only_turn: Option<&str>,
-        limit: u64,
-    ) -> Result<Vec<StoredFrame>> {
+        outputs: &[(String, String)],
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<super::TurnRead<Result<ToolOutputContext>>> {
+        let ids = serde_json::Value::from(outputs.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>()).to_string();
+        let agent_of = "(SELECT agent_id FROM agent_sessions WHERE id = ?1)";
+        let mut batch = Batch::read();
+        let found = batch
+            .push(format!("SELECT {}, instructions FROM agent_sessions WHERE id = ?1", sessions::COLUMNS), [session])?;
+        let agent = batch
+            .push(format!("SELECT {} FROM agent_profiles WHERE id = {agent_of}", super::agents::COLUMNS), [session])?;
+        let tools = batch.push(super::runtime::TOOLS.replace("?1", agent_of), [session])?;
+        let calls = batch.push(
+            format!(
+                "SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = ?1 AND call_id IN (SELECT value FROM json_each(?2))"
+            ),
+            params![session, ids],
+        )?;
+        let earlier =
+            claim.map(|claim| super::idempotency::push_key_read(&mut batch, claim, &self.now())).transpose()?;
+        let mut out = self.conn().await.batch(batch).await?;
+        let earlier = match (earlier, claim) {
+            (Some(index), Some(claim)) => super::idempotency::read_key_record(out.take(index)?, claim),
+            _ => Ok(None),
+        };
+        let context = validate_outputs(viewer, session, outputs, &mut out, [found, agent, tools, calls]);
+        Ok(super::TurnRead { key_record: earlier, context })
+    }
+
+    /// Stores client outputs for pending calls, all or nothing, in one atomic batch (one round trip
+    /// remotely). Exactly one of concurrent submissions that complete a response sees `Complete`: the
+    /// server runs batches one at a time, and whether calls are still pending is decided inside the batch.
+    ///
+    /// The batch takes the session's lease, stops (rolls back) unless it holds it, marks the calls submitted
+    /// only if every one of them is still pending (and stops otherwise), then either starts the continuation
+    /// turn (no call of the response is pending any more) or gives the lease back, claims the key with what
+    /// it decided, and reads the response's calls back.
+    pub async fn submit_tool_outputs(
+        &self,
+        context: &ToolOutputContext,
+        lease: &TurnLease,
+        outputs: &[(String, String)],
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<Submission> {
+        let now = self.now();
+        let session = context.session.id;
+        let response = context.response_id.as_str();
+        let turn = lease.turn_id.as_str();
+        let pairs = serde_json::Value::from(
+            outputs.iter().map(|(id, output)| serde_json::json!([id, output])).collect::<Vec<_>>(),
+        )
+        .to_string();
+        let pending_of_response =
+            "SELECT 1 FROM agent_tool_calls WHERE session_id = ?1 AND response_id = ?2 AND status = 'pending'";
+        let mut batch = Batch::write();
+        batch.push(TAKE_LEASE, params![turn, lease.expires_at.as_str(), session, now.clone()])?;
+        let leased = batch
+            .push(abort_unless("(SELECT turn_id FROM agent_sessions WHERE id = ?1) IS ?2"), params![session, turn])?;
+        batch.push(
+            "UPDATE agent_tool_calls SET status = 'submitted', updated_at = ?4,
+                    output = (SELECT json_extract(p.value, '$[1]') FROM json_each(?3) p
+                              WHERE json_extract(p.value, '$[0]') = agent_tool_calls.call_id)
+             WHERE session_id = ?1 AND response_id = ?2 AND status = 'pending'
+               AND call_id IN (SELECT json_extract(p.value, '$[0]') FROM json_each(?3) p)",
+            params![session, response, pairs, now.clone()],
+        )?;
+        let all_pending =
+            batch.push(abort_unless("changes() = ?1"), [i64::try_from(outputs.len()).unwrap_or(i64::MAX)])?;
+        batch.push(
+            format!(
+                "INSERT INTO agent_turns (id, session_id, kind, created_at)
+                 SELECT ?3, ?1, ?4, ?5 WHERE NOT EXISTS ({pending_of_response})"
+            ),
+            params![session, response, turn, TurnKind::ToolOutput.as_str(), now.clone()],
+        )?;
+        batch.push(
+            format!("{RELEASE} AND NOT EXISTS (SELECT 1 FROM agent_turns WHERE id = ?2)"),
+            params![session, turn],
+        )?;
+        let claimed = claim
+            .map(|claim| {
+                batch.push(
+                    "DELETE FROM idempotency_keys WHERE owner_id = ?1 AND key = ?2 AND created_at <= ?3",
+                    params![claim.owner, claim.key.as_str(), claim.expired_before.as_str()],
+                )?;
+                batch.push(
+                    "INSERT INTO idempotency_keys (owner_id, key, endpoint, fingerprint, turn_id, status_code, response, created_at)
+                     SELECT ?1, ?2, ?3, ?4, t.id, CASE WHEN t.id IS NULL THEN 202 END,
+                            CASE WHEN t.id IS NULL THEN json_object('pending_tool_calls', (
+                                SELECT json_group_array(call_id) FROM (SELECT call_id FROM agent_tool_calls
+                                 WHERE session_id = ?6 AND response_id = ?7 AND status = 'pending' ORDER BY id))) END,
+                            ?8
+                     FROM (SELECT (SELECT id FROM agent_turns WHERE id = ?5) AS id) t",
+                    params![
+                        claim.owner,
+                        claim.key.as_str(),
+                        claim.endpoint,
+                        claim.fingerprint.as_str(),
+                        turn,
+                        session,
+                        response,
+                        now.clone()
+                    ],
+                )
+            })
+            .transpose()?;
+        let calls = batch.push(
+            format!("SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = ?1 AND response_id = ?2 ORDER BY id"),
+            params![session, response],
+        )?;
+        let started = batch.push("SELECT id FROM agent_turns WHERE id = ?1", [turn])?;
+        let mut out = self.conn().await.batch(batch).await?;
+        match out.failed_at() {
+            None => {}
+            Some(step) if step == leased => return Err(self.lease_holder(session).await),
+            Some(step) if step == all_pending => {
+                return Err(Error::Conflict("A tool call of this submission is no longer pending.".into()));
+            }
+            Some(step) if Some(step) == claimed => return Err(self.key_holder(claim).await),
+            Some(_) => {
+                return Err(out.first_error().map_or_else(|| Error::Internal("batch failed".into()), Error::from));
+            }
+        }
+        let calls: Vec<ToolCallRecord> = out.take(calls)?.rows().map(|r| record(&r)).collect::<Result<_>>()?;
+        if out.take(started)?.rows().next().is_some() {
+            Ok(Submission::Complete { response_id: context.response_id.clone(), calls })
+        } else {
+            Ok(Submission::Waiting {
+                pending: calls.iter().filter(|c| c.status == "pending").map(|c| c.call_id.clone()).collect(),
+            })
+        }
+    }
+}
+
+impl Store {
+    /// Starts a message turn in one atomic batch (one round trip remotely): takes the session's lease (or
+    /// creates the session holding it), inserts the turn, claims the idempotency key, stores the user's
+    /// message and the instructions the turn sends, and expires the calls the user moved on from.
+    ///
+    /// Every statement after the lease names the session through the turn's row, so when the lease is held
+    /// by another turn the turn row is not inserted, the message's NOT NULL session fails, and the whole batch
+    /// rolls back: a refused turn writes nothing.
+    pub async fn begin_turn(
+        &self,
+        session: TurnSession,
+        lease: &TurnLease,
+        content: &str,
+        instructions: Option<&str>,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<TurnStart> {
+        let now = self.now();
+        let turn = lease.turn_id.as_str();
+        let held = "(SELECT session_id FROM agent_turns WHERE id = ?1)";
+        let mut batch = Batch::write();
+        let created = match session {
+            TurnSession::New { agent, owner } => {
+                let created = batch.push(
+                    format!(
+                        "INSERT INTO agent_sessions (agent_id, owner_id, created_at, updated_at, turn_id, turn_expires_at)
+                         VALUES (?1, ?2, ?3, ?3, ?4, ?5) RETURNING {}",
+                        sessions::COLUMNS
+                    ),
+                    params![agent, super::opt_int_value(owner), now.clone(), turn, lease.expires_at.as_str()],
+                )?;
+                batch.push(
+                    "INSERT INTO agent_turns (id, session_id, kind, created_at) VALUES (?1, last_insert_rowid(), ?2, ?3)",
+                    params![turn, TurnKind::Message.as_str(), now.clone()],
+                )?;
+                Some(created)
+            }
+            TurnSession::Existing(session) => {
+                batch.push(TAKE_LEASE, params![turn, lease.expires_at.as_str(), session, now.clone()])?;
+                batch.push(
+                    "INSERT INTO agent_turns (id, session_id, kind, created_at)
+                     SELECT ?1, id, ?2, ?3 FROM agent_sessions WHERE id = ?4 AND turn_id = ?1",
+                    params![turn, TurnKind::Message.as_str(), now.clone(), session],
+                )?;
+                None
+            }
+        };
+        let claimed = claim.map(|claim| push_claim(&mut batch, claim, Some(turn), None, &now)).transpose()?;
+        let stored = push_insert(&mut batch, turn.into(), held, "user", content, None, &now)?;
+        batch.push(
+            format!("UPDATE agent_sessions SET instructions = ?2, updated_at = ?3 WHERE id = {held}"),
+            params![turn, opt_text_value(instructions.map(str::to_owned)), now.clone()],
+        )?;
+        // The calls of the session's last completed response were never answered upstream (answering them
+        // moves the chain on), whatever their status: pending ones expire, submitted or executed ones carry
+        // their output (a continuation that failed never delivered it).
+        let unanswered = batch.push(
+            format!(
+                "SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = {held}
+                 AND response_id = (SELECT previous_response_id FROM agent_sessions WHERE id = {held}) ORDER BY id"
+            ),
+            [turn],
+        )?;
+        batch.push(
+            format!(
+                "UPDATE agent_tool_calls SET status = 'expired', updated_at = ?2 WHERE session_id = {held} AND status = 'pending'"
+            ),
+            params![turn, now],
+        )?;
+        let mut out = self.conn().await.batch(batch).await?;
+        if let Some(err) = out.first_error() {
+            let err = Error::from(err);
+            if claimed.is_some() && super::is_unique_violation(&err) {
+                return Err(self.key_holder(claim).await);
+            }
+            if let TurnSession::Existing(session) = session {
+                return Err(self.lease_holder(session).await);
+            }
+            return Err(err);
+        }
+        Ok(TurnStart {
+            created: created.map(|i| returned(out.take(i)?, sessions::session)).transpose()?,
+            message: returned(out.take(stored)?, super::messages::message)?,
+            unanswered: out.take(unanswered)?.rows().map(|r| record(&r)).collect::<Result<_>>()?,
+        })
+    }
+
+    /// Why a turn could not take its session: the turn that holds it (a refused begin wrote nothing).
+    async fn lease_holder(&self, session: i64) -> Error {
+        match self.conn().await.query("SELECT turn_id FROM agent_sessions WHERE id = ?1", [session]).await {
+            Ok(rows) => match first(rows, |r| opt_text(r, 0)).await {
+                Ok(running) => Error::TurnInProgress(running.flatten().unwrap_or_default()),
+                Err(err) => err,
+            },
+            Err(err) => err,
+        }
+    }
+
+    /// Gives the session back when a turn ends without its frames (the recorder failed).
+    pub async fn release_turn(&self, session: i64, turn_id: &str) -> Result<()> {
+        release(self.conn().await.sql(), session, turn_id).await
+    }
+
+    /// The instructions the session's last message turn sent.
+    pub async fn session_instructions(&self, session: i64) -> Result<Option<String>> {
         let conn = self.conn().await;
-        let rows = conn
-            .query(
-                "SELECT e.id, e.turn_id, e.seq, e.event, e.data FROM agent_turn_events e
-                 JOIN agent_turns t ON t.id = e.turn_id
-                 WHERE t.session_id = ?1 AND e.id > ?2 AND (?3 IS NULL OR e.turn_id = ?3)
-                 ORDER BY e.id LIMIT ?4",
-                params![session, after, super::opt_text_value(only_turn.map(str::to_owned)), limit],
-            )
-            .await?;
-        collect(rows, stored_frame).await
+        let rows = conn.query("SELECT instructions FROM agent_sessions WHERE id = ?1", [session]).await?;
+        Ok(first(rows, |r| opt_text(r, 0)).await?.flatten())
     }
 }

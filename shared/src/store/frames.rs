@@ -1,0 +1,137 @@
+//! Recorded frames: every SSE frame of a turn, written in batches while it runs, read back for replay and
+//! live follow.
+
+use libsql::params;
+
+use super::conn::Batch;
+use super::{Row, Store, collect, first, int, opt_int, text};
+use crate::error::Result;
+
+/// One recorded SSE frame. `row` orders frames across the turns of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFrame {
+    pub row: i64,
+    pub turn_id: String,
+    pub seq: i64,
+    pub event: String,
+    pub data: String,
+}
+fn stored_frame(row: &Row) -> Result<StoredFrame> {
+    Ok(StoredFrame {
+        row: int(row, 0)?,
+        turn_id: text(row, 1)?,
+        seq: int(row, 2)?,
+        event: text(row, 3)?,
+        data: text(row, 4)?,
+    })
+}
+/// A frame as a running turn hands it to the store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewFrame<'a> {
+    pub seq: u64,
+    pub event: &'a str,
+    pub data: &'a str,
+}
+
+/// Rows per multi-row INSERT of frames: 4 parameters a row, well under SQLite's oldest limit of 999.
+const FRAME_ROWS: usize = 32;
+/// Adds frames to a batch: one multi-row INSERT per full chunk and a one-row INSERT for each left over, two
+/// statement texts in all, so both stay prepared (a text per batch length would crowd the statement cache).
+pub(super) fn push_frames(batch: &mut Batch, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
+    static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    let [many, one] = SQL.get_or_init(|| {
+        let text = |rows: usize| {
+            let values: Vec<String> = (0..rows)
+                .map(|i| format!("(?{}, ?{}, ?{}, ?{})", i * 4 + 1, i * 4 + 2, i * 4 + 3, i * 4 + 4))
+                .collect();
+            format!("INSERT INTO agent_turn_events (turn_id, seq, event, data) VALUES {}", values.join(","))
+        };
+        [text(FRAME_ROWS), text(1)]
+    });
+    let (bulk, rest) = frames.split_at(frames.len() / FRAME_ROWS * FRAME_ROWS);
+    for rows in bulk.chunks(FRAME_ROWS) {
+        batch.push(many.as_str(), frame_values(turn_id, rows))?;
+    }
+    for row in rest.chunks(1) {
+        batch.push(one.as_str(), frame_values(turn_id, row))?;
+    }
+    Ok(())
+}
+fn frame_values(turn_id: &str, rows: &[NewFrame<'_>]) -> libsql::params::Params {
+    let mut values: Vec<libsql::Value> = Vec::with_capacity(rows.len() * 4);
+    for frame in rows {
+        values.push(libsql::Value::Text(turn_id.to_owned()));
+        values.push(libsql::Value::Integer(i64::try_from(frame.seq).unwrap_or(i64::MAX)));
+        values.push(libsql::Value::Text(frame.event.to_owned()));
+        values.push(libsql::Value::Text(frame.data.to_owned()));
+    }
+    libsql::params::Params::Positional(values)
+}
+
+impl Store {
+    /// Appends frames of a running turn and answers whether someone asked it to stop (one round trip
+    /// remotely: the recorder's cancel poll rides on its writes).
+    pub async fn record_frames(&self, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<bool> {
+        let mut batch = Batch::write();
+        push_frames(&mut batch, turn_id, frames)?;
+        let cancel = batch.push("SELECT cancel_requested FROM agent_turns WHERE id = ?1", [turn_id])?;
+        let mut out = self.conn().await.batch(batch).await?;
+        if let Some(err) = out.first_error() {
+            return Err(err.into());
+        }
+        Ok(out.take(cancel)?.rows().next().map(|r| int(&r, 0)).transpose()?.unwrap_or(0) != 0)
+    }
+
+    /// Where a replay starts: just before the frame after `<turn_id>:<seq>` of this session, or `None` when
+    /// the session has no such turn.
+    pub async fn frame_cursor(&self, session: i64, turn_id: &str, seq: i64) -> Result<Option<i64>> {
+        let conn = self.conn().await;
+        let rows = conn
+            .query(
+                "SELECT (SELECT MAX(e.id) FROM agent_turn_events e WHERE e.turn_id = t.id AND e.seq <= ?3),
+                        (SELECT MIN(e.id) - 1 FROM agent_turn_events e WHERE e.turn_id = t.id),
+                        (SELECT MAX(id) FROM agent_turn_events)
+                 FROM agent_turns t WHERE t.id = ?1 AND t.session_id = ?2",
+                params![turn_id, session, seq],
+            )
+            .await?;
+        let found = first(rows, |r| Ok((opt_int(r, 0)?, opt_int(r, 1)?, opt_int(r, 2)?))).await?;
+        // A turn with no frame recorded yet starts after every frame that exists now.
+        Ok(found.map(|(upto, before_first, last)| upto.or(before_first).or(last).unwrap_or(0)))
+    }
+
+    /// Where a replay of the session's latest turn starts (just before its first frame).
+    pub async fn latest_turn_cursor(&self, session: i64) -> Result<Option<(String, i64)>> {
+        let conn = self.conn().await;
+        let rows = conn
+            .query(
+                "SELECT t.id, (SELECT MIN(e.id) - 1 FROM agent_turn_events e WHERE e.turn_id = t.id),
+                        (SELECT MAX(id) FROM agent_turn_events)
+                 FROM agent_turns t WHERE t.session_id = ?1 ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1",
+                [session],
+            )
+            .await?;
+        first(rows, |r| Ok((text(r, 0)?, opt_int(r, 1)?.or(opt_int(r, 2)?).unwrap_or(0)))).await
+    }
+
+    /// Recorded frames of the session after `after` (a frame's row), oldest first; only one turn's if given.
+    pub async fn frames_after(
+        &self,
+        session: i64,
+        after: i64,
+        only_turn: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<StoredFrame>> {
+        let conn = self.conn().await;
+        let rows = conn
+            .query(
+                "SELECT e.id, e.turn_id, e.seq, e.event, e.data FROM agent_turn_events e
+                 JOIN agent_turns t ON t.id = e.turn_id
+                 WHERE t.session_id = ?1 AND e.id > ?2 AND (?3 IS NULL OR e.turn_id = ?3)
+                 ORDER BY e.id LIMIT ?4",
+                params![session, after, super::opt_text_value(only_turn.map(str::to_owned)), limit],
+            )
+            .await?;
+        collect(rows, stored_frame).await
+    }
+}
