@@ -249,7 +249,7 @@ async fn the_first_run_admin_is_created_once_and_can_log_in() {
     assert!(password.len() >= 16);
     assert!(lambent_local::ensure_first_admin(&state.store).await.unwrap().is_none(), "only on an empty database");
     assert_eq!(state.store.count_users().await.unwrap(), 1);
-    let (token, _) = lambent::auth::login(&state, "admin", &password).await.unwrap();
+    let (token, _) = lambent::accounts::login(&state, "admin", &password).await.unwrap();
     assert_eq!(token.kind, "login");
 }
 
@@ -262,7 +262,7 @@ async fn createsuperuser_applies_the_username_and_password_rules() {
     assert!(short.to_string().contains("invalid input"), "{short}");
     assert!(lambent_local::create_superuser(&state.store, "bad name!", "a-long-password").await.is_err());
     assert!(lambent_local::create_superuser(&state.store, "ops", "a-long-password").await.is_err(), "unique");
-    assert!(lambent::auth::login(&state, "ops", "a-long-password").await.is_ok());
+    assert!(lambent::accounts::login(&state, "ops", "a-long-password").await.is_ok());
 }
 
 #[tokio::test]

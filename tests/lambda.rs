@@ -18,7 +18,7 @@ async fn state_with_fixture_user() -> (lambent::AppState, tempfile::TempDir) {
 async fn state_with_fixture_user_and(env: &[(&str, String)]) -> (lambent::AppState, tempfile::TempDir, i64) {
     let (state, dir) = crate::helpers::fresh_state_with(env).await;
     let user = state.store.create_user("lambda", None, false).await.unwrap();
-    let token = lambent::auth::NewToken {
+    let token = lambent::domain::NewToken {
         secret: FIXTURE_TOKEN.into(),
         prefix: FIXTURE_TOKEN[..12].into(),
         hash: lambent::auth::token_hash(FIXTURE_TOKEN),

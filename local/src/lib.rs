@@ -85,7 +85,7 @@ pub async fn create_superuser(store: &Store, username: &str, password: &str) -> 
         &serde_json::json!({"username": username, "password": password, "is_staff": true}),
         Mode::Create,
     )?;
-    lambent::auth::create_user(store, write).await
+    lambent::accounts::create_user(store, write).await
 }
 
 fn prompt(label: &str) -> Result<String, Error> {
@@ -123,7 +123,7 @@ async fn token(store: &Store, action: TokenAction) -> Result<(), Error> {
     match action {
         TokenAction::Create { user, name, expires_in_days } => {
             let user = store.user_by_username(&user).await?;
-            let (_, secret) = lambent::auth::issue_api_token(store, user.id, &name, expires_in_days).await?;
+            let (_, secret) = lambent::accounts::issue_api_token(store, user.id, &name, expires_in_days).await?;
             println!("{secret}");
             eprintln!("Token \"{name}\" for {} created; it is shown only this once.", user.username);
         }

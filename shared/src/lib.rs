@@ -18,6 +18,7 @@
 //! - [`state`]: what handlers share, built once per process.
 //! - [`tls`]: the process's TLS crypto provider (ring), installed before any HTTPS client is built.
 
+pub mod accounts;
 pub mod auth;
 pub mod clock;
 pub mod config;

@@ -101,3 +101,11 @@ impl UserWrite {
         Ok(write)
     }
 }
+
+/// A fresh token: the secret (shown once), its visible prefix and the hash the store keeps.
+#[derive(Debug)]
+pub struct NewToken {
+    pub secret: String,
+    pub prefix: String,
+    pub hash: String,
+}

@@ -15,7 +15,7 @@ mod tools;
 mod turns;
 
 pub use access::Caller;
-pub use accounts::{Credentials, MIN_PASSWORD_CHARS, NewApiToken, UserWrite, check_username};
+pub use accounts::{Credentials, MIN_PASSWORD_CHARS, NewApiToken, NewToken, UserWrite, check_username};
 pub use agent_tools::{AgentToolLink, LinkChanges, LinkFields, LinkWrite};
 pub use agents::{Agent, AgentChanges, AgentFields, AgentWrite, DEFAULT_MODEL};
 pub use input::{Input, Mode, missing_pk};

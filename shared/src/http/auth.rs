@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::extract::{Id, JsonBody, ListQuery, Page};
 use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
-use crate::auth;
+use crate::accounts;
 use crate::domain::Caller;
 use crate::domain::{Credentials, Mode, NewApiToken, UserWrite};
 use crate::error::{Error, Result};
@@ -51,7 +51,7 @@ pub struct IssuedToken {
     responses((status = 200, body = IssuedToken), (status = 400, description = "Wrong credentials (the same answer for an unknown user).", body = ValidationErrors)))]
 async fn login(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Json<IssuedToken>> {
     let credentials = Credentials::parse(&body)?;
-    let (info, token) = auth::login(&state, &credentials.username, &credentials.password).await?;
+    let (info, token) = accounts::login(&state, &credentials.username, &credentials.password).await?;
     Ok(Json(IssuedToken { token, expires_at: info.expires_at.clone(), info }))
 }
 
@@ -87,7 +87,8 @@ async fn create_token(
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<IssuedToken>)> {
     let request = NewApiToken::parse(&body)?;
-    let (info, token) = auth::issue_api_token(&state.store, caller.id, &request.name, request.expires_in_days).await?;
+    let (info, token) =
+        accounts::issue_api_token(&state.store, caller.id, &request.name, request.expires_in_days).await?;
     Ok((StatusCode::CREATED, Json(IssuedToken { token, expires_at: info.expires_at.clone(), info })))
 }
 
@@ -116,7 +117,7 @@ async fn create_user(
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<User>)> {
     caller.require_staff()?;
-    let user = auth::create_user(&state.store, UserWrite::parse(&body, Mode::Create)?).await?;
+    let user = accounts::create_user(&state.store, UserWrite::parse(&body, Mode::Create)?).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -139,7 +140,7 @@ async fn patch_user(
     JsonBody(body): JsonBody,
 ) -> Result<Json<User>> {
     caller.require_staff()?;
-    Ok(Json(auth::update_user(&state.store, id, UserWrite::parse(&body, Mode::Patch)?).await?))
+    Ok(Json(accounts::update_user(&state.store, id, UserWrite::parse(&body, Mode::Patch)?).await?))
 }
 
 /// Delete a user and everything it owns. Staff only; not oneself.
@@ -147,7 +148,7 @@ async fn patch_user(
     responses((status = 204), (status = 400, body = ErrorDetail), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail)))]
 async fn delete_user(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
     caller.require_staff()?;
-    auth::delete_user(&state.store, &caller, id).await?;
+    accounts::delete_user(&state.store, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

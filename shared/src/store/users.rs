@@ -9,8 +9,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{Listed, Slice, Sql, Store, count, first, flag, int, is_unique_violation, opt_text, opt_text_value, text};
-use crate::auth::NewToken;
 use crate::domain::Caller;
+use crate::domain::NewToken;
 use crate::error::{Error, Result};
 
 /// A user as the API shows it (never its password hash).

@@ -1,0 +1,86 @@
+//! Account use cases: users created and changed (passwords hashed off the async threads), API tokens issued,
+//! and the login that checks a password. The HTTP handlers and the `lambent` CLI share them.
+
+use crate::auth::{hash_password, new_token, verify_password};
+use crate::domain::{Caller, UserWrite};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::{Store, TokenInfo, User, UserChanges};
+
+/// Hashes off the async threads: argon2 is deliberately slow.
+async fn hash_off_thread(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))?
+}
+
+/// Creates an API token for a user; the secret is returned this once.
+pub async fn issue_api_token(
+    store: &Store,
+    user: i64,
+    name: &str,
+    expires_in_days: Option<u32>,
+) -> Result<(TokenInfo, String)> {
+    let expires = expires_in_days
+        .map(|days| crate::clock::format_timestamp(store.clock().now() + time::Duration::days(days.into())));
+    let token = new_token();
+    let info = store.create_token(user, name, "api", expires.as_deref(), &token).await?;
+    Ok((info, token.secret))
+}
+
+/// Creates a user from a validated write (the API's staff endpoint and the CLI share it).
+pub async fn create_user(store: &Store, write: UserWrite) -> Result<User> {
+    let password_hash = match write.password {
+        Some(password) => Some(hash_off_thread(password).await?),
+        None => None,
+    };
+    let user = store
+        .create_user(&write.username.unwrap_or_default(), password_hash.as_deref(), write.is_staff.unwrap_or(false))
+        .await?;
+    match write.is_active {
+        Some(false) => store.update_user(user.id, UserChanges { is_active: Some(false), ..Default::default() }).await,
+        _ => Ok(user),
+    }
+}
+
+/// Changes a user from a validated write; a new password is hashed first.
+pub async fn update_user(store: &Store, id: i64, write: UserWrite) -> Result<User> {
+    let password_hash = match write.password {
+        Some(password) => Some(hash_off_thread(password).await?),
+        None => None,
+    };
+    let changes =
+        UserChanges { username: write.username, password_hash, is_staff: write.is_staff, is_active: write.is_active };
+    store.update_user(id, changes).await
+}
+
+/// Deletes a user and everything it owns; nobody deletes their own account.
+pub async fn delete_user(store: &Store, caller: &Caller, id: i64) -> Result<()> {
+    if id == caller.id {
+        return Err(Error::BadRequest("You cannot delete your own account.".into()));
+    }
+    store.delete_user(id).await
+}
+
+/// How long a token from `/api/auth/login/` lasts.
+pub const LOGIN_TTL: time::Duration = time::Duration::hours(12);
+const BAD_LOGIN: &str = "Unable to log in with provided credentials.";
+
+/// Checks a username and password and issues a short-lived login token. Unknown users, wrong passwords and
+/// inactive users get the same answer after the same work.
+pub async fn login(state: &AppState, username: &str, password: &str) -> Result<(TokenInfo, String)> {
+    let found = state.store.find_login(username).await?;
+    let stored = found.as_ref().and_then(|(_, hash)| hash.clone());
+    let password = password.to_owned();
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, stored.as_deref()))
+        .await
+        .map_err(|e| Error::Internal(format!("password check failed: {e}")))?;
+    let user = match found {
+        Some((user, _)) if ok && user.is_active => user,
+        _ => return Err(Error::field("non_field_errors", BAD_LOGIN)),
+    };
+    let expires = crate::clock::format_timestamp(state.store.clock().now() + LOGIN_TTL);
+    let token = new_token();
+    let info = state.store.create_token(user.id, "login", "login", Some(&expires), &token).await?;
+    Ok((info, token.secret))
+}
