@@ -11,6 +11,7 @@ mod helpers;
 
 mod agent_tools;
 mod agents;
+mod architecture;
 mod auth;
 mod durability;
 mod errors;

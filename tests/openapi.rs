@@ -198,3 +198,15 @@ async fn write_schemas_mark_nullable_exactly_the_fields_that_accept_null() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_changes_only_on_purpose() {
+    // The whole document, held in tests/snapshots/: any change to a path, a schema or a description shows up as
+    // a diff to review. Accept an intended change with
+    // `INSTA_UPDATE=always cargo test -p lambent-tests --test lambent openapi` (or `cargo insta review`); under
+    // CI (`CI` set) a difference only fails, nothing is written.
+    let app = TestApp::spawn().await;
+    let (status, doc) = app.get("/api/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    insta::assert_json_snapshot!("openapi", doc);
+}

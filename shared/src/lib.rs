@@ -17,6 +17,17 @@
 //! - [`executors`]: server-side tool executors (`echo`, `now`, `http`).
 //! - [`state`]: what handlers share, built once per process.
 //! - [`tls`]: the process's TLS crypto provider (ring), installed before any HTTPS client is built.
+//!
+//! # Layers
+//! From the bottom up: a module uses only modules of the layers below its own.
+//! 1. [`error`], [`clock`], [`tls`], [`config`]: what everything may use.
+//! 2. [`domain`], [`auth`]: plain data and rules, and credential crypto.
+//! 3. [`llm`], [`executors`], [`store`]: the three outside worlds (model, tool endpoints, database), side by side.
+//! 4. [`state`]: what handlers share.
+//! 5. [`accounts`], [`turn`]: the use cases.
+//! 6. [`http`]: routers, extractors, SSE, the OpenAPI document.
+//!
+//! `tests/architecture.rs` holds the crate to these layers and to no cycle between sibling modules.
 
 pub mod accounts;
 pub mod auth;
