@@ -4,30 +4,24 @@
 //! (`functions/`) and the integration tests (`tests/`) mount exactly these routers over this store.
 //!
 //! # Layout
-//! - [`auth`]: passwords, tokens, and the `Caller` every protected handler takes.
-//! - [`config`]: every setting, read from the environment in one place; secrets wrapped.
-//! - [`error`]: the one error enum and its DRF-shaped HTTP answers.
-//! - [`clock`]: the time seam the store stamps rows from.
-//! - [`store`]: libsql — opening (an embedded file, or a remote server over Hrana pipelines), the migration
-//!   runner, and all SQL, one file per aggregate, sent in as few round trips as it can.
-//! - [`domain`]: the objects as the API shows them, and validation of writes with DRF's messages.
-//! - [`http`]: one router per endpoint group, extractors, and the OpenAPI document.
-//! - [`llm`]: the model seam (trait + OpenAI Responses through async-openai) and event reading.
-//! - [`turn`]: one conversation turn: resolve, store the user message, relay, store the outcome, run tools.
-//! - [`executors`]: server-side tool executors (`echo`, `now`, `http`).
-//! - [`state`]: what handlers share, built once per process.
-//! - [`tls`]: the process's TLS crypto provider (ring), installed before any HTTPS client is built.
+//! From the bottom up, in layers: a module uses only modules of the layers below its own, and no two sibling
+//! modules use each other (`tests/architecture.rs` reads this list and holds the crate to it).
 //!
 //! # Layers
-//! From the bottom up: a module uses only modules of the layers below its own.
-//! 1. [`error`], [`clock`], [`tls`], [`config`]: what everything may use.
-//! 2. [`domain`], [`auth`]: plain data and rules, and credential crypto.
-//! 3. [`llm`], [`executors`], [`store`]: the three outside worlds (model, tool endpoints, database), side by side.
-//! 4. [`state`]: what handlers share.
-//! 5. [`accounts`], [`turn`]: the use cases.
-//! 6. [`http`]: routers, extractors, SSE, the OpenAPI document.
+//! 1. [`error`]: the one error enum and its DRF-shaped HTTP answers.
+//! 2. [`clock`], [`tls`], [`config`]: the time seam; the process's TLS crypto provider (ring); every
+//!    setting, read from the environment in one place, secrets wrapped.
+//! 3. [`domain`]: plain data and rules — the objects as the API shows them, validation of writes with DRF's
+//!    messages, who is calling and what they may touch, the states a turn and a tool call go through.
+//! 4. [`auth`], [`llm`], [`executors`], [`store`], side by side, none using another: credential crypto; the
+//!    model seam (trait + OpenAI Responses through async-openai, reading events, building requests);
+//!    server-side tool executors (`echo`, `now`, `http`); libsql — opening an embedded file or a remote
+//!    server over Hrana pipelines, the migration runner, and all SQL, sent in as few round trips as it can.
+//! 5. [`state`]: what handlers share, built once per process; where tests put a scripted provider and clock.
+//! 6. [`accounts`], [`turn`]: the use cases — users, tokens and login; conversation turns.
+//! 7. [`http`]: one router per endpoint group, which groups form which Lambda function, extractors (the
+//!    caller's token among them), SSE, and the OpenAPI document.
 //!
-//! `tests/architecture.rs` holds the crate to these layers and to no cycle between sibling modules.
 
 pub mod accounts;
 pub mod auth;
