@@ -82,7 +82,7 @@ pub fn hash_password(password: &str) -> Result<String> {
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
-        .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))
+        .map_err(|e| Error::internal("hashing a password", e))
 }
 
 /// Checks a password against a stored hash. Without a hash (unknown user, or no password set) it still does
@@ -161,7 +161,7 @@ impl FromRequestParts<AppState> for Caller {
 async fn hash_off_thread(password: String) -> Result<String> {
     tokio::task::spawn_blocking(move || hash_password(&password))
         .await
-        .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))?
+        .map_err(|e| Error::internal("hashing a password", e))?
 }
 
 /// Creates an API token for a user; the secret is returned this once.
@@ -224,7 +224,7 @@ pub async fn login(state: &AppState, username: &str, password: &str) -> Result<(
     let password = password.to_owned();
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, stored.as_deref()))
         .await
-        .map_err(|e| Error::Internal(format!("password check failed: {e}")))?;
+        .map_err(|e| Error::internal("checking a password", e))?;
     let user = match found {
         Some((user, _)) if ok && user.is_active => user,
         _ => return Err(Error::field("non_field_errors", BAD_LOGIN)),

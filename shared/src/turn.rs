@@ -232,7 +232,7 @@ async fn again(state: &AppState, earlier: Result<Option<Earlier>>) -> Result<Opt
         Some(
             Earlier::Answered { status, body } | Earlier::Turn { response: Some((status, body)), running: false, .. },
         ) => {
-            let body = serde_json::from_str(&body).map_err(|e| Error::Internal(format!("stored answer: {e}")))?;
+            let body = serde_json::from_str(&body).map_err(|e| Error::internal("reading a stored answer", e))?;
             Some(Again::Answer(status, body))
         }
         Some(Earlier::Turn { turn_id, running: true, .. }) => return Err(Error::KeyInProgress(turn_id)),
@@ -316,7 +316,7 @@ async fn start_message(
     let started = store.begin_turn(target, &lease, &request.message, instructions.as_deref(), claim).await?;
     let session = match (session, started.created) {
         (Some(session), _) | (None, Some(session)) => session,
-        (None, None) => return Err(Error::Internal("a new turn's session was not created".into())),
+        (None, None) => return Err(Error::bug("a new turn's session was not created")),
     };
     let mut input = outputs_of(&started.unanswered);
     input.push(json!({"type": "message", "role": "user", "content": request.message}));
@@ -695,7 +695,7 @@ impl Turn {
     pub async fn run(self, state: AppState) -> Result<TurnSummary> {
         tokio::spawn(async move { self.drive(&state, None).await })
             .await
-            .map_err(|e| Error::Internal(format!("turn task failed: {e}")))
+            .map_err(|e| Error::internal("turn task failed", e))
     }
 
     /// Runs every upstream round of the turn, then ends it: `done` is recorded with the release of the
@@ -988,6 +988,6 @@ pub async fn chat(
     turn.answer_key = claim;
     let reply = ChatReply::from(turn.run(state.clone()).await?);
     let status = reply.http_status().as_u16();
-    let body = serde_json::to_value(&reply).map_err(|e| Error::Internal(e.to_string()))?;
+    let body = serde_json::to_value(&reply).map_err(|e| Error::internal("encoding a reply", e))?;
     Ok((status, body))
 }
