@@ -61,7 +61,7 @@ async fn an_edited_migration_is_refused_by_name() {
     let edited = [Migration { name: "0001_a.sql", sql: "CREATE TABLE a (x INTEGER, y TEXT);" }];
     assert_eq!(store.migrate_with(&original).await.unwrap(), ["0001_a.sql"]);
     let err = store.migrate_with(&edited).await.unwrap_err();
-    assert!(matches!(err, Error::Migration(_)), "{err:?}");
+    assert!(matches!(err, Error::Migration { .. }), "{err:?}");
     let message = err.to_string();
     assert!(message.contains("0001_a.sql") && message.contains("changed"), "{message}");
 }

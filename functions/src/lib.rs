@@ -73,17 +73,18 @@ pub fn aws_http_client(tls: TlsContext) -> SharedHttpClient {
 }
 
 async fn parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Secret, lambent::Error> {
-    let output = ssm.get_parameter().name(name).with_decryption(true).send().await.map_err(|e| {
-        lambent::Error::Config(format!(
-            "cannot read SSM parameter {name}: {}",
-            aws_sdk_ssm::error::DisplayErrorContext(&e)
-        ))
-    })?;
+    let output = ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| lambent::Error::config_from(format!("cannot read SSM parameter {name}"), e))?;
     output
         .parameter
         .and_then(|p| p.value)
         .map(Secret::new)
-        .ok_or_else(|| lambent::Error::Config(format!("SSM parameter {name} has no value")))
+        .ok_or_else(|| lambent::Error::config(format!("SSM parameter {name} has no value")))
 }
 
 /// Cold start, then serve requests with Lambda response streaming: SSE frames leave as they are produced

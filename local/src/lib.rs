@@ -90,9 +90,9 @@ pub async fn create_superuser(store: &Store, username: &str, password: &str) -> 
 
 fn prompt(label: &str) -> Result<String, Error> {
     print!("{label}");
-    std::io::stdout().flush().map_err(|e| Error::Internal(e.to_string()))?;
+    std::io::stdout().flush().map_err(|e| Error::internal("writing a prompt", e))?;
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| Error::Internal(e.to_string()))?;
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| Error::internal("reading standard input", e))?;
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
@@ -101,13 +101,18 @@ async fn createsuperuser(store: &Store, username: Option<String>) -> Result<(), 
         // Non-interactive: the password is the first line of standard input.
         Some(username) => {
             let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line).map_err(|e| Error::Internal(e.to_string()))?;
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| Error::internal("reading the password from standard input", e))?;
             (username, line.trim_end_matches(['\r', '\n']).to_owned())
         }
         None => {
             let username = prompt("Username: ")?;
-            let password = rpassword::prompt_password("Password: ").map_err(|e| Error::Internal(e.to_string()))?;
-            let again = rpassword::prompt_password("Password (again): ").map_err(|e| Error::Internal(e.to_string()))?;
+            let password =
+                rpassword::prompt_password("Password: ").map_err(|e| Error::internal("reading the password", e))?;
+            let again = rpassword::prompt_password("Password (again): ")
+                .map_err(|e| Error::internal("reading the password", e))?;
             if password != again {
                 return Err(Error::field("password", "The two passwords didn't match."));
             }
@@ -190,7 +195,7 @@ pub async fn serve(
     }
     let app = app(AppState::new(config, store));
     tracing::info!("serving on http://{addr}");
-    serve_app(listener, app, shutdown).await.map_err(|e| lambent::Error::Internal(format!("server error: {e}")))?;
+    serve_app(listener, app, shutdown).await.map_err(|e| lambent::Error::internal("serving", e))?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -243,7 +248,7 @@ pub async fn run(
         Command::Serve => {
             let listener = TcpListener::bind(config.bind)
                 .await
-                .map_err(|e| lambent::Error::Config(format!("cannot listen on {}: {e}", config.bind)))?;
+                .map_err(|e| lambent::Error::config_from(format!("cannot listen on {}", config.bind), e))?;
             serve(config, listener, shutdown).await
         }
     }

@@ -27,7 +27,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = %err, "lambent failed");
+            tracing::error!(error = %err.chain(), "lambent failed");
             ExitCode::FAILURE
         }
     }

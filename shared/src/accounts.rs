@@ -11,7 +11,7 @@ use crate::store::{Store, TokenInfo, User, UserChanges};
 async fn hash_off_thread(password: String) -> Result<String> {
     tokio::task::spawn_blocking(move || hash_password(&password))
         .await
-        .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))?
+        .map_err(|e| Error::internal("hashing a password", e))?
 }
 
 /// Creates an API token for a user; the secret is returned this once.
@@ -74,7 +74,7 @@ pub async fn login(state: &AppState, username: &str, password: &str) -> Result<(
     let password = password.to_owned();
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, stored.as_deref()))
         .await
-        .map_err(|e| Error::Internal(format!("password check failed: {e}")))?;
+        .map_err(|e| Error::internal("checking a password", e))?;
     let user = match found {
         Some((user, _)) if ok && user.is_active => user,
         _ => return Err(Error::field("non_field_errors", BAD_LOGIN)),

@@ -21,7 +21,7 @@ pub fn hash_password(password: &str) -> Result<String> {
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
-        .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))
+        .map_err(|e| Error::internal("hashing a password", e))
 }
 
 /// Checks a password against a stored hash. Without a hash (unknown user, or no password set) it still does

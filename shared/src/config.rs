@@ -81,7 +81,7 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let get = |key: &str| lookup(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let bind = get("BIND").unwrap_or_else(|| DEFAULT_BIND.to_owned());
-        let bind = bind.parse().map_err(|_| Error::Config(format!("BIND must be HOST:PORT, got {bind:?}")))?;
+        let bind = bind.parse().map_err(|e| Error::config_from(format!("BIND must be HOST:PORT, got {bind:?}"), e))?;
         let seconds = |key: &str, default: f64| -> Result<Duration> {
             match get(key) {
                 None => Ok(Duration::from_secs_f64(default)),
@@ -90,19 +90,19 @@ impl Config {
                     .ok()
                     .filter(|s| s.is_finite() && *s > 0.0)
                     .map(Duration::from_secs_f64)
-                    .ok_or_else(|| Error::Config(format!("{key} must be a positive number of seconds, got {raw:?}"))),
+                    .ok_or_else(|| Error::config(format!("{key} must be a positive number of seconds, got {raw:?}"))),
             }
         };
         let max_message_chars = match get("LAMBENT_MAX_MESSAGE_CHARS") {
             None => 32_000,
             Some(raw) => raw.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                Error::Config(format!("LAMBENT_MAX_MESSAGE_CHARS must be a positive integer, got {raw:?}"))
+                Error::config(format!("LAMBENT_MAX_MESSAGE_CHARS must be a positive integer, got {raw:?}"))
             })?,
         };
         let upstream_retries = match get("LAMBENT_UPSTREAM_RETRIES") {
             None => 3,
             Some(raw) => raw.parse().ok().filter(|n| *n <= 10).ok_or_else(|| {
-                Error::Config(format!("LAMBENT_UPSTREAM_RETRIES must be an integer from 0 to 10, got {raw:?}"))
+                Error::config(format!("LAMBENT_UPSTREAM_RETRIES must be an integer from 0 to 10, got {raw:?}"))
             })?,
         };
         Ok(Self {

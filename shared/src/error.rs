@@ -1,12 +1,17 @@
 //! The crate's one error type and its HTTP face, in Django REST framework's shapes.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An underlying error kept as the cause of one of ours.
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// DRF's validation body: `{"field": ["message", ...]}`; `non_field_errors` for whole-object problems.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -81,28 +86,69 @@ pub enum Error {
     #[error("Request body is too large.")]
     PayloadTooLarge,
     /// The schema and the code disagree (changed or missing migrations): an operator must act.
-    #[error("migration error: {0}")]
-    Migration(String),
-    #[error("configuration error: {0}")]
-    Config(String),
+    #[error("migration error: {context}")]
+    Migration {
+        context: Cow<'static, str>,
+        #[source]
+        source: Option<Source>,
+    },
+    #[error("configuration error: {context}")]
+    Config {
+        context: Cow<'static, str>,
+        #[source]
+        source: Option<Source>,
+    },
+    /// A statement failed. The text includes libsql's (which has no context of its own to add), so
+    /// [`Error::chain`] does not repeat it.
     #[error("database error: {0}")]
     Database(#[from] libsql::Error),
     /// The database could not be reached, or answered that it cannot serve (503 with `Retry-After`).
     #[error("database unavailable: {0}")]
     DatabaseUnavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A server-side failure: what was being done, and the error that stopped it (none for a state the
+    /// code should never reach, see [`Error::bug`]).
+    #[error("{context}")]
+    Internal {
+        context: Cow<'static, str>,
+        #[source]
+        source: Option<Source>,
+    },
 }
 
 impl Error {
-    /// A server-side failure: what was being done, and why it failed (answered opaquely, logged whole).
-    pub fn internal(context: &str, source: impl std::fmt::Display) -> Self {
-        Self::Internal(format!("{context}: {source}"))
+    /// A server-side failure of `source` while doing what `context` says (500, opaque to the client).
+    pub fn internal(context: impl Into<Cow<'static, str>>, source: impl Into<Source>) -> Self {
+        Self::Internal { context: context.into(), source: Some(source.into()) }
     }
 
-    /// A state the code should never reach.
-    pub fn bug(context: impl Into<String>) -> Self {
-        Self::Internal(context.into())
+    /// A state the code should never reach, with no underlying error (500, opaque to the client).
+    pub fn bug(context: impl Into<Cow<'static, str>>) -> Self {
+        Self::Internal { context: context.into(), source: None }
+    }
+
+    /// A configuration that cannot work, with nothing underneath (e.g. a malformed variable).
+    pub fn config(context: impl Into<Cow<'static, str>>) -> Self {
+        Self::Config { context: context.into(), source: None }
+    }
+
+    /// A configuration that cannot work because `source` failed (e.g. a client that cannot be built).
+    pub fn config_from(context: impl Into<Cow<'static, str>>, source: impl Into<Source>) -> Self {
+        Self::Config { context: context.into(), source: Some(source.into()) }
+    }
+
+    /// The schema and the code disagree, with nothing underneath.
+    pub fn migration(context: impl Into<Cow<'static, str>>) -> Self {
+        Self::Migration { context: context.into(), source: None }
+    }
+
+    /// A migration that failed because `source` did.
+    pub fn migration_from(context: impl Into<Cow<'static, str>>, source: impl Into<Source>) -> Self {
+        Self::Migration { context: context.into(), source: Some(source.into()) }
+    }
+
+    /// The error and every cause under it, `context: source: source's source ...`: what the logs show.
+    pub fn chain(&self) -> Chain<'_> {
+        Chain(self)
     }
 
     pub fn field(field: &str, message: impl Into<String>) -> Self {
@@ -121,8 +167,8 @@ impl Error {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Migration(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Config(_) | Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Migration { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Config { .. } | Self::Database(_) | Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -133,10 +179,10 @@ impl Error {
             Self::TurnInProgress(turn_id) | Self::KeyInProgress(turn_id) => {
                 json!({"detail": self.to_string(), "turn_id": turn_id})
             }
-            Self::Migration(_) => json!({
+            Self::Migration { .. } => json!({
                 "detail": "The database schema is not up to date with this version; run `lambent migrate`."
             }),
-            Self::Config(_) | Self::Database(_) | Self::Internal(_) => {
+            Self::Config { .. } | Self::Database(_) | Self::Internal { .. } => {
                 json!({ "detail": "A server error occurred." })
             }
             Self::DatabaseUnavailable(_) => {
@@ -147,11 +193,36 @@ impl Error {
     }
 }
 
+/// See [`Error::chain`].
+#[derive(Debug, Clone, Copy)]
+pub struct Chain<'a>(&'a Error);
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = cause(self.0);
+        while let Some(err) = next {
+            write!(f, ": {err}")?;
+            next = cause(err);
+        }
+        Ok(())
+    }
+}
+
+/// The cause to show after `err`: a database error's text already ends with libsql's, so it goes on from
+/// that error's own causes.
+fn cause<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a (dyn std::error::Error + 'static)> {
+    match err.downcast_ref::<Error>() {
+        Some(Error::Database(db)) => std::error::Error::source(db),
+        _ => err.source(),
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+            tracing::error!(error = %self.chain(), "request failed");
         }
         let mut response = (status, axum::Json(self.body())).into_response();
         if matches!(self, Self::DatabaseUnavailable(_)) {
@@ -164,5 +235,84 @@ impl IntoResponse for Error {
                 .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the outer cause")]
+    struct Outer(#[source] std::io::Error);
+
+    /// The log lines written while `f` runs, and what it answered.
+    fn logged<T>(f: impl FnOnce() -> T) -> (String, T) {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        (text, out)
+    }
+
+    /// The status, body and log line of an error answered to a client.
+    async fn answered(err: Error) -> (StatusCode, Value, String) {
+        let (log, response) = logged(|| err.into_response());
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap(), log)
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_logs_its_whole_chain_and_answers_an_opaque_body() {
+        let err = Error::internal("reading a stored answer", Outer(std::io::Error::other("the root cause")));
+        assert_eq!(err.to_string(), "reading a stored answer");
+        assert_eq!(err.chain().to_string(), "reading a stored answer: the outer cause: the root cause");
+        let (status, body, log) = answered(err).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body, json!({"detail": "A server error occurred."}));
+        assert!(log.contains("request failed"), "{log}");
+        assert!(log.contains("error=reading a stored answer: the outer cause: the root cause"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn a_database_error_logs_libsqls_message_once_and_answers_an_opaque_body() {
+        let failure = libsql::Error::SqliteFailure(2067, "UNIQUE constraint failed: users.username".into());
+        let err = Error::from(failure);
+        assert!(std::error::Error::source(&err).is_some_and(|s| s.is::<libsql::Error>()), "the source is kept");
+        let chain = "database error: SQLite failure: `UNIQUE constraint failed: users.username`";
+        assert_eq!(err.chain().to_string(), chain);
+        let (status, body, log) = answered(err).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body, json!({"detail": "A server error occurred."}));
+        assert!(log.contains(&format!("error={chain}")), "{log}");
+        assert!(!log.contains(&format!("{chain}: SQLite failure")), "said once: {log}");
+    }
+
+    #[test]
+    fn a_chain_goes_through_nested_errors_of_ours() {
+        let failed = Error::from(libsql::Error::SqliteFailure(1, "near \"CREAT\": syntax error".into()));
+        let err = Error::migration_from("0007_x.sql failed", failed);
+        assert_eq!(
+            err.chain().to_string(),
+            "migration error: 0007_x.sql failed: database error: SQLite failure: `near \"CREAT\": syntax error`"
+        );
+        assert_eq!(Error::bug("COUNT returned no row").chain().to_string(), "COUNT returned no row");
+        let config = Error::config_from("cannot listen on 127.0.0.1:1", std::io::Error::other("address in use"));
+        assert_eq!(config.chain().to_string(), "configuration error: cannot listen on 127.0.0.1:1: address in use");
     }
 }

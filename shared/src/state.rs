@@ -18,7 +18,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
     llm: Arc<OnceLock<std::result::Result<Arc<dyn ModelProvider>, String>>>,
-    executors: Arc<OnceLock<std::result::Result<ExecutorContext, String>>>,
+    executors: Arc<OnceLock<std::result::Result<ExecutorContext, Arc<reqwest::Error>>>>,
     schema_checked: Arc<AtomicBool>,
     /// The turns running in this process, so a cancel request stops one at once.
     turns: Arc<Mutex<HashMap<String, CancellationToken>>>,
@@ -72,10 +72,9 @@ impl AppState {
     /// What server-side tool executors use, built on first use.
     pub fn executors(&self) -> Result<&ExecutorContext> {
         let built = self.executors.get_or_init(|| {
-            ExecutorContext::new(self.config.tool_hosts.clone(), self.config.openai_connect_timeout)
-                .map_err(|e| format!("cannot build the tool HTTP client: {e}"))
+            ExecutorContext::new(self.config.tool_hosts.clone(), self.config.openai_connect_timeout).map_err(Arc::new)
         });
-        built.as_ref().map_err(|e| Error::Internal(e.clone()))
+        built.as_ref().map_err(|e| Error::internal("cannot build the tool HTTP client", Arc::clone(e)))
     }
 
     /// Fails (naming `lambent migrate`) while the database lacks a migration this code needs. Checked on the

@@ -58,8 +58,9 @@ pub struct ToolOutputRequest {
     pub auto_execute_tools: bool,
 }
 
-/// The 202 answer of a tool-output submission: outputs still missing before the continuation can start.
-/// Kept as JSON for the key's retries (the store builds the same object in the submission's write).
+// The 202 answer of a tool-output submission, also kept as JSON for the key's retries (the store builds the
+// same object in the submission's write, and a replay reads it back as this type).
+/// Outputs still missing before the continuation can start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PendingToolCalls {
     pub pending_tool_calls: Vec<String>,

@@ -38,7 +38,7 @@ impl OpenAiProvider {
             .connect_timeout(connect_timeout)
             .read_timeout(read_timeout + Duration::from_secs(1))
             .build()
-            .map_err(|e| crate::Error::Config(format!("cannot build the OpenAI HTTP client: {e}")))?;
+            .map_err(|e| crate::Error::config_from("cannot build the OpenAI HTTP client", e))?;
         let service = tower::ServiceBuilder::new()
             .retry(RetryPolicy::new(config.upstream_retries, config.upstream_retry_budget))
             .service(ReqwestService::new(http));

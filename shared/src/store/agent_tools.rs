@@ -5,13 +5,15 @@ use libsql::params;
 use super::conn::{Batch, Conn};
 use super::{Row, listed, vals};
 
-use super::{Listed, Slice, Sql, Store, agents, first, flag, int, is_unique_violation, opt_int_value, tools};
+use super::{Listed, Slice, Sql, Store, Unique, agents, first, flag, int, opt_int_value, tools};
 use crate::domain::Caller;
 use crate::domain::{AgentToolLink, LinkChanges, LinkFields, missing_pk};
 use crate::error::{Error, FieldErrors, Result};
 
 const COLUMNS: &str = "id, agent_id, tool_id, enabled";
 const NOT_UNIQUE: &str = "The fields agent, tool must make a unique set.";
+/// `agent_profile_tools`' `UNIQUE (agent_id, tool_id)`.
+const PAIR: Unique = Unique::new("agent_profile_tools", &["agent_id", "tool_id"]);
 
 fn link(row: &Row) -> Result<AgentToolLink> {
     Ok(AgentToolLink { id: int(row, 0)?, agent: int(row, 1)?, tool: int(row, 2)?, enabled: flag(row, 3)? })
@@ -58,7 +60,7 @@ async fn check(conn: &Conn<'_>, viewer: &Caller, fields: &LinkFields, except: Op
 }
 
 fn unique_to_field(err: Error) -> Error {
-    if is_unique_violation(&err) { Error::field("non_field_errors", NOT_UNIQUE) } else { err }
+    if PAIR.violated_by(&err) { Error::field("non_field_errors", NOT_UNIQUE) } else { err }
 }
 
 /// A link the viewer may see (its agent is visible), with the agent's owner.
@@ -108,10 +110,7 @@ impl Store {
             )
             .await
             .map_err(unique_to_field)?;
-        first(rows, link)
-            .await
-            .map_err(unique_to_field)?
-            .ok_or_else(|| Error::Internal("INSERT returned no row".into()))
+        first(rows, link).await.map_err(unique_to_field)?.ok_or_else(|| Error::bug("INSERT returned no row"))
     }
 
     pub async fn update_agent_tool(&self, viewer: &Caller, id: i64, changes: LinkChanges) -> Result<AgentToolLink> {

@@ -236,7 +236,7 @@ impl Row {
                 .ok()
                 .and_then(|i| values.get(i))
                 .cloned()
-                .ok_or_else(|| Error::Internal(format!("column {i} out of range"))),
+                .ok_or_else(|| Error::bug(format!("column {i} out of range"))),
         }
     }
 
@@ -360,7 +360,7 @@ impl Outcomes {
         match self.0.get_mut(index).map(|o| std::mem::replace(o, Outcome::Skipped)) {
             Some(Outcome::Done(set)) => Ok(set),
             Some(Outcome::Failed(err)) => Err(err.into()),
-            Some(Outcome::Skipped) | None => Err(Error::Internal(format!("batch statement {index} did not run"))),
+            Some(Outcome::Skipped) | None => Err(Error::bug(format!("batch statement {index} did not run"))),
         }
     }
 
@@ -383,7 +383,7 @@ pub(super) fn positional(params: impl IntoParams) -> Result<Vec<Value>> {
     match params.into_params()? {
         Params::None => Ok(Vec::new()),
         Params::Positional(values) => Ok(values),
-        Params::Named(_) => Err(Error::Internal("named parameters are not used by the store".into())),
+        Params::Named(_) => Err(Error::bug("named parameters are not used by the store")),
     }
 }
 
@@ -470,10 +470,38 @@ fn set_of(result: proto::StmtResult) -> Set {
     }
 }
 
-/// A statement error as the rest of the store reads it (the message keeps SQLite's wording, e.g. "UNIQUE
-/// constraint failed").
+/// A statement error as the rest of the store reads it, the same as a local one: SQLite's result code and
+/// message (e.g. 19, "UNIQUE constraint failed: users.username"). sqld sends the primary code's name
+/// (`SQLITE_CONSTRAINT` for every constraint; measured on sqld 0.24) and prefixes the message with
+/// "SQLite error: ". A code this does not know stays in the message, with 0 as the code.
 fn statement_error(error: proto::Error) -> libsql::Error {
-    libsql::Error::SqliteFailure(0, format!("{} ({})", error.message, error.code))
+    let message = error.message.strip_prefix("SQLite error: ").unwrap_or(&error.message);
+    match result_code(&error.code) {
+        Some(code) => libsql::Error::SqliteFailure(code, message.to_owned()),
+        None => libsql::Error::SqliteFailure(0, format!("{message} ({})", error.code)),
+    }
+}
+
+/// The SQLite result code a Hrana error code names (sqld: the primary codes; extended ones accepted too).
+fn result_code(name: &str) -> Option<std::ffi::c_int> {
+    use libsql::ffi;
+    Some(match name {
+        "SQLITE_ERROR" => ffi::SQLITE_ERROR,
+        "SQLITE_BUSY" => ffi::SQLITE_BUSY,
+        "SQLITE_LOCKED" => ffi::SQLITE_LOCKED,
+        "SQLITE_READONLY" => ffi::SQLITE_READONLY,
+        "SQLITE_FULL" => ffi::SQLITE_FULL,
+        "SQLITE_TOOBIG" => ffi::SQLITE_TOOBIG,
+        "SQLITE_MISMATCH" => ffi::SQLITE_MISMATCH,
+        "SQLITE_RANGE" => ffi::SQLITE_RANGE,
+        "SQLITE_CONSTRAINT" => ffi::SQLITE_CONSTRAINT,
+        "SQLITE_CONSTRAINT_UNIQUE" => ffi::SQLITE_CONSTRAINT_UNIQUE,
+        "SQLITE_CONSTRAINT_PRIMARYKEY" => ffi::SQLITE_CONSTRAINT_PRIMARYKEY,
+        "SQLITE_CONSTRAINT_CHECK" => ffi::SQLITE_CONSTRAINT_CHECK,
+        "SQLITE_CONSTRAINT_NOTNULL" => ffi::SQLITE_CONSTRAINT_NOTNULL,
+        "SQLITE_CONSTRAINT_FOREIGNKEY" => ffi::SQLITE_CONSTRAINT_FOREIGNKEY,
+        _ => return None,
+    })
 }
 
 fn request(stmt: proto::Stmt) -> proto::StreamRequest {
@@ -509,11 +537,33 @@ const STREAM_REUSE: Duration = Duration::from_secs(5);
 /// Idle streams kept at most (each holds a connection on the server).
 const MAX_IDLE_STREAMS: usize = 8;
 
-/// The error text that marks a request the server refused because it did not know the stream.
-const STALE_STREAM: &str = "stale database stream";
+/// Why [`Remote::send`] failed: a refused kept stream (which [`Remote::unit`] sends again on a fresh one) is
+/// told apart by its variant, not by an error's text.
+enum Refused {
+    /// The server did not know the kept stream (expired, or it restarted) and ran none of the request; its
+    /// answer's text.
+    StaleStream(String),
+    Failed(Error),
+}
+
+impl Refused {
+    /// Outside [`Remote::unit`] a stale stream is not retried: it is an error like any other.
+    fn into_error(self) -> Error {
+        match self {
+            Self::StaleStream(text) => Error::internal("the database no longer knew the stream", text),
+            Self::Failed(err) => err,
+        }
+    }
+}
+
+impl From<Error> for Refused {
+    fn from(err: Error) -> Self {
+        Self::Failed(err)
+    }
+}
 
 fn encode(request: &proto::StreamRequest) -> Result<serde_json::Value> {
-    serde_json::to_value(request).map_err(|e| Error::Internal(format!("encoding a Hrana request: {e}")))
+    serde_json::to_value(request).map_err(|e| Error::internal("encoding a Hrana request", e))
 }
 
 impl std::fmt::Debug for Remote {
@@ -540,7 +590,7 @@ impl Remote {
             .timeout(Duration::from_secs(30))
             .pool_idle_timeout(POOL_IDLE)
             .build()
-            .map_err(|e| Error::Config(format!("cannot build the database HTTP client: {e}")))?;
+            .map_err(|e| Error::config_from("cannot build the database HTTP client", e))?;
         Ok(Self {
             client,
             pipeline: format!("{}/v3/pipeline", base.trim_end_matches('/')),
@@ -570,7 +620,7 @@ impl Remote {
         requests: Vec<proto::StreamRequest>,
     ) -> Result<(Option<String>, Option<String>, Vec<proto::StreamResult>)> {
         let requests = requests.iter().map(encode).collect::<Result<Vec<_>>>()?;
-        self.send(url, baton, &requests).await
+        self.send(url, baton, &requests).await.map_err(Refused::into_error)
     }
 
     /// [`Self::pipeline`] for requests already encoded (a unit of work may be sent twice, see [`Self::unit`]).
@@ -579,7 +629,7 @@ impl Remote {
         url: Option<&str>,
         baton: Option<String>,
         requests: &[serde_json::Value],
-    ) -> Result<(Option<String>, Option<String>, Vec<proto::StreamResult>)> {
+    ) -> Result<(Option<String>, Option<String>, Vec<proto::StreamResult>), Refused> {
         let fresh = baton.is_none();
         let mut all = Vec::with_capacity(requests.len() + 1);
         if fresh {
@@ -587,7 +637,7 @@ impl Remote {
         }
         all.extend_from_slice(requests);
         let body = serde_json::to_vec(&serde_json::json!({"baton": baton, "requests": all}))
-            .map_err(|e| Error::Internal(format!("encoding a Hrana request: {e}")))?;
+            .map_err(|e| Error::internal("encoding a Hrana request", e))?;
         let mut http = self
             .client
             .post(url.unwrap_or(&self.pipeline))
@@ -604,7 +654,8 @@ impl Remote {
             return Err(Error::DatabaseUnavailable(format!(
                 "the database answered {status}: {}",
                 String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-            )));
+            ))
+            .into());
         }
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
@@ -614,18 +665,18 @@ impl Remote {
                 && status == reqwest::StatusCode::BAD_REQUEST
                 && (text.contains("STREAM_EXPIRED") || text.to_ascii_lowercase().contains("baton"))
             {
-                return Err(Error::Internal(format!("{STALE_STREAM}: {text}")));
+                return Err(Refused::StaleStream(text));
             }
-            return Err(Error::Database(libsql::Error::Hrana(format!("status={status}: {text}").into())));
+            return Err(Error::Database(libsql::Error::Hrana(format!("status={status}: {text}").into())).into());
         }
         let parsed: proto::PipelineRespBody =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Internal(format!("unreadable Hrana response: {e}")))?;
+            serde_json::from_slice(&bytes).map_err(|e| Error::internal("reading a Hrana response", e))?;
         let mut results = parsed.results;
         if fresh
             && !results.is_empty()
             && let proto::StreamResult::Error { error } = results.remove(0)
         {
-            return Err(Error::Database(statement_error(error)));
+            return Err(Error::Database(statement_error(error)).into());
         }
         let base = parsed.base_url.map(|b| format!("{}/v3/pipeline", b.trim_end_matches('/')));
         Ok((parsed.baton, base, results))
@@ -648,13 +699,13 @@ impl Remote {
         if let Some(idle) = self.idle_stream() {
             match self.send(idle.url.as_deref(), Some(idle.baton), requests).await {
                 Ok((baton, url, results)) => return Ok((kept(baton, url.or(idle.url)), results)),
-                Err(Error::Internal(message)) if message.starts_with(STALE_STREAM) => {
+                Err(Refused::StaleStream(message)) => {
                     tracing::debug!(%message, "a kept database stream was gone; sending on a fresh one");
                 }
-                Err(err) => return Err(err),
+                Err(Refused::Failed(err)) => return Err(err),
             }
         }
-        let (baton, url, results) = self.send(None, None, requests).await?;
+        let (baton, url, results) = self.send(None, None, requests).await.map_err(Refused::into_error)?;
         Ok((kept(baton, url), results))
     }
 
@@ -695,7 +746,7 @@ impl Remote {
         let result = match results.into_iter().next() {
             Some(proto::StreamResult::Ok { response: proto::StreamResponse::Batch(resp) }) => resp.result,
             Some(proto::StreamResult::Error { error }) => return Err(Error::Database(statement_error(error))),
-            other => return Err(Error::Internal(format!("unexpected Hrana batch result: {other:?}"))),
+            other => return Err(Error::bug(format!("unexpected Hrana batch result: {other:?}"))),
         };
         let mut results = result.step_results.into_iter();
         let mut errors = result.step_errors.into_iter();
@@ -756,7 +807,7 @@ fn execute_result(result: Option<proto::StreamResult>) -> Result<Set> {
     match result {
         Some(proto::StreamResult::Ok { response: proto::StreamResponse::Execute(resp) }) => Ok(set_of(resp.result)),
         Some(proto::StreamResult::Error { error }) => Err(Error::Database(statement_error(error))),
-        other => Err(Error::Internal(format!("unexpected Hrana result: {other:?}"))),
+        other => Err(Error::bug(format!("unexpected Hrana result: {other:?}"))),
     }
 }
 
@@ -810,7 +861,7 @@ impl<'a> RemoteTx<'a> {
         if url.is_some() {
             stream.url = url;
         }
-        results.next().ok_or_else(|| Error::Internal("Hrana answered no result".into()))
+        results.next().ok_or_else(|| Error::bug("Hrana answered no result"))
     }
 
     async fn run(&self, stmt: proto::Stmt) -> Result<Set> {
@@ -826,7 +877,7 @@ impl<'a> RemoteTx<'a> {
         match self.send(request).await? {
             proto::StreamResult::Ok { .. } => Ok(()),
             proto::StreamResult::Error { error } => Err(Error::Database(statement_error(error))),
-            proto::StreamResult::None => Err(Error::Internal("Hrana answered no result".into())),
+            proto::StreamResult::None => Err(Error::bug("Hrana answered no result")),
         }
     }
 
@@ -852,9 +903,31 @@ impl Drop for RemoteTx<'_> {
             runtime.spawn(async move {
                 let requests = vec![request(proto::Stmt::new("ROLLBACK", false)), close()];
                 if let Err(err) = remote.pipeline(stream.url.as_deref(), Some(baton), requests).await {
-                    tracing::warn!(error = %err, "rolling back an abandoned remote transaction failed");
+                    tracing::warn!(error = %err.chain(), "rolling back an abandoned remote transaction failed");
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_statement_error_keeps_sqlds_result_code() {
+        // As sqld 0.24 answers a UNIQUE (or PRIMARY KEY) violation.
+        let error = proto::Error {
+            message: "SQLite error: UNIQUE constraint failed: users.username".into(),
+            code: "SQLITE_CONSTRAINT".into(),
+        };
+        let libsql::Error::SqliteFailure(code, message) = statement_error(error) else { panic!() };
+        assert_eq!(
+            (code, message.as_str()),
+            (libsql::ffi::SQLITE_CONSTRAINT, "UNIQUE constraint failed: users.username")
+        );
+        let error = proto::Error { message: "something else".into(), code: "SQLITE_SOMETHING".into() };
+        let libsql::Error::SqliteFailure(code, message) = statement_error(error) else { panic!() };
+        assert_eq!((code, message.as_str()), (0, "something else (SQLITE_SOMETHING)"));
     }
 }

@@ -64,7 +64,7 @@ pub(super) fn push_insert(
 
 /// The row a batch's INSERT ... RETURNING gave.
 pub(super) fn returned<T>(set: super::conn::Set, map: impl Fn(&Row) -> Result<T>) -> Result<T> {
-    let row = set.rows().next().ok_or_else(|| Error::Internal("INSERT returned no row".into()))?;
+    let row = set.rows().next().ok_or_else(|| Error::bug("INSERT returned no row"))?;
     map(&row)
 }
 

@@ -54,7 +54,7 @@ impl Store {
             match recorded.get(migration.name) {
                 Some(seen) if *seen == checksum => continue,
                 Some(seen) => {
-                    return Err(Error::Migration(format!(
+                    return Err(Error::migration(format!(
                         "{} changed after it was applied (recorded sha256 {seen}, file now {checksum}); \
                          applied migrations are never edited: add a new numbered file instead",
                         migration.name
@@ -65,7 +65,7 @@ impl Store {
             let tx = conn.transaction().await?;
             tx.execute_script(migration.sql)
                 .await
-                .map_err(|e| Error::Migration(format!("{} failed: {e}", migration.name)))?;
+                .map_err(|e| Error::migration_from(format!("{} failed", migration.name), e))?;
             tx.execute(
                 "INSERT INTO lambent_migrations (name, checksum, applied_at) VALUES (?1, ?2, ?3)",
                 libsql::params![migration.name, checksum, self.now()],
@@ -88,7 +88,7 @@ impl Store {
         if behind.is_empty() {
             Ok(())
         } else {
-            Err(Error::Migration(format!(
+            Err(Error::migration(format!(
                 "the database schema is behind this code ({}); run `lambent migrate` against DATABASE_URL",
                 behind.join(", ")
             )))

@@ -105,7 +105,7 @@ impl Store {
             Location::File(path) => {
                 if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent).map_err(|e| {
-                        Error::Config(format!("cannot create the database folder {}: {e}", parent.display()))
+                        Error::config_from(format!("cannot create the database folder {}", parent.display()), e)
                     })?;
                 }
                 path
@@ -208,7 +208,7 @@ pub struct Slice {
 fn text(row: &Row, i: i32) -> Result<String> {
     match row.get_value(i)? {
         Value::Text(s) => Ok(s),
-        other => Err(Error::Internal(format!("column {i}: expected text, got {other:?}"))),
+        other => Err(Error::bug(format!("column {i}: expected text, got {other:?}"))),
     }
 }
 
@@ -216,14 +216,14 @@ fn opt_text(row: &Row, i: i32) -> Result<Option<String>> {
     match row.get_value(i)? {
         Value::Null => Ok(None),
         Value::Text(s) => Ok(Some(s)),
-        other => Err(Error::Internal(format!("column {i}: expected text, got {other:?}"))),
+        other => Err(Error::bug(format!("column {i}: expected text, got {other:?}"))),
     }
 }
 
 fn int(row: &Row, i: i32) -> Result<i64> {
     match row.get_value(i)? {
         Value::Integer(n) => Ok(n),
-        other => Err(Error::Internal(format!("column {i}: expected integer, got {other:?}"))),
+        other => Err(Error::bug(format!("column {i}: expected integer, got {other:?}"))),
     }
 }
 
@@ -231,7 +231,7 @@ fn opt_int(row: &Row, i: i32) -> Result<Option<i64>> {
     match row.get_value(i)? {
         Value::Null => Ok(None),
         Value::Integer(n) => Ok(Some(n)),
-        other => Err(Error::Internal(format!("column {i}: expected integer, got {other:?}"))),
+        other => Err(Error::bug(format!("column {i}: expected integer, got {other:?}"))),
     }
 }
 
@@ -241,14 +241,14 @@ fn flag(row: &Row, i: i32) -> Result<bool> {
 
 fn json_col(row: &Row, i: i32) -> Result<serde_json::Value> {
     let raw = text(row, i)?;
-    serde_json::from_str(&raw).map_err(|e| Error::Internal(format!("column {i}: stored JSON unreadable: {e}")))
+    serde_json::from_str(&raw).map_err(|e| Error::internal(format!("column {i}: reading stored JSON"), e))
 }
 
 fn opt_json_col(row: &Row, i: i32) -> Result<Option<serde_json::Value>> {
     opt_text(row, i)?
         .map(|raw| serde_json::from_str(&raw))
         .transpose()
-        .map_err(|e| Error::Internal(format!("column {i}: stored JSON unreadable: {e}")))
+        .map_err(|e| Error::internal(format!("column {i}: reading stored JSON"), e))
 }
 
 fn opt_int_value(v: Option<i64>) -> Value {
@@ -259,9 +259,36 @@ fn opt_text_value(v: Option<String>) -> Value {
     v.map_or(Value::Null, Value::Text)
 }
 
-/// Whether a failed statement hit a UNIQUE constraint (local and remote word it the same way).
-fn is_unique_violation(err: &Error) -> bool {
-    matches!(err, Error::Database(err) if err.to_string().contains("UNIQUE constraint failed"))
+/// A UNIQUE index or PRIMARY KEY, as SQLite names it when it is violated: its table and columns, in the
+/// index's order (see `migrations/`).
+#[derive(Debug, Clone, Copy)]
+struct Unique {
+    table: &'static str,
+    columns: &'static [&'static str],
+}
+
+impl Unique {
+    const fn new(table: &'static str, columns: &'static [&'static str]) -> Self {
+        Self { table, columns }
+    }
+
+    /// Whether a failed statement violated this constraint (and not another one). Locally the result code is
+    /// the extended one (`SQLITE_CONSTRAINT_UNIQUE`, `SQLITE_CONSTRAINT_PRIMARYKEY`); sqld sends only the
+    /// primary one (`SQLITE_CONSTRAINT`, which CHECK, NOT NULL and foreign keys share). Which index it was,
+    /// SQLite says only in the message's column list ("UNIQUE constraint failed: users.username"), the same
+    /// on both.
+    fn violated_by(&self, err: &Error) -> bool {
+        use libsql::ffi::{SQLITE_CONSTRAINT, SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE};
+        let Error::Database(libsql::Error::SqliteFailure(code, message)) = err else { return false };
+        if !matches!(*code, SQLITE_CONSTRAINT_UNIQUE | SQLITE_CONSTRAINT_PRIMARYKEY | SQLITE_CONSTRAINT) {
+            return false;
+        }
+        let Some(named) = message.strip_prefix("UNIQUE constraint failed: ") else { return false };
+        let mut named = named.split(", ");
+        self.columns.iter().all(|column| {
+            named.next().and_then(|n| n.strip_prefix(self.table)).and_then(|n| n.strip_prefix('.')) == Some(column)
+        }) && named.next().is_none()
+    }
 }
 
 /// Adds the read of a staff-chosen owner to a batch (None when there is no owner to check).
@@ -280,7 +307,7 @@ fn owner_exists(out: &mut conn::Outcomes, check: Option<usize>, owner: Option<i6
 
 async fn count(conn: Sql<'_>, sql: &str, params: impl libsql::params::IntoParams) -> Result<u64> {
     let mut rows = conn.query(sql, params).await?;
-    let row = rows.next().await?.ok_or_else(|| Error::Internal("COUNT returned no row".into()))?;
+    let row = rows.next().await?.ok_or_else(|| Error::bug("COUNT returned no row"))?;
     Ok(u64::try_from(int(&row, 0)?).unwrap_or(0))
 }
 
@@ -366,5 +393,66 @@ mod tests {
         assert_eq!(locate("/tmp/x.db"), Location::File("/tmp/x.db"));
         assert_eq!(locate("libsql://db.turso.io"), Location::Remote("libsql://db.turso.io"));
         assert_eq!(locate("http://127.0.0.1:8080"), Location::Remote("http://127.0.0.1:8080"));
+    }
+
+    /// The error a statement gave, from an embedded database with two unique constraints on one table, a
+    /// composite primary key and a CHECK.
+    async fn local_failures() -> Vec<(&'static str, Error)> {
+        let db = Builder::new_local(":memory:").build().await.unwrap();
+        let conn = db.connect().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE, a INTEGER, b INTEGER, CHECK (a >= 0),
+                             UNIQUE (a, b));
+             CREATE TABLE k (owner_id INTEGER, key TEXT, PRIMARY KEY (owner_id, key));
+             INSERT INTO t VALUES (1, 'x', 1, 1);
+             INSERT INTO k VALUES (1, 'x');",
+        )
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        for (what, sql) in [
+            ("name", "INSERT INTO t VALUES (2, 'x', 2, 2)"),
+            ("pair", "INSERT INTO t VALUES (2, 'y', 1, 1)"),
+            ("rowid", "INSERT INTO t VALUES (1, 'y', 2, 2)"),
+            ("key", "INSERT INTO k VALUES (1, 'x')"),
+            ("check", "INSERT INTO t VALUES (2, 'y', -1, 2)"),
+        ] {
+            out.push((what, Error::from(conn.execute(sql, ()).await.unwrap_err())));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_unique_violation_is_recognised_by_its_constraint_only() {
+        use libsql::ffi::{SQLITE_CONSTRAINT_CHECK, SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE};
+        let name = Unique::new("t", &["name"]);
+        let pair = Unique::new("t", &["a", "b"]);
+        let key = Unique::new("k", &["owner_id", "key"]);
+        for (what, err) in local_failures().await {
+            // Locally libsql reports the extended result code.
+            let Error::Database(libsql::Error::SqliteFailure(code, _)) = &err else { panic!("{err:?}") };
+            let expected = match what {
+                "name" | "pair" => SQLITE_CONSTRAINT_UNIQUE,
+                "rowid" | "key" => SQLITE_CONSTRAINT_PRIMARYKEY,
+                _ => SQLITE_CONSTRAINT_CHECK,
+            };
+            assert_eq!(*code, expected, "{what}: {err:?}");
+            assert_eq!(name.violated_by(&err), what == "name", "{what}: {err:?}");
+            assert_eq!(pair.violated_by(&err), what == "pair", "{what}: {err:?}");
+            assert_eq!(key.violated_by(&err), what == "key", "{what}: {err:?}");
+        }
+        // What a remote statement gives (see conn::statement_error): sqld's primary code, the same message.
+        let remote = |message: &str| {
+            Error::Database(libsql::Error::SqliteFailure(libsql::ffi::SQLITE_CONSTRAINT, message.to_owned()))
+        };
+        assert!(key.violated_by(&remote("UNIQUE constraint failed: k.owner_id, k.key")));
+        assert!(!key.violated_by(&remote("UNIQUE constraint failed: k.owner_id")));
+        assert!(!key.violated_by(&remote("UNIQUE constraint failed: k.owner_id, k.key, k.other")));
+        assert!(!name.violated_by(&remote("UNIQUE constraint failed: tt.name")));
+        assert!(!name.violated_by(&remote("CHECK constraint failed: name")));
+        // Not a constraint error, whatever its text.
+        assert!(!name.violated_by(&Error::bug("UNIQUE constraint failed: t.name")));
+        let other = libsql::Error::SqliteFailure(libsql::ffi::SQLITE_ERROR, "UNIQUE constraint failed: t.name".into());
+        assert!(!name.violated_by(&Error::from(other)));
     }
 }

@@ -74,7 +74,7 @@ impl Store {
                 params![new.agent, opt_int_value(owner), now],
             )
             .await?;
-        first(rows, session).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))
+        first(rows, session).await?.ok_or_else(|| Error::bug("INSERT returned no row"))
     }
 
     /// Deletes the session and its messages.

@@ -23,7 +23,7 @@ pub(super) fn record(row: &Row) -> Result<ToolCallRecord> {
         response_id: text(row, 2)?,
         call_id: text(row, 3)?,
         name: text(row, 4)?,
-        kind: ToolType::parse(&kind).ok_or_else(|| Error::Internal(format!("unknown call_type {kind:?}")))?,
+        kind: ToolType::parse(&kind).ok_or_else(|| Error::bug(format!("unknown call_type {kind:?}")))?,
         arguments: text(row, 6)?,
         status: text(row, 7)?,
         output: opt_text(row, 8)?,

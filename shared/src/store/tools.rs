@@ -7,8 +7,7 @@ use super::messages::returned;
 use super::{Row, listed, owner_exists, push_owner_check, vals};
 
 use super::{
-    Listed, Slice, Sql, Store, first, flag, int, is_unique_violation, json_col, opt_int, opt_json_col, opt_text_value,
-    text,
+    Listed, Slice, Sql, Store, Unique, first, flag, int, json_col, opt_int, opt_json_col, opt_text_value, text,
 };
 use crate::domain::Caller;
 use crate::domain::{Tool, ToolChanges, ToolFields, ToolType};
@@ -17,6 +16,8 @@ use crate::error::{Error, Result};
 pub(super) const COLUMNS: &str =
     "id, name, owner_id, description, tool_type, parameters, format, is_active, created_at, executor";
 const NAME_TAKEN: &str = "agent tool with this name already exists.";
+/// `agent_tools.name ... UNIQUE`.
+const NAME: Unique = Unique::new("agent_tools", &["name"]);
 
 pub(super) fn tool(row: &Row) -> Result<Tool> {
     let kind = text(row, 4)?;
@@ -25,7 +26,7 @@ pub(super) fn tool(row: &Row) -> Result<Tool> {
         name: text(row, 1)?,
         owner: opt_int(row, 2)?,
         description: text(row, 3)?,
-        tool_type: ToolType::parse(&kind).ok_or_else(|| Error::Internal(format!("unknown tool_type {kind:?}")))?,
+        tool_type: ToolType::parse(&kind).ok_or_else(|| Error::bug(format!("unknown tool_type {kind:?}")))?,
         parameters: json_col(row, 5)?,
         format: opt_json_col(row, 6)?,
         is_active: flag(row, 7)?,
@@ -44,7 +45,7 @@ fn encode(value: &serde_json::Value) -> String {
 
 /// A lost race past the name check still answers with the field error, not a 500.
 fn unique_to_field(err: Error) -> Error {
-    if is_unique_violation(&err) { Error::field("name", NAME_TAKEN) } else { err }
+    if NAME.violated_by(&err) { Error::field("name", NAME_TAKEN) } else { err }
 }
 
 impl Store {

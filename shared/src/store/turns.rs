@@ -179,6 +179,9 @@ pub enum Submission {
     /// Every call of the response has an output: continue upstream with all of them.
     Complete { response_id: String, calls: Vec<ToolCallRecord> },
 }
+/// `idempotency_keys`' `PRIMARY KEY (owner_id, key)`: a key another request claimed first.
+const IDEMPOTENCY_KEY: super::Unique = super::Unique::new("idempotency_keys", &["owner_id", "key"]);
+
 /// Takes the session's lease when it is free or expired: `?1` turn, `?2` expiry, `?3` session, `?4` now.
 const TAKE_LEASE: &str = "UPDATE agent_sessions SET turn_id = ?1, turn_expires_at = ?2
      WHERE id = ?3 AND (turn_id IS NULL OR turn_expires_at IS NULL OR turn_expires_at <= ?4)";
@@ -346,7 +349,9 @@ impl Store {
             }
             Some(step) if Some(step) == claimed => return Err(self.key_holder(claim).await),
             Some(_) => {
-                return Err(out.first_error().map_or_else(|| Error::Internal("batch failed".into()), Error::from));
+                return Err(out
+                    .first_error()
+                    .map_or_else(|| Error::bug("a batch failed without a failed statement"), Error::from));
             }
         }
         let calls: Vec<ToolCallRecord> = out.take(calls)?.rows().map(|r| record(&r)).collect::<Result<_>>()?;
@@ -431,7 +436,7 @@ impl Store {
         let mut out = self.conn().await.batch(batch).await?;
         if let Some(err) = out.first_error() {
             let err = Error::from(err);
-            if claimed.is_some() && super::is_unique_violation(&err) {
+            if claimed.is_some() && IDEMPOTENCY_KEY.violated_by(&err) {
                 return Err(self.key_holder(claim).await);
             }
             if let TurnSession::Existing(session) = session {

@@ -8,9 +8,8 @@ use super::{Batch, Row, listed, vals};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{Listed, Slice, Sql, Store, count, first, flag, int, is_unique_violation, opt_text, opt_text_value, text};
-use crate::domain::Caller;
-use crate::domain::NewToken;
+use super::{Listed, Slice, Sql, Store, Unique, count, first, flag, int, opt_text, opt_text_value, text};
+use crate::domain::{Caller, NewToken};
 use crate::error::{Error, Result};
 
 /// A user as the API shows it (never its password hash).
@@ -45,6 +44,8 @@ pub struct TokenInfo {
 const USER_COLUMNS: &str = "id, username, is_staff, is_active, created_at, updated_at";
 const TOKEN_COLUMNS: &str = "id, name, kind, prefix, created_at, last_used_at, expires_at";
 const USERNAME_TAKEN: &str = "A user with that username already exists.";
+/// `users.username ... UNIQUE`.
+const USERNAME: Unique = Unique::new("users", &["username"]);
 
 fn user(row: &Row) -> Result<User> {
     Ok(User {
@@ -117,8 +118,8 @@ impl Store {
                 params![username, opt_text_value(password_hash.map(str::to_owned)), is_staff, self.now()],
             )
             .await
-            .map_err(|e| if is_unique_violation(&e) { Error::field("username", USERNAME_TAKEN) } else { e })?;
-        first(rows, user).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))
+            .map_err(|e| if USERNAME.violated_by(&e) { Error::field("username", USERNAME_TAKEN) } else { e })?;
+        first(rows, user).await?.ok_or_else(|| Error::bug("INSERT returned no row"))
     }
 
     pub async fn count_users(&self) -> Result<u64> {
@@ -181,7 +182,7 @@ impl Store {
                 ],
             )
             .await
-            .map_err(|e| if is_unique_violation(&e) { Error::field("username", USERNAME_TAKEN) } else { e })?;
+            .map_err(|e| if USERNAME.violated_by(&e) { Error::field("username", USERNAME_TAKEN) } else { e })?;
         let updated = first(rows, user).await?.ok_or(Error::NotFound)?;
         if !updated.is_active {
             // A deactivated user's tokens stop working at once (authentication checks is_active too).
@@ -227,7 +228,7 @@ impl Store {
                 ],
             )
             .await?;
-        first(rows, token).await?.ok_or_else(|| Error::Internal("INSERT returned no row".into()))
+        first(rows, token).await?.ok_or_else(|| Error::bug("INSERT returned no row"))
     }
 
     /// The caller behind a token hash: unknown, revoked and expired tokens and inactive users give None.

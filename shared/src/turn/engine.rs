@@ -155,7 +155,7 @@ impl Turn {
             match state.store.record_response(self.record_of(&ended)).await {
                 Ok(message) => end.message = Some(message),
                 Err(err) => {
-                    tracing::error!(error = ?err, session = self.session_id, "could not store the response");
+                    tracing::error!(error = %err.chain(), session = self.session_id, "could not store the response");
                     end.error = Some(TurnError {
                         code: "storage_error".into(),
                         message: "The response could not be stored.".into(),
@@ -186,7 +186,7 @@ impl Turn {
                     Err(err) => serde_json::json!({"error": err.to_string()}).to_string(),
                 };
                 if let Err(err) = state.store.record_executed(self.session_id, &call.call_id, &output).await {
-                    tracing::error!(error = ?err, "could not store a tool result");
+                    tracing::error!(error = %err.chain(), "could not store a tool result");
                 }
                 sink.send(TurnEvent::ToolResult { call_id: call.call_id.clone(), output }).await;
             }

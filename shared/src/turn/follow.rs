@@ -38,7 +38,7 @@ pub(super) fn follow_from(store: Arc<Store>, session: i64, mut start: i64, only_
             let frames = match store.frames_after(session, start, only_turn.as_deref(), FOLLOW_BATCH).await {
                 Ok(frames) => frames,
                 Err(err) => {
-                    tracing::error!(error = ?err, session, "cannot read recorded frames");
+                    tracing::error!(error = %err.chain(), session, "cannot read recorded frames");
                     return;
                 }
             };

@@ -169,9 +169,9 @@ pub(super) async fn record(
             rows.push(NewFrame { seq: done.seq, event: &done.event, data: &done.data });
             let answer = answer.as_ref().map(|(claim, answer)| (claim, answer));
             if let Err(err) = store.end_turn(session, &turn_id, &rows, answer).await {
-                tracing::error!(error = ?err, session, "could not record the end of a turn");
+                tracing::error!(error = %err.chain(), session, "could not record the end of a turn");
                 if let Err(err) = store.release_turn(session, &turn_id).await {
-                    tracing::error!(error = ?err, session, "could not release the session's turn lease");
+                    tracing::error!(error = %err.chain(), session, "could not release the session's turn lease");
                 }
             }
             let _ = ack.send(());
@@ -185,7 +185,7 @@ pub(super) async fn record(
                 }
                 poll.as_mut().reset(tokio::time::Instant::now() + CANCEL_POLL);
             }
-            Err(err) => tracing::error!(error = ?err, session, "could not record a turn's frames"),
+            Err(err) => tracing::error!(error = %err.chain(), session, "could not record a turn's frames"),
         }
         if inbox.abandoned.load(Ordering::Acquire) && locked(&inbox.frames).is_empty() {
             break;
@@ -193,6 +193,6 @@ pub(super) async fn record(
     }
     // The turn task went away without `done` (it panicked): free the session rather than wait for the lease.
     if let Err(err) = store.release_turn(session, &turn_id).await {
-        tracing::error!(error = ?err, session, "could not release the session's turn lease");
+        tracing::error!(error = %err.chain(), session, "could not release the session's turn lease");
     }
 }
