@@ -109,3 +109,19 @@ async fn deleting_a_tool_removes_its_links() {
     assert_eq!(app.count("agent_profile_tools").await, 0);
     assert_eq!(app.count("agent_profiles").await, 1);
 }
+
+#[tokio::test]
+async fn an_executor_is_parsed_when_written_and_answered_as_parsed() {
+    let app = TestApp::spawn().await;
+    let given = json!({"type": "http", "url": "https://tools.example.com/run", "timeout_ms": 2500, "retries": 3});
+    let tool = app.create("/api/tools/", json!({"name": "lookup", "executor": given})).await;
+    let parsed = json!({"type": "http", "url": "https://tools.example.com/run", "timeout_ms": 2500});
+    assert_eq!(tool["executor"], parsed);
+    assert_eq!(app.get(&format!("/api/tools/{}/", tool["id"])).await.1["executor"], parsed);
+    let stored = app.state.store.query_json("SELECT executor FROM agent_tools").await.unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(stored[0]["executor"].as_str().unwrap()).unwrap(), parsed);
+    let (status, body) =
+        app.patch(&format!("/api/tools/{}/", tool["id"]), json!({"executor": {"type": "http", "url": "/run"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body, json!({"executor": ["An http executor needs an absolute \"url\"."]}));
+}

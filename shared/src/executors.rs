@@ -11,53 +11,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::redirect::Policy;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::clock::{Clock, format_timestamp};
-use crate::domain::ToolCall;
+use crate::domain::{DEFAULT_HTTP_TIMEOUT, Executor, ToolCall};
 
 /// The most an `http` executor reads from its endpoint; the rest is cut off.
 pub const MAX_HTTP_OUTPUT_BYTES: usize = 64 * 1024;
-const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Executor {
-    /// Answers with the call's arguments (or input), unchanged.
-    Echo,
-    /// Answers with the current UTC time.
-    Now,
-    /// POSTs `{name, call_id, arguments}` to `url`; the response body is the output.
-    Http { url: String, timeout: Duration },
-}
-
-impl Executor {
-    /// Reads a tool's `executor` JSON; the error names what is wrong, for the field error.
-    pub fn parse(value: &Value) -> Result<Self, String> {
-        match value.get("type").and_then(Value::as_str) {
-            Some("echo") => Ok(Self::Echo),
-            Some("now") => Ok(Self::Now),
-            Some("http") => {
-                let url = value.get("url").and_then(Value::as_str).unwrap_or_default();
-                let parsed =
-                    reqwest::Url::parse(url).map_err(|_| "An http executor needs an absolute \"url\".".to_owned())?;
-                if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-                    return Err("An http executor's \"url\" must be http:// or https:// with a host.".into());
-                }
-                let timeout = match value.get("timeout_ms") {
-                    None | Some(Value::Null) => DEFAULT_HTTP_TIMEOUT,
-                    Some(ms) => ms
-                        .as_u64()
-                        .filter(|ms| (1..=MAX_HTTP_TIMEOUT.as_millis() as u64).contains(ms))
-                        .map(Duration::from_millis)
-                        .ok_or_else(|| format!("\"timeout_ms\" must be 1 to {}.", MAX_HTTP_TIMEOUT.as_millis()))?,
-                };
-                Ok(Self::Http { url: url.to_owned(), timeout })
-            }
-            _ => Err("Must be {\"type\": \"echo\"}, {\"type\": \"now\"} or {\"type\": \"http\", \"url\": ...}.".into()),
-        }
-    }
-}
 
 /// What executors need from the process: HTTP clients and the hosts `http` executors may reach though private.
 #[derive(Debug, Clone)]
@@ -89,10 +49,13 @@ impl ExecutorContext {
         match executor {
             Executor::Echo => call.arguments.clone(),
             Executor::Now => format_timestamp(clock.now()),
-            Executor::Http { url, timeout } => match self.post(url, *timeout, call).await {
-                Ok(output) => output,
-                Err(message) => json!({"error": message}).to_string(),
-            },
+            Executor::Http { url, timeout_ms } => {
+                let timeout = timeout_ms.map_or(DEFAULT_HTTP_TIMEOUT, Duration::from_millis);
+                match self.post(url, timeout, call).await {
+                    Ok(output) => output,
+                    Err(message) => json!({"error": message}).to_string(),
+                }
+            }
         }
     }
 
@@ -257,18 +220,6 @@ fn is_non_public_v6(ip: Ipv6Addr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn executors_parse_and_explain_mistakes() {
-        assert_eq!(Executor::parse(&json!({"type": "echo"})), Ok(Executor::Echo));
-        assert_eq!(
-            Executor::parse(&json!({"type": "http", "url": "https://tools.example/run", "timeout_ms": 500})),
-            Ok(Executor::Http { url: "https://tools.example/run".into(), timeout: Duration::from_millis(500) })
-        );
-        assert!(Executor::parse(&json!({"type": "http", "url": "ftp://x"})).is_err());
-        assert!(Executor::parse(&json!({"type": "http", "url": "https://x", "timeout_ms": 0})).is_err());
-        assert!(Executor::parse(&json!({"type": "shell"})).is_err());
-    }
 
     #[test]
     fn only_public_addresses_pass_the_classification() {

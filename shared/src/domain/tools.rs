@@ -2,6 +2,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use super::executor::Executor;
 use super::input::{Input, Mode};
 use crate::error::{FieldErrors, Result};
 
@@ -76,7 +77,7 @@ pub struct Tool {
     /// How the server runs this tool when a conversation asks for `auto_execute_tools`: `{"type": "echo"}`,
     /// `{"type": "now"}` or `{"type": "http", "url": "https://...", "timeout_ms": 5000}`; null = the client runs it.
     #[schema(value_type = Option<Object>)]
-    pub executor: Option<Value>,
+    pub executor: Option<Executor>,
     pub is_active: bool,
     pub created_at: String,
 }
@@ -88,7 +89,7 @@ pub struct ToolFields {
     pub tool_type: ToolType,
     pub parameters: Value,
     pub format: Option<Value>,
-    pub executor: Option<Value>,
+    pub executor: Option<Executor>,
     pub is_active: bool,
 }
 
@@ -138,7 +139,7 @@ pub struct ToolChanges {
     pub tool_type: Option<ToolType>,
     pub parameters: Option<Value>,
     pub format: Option<Option<Value>>,
-    pub executor: Option<Option<Value>>,
+    pub executor: Option<Option<Executor>>,
     pub is_active: Option<bool>,
 }
 
@@ -158,7 +159,9 @@ impl ToolChanges {
             tool_type: input.choice("tool_type", false, &ToolType::CHOICES).and_then(|s| ToolType::parse(&s)),
             parameters: input.json("parameters", false),
             format: input.nullable_json("format"),
-            executor: input.nullable_json("executor"),
+            executor: input.nullable_json("executor").map(|value| {
+                value.and_then(|value| Executor::parse(&value).map_err(|message| input.error("executor", message)).ok())
+            }),
             is_active: input.boolean("is_active"),
         };
         input.finish()?;
@@ -196,11 +199,6 @@ impl ToolFields {
             && let Err(message) = check_custom_format(format)
         {
             errors.add("format", message);
-        }
-        if let Some(executor) = &self.executor
-            && let Err(message) = crate::executors::Executor::parse(executor)
-        {
-            errors.add("executor", message);
         }
         errors.into_result()
     }

@@ -10,7 +10,7 @@ use super::{
     Listed, Slice, Sql, Store, Unique, first, flag, int, json_col, opt_int, opt_json_col, opt_text_value, text,
 };
 use crate::domain::Caller;
-use crate::domain::{Tool, ToolChanges, ToolFields, ToolType};
+use crate::domain::{Executor, Tool, ToolChanges, ToolFields, ToolType};
 use crate::error::{Error, Result};
 
 pub(super) const COLUMNS: &str =
@@ -31,7 +31,9 @@ pub(super) fn tool(row: &Row) -> Result<Tool> {
         format: opt_json_col(row, 6)?,
         is_active: flag(row, 7)?,
         created_at: text(row, 8)?,
-        executor: opt_json_col(row, 9)?,
+        executor: opt_json_col(row, 9)?
+            .map(|value| Executor::parse(&value).map_err(|e| Error::bug(format!("a stored executor: {e}"))))
+            .transpose()?,
     })
 }
 
@@ -41,6 +43,10 @@ pub(super) async fn find(conn: Sql<'_>, id: i64) -> Result<Option<Tool>> {
 
 fn encode(value: &serde_json::Value) -> String {
     value.to_string()
+}
+
+fn encode_executor(executor: &Executor) -> String {
+    executor.to_json().to_string()
 }
 
 /// A lost race past the name check still answers with the field error, not a 500.
@@ -90,7 +96,7 @@ impl Store {
                 opt_text_value(fields.format.as_ref().map(encode)),
                 fields.is_active,
                 self.now(),
-                opt_text_value(fields.executor.as_ref().map(encode))
+                opt_text_value(fields.executor.as_ref().map(encode_executor))
             ],
         )?;
         let mut out = self.conn().await.batch(batch).await?;
@@ -122,7 +128,7 @@ impl Store {
                     opt_text_value(fields.format.as_ref().map(encode)),
                     fields.is_active,
                     id,
-                    opt_text_value(fields.executor.as_ref().map(encode)),
+                    opt_text_value(fields.executor.as_ref().map(encode_executor)),
                     super::opt_int_value(existing.owner)
                 ],
             )

@@ -19,9 +19,8 @@ use tokio_util::sync::CancellationToken;
 use super::frames::{Done, Frame, Frames, TurnError, TurnEvent, TurnStream};
 use super::next::{AfterResponse, CANCELLED, Next, Then, next_step};
 use super::recorder::{KeyedAnswer, Sink, record};
-use crate::domain::{Agent, Message, Tool, ToolCall};
+use crate::domain::{Agent, Executor, Message, Tool, ToolCall};
 use crate::error::{Error, Result};
-use crate::executors::Executor;
 use crate::llm::events::{Observed, ResponseAccumulator, ResponseEnd};
 use crate::llm::{ModelProvider, ModelRequest, outputs_of, upstream_tool};
 use crate::state::AppState;
@@ -122,11 +121,8 @@ impl Turn {
 
     /// One response after another until the next step is to end.
     async fn rounds(mut self, state: &AppState, sink: &Sink, cancel: &CancellationToken) -> TurnEnd {
-        let executors: HashMap<&str, Executor> = self
-            .tools
-            .iter()
-            .filter_map(|t| Some((t.name.as_str(), Executor::parse(t.executor.as_ref()?).ok()?)))
-            .collect();
+        let executors: HashMap<&str, &Executor> =
+            self.tools.iter().filter_map(|t| Some((t.name.as_str(), t.executor.as_ref()?))).collect();
         let tool_specs: Vec<Value> = self.tools.iter().map(upstream_tool).collect();
         let mut rounds_run = 0;
         loop {
@@ -182,7 +178,7 @@ impl Turn {
             rounds_run += 1;
             for call in calls {
                 let output = match state.executors() {
-                    Ok(context) => context.run(&executors[call.name.as_str()], call, state.clock()).await,
+                    Ok(context) => context.run(executors[call.name.as_str()], call, state.clock()).await,
                     Err(err) => serde_json::json!({"error": err.to_string()}).to_string(),
                 };
                 if let Err(err) = state.store.record_executed(self.session_id, &call.call_id, &output).await {

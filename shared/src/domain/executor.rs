@@ -1,0 +1,114 @@
+//! How the server runs a tool when a conversation asks for `auto_execute_tools`: parsed once, when a tool is
+//! written, and stored and loaded as the same value (the JSON the API shows).
+
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+use serde_json::{Value, json};
+
+/// An `http` executor's timeout when the tool names none.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest timeout an `http` executor may ask for.
+pub const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A tool's server-side executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Executor {
+    /// Answers with the call's arguments (or input), unchanged.
+    Echo,
+    /// Answers with the current UTC time.
+    Now,
+    /// POSTs `{name, call_id, arguments}` to `url`; the response body is the output.
+    Http {
+        url: String,
+        /// As the tool gave it (`timeout_ms`); [`DEFAULT_HTTP_TIMEOUT`] when it gave none.
+        timeout_ms: Option<u64>,
+    },
+}
+
+impl Executor {
+    /// Reads a tool's `executor` JSON; the error names what is wrong, for the field error.
+    pub fn parse(value: &Value) -> Result<Self, String> {
+        match value.get("type").and_then(Value::as_str) {
+            Some("echo") => Ok(Self::Echo),
+            Some("now") => Ok(Self::Now),
+            Some("http") => {
+                let url = value.get("url").and_then(Value::as_str).unwrap_or_default();
+                let parsed =
+                    url::Url::parse(url).map_err(|_| "An http executor needs an absolute \"url\".".to_owned())?;
+                if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                    return Err("An http executor's \"url\" must be http:// or https:// with a host.".into());
+                }
+                let max = u64::try_from(MAX_HTTP_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
+                let timeout_ms = match value.get("timeout_ms") {
+                    None | Some(Value::Null) => None,
+                    Some(ms) => Some(
+                        ms.as_u64()
+                            .filter(|ms| (1..=max).contains(ms))
+                            .ok_or_else(|| format!("\"timeout_ms\" must be 1 to {max}."))?,
+                    ),
+                };
+                Ok(Self::Http { url: url.to_owned(), timeout_ms })
+            }
+            _ => Err("Must be {\"type\": \"echo\"}, {\"type\": \"now\"} or {\"type\": \"http\", \"url\": ...}.".into()),
+        }
+    }
+
+    /// The JSON the API shows and the store keeps.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Self::Echo => json!({"type": "echo"}),
+            Self::Now => json!({"type": "now"}),
+            Self::Http { url, timeout_ms: None } => json!({"type": "http", "url": url}),
+            Self::Http { url, timeout_ms: Some(ms) } => json!({"type": "http", "url": url, "timeout_ms": ms}),
+        }
+    }
+}
+
+impl Serialize for Executor {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(serializer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_executor_reads_back_from_the_json_it_writes() {
+        for executor in [
+            Executor::Echo,
+            Executor::Now,
+            Executor::Http { url: "https://tools.example.com/run".into(), timeout_ms: None },
+            Executor::Http { url: "http://10.0.0.5:8080/".into(), timeout_ms: Some(2500) },
+        ] {
+            assert_eq!(Executor::parse(&executor.to_json()), Ok(executor.clone()));
+            assert_eq!(serde_json::to_value(&executor).unwrap(), executor.to_json());
+        }
+    }
+
+    #[test]
+    fn executors_parse_and_explain_mistakes() {
+        assert_eq!(Executor::parse(&json!({"type": "echo"})), Ok(Executor::Echo));
+        assert_eq!(
+            Executor::parse(&json!({"type": "http", "url": "https://tools.example/run", "timeout_ms": 500})),
+            Ok(Executor::Http { url: "https://tools.example/run".into(), timeout_ms: Some(500) })
+        );
+        assert!(Executor::parse(&json!({"type": "http", "url": "ftp://x"})).is_err());
+        assert!(Executor::parse(&json!({"type": "http", "url": "https://x", "timeout_ms": 0})).is_err());
+        assert!(Executor::parse(&json!({"type": "shell"})).is_err());
+    }
+
+    #[test]
+    fn a_bad_executor_is_refused_with_what_is_wrong() {
+        let refused = |value: Value| Executor::parse(&value).unwrap_err();
+        assert!(refused(json!({"type": "shell"})).starts_with("Must be"));
+        assert!(refused(json!({"type": "http"})).contains("absolute \"url\""));
+        assert!(refused(json!({"type": "http", "url": "ftp://example.com/"})).contains("http:// or https://"));
+        assert_eq!(
+            refused(json!({"type": "http", "url": "https://x.io/", "timeout_ms": 0})),
+            "\"timeout_ms\" must be 1 to 60000."
+        );
+    }
+}
