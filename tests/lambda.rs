@@ -42,7 +42,8 @@ async fn an_api_gateway_rest_event_routes_like_a_local_request() {
     state.store.create_agent(None, fields("two")).await.unwrap();
 
     let response =
-        invoke(lambent::http::agents::router(state), include_str!("fixtures/apigw_rest_get_agents.json")).await;
+        invoke(lambent::http::Function::Agents.router(state), include_str!("fixtures/apigw_rest_get_agents.json"))
+            .await;
 
     assert_eq!(response["statusCode"], 200, "{response}");
     assert_eq!(response["multiValueHeaders"]["content-type"], serde_json::json!(["application/json"]), "{response}");
@@ -63,7 +64,8 @@ async fn a_post_event_creates_through_the_lambda_path() {
     let (state, _dir) = state_with_fixture_user().await;
     let store = state.store.clone();
     let response =
-        invoke(lambent::http::agents::router(state), include_str!("fixtures/apigw_rest_post_agent.json")).await;
+        invoke(lambent::http::Function::Agents.router(state), include_str!("fixtures/apigw_rest_post_agent.json"))
+            .await;
     assert_eq!(response["statusCode"], 201, "{response}");
     let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
     assert_eq!((body["name"].as_str(), body["is_default"].as_bool()), (Some("From Lambda"), Some(true)));
@@ -75,7 +77,7 @@ async fn a_post_event_creates_through_the_lambda_path() {
 async fn a_function_answers_only_its_own_group() {
     let (state, _dir) = state_with_fixture_user().await;
     let response =
-        invoke(lambent::http::tools::router(state), include_str!("fixtures/apigw_rest_get_agents.json")).await;
+        invoke(lambent::http::Function::Tools.router(state), include_str!("fixtures/apigw_rest_get_agents.json")).await;
     assert_eq!(response["statusCode"], 404);
     assert_eq!(
         serde_json::from_str::<Value>(response["body"].as_str().unwrap()).unwrap(),
@@ -104,8 +106,9 @@ async fn a_streaming_function_sends_frames_before_the_upstream_has_finished() {
     fake.push_stream(steps);
 
     let payload: LambdaRequest = serde_json::from_str(include_str!("fixtures/apigw_rest_post_stream.json")).unwrap();
-    let adapter =
-        lambda_http::StreamAdapter::from(lambent_functions::service(lambent::http::agent::stream_router(state)));
+    let adapter = lambda_http::StreamAdapter::from(lambent_functions::service(
+        lambent::http::Function::AgentStream.router(state),
+    ));
     let response = adapter.oneshot(LambdaEvent::new(payload, Context::default())).await.expect("response");
     assert_eq!(response.metadata_prelude.status_code, 200);
     assert_eq!(response.metadata_prelude.headers["content-type"], "text/event-stream");

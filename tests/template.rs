@@ -106,3 +106,26 @@ fn cloudfront_sends_the_same_content_security_policy_as_the_local_server() {
         ["ContentSecurityPolicy"]["ContentSecurityPolicy"];
     assert_eq!(policy.as_str(), Some(lambent_site::CONTENT_SECURITY_POLICY));
 }
+
+#[test]
+fn each_deployed_function_serves_exactly_the_routes_its_events_name_and_streams_as_deployed() {
+    let deployed = functions(&template());
+    assert_eq!(deployed.len(), lambent::http::Function::ALL.len(), "one template function per Function");
+    for (id, binary, events) in deployed {
+        let function = lambent::http::Function::ALL
+            .into_iter()
+            .find(|f| f.binary() == binary)
+            .unwrap_or_else(|| panic!("{id}: no lambent::http::Function builds {binary}"));
+        let (_, doc) = function.api().split_for_parts();
+        let mut served: BTreeSet<String> =
+            doc.paths.paths.keys().map(|path| path.trim_end_matches('/').to_owned()).collect();
+        if function == lambent::http::Function::Docs {
+            // The document's own route is served undocumented.
+            served.insert(lambent::http::openapi::PATH.trim_end_matches('/').to_owned());
+        }
+        let named: BTreeSet<String> = events.iter().map(|(path, _, _)| path.clone()).collect();
+        assert_eq!(served, named, "{id} ({binary}): the routes its router serves and its events name");
+        let streamed = events.iter().all(|(_, _, mode)| mode.as_deref() == Some("RESPONSE_STREAM"));
+        assert_eq!(function.streams(), streamed, "{id} ({binary}): streams");
+    }
+}

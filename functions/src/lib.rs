@@ -1,6 +1,7 @@
 //! # Lambent's AWS Lambda functions
 //!
-//! One binary per endpoint group under `src/bin/`; each only names its router. This library holds the
+//! One binary per function under `src/bin/`; each only names its [`Function`] (`lambent::http::functions`
+//! says which endpoint groups it serves). This library holds the
 //! wiring they share, so cold start is the same everywhere: read the config, open the store once (no
 //! migrations: `lambent migrate` runs before a deploy), then hand the router to the runtime.
 //!
@@ -9,7 +10,7 @@
 //! AWS SDK is never touched.
 //!
 //! # Layout
-//! - `src/lib.rs`: [`serve`] / [`serve_streaming`] (the shared `main`), [`cold_start`], [`resolve_secrets`],
+//! - `src/lib.rs`: [`serve`] (the shared `main`, streaming or buffered as the function says), [`cold_start`], [`resolve_secrets`],
 //!   [`aws_config`] / [`aws_http_client`] (the SDK over ring), [`service`] (the router as Lambda sees it).
 //! - `src/bin/<group>.rs`: `agents`, `tools`, `agent-tools`, `templates`, `sessions`, `docs`, `auth`, `agent-chat`, and
 //!   the two streaming functions `agent-stream` and `tool-output`.
@@ -23,15 +24,17 @@ use axum::http::Uri;
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use lambent::config::Secret;
+use lambent::http::Function;
 use lambent::{AppState, Config};
 use tower::ServiceBuilder;
 use tower::util::MapRequest;
 
-/// Cold start, then serve requests with a buffered response (the CRUD groups).
-pub async fn serve(router: fn(AppState) -> Router) -> Result<(), lambda_http::Error> {
+/// Cold start, then serve the function's requests: streamed for the SSE functions, buffered for the rest.
+pub async fn serve(function: Function) -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let state = cold_start().await?;
-    lambda_http::run(service(router(state))).await
+    let router = service(function.router(state));
+    if function.streams() { serve_streaming(router).await } else { lambda_http::run(router).await }
 }
 
 /// Everything a function does before its first request: configuration, secrets, one database connection.
@@ -87,14 +90,12 @@ async fn parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<Secret, lamb
         .ok_or_else(|| lambent::Error::config(format!("SSM parameter {name} has no value")))
 }
 
-/// Cold start, then serve requests with Lambda response streaming: SSE frames leave as they are produced
-/// (plain `run` would buffer the whole body). They reach the Runtime API without waiting on Nagle: the
-/// runtime's client (`lambda_runtime_api_client`, patched in from `vendor/`; lambda_runtime takes no client
-/// of ours) connects with `TCP_NODELAY`, else each frame would wait ~40 ms for the API's delayed ACK.
-pub async fn serve_streaming(router: fn(AppState) -> Router) -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
-    let state = cold_start().await?;
-    lambda_http::run_with_streaming_response(service(router(state))).await
+/// Serves with Lambda response streaming: SSE frames leave as they are produced (plain `run` would buffer
+/// the whole body). They reach the Runtime API without waiting on Nagle: the runtime's client
+/// (`lambda_runtime_api_client`, patched in from `vendor/`; lambda_runtime takes no client of ours)
+/// connects with `TCP_NODELAY`, else each frame would wait ~40 ms for the API's delayed ACK.
+async fn serve_streaming(router: MapRequest<Router, fn(Request) -> Request>) -> Result<(), lambda_http::Error> {
+    lambda_http::run_with_streaming_response(router).await
 }
 
 /// The router behind the path fix every API Gateway REST request needs.

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambent_functions::serve_streaming(lambent::http::agent::stream_router).await
+    lambent_functions::serve(lambent::http::Function::AgentStream).await
 }

@@ -1,10 +1,10 @@
 //! The conversation endpoints: `/api/agent/stream/`, `/api/agent/tool-output/` (both SSE) and
 //! `/api/agent/chat/` (JSON). Each is its own group, so each can be its own Lambda function.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -25,9 +25,8 @@ const KEY_DESCRIPTION: &str = "Optional, 1 to 255 visible ASCII characters, reme
     retried request with the same key and body gets the first one's outcome (its recorded frames, or its JSON \
     answer) without a second model call; 409 while the first still runs; 422 for a different request.";
 
-/// `/api/agent/stream/` and the session event stream: the two that answer with live frames for long.
 pub fn stream_api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(stream)).merge(super::sessions::events_api())
+    OpenApiRouter::new().routes(routes!(stream))
 }
 
 pub fn tool_output_api() -> OpenApiRouter<AppState> {
@@ -36,18 +35,6 @@ pub fn tool_output_api() -> OpenApiRouter<AppState> {
 
 pub fn chat_api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(chat))
-}
-
-pub fn stream_router(state: AppState) -> Router {
-    super::finish(stream_api(), state)
-}
-
-pub fn tool_output_router(state: AppState) -> Router {
-    super::finish(tool_output_api(), state)
-}
-
-pub fn chat_router(state: AppState) -> Router {
-    super::finish(chat_api(), state)
 }
 
 /// Send a message and stream the agent's answer as server-sent events.

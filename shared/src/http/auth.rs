@@ -1,9 +1,9 @@
 //! Accounts: `/api/auth/` (login, logout, me), `/api/tokens/` (the caller's API tokens), `/api/users/`
 //! (staff only) and the unauthenticated `/api/health/`.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -29,10 +29,6 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(list_users, create_user))
         .routes(routes!(get_user, patch_user, delete_user))
         .routes(routes!(health))
-}
-
-pub fn router(state: AppState) -> Router {
-    super::finish(api(), state)
 }
 
 /// A token with its secret, shown this once.

@@ -1,11 +1,21 @@
-//! The HTTP face: one router per endpoint group, each mountable alone (one Lambda function) or all together
-//! (the local server). Handlers parse, call the store or a core function, and map errors — nothing else.
+//! The HTTP face: one router per endpoint group; [`Function`] says which groups form which Lambda function,
+//! and the local server mounts them all. Handlers parse, call the store or a use case, and map errors —
+//! nothing else.
+//!
+//! # Layout
+//! - one file per endpoint group: `agents`, `tools`, `agent_tools`, `templates`, `sessions`, `auth`, and
+//!   `agent` (the conversation endpoints: stream, tool-output, chat).
+//! - `functions`: the Lambda functions and their groups.
+//! - `extract`: extractors that fail as DRF does, and the caller from the bearer token.
+//! - `sse`: SSE framing and what the stream endpoints document about their frames.
+//! - `openapi`: the document and its shared schemas.
 
 pub mod agent;
 pub mod agent_tools;
 pub mod agents;
 pub mod auth;
 pub mod extract;
+pub mod functions;
 pub mod openapi;
 pub mod sessions;
 pub mod sse;
@@ -21,23 +31,16 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::error::Error;
 use crate::state::AppState;
 
-/// Every documented endpoint group.
+pub use functions::Function;
+
+/// Every function's routes, on the OpenAPI document's base.
 pub fn api() -> OpenApiRouter<AppState> {
-    openapi::base()
-        .merge(agents::api())
-        .merge(tools::api())
-        .merge(agent_tools::api())
-        .merge(templates::api())
-        .merge(sessions::api())
-        .merge(agent::stream_api())
-        .merge(agent::tool_output_api())
-        .merge(agent::chat_api())
-        .merge(auth::api())
+    Function::ALL.into_iter().fold(openapi::base(), |api, function| api.merge(function.api()))
 }
 
 /// The whole API on one router, as the local server serves it.
 pub fn router(state: AppState) -> Router {
-    finish(api().merge(openapi::api()), state)
+    finish(api(), state)
 }
 
 /// Answers 503 naming `lambent migrate` while the database is behind the code.

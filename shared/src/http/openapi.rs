@@ -171,7 +171,3 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().route(PATH, get(|| async { Json(document()) }))
 }
-
-pub fn router(state: AppState) -> axum::Router {
-    super::finish(api(), state)
-}

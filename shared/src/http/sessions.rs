@@ -1,9 +1,9 @@
 //! `/api/sessions/`: conversations and their messages.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -30,10 +30,6 @@ pub fn api() -> OpenApiRouter<AppState> {
 /// The session's event stream: served by the streaming function (it may follow a turn for minutes).
 pub fn events_api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(events))
-}
-
-pub fn router(state: AppState) -> Router {
-    super::finish(api(), state)
 }
 
 /// List sessions, oldest first; `?agent=` keeps one agent's.

@@ -1,8 +1,8 @@
 //! `/api/templates/`: prompt templates, scoped to an agent or global.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::{Json, Router};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -15,10 +15,6 @@ use crate::state::AppState;
 
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(retrieve, replace, patch, destroy))
-}
-
-pub fn router(state: AppState) -> Router {
-    super::finish(api(), state)
 }
 
 fn scope(query: &ListQuery) -> Result<TemplateScope> {
