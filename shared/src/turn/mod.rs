@@ -36,6 +36,8 @@ mod idempotency;
 mod next;
 mod recorder;
 mod start;
+#[cfg(test)]
+mod tests;
 
 use serde_json::Value;
 

@@ -1,0 +1,258 @@
+//! In-process tests of the engine and the recorder: a real store (an in-memory SQLite database, migrated),
+//! a scripted model provider through `AppState::with_provider`, and no HTTP anywhere. The fake OpenAI server
+//! and the real routers are the integration tests'; these run in milliseconds and reach the branches the
+//! wire cannot (a dropped sink, the recorder's cancel poll).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use super::recorder::{Sink, record};
+use super::{Frame, TurnEvent, TurnStream};
+use crate::config::Config;
+use crate::domain::{AgentFields, Caller, LinkFields, MessageRequest, ToolChanges};
+use crate::llm::{EventStream, ModelProvider, ModelRequest, UpstreamError};
+use crate::state::AppState;
+use crate::store::Store;
+
+/// One scripted upstream response: its events in order, an `Err` ending it as a broken stream would.
+type Script = Vec<Result<Value, UpstreamError>>;
+
+/// Answers each `stream` call with the next script, and keeps every request it was sent.
+#[derive(Debug, Default)]
+struct Scripted {
+    scripts: Mutex<VecDeque<Script>>,
+    requests: Mutex<Vec<ModelRequest>>,
+}
+
+impl Scripted {
+    fn new(scripts: impl IntoIterator<Item = Script>) -> Arc<Self> {
+        Arc::new(Self { scripts: Mutex::new(scripts.into_iter().collect()), requests: Mutex::default() })
+    }
+
+    fn requests(&self) -> Vec<ModelRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl ModelProvider for Scripted {
+    fn stream(&self, request: ModelRequest) -> BoxFuture<'_, Result<EventStream, UpstreamError>> {
+        self.requests.lock().unwrap().push(request);
+        let script = self.scripts.lock().unwrap().pop_front().expect("a script for every response");
+        Box::pin(async move {
+            let events = script.into_iter().map(|event| event.map(|v| RawValue::from_string(v.to_string()).unwrap()));
+            Ok(Box::pin(futures::stream::iter(events)) as EventStream)
+        })
+    }
+
+    fn read_timeout(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+}
+
+fn text_response(id: &str, parts: &[&str]) -> Script {
+    let mut events = vec![Ok(json!({"type": "response.created", "response": {"id": id}}))];
+    events.extend(parts.iter().map(|delta| Ok(json!({"type": "response.output_text.delta", "delta": delta}))));
+    let text = parts.concat();
+    events.push(Ok(json!({"type": "response.completed", "response": {"id": id, "usage": {"total_tokens": 7},
+        "output": [{"type": "message", "content": [{"type": "output_text", "text": text}]}]}})));
+    events
+}
+
+fn call_response(id: &str, call_id: &str, name: &str) -> Script {
+    let item = json!({"type": "function_call", "call_id": call_id, "name": name, "arguments": "{\"x\":1}"});
+    vec![
+        Ok(json!({"type": "response.created", "response": {"id": id}})),
+        Ok(json!({"type": "response.output_item.done", "item": item})),
+        Ok(json!({"type": "response.completed", "response": {"id": id, "output": [item]}})),
+    ]
+}
+
+/// A migrated in-memory store with a default agent, behind a state that talks to `provider`.
+async fn state(provider: Arc<Scripted>) -> AppState {
+    let store = Store::open_url(":memory:", None).await.unwrap();
+    store.migrate().await.unwrap();
+    let fields = AgentFields { name: "helper".into(), is_default: true, ..AgentFields::default() };
+    store.create_agent(None, fields).await.unwrap();
+    AppState::new(Config::from_lookup(|_| None).unwrap(), store).with_provider(provider)
+}
+
+/// A tool named `name` with the `echo` executor, linked to agent 1.
+async fn echo_tool(state: &AppState, name: &str) {
+    let body = json!({"name": name, "executor": {"type": "echo"}});
+    let tool = state.store.create_tool(None, ToolChanges::parse(&body, crate::domain::Mode::Create).unwrap());
+    let tool = tool.await.unwrap();
+    let link = LinkFields { agent: 1, tool: tool.id, enabled: true };
+    state.store.create_agent_tool(&Caller::system(), link).await.unwrap();
+}
+
+fn message(text: &str, auto_execute_tools: bool) -> MessageRequest {
+    MessageRequest { message: text.into(), auto_execute_tools, ..MessageRequest::default() }
+}
+
+/// Every frame of a stream, as (event, data JSON).
+async fn drain(mut stream: TurnStream) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    while let Some(frame) = stream.frames.recv().await {
+        out.push((frame.event.to_string(), serde_json::from_str(&frame.data).unwrap()));
+    }
+    out
+}
+
+fn names(frames: &[(String, Value)]) -> Vec<&str> {
+    frames.iter().map(|(event, _)| event.as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_turn_relays_every_event_and_ends_with_done_recorded_and_its_session_free() {
+    let provider = Scripted::new([text_response("resp_1", &["Hel", "lo"])]);
+    let state = state(provider.clone()).await;
+    let stream = super::stream(&state, &Caller::system(), message("Hi", false), None, &json!({})).await.unwrap();
+    let (session, turn_id) = (stream.session_id, stream.turn_id.clone().unwrap());
+    let frames = drain(stream).await;
+    assert_eq!(
+        names(&frames),
+        ["openai_event", "openai_event", "text_delta", "openai_event", "text_delta", "openai_event", "done"]
+    );
+    let done = &frames.last().unwrap().1;
+    assert_eq!(
+        done,
+        &json!({"session_id": session, "response_id": "resp_1", "status": "completed",
+        "pending_tool_calls": []})
+    );
+    // `done` reached the client after the turn's end was recorded: the session is free and every frame stored.
+    assert_eq!(state.store.running_turn(session).await.unwrap(), None);
+    let stored = state.store.frames_after(session, 0, Some(&turn_id), 100).await.unwrap();
+    assert_eq!(stored.iter().map(|f| f.event.as_str()).collect::<Vec<_>>(), names(&frames));
+    assert_eq!(stored.iter().map(|f| f.seq).collect::<Vec<_>>(), (1..=7).collect::<Vec<i64>>());
+    let request = &provider.requests()[0];
+    assert_eq!(request.input, [json!({"type": "message", "role": "user", "content": "Hi"})]);
+    assert_eq!(request.previous_response_id, None);
+}
+
+#[tokio::test]
+async fn a_server_side_tool_round_answers_the_call_upstream_in_the_next_response() {
+    let provider = Scripted::new([call_response("resp_1", "call_1", "echo"), text_response("resp_2", &["Done"])]);
+    let state = state(provider.clone()).await;
+    echo_tool(&state, "echo").await;
+    let stream = super::stream(&state, &Caller::system(), message("Go", true), None, &json!({})).await.unwrap();
+    let frames = drain(stream).await;
+    let result = frames.iter().find(|(event, _)| event == "tool_result").unwrap();
+    assert_eq!(result.1, json!({"call_id": "call_1", "output": "{\"x\":1}"}));
+    assert_eq!(frames.last().unwrap().1["status"], "completed");
+    let requests = provider.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].previous_response_id.as_deref(), Some("resp_1"));
+    assert_eq!(
+        requests[1].input,
+        [json!({"type": "function_call_output", "call_id": "call_1", "output": "{\"x\":1}"})]
+    );
+    assert_eq!(requests[0].tools[0]["name"], "echo");
+}
+
+#[tokio::test]
+async fn a_call_without_auto_execute_ends_the_turn_with_it_pending_for_the_client() {
+    let provider = Scripted::new([call_response("resp_1", "call_1", "echo")]);
+    let state = state(provider.clone()).await;
+    echo_tool(&state, "echo").await;
+    let end = super::chat(&state, &Caller::system(), message("Go", false), None, &json!({}), |_| unreachable!())
+        .await
+        .unwrap();
+    let super::ChatOutcome::Ran(end) = end else { panic!("a first request runs") };
+    assert_eq!(json!(end.done)["status"], "requires_tool_output");
+    assert_eq!(end.done.pending_tool_calls, ["call_1"]);
+    assert_eq!(provider.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_broken_upstream_stream_ends_with_its_error_and_a_failed_message_stored() {
+    let mut script = text_response("resp_1", &["Par"]);
+    script.truncate(2);
+    script.push(Err(UpstreamError::new("upstream_disconnected", "the connection broke")));
+    let state = state(Scripted::new([script])).await;
+    let stream = super::stream(&state, &Caller::system(), message("Hi", false), None, &json!({})).await.unwrap();
+    let session = stream.session_id;
+    let frames = drain(stream).await;
+    assert_eq!(names(&frames)[frames.len() - 2..], ["error", "done"]);
+    assert_eq!(frames[frames.len() - 2].1, json!({"code": "upstream_disconnected", "message": "the connection broke"}));
+    assert_eq!(frames.last().unwrap().1["status"], "failed");
+    let stored = state.store.query_json("SELECT role, content, status FROM agent_messages ORDER BY id").await.unwrap();
+    assert_eq!(
+        stored,
+        [
+            json!({"role": "user", "content": "Hi", "status": null}),
+            json!({"role": "assistant", "content": "Par", "status": "failed"})
+        ]
+    );
+    assert_eq!(state.store.running_turn(session).await.unwrap(), None);
+}
+
+/// A turn row holding session 1's lease, as `begin_turn` leaves it, for the recorder to end.
+async fn leased_turn(state: &AppState) -> (i64, String) {
+    let lease = super::start::new_lease(state);
+    let target = crate::store::TurnSession::New { agent: 1, owner: None };
+    let started = state.store.begin_turn(target, &lease, "Hi", None, None).await.unwrap();
+    (started.created.unwrap().id, lease.turn_id)
+}
+
+#[tokio::test]
+async fn the_recorder_writes_frames_in_order_and_done_with_the_release_of_the_session() {
+    let state = state(Scripted::new([])).await;
+    let (session, turn_id) = leased_turn(&state).await;
+    let (tx, mut live) = tokio::sync::mpsc::channel::<Arc<Frame>>(16);
+    let (sink, inbox) = Sink::new(turn_id.clone(), Some(tx));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let recorder = tokio::spawn(record(state.store.clone(), session, turn_id.clone(), inbox, cancel));
+    for delta in ["a", "b", "c"] {
+        sink.send(TurnEvent::TextDelta(delta.into())).await;
+    }
+    assert_eq!(state.store.running_turn(session).await.unwrap().as_deref(), Some(turn_id.as_str()));
+    let done =
+        super::Done { session_id: session, response_id: None, status: "completed".into(), pending_tool_calls: vec![] };
+    sink.end(TurnEvent::Done(done), None).await;
+    // `end` returns once the recorder has written `done` and freed the session.
+    assert_eq!(state.store.running_turn(session).await.unwrap(), None);
+    let stored = state.store.frames_after(session, 0, Some(&turn_id), 100).await.unwrap();
+    let seen: Vec<(i64, &str)> = stored.iter().map(|f| (f.seq, f.event.as_str())).collect();
+    assert_eq!(seen, [(1, "text_delta"), (2, "text_delta"), (3, "text_delta"), (4, "done")]);
+    let mut live_ids = Vec::new();
+    while let Ok(frame) = live.try_recv() {
+        live_ids.push(frame.id.clone());
+    }
+    assert_eq!(live_ids, (1..=4).map(|seq| format!("{turn_id}:{seq}")).collect::<Vec<_>>());
+    recorder.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_turn_that_goes_away_without_done_still_has_its_frames_recorded_and_its_session_freed() {
+    let state = state(Scripted::new([])).await;
+    let (session, turn_id) = leased_turn(&state).await;
+    let (sink, inbox) = Sink::new(turn_id.clone(), None);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let recorder = tokio::spawn(record(state.store.clone(), session, turn_id.clone(), inbox, cancel));
+    sink.send(TurnEvent::TextDelta("partial".into())).await;
+    drop(sink);
+    tokio::time::timeout(Duration::from_secs(5), recorder).await.expect("the recorder stops").unwrap();
+    assert_eq!(state.store.running_turn(session).await.unwrap(), None);
+    let stored = state.store.frames_after(session, 0, Some(&turn_id), 100).await.unwrap();
+    assert_eq!(stored.iter().map(|f| f.event.as_str()).collect::<Vec<_>>(), ["text_delta"]);
+}
+
+#[tokio::test]
+async fn the_recorder_stops_the_turn_when_the_store_says_someone_asked_it_to() {
+    let state = state(Scripted::new([])).await;
+    let (session, turn_id) = leased_turn(&state).await;
+    let (sink, inbox) = Sink::new(turn_id.clone(), None);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(record(state.store.clone(), session, turn_id.clone(), inbox, cancel.clone()));
+    // Another process's cancel request: only the flag in the store.
+    assert_eq!(state.store.request_cancel(&Caller::system(), session).await.unwrap(), turn_id);
+    assert!(!cancel.is_cancelled());
+    // Quiet upstream: the poll finds it within CANCEL_POLL.
+    tokio::time::timeout(super::CANCEL_POLL * 2, cancel.cancelled()).await.expect("cancelled by the poll");
+    drop(sink);
+}
