@@ -3,6 +3,13 @@
 //! Each aggregate has a read type (what the API returns), a `*Fields` type (every writable field, as stored),
 //! a `*Changes` type (what one request asked to change, parsed from JSON with DRF's messages) and a `*Write`
 //! type that only documents the request body in the OpenAPI document.
+//!
+//! # Layout
+//! - `access`: the [`Caller`] and the access rules every read and write applies.
+//! - `input`: reading a JSON body field by field with DRF's messages.
+//! - one file per aggregate: `accounts` (users, tokens), `agents`, `tools` (and the [`ToolCall`] a model
+//!   makes), `executor` (a tool's server-side [`Executor`]), `agent_tools`, `templates`, `sessions` (and
+//!   messages, tool-call records), `turns` (what a conversation request says, the instructions it builds).
 
 mod access;
 mod accounts;

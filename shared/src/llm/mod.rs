@@ -3,6 +3,12 @@
 //! Upstream events travel as raw JSON (`serde_json::Value`): the relay passes every event through unchanged,
 //! including types that did not exist when this was written, and only reads the few fields it needs
 //! ([`events`]).
+//!
+//! # Layout
+//! - this file: the [`ModelProvider`] trait (the seam tests script), [`UpstreamError`], [`EventStream`].
+//! - `request`: the `POST /v1/responses` body — [`ModelRequest`], tool specs, tool outputs as input items.
+//! - [`events`]: reading a response's events — text, tool calls, and how it ended.
+//! - `openai`: the OpenAI provider over async-openai; `retry`: its retry policy for a refused request.
 
 pub mod events;
 mod openai;

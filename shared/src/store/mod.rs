@@ -8,6 +8,16 @@
 //! Remotely: no connection is kept at all (see `conn`): every unit of work is one HTTP request on a stream of
 //! its own, so an idle instance or a restarted server costs nothing, and store methods send what they need in
 //! as few requests as they can (a [`conn::Batch`] is one). The round-trip budgets are in `tests/round_trips.rs`.
+//!
+//! # Layout
+//! - this file: opening, the row readers and list helpers every aggregate shares, unique constraints.
+//! - `conn`: the connection seam — an embedded libsql file, or Hrana pipelines to a remote server; batches.
+//! - `migrate`: the migration runner and the schema check a cold start makes.
+//! - one file per aggregate: `users` (and tokens), `agents`, `tools`, `agent_tools`, `templates`,
+//!   `sessions`, `messages`, `tool_calls` (the ledger, and how a response's end is recorded).
+//! - a turn's rows: `runtime` (what a turn reads, in one batch), `turns` (starting a turn or a continuation
+//!   under the session's lease, ending it, cancel requests), `frames` (recorded SSE frames, for replay),
+//!   `idempotency` (keys, claimed in the same batch as what their request writes).
 
 mod agent_tools;
 mod agents;
