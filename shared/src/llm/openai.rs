@@ -28,7 +28,7 @@ impl std::fmt::Debug for OpenAiProvider {
 }
 
 impl OpenAiProvider {
-    pub fn new(config: &crate::config::Config, api_key: &Secret) -> Result<Self, crate::Error> {
+    pub fn new(config: &crate::config::Config, api_key: &Secret) -> Result<Self, crate::error::Error> {
         let (connect_timeout, read_timeout) = (config.openai_connect_timeout, config.openai_read_timeout);
         crate::tls::install_crypto_provider();
         // async-openai sets no read timeout of its own: without one an upstream that never answers would hold
@@ -38,7 +38,7 @@ impl OpenAiProvider {
             .connect_timeout(connect_timeout)
             .read_timeout(read_timeout + Duration::from_secs(1))
             .build()
-            .map_err(|e| crate::Error::config_from("cannot build the OpenAI HTTP client", e))?;
+            .map_err(|e| crate::error::Error::config_from("cannot build the OpenAI HTTP client", e))?;
         let service = tower::ServiceBuilder::new()
             .retry(RetryPolicy::new(config.upstream_retries, config.upstream_retry_budget))
             .service(ReqwestService::new(http));
