@@ -10,6 +10,7 @@ mod agent_tools;
 mod agents;
 mod input;
 mod sessions;
+mod states;
 mod templates;
 mod tools;
 mod turns;
@@ -20,6 +21,7 @@ pub use agent_tools::{AgentToolLink, LinkChanges, LinkFields, LinkWrite};
 pub use agents::{Agent, AgentChanges, AgentFields, AgentWrite, DEFAULT_MODEL};
 pub use input::{Input, Mode, missing_pk};
 pub use sessions::{Message, NewSession, Session, ToolCallRecord};
+pub use states::{ErrorCode, ResponseStatus, Role, ToolCallStatus};
 pub use templates::{Template, TemplateChanges, TemplateFields, TemplateScope, TemplateWrite};
 pub use tools::{Tool, ToolCall, ToolChanges, ToolFields, ToolType, ToolWrite, is_valid_tool_name};
 pub use turns::{
