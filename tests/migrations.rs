@@ -1,3 +1,4 @@
+use lambent::domain::Role;
 use lambent::store::{MIGRATIONS, Migration};
 use lambent::{Error, Store};
 
@@ -109,7 +110,7 @@ fn the_runner_knows_every_file_in_the_migrations_folder_in_order() {
 async fn foreign_keys_are_enforced() {
     let (store, _dir) = empty_store().await;
     store.migrate().await.unwrap();
-    let err = store.add_message(404, "user", "orphan").await.unwrap_err();
+    let err = store.add_message(404, Role::User, "orphan").await.unwrap_err();
     assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
 }
 
