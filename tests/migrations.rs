@@ -1,3 +1,4 @@
+use lambent::domain::{ResponseStatus, Role, ToolCallStatus};
 use lambent::store::{MIGRATIONS, Migration};
 use lambent::{Error, Store};
 
@@ -105,11 +106,35 @@ fn the_runner_knows_every_file_in_the_migrations_folder_in_order() {
     }
 }
 
+/// The names a column's `CHECK (<column> IN (...))` allows, from the table's schema as SQLite keeps it.
+fn allowed<'a>(schema: &'a str, column: &str) -> Vec<&'a str> {
+    let list = schema.split(&format!("{column} IN (")).nth(1).and_then(|rest| rest.split(')').next());
+    list.unwrap_or_else(|| panic!("no CHECK on {column}")).split(',').map(|v| v.trim().trim_matches('\'')).collect()
+}
+
+async fn table_sql(store: &Store, table: &str) -> String {
+    let rows = store.query_json(&format!("SELECT sql FROM sqlite_master WHERE name = '{table}'")).await.unwrap();
+    rows[0]["sql"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_schema_stores_exactly_the_names_of_the_state_enums() {
+    let (store, _dir) = empty_store().await;
+    store.migrate().await.unwrap();
+    let (messages, calls) = (table_sql(&store, "agent_messages").await, table_sql(&store, "agent_tool_calls").await);
+    let roles: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
+    let responses: Vec<_> = ResponseStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let tool_calls: Vec<_> = ToolCallStatus::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(allowed(&messages, "role"), roles);
+    assert_eq!(allowed(&messages, "status"), responses);
+    assert_eq!(allowed(&calls, "status"), tool_calls);
+}
+
 #[tokio::test]
 async fn foreign_keys_are_enforced() {
     let (store, _dir) = empty_store().await;
     store.migrate().await.unwrap();
-    let err = store.add_message(404, "user", "orphan").await.unwrap_err();
+    let err = store.add_message(404, Role::User, "orphan").await.unwrap_err();
     assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
 }
 

@@ -1,6 +1,8 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
+use lambent::domain::Role;
+
 use crate::helpers::TestApp;
 
 #[tokio::test]
@@ -47,8 +49,8 @@ async fn messages_are_listed_oldest_first_and_go_with_their_session() {
     let agent = app.create("/api/agents/", json!({"name": "a"})).await;
     let session = app.create("/api/sessions/", json!({"agent": agent["id"]})).await;
     let id = session["id"].as_i64().unwrap();
-    let first = app.store().add_message(id, "user", "Hello").await.unwrap();
-    let second = app.store().add_message(id, "assistant", "Hi! How can I help?").await.unwrap();
+    let first = app.store().add_message(id, Role::User, "Hello").await.unwrap();
+    let second = app.store().add_message(id, Role::Assistant, "Hi! How can I help?").await.unwrap();
 
     let (status, page) = app.get(&format!("/api/sessions/{id}/messages/")).await;
     assert_eq!(status, StatusCode::OK);
@@ -68,11 +70,16 @@ async fn messages_are_listed_oldest_first_and_go_with_their_session() {
 }
 
 #[tokio::test]
-async fn the_store_refuses_a_message_role_outside_the_seed_choices() {
+async fn the_database_refuses_a_message_role_outside_the_seed_choices() {
     let app = TestApp::spawn().await;
     let agent = app.create("/api/agents/", json!({"name": "a"})).await;
     let session = app.create("/api/sessions/", json!({"agent": agent["id"]})).await;
-    let result = app.store().add_message(session["id"].as_i64().unwrap(), "system", "x").await;
-    assert!(result.is_err(), "the CHECK constraint keeps roles to user/assistant");
+    // `Role` cannot say `system`; the CHECK constraint holds whatever writes the row.
+    let insert = format!(
+        "INSERT INTO agent_messages (session_id, role, content, created_at) VALUES ({}, 'system', 'x', 'now') RETURNING id",
+        session["id"]
+    );
+    let result = app.store().query_json(&insert).await;
+    assert!(result.is_err(), "the CHECK constraint keeps roles to user/assistant: {result:?}");
     assert_eq!(app.count("agent_messages").await, 0);
 }

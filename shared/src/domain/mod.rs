@@ -18,6 +18,7 @@ mod agents;
 mod executor;
 mod input;
 mod sessions;
+mod states;
 mod templates;
 mod tools;
 mod turns;
@@ -29,6 +30,7 @@ pub use agents::{Agent, AgentChanges, AgentFields, AgentWrite, DEFAULT_MODEL};
 pub use executor::{DEFAULT_HTTP_TIMEOUT, Executor, MAX_HTTP_TIMEOUT};
 pub use input::{Input, Mode, missing_pk};
 pub use sessions::{Message, NewSession, Session, ToolCallRecord};
+pub use states::{ErrorCode, ResponseStatus, Role, ToolCallStatus};
 pub use templates::{Template, TemplateChanges, TemplateFields, TemplateScope, TemplateWrite};
 pub use tools::{Tool, ToolCall, ToolChanges, ToolFields, ToolType, ToolWrite, is_valid_tool_name};
 pub use turns::{

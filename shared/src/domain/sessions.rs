@@ -29,12 +29,10 @@ pub struct Session {
 pub struct Message {
     pub id: i64,
     pub session: i64,
-    /// `user` or `assistant`.
-    pub role: String,
+    pub role: super::Role,
     pub content: String,
-    /// Assistant messages: how the response ended (`completed`, `requires_tool_output`, `failed`,
-    /// `incomplete`); null for user messages.
-    pub status: Option<String>,
+    /// Assistant messages: how the response ended; null for user messages.
+    pub status: Option<super::ResponseStatus>,
     /// Assistant messages: the upstream response id, when the upstream created one.
     pub response_id: Option<String>,
     /// Assistant messages: token usage as the upstream reported it.
@@ -58,8 +56,7 @@ pub struct ToolCallRecord {
     pub kind: super::ToolType,
     /// A function call's JSON arguments, or a custom call's input.
     pub arguments: String,
-    /// `pending`, `submitted`, `executed` or `expired`.
-    pub status: String,
+    pub status: super::ToolCallStatus,
     pub output: Option<String>,
     pub created_at: String,
     pub updated_at: String,

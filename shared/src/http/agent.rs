@@ -14,7 +14,9 @@ use utoipa_axum::routes;
 use super::extract::{IdempotencyKey, JsonBody};
 use super::openapi::{ErrorDetail, ValidationErrors};
 use super::sse::{SSE_DESCRIPTION, SseEvent, stream_response};
-use crate::domain::{Caller, MessageRequest, MessageWrite, PendingToolCalls, ToolOutputRequest, ToolOutputWrite};
+use crate::domain::{
+    Caller, MessageRequest, MessageWrite, PendingToolCalls, ResponseStatus, Role, ToolOutputRequest, ToolOutputWrite,
+};
 use crate::error::Result;
 use crate::state::AppState;
 use crate::store::KeptAnswer;
@@ -119,8 +121,7 @@ async fn chat(
 pub struct ChatReply {
     pub session_id: i64,
     pub response_id: Option<String>,
-    /// `completed`, `requires_tool_output`, `failed` or `incomplete`.
-    pub status: String,
+    pub status: ResponseStatus,
     pub message: Option<ChatMessage>,
     pub output_text: String,
     pub pending_tool_calls: Vec<String>,
@@ -136,15 +137,14 @@ pub struct ChatReply {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChatMessage {
     pub id: i64,
-    pub role: String,
+    pub role: Role,
     pub content: String,
     pub created_at: String,
 }
 
 impl From<TurnEnd> for ChatReply {
     fn from(summary: TurnEnd) -> Self {
-        let upstream_failed =
-            summary.error.as_ref().is_some_and(|e| !matches!(e.code.as_str(), "tool_round_limit" | "cancelled"));
+        let upstream_failed = summary.error.as_ref().is_some_and(|e| e.code.is_failure());
         Self {
             session_id: summary.done.session_id,
             response_id: summary.done.response_id,

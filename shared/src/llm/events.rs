@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use crate::domain::{ToolCall, ToolType};
+use crate::domain::{ErrorCode, ResponseStatus, ToolCall, ToolType};
 
 /// A `function_call` or `custom_tool_call` output item as a tool call.
 fn tool_call_of(item: &Value) -> Option<ToolCall> {
@@ -31,9 +31,9 @@ pub enum ResponseEnd {
     },
     /// `response.failed`, `response.incomplete` or an `error` event: `code` is Lambent's error code.
     Failed {
-        code: &'static str,
+        code: ErrorCode,
         message: String,
-        status: &'static str,
+        status: ResponseStatus,
     },
 }
 
@@ -99,15 +99,19 @@ impl ResponseAccumulator {
                     Some(code) => format!("{detail} ({code})"),
                     None => detail.to_owned(),
                 };
-                Observed::Ended(ResponseEnd::Failed { code: "response_failed", message, status: "failed" })
+                Observed::Ended(ResponseEnd::Failed {
+                    code: ErrorCode::ResponseFailed,
+                    message,
+                    status: ResponseStatus::Failed,
+                })
             }
             "response.incomplete" => {
                 let reason =
                     event.pointer("/response/incomplete_details/reason").and_then(Value::as_str).unwrap_or("unknown");
                 Observed::Ended(ResponseEnd::Failed {
-                    code: "response_incomplete",
+                    code: ErrorCode::ResponseIncomplete,
                     message: format!("the response stopped early: {reason}"),
-                    status: "incomplete",
+                    status: ResponseStatus::Incomplete,
                 })
             }
             "error" => {
@@ -118,7 +122,11 @@ impl ResponseAccumulator {
                     Some(code) => format!("{detail} ({code})"),
                     None => detail.to_owned(),
                 };
-                Observed::Ended(ResponseEnd::Failed { code: "upstream_error", message, status: "failed" })
+                Observed::Ended(ResponseEnd::Failed {
+                    code: ErrorCode::UpstreamError,
+                    message,
+                    status: ResponseStatus::Failed,
+                })
             }
             _ => Observed::Nothing,
         }
@@ -158,7 +166,7 @@ mod tests {
         let nested =
             json!({"type": "error", "error": {"type": "server_error", "code": "overloaded", "message": "busy"}});
         let Observed::Ended(ResponseEnd::Failed { code, message, .. }) = acc.observe(&flat) else { panic!() };
-        assert_eq!((code, message.as_str()), ("upstream_error", "boom (server_error)"));
+        assert_eq!((code, message.as_str()), (ErrorCode::UpstreamError, "boom (server_error)"));
         let Observed::Ended(ResponseEnd::Failed { message, .. }) = acc.observe(&nested) else { panic!() };
         assert_eq!(message, "busy (overloaded)");
     }

@@ -21,18 +21,20 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use serde_json::value::RawValue;
 
+use crate::domain::ErrorCode;
+
 pub use openai::OpenAiProvider;
 pub use request::{EXPIRED_OUTPUT, ModelRequest, output_item, outputs_of, upstream_tool, user_message};
 
-/// Why an upstream call produced no (more) events. `code` is one of the documented error codes.
+/// Why an upstream call produced no (more) events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl UpstreamError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self { code, message: message.into() }
     }
 }

@@ -14,6 +14,7 @@ use async_openai::middleware::ReqwestService;
 use super::retry::RetryPolicy;
 use super::{EventStream, ModelProvider, ModelRequest, UpstreamError};
 use crate::config::Secret;
+use crate::domain::ErrorCode;
 
 #[derive(Clone)]
 pub struct OpenAiProvider {
@@ -75,9 +76,9 @@ fn classify(error: &OpenAIError) -> UpstreamError {
         OpenAIError::ApiError(api) => {
             let status = api.status_code.as_u16();
             let code = match status {
-                429 => "upstream_rate_limited",
-                500..=599 => "upstream_unavailable",
-                _ => "upstream_rejected",
+                429 => ErrorCode::UpstreamRateLimited,
+                500..=599 => ErrorCode::UpstreamUnavailable,
+                _ => ErrorCode::UpstreamRejected,
             };
             let message = if api.api_error.message.trim().is_empty() {
                 format!("upstream answered HTTP {status}")
@@ -87,25 +88,25 @@ fn classify(error: &OpenAIError) -> UpstreamError {
             UpstreamError::new(code, message)
         }
         OpenAIError::Reqwest(e) if e.is_timeout() => {
-            UpstreamError::new("upstream_timeout", format!("upstream did not answer in time: {e}"))
+            UpstreamError::new(ErrorCode::UpstreamTimeout, format!("upstream did not answer in time: {e}"))
         }
         OpenAIError::Reqwest(e) if e.is_connect() => {
-            UpstreamError::new("upstream_unavailable", format!("cannot connect to the upstream: {e}"))
+            UpstreamError::new(ErrorCode::UpstreamUnavailable, format!("cannot connect to the upstream: {e}"))
         }
         OpenAIError::Reqwest(e) => {
-            UpstreamError::new("upstream_disconnected", format!("upstream connection failed: {e}"))
+            UpstreamError::new(ErrorCode::UpstreamDisconnected, format!("upstream connection failed: {e}"))
         }
         OpenAIError::JSONDeserialize(e, _) => {
-            UpstreamError::new("upstream_malformed", format!("upstream sent an event that is not JSON: {e}"))
+            UpstreamError::new(ErrorCode::UpstreamMalformed, format!("upstream sent an event that is not JSON: {e}"))
         }
         OpenAIError::StreamError(e) => {
             let text = e.to_string();
             if text.contains("timed out") || text.contains("timeout") {
-                UpstreamError::new("upstream_timeout", format!("upstream stream stalled: {text}"))
+                UpstreamError::new(ErrorCode::UpstreamTimeout, format!("upstream stream stalled: {text}"))
             } else {
-                UpstreamError::new("upstream_disconnected", format!("upstream stream broke off: {text}"))
+                UpstreamError::new(ErrorCode::UpstreamDisconnected, format!("upstream stream broke off: {text}"))
             }
         }
-        other => UpstreamError::new("upstream_error", other.to_string()),
+        other => UpstreamError::new(ErrorCode::UpstreamError, other.to_string()),
     }
 }

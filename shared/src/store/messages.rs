@@ -7,8 +7,8 @@ use libsql::Value;
 use super::conn::Batch;
 use super::{Row, listed_under, opt_int, vals};
 
-use super::{Listed, Slice, Store, int, opt_json_col, opt_text, opt_text_value, text};
-use crate::domain::Message;
+use super::{Listed, Slice, Store, int, opt_json_col, opt_state, opt_text, opt_text_value, state, text};
+use crate::domain::{Message, ResponseStatus, Role};
 use crate::error::{Error, Result};
 
 pub(super) const COLUMNS: &str = "id, session_id, role, content, status, response_id, usage, created_at";
@@ -17,9 +17,9 @@ pub(super) fn message(row: &Row) -> Result<Message> {
     Ok(Message {
         id: int(row, 0)?,
         session: int(row, 1)?,
-        role: text(row, 2)?,
+        role: state(row, 2, "agent_messages.role", Role::parse)?,
         content: text(row, 3)?,
-        status: opt_text(row, 4)?,
+        status: opt_state(row, 4, "agent_messages.status", ResponseStatus::parse)?,
         response_id: opt_text(row, 5)?,
         usage: opt_json_col(row, 6)?,
         created_at: text(row, 7)?,
@@ -29,7 +29,7 @@ pub(super) fn message(row: &Row) -> Result<Message> {
 /// How an assistant message's response ended; user messages have none.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Ending<'a> {
-    pub status: &'a str,
+    pub status: ResponseStatus,
     pub response_id: Option<&'a str>,
     pub usage: Option<&'a serde_json::Value>,
 }
@@ -40,7 +40,7 @@ pub(super) fn push_insert(
     batch: &mut Batch,
     session: Value,
     session_sql: &str,
-    role: &str,
+    role: Role,
     content: &str,
     ending: Option<Ending<'_>>,
     now: &str,
@@ -52,9 +52,9 @@ pub(super) fn push_insert(
         ),
         params![
             session,
-            role,
+            role.as_str(),
             content,
-            opt_text_value(ending.map(|e| e.status.to_owned())),
+            opt_text_value(ending.map(|e| e.status.as_str().to_owned())),
             opt_text_value(ending.and_then(|e| e.response_id).map(str::to_owned)),
             opt_text_value(ending.and_then(|e| e.usage).map(serde_json::Value::to_string)),
             now
@@ -93,7 +93,7 @@ impl Store {
     }
 
     /// Stores a message as sent (user messages; the runtime stores assistant messages with their response).
-    pub async fn add_message(&self, session: i64, role: &str, content: &str) -> Result<Message> {
+    pub async fn add_message(&self, session: i64, role: Role, content: &str) -> Result<Message> {
         let mut batch = Batch::write();
         let inserted = push_insert(&mut batch, session.into(), "?1", role, content, None, &self.now())?;
         returned(self.conn().await.batch(batch).await?.take(inserted)?, message)

@@ -261,6 +261,19 @@ fn opt_json_col(row: &Row, i: i32) -> Result<Option<serde_json::Value>> {
         .map_err(|e| Error::internal(format!("column {i}: reading stored JSON"), e))
 }
 
+/// A stored state (a status, a role, a type) parsed into its enum: an unknown name is a bug, a 500 naming it.
+fn state<T>(row: &Row, i: i32, column: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    parsed(column, text(row, i)?, parse)
+}
+
+fn opt_state<T>(row: &Row, i: i32, column: &str, parse: fn(&str) -> Option<T>) -> Result<Option<T>> {
+    opt_text(row, i)?.map(|stored| parsed(column, stored, parse)).transpose()
+}
+
+fn parsed<T>(column: &str, stored: String, parse: fn(&str) -> Option<T>) -> Result<T> {
+    parse(&stored).ok_or_else(|| Error::bug(format!("{column}: unknown stored value {stored:?}")))
+}
+
 fn opt_int_value(v: Option<i64>) -> Value {
     v.map_or(Value::Null, Value::Integer)
 }
@@ -403,6 +416,18 @@ mod tests {
         assert_eq!(locate("/tmp/x.db"), Location::File("/tmp/x.db"));
         assert_eq!(locate("libsql://db.turso.io"), Location::Remote("libsql://db.turso.io"));
         assert_eq!(locate("http://127.0.0.1:8080"), Location::Remote("http://127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn an_unknown_stored_state_is_a_bug_naming_it() {
+        use crate::domain::{ResponseStatus, ToolCallStatus};
+        let parse = ToolCallStatus::parse;
+        assert_eq!(parsed("agent_tool_calls.status", "pending".into(), parse).unwrap(), ToolCallStatus::Pending);
+        let err = parsed("agent_tool_calls.status", "lost".into(), parse).unwrap_err();
+        assert!(matches!(err, Error::Internal { .. }), "{err:?}");
+        assert_eq!(err.to_string(), "agent_tool_calls.status: unknown stored value \"lost\"");
+        let err = parsed("agent_messages.status", "Completed".into(), ResponseStatus::parse).unwrap_err();
+        assert!(err.to_string().contains("\"Completed\""), "{err}");
     }
 
     /// The error a statement gave, from an embedded database with two unique constraints on one table, a

@@ -7,25 +7,24 @@ use serde_json::Value;
 
 use super::conn::Batch;
 use super::messages::{Ending, push_insert, returned};
-use super::{Listed, Slice, Sql, Store, collect, int, opt_text, text};
+use super::{Listed, Slice, Sql, Store, collect, int, opt_text, state, text};
 use crate::domain::ToolCall;
-use crate::domain::{Message, ToolCallRecord, ToolType};
-use crate::error::{Error, Result};
+use crate::domain::{Message, ResponseStatus, Role, ToolCallRecord, ToolCallStatus, ToolType};
+use crate::error::Result;
 
 pub(super) const COLUMNS: &str =
     "id, session_id, response_id, call_id, name, call_type, arguments, status, output, created_at, updated_at";
 
 pub(super) fn record(row: &Row) -> Result<ToolCallRecord> {
-    let kind = text(row, 5)?;
     Ok(ToolCallRecord {
         id: int(row, 0)?,
         session: int(row, 1)?,
         response_id: text(row, 2)?,
         call_id: text(row, 3)?,
         name: text(row, 4)?,
-        kind: ToolType::parse(&kind).ok_or_else(|| Error::bug(format!("unknown call_type {kind:?}")))?,
+        kind: state(row, 5, "agent_tool_calls.call_type", ToolType::parse)?,
         arguments: text(row, 6)?,
-        status: text(row, 7)?,
+        status: state(row, 7, "agent_tool_calls.status", ToolCallStatus::parse)?,
         output: opt_text(row, 8)?,
         created_at: text(row, 9)?,
         updated_at: text(row, 10)?,
@@ -47,8 +46,7 @@ async fn calls_of_response(conn: Sql<'_>, session: i64, response_id: &str) -> Re
 pub struct ResponseRecord<'a> {
     pub session: i64,
     pub response_id: Option<&'a str>,
-    /// `completed`, `requires_tool_output`, `failed` or `incomplete`.
-    pub status: &'a str,
+    pub status: ResponseStatus,
     pub text: &'a str,
     pub usage: Option<&'a Value>,
     /// The response's `output` array: present only for a completed response, which alone moves the session on.
@@ -65,7 +63,7 @@ impl Store {
         let ending = Ending { status: outcome.status, response_id: outcome.response_id, usage: outcome.usage };
         let mut batch = Batch::write();
         let stored =
-            push_insert(&mut batch, outcome.session.into(), "?1", "assistant", outcome.text, Some(ending), &now)?;
+            push_insert(&mut batch, outcome.session.into(), "?1", Role::Assistant, outcome.text, Some(ending), &now)?;
         if let (Some(output), Some(response_id)) = (outcome.completed_output, outcome.response_id) {
             batch.push(
                 "UPDATE agent_sessions SET previous_response_id = ?1, last_output = ?2, updated_at = ?3 WHERE id = ?4",

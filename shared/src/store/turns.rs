@@ -11,7 +11,7 @@ use super::idempotency::{IdempotencyClaim, KeptAnswer, STORE_ANSWER, push_claim}
 use super::messages::{push_insert, returned};
 use super::tool_calls::{COLUMNS, record};
 use super::{Sql, Store, collect, first, int, opt_int, opt_text, opt_text_value, sessions, text};
-use crate::domain::{Caller, Message, ToolCallRecord};
+use crate::domain::{Caller, Message, Role, ToolCallRecord, ToolCallStatus};
 use crate::error::{Error, Result};
 
 /// What kind of request started a turn.
@@ -145,7 +145,7 @@ fn validate_outputs(
             .iter()
             .find(|c| c.call_id == *call_id)
             .ok_or_else(|| Error::Missing(format!("No tool call \"{call_id}\" in session {session}.")))?;
-        if call.status != "pending" {
+        if call.status != ToolCallStatus::Pending {
             return Err(Error::Conflict(format!("Tool call \"{call_id}\" is not pending: it is {}.", call.status)));
         }
         match &response_id {
@@ -359,7 +359,11 @@ impl Store {
             Ok(Submission::Complete { response_id: context.response_id.clone(), calls })
         } else {
             Ok(Submission::Waiting {
-                pending: calls.iter().filter(|c| c.status == "pending").map(|c| c.call_id.clone()).collect(),
+                pending: calls
+                    .iter()
+                    .filter(|c| c.status == ToolCallStatus::Pending)
+                    .map(|c| c.call_id.clone())
+                    .collect(),
             })
         }
     }
@@ -412,7 +416,7 @@ impl Store {
             }
         };
         let claimed = claim.map(|claim| push_claim(&mut batch, claim, Some(turn), None, &now)).transpose()?;
-        let stored = push_insert(&mut batch, turn.into(), held, "user", content, None, &now)?;
+        let stored = push_insert(&mut batch, turn.into(), held, Role::User, content, None, &now)?;
         batch.push(
             format!("UPDATE agent_sessions SET instructions = ?2, updated_at = ?3 WHERE id = {held}"),
             params![turn, opt_text_value(instructions.map(str::to_owned)), now.clone()],

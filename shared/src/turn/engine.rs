@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::frames::{Done, Frame, Frames, TurnError, TurnEvent, TurnStream};
 use super::next::{AfterResponse, CANCELLED, Next, Then, next_step};
 use super::recorder::{KeyedAnswer, Sink, record};
-use crate::domain::{Agent, Executor, Message, Tool, ToolCall};
+use crate::domain::{Agent, ErrorCode, Executor, Message, ResponseStatus, Tool, ToolCall};
 use crate::error::{Error, Result};
 use crate::llm::events::{Observed, ResponseAccumulator, ResponseEnd};
 use crate::llm::{ModelProvider, ModelRequest, outputs_of, upstream_tool};
@@ -63,14 +63,14 @@ struct EndedResponse {
     /// The completed response's `output` and `usage`, or why it did not complete.
     end: std::result::Result<(Value, Option<Value>), TurnError>,
     /// The status a failure is stored with (`failed`, or `incomplete` for a cancel or a cut-short response).
-    failed_status: &'static str,
+    failed_status: ResponseStatus,
 }
 
 impl EndedResponse {
-    fn status(&self) -> &'static str {
+    fn status(&self) -> ResponseStatus {
         match &self.end {
-            Ok(_) if self.calls.is_empty() => "completed",
-            Ok(_) => "requires_tool_output",
+            Ok(_) if self.calls.is_empty() => ResponseStatus::Completed,
+            Ok(_) => ResponseStatus::RequiresToolOutput,
             Err(_) => self.failed_status,
         }
     }
@@ -140,7 +140,7 @@ impl Turn {
                 done: Done {
                     session_id: self.session_id,
                     response_id: ended.response_id.clone(),
-                    status: ended.status().to_owned(),
+                    status: ended.status(),
                     pending_tool_calls: Vec::new(),
                 },
                 message: None,
@@ -153,10 +153,10 @@ impl Turn {
                 Err(err) => {
                     tracing::error!(error = %err.chain(), session = self.session_id, "could not store the response");
                     end.error = Some(TurnError {
-                        code: "storage_error".into(),
+                        code: ErrorCode::StorageError,
                         message: "The response could not be stored.".into(),
                     });
-                    end.done.status = "failed".into();
+                    end.done.status = ResponseStatus::Failed;
                     return end;
                 }
             }
@@ -216,14 +216,16 @@ impl Turn {
     async fn one_response(&self, request: ModelRequest, sink: &Sink, cancel: &CancellationToken) -> EndedResponse {
         let mut acc = ResponseAccumulator::default();
         let mut announced = 0;
-        let fail = |acc: &ResponseAccumulator, code: &str, message: String, status: &'static str| EndedResponse {
+        let fail = |acc: &ResponseAccumulator, code: ErrorCode, message: String, status| EndedResponse {
             response_id: acc.response_id.clone(),
             text: acc.text().to_owned(),
             calls: Vec::new(),
-            end: Err(TurnError { code: code.to_owned(), message }),
+            end: Err(TurnError { code, message }),
             failed_status: status,
         };
-        let cancelled = |acc: &ResponseAccumulator| fail(acc, "cancelled", CANCELLED.to_owned(), "incomplete");
+        let cancelled = |acc: &ResponseAccumulator| {
+            fail(acc, ErrorCode::Cancelled, CANCELLED.to_owned(), ResponseStatus::Incomplete)
+        };
         let opened = tokio::select! {
             biased;
             () = cancel.cancelled() => return cancelled(&acc),
@@ -231,7 +233,7 @@ impl Turn {
         };
         let mut stream = match opened {
             Ok(stream) => stream,
-            Err(e) => return fail(&acc, e.code, e.message, "failed"),
+            Err(e) => return fail(&acc, e.code, e.message, ResponseStatus::Failed),
         };
         let timeout = self.provider.read_timeout();
         loop {
@@ -244,18 +246,21 @@ impl Turn {
             let raw = match next {
                 Err(_) => {
                     let message = format!("the upstream sent nothing for {} s", timeout.as_secs_f64());
-                    return fail(&acc, "upstream_timeout", message, "failed");
+                    return fail(&acc, ErrorCode::UpstreamTimeout, message, ResponseStatus::Failed);
                 }
                 Ok(None) => {
                     let message = "the upstream stream ended before response.completed".to_owned();
-                    return fail(&acc, "upstream_disconnected", message, "failed");
+                    return fail(&acc, ErrorCode::UpstreamDisconnected, message, ResponseStatus::Failed);
                 }
-                Ok(Some(Err(e))) => return fail(&acc, e.code, e.message, "failed"),
+                Ok(Some(Err(e))) => return fail(&acc, e.code, e.message, ResponseStatus::Failed),
                 Ok(Some(Ok(raw))) => raw,
             };
             let observed = match serde_json::from_str::<Value>(raw.get()) {
                 Ok(event) => acc.observe(&event),
-                Err(e) => return fail(&acc, "upstream_malformed", format!("unreadable upstream event: {e}"), "failed"),
+                Err(e) => {
+                    let message = format!("unreadable upstream event: {e}");
+                    return fail(&acc, ErrorCode::UpstreamMalformed, message, ResponseStatus::Failed);
+                }
             };
             sink.send(TurnEvent::OpenAi(raw)).await;
             match observed {
@@ -275,7 +280,7 @@ impl Turn {
                         text: acc.text().to_owned(),
                         calls: acc.calls().to_vec(),
                         end: Ok((output, usage)),
-                        failed_status: "failed",
+                        failed_status: ResponseStatus::Failed,
                     };
                 }
                 Observed::Ended(ResponseEnd::Failed { code, message, status }) => {

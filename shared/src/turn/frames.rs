@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
+use crate::domain::{ErrorCode, ResponseStatus};
 use crate::store::StoredFrame;
 
 /// One thing a turn reports, in order; each becomes one SSE frame.
@@ -86,8 +87,7 @@ pub struct TurnStream {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct TurnError {
-    /// One of the documented error codes, e.g. `upstream_rate_limited`, `response_failed`, `tool_round_limit`.
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -96,7 +96,6 @@ pub struct TurnError {
 pub struct Done {
     pub session_id: i64,
     pub response_id: Option<String>,
-    /// `completed`, `requires_tool_output`, `failed` or `incomplete`.
-    pub status: String,
+    pub status: ResponseStatus,
     pub pending_tool_calls: Vec<String>,
 }

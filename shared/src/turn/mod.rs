@@ -47,7 +47,7 @@ pub use frames::{Done, Frame, Frames, TurnError, TurnEvent, TurnStream};
 pub use next::{CANCELLED, MAX_TOOL_ROUNDS};
 pub use recorder::CANCEL_POLL;
 
-use crate::domain::{Caller, MessageRequest, PendingToolCalls, ToolOutputRequest};
+use crate::domain::{Caller, ErrorCode, MessageRequest, PendingToolCalls, ResponseStatus, ToolOutputRequest};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::{KeptAnswer, NewFrame, Store, Submission};
@@ -200,13 +200,13 @@ pub async fn close_interrupted(store: &Store) -> Result<usize> {
         // frames take numbers no live frame can have: an id seen live must never name a different frame.
         let seq = u64::try_from(*last_seq).unwrap_or(0).max(INTERRUPTED_SEQ);
         let error = TurnEvent::Error(TurnError {
-            code: "interrupted".into(),
+            code: ErrorCode::Interrupted,
             message: "The server stopped during this turn; send the message again.".into(),
         });
         let done = TurnEvent::Done(Done {
             session_id: *session,
             response_id: None,
-            status: "failed".into(),
+            status: ResponseStatus::Failed,
             pending_tool_calls: Vec::new(),
         });
         let (error_data, done_data) = (error.data(), done.data());

@@ -1,7 +1,7 @@
 //! What a turn does after one of its responses ends: a pure decision, so every branch has a unit test.
 
 use super::frames::TurnError;
-use crate::domain::ToolCall;
+use crate::domain::{ErrorCode, ToolCall};
 
 /// Tool rounds one turn may run on the server before it stops and hands the calls to the client.
 pub const MAX_TOOL_ROUNDS: usize = 8;
@@ -56,14 +56,14 @@ pub(super) fn next_step<'a>(after: AfterResponse<'a>, has_executor: impl Fn(&str
     if after.cancelled {
         return Next::End {
             pending: all(),
-            error: Some(TurnError { code: "cancelled".into(), message: CANCELLED.into() }),
+            error: Some(TurnError { code: ErrorCode::Cancelled, message: CANCELLED.into() }),
         };
     }
     if after.rounds_run == MAX_TOOL_ROUNDS {
         return Next::End {
             pending: all(),
             error: Some(TurnError {
-                code: "tool_round_limit".into(),
+                code: ErrorCode::ToolRoundLimit,
                 message: format!(
                     "Stopped after {MAX_TOOL_ROUNDS} rounds of server-side tool calls; submit the pending outputs to go on."
                 ),
@@ -146,8 +146,8 @@ mod tests {
         let cancelled = AfterResponse { cancelled: true, ..after(&calls) };
         let Next::End { pending, error: Some(error) } = next_step(cancelled, echo_only) else { panic!() };
         assert_eq!(
-            (pending, error.code.as_str(), error.message.as_str()),
-            (vec!["a".into(), "b".into()], "cancelled", CANCELLED)
+            (pending, error.code, error.message.as_str()),
+            (vec!["a".into(), "b".into()], ErrorCode::Cancelled, CANCELLED)
         );
     }
 
@@ -163,7 +163,7 @@ mod tests {
         let calls = [call("a", "echo")];
         let last = AfterResponse { rounds_run: MAX_TOOL_ROUNDS, ..after(&calls) };
         let Next::End { pending, error: Some(error) } = next_step(last, echo_only) else { panic!() };
-        assert_eq!((pending, error.code.as_str()), (vec!["a".into()], "tool_round_limit"));
+        assert_eq!((pending, error.code), (vec!["a".into()], ErrorCode::ToolRoundLimit));
         let one_before = AfterResponse { rounds_run: MAX_TOOL_ROUNDS - 1, ..after(&calls) };
         assert!(matches!(next_step(one_before, echo_only), Next::Run { then: Then::Continue, .. }));
     }

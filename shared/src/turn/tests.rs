@@ -172,7 +172,7 @@ async fn a_call_without_auto_execute_ends_the_turn_with_it_pending_for_the_clien
 async fn a_broken_upstream_stream_ends_with_its_error_and_a_failed_message_stored() {
     let mut script = text_response("resp_1", &["Par"]);
     script.truncate(2);
-    script.push(Err(UpstreamError::new("upstream_disconnected", "the connection broke")));
+    script.push(Err(UpstreamError::new(crate::domain::ErrorCode::UpstreamDisconnected, "the connection broke")));
     let state = state(Scripted::new([script])).await;
     let stream = super::stream(&state, &Caller::system(), message("Hi", false), None, &json!({})).await.unwrap();
     let session = stream.session_id;
@@ -211,8 +211,12 @@ async fn the_recorder_writes_frames_in_order_and_done_with_the_release_of_the_se
         sink.send(TurnEvent::TextDelta(delta.into())).await;
     }
     assert_eq!(state.store.running_turn(session).await.unwrap().as_deref(), Some(turn_id.as_str()));
-    let done =
-        super::Done { session_id: session, response_id: None, status: "completed".into(), pending_tool_calls: vec![] };
+    let done = super::Done {
+        session_id: session,
+        response_id: None,
+        status: crate::domain::ResponseStatus::Completed,
+        pending_tool_calls: vec![],
+    };
     sink.end(TurnEvent::Done(done), None).await;
     // `end` returns once the recorder has written `done` and freed the session.
     assert_eq!(state.store.running_turn(session).await.unwrap(), None);
