@@ -26,9 +26,9 @@ pub(super) fn message(row: &Row) -> Result<Message> {
     })
 }
 
-/// How an assistant message's response ended; user messages have none.
+/// How an assistant message's response ended (its end, in the store's words); user messages have none.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Ending<'a> {
+pub(super) struct ResponseEnd<'a> {
     pub status: ResponseStatus,
     pub response_id: Option<&'a str>,
     pub usage: Option<&'a serde_json::Value>,
@@ -42,7 +42,7 @@ pub(super) fn push_insert(
     session_sql: &str,
     role: Role,
     content: &str,
-    ending: Option<Ending<'_>>,
+    end: Option<ResponseEnd<'_>>,
     now: &str,
 ) -> Result<usize> {
     batch.push(
@@ -54,9 +54,9 @@ pub(super) fn push_insert(
             session,
             role.as_str(),
             content,
-            opt_text_value(ending.map(|e| e.status.as_str().to_owned())),
-            opt_text_value(ending.and_then(|e| e.response_id).map(str::to_owned)),
-            opt_text_value(ending.and_then(|e| e.usage).map(serde_json::Value::to_string)),
+            opt_text_value(end.map(|e| e.status.as_str().to_owned())),
+            opt_text_value(end.and_then(|e| e.response_id).map(str::to_owned)),
+            opt_text_value(end.and_then(|e| e.usage).map(serde_json::Value::to_string)),
             now
         ],
     )
@@ -92,7 +92,7 @@ impl Store {
         .await
     }
 
-    /// Stores a message as sent (user messages; the runtime stores assistant messages with their response).
+    /// Stores a message as sent (user messages; a turn stores assistant messages with their response).
     pub async fn add_message(&self, session: i64, role: Role, content: &str) -> Result<Message> {
         let mut batch = Batch::write();
         let inserted = push_insert(&mut batch, session.into(), "?1", role, content, None, &self.now())?;

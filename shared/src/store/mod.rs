@@ -15,7 +15,7 @@
 //! - `migrate`: the migration runner and the schema check a cold start makes.
 //! - one file per aggregate: `users` (and tokens), `agents`, `tools`, `agent_tools`, `templates`,
 //!   `sessions`, `messages`, `tool_calls` (the ledger, and how a response's end is recorded).
-//! - a turn's rows: `runtime` (what a turn reads, in one batch), `turns` (starting a turn or a continuation
+//! - a turn's rows: `turn_context` (what a turn reads, in one batch), `turns` (starting a turn or a continuation
 //!   under the session's lease, ending it, cancel requests), `frames` (recorded SSE frames, for replay),
 //!   `idempotency` (keys, claimed in the same batch as what their request writes).
 
@@ -26,11 +26,11 @@ mod frames;
 mod idempotency;
 mod messages;
 mod migrate;
-mod runtime;
 mod sessions;
 mod templates;
 mod tool_calls;
 mod tools;
+mod turn_context;
 mod turns;
 mod users;
 
@@ -50,8 +50,8 @@ use conn::{Batch, Conn, Local, Remote, Row, Rows, Sql};
 pub use frames::{NewFrame, StoredFrame};
 pub use idempotency::{IdempotencyClaim, KEY_LIFETIME, KeptAnswer, KeyRecord};
 pub use migrate::{MIGRATIONS, Migration};
-pub use runtime::{TurnContext, TurnRead};
 pub use tool_calls::ResponseRecord;
+pub use turn_context::{TurnContext, TurnRead};
 pub use turns::{Submission, ToolOutputContext, TurnKind, TurnLease, TurnSession, TurnStart};
 pub use users::{TokenInfo, User, UserChanges};
 

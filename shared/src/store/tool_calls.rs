@@ -6,7 +6,7 @@ use super::{Row, listed_under, opt_int, vals};
 use serde_json::Value;
 
 use super::conn::Batch;
-use super::messages::{Ending, push_insert, returned};
+use super::messages::{ResponseEnd, push_insert, returned};
 use super::{Listed, Slice, Sql, Store, collect, int, opt_text, state, text};
 use crate::domain::ToolCall;
 use crate::domain::{Message, ResponseStatus, Role, ToolCallRecord, ToolCallStatus, ToolType};
@@ -41,7 +41,7 @@ async fn calls_of_response(conn: Sql<'_>, session: i64, response_id: &str) -> Re
     collect(rows, record).await
 }
 
-/// How one response ended, as the runtime hands it to the store.
+/// How one response ended, as a turn hands it to the store.
 #[derive(Debug)]
 pub struct ResponseRecord<'a> {
     pub session: i64,
@@ -58,24 +58,24 @@ pub struct ResponseRecord<'a> {
 impl Store {
     /// Records a finished response in one transaction: the assistant message, the session's chain (only
     /// for a completed response) and the ledger entries of its tool calls.
-    pub async fn record_response(&self, outcome: ResponseRecord<'_>) -> Result<Message> {
+    pub async fn record_response(&self, record: ResponseRecord<'_>) -> Result<Message> {
         let now = self.now();
-        let ending = Ending { status: outcome.status, response_id: outcome.response_id, usage: outcome.usage };
+        let end = ResponseEnd { status: record.status, response_id: record.response_id, usage: record.usage };
         let mut batch = Batch::write();
         let stored =
-            push_insert(&mut batch, outcome.session.into(), "?1", Role::Assistant, outcome.text, Some(ending), &now)?;
-        if let (Some(output), Some(response_id)) = (outcome.completed_output, outcome.response_id) {
+            push_insert(&mut batch, record.session.into(), "?1", Role::Assistant, record.text, Some(end), &now)?;
+        if let (Some(output), Some(response_id)) = (record.completed_output, record.response_id) {
             batch.push(
                 "UPDATE agent_sessions SET previous_response_id = ?1, last_output = ?2, updated_at = ?3 WHERE id = ?4",
-                params![response_id, output.to_string(), now.clone(), outcome.session],
+                params![response_id, output.to_string(), now.clone(), record.session],
             )?;
-            for call in outcome.calls {
+            for call in record.calls {
                 batch.push(
                     "INSERT INTO agent_tool_calls
                      (session_id, response_id, call_id, name, call_type, arguments, status, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
                     params![
-                        outcome.session,
+                        record.session,
                         response_id,
                         call.call_id.as_str(),
                         call.name.as_str(),

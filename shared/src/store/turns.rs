@@ -240,7 +240,7 @@ impl Store {
             .push(format!("SELECT {}, instructions FROM agent_sessions WHERE id = ?1", sessions::COLUMNS), [session])?;
         let agent = batch
             .push(format!("SELECT {} FROM agent_profiles WHERE id = {agent_of}", super::agents::COLUMNS), [session])?;
-        let tools = batch.push(super::runtime::TOOLS.replace("?1", agent_of), [session])?;
+        let tools = batch.push(super::turn_context::TOOLS.replace("?1", agent_of), [session])?;
         let calls = batch.push(
             format!(
                 "SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = ?1 AND call_id IN (SELECT value FROM json_each(?2))"
