@@ -42,7 +42,7 @@ impl FieldErrors {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum Error {
     #[error("invalid input: {0:?}")]
     Validation(FieldErrors),
@@ -209,6 +209,13 @@ impl fmt::Display for Chain<'_> {
     }
 }
 
+/// `{:?}` (what `unwrap`, `expect` and a failing test print) is the chain as well: every cause, in order.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.chain())
+    }
+}
+
 /// The cause to show after `err`: a database error's text already ends with libsql's, so it goes on from
 /// that error's own causes.
 fn cause<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a (dyn std::error::Error + 'static)> {
@@ -314,5 +321,12 @@ mod tests {
         assert_eq!(Error::bug("COUNT returned no row").chain().to_string(), "COUNT returned no row");
         let config = Error::config_from("cannot listen on 127.0.0.1:1", std::io::Error::other("address in use"));
         assert_eq!(config.chain().to_string(), "configuration error: cannot listen on 127.0.0.1:1: address in use");
+    }
+
+    #[test]
+    fn debug_prints_the_chain_so_a_failed_unwrap_shows_every_cause() {
+        let source = std::io::Error::other("connection reset");
+        let err = Error::internal("reading the tool's answer", source);
+        assert_eq!(format!("{err:?}"), "reading the tool's answer: connection reset");
     }
 }
