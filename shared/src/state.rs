@@ -43,7 +43,8 @@ impl AppState {
         Self { llm: Arc::new(llm), ..self }
     }
 
-    /// The clock rows are stamped from and leases expire by (the store's; see [`Store::with_clock`]).
+    /// The clock rows are stamped from and leases expire by. It is the store's: a state is built on a given
+    /// clock with `AppState::new(config, store.with_clock(clock))` (see [`Store::with_clock`]).
     pub fn clock(&self) -> &dyn crate::clock::Clock {
         self.store.clock()
     }

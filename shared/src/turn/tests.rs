@@ -74,7 +74,12 @@ fn call_response(id: &str, call_id: &str, name: &str) -> Script {
 
 /// A migrated in-memory store with a default agent, behind a state that talks to `provider`.
 async fn state(provider: Arc<Scripted>) -> AppState {
-    let store = Store::open_url(":memory:", None).await.unwrap();
+    state_at(provider, Arc::new(crate::clock::SystemClock)).await
+}
+
+/// The same on a given clock (the store's: it stamps every row and lease).
+async fn state_at(provider: Arc<Scripted>, clock: Arc<dyn crate::clock::Clock>) -> AppState {
+    let store = Store::open_url(":memory:", None).await.unwrap().with_clock(clock);
     store.migrate().await.unwrap();
     let fields = AgentFields { name: "helper".into(), is_default: true, ..AgentFields::default() };
     store.create_agent(None, fields).await.unwrap();
@@ -259,4 +264,26 @@ async fn the_recorder_stops_the_turn_when_the_store_says_someone_asked_it_to() {
     // Quiet upstream: the poll finds it within CANCEL_POLL.
     tokio::time::timeout(super::CANCEL_POLL * 2, cancel.cancelled()).await.expect("cancelled by the poll");
     drop(sink);
+}
+
+/// Always the same instant.
+struct Fixed(time::OffsetDateTime);
+
+impl crate::clock::Clock for Fixed {
+    fn now(&self) -> time::OffsetDateTime {
+        self.0
+    }
+}
+
+#[tokio::test]
+async fn a_turn_stamps_its_rows_and_lease_from_the_clock_it_was_given() {
+    let at = time::macros::datetime!(2026-11-25 20:00:00 UTC);
+    let state = state_at(Scripted::new([text_response("resp_1", &["Hi"])]), Arc::new(Fixed(at))).await;
+    let (_, turn_id) = leased_turn(&state).await;
+    let lease = state.store.query_json("SELECT turn_id, turn_expires_at FROM agent_sessions").await.unwrap();
+    assert_eq!(lease, [json!({"turn_id": turn_id, "turn_expires_at": "2026-11-25T20:15:00.000000Z"})]);
+    let stream = super::stream(&state, &Caller::system(), message("Hello", false), None, &json!({})).await.unwrap();
+    drain(stream).await;
+    let stamped = state.store.query_json("SELECT DISTINCT created_at FROM agent_messages").await.unwrap();
+    assert_eq!(stamped, [json!({"created_at": "2026-11-25T20:00:00.000000Z"})]);
 }
