@@ -2,7 +2,7 @@
 //!
 //! - Layers: `shared/src/lib.rs` lists its top-level modules in layers (its `# Layers` section); a module uses
 //!   only modules of the layers below its own.
-//! - No cycles: no two sibling modules (`store::turns` and `store::runtime`; `http` and `store`) use each other,
+//! - No cycles: no two sibling modules (`store::turns` and `store::tool_calls`; `http` and `store`) use each other,
 //!   directly or round a longer circle.
 //!
 //! A reference is a `use crate::…` / `super::…` / `self::…` (grouped trees too) or such a path anywhere in code,

@@ -1,19 +1,20 @@
 //! # Lambent's AWS Lambda functions
 //!
 //! One binary per function under `src/bin/`; each only names its [`Function`] (`lambent::http::functions`
-//! says which endpoint groups it serves). This library holds the
-//! wiring they share, so cold start is the same everywhere: read the config, open the store once (no
-//! migrations: `lambent migrate` runs before a deploy), then hand the router to the runtime.
+//! says which endpoint groups it serves). This library holds the wiring they share, so cold start is the same
+//! everywhere: read the config, open the store once (no migrations: `lambent migrate` runs before a deploy),
+//! then hand the router to the runtime.
 //!
 //! Secrets: when `OPENAI_API_KEY_PARAMETER` / `DATABASE_AUTH_TOKEN_PARAMETER` name SSM SecureString
 //! parameters, they are read (decrypted) once at cold start; otherwise the plain variables are used, and the
 //! AWS SDK is never touched.
 //!
 //! # Layout
-//! - `src/lib.rs`: [`serve`] (the shared `main`, streaming or buffered as the function says), [`cold_start`], [`resolve_secrets`],
-//!   [`aws_config`] / [`aws_http_client`] (the SDK over ring), [`service`] (the router as Lambda sees it).
-//! - `src/bin/<group>.rs`: `agents`, `tools`, `agent-tools`, `templates`, `sessions`, `docs`, `auth`, `agent-chat`, and
-//!   the two streaming functions `agent-stream` and `tool-output`.
+//! - `src/lib.rs`: [`serve`] (the shared `main`, streaming or buffered as the function says), [`cold_start`],
+//!   [`resolve_secrets`], [`aws_config`] / [`aws_http_client`] (the SDK over ring), [`service`] (the router as
+//!   Lambda sees it).
+//! - `src/bin/<function>.rs`: `agents`, `tools`, `agent-tools`, `templates`, `sessions`, `docs`, `auth`,
+//!   `agent-chat`, and the two streaming functions `agent-stream` and `tool-output`.
 
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 use aws_sdk_ssm::config::SharedHttpClient;

@@ -65,7 +65,7 @@ impl AppState {
             })?;
             OpenAiProvider::new(&self.config, key)
                 .map(|p| Arc::new(p) as Arc<dyn ModelProvider>)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.chain().to_string())
         });
         built.clone().map_err(Error::Unavailable)
     }

@@ -7,6 +7,7 @@
 //! # Layout
 //! - `access`: the [`Caller`] and the access rules every read and write applies.
 //! - `input`: reading a JSON body field by field with DRF's messages.
+//! - `states`: the states a response, a tool call and a message are in, and a turn's error codes (enums).
 //! - one file per aggregate: `accounts` (users, tokens), `agents`, `tools` (and the [`ToolCall`] a model
 //!   makes), `executor` (a tool's server-side [`Executor`]), `agent_tools`, `templates`, `sessions` (and
 //!   messages, tool-call records), `turns` (what a conversation request says, the instructions it builds).

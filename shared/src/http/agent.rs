@@ -143,23 +143,23 @@ pub struct ChatMessage {
 }
 
 impl From<TurnEnd> for ChatReply {
-    fn from(summary: TurnEnd) -> Self {
-        let upstream_failed = summary.error.as_ref().is_some_and(|e| e.code.is_failure());
+    fn from(end: TurnEnd) -> Self {
+        let upstream_failed = end.error.as_ref().is_some_and(|e| e.code.is_failure());
         Self {
-            session_id: summary.done.session_id,
-            response_id: summary.done.response_id,
-            status: summary.done.status,
-            message: summary.message.map(|m| ChatMessage {
+            session_id: end.done.session_id,
+            response_id: end.done.response_id,
+            status: end.done.status,
+            message: end.message.map(|m| ChatMessage {
                 id: m.id,
                 role: m.role,
                 content: m.content,
                 created_at: m.created_at,
             }),
-            output_text: summary.output_text,
-            pending_tool_calls: summary.done.pending_tool_calls,
-            usage: summary.usage,
-            detail: upstream_failed.then(|| summary.error.as_ref().map(|e| e.message.clone())).flatten(),
-            error: summary.error,
+            output_text: end.output_text,
+            pending_tool_calls: end.done.pending_tool_calls,
+            usage: end.usage,
+            detail: upstream_failed.then(|| end.error.as_ref().map(|e| e.message.clone())).flatten(),
+            error: end.error,
         }
     }
 }

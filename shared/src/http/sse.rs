@@ -1,7 +1,9 @@
 //! Server-sent events for the stream endpoints (`/api/agent/stream/`, `/api/agent/tool-output/`,
-//! `/api/sessions/{id}/events/`): the framing, and what their OpenAPI entries say about the frames. Framing: `event:` + `id:` (`<turn_id>:<seq>`, the same id the
-//! frame is recorded under, so `Last-Event-ID` resumes exactly) + `data:`, and a `: ping` comment after a
-//! stretch of silence so proxies and API Gateway keep the stream open.
+//! `/api/sessions/{id}/events/`): the framing, and what their OpenAPI entries say about the frames.
+//!
+//! Framing: `event:` + `id:` (`<turn_id>:<seq>`, the same id the frame is recorded under, so `Last-Event-ID`
+//! resumes exactly) + `data:`, and a `: ping` comment after a stretch of silence so proxies and API Gateway
+//! keep the stream open.
 
 use std::convert::Infallible;
 use std::time::Duration;

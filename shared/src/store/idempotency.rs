@@ -34,6 +34,9 @@ pub struct KeptAnswer {
     pub status: axum::http::StatusCode,
     pub body: String,
 }
+/// `idempotency_keys`' `PRIMARY KEY (owner_id, key)`: a key another request claimed first.
+pub(super) const IDEMPOTENCY_KEY: super::Unique = super::Unique::new("idempotency_keys", &["owner_id", "key"]);
+
 /// Adds the claim of a key to an atomic batch: an expired key is freed, then the key inserted; a twin that
 /// holds it makes the INSERT fail on the primary key (and the batch roll back). Answers the INSERT's index.
 pub(super) fn push_claim(
@@ -62,6 +65,44 @@ pub(super) fn push_claim(
         ],
     )
 }
+/// Adds the claim of a tool-output submission's key to its atomic batch, after the statements that decide
+/// whether it starts turn `turn`: the key records that turn when the batch started it, and otherwise the 202
+/// answer it gave — the pending calls of `response` in session `session`, as `domain::PendingToolCalls`
+/// (which a replay reads it back as). `?1`..`?8`: owner, key, endpoint, fingerprint, turn, session, response,
+/// now.
+pub(super) fn push_submission_claim(
+    batch: &mut Batch,
+    claim: &IdempotencyClaim,
+    turn: &str,
+    session: i64,
+    response: &str,
+    now: &str,
+) -> Result<usize> {
+    batch.push(
+        "DELETE FROM idempotency_keys WHERE owner_id = ?1 AND key = ?2 AND created_at <= ?3",
+        params![claim.owner, claim.key.as_str(), claim.expired_before.as_str()],
+    )?;
+    batch.push(
+        "INSERT INTO idempotency_keys (owner_id, key, endpoint, fingerprint, turn_id, status_code, response, created_at)
+         SELECT ?1, ?2, ?3, ?4, t.id, CASE WHEN t.id IS NULL THEN 202 END,
+                CASE WHEN t.id IS NULL THEN json_object('pending_tool_calls', (
+                    SELECT json_group_array(call_id) FROM (SELECT call_id FROM agent_tool_calls
+                     WHERE session_id = ?6 AND response_id = ?7 AND status = 'pending' ORDER BY id))) END,
+                ?8
+         FROM (SELECT (SELECT id FROM agent_turns WHERE id = ?5) AS id) t",
+        params![
+            claim.owner,
+            claim.key.as_str(),
+            claim.endpoint,
+            claim.fingerprint.as_str(),
+            turn,
+            session,
+            response,
+            now
+        ],
+    )
+}
+
 /// Adds the read of what the key recorded to a batch (see [`read_key_record`]).
 pub(super) fn push_key_read(batch: &mut Batch, claim: &IdempotencyClaim, now: &str) -> Result<usize> {
     batch.push(

@@ -28,7 +28,7 @@ pub(super) fn message(row: &Row) -> Result<Message> {
 
 /// How an assistant message's response ended (its end, in the store's words); user messages have none.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct ResponseEnd<'a> {
+pub(super) struct AssistantEnd<'a> {
     pub status: ResponseStatus,
     pub response_id: Option<&'a str>,
     pub usage: Option<&'a serde_json::Value>,
@@ -42,7 +42,7 @@ pub(super) fn push_insert(
     session_sql: &str,
     role: Role,
     content: &str,
-    end: Option<ResponseEnd<'_>>,
+    end: Option<AssistantEnd<'_>>,
     now: &str,
 ) -> Result<usize> {
     batch.push(

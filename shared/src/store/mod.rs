@@ -52,7 +52,7 @@ pub use idempotency::{IdempotencyClaim, KEY_LIFETIME, KeptAnswer, KeyRecord};
 pub use migrate::{MIGRATIONS, Migration};
 pub use tool_calls::ResponseRecord;
 pub use turn_context::{TurnContext, TurnRead};
-pub use turns::{Submission, ToolOutputContext, TurnKind, TurnLease, TurnSession, TurnStart};
+pub use turns::{Submission, ToolOutputContext, TurnLease, TurnSession, TurnStart};
 pub use users::{TokenInfo, User, UserChanges};
 
 pub struct Store {

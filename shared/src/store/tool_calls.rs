@@ -6,7 +6,7 @@ use super::{Row, listed_under, opt_int, vals};
 use serde_json::Value;
 
 use super::conn::Batch;
-use super::messages::{ResponseEnd, push_insert, returned};
+use super::messages::{AssistantEnd, push_insert, returned};
 use super::{Listed, Slice, Sql, Store, collect, int, opt_text, state, text};
 use crate::domain::ToolCall;
 use crate::domain::{Message, ResponseStatus, Role, ToolCallRecord, ToolCallStatus, ToolType};
@@ -60,7 +60,7 @@ impl Store {
     /// for a completed response) and the ledger entries of its tool calls.
     pub async fn record_response(&self, record: ResponseRecord<'_>) -> Result<Message> {
         let now = self.now();
-        let end = ResponseEnd { status: record.status, response_id: record.response_id, usage: record.usage };
+        let end = AssistantEnd { status: record.status, response_id: record.response_id, usage: record.usage };
         let mut batch = Batch::write();
         let stored =
             push_insert(&mut batch, record.session.into(), "?1", Role::Assistant, record.text, Some(end), &now)?;

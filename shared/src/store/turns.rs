@@ -7,12 +7,16 @@ use libsql::params;
 
 use super::conn::Batch;
 use super::frames::{NewFrame, push_frames};
-use super::idempotency::{IdempotencyClaim, KeptAnswer, STORE_ANSWER, push_claim};
+use super::idempotency::{
+    IDEMPOTENCY_KEY, IdempotencyClaim, KeptAnswer, STORE_ANSWER, push_claim, push_submission_claim,
+};
 use super::messages::{push_insert, returned};
 use super::tool_calls::{COLUMNS, record};
 use super::{Sql, Store, collect, first, int, opt_int, opt_text, opt_text_value, sessions, text};
-use crate::domain::{Caller, Message, Role, ToolCallRecord, ToolCallStatus};
+use crate::domain::{Caller, Role, ToolCallRecord, ToolCallStatus};
 use crate::error::{Error, Result};
+
+// Leases: one turn per session at a time, taken in the turn's first write.
 
 /// What kind of request started a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,88 +34,151 @@ impl TurnKind {
     }
 }
 
-/// Runs an atomic batch for its effect; the first failure is the error.
-async fn write(conn: &super::Conn<'_>, batch: Batch) -> Result<()> {
-    match conn.batch(batch).await?.first_error() {
-        Some(err) => Err(err.into()),
-        None => Ok(()),
-    }
+/// Takes the session's lease when it is free or expired: `?1` turn, `?2` expiry, `?3` session, `?4` now.
+const TAKE_LEASE: &str = "UPDATE agent_sessions SET turn_id = ?1, turn_expires_at = ?2
+     WHERE id = ?3 AND (turn_id IS NULL OR turn_expires_at IS NULL OR turn_expires_at <= ?4)";
+
+/// Gives the session back, if the turn still holds it: `?1` the session, `?2` the turn.
+pub(super) const RELEASE: &str =
+    "UPDATE agent_sessions SET turn_id = NULL, turn_expires_at = NULL WHERE id = ?1 AND turn_id = ?2";
+
+pub(super) async fn release(conn: Sql<'_>, session: i64, turn_id: &str) -> Result<()> {
+    conn.execute(RELEASE, params![session, turn_id]).await?;
+    Ok(())
+}
+
+/// A turn's claim on its session.
+#[derive(Debug, Clone)]
+pub struct TurnLease {
+    pub turn_id: String,
+    pub expires_at: String,
+}
+
+/// The session a message turn runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum TurnSession {
+    Existing(i64),
+    /// A new session of this agent, created holding the turn's lease.
+    New {
+        agent: i64,
+        owner: Option<i64>,
+    },
+}
+
+/// What starting a message turn wrote.
+#[derive(Debug)]
+pub struct TurnStart {
+    /// The session, when the turn created it.
+    pub created: Option<crate::domain::Session>,
+    /// Calls of a response that never got all its outputs (so none went upstream): the pending ones are now
+    /// expired (their `output` is None), and every one must be answered upstream before the new message.
+    pub unanswered: Vec<ToolCallRecord>,
 }
 
 impl Store {
-    /// Whether someone asked the turn to stop (possibly from another process).
-    pub async fn cancel_requested(&self, turn_id: &str) -> Result<bool> {
-        let conn = self.conn().await;
-        let rows = conn.query("SELECT cancel_requested FROM agent_turns WHERE id = ?1", [turn_id]).await?;
-        Ok(first(rows, |r| int(r, 0)).await?.unwrap_or(0) != 0)
-    }
-
-    /// Ends a turn in one atomic batch (one round trip remotely): its last frames (ending with `done`), its
-    /// finish time, the release of its session and, for a keyed chat, the reply its key's retries get.
-    /// Whoever sees the session free therefore finds every frame recorded.
-    pub async fn end_turn(
+    /// Starts a message turn in one atomic batch (one round trip remotely): takes the session's lease (or
+    /// creates the session holding it), inserts the turn, claims the idempotency key, stores the user's
+    /// message and the instructions the turn sends, and expires the calls the user moved on from.
+    ///
+    /// Every statement after the lease names the session through the turn's row, so when the lease is held
+    /// by another turn the turn row is not inserted, the message's NOT NULL session fails, and the whole batch
+    /// rolls back: a refused turn writes nothing.
+    pub async fn begin_turn(
         &self,
-        session: i64,
-        turn_id: &str,
-        frames: &[NewFrame<'_>],
-        answer: Option<(&IdempotencyClaim, &KeptAnswer)>,
-    ) -> Result<()> {
-        let mut batch = Batch::write();
-        push_frames(&mut batch, turn_id, frames)?;
-        batch.push("UPDATE agent_turns SET finished_at = ?1 WHERE id = ?2", params![self.now(), turn_id])?;
-        batch.push(RELEASE, params![session, turn_id])?;
-        if let Some((claim, answer)) = answer {
-            let status = i64::from(answer.status.as_u16());
-            batch.push(STORE_ANSWER, params![status, answer.body.as_str(), claim.owner, claim.key.as_str()])?;
-        }
-        write(&self.conn().await, batch).await
-    }
-
-    /// Turns that hold their session's lease, with the last frame each recorded (`None`: no turn row, a lease
-    /// from before turns were rows). For a process that knows it is the only one serving the database.
-    pub async fn leased_turns(&self) -> Result<Vec<(i64, String, Option<i64>)>> {
-        let conn = self.conn().await;
-        let rows = conn
-            .query(
-                "SELECT s.id, s.turn_id, CASE WHEN t.id IS NULL THEN NULL
-                        ELSE (SELECT COALESCE(MAX(e.seq), 0) FROM agent_turn_events e WHERE e.turn_id = t.id) END
-                 FROM agent_sessions s LEFT JOIN agent_turns t ON t.id = s.turn_id
-                 WHERE s.turn_id IS NOT NULL ORDER BY s.id",
-                (),
-            )
-            .await?;
-        collect(rows, |r| Ok((int(r, 0)?, text(r, 1)?, opt_int(r, 2)?))).await
-    }
-
-    /// Asks the session's running turn to stop; answers its id. 404 for a session the caller cannot see,
-    /// 409 when no turn is running.
-    pub async fn request_cancel(&self, caller: &Caller, session: i64) -> Result<String> {
-        let conn = self.conn().await;
-        sessions::find_visible(conn.sql(), caller, session).await?;
+        session: TurnSession,
+        lease: &TurnLease,
+        content: &str,
+        instructions: Option<&str>,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<TurnStart> {
         let now = self.now();
-        let rows = conn
-            .query(
-                "UPDATE agent_turns SET cancel_requested = 1
-                 WHERE id = (SELECT turn_id FROM agent_sessions WHERE id = ?1 AND turn_expires_at > ?2)
-                 RETURNING id",
-                params![session, now],
-            )
-            .await?;
-        first(rows, |r| text(r, 0)).await?.ok_or_else(|| Error::Conflict("No turn is running on this session.".into()))
+        let turn = lease.turn_id.as_str();
+        let held = "(SELECT session_id FROM agent_turns WHERE id = ?1)";
+        let mut batch = Batch::write();
+        let created = match session {
+            TurnSession::New { agent, owner } => {
+                let created = batch.push(
+                    format!(
+                        "INSERT INTO agent_sessions (agent_id, owner_id, created_at, updated_at, turn_id, turn_expires_at)
+                         VALUES (?1, ?2, ?3, ?3, ?4, ?5) RETURNING {}",
+                        sessions::COLUMNS
+                    ),
+                    params![agent, super::opt_int_value(owner), now.clone(), turn, lease.expires_at.as_str()],
+                )?;
+                batch.push(
+                    "INSERT INTO agent_turns (id, session_id, kind, created_at) VALUES (?1, last_insert_rowid(), ?2, ?3)",
+                    params![turn, TurnKind::Message.as_str(), now.clone()],
+                )?;
+                Some(created)
+            }
+            TurnSession::Existing(session) => {
+                batch.push(TAKE_LEASE, params![turn, lease.expires_at.as_str(), session, now.clone()])?;
+                batch.push(
+                    "INSERT INTO agent_turns (id, session_id, kind, created_at)
+                     SELECT ?1, id, ?2, ?3 FROM agent_sessions WHERE id = ?4 AND turn_id = ?1",
+                    params![turn, TurnKind::Message.as_str(), now.clone(), session],
+                )?;
+                None
+            }
+        };
+        let claimed = claim.map(|claim| push_claim(&mut batch, claim, Some(turn), None, &now)).transpose()?;
+        // The user's message, stored before anything goes upstream.
+        push_insert(&mut batch, turn.into(), held, Role::User, content, None, &now)?;
+        batch.push(
+            format!("UPDATE agent_sessions SET instructions = ?2, updated_at = ?3 WHERE id = {held}"),
+            params![turn, opt_text_value(instructions.map(str::to_owned)), now.clone()],
+        )?;
+        // The calls of the session's last completed response were never answered upstream (answering them
+        // moves the chain on), whatever their status: pending ones expire, submitted or executed ones carry
+        // their output (a continuation that failed never delivered it).
+        let unanswered = batch.push(
+            format!(
+                "SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = {held}
+                 AND response_id = (SELECT previous_response_id FROM agent_sessions WHERE id = {held}) ORDER BY id"
+            ),
+            [turn],
+        )?;
+        batch.push(
+            format!(
+                "UPDATE agent_tool_calls SET status = 'expired', updated_at = ?2 WHERE session_id = {held} AND status = 'pending'"
+            ),
+            params![turn, now],
+        )?;
+        let mut out = self.conn().await.batch(batch).await?;
+        if let Some(err) = out.first_error() {
+            let err = Error::from(err);
+            if claimed.is_some() && IDEMPOTENCY_KEY.violated_by(&err) {
+                return Err(self.key_holder(claim).await);
+            }
+            if let TurnSession::Existing(session) = session {
+                return Err(self.lease_holder(session).await);
+            }
+            return Err(err);
+        }
+        Ok(TurnStart {
+            created: created.map(|i| returned(out.take(i)?, sessions::session)).transpose()?,
+            unanswered: out.take(unanswered)?.rows().map(|r| record(&r)).collect::<Result<_>>()?,
+        })
     }
 
-    /// The id of the session's running turn, if any (an expired lease is a crashed turn: not running).
-    pub async fn running_turn(&self, session: i64) -> Result<Option<String>> {
-        let conn = self.conn().await;
-        let rows = conn
-            .query(
-                "SELECT turn_id FROM agent_sessions WHERE id = ?1 AND turn_expires_at > ?2",
-                params![session, self.now()],
-            )
-            .await?;
-        Ok(first(rows, |r| opt_text(r, 0)).await?.flatten())
+    /// Why a turn could not take its session: the turn that holds it (a refused begin wrote nothing).
+    async fn lease_holder(&self, session: i64) -> Error {
+        match self.conn().await.query("SELECT turn_id FROM agent_sessions WHERE id = ?1", [session]).await {
+            Ok(rows) => match first(rows, |r| opt_text(r, 0)).await {
+                Ok(running) => Error::TurnInProgress(running.flatten().unwrap_or_default()),
+                Err(err) => err,
+            },
+            Err(err) => err,
+        }
+    }
+
+    /// Gives the session back when a turn ends without its frames (the recorder failed).
+    pub async fn release_turn(&self, session: i64, turn_id: &str) -> Result<()> {
+        release(self.conn().await.sql(), session, turn_id).await
     }
 }
+
+// A tool-output submission, and the continuation turn it may start.
 
 /// What a tool-output submission read: see [`Store::tool_output_context`].
 #[derive(Debug)]
@@ -124,6 +191,7 @@ pub struct ToolOutputContext {
     /// The response the outputs answer.
     pub response_id: String,
 }
+
 /// The outputs checked against what [`Store::tool_output_context`] read, in the order they were sent.
 fn validate_outputs(
     viewer: &Caller,
@@ -164,6 +232,7 @@ fn validate_outputs(
         response_id,
     })
 }
+
 /// A statement that fails (rolling its atomic batch back) unless `condition` holds. SQLite has no RAISE
 /// outside triggers, so the failing branch evaluates `json('…')` on text that is not JSON: a batch decides on
 /// the server, in one round trip, what an interactive transaction would decide between round trips.
@@ -171,6 +240,7 @@ fn validate_outputs(
 fn abort_unless(condition: &str) -> String {
     format!("SELECT CASE WHEN ({condition}) THEN 1 ELSE json('batch aborted: condition failed') END")
 }
+
 /// What a tool-output submission led to.
 #[derive(Debug)]
 pub enum Submission {
@@ -178,46 +248,6 @@ pub enum Submission {
     Waiting { pending: Vec<String> },
     /// Every call of the response has an output: continue upstream with all of them.
     Complete { response_id: String, calls: Vec<ToolCallRecord> },
-}
-/// `idempotency_keys`' `PRIMARY KEY (owner_id, key)`: a key another request claimed first.
-const IDEMPOTENCY_KEY: super::Unique = super::Unique::new("idempotency_keys", &["owner_id", "key"]);
-
-/// Takes the session's lease when it is free or expired: `?1` turn, `?2` expiry, `?3` session, `?4` now.
-const TAKE_LEASE: &str = "UPDATE agent_sessions SET turn_id = ?1, turn_expires_at = ?2
-     WHERE id = ?3 AND (turn_id IS NULL OR turn_expires_at IS NULL OR turn_expires_at <= ?4)";
-/// A turn's claim on its session.
-#[derive(Debug, Clone)]
-pub struct TurnLease {
-    pub turn_id: String,
-    pub expires_at: String,
-}
-/// The session a message turn runs on.
-#[derive(Debug, Clone, Copy)]
-pub enum TurnSession {
-    Existing(i64),
-    /// A new session of this agent, created holding the turn's lease.
-    New {
-        agent: i64,
-        owner: Option<i64>,
-    },
-}
-/// What starting a message turn wrote.
-#[derive(Debug)]
-pub struct TurnStart {
-    /// The session, when the turn created it.
-    pub created: Option<crate::domain::Session>,
-    /// The user's message, stored before anything goes upstream.
-    pub message: Message,
-    /// Calls of a response that never got all its outputs (so none went upstream): the pending ones are now
-    /// expired (their `output` is None), and every one must be answered upstream before the new message.
-    pub unanswered: Vec<ToolCallRecord>,
-}
-/// Gives the session back, if the turn still holds it: `?1` the session, `?2` the turn.
-pub(super) const RELEASE: &str =
-    "UPDATE agent_sessions SET turn_id = NULL, turn_expires_at = NULL WHERE id = ?1 AND turn_id = ?2";
-pub(super) async fn release(conn: Sql<'_>, session: i64, turn_id: &str) -> Result<()> {
-    conn.execute(RELEASE, params![session, turn_id]).await?;
-    Ok(())
 }
 
 impl Store {
@@ -247,15 +277,15 @@ impl Store {
             ),
             params![session, ids],
         )?;
-        let earlier =
+        let key_record =
             claim.map(|claim| super::idempotency::push_key_read(&mut batch, claim, &self.now())).transpose()?;
         let mut out = self.conn().await.batch(batch).await?;
-        let earlier = match (earlier, claim) {
+        let key_record = match (key_record, claim) {
             (Some(index), Some(claim)) => super::idempotency::read_key_record(out.take(index)?, claim),
             _ => Ok(None),
         };
         let context = validate_outputs(viewer, session, outputs, &mut out, [found, agent, tools, calls]);
-        Ok(super::TurnRead { key_record: earlier, context })
+        Ok(super::TurnRead { key_record, context })
     }
 
     /// Stores client outputs for pending calls, all or nothing, in one atomic batch (one round trip
@@ -308,33 +338,8 @@ impl Store {
             format!("{RELEASE} AND NOT EXISTS (SELECT 1 FROM agent_turns WHERE id = ?2)"),
             params![session, turn],
         )?;
-        let claimed = claim
-            .map(|claim| {
-                batch.push(
-                    "DELETE FROM idempotency_keys WHERE owner_id = ?1 AND key = ?2 AND created_at <= ?3",
-                    params![claim.owner, claim.key.as_str(), claim.expired_before.as_str()],
-                )?;
-                batch.push(
-                    "INSERT INTO idempotency_keys (owner_id, key, endpoint, fingerprint, turn_id, status_code, response, created_at)
-                     SELECT ?1, ?2, ?3, ?4, t.id, CASE WHEN t.id IS NULL THEN 202 END,
-                            CASE WHEN t.id IS NULL THEN json_object('pending_tool_calls', (
-                                SELECT json_group_array(call_id) FROM (SELECT call_id FROM agent_tool_calls
-                                 WHERE session_id = ?6 AND response_id = ?7 AND status = 'pending' ORDER BY id))) END,
-                            ?8
-                     FROM (SELECT (SELECT id FROM agent_turns WHERE id = ?5) AS id) t",
-                    params![
-                        claim.owner,
-                        claim.key.as_str(),
-                        claim.endpoint,
-                        claim.fingerprint.as_str(),
-                        turn,
-                        session,
-                        response,
-                        now.clone()
-                    ],
-                )
-            })
-            .transpose()?;
+        let claimed =
+            claim.map(|claim| push_submission_claim(&mut batch, claim, turn, session, response, &now)).transpose()?;
         let calls = batch.push(
             format!("SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = ?1 AND response_id = ?2 ORDER BY id"),
             params![session, response],
@@ -369,112 +374,87 @@ impl Store {
     }
 }
 
+// Running and ending: a turn's end recorded with the release of its session, and cancel requests.
+
+/// Runs an atomic batch for its effect; the first failure is the error.
+async fn write(conn: &super::Conn<'_>, batch: Batch) -> Result<()> {
+    match conn.batch(batch).await?.first_error() {
+        Some(err) => Err(err.into()),
+        None => Ok(()),
+    }
+}
+
 impl Store {
-    /// Starts a message turn in one atomic batch (one round trip remotely): takes the session's lease (or
-    /// creates the session holding it), inserts the turn, claims the idempotency key, stores the user's
-    /// message and the instructions the turn sends, and expires the calls the user moved on from.
-    ///
-    /// Every statement after the lease names the session through the turn's row, so when the lease is held
-    /// by another turn the turn row is not inserted, the message's NOT NULL session fails, and the whole batch
-    /// rolls back: a refused turn writes nothing.
-    pub async fn begin_turn(
+    /// Ends a turn in one atomic batch (one round trip remotely): its last frames (ending with `done`), its
+    /// finish time, the release of its session and, for a keyed chat, the reply its key's retries get.
+    /// Whoever sees the session free therefore finds every frame recorded.
+    pub async fn end_turn(
         &self,
-        session: TurnSession,
-        lease: &TurnLease,
-        content: &str,
-        instructions: Option<&str>,
-        claim: Option<&IdempotencyClaim>,
-    ) -> Result<TurnStart> {
-        let now = self.now();
-        let turn = lease.turn_id.as_str();
-        let held = "(SELECT session_id FROM agent_turns WHERE id = ?1)";
+        session: i64,
+        turn_id: &str,
+        frames: &[NewFrame<'_>],
+        answer: Option<(&IdempotencyClaim, &KeptAnswer)>,
+    ) -> Result<()> {
         let mut batch = Batch::write();
-        let created = match session {
-            TurnSession::New { agent, owner } => {
-                let created = batch.push(
-                    format!(
-                        "INSERT INTO agent_sessions (agent_id, owner_id, created_at, updated_at, turn_id, turn_expires_at)
-                         VALUES (?1, ?2, ?3, ?3, ?4, ?5) RETURNING {}",
-                        sessions::COLUMNS
-                    ),
-                    params![agent, super::opt_int_value(owner), now.clone(), turn, lease.expires_at.as_str()],
-                )?;
-                batch.push(
-                    "INSERT INTO agent_turns (id, session_id, kind, created_at) VALUES (?1, last_insert_rowid(), ?2, ?3)",
-                    params![turn, TurnKind::Message.as_str(), now.clone()],
-                )?;
-                Some(created)
-            }
-            TurnSession::Existing(session) => {
-                batch.push(TAKE_LEASE, params![turn, lease.expires_at.as_str(), session, now.clone()])?;
-                batch.push(
-                    "INSERT INTO agent_turns (id, session_id, kind, created_at)
-                     SELECT ?1, id, ?2, ?3 FROM agent_sessions WHERE id = ?4 AND turn_id = ?1",
-                    params![turn, TurnKind::Message.as_str(), now.clone(), session],
-                )?;
-                None
-            }
-        };
-        let claimed = claim.map(|claim| push_claim(&mut batch, claim, Some(turn), None, &now)).transpose()?;
-        let stored = push_insert(&mut batch, turn.into(), held, Role::User, content, None, &now)?;
-        batch.push(
-            format!("UPDATE agent_sessions SET instructions = ?2, updated_at = ?3 WHERE id = {held}"),
-            params![turn, opt_text_value(instructions.map(str::to_owned)), now.clone()],
-        )?;
-        // The calls of the session's last completed response were never answered upstream (answering them
-        // moves the chain on), whatever their status: pending ones expire, submitted or executed ones carry
-        // their output (a continuation that failed never delivered it).
-        let unanswered = batch.push(
-            format!(
-                "SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = {held}
-                 AND response_id = (SELECT previous_response_id FROM agent_sessions WHERE id = {held}) ORDER BY id"
-            ),
-            [turn],
-        )?;
-        batch.push(
-            format!(
-                "UPDATE agent_tool_calls SET status = 'expired', updated_at = ?2 WHERE session_id = {held} AND status = 'pending'"
-            ),
-            params![turn, now],
-        )?;
-        let mut out = self.conn().await.batch(batch).await?;
-        if let Some(err) = out.first_error() {
-            let err = Error::from(err);
-            if claimed.is_some() && IDEMPOTENCY_KEY.violated_by(&err) {
-                return Err(self.key_holder(claim).await);
-            }
-            if let TurnSession::Existing(session) = session {
-                return Err(self.lease_holder(session).await);
-            }
-            return Err(err);
+        push_frames(&mut batch, turn_id, frames)?;
+        batch.push("UPDATE agent_turns SET finished_at = ?1 WHERE id = ?2", params![self.now(), turn_id])?;
+        batch.push(RELEASE, params![session, turn_id])?;
+        if let Some((claim, answer)) = answer {
+            let status = i64::from(answer.status.as_u16());
+            batch.push(STORE_ANSWER, params![status, answer.body.as_str(), claim.owner, claim.key.as_str()])?;
         }
-        Ok(TurnStart {
-            created: created.map(|i| returned(out.take(i)?, sessions::session)).transpose()?,
-            message: returned(out.take(stored)?, super::messages::message)?,
-            unanswered: out.take(unanswered)?.rows().map(|r| record(&r)).collect::<Result<_>>()?,
-        })
+        write(&self.conn().await, batch).await
     }
 
-    /// Why a turn could not take its session: the turn that holds it (a refused begin wrote nothing).
-    async fn lease_holder(&self, session: i64) -> Error {
-        match self.conn().await.query("SELECT turn_id FROM agent_sessions WHERE id = ?1", [session]).await {
-            Ok(rows) => match first(rows, |r| opt_text(r, 0)).await {
-                Ok(running) => Error::TurnInProgress(running.flatten().unwrap_or_default()),
-                Err(err) => err,
-            },
-            Err(err) => err,
-        }
-    }
-
-    /// Gives the session back when a turn ends without its frames (the recorder failed).
-    pub async fn release_turn(&self, session: i64, turn_id: &str) -> Result<()> {
-        release(self.conn().await.sql(), session, turn_id).await
-    }
-
-    /// The instructions the session's last message turn sent.
-    pub async fn session_instructions(&self, session: i64) -> Result<Option<String>> {
+    /// The id of the session's running turn, if any (an expired lease is a crashed turn: not running).
+    pub async fn running_turn(&self, session: i64) -> Result<Option<String>> {
         let conn = self.conn().await;
-        let rows = conn.query("SELECT instructions FROM agent_sessions WHERE id = ?1", [session]).await?;
+        let rows = conn
+            .query(
+                "SELECT turn_id FROM agent_sessions WHERE id = ?1 AND turn_expires_at > ?2",
+                params![session, self.now()],
+            )
+            .await?;
         Ok(first(rows, |r| opt_text(r, 0)).await?.flatten())
+    }
+
+    /// Turns that hold their session's lease, with the last frame each recorded (`None`: no turn row, a lease
+    /// from before turns were rows). For a process that knows it is the only one serving the database.
+    pub async fn leased_turns(&self) -> Result<Vec<(i64, String, Option<i64>)>> {
+        let conn = self.conn().await;
+        let rows = conn
+            .query(
+                "SELECT s.id, s.turn_id, CASE WHEN t.id IS NULL THEN NULL
+                        ELSE (SELECT COALESCE(MAX(e.seq), 0) FROM agent_turn_events e WHERE e.turn_id = t.id) END
+                 FROM agent_sessions s LEFT JOIN agent_turns t ON t.id = s.turn_id
+                 WHERE s.turn_id IS NOT NULL ORDER BY s.id",
+                (),
+            )
+            .await?;
+        collect(rows, |r| Ok((int(r, 0)?, text(r, 1)?, opt_int(r, 2)?))).await
+    }
+
+    /// Asks the session's running turn to stop; answers its id. 404 for a session the caller cannot see,
+    /// 409 when no turn is running.
+    pub async fn request_cancel(&self, caller: &Caller, session: i64) -> Result<String> {
+        let conn = self.conn().await;
+        sessions::find_visible(conn.sql(), caller, session).await?;
+        let now = self.now();
+        let rows = conn
+            .query(
+                "UPDATE agent_turns SET cancel_requested = 1
+                 WHERE id = (SELECT turn_id FROM agent_sessions WHERE id = ?1 AND turn_expires_at > ?2)
+                 RETURNING id",
+                params![session, now],
+            )
+            .await?;
+        first(rows, |r| text(r, 0)).await?.ok_or_else(|| Error::Conflict("No turn is running on this session.".into()))
+    }
+
+    /// Whether someone asked the turn to stop (possibly from another process).
+    pub async fn cancel_requested(&self, turn_id: &str) -> Result<bool> {
+        let conn = self.conn().await;
+        let rows = conn.query("SELECT cancel_requested FROM agent_turns WHERE id = ?1", [turn_id]).await?;
+        Ok(first(rows, |r| int(r, 0)).await?.unwrap_or(0) != 0)
     }
 }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::frames::{Done, Frame, Frames, TurnError, TurnEvent, TurnStream};
 use super::next::{AfterResponse, CANCELLED, Next, Then, next_step};
-use super::recorder::{KeyedAnswer, Sink, record};
+use super::recorder::{Sink, record};
 use crate::domain::{Agent, ErrorCode, Executor, Message, ResponseStatus, Tool, ToolCall};
 use crate::error::{Error, Result};
 use crate::llm::events::{Observed, ResponseAccumulator, ResponseEnd};
@@ -41,9 +41,9 @@ pub struct Turn {
     pub(super) auto_execute: bool,
 }
 
-/// How a keyed chat's reply is kept for its key's retries: the claim, and how the turn's end becomes the
+/// How a keyed chat's answer is kept for its key's retries: the claim, and how the turn's end becomes the
 /// answer (the HTTP layer's reply; the turn only records it, in the same write as its end).
-pub type KeyedReply = (IdempotencyClaim, fn(&TurnEnd) -> KeptAnswer);
+pub type KeepAnswer = (IdempotencyClaim, fn(&TurnEnd) -> KeptAnswer);
 
 /// What a whole turn came to: its `done` frame, the last assistant message, and why it ended early.
 #[derive(Debug, Clone)]
@@ -77,10 +77,6 @@ impl EndedResponse {
 }
 
 impl Turn {
-    pub fn id(&self) -> &str {
-        &self.turn_id
-    }
-
     /// Runs the turn in its own task; its frames arrive on the returned stream, ending with `done`.
     pub fn stream(self, state: AppState) -> TurnStream {
         let (session_id, turn_id) = (self.session_id, Some(self.turn_id.clone()));
@@ -91,8 +87,8 @@ impl Turn {
 
     /// Runs the turn in its own task (so a dropped request does not cut it short) and returns how it ended;
     /// a keyed chat's reply is recorded with that end.
-    pub async fn run(self, state: AppState, keyed: Option<KeyedReply>) -> Result<TurnEnd> {
-        tokio::spawn(async move { self.drive(&state, None, keyed).await })
+    pub async fn run(self, state: AppState, keep: Option<KeepAnswer>) -> Result<TurnEnd> {
+        tokio::spawn(async move { self.drive(&state, None, keep).await })
             .await
             .map_err(|e| Error::internal("the turn's task", e))
     }
@@ -103,7 +99,7 @@ impl Turn {
         self,
         state: &AppState,
         live: Option<mpsc::Sender<Arc<Frame>>>,
-        keyed: Option<KeyedReply>,
+        keep: Option<KeepAnswer>,
     ) -> TurnEnd {
         let (session, turn_id) = (self.session_id, self.turn_id.clone());
         let cancel = state.register_turn(&turn_id);
@@ -113,7 +109,7 @@ impl Turn {
         if let Some(error) = &end.error {
             sink.send(TurnEvent::Error(error.clone())).await;
         }
-        let answer: Option<KeyedAnswer> = keyed.map(|(claim, reply)| (claim, reply(&end)));
+        let answer = keep.map(|(claim, reply)| (claim, reply(&end)));
         sink.end(TurnEvent::Done(end.done.clone()), answer).await;
         state.forget_turn(&turn_id);
         end
@@ -179,7 +175,7 @@ impl Turn {
             for call in calls {
                 let output = match state.executors() {
                     Ok(context) => context.run(executors[call.name.as_str()], call, state.clock()).await,
-                    Err(err) => serde_json::json!({"error": err.to_string()}).to_string(),
+                    Err(err) => serde_json::json!({"error": err.chain().to_string()}).to_string(),
                 };
                 if let Err(err) = state.store.record_executed(self.session_id, &call.call_id, &output).await {
                     tracing::error!(error = %err.chain(), "could not store a tool result");

@@ -41,7 +41,7 @@ mod tests;
 
 use serde_json::Value;
 
-pub use engine::{KeyedReply, Turn, TurnEnd};
+pub use engine::{KeepAnswer, Turn, TurnEnd};
 pub use follow::FOLLOW_POLL;
 pub use frames::{Done, Frame, Frames, TurnError, TurnEvent, TurnStream};
 pub use next::{CANCELLED, MAX_TOOL_ROUNDS};
@@ -148,8 +148,8 @@ pub async fn chat(
         None => {}
     }
     let turn = start_message(state, caller, request, claim.as_ref(), read.context).await?;
-    let keyed = claim.map(|claim| (claim, reply));
-    Ok(ChatOutcome::Ran(Box::new(turn.run(state.clone(), keyed).await?)))
+    let keep = claim.map(|claim| (claim, reply));
+    Ok(ChatOutcome::Ran(Box::new(turn.run(state.clone(), keep).await?)))
 }
 
 /// `GET /api/sessions/{id}/events/`: the frames after `after` (`<turn_id>:<seq>`, from `Last-Event-ID` or

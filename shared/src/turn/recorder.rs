@@ -31,11 +31,9 @@ const RECORD_INTERVAL: Duration = Duration::from_millis(50);
 /// and a turn shorter than this records all its frames with its end (issue 13's budget).
 const REMOTE_RECORD_INTERVAL: Duration = Duration::from_millis(250);
 
-/// A keyed chat's reply, recorded with the end of its turn for the key's retries.
-pub(super) type KeyedAnswer = (IdempotencyClaim, KeptAnswer);
-
-/// A turn's `done` frame, a keyed chat's reply, and who waits for both to be recorded.
-type Ending = (Arc<Frame>, Option<KeyedAnswer>, oneshot::Sender<()>);
+/// A turn's `done` frame, a keyed chat's answer (kept for its key's retries), and who waits for both to be
+/// recorded.
+type EndToRecord = (Arc<Frame>, Option<(IdempotencyClaim, KeptAnswer)>, oneshot::Sender<()>);
 
 /// Where a running turn sends its frames: to the recorder always, and to the client's stream if there is
 /// one (the chat endpoint has none).
@@ -52,7 +50,7 @@ pub(super) struct Sink {
 pub(super) struct Inbox {
     frames: std::sync::Mutex<Vec<Arc<Frame>>>,
     /// The `done` frame: recorded with the turn's end, then acknowledged.
-    ending: std::sync::Mutex<Option<Ending>>,
+    end: std::sync::Mutex<Option<EndToRecord>>,
     /// The turn went away without `done` (it panicked).
     abandoned: AtomicBool,
     bell: Notify,
@@ -74,8 +72,8 @@ impl Inbox {
         }
     }
 
-    fn ending(&self) -> bool {
-        locked(&self.ending).is_some() || self.abandoned.load(Ordering::Acquire)
+    fn is_ending(&self) -> bool {
+        locked(&self.end).is_some() || self.abandoned.load(Ordering::Acquire)
     }
 }
 
@@ -107,10 +105,10 @@ impl Sink {
 
     /// Records `done` together with the turn's end (which frees the session), then sends it to the client:
     /// a client that reacts to `done` finds the session free and every frame recorded.
-    pub(super) async fn end(&self, done: TurnEvent, answer: Option<KeyedAnswer>) {
+    pub(super) async fn end(&self, done: TurnEvent, answer: Option<(IdempotencyClaim, KeptAnswer)>) {
         let frame = self.frame(&done);
         let (ack, acked) = oneshot::channel();
-        *locked(&self.inbox.ending) = Some((frame.clone(), answer, ack));
+        *locked(&self.inbox.end) = Some((frame.clone(), answer, ack));
         self.inbox.bell.notify_one();
         // An error here means the recorder is gone; the client still gets `done`.
         let _ = acked.await;
@@ -154,7 +152,7 @@ pub(super) async fn record(
         }
         // Frames that arrive within RECORD_INTERVAL share one transaction: a commit per frame cost more CPU
         // than the whole relay (BENCHMARKS.md). Clients never wait for this; `done` ends the wait at once.
-        if !inbox.ending() {
+        if !inbox.is_ending() {
             gather.as_mut().reset(tokio::time::Instant::now() + interval);
             tokio::select! {
                 () = &mut gather => {}
@@ -164,8 +162,8 @@ pub(super) async fn record(
         let batch = std::mem::take(&mut *locked(&inbox.frames));
         let mut rows: Vec<NewFrame<'_>> =
             batch.iter().map(|f| NewFrame { seq: f.seq, event: &f.event, data: &f.data }).collect();
-        let ending = locked(&inbox.ending).take();
-        if let Some((done, answer, ack)) = ending {
+        let end = locked(&inbox.end).take();
+        if let Some((done, answer, ack)) = end {
             rows.push(NewFrame { seq: done.seq, event: &done.event, data: &done.data });
             let answer = answer.as_ref().map(|(claim, answer)| (claim, answer));
             if let Err(err) = store.end_turn(session, &turn_id, &rows, answer).await {
