@@ -37,6 +37,14 @@ pub struct KeptAnswer {
 /// `idempotency_keys`' `PRIMARY KEY (owner_id, key)`: a key another request claimed first.
 pub(super) const IDEMPOTENCY_KEY: super::Unique = super::Unique::new("idempotency_keys", &["owner_id", "key"]);
 
+/// Frees the key if the request that claimed it is older than [`KEY_LIFETIME`].
+fn push_forget_expired(batch: &mut Batch, claim: &IdempotencyClaim) -> Result<usize> {
+    batch.push(
+        "DELETE FROM idempotency_keys WHERE owner_id = ?1 AND key = ?2 AND created_at <= ?3",
+        params![claim.owner, claim.key.as_str(), claim.expired_before.as_str()],
+    )
+}
+
 /// Adds the claim of a key to an atomic batch: an expired key is freed, then the key inserted; a twin that
 /// holds it makes the INSERT fail on the primary key (and the batch roll back). Answers the INSERT's index.
 pub(super) fn push_claim(
@@ -46,10 +54,7 @@ pub(super) fn push_claim(
     answer: Option<&KeptAnswer>,
     now: &str,
 ) -> Result<usize> {
-    batch.push(
-        "DELETE FROM idempotency_keys WHERE owner_id = ?1 AND key = ?2 AND created_at <= ?3",
-        params![claim.owner, claim.key.as_str(), claim.expired_before.as_str()],
-    )?;
+    push_forget_expired(batch, claim)?;
     batch.push(
         "INSERT INTO idempotency_keys (owner_id, key, endpoint, fingerprint, turn_id, status_code, response, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -78,10 +83,7 @@ pub(super) fn push_submission_claim(
     response: &str,
     now: &str,
 ) -> Result<usize> {
-    batch.push(
-        "DELETE FROM idempotency_keys WHERE owner_id = ?1 AND key = ?2 AND created_at <= ?3",
-        params![claim.owner, claim.key.as_str(), claim.expired_before.as_str()],
-    )?;
+    push_forget_expired(batch, claim)?;
     batch.push(
         "INSERT INTO idempotency_keys (owner_id, key, endpoint, fingerprint, turn_id, status_code, response, created_at)
          SELECT ?1, ?2, ?3, ?4, t.id, CASE WHEN t.id IS NULL THEN 202 END,
@@ -103,9 +105,14 @@ pub(super) fn push_submission_claim(
     )
 }
 
-/// Adds the read of what the key recorded to a batch (see [`read_key_record`]).
-pub(super) fn push_key_read(batch: &mut Batch, claim: &IdempotencyClaim, now: &str) -> Result<usize> {
-    batch.push(
+/// Adds the read of what the key recorded to a batch, if the request has a key (see [`take_key_record`]).
+pub(super) fn push_key_read<'a>(
+    batch: &mut Batch,
+    claim: Option<&'a IdempotencyClaim>,
+    now: &str,
+) -> Result<Option<KeyRead<'a>>> {
+    let Some(claim) = claim else { return Ok(None) };
+    let index = batch.push(
         "SELECT k.endpoint, k.fingerprint, k.turn_id, k.status_code, k.response, t.session_id,
                 (s.turn_id = t.id AND s.turn_expires_at > ?3)
          FROM idempotency_keys k
@@ -113,10 +120,26 @@ pub(super) fn push_key_read(batch: &mut Batch, claim: &IdempotencyClaim, now: &s
          LEFT JOIN agent_sessions s ON s.id = t.session_id
          WHERE k.owner_id = ?1 AND k.key = ?2 AND k.created_at > ?4",
         params![claim.owner, claim.key.as_str(), now, claim.expired_before.as_str()],
-    )
+    )?;
+    Ok(Some(KeyRead { claim, index }))
+}
+
+/// A key read pushed into a batch: what [`take_key_record`] takes back.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct KeyRead<'a> {
+    claim: &'a IdempotencyClaim,
+    index: usize,
+}
+
+/// What the key recorded, from the batch [`push_key_read`] added its read to; `Ok(None)` without a key.
+pub(super) fn take_key_record(out: &mut super::conn::Outcomes, read: Option<KeyRead<'_>>) -> Result<Option<KeyRecord>> {
+    match read {
+        Some(read) => read_key_record(out.take(read.index)?, read.claim),
+        None => Ok(None),
+    }
 }
 /// What the key recorded, if an earlier request claimed it; 422 when that was a different request.
-pub(super) fn read_key_record(set: super::conn::Set, claim: &IdempotencyClaim) -> Result<Option<KeyRecord>> {
+fn read_key_record(set: super::conn::Set, claim: &IdempotencyClaim) -> Result<Option<KeyRecord>> {
     let Some(r) = set.rows().next() else { return Ok(None) };
     let (endpoint, fingerprint, turn_id, status, body, session, running) = (
         text(&r, 0)?,

@@ -277,13 +277,9 @@ impl Store {
             ),
             params![session, ids],
         )?;
-        let key_record =
-            claim.map(|claim| super::idempotency::push_key_read(&mut batch, claim, &self.now())).transpose()?;
+        let key_read = super::idempotency::push_key_read(&mut batch, claim, &self.now())?;
         let mut out = self.conn().await.batch(batch).await?;
-        let key_record = match (key_record, claim) {
-            (Some(index), Some(claim)) => super::idempotency::read_key_record(out.take(index)?, claim),
-            _ => Ok(None),
-        };
+        let key_record = super::idempotency::take_key_record(&mut out, key_read);
         let context = validate_outputs(viewer, session, outputs, &mut out, [found, agent, tools, calls]);
         Ok(super::TurnRead { key_record, context })
     }
