@@ -1,13 +1,20 @@
 //! # Lambent's static site
 //!
-//! Every page is rendered here with maud, once, into `site/dist/` (`cargo run -p lambent-site`); the local
-//! server and CloudFront serve that folder as it is. Pages carry no data: our own JavaScript
-//! (`site/static/`) fetches it from the API and puts it into the page as text, never as HTML. No inline
-//! script anywhere, so a Content-Security-Policy can forbid it.
+//! Every page is rendered here with maud; with our own files (`site/static/`) and the third-party ones
+//! (`site/vendor/`), all embedded in the library, they make the whole site: [`files`]. The `lambent` binary
+//! serves it from memory (so `cargo run` serves every page on a fresh clone, from any directory) and
+//! `cargo run -p lambent-site` writes the same files into `site/dist/` for S3 and CloudFront ([`build`]).
+//! Pages carry no data: our own JavaScript fetches it from the API and puts it into the page as text, never as
+//! HTML. No inline script anywhere, so a Content-Security-Policy can forbid it.
 //!
 //! # Layout
-//! - `lib.rs`: the layout and the pages (`/`, `/dashboard/`, `/playground/`, `/swagger/`, `/redoc/`).
-//! - `main.rs`: the build: pages, `static/` and the npm assets (Pico, Swagger UI, Redoc) into `dist/`.
+//! - `lib.rs`: the layout and the pages (`/`, `/dashboard/`, `/playground/`, `/swagger/`, `/redoc/`), the site's
+//!   files and the build.
+//! - `main.rs`: `cargo run -p lambent-site`, the build into `site/dist/`.
+//! - `../build.rs`: embeds every file under `static/`.
+
+use std::borrow::Cow;
+use std::path::Path;
 
 use maud::{DOCTYPE, Markup, html};
 
@@ -16,16 +23,86 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
     img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; \
     base-uri 'self'; form-action 'self'";
 
-/// The one CDN address inside Redoc's bundle; the build points it at `static/redocly-logo.svg`.
+/// The one CDN address inside Redoc's bundle; the site points it at `static/redocly-logo.svg`.
 pub const REDOC_CDN_LOGO: &str = "https://cdn.redoc.ly/redoc/logo-mini.svg";
 
-/// Third-party files copied from `site/node_modules` into `dist/vendor/`: (from, to).
-pub const VENDOR: &[(&str, &str)] = &[
-    ("@picocss/pico/css/pico.min.css", "pico.min.css"),
-    ("swagger-ui-dist/swagger-ui-bundle.js", "swagger-ui-bundle.js"),
-    ("swagger-ui-dist/swagger-ui.css", "swagger-ui.css"),
-    ("redoc/bundles/redoc.standalone.js", "redoc.standalone.js"),
+/// The third-party files, committed under `site/vendor/` (see its README: which package, version and licence)
+/// and served under `/vendor/`: (name under `vendor/`, bytes).
+pub const VENDOR: &[(&str, &[u8])] = &[
+    ("pico.min.css", include_bytes!("../vendor/pico/pico.min.css")),
+    ("swagger-ui-bundle.js", include_bytes!("../vendor/swagger-ui-dist/swagger-ui-bundle.js")),
+    ("swagger-ui.css", include_bytes!("../vendor/swagger-ui-dist/swagger-ui.css")),
+    ("redoc.standalone.js", include_bytes!("../vendor/redoc/redoc.standalone.js")),
 ];
+
+include!(concat!(env!("OUT_DIR"), "/static_files.rs"));
+
+/// One file of the site: its path under the site's root (`index.html`, `dashboard/index.html`,
+/// `static/app.js`, `vendor/pico.min.css`, `favicon.ico`), its content type and its bytes.
+#[derive(Debug, Clone)]
+pub struct File {
+    pub path: String,
+    pub content_type: &'static str,
+    pub bytes: Cow<'static, [u8]>,
+}
+
+impl File {
+    /// The URL path it answers at: a page's folder (`/dashboard/`, as CloudFront's index function maps it), else
+    /// the file's own path.
+    pub fn route(&self) -> String {
+        format!("/{}", self.path.strip_suffix("index.html").unwrap_or(&self.path))
+    }
+}
+
+/// The content type a file is served with, by its extension.
+pub fn content_type(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("json") => "application/json",
+        Some("svg") => "image/svg+xml",
+        Some("ico") => "image/x-icon",
+        Some("png") => "image/png",
+        Some("woff2") => "font/woff2",
+        Some("txt") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The whole site: every page, every file under `static/`, the third-party files under `vendor/` and
+/// `/favicon.ico` (which browsers and other tools ask for without reading a page).
+pub fn files() -> Vec<File> {
+    let file = |path: String, bytes: Cow<'static, [u8]>| File { content_type: content_type(&path), path, bytes };
+    let mut files: Vec<File> =
+        pages().into_iter().map(|(path, html)| file(path.to_owned(), Cow::Owned(html.into_bytes()))).collect();
+    files.extend(STATIC.iter().map(|(name, bytes)| file(format!("static/{name}"), Cow::Borrowed(*bytes))));
+    files.extend(VENDOR.iter().map(|(name, bytes)| {
+        // Redoc hard-codes one image from its CDN; the site serves its own copy instead, so nothing leaves the
+        // origin (and the CSP has nothing to block).
+        let bytes = if *name == "redoc.standalone.js" {
+            Cow::Owned(String::from_utf8_lossy(bytes).replace(REDOC_CDN_LOGO, "/static/redocly-logo.svg").into_bytes())
+        } else {
+            Cow::Borrowed(*bytes)
+        };
+        file(format!("vendor/{name}"), bytes)
+    }));
+    files.push(file("favicon.ico".to_owned(), Cow::Borrowed(include_bytes!("../static/favicon.ico"))));
+    files
+}
+
+/// Writes the whole site ([`files`]) into `dist`, emptied first: what the deploy uploads to S3.
+pub fn build(dist: &Path) -> std::io::Result<()> {
+    if dist.exists() {
+        std::fs::remove_dir_all(dist)?;
+    }
+    for file in files() {
+        let target = dist.join(&file.path);
+        std::fs::create_dir_all(target.parent().unwrap_or(dist))?;
+        std::fs::write(&target, &file.bytes)?;
+    }
+    Ok(())
+}
 
 fn layout(title: &str, page: &str, body: Markup) -> Markup {
     html! {
@@ -35,6 +112,8 @@ fn layout(title: &str, page: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Lambent" }
+                link rel="icon" href="/favicon.ico" sizes="32x32";
+                link rel="icon" href="/static/favicon.svg" type="image/svg+xml";
                 link rel="stylesheet" href="/vendor/pico.min.css";
                 link rel="stylesheet" href="/static/site.css";
                 script src="/static/app.js" defer {}
@@ -214,7 +293,7 @@ fn authorize_note() -> Markup {
     }
 }
 
-/// Every page: (path under dist/, HTML).
+/// Every page: (path under the site's root, HTML).
 pub fn pages() -> Vec<(&'static str, String)> {
     vec![
         ("index.html", index().into_string()),
