@@ -26,7 +26,6 @@ impl Server {
             .env_clear()
             .env("DATABASE_URL", format!("file:{}", dir.path().join("lambent.db").display()))
             .env("BIND", format!("127.0.0.1:{port}"))
-            .env("LAMBENT_SITE_DIR", dir.path().join("no-site"))
             .envs(fake.env())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -5,12 +5,15 @@
 //! local or remote, before a deploy.
 //!
 //! # Layout
-//! - `lib.rs`: the commands, so tests drive the very server `main` runs.
-//! - `main.rs`: the command line, logging, and the shutdown signal.
+//! - `lib.rs`: the commands, the logging and the shutdown signal, so tests drive the very server `main` runs
+//!   (and the test binary that runs `main.rs` itself is that program).
+//! - `main.rs`: the `lambent` binary: [`main`].
 
 use std::future::Future;
 use std::io::{BufRead, Write};
+use std::process::ExitCode;
 
+use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
 use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
@@ -19,8 +22,8 @@ use lambent::domain::{Mode, UserWrite};
 use lambent::store::User;
 use lambent::{AppState, Config, Error, Store};
 use tokio::net::TcpListener;
-use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(name = "lambent", version, about = "Lambent: chat agents on the OpenAI Responses API")]
@@ -151,21 +154,20 @@ pub async fn open(config: &Config) -> Result<Store, lambent::Error> {
     Ok(store)
 }
 
-/// The built site at the same paths CloudFront serves it: the pages, `/static/` and `/vendor/`.
-pub fn site(dir: &str) -> axum::Router {
-    let dir = std::path::Path::new(dir);
-    if !dir.join("index.html").exists() {
-        tracing::warn!(
-            "no site in {} (pages will 404): build it with `npm ci --prefix site && cargo run -p lambent-site`",
-            dir.display()
-        );
-    }
-    let mut router = axum::Router::new()
-        .nest_service("/static", ServeDir::new(dir.join("static")))
-        .nest_service("/vendor", ServeDir::new(dir.join("vendor")));
-    for (path, _) in lambent_site::pages() {
-        let route = format!("/{}", path.trim_end_matches("index.html"));
-        router = router.route_service(&route, ServeFile::new(dir.join(path)));
+/// The whole site (`lambent_site::files`) at the paths CloudFront serves it, from memory: the pages (`/`,
+/// `/dashboard/`, …), `/static/`, `/vendor/` and `/favicon.ico`. Nothing is read from disk, so a fresh clone's
+/// `cargo run` serves it from any working directory.
+pub fn site() -> axum::Router {
+    let mut router = axum::Router::new();
+    for file in lambent_site::files() {
+        let route = file.route();
+        let content_type = HeaderValue::from_static(file.content_type);
+        let body = match file.bytes {
+            std::borrow::Cow::Borrowed(bytes) => Bytes::from_static(bytes),
+            std::borrow::Cow::Owned(bytes) => Bytes::from(bytes),
+        };
+        router = router
+            .route(&route, axum::routing::get(move || async move { ([(header::CONTENT_TYPE, content_type)], body) }));
     }
     router
 }
@@ -202,9 +204,8 @@ pub async fn serve(
 
 /// Every router, the site, and the headers every page and answer carries: what [`serve`] serves.
 pub fn app(state: AppState) -> axum::Router {
-    let site = site(&state.config.site_dir);
     lambent::http::router(state)
-        .merge(site)
+        .merge(site())
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(lambent_site::CONTENT_SECURITY_POLICY),
@@ -252,4 +253,59 @@ pub async fn run(
             serve(config, listener, shutdown).await
         }
     }
+}
+
+/// Logs go to stderr (stdout carries what commands print for scripts: a new token, the first-run password), at
+/// `RUST_LOG` (`info` by default).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+}
+
+/// The `lambent` binary: `.env`, logging, the command line (`serve` by default), until Ctrl-C / SIGTERM.
+pub async fn main() -> ExitCode {
+    // A missing .env is normal; a malformed one is worth saying.
+    if let Err(err) = dotenvy::dotenv()
+        && !err.not_found()
+    {
+        eprintln!("lambent: ignoring .env: {err}");
+    }
+    init_logging();
+    let cli = Cli::parse();
+    let result = match Config::from_env() {
+        Ok(config) => run(cli.command.unwrap_or(Command::Serve), config, shutdown_signal()).await,
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err.chain(), "lambent failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
 }

@@ -67,8 +67,6 @@ pub struct Config {
     pub tool_hosts: Vec<String>,
     /// Browser origins allowed to call the API cross-origin (CORS). None by default.
     pub cors_origins: Vec<String>,
-    /// The built static site the local server serves (`cargo run -p lambent-site` writes it).
-    pub site_dir: String,
 }
 
 impl Config {
@@ -123,7 +121,6 @@ impl Config {
             max_message_chars,
             tool_hosts: list(get("LAMBENT_TOOL_HOSTS")),
             cors_origins: list(get("LAMBENT_CORS_ORIGINS")),
-            site_dir: get("LAMBENT_SITE_DIR").unwrap_or_else(|| "site/dist".to_owned()),
         })
     }
 }
