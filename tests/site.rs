@@ -1,6 +1,7 @@
 //! The site as a new user gets it: the `lambent` binary itself (built from `local/src/main.rs`), started in an
 //! empty directory with no `site/dist` and no `node_modules` anywhere it could read, serves every page and every
-//! file the pages load, with the security headers; and the site build writes every file the deploy uploads.
+//! file the pages load, with the security headers; its terminal shows one plain line per request; and the site
+//! build writes every file the deploy uploads.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -129,6 +130,32 @@ async fn a_fresh_clone_s_lambent_serves_every_page_and_what_it_loads_from_an_emp
         }
     }
     assert!(server.output("stdout").contains("/dashboard/"), "the first run says where to log in");
+}
+
+#[tokio::test]
+async fn each_request_is_one_plain_log_line_when_the_output_is_redirected_to_a_file() {
+    let server = Lambent::start().await;
+    let client = http_client();
+    assert_eq!(client.get(format!("{}/dashboard/", server.base)).send().await.unwrap().status(), 200);
+    assert_eq!(client.get(format!("{}/api/agents/?page=2", server.base)).send().await.unwrap().status(), 401);
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = server.output("stderr");
+        if log.contains("GET /api/agents/ 401") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let line = |needle: &str| {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(needle)).collect();
+        assert_eq!(lines.len(), 1, "one line for {needle:?}:\n{log}");
+        lines[0].to_owned()
+    };
+    let page = line("GET /dashboard/ 200 ");
+    assert!(page.contains(" INFO ") && page.trim_end().ends_with("ms"), "method, path, status, latency: {page}");
+    assert!(!line("GET /api/agents/ 401 ").contains("page=2"), "the query string stays out of the log");
+    assert!(!log.contains("\x1b["), "no colour codes in a redirected log:\n{log:?}");
+    assert!(!server.output("stdout").contains("\x1b["), "nor in what the first run prints");
 }
 
 /// Every file under `dir`, as paths relative to it with `/` separators.

@@ -10,11 +10,15 @@
 //! - `main.rs`: the `lambent` binary: [`main`].
 
 use std::future::Future;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use axum::body::Bytes;
+use axum::extract::Request;
 use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use lambent::auth::{hash_password, random_hex};
@@ -172,6 +176,18 @@ pub fn site() -> axum::Router {
     router
 }
 
+/// One INFO line per request, on the target `lambent::request`: `GET /dashboard/ 200 0.41ms` (the time to the
+/// response's head; a stream goes on after it). Only the path: a query string stays out of the log.
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(target: "lambent::request", "{method} {path} {} {ms:.2}ms", response.status().as_u16());
+    response
+}
+
 /// Serves every router on `listener` until `shutdown` resolves, then lets open requests finish.
 pub async fn serve(
     config: Config,
@@ -202,7 +218,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Every router, the site, and the headers every page and answer carries: what [`serve`] serves.
+/// Every router, the site, the headers every page and answer carries, and a log line per request: what
+/// [`serve`] serves.
 pub fn app(state: AppState) -> axum::Router {
     lambent::http::router(state)
         .merge(site())
@@ -214,6 +231,7 @@ pub fn app(state: AppState) -> axum::Router {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
+        .layer(axum::middleware::from_fn(log_request))
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open requests finish.
@@ -256,10 +274,13 @@ pub async fn run(
 }
 
 /// Logs go to stderr (stdout carries what commands print for scripts: a new token, the first-run password), at
-/// `RUST_LOG` (`info` by default).
+/// `RUST_LOG` (`info` by default: one line per request, see [`app`]), in colour only on a terminal and without
+/// `NO_COLOR`: redirected to a file, a log is plain text.
 pub fn init_logging() {
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
 }
