@@ -8,6 +8,10 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
     let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     for entry in entries {
         let path = entry.expect("a directory entry").path();
+        // An editor's swap or backup file (`.app.js.swp`) is not part of the site.
+        if path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.') || n.ends_with('~')) {
+            continue;
+        }
         if path.is_dir() {
             walk(&path, files);
         } else {

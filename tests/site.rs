@@ -158,11 +158,16 @@ async fn each_request_is_one_plain_log_line_when_the_output_is_redirected_to_a_f
     assert!(!server.output("stdout").contains("\x1b["), "nor in what the first run prints");
 }
 
-/// Every file under `dir`, as paths relative to it with `/` separators.
+/// Every file under `dir`, as paths relative to it with `/` separators; as the site's build script, without an
+/// editor's hidden or backup files.
 fn files_under(dir: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path: PathBuf = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap();
+            if name.starts_with('.') || name.ends_with('~') {
+                continue;
+            }
             if path.is_dir() {
                 walk(root, &path, out);
             } else {
