@@ -42,12 +42,11 @@ impl Env {
     }
 
     /// The settings every process under test gets: the bench database, the fake upstream, the secrets, quiet
-    /// logs, and a site folder that does not exist (pages are not what is measured).
+    /// logs.
     pub fn vars(&self) -> Vec<(&'static str, String)> {
         let mut vars = vec![
             ("DATABASE_URL", self.database_url.clone()),
             ("OPENAI_BASE_URL", self.openai_base_url.clone()),
-            ("LAMBENT_SITE_DIR", self.work_dir.join("no-site").display().to_string()),
         ];
         match &self.secrets {
             Secrets::Plain { database_auth_token } => {
