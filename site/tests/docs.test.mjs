@@ -110,3 +110,17 @@ test("Redoc reads the OpenAPI document without allOf warnings", async () => {
     await page.context().close();
   }
 });
+
+test("at a phone's width the header wraps: no page scrolls sideways", async () => {
+  const page = await newPage(browser, PHONE);
+  for (const url of ["/", "/swagger/", "/redoc/"]) {
+    await page.goto(`${base}${url}`);
+    await page.locator("#whoami").waitFor();
+    const off = await page.$$eval("header nav li", (items) => items.filter((li) => li.getBoundingClientRect().right > innerWidth)
+      .map((li) => li.textContent.trim()));
+    assert.deepEqual(off, [], `${url}: every header link is on the screen`);
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= innerWidth), `${url}: no sideways scroll`);
+  }
+  await shot(page, "index-phone", true);
+  await page.context().close();
+});
