@@ -85,6 +85,7 @@ test("a signed-in user runs GET /api/agents/ in Swagger UI without typing a toke
   await status.waitFor();
   assert.equal((await status.textContent()).trim(), "200");
   await shot(page, "swagger-signed-in");
+  assert.deepEqual(page.messages.filter((m) => m.startsWith("pageerror")), [], "no script error next to app.js");
   await page.context().close();
 
   for (const [name, viewport] of [["desktop", DESKTOP], ["phone", PHONE]]) {
