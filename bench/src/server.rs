@@ -44,10 +44,8 @@ impl Env {
     /// The settings every process under test gets: the bench database, the fake upstream, the secrets, quiet
     /// logs.
     pub fn vars(&self) -> Vec<(&'static str, String)> {
-        let mut vars = vec![
-            ("DATABASE_URL", self.database_url.clone()),
-            ("OPENAI_BASE_URL", self.openai_base_url.clone()),
-        ];
+        let mut vars =
+            vec![("DATABASE_URL", self.database_url.clone()), ("OPENAI_BASE_URL", self.openai_base_url.clone())];
         match &self.secrets {
             Secrets::Plain { database_auth_token } => {
                 vars.push(("OPENAI_API_KEY", "sk-bench".to_owned()));

@@ -30,6 +30,7 @@ pub const REDOC_CDN_LOGO: &str = "https://cdn.redoc.ly/redoc/logo-mini.svg";
 /// and served under `/vendor/`: (name under `vendor/`, bytes).
 pub const VENDOR: &[(&str, &[u8])] = &[
     ("pico.min.css", include_bytes!("../vendor/pico/pico.min.css")),
+    ("pico.conditional.min.css", include_bytes!("../vendor/pico/pico.conditional.min.css")),
     ("swagger-ui-bundle.js", include_bytes!("../vendor/swagger-ui-dist/swagger-ui-bundle.js")),
     ("swagger-ui.css", include_bytes!("../vendor/swagger-ui-dist/swagger-ui.css")),
     ("redoc.standalone.js", include_bytes!("../vendor/redoc/redoc.standalone.js")),
@@ -104,22 +105,45 @@ pub fn build(dist: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// How much of a page Pico styles.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pico {
+    /// All of it: the site's own pages.
+    Page,
+    /// Only what is inside `.pico` (the header, the page's title and note): the API reference pages. Swagger UI
+    /// and Redoc bring their own styles, which Pico's element selectors (lists, `pre`, tables, inputs) would
+    /// override; they are light-only, so these pages are too.
+    Scoped,
+}
+
 fn layout(title: &str, page: &str, body: Markup) -> Markup {
+    frame(title, page, Pico::Page, body)
+}
+
+fn frame(title: &str, page: &str, pico: Pico, body: Markup) -> Markup {
+    let scoped = pico == Pico::Scoped;
     html! {
         (DOCTYPE)
-        html lang="en" {
+        html lang="en" data-theme=[scoped.then_some("light")] {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Lambent" }
                 link rel="icon" href="/favicon.ico" sizes="32x32";
                 link rel="icon" href="/static/favicon.svg" type="image/svg+xml";
-                link rel="stylesheet" href="/vendor/pico.min.css";
+                @if scoped {
+                    link rel="stylesheet" href="/vendor/pico.conditional.min.css";
+                } @else {
+                    link rel="stylesheet" href="/vendor/pico.min.css";
+                }
                 link rel="stylesheet" href="/static/site.css";
+                @if scoped {
+                    link rel="stylesheet" href="/static/docs.css";
+                }
                 script src="/static/app.js" defer {}
             }
             body data-page=(page) {
-                header class="container" {
+                header class=(if scoped { "container pico" } else { "container" }) {
                     nav aria-label="Main" {
                         ul { li { a href="/" { strong { "Lambent" } } } }
                         ul {
@@ -255,12 +279,15 @@ pub fn playground() -> Markup {
 }
 
 pub fn swagger() -> Markup {
-    layout(
+    frame(
         "Swagger UI",
         "swagger",
+        Pico::Scoped,
         html! {
-            h1 { "API reference (Swagger UI)" }
-            (authorize_note())
+            div class="pico" {
+                h1 { "API reference (Swagger UI)" }
+                (authorize_note())
+            }
             link rel="stylesheet" href="/vendor/swagger-ui.css";
             div id="swagger-ui" {}
             script src="/vendor/swagger-ui-bundle.js" {}
@@ -270,12 +297,15 @@ pub fn swagger() -> Markup {
 }
 
 pub fn redoc() -> Markup {
-    layout(
+    frame(
         "Redoc",
         "redoc",
+        Pico::Scoped,
         html! {
-            h1 { "API reference (Redoc)" }
-            (authorize_note())
+            div class="pico" {
+                h1 { "API reference (Redoc)" }
+                (authorize_note())
+            }
             div id="redoc" data-spec-url="/api/openapi.json" {}
             script src="/vendor/redoc.standalone.js" {}
             script src="/static/redoc-init.js" {}
@@ -285,7 +315,7 @@ pub fn redoc() -> Markup {
 
 fn authorize_note() -> Markup {
     html! {
-        p class="note" {
+        p id="authorize-note" class="note" {
             "Every call except login and health needs " code { "Authorization: Bearer <token>" } ". Get a token from "
             code { "POST /api/auth/login/" } " with your username and password (it lasts 12 hours), or a long-lived one from "
             code { "POST /api/tokens/" } ". In Swagger UI, press " strong { "Authorize" } " and paste the token."

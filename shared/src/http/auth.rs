@@ -36,7 +36,8 @@ pub fn api() -> OpenApiRouter<AppState> {
 pub struct IssuedToken {
     /// Send it as `Authorization: Bearer <token>`. It is not shown again.
     pub token: String,
-    pub expires_at: Option<String>,
+    // The token's fields, `expires_at` among them: once (a field of its own here would repeat it in the JSON,
+    // and twice in the schema's `allOf`).
     #[serde(flatten)]
     pub info: TokenInfo,
 }
@@ -48,7 +49,7 @@ pub struct IssuedToken {
 async fn login(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Json<IssuedToken>> {
     let credentials = Credentials::parse(&body)?;
     let (info, token) = accounts::login(&state, &credentials.username, &credentials.password).await?;
-    Ok(Json(IssuedToken { token, expires_at: info.expires_at.clone(), info }))
+    Ok(Json(IssuedToken { token, info }))
 }
 
 /// Revoke the token this request was made with.
@@ -85,7 +86,7 @@ async fn create_token(
     let request = NewApiToken::parse(&body)?;
     let (info, token) =
         accounts::issue_api_token(&state.store, caller.id, &request.name, request.expires_in_days).await?;
-    Ok((StatusCode::CREATED, Json(IssuedToken { token, expires_at: info.expires_at.clone(), info })))
+    Ok((StatusCode::CREATED, Json(IssuedToken { token, info })))
 }
 
 /// Revoke one of the caller's tokens.

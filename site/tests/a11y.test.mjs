@@ -1,0 +1,98 @@
+// An accessibility pass with axe-core over every page, signed in, at desktop width: no violation of serious or
+// critical impact. Each violation is printed with the elements it names.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import { createRequire } from "node:module";
+import { start, newPage, logIn } from "./helpers.mjs";
+
+const AXE = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+// Inside Swagger UI's and Redoc's containers, the rules their own markup breaks, each with why: these two rules
+// are off there and nowhere else (every other rule still runs inside, and everything runs on our own content:
+// the header, the title and the note around them). Listed in the report of the issue that added this test.
+const THIRD_PARTY = {
+  "/swagger/": { within: "#swagger-ui", rules: {
+    "color-contrast": "Swagger UI's palette: white on its method colours (GET, POST, PUT, DELETE), on the grey and green version badges, and its grey links and schema buttons",
+    "nested-interactive": "Swagger UI makes each operation's summary a button and puts the lock (authorize) button inside it",
+  } },
+  "/redoc/": { within: "#redoc", rules: {
+    "color-contrast": "Redoc's theme: red inline code on light grey, grey labels and section headings",
+    "select-name": "a <select> Redoc draws in its samples panel carries no label",
+  } },
+};
+
+let base, browser, stop, page;
+
+before(async () => {
+  ({ base, browser, stop } = await start());
+  page = await newPage(browser);
+  await logIn(page, base, "/");
+});
+after(async () => { await page?.context().close(); await stop?.(); });
+
+/** axe's serious and critical violations on the page as it is now: one line per rule, with its elements. */
+async function violations(page, where) {
+  if (!(await page.evaluate(() => "axe" in window))) await page.evaluate(AXE);
+  const third = THIRD_PARTY[new URL(page.url()).pathname];
+  const results = await page.evaluate(async (third) => {
+    const options = { resultTypes: ["violations"] };
+    if (!third) return (await window.axe.run(document, options)).violations;
+    const rules = Object.fromEntries(Object.keys(third.rules).map((id) => [id, { enabled: false }]));
+    const outside = await window.axe.run({ exclude: [[third.within]] }, options);
+    const inside = await window.axe.run({ include: [[third.within]] }, { ...options, rules });
+    return [...outside.violations, ...inside.violations];
+  }, third);
+  return results.filter((v) => ["serious", "critical"].includes(v.impact)).map((v) =>
+    `${where}: ${v.id} (${v.impact}) on ${v.nodes.length} element(s): ${v.help}; ` +
+    `${v.nodes.slice(0, 4).map((node) => node.target.join(" ")).join(" | ")}${v.nodes.length > 4 ? " | …" : ""}`);
+}
+
+function check(found) {
+  for (const line of found) console.log(line);
+  assert.deepEqual(found, []);
+}
+
+test("/ has no serious or critical axe violations", async () => {
+  await page.goto(`${base}/`);
+  await page.locator("#login-state").filter({ hasText: "Logged in as" }).waitFor();
+  check(await violations(page, "/"));
+});
+
+// The section tabs (`#sections`, drawn by app.js) break aria-required-children, aria-required-parent and
+// listitem: each tab is an <a role="tab"> inside an <li> inside the <ul role="tablist">. That markup is the
+// dashboard's, being reworked elsewhere; this test runs and prints them, and stays a todo until then.
+test("/dashboard/, every section shown, has no serious or critical axe violations",
+  { todo: "the dashboard's section tabs: <li> between role=tablist and role=tab" }, async () => {
+    await page.goto(`${base}/dashboard/`);
+    const tabs = page.getByRole("tab");
+    await tabs.first().waitFor();
+    const found = [];
+    for (const name of await tabs.allTextContents()) {
+      await page.getByRole("tab", { name, exact: true }).click();
+      await page.locator("#resource-title").filter({ hasText: name }).waitFor();
+      await page.waitForLoadState("networkidle");
+      found.push(...await violations(page, `/dashboard/ (${name})`));
+    }
+    check(found);
+  });
+
+test("/playground/ has no serious or critical axe violations", async () => {
+  await page.goto(`${base}/playground/`);
+  await page.locator("#playground").waitFor();
+  await page.waitForLoadState("networkidle");
+  check(await violations(page, "/playground/"));
+});
+
+test("/swagger/ has no serious or critical axe violations outside Swagger UI's own", async () => {
+  await page.goto(`${base}/swagger/`);
+  await page.locator(".opblock").first().waitFor();
+  await page.locator("#authorize-note").filter({ hasText: "signed in as" }).waitFor();
+  check(await violations(page, "/swagger/"));
+});
+
+test("/redoc/ has no serious or critical axe violations outside Redoc's own", async () => {
+  await page.goto(`${base}/redoc/`);
+  await page.locator('[data-section-id^="operation/"]').first().waitFor({ timeout: 60000 });
+  check(await violations(page, "/redoc/"));
+});
