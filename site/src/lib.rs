@@ -151,16 +151,27 @@ pub fn playground() -> Markup {
             h1 { "Playground" }
             (login_form())
             div id="playground" hidden {
+                p id="no-agents" class="notice" hidden {
+                    "You have no agents yet: create one in the " a href="/dashboard/#agents" { "Dashboard" }
+                    " (tick \"Default agent\" to have it preselected here)."
+                }
                 div class="grid" {
                     label { "Agent" select id="agent" {} }
                     label { "Session" select id="session" { option value="" { "New session" } } }
                 }
                 label { input id="auto-execute" type="checkbox" role="switch"; " Run tools that have a server-side executor" }
                 section id="history" aria-live="polite" aria-label="Conversation" {}
-                div id="tool-calls" aria-live="polite" {}
                 p id="chat-error" class="error" role="alert" {}
                 form id="chat-form" {
-                    label { "Message" textarea id="message" rows="3" required {} }
+                    label for="message" { "Message" }
+                    textarea id="message" rows="3" required aria-describedby="message-hint" {}
+                    small id="message-hint" { "Enter sends; Shift+Enter starts a new line." }
+                    details id="variables" {
+                        summary { "Template variables" }
+                        p class="note" { "Values for the " code { "{{name}}" } " placeholders of the agent's templates." }
+                        div id="variable-rows" {}
+                        button type="button" id="add-variable" class="secondary outline" { "Add variable" }
+                    }
                     div class="grid" {
                         button type="submit" id="send" { "Send" }
                         button type="button" id="stop" class="secondary" disabled { "Stop" }

@@ -334,20 +334,42 @@ async function showSession(session) {
 
 const chat = { controller: null, bubble: null, sessionId: null, streaming: null };
 
+/** One sentence from a DRF error body: its `detail`, else every field's messages. */
+function describeError(status, data) {
+  if (data && typeof data === "object") {
+    if (data.detail) return String(data.detail);
+    const messages = Object.values(data).flat().filter((m) => typeof m === "string");
+    if (messages.length) return messages.join(" ");
+  }
+  return `The server refused it (HTTP ${status}).`;
+}
+
 async function playground() {
   $("#playground").hidden = false;
   const { data } = await api("GET", "/api/agents/?page_size=100");
   const agents = data?.results || [];
   const select = $("#agent");
   select.replaceChildren(...agents.map((a) => el("option", { value: String(a.id) }, `${a.name}${a.is_default ? " (default)" : ""}`)));
+  $("#no-agents").hidden = agents.length > 0;
   const preferred = agents.find((a) => a.is_default && a.owner === me.id) || agents.find((a) => a.is_default);
   if (preferred) select.value = String(preferred.id);
   select.onchange = () => loadSessions();
   $("#session").onchange = () => loadHistory();
   $("#chat-form").onsubmit = (event) => { event.preventDefault(); send(); };
-  $("#message").onkeydown = (event) => { if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) send(); };
+  $("#message").onkeydown = (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); send(); }
+  };
+  $("#add-variable").onclick = () => addVariable("").querySelector("input").focus();
   $("#stop").onclick = stop;
   await loadSessions();
+}
+
+/** "25 Nov 2026, 20:14" from the API's "2026-11-25T20:14:11.123456Z". */
+function formatDate(value) {
+  if (!value) return "—";
+  const date = new Date(String(value).replace(/(\.\d{3})\d+/, "$1"));
+  if (Number.isNaN(date.getTime())) return String(value);
+  return date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 
 async function loadSessions(selected) {
@@ -356,25 +378,47 @@ async function loadSessions(selected) {
   const options = [el("option", { value: "" }, "New session")];
   if (agent) {
     const { data } = await api("GET", `/api/sessions/?agent=${encodeURIComponent(agent)}&page_size=100`);
-    for (const s of (data?.results || []).reverse()) options.push(el("option", { value: String(s.id) }, `Session #${s.id} (${s.updated_at})`));
+    for (const s of (data?.results || []).reverse()) {
+      options.push(el("option", { value: String(s.id) }, `Session #${s.id} · ${formatDate(s.updated_at)}`));
+    }
   }
   select.replaceChildren(...options);
   select.value = selected ? String(selected) : "";
   if (!selected) await loadHistory();
 }
 
+/** The session's messages and tool calls, in the order they happened: each response's calls right after its
+ * message (a tool-call turn has no text of its own), any other call at its time. */
 async function loadHistory() {
   const session = $("#session").value;
   chat.sessionId = session ? Number(session) : null;
   $("#history").replaceChildren();
-  $("#tool-calls").replaceChildren();
   $("#chat-error").textContent = "";
   if (!session) return;
-  const { data } = await api("GET", `/api/sessions/${session}/messages/?page_size=100`);
-  for (const m of data?.results || []) addBubble(m.role, m.content);
-  const calls = await api("GET", `/api/sessions/${session}/tool-calls/?page_size=100`);
-  for (const call of (calls.data?.results || []).filter((c) => c.status === "pending")) {
-    addToolCard({ call_id: call.call_id, name: call.name, type: call.type, arguments: call.arguments });
+  const [messages, calls] = await Promise.all([
+    api("GET", `/api/sessions/${session}/messages/?page_size=100`),
+    api("GET", `/api/sessions/${session}/tool-calls/?page_size=100`),
+  ]);
+  if ($("#session").value !== session) return;
+  const byResponse = new Map();
+  for (const call of calls.data?.results || []) {
+    if (!byResponse.has(call.response_id)) byResponse.set(call.response_id, []);
+    byResponse.get(call.response_id).push(call);
+  }
+  const entries = [];
+  for (const m of messages.data?.results || []) {
+    const own = (m.role === "assistant" && m.response_id && byResponse.get(m.response_id)) || [];
+    byResponse.delete(m.response_id);
+    entries.push({ at: m.created_at, message: m, calls: own });
+  }
+  for (const rest of byResponse.values()) for (const call of rest) entries.push({ at: call.created_at, calls: [call] });
+  entries.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  for (const { message: m, calls: own } of entries) {
+    if (m && (m.content || m.role === "user" || !own.length)) {
+      const bubble = addBubble(m.role, m.content);
+      if (m.status && m.status !== "completed") bubble.append(el("small", { className: "note" }, ` (${m.status})`));
+    }
+    for (const call of own) addToolCard(call, call);
   }
 }
 
@@ -388,17 +432,64 @@ function busy(on) {
   $("#send").disabled = on;
   $("#stop").disabled = !on;
   $("#send").setAttribute("aria-busy", String(on));
+  // One turn at a time: no output can be submitted while a stream runs (the server would refuse it).
+  for (const button of document.querySelectorAll(".tool-card form button")) button.disabled = on;
+}
+
+/** A name/value row of the template variables; its value's label names the variable. */
+function addVariable(name, value = "") {
+  $("#variables").open = true;
+  const valueInput = el("input", { className: "variable-value", value, placeholder: "value", "aria-label": `Value of ${name || "the variable"}` });
+  const nameInput = el("input", { className: "variable-name", value: name, placeholder: "name", "aria-label": "Variable name",
+    oninput: () => valueInput.setAttribute("aria-label", `Value of ${nameInput.value.trim() || "the variable"}`) });
+  const row = el("div", { className: "variable", role: "group", "aria-label": "Template variable" }, nameInput, valueInput,
+    el("button", { type: "button", className: "secondary outline", "aria-label": "Remove variable",
+      onclick: () => row.remove() }, "Remove"));
+  $("#variable-rows").append(row);
+  return row;
+}
+
+function variables() {
+  const out = {};
+  for (const row of document.querySelectorAll("#variable-rows .variable")) {
+    const name = row.querySelector(".variable-name").value.trim();
+    if (name) out[name] = row.querySelector(".variable-value").value;
+  }
+  return out;
 }
 
 async function send() {
   const message = $("#message").value.trim();
   if (!message || chat.controller) return;
   $("#chat-error").textContent = "";
-  addBubble("user", message);
+  const bubble = addBubble("user", message);
   $("#message").value = "";
   const body = { message, agent_id: Number($("#agent").value) || undefined, auto_execute_tools: $("#auto-execute").checked };
   if (chat.sessionId) body.session_id = chat.sessionId;
-  await stream("/api/agent/stream/", body);
+  const given = variables();
+  if (Object.keys(given).length) body.variables = given;
+  const result = await stream("/api/agent/stream/", body);
+  if (result.status >= 400) refused(bubble, message, result);
+}
+
+/** A message the server refused before storing it: why, on the bubble and above the box, and the text back in
+ * the box; a missing template variable becomes a field to fill. */
+function refused(bubble, message, { status, data }) {
+  const why = describeError(status, data);
+  bubble.classList.add("not-sent");
+  bubble.append(el("small", { className: "note" }, " — not sent"));
+  $("#chat-error").textContent = `Not sent: ${why}`;
+  if (!$("#message").value) $("#message").value = message;
+  let focus = $("#message");
+  for (const text of [].concat(data?.variables || [])) {
+    const name = /template variable "(.*)"/.exec(String(text))?.[1];
+    if (name === undefined) continue;
+    const existing = [...document.querySelectorAll("#variable-rows .variable")]
+      .find((row) => row.querySelector(".variable-name").value.trim() === name);
+    const row = existing || addVariable(name);
+    if (focus === $("#message")) focus = row.querySelector(".variable-value");
+  }
+  focus.focus();
 }
 
 /** Stops the running turn on the server (its stream then ends with `error` cancelled and `done`); only if
@@ -414,6 +505,7 @@ async function stream(path, body) {
   chat.controller = new AbortController();
   busy(true);
   chat.bubble = null;
+  let started = false;
   try {
     const response = await fetch(path, {
       method: "POST", signal: chat.controller.signal,
@@ -421,12 +513,15 @@ async function stream(path, body) {
       body: JSON.stringify(body),
     });
     if (!(response.headers.get("content-type") || "").startsWith("text/event-stream")) {
-      const data = await response.json().catch(() => ({}));
+      const text = await response.text();
+      let data = {};
+      try { data = text ? JSON.parse(text) : {}; } catch { data = { detail: text }; }
       if (response.status === 401) showLogin();
       return { status: response.status, data };
     }
     // The session is known from the headers, before any frame: Stop can cancel even a new session's turn.
     chat.streaming = Number(response.headers.get("lambent-session-id")) || null;
+    started = true;
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
@@ -451,7 +546,7 @@ async function stream(path, body) {
   } catch (error) {
     if (error.name === "AbortError") $("#chat-error").textContent = "Stopped. The answer goes on being stored on the server.";
     else $("#chat-error").textContent = `Connection problem: ${error.message}`;
-    return { status: 0 };
+    return { status: 0, started };
   } finally {
     chat.controller = null;
     chat.streaming = null;
@@ -471,12 +566,11 @@ function onEvent(event, raw) {
     chat.bubble.textContent += data.delta;
   } else if (event === "tool_call") {
     addToolCard(data);
+    // Text after the calls (a later round) starts a bubble of its own, below them.
+    chat.bubble = null;
   } else if (event === "tool_result") {
     const card = document.querySelector(`[data-call-id="${CSS.escape(data.call_id)}"]`);
-    if (card) {
-      card.querySelector("form")?.remove();
-      card.append(el("p", {}, "Ran on the server: "), el("pre", {}, data.output));
-    }
+    if (card) showOutput(card, "executed", "Ran on the server:", data.output);
   } else if (event === "error") {
     $("#chat-error").textContent = `${data.message} (${data.code})`;
   } else if (event === "done") {
@@ -487,24 +581,59 @@ function onEvent(event, raw) {
   }
 }
 
-function addToolCard(call) {
+/** A tool card's outcome in place of its form: what was sent (or run), as text. */
+function showOutput(card, status, label, output) {
+  card.dataset.status = status;
+  card.querySelector("form")?.remove();
+  card.querySelector(".tool-result")?.remove();
+  const result = el("div", { className: "tool-result" }, el("p", {}, label));
+  if (output !== undefined && output !== null) result.append(el("pre", { className: "tool-output" }, output));
+  card.append(result);
+  return result;
+}
+
+const OUTCOMES = { submitted: "Output sent:", executed: "Ran on the server:" };
+
+/** A card for a tool call, in the conversation where it happened; `record` is the ledger's row (history). */
+function addToolCard(call, record) {
+  const card = el("article", { className: "tool-card", dataset: { callId: call.call_id, status: record?.status || "pending" } },
+    el("header", {}, el("strong", {}, `Tool call: ${call.name}`), el("small", {}, ` ${call.type}, ${call.call_id}`)),
+    el("pre", { className: "tool-arguments" }, call.arguments ?? call.input ?? ""));
+  $("#history").append(card);
+  if (record && OUTCOMES[record.status]) showOutput(card, record.status, OUTCOMES[record.status], record.output);
+  else if (record?.status === "expired") showOutput(card, "expired", "Expired: a later message went on without it.");
+  else card.append(outputForm(card, call));
+  return card;
+}
+
+function outputForm(card, call) {
   const id = `output-${call.call_id}`;
   const output = el("textarea", { id, name: "output", rows: 2, required: true });
+  const error = el("p", { className: "error", role: "alert" });
   const form = el("form", { onsubmit: async (event) => {
     event.preventDefault();
-    const result = await stream("/api/agent/tool-output/", { session_id: chat.sessionId, call_id: call.call_id, output: output.value });
+    if (chat.controller) return;
+    const value = output.value;
+    // The output shows on the card at once; the form comes back only if the server refuses it.
+    const shown = showOutput(card, "submitted", "Sending output:", value);
+    const result = await stream("/api/agent/tool-output/", { session_id: chat.sessionId, call_id: call.call_id, output: value });
     if (result.status === 202) {
-      form.replaceWith(el("p", {}, `Output sent; waiting for: ${result.data.pending_tool_calls.join(", ")}`));
-    } else if (result.status && result.status >= 400) {
-      $("#chat-error").textContent = result.data?.detail || JSON.stringify(result.data);
+      shown.firstChild.textContent = `Output sent; waiting for: ${result.data.pending_tool_calls.join(", ")}`;
+    } else if (result.status >= 400 || (result.status === 0 && !result.started)) {
+      shown.remove();
+      card.dataset.status = "pending";
+      card.append(form);
+      if (result.status) {
+        error.textContent = `Not sent: ${describeError(result.status, result.data)}`;
+        $("#chat-error").textContent = error.textContent;
+      }
+      output.focus();
     } else {
-      form.replaceWith(el("p", {}, "Output sent."));
+      shown.firstChild.textContent = "Output sent:";
     }
-  } }, el("label", { htmlFor: id }, `Output for ${call.name}`), output, el("button", { type: "submit" }, "Submit output"));
-  const card = el("article", { className: "tool-card", dataset: { callId: call.call_id } },
-    el("header", {}, el("strong", {}, `Tool call: ${call.name}`), ` (${call.type}, ${call.call_id})`),
-    el("pre", {}, call.arguments ?? call.input ?? ""), form);
-  $("#tool-calls").append(card);
+  } }, el("label", { htmlFor: id }, `Output for ${call.name}`), output, error,
+  el("button", { type: "submit", disabled: Boolean(chat.controller) }, "Submit output"));
+  return form;
 }
 
 window.addEventListener("DOMContentLoaded", boot);

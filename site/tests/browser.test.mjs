@@ -94,21 +94,28 @@ let server, browser, base, work;
 let injected = false;
 const foreign = [];
 const consoleErrors = [];
+const extraServers = [];
+
+/** A migrated database with the staff user admin, and `lambent serve` on it: its base URL. */
+async function startServer(dir, overrides = {}) {
+  const port = await freePort();
+  const env = { ...process.env, DATABASE_URL: `file:${dir}/lambent.db`, BIND: `127.0.0.1:${port}`,
+    OPENAI_API_KEY: "sk-browser", OPENAI_BASE_URL: `http://127.0.0.1:${fake.address().port}/v1`,
+    LAMBENT_SITE_DIR: path.join(root, "site/dist"), RUST_LOG: "warn", ...overrides };
+  for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key];
+  execFileSync(lambent, ["migrate"], { env });
+  // The seed's first run starts from an admin account; ours is made here with a known password.
+  execFileSync(lambent, ["createsuperuser", "--username", "admin"], { env, input: `${PASSWORD}\n` });
+  const child = spawn(lambent, ["serve"], { env, stdio: ["ignore", "ignore", "inherit"] });
+  await waitForPort(port);
+  return { url: `http://127.0.0.1:${port}`, child };
+}
 
 before(async () => {
   fs.mkdirSync(shots, { recursive: true });
   work = fs.mkdtempSync(path.join(os.tmpdir(), "lambent-browser-"));
   await new Promise((resolve) => fake.listen(0, "127.0.0.1", resolve));
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  const env = { ...process.env, DATABASE_URL: `file:${work}/lambent.db`, BIND: `127.0.0.1:${port}`,
-    OPENAI_API_KEY: "sk-browser", OPENAI_BASE_URL: `http://127.0.0.1:${fake.address().port}/v1`,
-    LAMBENT_SITE_DIR: path.join(root, "site/dist"), RUST_LOG: "warn" };
-  execFileSync(lambent, ["migrate"], { env });
-  // The seed's first run starts from an admin account; ours is made here with a known password.
-  execFileSync(lambent, ["createsuperuser", "--username", "admin"], { env, input: `${PASSWORD}\n` });
-  server = spawn(lambent, ["serve"], { env, stdio: ["ignore", "ignore", "inherit"] });
-  await waitForPort(port);
+  ({ url: base, child: server } = await startServer(work));
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-quic",
     "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"] });
 });
@@ -116,11 +123,14 @@ before(async () => {
 after(async () => {
   await browser?.close();
   server?.kill();
+  for (const child of extraServers) child.kill();
   fake.close();
 });
 
-async function newPage() {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+const PHONE = { width: 390, height: 844 };
+
+async function newPage(viewport = { width: 1280, height: 900 }) {
+  const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   page.on("request", (request) => {
     const url = new URL(request.url());
@@ -135,18 +145,36 @@ async function newPage() {
   return page;
 }
 
-async function logIn(page, to) {
-  await page.goto(`${base}${to}`);
-  await page.getByLabel("Username").fill("admin");
-  await page.getByLabel("Password").fill(PASSWORD);
+async function logIn(page, to, { at = base, username = "admin", password = PASSWORD } = {}) {
+  await page.goto(`${at}${to}`);
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Log in" }).click();
-  await page.locator("#whoami").filter({ hasText: "admin" }).waitFor();
+  await page.locator("#whoami").filter({ hasText: username }).waitFor();
 }
 
-async function apiToken() {
-  const res = await fetch(`${base}/api/auth/login/`, { method: "POST", headers: { "content-type": "application/json" },
+async function apiToken(at = base) {
+  const res = await fetch(`${at}/api/auth/login/`, { method: "POST", headers: { "content-type": "application/json" },
     body: JSON.stringify({ username: "admin", password: PASSWORD }) });
   return (await res.json()).token;
+}
+
+async function getViaApi(pathname) {
+  const res = await fetch(`${base}${pathname}`, { headers: { authorization: `Bearer ${await apiToken()}` } });
+  assert.equal(res.status, 200, pathname);
+  return res.json();
+}
+
+/** The conversation as the page shows it, top to bottom: bubbles and tool cards with their outputs. */
+const transcript = (page) => page.locator("#history").evaluate((history) => [...history.children].map((node) =>
+  node.classList.contains("tool-card")
+    ? `tool ${node.dataset.callId}: ${node.querySelector(".tool-output")?.textContent ?? "(waiting)"}`
+    : `${node.dataset.role}: ${node.textContent}`));
+
+/** Nothing is wider than the viewport. */
+async function assertNoOverflow(page, label) {
+  const widths = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  assert.ok(widths[0] <= widths[1], `${label}: the page is ${widths[0]} px wide in a ${widths[1]} px window`);
 }
 
 async function createViaApi(pathname, body) {
@@ -296,6 +324,131 @@ test("tool calls become cards whose outputs continue the answer, one card per pa
   await page.locator('[data-call-id="call_b"]').getByRole("button", { name: "Submit output" }).click();
   await page.locator(".message.assistant").filter({ hasText: "Both done." }).waitFor();
   assert.deepEqual(received.at(-1).input.map((i) => i.output), ["A", "B"]);
+  await page.context().close();
+});
+
+test("messages, tool cards with their outputs and answers read in the order they happened, live and after a reload", async () => {
+  const page = await newPage();
+  await logIn(page, "/playground/");
+  replies.push(callReply("resp_order", [["call_order", "echo", '{"text":"x"}']]));
+  const held = gate();
+  replies.push(textReply("resp_order_after", ["After", " the tool."], held));
+  await page.getByLabel("Message").fill("Call it");
+  await page.getByRole("button", { name: "Send" }).click();
+  const card = page.locator('[data-call-id="call_order"]');
+  await card.getByLabel("Output for echo").fill("x out");
+  await card.getByRole("button", { name: "Submit output" }).click();
+  await page.locator(".message.assistant").filter({ hasText: "After" }).waitFor();
+  // While the continuation streams, no output can be submitted a second time.
+  assert.equal(await page.getByRole("button", { name: "Submit output" }).count(), 0, "no Submit output while streaming");
+  held.open();
+  await page.locator(".message.assistant").filter({ hasText: "After the tool." }).waitFor();
+  replies.push(textReply("resp_order_next", ["Next answer."]));
+  await page.getByLabel("Message").fill("And then?");
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.locator(".message.assistant").filter({ hasText: "Next answer." }).waitFor();
+  const expected = ["user: Call it", "tool call_order: x out", "assistant: After the tool.", "user: And then?",
+    "assistant: Next answer."];
+  assert.deepEqual(await transcript(page), expected);
+  await page.screenshot({ path: path.join(shots, "playground-order.png"), fullPage: true });
+
+  const session = (await getViaApi("/api/sessions/?page_size=100")).results.at(-1);
+  await page.reload();
+  await page.locator(`#session option[value="${session.id}"]`).waitFor({ state: "attached" });
+  await page.locator("#session").selectOption(String(session.id));
+  await page.locator(".message.assistant").filter({ hasText: "Next answer." }).waitFor();
+  assert.deepEqual(await transcript(page), expected, "the history reads as the live page did");
+  const label = await page.locator("#session option:checked").textContent();
+  assert.doesNotMatch(label, /\d{2}:\d{2}:\d{2}\.\d+|T\d{2}:/, `a readable session label: ${label}`);
+  await page.context().close();
+});
+
+test("Enter sends, Shift+Enter starts a new line, and the page says so", async () => {
+  const page = await newPage();
+  await logIn(page, "/playground/");
+  assert.match(await page.locator("#chat-form").textContent(), /Enter sends/);
+  replies.push(textReply("resp_enter", ["Sent by Enter."]));
+  await page.getByLabel("Message").fill("First line");
+  await page.getByLabel("Message").press("Shift+Enter");
+  await page.getByLabel("Message").pressSequentially("second line");
+  assert.equal(await page.getByLabel("Message").inputValue(), "First line\nsecond line");
+  await page.getByLabel("Message").press("Enter");
+  await page.locator(".message.assistant").filter({ hasText: "Sent by Enter." }).waitFor();
+  assert.ok(JSON.stringify(received.at(-1).input).includes("First line\\nsecond line"), "the newline is kept");
+  await page.context().close();
+});
+
+test("a refused message shows why and its bubble says it was not sent: a missing template variable, then given", async () => {
+  const agent = await createViaApi("/api/agents/", { name: "Greeter", system_prompt: "Be kind." });
+  await createViaApi("/api/templates/", { name: "Greeting", template: "Greet {{customer}}.", agent: agent.id, is_default: true });
+  const page = await newPage();
+  await logIn(page, "/playground/");
+  await page.locator(`#agent option[value="${agent.id}"]`).waitFor({ state: "attached" });
+  await page.locator("#agent").selectOption(String(agent.id));
+  const calls = received.length;
+  await page.getByLabel("Message").fill("Hi there");
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.locator("#chat-error").filter({ hasText: 'Missing value for template variable "customer"' }).waitFor();
+  await page.locator(".message.user.not-sent").filter({ hasText: "Hi there" }).waitFor();
+  assert.equal(received.length, calls, "nothing went upstream");
+  await page.screenshot({ path: path.join(shots, "playground-refused.png"), fullPage: true });
+  // The missing variable is offered as a field; the message is back in the box.
+  await page.getByLabel("Value of customer").fill("Ada");
+  assert.equal(await page.getByLabel("Message").inputValue(), "Hi there");
+  replies.push(textReply("resp_vars", ["Hello Ada."]));
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.locator(".message.assistant").filter({ hasText: "Hello Ada." }).waitFor();
+  assert.equal(received.at(-1).instructions, "Be kind.\n\nGreet Ada.");
+  assert.equal(await page.locator("#chat-error").textContent(), "");
+  await page.setViewportSize(PHONE);
+  await page.screenshot({ path: path.join(shots, "playground-variables-phone.png"), fullPage: true });
+  await page.context().close();
+});
+
+test("a refused message shows why: another turn still running (409) and no default agent (400)", async () => {
+  const token = await apiToken();
+  const held = gate();
+  replies.push(textReply("resp_running", ["Running", " done."], held));
+  const agents = (await getViaApi("/api/agents/?page_size=100")).results;
+  const running = await fetch(`${base}/api/agent/stream/`, { method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    body: JSON.stringify({ message: "Hold on", agent_id: agents.find((a) => a.name === "Default Agent").id }) });
+  const sessionId = running.headers.get("lambent-session-id");
+  const page = await newPage();
+  await logIn(page, "/playground/");
+  await page.locator(`#session option[value="${sessionId}"]`).waitFor({ state: "attached" });
+  await page.locator("#session").selectOption(sessionId);
+  await page.locator(".message.user").filter({ hasText: "Hold on" }).waitFor();
+  await page.getByLabel("Message").fill("Me too");
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.locator("#chat-error").filter({ hasText: "Another turn is still running" }).waitFor();
+  await page.locator(".message.user.not-sent").filter({ hasText: "Me too" }).waitFor();
+  held.open();
+  await running.text();
+  await page.context().close();
+
+  await createViaApi("/api/users/", { username: "newcomer", password: "newcomer-password", is_staff: false, is_active: true });
+  const fresh = await newPage();
+  await logIn(fresh, "/playground/", { username: "newcomer", password: "newcomer-password" });
+  await fresh.locator("#no-agents").filter({ hasText: "no agents" }).waitFor();
+  await fresh.getByLabel("Message").fill("Anyone?");
+  await fresh.getByRole("button", { name: "Send" }).click();
+  await fresh.locator("#chat-error").filter({ hasText: "no agent is marked is_default" }).waitFor();
+  await fresh.locator(".message.user.not-sent").filter({ hasText: "Anyone?" }).waitFor();
+  await fresh.context().close();
+});
+
+test("without OPENAI_API_KEY a message shows the server's 503 and is marked not sent", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lambent-browser-nokey-"));
+  const { url, child } = await startServer(dir, { OPENAI_API_KEY: undefined });
+  extraServers.push(child);
+  const page = await newPage();
+  await logIn(page, "/playground/", { at: url });
+  await page.getByLabel("Message").fill("Is anyone there?");
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.locator("#chat-error").filter({ hasText: "OPENAI_API_KEY" }).waitFor();
+  await page.locator(".message.user.not-sent").filter({ hasText: "Is anyone there?" }).waitFor();
+  assert.equal(await page.getByRole("button", { name: "Send" }).isEnabled(), true);
   await page.context().close();
 });
 
