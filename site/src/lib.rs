@@ -108,9 +108,9 @@ pub fn dashboard() -> Markup {
                 }
                 section id="resource" aria-live="polite" {
                     h2 id="resource-title" {}
-                    div class="grid" {
+                    div class="toolbar" {
                         input id="filter" type="search" placeholder="Filter this page" aria-label="Filter this page";
-                        button id="new-item" { "New" }
+                        button type="button" id="new-item" { "New" }
                     }
                     div class="table-scroll" {
                         table id="items" { thead {} tbody {} }
@@ -128,6 +128,7 @@ pub fn dashboard() -> Markup {
                             div id="editor-fields" {}
                             p class="error" data-error-for="non_field_errors" role="alert" {}
                             footer {
+                                p id="editor-summary" class="error" role="alert" {}
                                 button type="button" id="editor-cancel" class="secondary" { "Cancel" }
                                 button type="submit" { "Save" }
                             }

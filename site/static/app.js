@@ -110,18 +110,32 @@ const toolOptions = async () => {
   return (data?.results || []).map((t) => [t.id, `${t.name} (#${t.id})`]);
 };
 
+// Columns as Django admin's list_display: a label and how to show the value (names for ids, readable dates).
+const col = (key, label, show) => ({ key, label, show });
+const date = (key, label) => col(key, label, (item) => formatDate(item[key]));
+const agentName = (key, label, none = "—") => col(key, label, (item, names) =>
+  item[key] === null || item[key] === undefined ? none : names.agents.get(item[key]) ?? `Agent #${item[key]}`);
+const toolName = (key, label) => col(key, label, (item, names) => names.tools.get(item[key]) ?? `Tool #${item[key]}`);
+const ownerName = col("owner", "Owner", (item, names) =>
+  item.owner === null ? "Global" : item.owner === me.id ? me.username : names.users.get(item.owner) ?? `User #${item.owner}`);
+
+// The API's default model (shared/src/domain/agents.rs DEFAULT_MODEL), prefilled so the default is a real value.
+const DEFAULT_MODEL = "gpt-4.1";
+
 const RESOURCES = {
   agents: {
-    title: "Agents", path: "/api/agents/", columns: ["id", "name", "model", "is_default", "owner"], toggles: ["is_default"],
+    title: "Agents", singular: "agent", path: "/api/agents/", toggles: ["is_default"],
+    columns: [col("name", "Name"), col("model", "Model"), col("is_default", "Default"), ownerName, date("updated_at", "Updated")],
     fields: [
       { name: "name", label: "Name", required: true },
-      { name: "model", label: "Model", placeholder: "gpt-4.1" },
+      { name: "model", label: "Model", initial: DEFAULT_MODEL, omitEmpty: true },
       { name: "system_prompt", label: "System prompt", type: "textarea" },
       { name: "is_default", label: "Default agent", type: "checkbox" },
     ],
   },
   tools: {
-    title: "Tools", path: "/api/tools/", columns: ["id", "name", "tool_type", "description", "is_active"], toggles: ["is_active"],
+    title: "Tools", singular: "tool", path: "/api/tools/", toggles: ["is_active"],
+    columns: [col("name", "Name"), col("tool_type", "Type"), col("description", "Description"), col("is_active", "Active"), ownerName],
     fields: [
       { name: "name", label: "Name (letters, digits, _ and -)", required: true },
       { name: "description", label: "Description", type: "textarea" },
@@ -133,7 +147,9 @@ const RESOURCES = {
     ],
   },
   "agent-tools": {
-    title: "Agent tools", path: "/api/agent-tools/", columns: ["id", "agent", "tool", "enabled"], toggles: ["enabled"],
+    title: "Agent tools", singular: "agent-tool link", path: "/api/agent-tools/", toggles: ["enabled"],
+    columns: [agentName("agent", "Agent"), toolName("tool", "Tool"), col("enabled", "Enabled")],
+    label: (item, names) => `${names.tools.get(item.tool) ?? "tool"} for ${names.agents.get(item.agent) ?? "agent"}`,
     fields: [
       { name: "agent", label: "Agent", type: "select", options: agentOptions, required: true },
       { name: "tool", label: "Tool", type: "select", options: toolOptions, required: true },
@@ -141,7 +157,8 @@ const RESOURCES = {
     ],
   },
   templates: {
-    title: "Templates", path: "/api/templates/", columns: ["id", "name", "agent", "is_default"], toggles: ["is_default"],
+    title: "Templates", singular: "template", path: "/api/templates/", toggles: ["is_default"],
+    columns: [col("name", "Name"), agentName("agent", "Agent", "All agents (global)"), col("is_default", "Default")],
     fields: [
       { name: "name", label: "Name", required: true },
       { name: "template", label: "Template ({{name}} placeholders come from the request's variables)", type: "textarea", required: true },
@@ -150,18 +167,24 @@ const RESOURCES = {
     ],
   },
   sessions: {
-    title: "Sessions", path: "/api/sessions/", columns: ["id", "agent", "previous_response_id", "updated_at"], noEdit: true, view: true,
+    title: "Sessions", singular: "session", path: "/api/sessions/", noEdit: true, view: true,
+    columns: [col("id", "Session", (item) => `#${item.id}`), agentName("agent", "Agent"), date("created_at", "Started"),
+      date("updated_at", "Last activity")],
+    label: (item) => `session #${item.id}`,
     fields: [{ name: "agent", label: "Agent", type: "select", options: agentOptions, required: true }],
   },
   tokens: {
-    title: "API tokens", path: "/api/tokens/", columns: ["id", "name", "prefix", "created_at", "last_used_at", "expires_at"], noEdit: true,
+    title: "API tokens", singular: "API token", path: "/api/tokens/", noEdit: true,
+    columns: [col("name", "Name"), col("prefix", "Starts with"), date("created_at", "Created"), date("last_used_at", "Last used"),
+      col("expires_at", "Expires", (item) => (item.expires_at ? formatDate(item.expires_at) : "Never"))],
     fields: [
       { name: "name", label: "Name", required: true },
       { name: "expires_in_days", label: "Expires in days (empty: never)", type: "number" },
     ],
   },
   users: {
-    title: "Users", path: "/api/users/", columns: ["id", "username", "is_staff", "is_active"], toggles: ["is_staff", "is_active"], staff: true,
+    title: "Users", singular: "user", path: "/api/users/", toggles: ["is_staff", "is_active"], staff: true,
+    columns: [col("username", "Username"), col("is_staff", "Staff"), col("is_active", "Active")],
     fields: [
       { name: "username", label: "Username", required: true },
       { name: "password", label: "Password (at least 8 characters; empty keeps it)", type: "password" },
@@ -171,7 +194,9 @@ const RESOURCES = {
   },
 };
 
-const view = { key: "agents", url: null, data: null };
+const view = { key: "agents", url: null, data: null, names: null };
+const itemLabel = (resource, item) =>
+  resource.label?.(item, view.names) ?? item.name ?? item.username ?? `${resource.singular} #${item.id}`;
 
 async function dashboard() {
   $("#dashboard").hidden = false;
@@ -179,78 +204,103 @@ async function dashboard() {
   tabs.replaceChildren();
   for (const [key, resource] of Object.entries(RESOURCES)) {
     if (resource.staff && !me.is_staff) continue;
-    tabs.append(el("li", {}, el("a", { href: `#${key}`, role: "tab", dataset: { section: key },
-      onclick: (event) => { event.preventDefault(); openSection(key); } }, resource.title)));
+    // A tab is a link to its section's address: the hashchange below opens it, so back, forward and deep links work.
+    tabs.append(el("li", {}, el("a", { href: `#${key}`, role: "tab", dataset: { section: key } }, resource.title)));
   }
   $("#filter").oninput = () => filterRows();
   $("#new-item").onclick = () => openEditor(null);
   $("#prev-page").onclick = () => view.data?.previous && loadPage(view.data.previous);
   $("#next-page").onclick = () => view.data?.next && loadPage(view.data.next);
   $("#editor-cancel").onclick = () => $("#editor").close();
+  window.onhashchange = () => { if (RESOURCES[location.hash.slice(1)]) openSection(location.hash.slice(1)); };
   const wanted = location.hash.slice(1);
-  await openSection(RESOURCES[wanted] ? wanted : "agents");
+  await openSection(RESOURCES[wanted] && !(RESOURCES[wanted].staff && !me.is_staff) ? wanted : "agents");
 }
 
 async function openSection(key) {
   view.key = key;
-  history.replaceState(null, "", `#${key}`);
+  if (location.hash !== `#${key}`) history.replaceState(null, "", `#${key}`);
   for (const tab of document.querySelectorAll("[data-section]")) {
-    tab.setAttribute("aria-selected", String(tab.dataset.section === key));
+    const current = tab.dataset.section === key;
+    tab.setAttribute("aria-selected", String(current));
+    if (current) tab.setAttribute("aria-current", "page"); else tab.removeAttribute("aria-current");
   }
-  $("#resource-title").textContent = RESOURCES[key].title;
+  const resource = RESOURCES[key];
+  $("#resource-title").textContent = resource.title;
+  $("#new-item").textContent = `New ${resource.singular}`;
   $("#detail").hidden = true;
   $("#filter").value = "";
-  await loadPage(RESOURCES[key].path);
+  await loadPage(resource.path);
 }
 
 /** Same-origin path of a DRF page link (which is absolute). */
 const pathOf = (url) => { const u = new URL(url, location.origin); return u.pathname + u.search; };
 
+/** Names for the ids lists show: agents, tools and (staff) users. */
+async function loadNames() {
+  const list = async (path) => (await api("GET", path)).data?.results || [];
+  const [agents, tools, users] = await Promise.all([list("/api/agents/?page_size=100"), list("/api/tools/?page_size=100"),
+    me.is_staff ? list("/api/users/?page_size=100") : []]);
+  return { agents: new Map(agents.map((a) => [a.id, a.name])), tools: new Map(tools.map((t) => [t.id, t.name])),
+    users: new Map(users.map((u) => [u.id, u.username])) };
+}
+
 async function loadPage(url) {
-  const resource = RESOURCES[view.key];
+  const key = view.key;
+  const resource = RESOURCES[key];
+  const [{ ok, data }, names] = await Promise.all([api("GET", pathOf(url)), loadNames()]);
+  if (!ok || view.key !== key) return;
   view.url = pathOf(url);
-  const { ok, data } = await api("GET", view.url);
-  if (!ok) return;
   view.data = data;
-  const head = el("tr", {}, resource.columns.map((c) => el("th", { scope: "col" }, c)), el("th", { scope: "col" }, "Actions"));
+  view.names = names;
+  const head = el("tr", {}, resource.columns.map((c) => el("th", { scope: "col" }, c.label)), el("th", { scope: "col" }, "Actions"));
   $("#items thead").replaceChildren(head);
-  $("#items tbody").replaceChildren(...data.results.map((item) => row(resource, item)));
-  $("#page-info").textContent = `${data.count} in all`;
+  if (data.count === 0) {
+    $("#items tbody").replaceChildren(el("tr", { className: "empty" }, el("td", { colSpan: resource.columns.length + 1 },
+      el("p", {}, `No ${resource.title.toLowerCase()} yet.`),
+      el("button", { type: "button", onclick: () => openEditor(null) }, `Create your first ${resource.singular}`))));
+  } else {
+    $("#items tbody").replaceChildren(...data.results.map((item) => row(resource, item)));
+  }
+  $("#page-info").textContent = data.count === 1 ? "1 in all" : `${data.count} in all`;
   $("#prev-page").disabled = !data.previous;
   $("#next-page").disabled = !data.next;
   filterRows();
 }
 
 function row(resource, item) {
+  const label = itemLabel(resource, item);
   const cells = resource.columns.map((column) => {
-    if ((resource.toggles || []).includes(column)) {
-      return el("td", {}, el("input", { type: "checkbox", role: "switch", checked: Boolean(item[column]),
-        "aria-label": `${column} for #${item.id}`,
+    if ((resource.toggles || []).includes(column.key)) {
+      return el("td", { dataset: { label: column.label } }, el("input", { type: "checkbox", role: "switch",
+        checked: Boolean(item[column.key]), "aria-label": `${column.label}: ${label}`,
         onchange: async (event) => {
-          const { ok } = await api("PATCH", `${resource.path}${item.id}/`, { [column]: event.target.checked });
+          const { ok, status, data } = await api("PATCH", `${resource.path}${item.id}/`, { [column.key]: event.target.checked });
           await loadPage(view.url);
-          if (!ok) alert(`Could not change ${column}.`);
+          if (!ok) alert(`Could not change "${column.label}" of ${label}: ${describeError(status, data)}`);
         } }));
     }
-    const value = item[column];
-    return el("td", {}, value === null || value === undefined ? "—" : typeof value === "object" ? JSON.stringify(value) : String(value));
+    const value = column.show ? column.show(item, view.names) : item[column.key];
+    const text = value === null || value === undefined || value === "" ? "—" : typeof value === "object" ? JSON.stringify(value) : String(value);
+    return el("td", { dataset: { label: column.label } }, text);
   });
   const actions = el("div", { className: "actions" });
   if (resource.view) actions.append(el("button", { className: "secondary", onclick: () => showSession(item) }, "View"));
   if (!resource.noEdit) actions.append(el("button", { className: "secondary", onclick: () => openEditor(item) }, "Edit"));
   actions.append(el("button", { className: "secondary outline", onclick: async () => {
-    const label = item.name || item.username || `#${item.id}`;
     if (!confirm(`Delete ${label}?`)) return;
-    const { ok, data } = await api("DELETE", `${resource.path}${item.id}/`);
-    if (!ok) alert(data?.detail || "Could not delete.");
+    const { ok, status, data } = await api("DELETE", `${resource.path}${item.id}/`);
+    if (!ok) alert(`Could not delete ${label}: ${describeError(status, data)}`);
     await loadPage(view.url);
   } }, "Delete"));
-  return el("tr", { dataset: { text: JSON.stringify(item).toLowerCase() } }, cells, el("td", {}, actions));
+  const tr = el("tr", {}, cells, el("td", { className: "actions-cell", dataset: { label: "Actions" } }, actions));
+  tr.dataset.text = `${tr.textContent} ${JSON.stringify(item)}`.toLowerCase();
+  return tr;
 }
 
 function filterRows() {
   const needle = $("#filter").value.trim().toLowerCase();
-  for (const tr of document.querySelectorAll("#items tbody tr")) tr.hidden = needle && !tr.dataset.text.includes(needle);
+  for (const tr of document.querySelectorAll("#items tbody tr:not(.empty)")) tr.hidden = needle && !tr.dataset.text.includes(needle);
 }
 
 async function fieldInput(field, value) {
@@ -260,6 +310,7 @@ async function fieldInput(field, value) {
   else if (field.type === "json") {
     input = el("textarea", { id, name: field.name, rows: 4, placeholder: field.placeholder,
       className: "json" }, value === null || value === undefined ? "" : JSON.stringify(value, null, 2));
+    input.spellcheck = false;
   } else if (field.type === "select") {
     input = el("select", { id, name: field.name });
     if (field.nullable) input.append(el("option", { value: "" }, "— none —"));
@@ -270,20 +321,40 @@ async function fieldInput(field, value) {
     return el("label", { htmlFor: id }, input, ` ${field.label}`, el("small", { className: "error", dataset: { errorFor: field.name } }));
   } else {
     input = el("input", { id, name: field.name, type: field.type || "text", placeholder: field.placeholder,
-      value: value ?? "", required: field.required && field.type !== "password" });
+      value: value ?? field.initial ?? "", required: field.required && field.type !== "password" });
   }
   return el("div", {}, el("label", { htmlFor: id }, field.label), input,
     el("small", { className: "error", role: "alert", dataset: { errorFor: field.name } }));
 }
 
+/** After a refused save: the first field with an error is focused and scrolled to, and a summary sits by Save. */
+function revealErrors(form, resource) {
+  const named = [];
+  let first = null;
+  for (const field of resource.fields) {
+    const message = form.querySelector(`[data-error-for="${CSS.escape(field.name)}"]`);
+    if (!message?.textContent) continue;
+    named.push(field.label.replace(/ \(.*$/, ""));
+    first ??= form.elements[field.name];
+  }
+  const general = form.querySelector('[data-error-for="non_field_errors"]').textContent;
+  $("#editor-summary").textContent = named.length
+    ? `Not saved: check ${named.join(", ")}${general ? ", and the message above" : ""}.`
+    : general ? "" : "Not saved.";
+  const target = first || form.querySelector('[data-error-for="non_field_errors"]');
+  target.scrollIntoView({ block: "center" });
+  if (first) first.focus({ preventScroll: true });
+}
+
 async function openEditor(item) {
   const resource = RESOURCES[view.key];
   const form = $("#editor-form");
-  $("#editor-title").textContent = item ? `Edit ${resource.title.toLowerCase()} #${item.id}` : `New: ${resource.title.toLowerCase()}`;
+  $("#editor-title").textContent = item ? `Edit ${resource.singular} ${itemLabel(resource, item)}` : `New ${resource.singular}`;
   const fields = [];
   for (const field of resource.fields) fields.push(await fieldInput(field, item ? item[field.name] : undefined));
   $("#editor-fields").replaceChildren(...fields);
   showErrors(form, null);
+  $("#editor-summary").textContent = "";
   form.onsubmit = async (event) => {
     event.preventDefault();
     const body = {};
@@ -299,13 +370,17 @@ async function openEditor(item) {
       else if (field.type === "select") {
         if (input.value === "") { if (field.nullable) body[field.name] = null; } else body[field.name] = Number(input.value) || input.value;
       } else if (field.type === "password") { if (input.value) body[field.name] = input.value; }
+      else if (field.omitEmpty && !input.value.trim()) continue;
       else body[field.name] = input.value;
     }
-    if (Object.keys(local).length) return showErrors(form, local);
-    const { ok, data } = item
+    if (Object.keys(local).length) { showErrors(form, local); return revealErrors(form, resource); }
+    const { ok, status, data } = item
       ? await api("PATCH", `${resource.path}${item.id}/`, body)
       : await api("POST", resource.path, body);
-    if (!ok) return showErrors(form, data);
+    if (!ok) {
+      showErrors(form, data && typeof data === "object" ? data : { non_field_errors: [describeError(status, data)] });
+      return revealErrors(form, resource);
+    }
     $("#editor").close();
     if (view.key === "tokens" && data.token) {
       alert(`Your new token (shown only this once):\n\n${data.token}`);
@@ -321,12 +396,14 @@ async function showSession(session) {
     api("GET", `/api/sessions/${session.id}/messages/?page_size=100`),
     api("GET", `/api/sessions/${session.id}/tool-calls/?page_size=100`),
   ]);
-  $("#detail-title").textContent = `Session #${session.id}`;
+  $("#detail-title").textContent = `Session #${session.id} with ${view.names?.agents.get(session.agent) ?? `agent #${session.agent}`}`;
   const list = el("ol", {}, (messages.data?.results || []).map((m) =>
-    el("li", {}, el("strong", {}, `${m.role}${m.status ? ` (${m.status})` : ""}: `), m.content)));
-  const table = el("table", {}, el("thead", {}, el("tr", {}, ["call_id", "name", "status", "arguments", "output"].map((c) => el("th", {}, c)))),
+    el("li", {}, el("strong", {}, `${m.role === "user" ? "User" : "Assistant"}${m.status && m.status !== "completed" ? ` (${m.status})` : ""}: `),
+    m.content || (m.response_id ? "(tool calls)" : "—"), el("small", {}, ` ${formatDate(m.created_at)}`))));
+  const table = el("table", {}, el("thead", {}, el("tr", {}, ["Call", "Tool", "Status", "Arguments", "Output"].map((c) => el("th", { scope: "col" }, c)))),
     el("tbody", {}, (calls.data?.results || []).map((c) => el("tr", {}, [c.call_id, c.name, c.status, c.arguments, c.output ?? "—"].map((v) => el("td", {}, v))))));
-  $("#detail-body").replaceChildren(el("h4", {}, "Messages"), list, el("h4", {}, "Tool calls"), table);
+  $("#detail-body").replaceChildren(el("h4", {}, "Messages"), list, el("h4", {}, "Tool calls"),
+    el("div", { className: "table-scroll" }, table));
   $("#detail").hidden = false;
 }
 

@@ -503,3 +503,119 @@ test("an agent named like an HTML tag shows as text on every page that shows nam
   assert.equal(injected, false, "no injected script ran");
   await page.context().close();
 });
+
+// ---- 6. The dashboard reads like an admin ------------------------------------------------------------------
+
+test("dashboard lists show names, readable headers and dates; the current tab is marked and the address picks it", async () => {
+  const page = await newPage();
+  await logIn(page, "/dashboard/#agent-tools");
+  await page.locator("#resource-title").filter({ hasText: "Agent tools" }).waitFor();
+  const link = page.locator("#items tbody tr").filter({ hasText: "echo" }).first();
+  await link.waitFor();
+  assert.match(await link.textContent(), /Default Agent/, "the link names its agent");
+  assert.equal(await page.getByRole("tab", { name: "Agent tools" }).getAttribute("aria-selected"), "true");
+  const tab = await page.getByRole("tab", { name: "Agent tools" }).evaluate((a) => getComputedStyle(a).fontWeight);
+  const other = await page.getByRole("tab", { name: "Agents", exact: true }).evaluate((a) => getComputedStyle(a).fontWeight);
+  assert.notEqual(tab, other, "the current tab looks different");
+
+  // A link to another section, from within the page, switches to it.
+  await page.evaluate(() => { location.hash = "#sessions"; });
+  await page.locator("#resource-title").filter({ hasText: "Sessions" }).waitFor();
+  await page.locator("#items tbody tr").first().waitFor();
+  const headers = await page.locator("#items thead th").allTextContents();
+  assert.deepEqual(headers.filter((h) => /_/.test(h)), [], `readable headers: ${headers}`);
+  const session = await page.locator("#items tbody tr").first().textContent();
+  assert.match(session, /Default Agent/, "a session names its agent");
+  assert.doesNotMatch(session, /\d{4}-\d{2}-\d{2}T|\.\d{6}Z/, "dates are readable");
+  await page.goBack();
+  await page.locator("#resource-title").filter({ hasText: "Agent tools" }).waitFor();
+
+  await page.getByRole("tab", { name: "Agents", exact: true }).click();
+  const agent = page.locator("#items tbody tr").filter({ hasText: "Default Agent" });
+  await agent.waitFor();
+  assert.match(await agent.textContent(), /admin/, "the owner is named");
+  assert.deepEqual((await page.locator("#items thead th").allTextContents()).filter((h) => /_/.test(h)), []);
+  const button = await page.getByRole("button", { name: "New agent" }).boundingBox();
+  assert.ok(button.width < 300, `the New button is a button, not a bar (${button.width} px)`);
+  const actions = await agent.getByRole("button", { name: "Delete" }).boundingBox();
+  assert.ok(actions.x + actions.width <= 1280, "the Actions column is not clipped");
+  await page.screenshot({ path: path.join(shots, "dashboard-agents.png"), fullPage: true });
+  await page.context().close();
+});
+
+test("an empty list says so and offers the first item; titles are words; an empty model gets the default", async () => {
+  await createViaApi("/api/users/", { username: "beginner", password: "beginner-password", is_staff: false, is_active: true });
+  const page = await newPage();
+  await logIn(page, "/dashboard/", { username: "beginner", password: "beginner-password" });
+  await page.locator("#items tbody").filter({ hasText: "No agents yet." }).waitFor();
+  await page.screenshot({ path: path.join(shots, "dashboard-empty.png"), fullPage: true });
+  await page.getByRole("button", { name: "Create your first agent" }).click();
+  const editor = page.locator("#editor");
+  assert.equal(await page.locator("#editor-title").textContent(), "New agent");
+  assert.equal(await editor.getByLabel("Model").inputValue(), "gpt-4.1", "the default model is a real value");
+  await editor.getByLabel("Name", { exact: true }).fill("Mine");
+  await editor.getByLabel("Model").fill("");
+  await editor.getByRole("button", { name: "Save" }).click();
+  const row = page.locator("#items tbody tr").filter({ hasText: "Mine" });
+  await row.waitFor();
+  assert.match(await row.textContent(), /gpt-4\.1/, "an empty model is the server's default");
+  await row.getByRole("button", { name: "Edit" }).click();
+  assert.equal(await page.locator("#editor-title").textContent(), "Edit agent Mine");
+  await page.getByRole("button", { name: "Cancel" }).click();
+  await page.context().close();
+});
+
+test("a refused save shows each error where the user looks: focused, summarised by Save, in the user's words", async () => {
+  const page = await newPage({ width: 390, height: 600 });
+  await logIn(page, "/dashboard/#tools");
+  await page.locator("#items tbody tr").filter({ hasText: "echo" }).first().waitFor();
+  await page.getByRole("button", { name: "New tool" }).click();
+  const editor = page.locator("#editor");
+  assert.equal(await page.locator("#editor-title").textContent(), "New tool");
+  const font = await editor.getByLabel("Parameters (JSON Schema)").evaluate((t) => getComputedStyle(t).fontFamily);
+  assert.match(font, /mono/i, "JSON is edited in a monospace font");
+  await editor.getByLabel("Name (letters, digits, _ and -)").fill("echo");
+  await editor.getByRole("button", { name: "Save" }).click();
+  await editor.locator('[data-error-for="name"]').filter({ hasText: 'A tool named "echo" already exists.' }).waitFor();
+  await page.locator("#editor-summary").filter({ hasText: "Name" }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "field-name", "the field in error has the focus");
+  const box = await editor.getByLabel("Name (letters, digits, _ and -)").boundingBox();
+  assert.ok(box.y >= 0 && box.y + box.height <= 600, "the field in error is in view");
+  await page.screenshot({ path: path.join(shots, "dashboard-save-error-phone.png") });
+  await page.getByRole("button", { name: "Cancel" }).click();
+
+  await page.evaluate(() => { location.hash = "#agent-tools"; });
+  await page.getByRole("button", { name: "New agent-tool link" }).click();
+  await editor.getByLabel("Agent", { exact: true }).selectOption({ label: "Default Agent (#1)" });
+  await editor.getByLabel("Tool", { exact: true }).selectOption({ label: "echo (#1)" });
+  await editor.getByRole("button", { name: "Save" }).click();
+  await editor.locator('[data-error-for="non_field_errors"]').filter({ hasText: "This tool is already linked to this agent." }).waitFor();
+  await page.context().close();
+});
+
+test("at phone width (390 px) no page is wider than the screen and every row's buttons are in reach", async () => {
+  const page = await newPage(PHONE);
+  await logIn(page, "/dashboard/");
+  for (const section of ["agents", "tools", "agent-tools", "templates", "sessions", "tokens", "users"]) {
+    await page.evaluate((s) => { location.hash = `#${s}`; }, section);
+    await page.locator(`[data-section="${section}"][aria-selected="true"]`).waitFor();
+    await page.locator("#items tbody tr").first().waitFor();
+    await page.waitForTimeout(100);
+    await assertNoOverflow(page, `/dashboard/#${section}`);
+    for (const button of await page.locator("#items tbody button").all()) {
+      const box = await button.boundingBox();
+      assert.ok(box.x >= 0 && box.x + box.width <= PHONE.width, `#${section}: a button off screen at ${box.x}+${box.width}`);
+    }
+    if (section === "agents") await page.screenshot({ path: path.join(shots, "dashboard-phone.png"), fullPage: true });
+  }
+  for (const url of ["/", "/playground/"]) {
+    await page.goto(`${base}${url}`);
+    await page.locator("#whoami").filter({ hasText: "admin" }).waitFor();
+    await page.waitForTimeout(300);
+    await assertNoOverflow(page, url);
+  }
+  await page.screenshot({ path: path.join(shots, "playground-phone.png"), fullPage: true });
+  await page.goto(`${base}/`);
+  await page.screenshot({ path: path.join(shots, "index-phone.png"), fullPage: true });
+  await page.context().close();
+});
