@@ -31,7 +31,7 @@ async fn an_agent_and_tool_pair_links_only_once() {
     let pair = json!({"agent": agent["id"], "tool": tool["id"]});
     app.create("/api/agent-tools/", pair.clone()).await;
     let duplicate =
-        (StatusCode::BAD_REQUEST, json!({"non_field_errors": ["The fields agent, tool must make a unique set."]}));
+        (StatusCode::BAD_REQUEST, json!({"non_field_errors": ["This tool is already linked to this agent."]}));
     assert_eq!(app.post("/api/agent-tools/", pair).await, duplicate);
     let second = app.create("/api/agent-tools/", json!({"agent": agent["id"], "tool": tool2["id"]})).await;
     assert_eq!(app.patch(&format!("/api/agent-tools/{}/", second["id"]), json!({"tool": tool["id"]})).await, duplicate);

@@ -39,13 +39,13 @@ async fn the_whole_api_runs_on_a_remote_libsql_server() {
     let tool = app.create("/api/tools/", json!({"name": "lookup"})).await;
     app.create("/api/agent-tools/", json!({"agent": agent["id"], "tool": tool["id"]})).await;
     // sqld's UNIQUE violations (one in a batch, one in a single statement) are told by their constraint.
-    let name_taken = (StatusCode::BAD_REQUEST, json!({"name": ["agent tool with this name already exists."]}));
+    let name_taken = (StatusCode::BAD_REQUEST, json!({"name": ["A tool named \"lookup\" already exists."]}));
     assert_eq!(app.post("/api/tools/", json!({"name": "lookup"})).await, name_taken);
     let other = app.create("/api/tools/", json!({"name": "other"})).await;
     assert_eq!(app.patch(&format!("/api/tools/{}/", other["id"]), json!({"name": "lookup"})).await, name_taken);
     assert_eq!(
         app.post("/api/agent-tools/", json!({"agent": agent["id"], "tool": tool["id"]})).await,
-        (StatusCode::BAD_REQUEST, json!({"non_field_errors": ["The fields agent, tool must make a unique set."]}))
+        (StatusCode::BAD_REQUEST, json!({"non_field_errors": ["This tool is already linked to this agent."]}))
     );
     let second = app.create("/api/agents/", json!({"name": "Second", "is_default": true})).await;
     assert_eq!(app.get(&format!("/api/agents/{}/", agent["id"])).await.1["is_default"], false, "exclusive remotely");

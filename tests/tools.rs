@@ -43,7 +43,7 @@ async fn a_custom_tool_may_carry_a_grammar_format() {
 async fn tool_names_are_unique_on_create_and_on_update() {
     let app = TestApp::spawn().await;
     app.create("/api/tools/", json!({"name": "echo"})).await;
-    let expected = (StatusCode::BAD_REQUEST, json!({"name": ["agent tool with this name already exists."]}));
+    let expected = (StatusCode::BAD_REQUEST, json!({"name": ["A tool named \"echo\" already exists."]}));
     assert_eq!(app.post("/api/tools/", json!({"name": "echo"})).await, expected);
     let other = app.create("/api/tools/", json!({"name": "other"})).await;
     assert_eq!(app.patch(&format!("/api/tools/{}/", other["id"]), json!({"name": "echo"})).await, expected);

@@ -211,9 +211,9 @@ pub fn dashboard() -> Markup {
                 }
                 section id="resource" aria-live="polite" {
                     h2 id="resource-title" {}
-                    div class="grid" {
+                    div class="toolbar" {
                         input id="filter" type="search" placeholder="Filter this page" aria-label="Filter this page";
-                        button id="new-item" { "New" }
+                        button type="button" id="new-item" { "New" }
                     }
                     div class="table-scroll" {
                         table id="items" { thead {} tbody {} }
@@ -231,6 +231,7 @@ pub fn dashboard() -> Markup {
                             div id="editor-fields" {}
                             p class="error" data-error-for="non_field_errors" role="alert" {}
                             footer {
+                                p id="editor-summary" class="error" role="alert" {}
                                 button type="button" id="editor-cancel" class="secondary" { "Cancel" }
                                 button type="submit" { "Save" }
                             }
@@ -254,16 +255,27 @@ pub fn playground() -> Markup {
             h1 { "Playground" }
             (login_form())
             div id="playground" hidden {
+                p id="no-agents" class="notice" hidden {
+                    "You have no agents yet: create one in the " a href="/dashboard/#agents" { "Dashboard" }
+                    " (tick \"Default agent\" to have it preselected here)."
+                }
                 div class="grid" {
                     label { "Agent" select id="agent" {} }
                     label { "Session" select id="session" { option value="" { "New session" } } }
                 }
                 label { input id="auto-execute" type="checkbox" role="switch"; " Run tools that have a server-side executor" }
                 section id="history" aria-live="polite" aria-label="Conversation" {}
-                div id="tool-calls" aria-live="polite" {}
                 p id="chat-error" class="error" role="alert" {}
                 form id="chat-form" {
-                    label { "Message" textarea id="message" rows="3" required {} }
+                    label for="message" { "Message" }
+                    textarea id="message" rows="3" required aria-describedby="message-hint" {}
+                    small id="message-hint" { "Enter sends; Shift+Enter starts a new line." }
+                    details id="variables" {
+                        summary { "Template variables" }
+                        p class="note" { "Values for the " code { "{{name}}" } " placeholders of the agent's templates." }
+                        div id="variable-rows" {}
+                        button type="button" id="add-variable" class="secondary outline" { "Add variable" }
+                    }
                     div class="grid" {
                         button type="submit" id="send" { "Send" }
                         button type="button" id="stop" class="secondary" disabled { "Stop" }

@@ -110,18 +110,32 @@ const toolOptions = async () => {
   return (data?.results || []).map((t) => [t.id, `${t.name} (#${t.id})`]);
 };
 
+// Columns as Django admin's list_display: a label and how to show the value (names for ids, readable dates).
+const col = (key, label, show) => ({ key, label, show });
+const date = (key, label) => col(key, label, (item) => formatDate(item[key]));
+const agentName = (key, label, none = "—") => col(key, label, (item, names) =>
+  item[key] === null || item[key] === undefined ? none : names.agents.get(item[key]) ?? `Agent #${item[key]}`);
+const toolName = (key, label) => col(key, label, (item, names) => names.tools.get(item[key]) ?? `Tool #${item[key]}`);
+const ownerName = col("owner", "Owner", (item, names) =>
+  item.owner === null ? "Global" : item.owner === me.id ? me.username : names.users.get(item.owner) ?? `User #${item.owner}`);
+
+// The API's default model (shared/src/domain/agents.rs DEFAULT_MODEL), prefilled so the default is a real value.
+const DEFAULT_MODEL = "gpt-4.1";
+
 const RESOURCES = {
   agents: {
-    title: "Agents", path: "/api/agents/", columns: ["id", "name", "model", "is_default", "owner"], toggles: ["is_default"],
+    title: "Agents", singular: "agent", path: "/api/agents/", toggles: ["is_default"],
+    columns: [col("name", "Name"), col("model", "Model"), col("is_default", "Default"), ownerName, date("updated_at", "Updated")],
     fields: [
       { name: "name", label: "Name", required: true },
-      { name: "model", label: "Model", placeholder: "gpt-4.1" },
+      { name: "model", label: "Model", initial: DEFAULT_MODEL, omitEmpty: true },
       { name: "system_prompt", label: "System prompt", type: "textarea" },
       { name: "is_default", label: "Default agent", type: "checkbox" },
     ],
   },
   tools: {
-    title: "Tools", path: "/api/tools/", columns: ["id", "name", "tool_type", "description", "is_active"], toggles: ["is_active"],
+    title: "Tools", singular: "tool", path: "/api/tools/", toggles: ["is_active"],
+    columns: [col("name", "Name"), col("tool_type", "Type"), col("description", "Description"), col("is_active", "Active"), ownerName],
     fields: [
       { name: "name", label: "Name (letters, digits, _ and -)", required: true },
       { name: "description", label: "Description", type: "textarea" },
@@ -133,7 +147,9 @@ const RESOURCES = {
     ],
   },
   "agent-tools": {
-    title: "Agent tools", path: "/api/agent-tools/", columns: ["id", "agent", "tool", "enabled"], toggles: ["enabled"],
+    title: "Agent tools", singular: "agent-tool link", path: "/api/agent-tools/", toggles: ["enabled"],
+    columns: [agentName("agent", "Agent"), toolName("tool", "Tool"), col("enabled", "Enabled")],
+    label: (item, names) => `${names.tools.get(item.tool) ?? "tool"} for ${names.agents.get(item.agent) ?? "agent"}`,
     fields: [
       { name: "agent", label: "Agent", type: "select", options: agentOptions, required: true },
       { name: "tool", label: "Tool", type: "select", options: toolOptions, required: true },
@@ -141,7 +157,8 @@ const RESOURCES = {
     ],
   },
   templates: {
-    title: "Templates", path: "/api/templates/", columns: ["id", "name", "agent", "is_default"], toggles: ["is_default"],
+    title: "Templates", singular: "template", path: "/api/templates/", toggles: ["is_default"],
+    columns: [col("name", "Name"), agentName("agent", "Agent", "All agents (global)"), col("is_default", "Default")],
     fields: [
       { name: "name", label: "Name", required: true },
       { name: "template", label: "Template ({{name}} placeholders come from the request's variables)", type: "textarea", required: true },
@@ -150,18 +167,24 @@ const RESOURCES = {
     ],
   },
   sessions: {
-    title: "Sessions", path: "/api/sessions/", columns: ["id", "agent", "previous_response_id", "updated_at"], noEdit: true, view: true,
+    title: "Sessions", singular: "session", path: "/api/sessions/", noEdit: true, view: true,
+    columns: [col("id", "Session", (item) => `#${item.id}`), agentName("agent", "Agent"), date("created_at", "Started"),
+      date("updated_at", "Last activity")],
+    label: (item) => `session #${item.id}`,
     fields: [{ name: "agent", label: "Agent", type: "select", options: agentOptions, required: true }],
   },
   tokens: {
-    title: "API tokens", path: "/api/tokens/", columns: ["id", "name", "prefix", "created_at", "last_used_at", "expires_at"], noEdit: true,
+    title: "API tokens", singular: "API token", path: "/api/tokens/", noEdit: true,
+    columns: [col("name", "Name"), col("prefix", "Starts with"), date("created_at", "Created"), date("last_used_at", "Last used"),
+      col("expires_at", "Expires", (item) => (item.expires_at ? formatDate(item.expires_at) : "Never"))],
     fields: [
       { name: "name", label: "Name", required: true },
       { name: "expires_in_days", label: "Expires in days (empty: never)", type: "number" },
     ],
   },
   users: {
-    title: "Users", path: "/api/users/", columns: ["id", "username", "is_staff", "is_active"], toggles: ["is_staff", "is_active"], staff: true,
+    title: "Users", singular: "user", path: "/api/users/", toggles: ["is_staff", "is_active"], staff: true,
+    columns: [col("username", "Username"), col("is_staff", "Staff"), col("is_active", "Active")],
     fields: [
       { name: "username", label: "Username", required: true },
       { name: "password", label: "Password (at least 8 characters; empty keeps it)", type: "password" },
@@ -171,7 +194,9 @@ const RESOURCES = {
   },
 };
 
-const view = { key: "agents", url: null, data: null };
+const view = { key: "agents", url: null, data: null, names: null };
+const itemLabel = (resource, item) =>
+  resource.label?.(item, view.names) ?? item.name ?? item.username ?? `${resource.singular} #${item.id}`;
 
 async function dashboard() {
   $("#dashboard").hidden = false;
@@ -179,78 +204,103 @@ async function dashboard() {
   tabs.replaceChildren();
   for (const [key, resource] of Object.entries(RESOURCES)) {
     if (resource.staff && !me.is_staff) continue;
-    tabs.append(el("li", {}, el("a", { href: `#${key}`, role: "tab", dataset: { section: key },
-      onclick: (event) => { event.preventDefault(); openSection(key); } }, resource.title)));
+    // A tab is a link to its section's address: the hashchange below opens it, so back, forward and deep links work.
+    tabs.append(el("li", {}, el("a", { href: `#${key}`, role: "tab", dataset: { section: key } }, resource.title)));
   }
   $("#filter").oninput = () => filterRows();
   $("#new-item").onclick = () => openEditor(null);
   $("#prev-page").onclick = () => view.data?.previous && loadPage(view.data.previous);
   $("#next-page").onclick = () => view.data?.next && loadPage(view.data.next);
   $("#editor-cancel").onclick = () => $("#editor").close();
+  window.onhashchange = () => { if (RESOURCES[location.hash.slice(1)]) openSection(location.hash.slice(1)); };
   const wanted = location.hash.slice(1);
-  await openSection(RESOURCES[wanted] ? wanted : "agents");
+  await openSection(RESOURCES[wanted] && !(RESOURCES[wanted].staff && !me.is_staff) ? wanted : "agents");
 }
 
 async function openSection(key) {
   view.key = key;
-  history.replaceState(null, "", `#${key}`);
+  if (location.hash !== `#${key}`) history.replaceState(null, "", `#${key}`);
   for (const tab of document.querySelectorAll("[data-section]")) {
-    tab.setAttribute("aria-selected", String(tab.dataset.section === key));
+    const current = tab.dataset.section === key;
+    tab.setAttribute("aria-selected", String(current));
+    if (current) tab.setAttribute("aria-current", "page"); else tab.removeAttribute("aria-current");
   }
-  $("#resource-title").textContent = RESOURCES[key].title;
+  const resource = RESOURCES[key];
+  $("#resource-title").textContent = resource.title;
+  $("#new-item").textContent = `New ${resource.singular}`;
   $("#detail").hidden = true;
   $("#filter").value = "";
-  await loadPage(RESOURCES[key].path);
+  await loadPage(resource.path);
 }
 
 /** Same-origin path of a DRF page link (which is absolute). */
 const pathOf = (url) => { const u = new URL(url, location.origin); return u.pathname + u.search; };
 
+/** Names for the ids lists show: agents, tools and (staff) users. */
+async function loadNames() {
+  const list = async (path) => (await api("GET", path)).data?.results || [];
+  const [agents, tools, users] = await Promise.all([list("/api/agents/?page_size=100"), list("/api/tools/?page_size=100"),
+    me.is_staff ? list("/api/users/?page_size=100") : []]);
+  return { agents: new Map(agents.map((a) => [a.id, a.name])), tools: new Map(tools.map((t) => [t.id, t.name])),
+    users: new Map(users.map((u) => [u.id, u.username])) };
+}
+
 async function loadPage(url) {
-  const resource = RESOURCES[view.key];
+  const key = view.key;
+  const resource = RESOURCES[key];
+  const [{ ok, data }, names] = await Promise.all([api("GET", pathOf(url)), loadNames()]);
+  if (!ok || view.key !== key) return;
   view.url = pathOf(url);
-  const { ok, data } = await api("GET", view.url);
-  if (!ok) return;
   view.data = data;
-  const head = el("tr", {}, resource.columns.map((c) => el("th", { scope: "col" }, c)), el("th", { scope: "col" }, "Actions"));
+  view.names = names;
+  const head = el("tr", {}, resource.columns.map((c) => el("th", { scope: "col" }, c.label)), el("th", { scope: "col" }, "Actions"));
   $("#items thead").replaceChildren(head);
-  $("#items tbody").replaceChildren(...data.results.map((item) => row(resource, item)));
-  $("#page-info").textContent = `${data.count} in all`;
+  if (data.count === 0) {
+    $("#items tbody").replaceChildren(el("tr", { className: "empty" }, el("td", { colSpan: resource.columns.length + 1 },
+      el("p", {}, `No ${resource.title.toLowerCase()} yet.`),
+      el("button", { type: "button", onclick: () => openEditor(null) }, `Create your first ${resource.singular}`))));
+  } else {
+    $("#items tbody").replaceChildren(...data.results.map((item) => row(resource, item)));
+  }
+  $("#page-info").textContent = data.count === 1 ? "1 in all" : `${data.count} in all`;
   $("#prev-page").disabled = !data.previous;
   $("#next-page").disabled = !data.next;
   filterRows();
 }
 
 function row(resource, item) {
+  const label = itemLabel(resource, item);
   const cells = resource.columns.map((column) => {
-    if ((resource.toggles || []).includes(column)) {
-      return el("td", {}, el("input", { type: "checkbox", role: "switch", checked: Boolean(item[column]),
-        "aria-label": `${column} for #${item.id}`,
+    if ((resource.toggles || []).includes(column.key)) {
+      return el("td", { dataset: { label: column.label } }, el("input", { type: "checkbox", role: "switch",
+        checked: Boolean(item[column.key]), "aria-label": `${column.label}: ${label}`,
         onchange: async (event) => {
-          const { ok } = await api("PATCH", `${resource.path}${item.id}/`, { [column]: event.target.checked });
+          const { ok, status, data } = await api("PATCH", `${resource.path}${item.id}/`, { [column.key]: event.target.checked });
           await loadPage(view.url);
-          if (!ok) alert(`Could not change ${column}.`);
+          if (!ok) alert(`Could not change "${column.label}" of ${label}: ${describeError(status, data)}`);
         } }));
     }
-    const value = item[column];
-    return el("td", {}, value === null || value === undefined ? "—" : typeof value === "object" ? JSON.stringify(value) : String(value));
+    const value = column.show ? column.show(item, view.names) : item[column.key];
+    const text = value === null || value === undefined || value === "" ? "—" : typeof value === "object" ? JSON.stringify(value) : String(value);
+    return el("td", { dataset: { label: column.label } }, text);
   });
   const actions = el("div", { className: "actions" });
   if (resource.view) actions.append(el("button", { className: "secondary", onclick: () => showSession(item) }, "View"));
   if (!resource.noEdit) actions.append(el("button", { className: "secondary", onclick: () => openEditor(item) }, "Edit"));
   actions.append(el("button", { className: "secondary outline", onclick: async () => {
-    const label = item.name || item.username || `#${item.id}`;
     if (!confirm(`Delete ${label}?`)) return;
-    const { ok, data } = await api("DELETE", `${resource.path}${item.id}/`);
-    if (!ok) alert(data?.detail || "Could not delete.");
+    const { ok, status, data } = await api("DELETE", `${resource.path}${item.id}/`);
+    if (!ok) alert(`Could not delete ${label}: ${describeError(status, data)}`);
     await loadPage(view.url);
   } }, "Delete"));
-  return el("tr", { dataset: { text: JSON.stringify(item).toLowerCase() } }, cells, el("td", {}, actions));
+  const tr = el("tr", {}, cells, el("td", { className: "actions-cell", dataset: { label: "Actions" } }, actions));
+  tr.dataset.text = `${tr.textContent} ${JSON.stringify(item)}`.toLowerCase();
+  return tr;
 }
 
 function filterRows() {
   const needle = $("#filter").value.trim().toLowerCase();
-  for (const tr of document.querySelectorAll("#items tbody tr")) tr.hidden = needle && !tr.dataset.text.includes(needle);
+  for (const tr of document.querySelectorAll("#items tbody tr:not(.empty)")) tr.hidden = needle && !tr.dataset.text.includes(needle);
 }
 
 async function fieldInput(field, value) {
@@ -260,6 +310,7 @@ async function fieldInput(field, value) {
   else if (field.type === "json") {
     input = el("textarea", { id, name: field.name, rows: 4, placeholder: field.placeholder,
       className: "json" }, value === null || value === undefined ? "" : JSON.stringify(value, null, 2));
+    input.spellcheck = false;
   } else if (field.type === "select") {
     input = el("select", { id, name: field.name });
     if (field.nullable) input.append(el("option", { value: "" }, "— none —"));
@@ -270,20 +321,40 @@ async function fieldInput(field, value) {
     return el("label", { htmlFor: id }, input, ` ${field.label}`, el("small", { className: "error", dataset: { errorFor: field.name } }));
   } else {
     input = el("input", { id, name: field.name, type: field.type || "text", placeholder: field.placeholder,
-      value: value ?? "", required: field.required && field.type !== "password" });
+      value: value ?? field.initial ?? "", required: field.required && field.type !== "password" });
   }
   return el("div", {}, el("label", { htmlFor: id }, field.label), input,
     el("small", { className: "error", role: "alert", dataset: { errorFor: field.name } }));
 }
 
+/** After a refused save: the first field with an error is focused and scrolled to, and a summary sits by Save. */
+function revealErrors(form, resource) {
+  const named = [];
+  let first = null;
+  for (const field of resource.fields) {
+    const message = form.querySelector(`[data-error-for="${CSS.escape(field.name)}"]`);
+    if (!message?.textContent) continue;
+    named.push(field.label.replace(/ \(.*$/, ""));
+    first ??= form.elements[field.name];
+  }
+  const general = form.querySelector('[data-error-for="non_field_errors"]').textContent;
+  $("#editor-summary").textContent = named.length
+    ? `Not saved: check ${named.join(", ")}${general ? ", and the message above" : ""}.`
+    : general ? "" : "Not saved.";
+  const target = first || form.querySelector('[data-error-for="non_field_errors"]');
+  target.scrollIntoView({ block: "center" });
+  if (first) first.focus({ preventScroll: true });
+}
+
 async function openEditor(item) {
   const resource = RESOURCES[view.key];
   const form = $("#editor-form");
-  $("#editor-title").textContent = item ? `Edit ${resource.title.toLowerCase()} #${item.id}` : `New: ${resource.title.toLowerCase()}`;
+  $("#editor-title").textContent = item ? `Edit ${resource.singular} ${itemLabel(resource, item)}` : `New ${resource.singular}`;
   const fields = [];
   for (const field of resource.fields) fields.push(await fieldInput(field, item ? item[field.name] : undefined));
   $("#editor-fields").replaceChildren(...fields);
   showErrors(form, null);
+  $("#editor-summary").textContent = "";
   form.onsubmit = async (event) => {
     event.preventDefault();
     const body = {};
@@ -299,13 +370,17 @@ async function openEditor(item) {
       else if (field.type === "select") {
         if (input.value === "") { if (field.nullable) body[field.name] = null; } else body[field.name] = Number(input.value) || input.value;
       } else if (field.type === "password") { if (input.value) body[field.name] = input.value; }
+      else if (field.omitEmpty && !input.value.trim()) continue;
       else body[field.name] = input.value;
     }
-    if (Object.keys(local).length) return showErrors(form, local);
-    const { ok, data } = item
+    if (Object.keys(local).length) { showErrors(form, local); return revealErrors(form, resource); }
+    const { ok, status, data } = item
       ? await api("PATCH", `${resource.path}${item.id}/`, body)
       : await api("POST", resource.path, body);
-    if (!ok) return showErrors(form, data);
+    if (!ok) {
+      showErrors(form, data && typeof data === "object" ? data : { non_field_errors: [describeError(status, data)] });
+      return revealErrors(form, resource);
+    }
     $("#editor").close();
     if (view.key === "tokens" && data.token) {
       alert(`Your new token (shown only this once):\n\n${data.token}`);
@@ -321,12 +396,14 @@ async function showSession(session) {
     api("GET", `/api/sessions/${session.id}/messages/?page_size=100`),
     api("GET", `/api/sessions/${session.id}/tool-calls/?page_size=100`),
   ]);
-  $("#detail-title").textContent = `Session #${session.id}`;
+  $("#detail-title").textContent = `Session #${session.id} with ${view.names?.agents.get(session.agent) ?? `agent #${session.agent}`}`;
   const list = el("ol", {}, (messages.data?.results || []).map((m) =>
-    el("li", {}, el("strong", {}, `${m.role}${m.status ? ` (${m.status})` : ""}: `), m.content)));
-  const table = el("table", {}, el("thead", {}, el("tr", {}, ["call_id", "name", "status", "arguments", "output"].map((c) => el("th", {}, c)))),
+    el("li", {}, el("strong", {}, `${m.role === "user" ? "User" : "Assistant"}${m.status && m.status !== "completed" ? ` (${m.status})` : ""}: `),
+    m.content || (m.response_id ? "(tool calls)" : "—"), el("small", {}, ` ${formatDate(m.created_at)}`))));
+  const table = el("table", {}, el("thead", {}, el("tr", {}, ["Call", "Tool", "Status", "Arguments", "Output"].map((c) => el("th", { scope: "col" }, c)))),
     el("tbody", {}, (calls.data?.results || []).map((c) => el("tr", {}, [c.call_id, c.name, c.status, c.arguments, c.output ?? "—"].map((v) => el("td", {}, v))))));
-  $("#detail-body").replaceChildren(el("h4", {}, "Messages"), list, el("h4", {}, "Tool calls"), table);
+  $("#detail-body").replaceChildren(el("h4", {}, "Messages"), list, el("h4", {}, "Tool calls"),
+    el("div", { className: "table-scroll" }, table));
   $("#detail").hidden = false;
 }
 
@@ -334,20 +411,42 @@ async function showSession(session) {
 
 const chat = { controller: null, bubble: null, sessionId: null, streaming: null };
 
+/** One sentence from a DRF error body: its `detail`, else every field's messages. */
+function describeError(status, data) {
+  if (data && typeof data === "object") {
+    if (data.detail) return String(data.detail);
+    const messages = Object.values(data).flat().filter((m) => typeof m === "string");
+    if (messages.length) return messages.join(" ");
+  }
+  return `The server refused it (HTTP ${status}).`;
+}
+
 async function playground() {
   $("#playground").hidden = false;
   const { data } = await api("GET", "/api/agents/?page_size=100");
   const agents = data?.results || [];
   const select = $("#agent");
   select.replaceChildren(...agents.map((a) => el("option", { value: String(a.id) }, `${a.name}${a.is_default ? " (default)" : ""}`)));
+  $("#no-agents").hidden = agents.length > 0;
   const preferred = agents.find((a) => a.is_default && a.owner === me.id) || agents.find((a) => a.is_default);
   if (preferred) select.value = String(preferred.id);
   select.onchange = () => loadSessions();
   $("#session").onchange = () => loadHistory();
   $("#chat-form").onsubmit = (event) => { event.preventDefault(); send(); };
-  $("#message").onkeydown = (event) => { if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) send(); };
+  $("#message").onkeydown = (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); send(); }
+  };
+  $("#add-variable").onclick = () => addVariable("").querySelector("input").focus();
   $("#stop").onclick = stop;
   await loadSessions();
+}
+
+/** "25 Nov 2026, 20:14" from the API's "2026-11-25T20:14:11.123456Z". */
+function formatDate(value) {
+  if (!value) return "—";
+  const date = new Date(String(value).replace(/(\.\d{3})\d+/, "$1"));
+  if (Number.isNaN(date.getTime())) return String(value);
+  return date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 
 async function loadSessions(selected) {
@@ -356,25 +455,47 @@ async function loadSessions(selected) {
   const options = [el("option", { value: "" }, "New session")];
   if (agent) {
     const { data } = await api("GET", `/api/sessions/?agent=${encodeURIComponent(agent)}&page_size=100`);
-    for (const s of (data?.results || []).reverse()) options.push(el("option", { value: String(s.id) }, `Session #${s.id} (${s.updated_at})`));
+    for (const s of (data?.results || []).reverse()) {
+      options.push(el("option", { value: String(s.id) }, `Session #${s.id} · ${formatDate(s.updated_at)}`));
+    }
   }
   select.replaceChildren(...options);
   select.value = selected ? String(selected) : "";
   if (!selected) await loadHistory();
 }
 
+/** The session's messages and tool calls, in the order they happened: each response's calls right after its
+ * message (a tool-call turn has no text of its own), any other call at its time. */
 async function loadHistory() {
   const session = $("#session").value;
   chat.sessionId = session ? Number(session) : null;
   $("#history").replaceChildren();
-  $("#tool-calls").replaceChildren();
   $("#chat-error").textContent = "";
   if (!session) return;
-  const { data } = await api("GET", `/api/sessions/${session}/messages/?page_size=100`);
-  for (const m of data?.results || []) addBubble(m.role, m.content);
-  const calls = await api("GET", `/api/sessions/${session}/tool-calls/?page_size=100`);
-  for (const call of (calls.data?.results || []).filter((c) => c.status === "pending")) {
-    addToolCard({ call_id: call.call_id, name: call.name, type: call.type, arguments: call.arguments });
+  const [messages, calls] = await Promise.all([
+    api("GET", `/api/sessions/${session}/messages/?page_size=100`),
+    api("GET", `/api/sessions/${session}/tool-calls/?page_size=100`),
+  ]);
+  if ($("#session").value !== session) return;
+  const byResponse = new Map();
+  for (const call of calls.data?.results || []) {
+    if (!byResponse.has(call.response_id)) byResponse.set(call.response_id, []);
+    byResponse.get(call.response_id).push(call);
+  }
+  const entries = [];
+  for (const m of messages.data?.results || []) {
+    const own = (m.role === "assistant" && m.response_id && byResponse.get(m.response_id)) || [];
+    byResponse.delete(m.response_id);
+    entries.push({ at: m.created_at, message: m, calls: own });
+  }
+  for (const rest of byResponse.values()) for (const call of rest) entries.push({ at: call.created_at, calls: [call] });
+  entries.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  for (const { message: m, calls: own } of entries) {
+    if (m && (m.content || m.role === "user" || !own.length)) {
+      const bubble = addBubble(m.role, m.content);
+      if (m.status && m.status !== "completed") bubble.append(el("small", { className: "note" }, ` (${m.status})`));
+    }
+    for (const call of own) addToolCard(call, call);
   }
 }
 
@@ -388,17 +509,64 @@ function busy(on) {
   $("#send").disabled = on;
   $("#stop").disabled = !on;
   $("#send").setAttribute("aria-busy", String(on));
+  // One turn at a time: no output can be submitted while a stream runs (the server would refuse it).
+  for (const button of document.querySelectorAll(".tool-card form button")) button.disabled = on;
+}
+
+/** A name/value row of the template variables; its value's label names the variable. */
+function addVariable(name, value = "") {
+  $("#variables").open = true;
+  const valueInput = el("input", { className: "variable-value", value, placeholder: "value", "aria-label": `Value of ${name || "the variable"}` });
+  const nameInput = el("input", { className: "variable-name", value: name, placeholder: "name", "aria-label": "Variable name",
+    oninput: () => valueInput.setAttribute("aria-label", `Value of ${nameInput.value.trim() || "the variable"}`) });
+  const row = el("div", { className: "variable", role: "group", "aria-label": "Template variable" }, nameInput, valueInput,
+    el("button", { type: "button", className: "secondary outline", "aria-label": "Remove variable",
+      onclick: () => row.remove() }, "Remove"));
+  $("#variable-rows").append(row);
+  return row;
+}
+
+function variables() {
+  const out = {};
+  for (const row of document.querySelectorAll("#variable-rows .variable")) {
+    const name = row.querySelector(".variable-name").value.trim();
+    if (name) out[name] = row.querySelector(".variable-value").value;
+  }
+  return out;
 }
 
 async function send() {
   const message = $("#message").value.trim();
   if (!message || chat.controller) return;
   $("#chat-error").textContent = "";
-  addBubble("user", message);
+  const bubble = addBubble("user", message);
   $("#message").value = "";
   const body = { message, agent_id: Number($("#agent").value) || undefined, auto_execute_tools: $("#auto-execute").checked };
   if (chat.sessionId) body.session_id = chat.sessionId;
-  await stream("/api/agent/stream/", body);
+  const given = variables();
+  if (Object.keys(given).length) body.variables = given;
+  const result = await stream("/api/agent/stream/", body);
+  if (result.status >= 400) refused(bubble, message, result);
+}
+
+/** A message the server refused before storing it: why, on the bubble and above the box, and the text back in
+ * the box; a missing template variable becomes a field to fill. */
+function refused(bubble, message, { status, data }) {
+  const why = describeError(status, data);
+  bubble.classList.add("not-sent");
+  bubble.append(el("small", { className: "note" }, " — not sent"));
+  $("#chat-error").textContent = `Not sent: ${why}`;
+  if (!$("#message").value) $("#message").value = message;
+  let focus = $("#message");
+  for (const text of [].concat(data?.variables || [])) {
+    const name = /template variable "(.*)"/.exec(String(text))?.[1];
+    if (name === undefined) continue;
+    const existing = [...document.querySelectorAll("#variable-rows .variable")]
+      .find((row) => row.querySelector(".variable-name").value.trim() === name);
+    const row = existing || addVariable(name);
+    if (focus === $("#message")) focus = row.querySelector(".variable-value");
+  }
+  focus.focus();
 }
 
 /** Stops the running turn on the server (its stream then ends with `error` cancelled and `done`); only if
@@ -414,6 +582,7 @@ async function stream(path, body) {
   chat.controller = new AbortController();
   busy(true);
   chat.bubble = null;
+  let started = false;
   try {
     const response = await fetch(path, {
       method: "POST", signal: chat.controller.signal,
@@ -421,12 +590,15 @@ async function stream(path, body) {
       body: JSON.stringify(body),
     });
     if (!(response.headers.get("content-type") || "").startsWith("text/event-stream")) {
-      const data = await response.json().catch(() => ({}));
+      const text = await response.text();
+      let data = {};
+      try { data = text ? JSON.parse(text) : {}; } catch { data = { detail: text }; }
       if (response.status === 401) showLogin();
       return { status: response.status, data };
     }
     // The session is known from the headers, before any frame: Stop can cancel even a new session's turn.
     chat.streaming = Number(response.headers.get("lambent-session-id")) || null;
+    started = true;
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
@@ -451,7 +623,7 @@ async function stream(path, body) {
   } catch (error) {
     if (error.name === "AbortError") $("#chat-error").textContent = "Stopped. The answer goes on being stored on the server.";
     else $("#chat-error").textContent = `Connection problem: ${error.message}`;
-    return { status: 0 };
+    return { status: 0, started };
   } finally {
     chat.controller = null;
     chat.streaming = null;
@@ -471,12 +643,11 @@ function onEvent(event, raw) {
     chat.bubble.textContent += data.delta;
   } else if (event === "tool_call") {
     addToolCard(data);
+    // Text after the calls (a later round) starts a bubble of its own, below them.
+    chat.bubble = null;
   } else if (event === "tool_result") {
     const card = document.querySelector(`[data-call-id="${CSS.escape(data.call_id)}"]`);
-    if (card) {
-      card.querySelector("form")?.remove();
-      card.append(el("p", {}, "Ran on the server: "), el("pre", {}, data.output));
-    }
+    if (card) showOutput(card, "executed", "Ran on the server:", data.output);
   } else if (event === "error") {
     $("#chat-error").textContent = `${data.message} (${data.code})`;
   } else if (event === "done") {
@@ -487,24 +658,59 @@ function onEvent(event, raw) {
   }
 }
 
-function addToolCard(call) {
+/** A tool card's outcome in place of its form: what was sent (or run), as text. */
+function showOutput(card, status, label, output) {
+  card.dataset.status = status;
+  card.querySelector("form")?.remove();
+  card.querySelector(".tool-result")?.remove();
+  const result = el("div", { className: "tool-result" }, el("p", {}, label));
+  if (output !== undefined && output !== null) result.append(el("pre", { className: "tool-output" }, output));
+  card.append(result);
+  return result;
+}
+
+const OUTCOMES = { submitted: "Output sent:", executed: "Ran on the server:" };
+
+/** A card for a tool call, in the conversation where it happened; `record` is the ledger's row (history). */
+function addToolCard(call, record) {
+  const card = el("article", { className: "tool-card", dataset: { callId: call.call_id, status: record?.status || "pending" } },
+    el("header", {}, el("strong", {}, `Tool call: ${call.name}`), el("small", {}, ` ${call.type}, ${call.call_id}`)),
+    el("pre", { className: "tool-arguments" }, call.arguments ?? call.input ?? ""));
+  $("#history").append(card);
+  if (record && OUTCOMES[record.status]) showOutput(card, record.status, OUTCOMES[record.status], record.output);
+  else if (record?.status === "expired") showOutput(card, "expired", "Expired: a later message went on without it.");
+  else card.append(outputForm(card, call));
+  return card;
+}
+
+function outputForm(card, call) {
   const id = `output-${call.call_id}`;
   const output = el("textarea", { id, name: "output", rows: 2, required: true });
+  const error = el("p", { className: "error", role: "alert" });
   const form = el("form", { onsubmit: async (event) => {
     event.preventDefault();
-    const result = await stream("/api/agent/tool-output/", { session_id: chat.sessionId, call_id: call.call_id, output: output.value });
+    if (chat.controller) return;
+    const value = output.value;
+    // The output shows on the card at once; the form comes back only if the server refuses it.
+    const shown = showOutput(card, "submitted", "Sending output:", value);
+    const result = await stream("/api/agent/tool-output/", { session_id: chat.sessionId, call_id: call.call_id, output: value });
     if (result.status === 202) {
-      form.replaceWith(el("p", {}, `Output sent; waiting for: ${result.data.pending_tool_calls.join(", ")}`));
-    } else if (result.status && result.status >= 400) {
-      $("#chat-error").textContent = result.data?.detail || JSON.stringify(result.data);
+      shown.firstChild.textContent = `Output sent; waiting for: ${result.data.pending_tool_calls.join(", ")}`;
+    } else if (result.status >= 400 || (result.status === 0 && !result.started)) {
+      shown.remove();
+      card.dataset.status = "pending";
+      card.append(form);
+      if (result.status) {
+        error.textContent = `Not sent: ${describeError(result.status, result.data)}`;
+        $("#chat-error").textContent = error.textContent;
+      }
+      output.focus();
     } else {
-      form.replaceWith(el("p", {}, "Output sent."));
+      shown.firstChild.textContent = "Output sent:";
     }
-  } }, el("label", { htmlFor: id }, `Output for ${call.name}`), output, el("button", { type: "submit" }, "Submit output"));
-  const card = el("article", { className: "tool-card", dataset: { callId: call.call_id } },
-    el("header", {}, el("strong", {}, `Tool call: ${call.name}`), ` (${call.type}, ${call.call_id})`),
-    el("pre", {}, call.arguments ?? call.input ?? ""), form);
-  $("#tool-calls").append(card);
+  } }, el("label", { htmlFor: id }, `Output for ${call.name}`), output, error,
+  el("button", { type: "submit", disabled: Boolean(chat.controller) }, "Submit output"));
+  return form;
 }
 
 window.addEventListener("DOMContentLoaded", boot);

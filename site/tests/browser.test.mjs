@@ -94,21 +94,28 @@ let server, browser, base, work;
 let injected = false;
 const foreign = [];
 const consoleErrors = [];
+const extraServers = [];
+
+/** A migrated database with the staff user admin, and `lambent serve` on it: its base URL. */
+async function startServer(dir, overrides = {}) {
+  const port = await freePort();
+  const env = { ...process.env, DATABASE_URL: `file:${dir}/lambent.db`, BIND: `127.0.0.1:${port}`,
+    OPENAI_API_KEY: "sk-browser", OPENAI_BASE_URL: `http://127.0.0.1:${fake.address().port}/v1`,
+    LAMBENT_SITE_DIR: path.join(root, "site/dist"), RUST_LOG: "warn", ...overrides };
+  for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key];
+  execFileSync(lambent, ["migrate"], { env });
+  // The seed's first run starts from an admin account; ours is made here with a known password.
+  execFileSync(lambent, ["createsuperuser", "--username", "admin"], { env, input: `${PASSWORD}\n` });
+  const child = spawn(lambent, ["serve"], { env, stdio: ["ignore", "ignore", "inherit"] });
+  await waitForPort(port);
+  return { url: `http://127.0.0.1:${port}`, child };
+}
 
 before(async () => {
   fs.mkdirSync(shots, { recursive: true });
   work = fs.mkdtempSync(path.join(os.tmpdir(), "lambent-browser-"));
   await new Promise((resolve) => fake.listen(0, "127.0.0.1", resolve));
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  const env = { ...process.env, DATABASE_URL: `file:${work}/lambent.db`, BIND: `127.0.0.1:${port}`,
-    OPENAI_API_KEY: "sk-browser", OPENAI_BASE_URL: `http://127.0.0.1:${fake.address().port}/v1`,
-    LAMBENT_SITE_DIR: path.join(root, "site/dist"), RUST_LOG: "warn" };
-  execFileSync(lambent, ["migrate"], { env });
-  // The seed's first run starts from an admin account; ours is made here with a known password.
-  execFileSync(lambent, ["createsuperuser", "--username", "admin"], { env, input: `${PASSWORD}\n` });
-  server = spawn(lambent, ["serve"], { env, stdio: ["ignore", "ignore", "inherit"] });
-  await waitForPort(port);
+  ({ url: base, child: server } = await startServer(work));
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-quic",
     "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"] });
 });
@@ -116,11 +123,14 @@ before(async () => {
 after(async () => {
   await browser?.close();
   server?.kill();
+  for (const child of extraServers) child.kill();
   fake.close();
 });
 
-async function newPage() {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+const PHONE = { width: 390, height: 844 };
+
+async function newPage(viewport = { width: 1280, height: 900 }) {
+  const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   page.on("request", (request) => {
     const url = new URL(request.url());
@@ -135,18 +145,36 @@ async function newPage() {
   return page;
 }
 
-async function logIn(page, to) {
-  await page.goto(`${base}${to}`);
-  await page.getByLabel("Username").fill("admin");
-  await page.getByLabel("Password").fill(PASSWORD);
+async function logIn(page, to, { at = base, username = "admin", password = PASSWORD } = {}) {
+  await page.goto(`${at}${to}`);
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Log in" }).click();
-  await page.locator("#whoami").filter({ hasText: "admin" }).waitFor();
+  await page.locator("#whoami").filter({ hasText: username }).waitFor();
 }
 
-async function apiToken() {
-  const res = await fetch(`${base}/api/auth/login/`, { method: "POST", headers: { "content-type": "application/json" },
+async function apiToken(at = base) {
+  const res = await fetch(`${at}/api/auth/login/`, { method: "POST", headers: { "content-type": "application/json" },
     body: JSON.stringify({ username: "admin", password: PASSWORD }) });
   return (await res.json()).token;
+}
+
+async function getViaApi(pathname) {
+  const res = await fetch(`${base}${pathname}`, { headers: { authorization: `Bearer ${await apiToken()}` } });
+  assert.equal(res.status, 200, pathname);
+  return res.json();
+}
+
+/** The conversation as the page shows it, top to bottom: bubbles and tool cards with their outputs. */
+const transcript = (page) => page.locator("#history").evaluate((history) => [...history.children].map((node) =>
+  node.classList.contains("tool-card")
+    ? `tool ${node.dataset.callId}: ${node.querySelector(".tool-output")?.textContent ?? "(waiting)"}`
+    : `${node.dataset.role}: ${node.textContent}`));
+
+/** Nothing is wider than the viewport. */
+async function assertNoOverflow(page, label) {
+  const widths = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  assert.ok(widths[0] <= widths[1], `${label}: the page is ${widths[0]} px wide in a ${widths[1]} px window`);
 }
 
 async function createViaApi(pathname, body) {
@@ -299,6 +327,131 @@ test("tool calls become cards whose outputs continue the answer, one card per pa
   await page.context().close();
 });
 
+test("messages, tool cards with their outputs and answers read in the order they happened, live and after a reload", async () => {
+  const page = await newPage();
+  await logIn(page, "/playground/");
+  replies.push(callReply("resp_order", [["call_order", "echo", '{"text":"x"}']]));
+  const held = gate();
+  replies.push(textReply("resp_order_after", ["After", " the tool."], held));
+  await page.getByLabel("Message").fill("Call it");
+  await page.getByRole("button", { name: "Send" }).click();
+  const card = page.locator('[data-call-id="call_order"]');
+  await card.getByLabel("Output for echo").fill("x out");
+  await card.getByRole("button", { name: "Submit output" }).click();
+  await page.locator(".message.assistant").filter({ hasText: "After" }).waitFor();
+  // While the continuation streams, no output can be submitted a second time.
+  assert.equal(await page.getByRole("button", { name: "Submit output" }).count(), 0, "no Submit output while streaming");
+  held.open();
+  await page.locator(".message.assistant").filter({ hasText: "After the tool." }).waitFor();
+  replies.push(textReply("resp_order_next", ["Next answer."]));
+  await page.getByLabel("Message").fill("And then?");
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.locator(".message.assistant").filter({ hasText: "Next answer." }).waitFor();
+  const expected = ["user: Call it", "tool call_order: x out", "assistant: After the tool.", "user: And then?",
+    "assistant: Next answer."];
+  assert.deepEqual(await transcript(page), expected);
+  await page.screenshot({ path: path.join(shots, "playground-order.png"), fullPage: true });
+
+  const session = (await getViaApi("/api/sessions/?page_size=100")).results.at(-1);
+  await page.reload();
+  await page.locator(`#session option[value="${session.id}"]`).waitFor({ state: "attached" });
+  await page.locator("#session").selectOption(String(session.id));
+  await page.locator(".message.assistant").filter({ hasText: "Next answer." }).waitFor();
+  assert.deepEqual(await transcript(page), expected, "the history reads as the live page did");
+  const label = await page.locator("#session option:checked").textContent();
+  assert.doesNotMatch(label, /\d{2}:\d{2}:\d{2}\.\d+|T\d{2}:/, `a readable session label: ${label}`);
+  await page.context().close();
+});
+
+test("Enter sends, Shift+Enter starts a new line, and the page says so", async () => {
+  const page = await newPage();
+  await logIn(page, "/playground/");
+  assert.match(await page.locator("#chat-form").textContent(), /Enter sends/);
+  replies.push(textReply("resp_enter", ["Sent by Enter."]));
+  await page.getByLabel("Message").fill("First line");
+  await page.getByLabel("Message").press("Shift+Enter");
+  await page.getByLabel("Message").pressSequentially("second line");
+  assert.equal(await page.getByLabel("Message").inputValue(), "First line\nsecond line");
+  await page.getByLabel("Message").press("Enter");
+  await page.locator(".message.assistant").filter({ hasText: "Sent by Enter." }).waitFor();
+  assert.ok(JSON.stringify(received.at(-1).input).includes("First line\\nsecond line"), "the newline is kept");
+  await page.context().close();
+});
+
+test("a refused message shows why and its bubble says it was not sent: a missing template variable, then given", async () => {
+  const agent = await createViaApi("/api/agents/", { name: "Greeter", system_prompt: "Be kind." });
+  await createViaApi("/api/templates/", { name: "Greeting", template: "Greet {{customer}}.", agent: agent.id, is_default: true });
+  const page = await newPage();
+  await logIn(page, "/playground/");
+  await page.locator(`#agent option[value="${agent.id}"]`).waitFor({ state: "attached" });
+  await page.locator("#agent").selectOption(String(agent.id));
+  const calls = received.length;
+  await page.getByLabel("Message").fill("Hi there");
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.locator("#chat-error").filter({ hasText: 'Missing value for template variable "customer"' }).waitFor();
+  await page.locator(".message.user.not-sent").filter({ hasText: "Hi there" }).waitFor();
+  assert.equal(received.length, calls, "nothing went upstream");
+  await page.screenshot({ path: path.join(shots, "playground-refused.png"), fullPage: true });
+  // The missing variable is offered as a field; the message is back in the box.
+  await page.getByLabel("Value of customer").fill("Ada");
+  assert.equal(await page.getByLabel("Message").inputValue(), "Hi there");
+  replies.push(textReply("resp_vars", ["Hello Ada."]));
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.locator(".message.assistant").filter({ hasText: "Hello Ada." }).waitFor();
+  assert.equal(received.at(-1).instructions, "Be kind.\n\nGreet Ada.");
+  assert.equal(await page.locator("#chat-error").textContent(), "");
+  await page.setViewportSize(PHONE);
+  await page.screenshot({ path: path.join(shots, "playground-variables-phone.png"), fullPage: true });
+  await page.context().close();
+});
+
+test("a refused message shows why: another turn still running (409) and no default agent (400)", async () => {
+  const token = await apiToken();
+  const held = gate();
+  replies.push(textReply("resp_running", ["Running", " done."], held));
+  const agents = (await getViaApi("/api/agents/?page_size=100")).results;
+  const running = await fetch(`${base}/api/agent/stream/`, { method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    body: JSON.stringify({ message: "Hold on", agent_id: agents.find((a) => a.name === "Default Agent").id }) });
+  const sessionId = running.headers.get("lambent-session-id");
+  const page = await newPage();
+  await logIn(page, "/playground/");
+  await page.locator(`#session option[value="${sessionId}"]`).waitFor({ state: "attached" });
+  await page.locator("#session").selectOption(sessionId);
+  await page.locator(".message.user").filter({ hasText: "Hold on" }).waitFor();
+  await page.getByLabel("Message").fill("Me too");
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.locator("#chat-error").filter({ hasText: "Another turn is still running" }).waitFor();
+  await page.locator(".message.user.not-sent").filter({ hasText: "Me too" }).waitFor();
+  held.open();
+  await running.text();
+  await page.context().close();
+
+  await createViaApi("/api/users/", { username: "newcomer", password: "newcomer-password", is_staff: false, is_active: true });
+  const fresh = await newPage();
+  await logIn(fresh, "/playground/", { username: "newcomer", password: "newcomer-password" });
+  await fresh.locator("#no-agents").filter({ hasText: "no agents" }).waitFor();
+  await fresh.getByLabel("Message").fill("Anyone?");
+  await fresh.getByRole("button", { name: "Send" }).click();
+  await fresh.locator("#chat-error").filter({ hasText: "no agent is marked is_default" }).waitFor();
+  await fresh.locator(".message.user.not-sent").filter({ hasText: "Anyone?" }).waitFor();
+  await fresh.context().close();
+});
+
+test("without OPENAI_API_KEY a message shows the server's 503 and is marked not sent", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lambent-browser-nokey-"));
+  const { url, child } = await startServer(dir, { OPENAI_API_KEY: undefined });
+  extraServers.push(child);
+  const page = await newPage();
+  await logIn(page, "/playground/", { at: url });
+  await page.getByLabel("Message").fill("Is anyone there?");
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.locator("#chat-error").filter({ hasText: "OPENAI_API_KEY" }).waitFor();
+  await page.locator(".message.user.not-sent").filter({ hasText: "Is anyone there?" }).waitFor();
+  assert.equal(await page.getByRole("button", { name: "Send" }).isEnabled(), true);
+  await page.context().close();
+});
+
 // ---- 4. API docs -------------------------------------------------------------------------------------------
 
 test("Swagger UI and Redoc render every operation, offline and without console errors", async () => {
@@ -348,5 +501,121 @@ test("an agent named like an HTML tag shows as text on every page that shows nam
     assert.equal(await page.locator('img[src="x"]').count(), 0, `${url}: no injected element`);
   }
   assert.equal(injected, false, "no injected script ran");
+  await page.context().close();
+});
+
+// ---- 6. The dashboard reads like an admin ------------------------------------------------------------------
+
+test("dashboard lists show names, readable headers and dates; the current tab is marked and the address picks it", async () => {
+  const page = await newPage();
+  await logIn(page, "/dashboard/#agent-tools");
+  await page.locator("#resource-title").filter({ hasText: "Agent tools" }).waitFor();
+  const link = page.locator("#items tbody tr").filter({ hasText: "echo" }).first();
+  await link.waitFor();
+  assert.match(await link.textContent(), /Default Agent/, "the link names its agent");
+  assert.equal(await page.getByRole("tab", { name: "Agent tools" }).getAttribute("aria-selected"), "true");
+  const tab = await page.getByRole("tab", { name: "Agent tools" }).evaluate((a) => getComputedStyle(a).fontWeight);
+  const other = await page.getByRole("tab", { name: "Agents", exact: true }).evaluate((a) => getComputedStyle(a).fontWeight);
+  assert.notEqual(tab, other, "the current tab looks different");
+
+  // A link to another section, from within the page, switches to it.
+  await page.evaluate(() => { location.hash = "#sessions"; });
+  await page.locator("#resource-title").filter({ hasText: "Sessions" }).waitFor();
+  await page.locator("#items tbody tr").first().waitFor();
+  const headers = await page.locator("#items thead th").allTextContents();
+  assert.deepEqual(headers.filter((h) => /_/.test(h)), [], `readable headers: ${headers}`);
+  const session = await page.locator("#items tbody tr").first().textContent();
+  assert.match(session, /Default Agent/, "a session names its agent");
+  assert.doesNotMatch(session, /\d{4}-\d{2}-\d{2}T|\.\d{6}Z/, "dates are readable");
+  await page.goBack();
+  await page.locator("#resource-title").filter({ hasText: "Agent tools" }).waitFor();
+
+  await page.getByRole("tab", { name: "Agents", exact: true }).click();
+  const agent = page.locator("#items tbody tr").filter({ hasText: "Default Agent" });
+  await agent.waitFor();
+  assert.match(await agent.textContent(), /admin/, "the owner is named");
+  assert.deepEqual((await page.locator("#items thead th").allTextContents()).filter((h) => /_/.test(h)), []);
+  const button = await page.getByRole("button", { name: "New agent" }).boundingBox();
+  assert.ok(button.width < 300, `the New button is a button, not a bar (${button.width} px)`);
+  const actions = await agent.getByRole("button", { name: "Delete" }).boundingBox();
+  assert.ok(actions.x + actions.width <= 1280, "the Actions column is not clipped");
+  await page.screenshot({ path: path.join(shots, "dashboard-agents.png"), fullPage: true });
+  await page.context().close();
+});
+
+test("an empty list says so and offers the first item; titles are words; an empty model gets the default", async () => {
+  await createViaApi("/api/users/", { username: "beginner", password: "beginner-password", is_staff: false, is_active: true });
+  const page = await newPage();
+  await logIn(page, "/dashboard/", { username: "beginner", password: "beginner-password" });
+  await page.locator("#items tbody").filter({ hasText: "No agents yet." }).waitFor();
+  await page.screenshot({ path: path.join(shots, "dashboard-empty.png"), fullPage: true });
+  await page.getByRole("button", { name: "Create your first agent" }).click();
+  const editor = page.locator("#editor");
+  assert.equal(await page.locator("#editor-title").textContent(), "New agent");
+  assert.equal(await editor.getByLabel("Model").inputValue(), "gpt-4.1", "the default model is a real value");
+  await editor.getByLabel("Name", { exact: true }).fill("Mine");
+  await editor.getByLabel("Model").fill("");
+  await editor.getByRole("button", { name: "Save" }).click();
+  const row = page.locator("#items tbody tr").filter({ hasText: "Mine" });
+  await row.waitFor();
+  assert.match(await row.textContent(), /gpt-4\.1/, "an empty model is the server's default");
+  await row.getByRole("button", { name: "Edit" }).click();
+  assert.equal(await page.locator("#editor-title").textContent(), "Edit agent Mine");
+  await page.getByRole("button", { name: "Cancel" }).click();
+  await page.context().close();
+});
+
+test("a refused save shows each error where the user looks: focused, summarised by Save, in the user's words", async () => {
+  const page = await newPage({ width: 390, height: 600 });
+  await logIn(page, "/dashboard/#tools");
+  await page.locator("#items tbody tr").filter({ hasText: "echo" }).first().waitFor();
+  await page.getByRole("button", { name: "New tool" }).click();
+  const editor = page.locator("#editor");
+  assert.equal(await page.locator("#editor-title").textContent(), "New tool");
+  const font = await editor.getByLabel("Parameters (JSON Schema)").evaluate((t) => getComputedStyle(t).fontFamily);
+  assert.match(font, /mono/i, "JSON is edited in a monospace font");
+  await editor.getByLabel("Name (letters, digits, _ and -)").fill("echo");
+  await editor.getByRole("button", { name: "Save" }).click();
+  await editor.locator('[data-error-for="name"]').filter({ hasText: 'A tool named "echo" already exists.' }).waitFor();
+  await page.locator("#editor-summary").filter({ hasText: "Name" }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "field-name", "the field in error has the focus");
+  const box = await editor.getByLabel("Name (letters, digits, _ and -)").boundingBox();
+  assert.ok(box.y >= 0 && box.y + box.height <= 600, "the field in error is in view");
+  await page.screenshot({ path: path.join(shots, "dashboard-save-error-phone.png") });
+  await page.getByRole("button", { name: "Cancel" }).click();
+
+  await page.evaluate(() => { location.hash = "#agent-tools"; });
+  await page.getByRole("button", { name: "New agent-tool link" }).click();
+  await editor.getByLabel("Agent", { exact: true }).selectOption({ label: "Default Agent (#1)" });
+  await editor.getByLabel("Tool", { exact: true }).selectOption({ label: "echo (#1)" });
+  await editor.getByRole("button", { name: "Save" }).click();
+  await editor.locator('[data-error-for="non_field_errors"]').filter({ hasText: "This tool is already linked to this agent." }).waitFor();
+  await page.context().close();
+});
+
+test("at phone width (390 px) no page is wider than the screen and every row's buttons are in reach", async () => {
+  const page = await newPage(PHONE);
+  await logIn(page, "/dashboard/");
+  for (const section of ["agents", "tools", "agent-tools", "templates", "sessions", "tokens", "users"]) {
+    await page.evaluate((s) => { location.hash = `#${s}`; }, section);
+    await page.locator(`[data-section="${section}"][aria-selected="true"]`).waitFor();
+    await page.locator("#items tbody tr").first().waitFor();
+    await page.waitForTimeout(100);
+    await assertNoOverflow(page, `/dashboard/#${section}`);
+    for (const button of await page.locator("#items tbody button").all()) {
+      const box = await button.boundingBox();
+      assert.ok(box.x >= 0 && box.x + box.width <= PHONE.width, `#${section}: a button off screen at ${box.x}+${box.width}`);
+    }
+    if (section === "agents") await page.screenshot({ path: path.join(shots, "dashboard-phone.png"), fullPage: true });
+  }
+  for (const url of ["/", "/playground/"]) {
+    await page.goto(`${base}${url}`);
+    await page.locator("#whoami").filter({ hasText: "admin" }).waitFor();
+    await page.waitForTimeout(300);
+    await assertNoOverflow(page, url);
+  }
+  await page.screenshot({ path: path.join(shots, "playground-phone.png"), fullPage: true });
+  await page.goto(`${base}/`);
+  await page.screenshot({ path: path.join(shots, "index-phone.png"), fullPage: true });
   await page.context().close();
 });

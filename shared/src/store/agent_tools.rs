@@ -11,7 +11,7 @@ use crate::domain::{AgentToolLink, LinkChanges, LinkFields, missing_pk};
 use crate::error::{Error, FieldErrors, Result};
 
 const COLUMNS: &str = "id, agent_id, tool_id, enabled";
-const NOT_UNIQUE: &str = "The fields agent, tool must make a unique set.";
+const NOT_UNIQUE: &str = "This tool is already linked to this agent.";
 /// `agent_profile_tools`' `UNIQUE (agent_id, tool_id)`.
 const PAIR: Unique = Unique::new("agent_profile_tools", &["agent_id", "tool_id"]);
 

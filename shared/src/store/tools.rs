@@ -15,7 +15,6 @@ use crate::error::{Error, Result};
 
 pub(super) const COLUMNS: &str =
     "id, name, owner_id, description, tool_type, parameters, format, is_active, created_at, executor";
-const NAME_TAKEN: &str = "agent tool with this name already exists.";
 /// `agent_tools.name ... UNIQUE`.
 const NAME: Unique = Unique::new("agent_tools", &["name"]);
 
@@ -49,9 +48,15 @@ fn encode_executor(executor: &Executor) -> String {
     executor.to_json().to_string()
 }
 
-/// A lost race past the name check still answers with the field error, not a 500.
-fn unique_to_field(err: Error) -> Error {
-    if NAME.violated_by(&err) { Error::field("name", NAME_TAKEN) } else { err }
+/// A taken name answers with the field error (in the user's words), not a 500.
+fn unique_to_field(name: &str) -> impl Fn(Error) -> Error + '_ {
+    move |err| {
+        if NAME.violated_by(&err) {
+            Error::field("name", format!("A tool named \"{name}\" already exists."))
+        } else {
+            err
+        }
+    }
 }
 
 impl Store {
@@ -88,7 +93,7 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING {COLUMNS}"
             ),
             params![
-                fields.name,
+                fields.name.as_str(),
                 owner,
                 fields.description,
                 fields.tool_type.as_str(),
@@ -102,7 +107,7 @@ impl Store {
         let mut out = self.conn().await.batch(batch).await?;
         owner_exists(&mut out, owner_found, owner)?;
         if let Some(err) = out.first_error() {
-            return Err(unique_to_field(err.into()));
+            return Err(unique_to_field(&fields.name)(err.into()));
         }
         returned(out.take(inserted)?, tool)
     }
@@ -121,7 +126,7 @@ impl Store {
                      is_active = ?6, executor = ?8 WHERE id = ?7 AND owner_id IS ?9 RETURNING {COLUMNS}"
                 ),
                 params![
-                    fields.name,
+                    fields.name.as_str(),
                     fields.description,
                     fields.tool_type.as_str(),
                     encode(&fields.parameters),
@@ -133,8 +138,8 @@ impl Store {
                 ],
             )
             .await
-            .map_err(unique_to_field)?;
-        first(rows, tool).await.map_err(unique_to_field)?.ok_or(Error::NotFound)
+            .map_err(unique_to_field(&fields.name))?;
+        first(rows, tool).await.map_err(unique_to_field(&fields.name))?.ok_or(Error::NotFound)
     }
 
     /// Deletes the tool and its agent links.
