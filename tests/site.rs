@@ -65,7 +65,12 @@ fn references(html: &str) -> Vec<String> {
     for attribute in [" href=\"", " src=\""] {
         for (at, _) in html.match_indices(attribute) {
             let rest = &html[at + attribute.len()..];
-            out.push(rest[..rest.find('"').expect("a closed attribute")].to_owned());
+            let reference = &rest[..rest.find('"').expect("a closed attribute")];
+            // A link into a page (`/dashboard/#agents`) loads the page itself; one within this page, nothing.
+            let path = reference.split('#').next().unwrap_or_default();
+            if !path.is_empty() && !out.iter().any(|seen| seen == path) {
+                out.push(path.to_owned());
+            }
         }
     }
     out

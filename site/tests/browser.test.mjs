@@ -101,7 +101,7 @@ async function startServer(dir, overrides = {}) {
   const port = await freePort();
   const env = { ...process.env, DATABASE_URL: `file:${dir}/lambent.db`, BIND: `127.0.0.1:${port}`,
     OPENAI_API_KEY: "sk-browser", OPENAI_BASE_URL: `http://127.0.0.1:${fake.address().port}/v1`,
-    LAMBENT_SITE_DIR: path.join(root, "site/dist"), RUST_LOG: "warn", ...overrides };
+    RUST_LOG: "warn", ...overrides };
   for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key];
   execFileSync(lambent, ["migrate"], { env });
   // The seed's first run starts from an admin account; ours is made here with a known password.

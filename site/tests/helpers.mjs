@@ -41,7 +41,7 @@ export async function start() {
   const base = `http://127.0.0.1:${port}`;
   const env = { ...process.env, DATABASE_URL: `file:${work}/lambent.db`, BIND: `127.0.0.1:${port}`,
     OPENAI_API_KEY: "sk-unused", OPENAI_BASE_URL: "http://127.0.0.1:9/v1",
-    LAMBENT_SITE_DIR: path.join(root, "site/dist"), RUST_LOG: "warn" };
+    RUST_LOG: "warn" };
   execFileSync(lambent, ["migrate"], { env });
   execFileSync(lambent, ["createsuperuser", "--username", "admin"], { env, input: `${PASSWORD}\n` });
   const server = spawn(lambent, ["serve"], { env, stdio: ["ignore", "ignore", "inherit"] });
