@@ -54,6 +54,8 @@ function showErrors(form, data) {
 
 function showLogin() {
   localStorage.removeItem(TOKEN_KEY);
+  // Swagger UI keeps what it was authorized with (persistAuthorization) under this key: a revoked token goes too.
+  localStorage.removeItem("authorized");
   me = null;
   const login = $("#login");
   if (login) login.hidden = false;
@@ -205,7 +207,8 @@ async function dashboard() {
   for (const [key, resource] of Object.entries(RESOURCES)) {
     if (resource.staff && !me.is_staff) continue;
     // A tab is a link to its section's address: the hashchange below opens it, so back, forward and deep links work.
-    tabs.append(el("li", {}, el("a", { href: `#${key}`, role: "tab", dataset: { section: key } }, resource.title)));
+    // Its <li> is only layout (role=presentation), so the tablist's children are the tabs themselves.
+    tabs.append(el("li", { role: "presentation" }, el("a", { href: `#${key}`, role: "tab", dataset: { section: key } }, resource.title)));
   }
   $("#filter").oninput = () => filterRows();
   $("#new-item").onclick = () => openEditor(null);
