@@ -89,11 +89,42 @@ async fn documented_schemas_match_what_the_api_returns() {
     let mut returned: Vec<&str> = agent.as_object().unwrap().keys().map(String::as_str).collect();
     returned.sort_unstable();
     assert_eq!(documented, returned);
-    let page = &doc["components"]["schemas"]["Page_Agent"]["properties"];
+    let page = &doc["components"]["schemas"]["PaginatedAgentList"]["properties"];
     for key in ["count", "next", "previous", "results"] {
-        assert!(page.get(key).is_some_and(Value::is_object), "Page_Agent has {key}");
+        assert!(page.get(key).is_some_and(Value::is_object), "PaginatedAgentList has {key}");
     }
     assert!(doc["components"]["schemas"]["ValidationErrors"]["example"].is_object());
+}
+
+#[tokio::test]
+async fn paginated_lists_reference_their_item_schema() {
+    // One type per object for generated clients: a page's `results` are references to the item's schema, and
+    // every page schema is named `Paginated<Item>List`, as drf-spectacular names them.
+    let app = TestApp::spawn().await;
+    let (_, doc) = app.get("/api/openapi.json").await;
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let mut lists = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let paginated = operation["parameters"].as_array().into_iter().flatten().any(|p| p["name"] == "page");
+            if !paginated {
+                continue;
+            }
+            lists += 1;
+            let page = schema_ref(operation, "200").unwrap_or_else(|| panic!("{method} {path} answers a named page"));
+            let name = page.strip_prefix("#/components/schemas/").unwrap();
+            let item = name.strip_prefix("Paginated").and_then(|n| n.strip_suffix("List"));
+            let item = item.unwrap_or_else(|| panic!("{method} {path}: {name} is named Paginated<Item>List"));
+            assert_eq!(
+                schemas[name]["properties"]["results"]["items"]["$ref"],
+                format!("#/components/schemas/{item}"),
+                "{name}'s results reference {item}"
+            );
+            assert!(schemas.contains_key(item), "{item} is a component");
+        }
+    }
+    assert_eq!(lists, 9, "every paginated list is checked");
+    assert!(!schemas.keys().any(|name| name.starts_with("Page")), "no page schema keeps utoipa's generic name");
 }
 
 /// The answers of one status an operation documents: its schema reference (`None` when inline or missing).
@@ -209,4 +240,37 @@ async fn the_openapi_document_changes_only_on_purpose() {
     let (status, doc) = app.get("/api/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     insta::assert_json_snapshot!("openapi", doc);
+}
+
+#[tokio::test]
+async fn the_document_validates_against_the_official_openapi_3_1_schema() {
+    // Checked by openapi-spec-validator (pinned in scripts/test-requirements.txt), which holds the official
+    // OpenAPI 3.1 JSON Schema, rather than by hand: what it accepts, mainstream client generators accept.
+    let app = TestApp::spawn().await;
+    let (status, doc) = app.get("/api/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let script = "import sys\nfrom openapi_spec_validator import OpenAPIV31SpecValidator\n\
+        from openapi_spec_validator.readers import read_from_filename\n\
+        spec, _ = read_from_filename(sys.argv[1])\n\
+        errors = list(OpenAPIV31SpecValidator(spec).iter_errors())\n\
+        for error in errors: print(f\"{'/'.join(map(str, error.absolute_path))}: {error.message}\")\n\
+        print(f'{len(errors)} errors')\n\
+        sys.exit(1 if errors else 0)\n";
+    let output = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&file)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("python3 is needed, with the packages in scripts/test-requirements.txt: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("ModuleNotFoundError"),
+        "openapi-spec-validator is missing: `python3 -m pip install -r scripts/test-requirements.txt`\n{stderr}"
+    );
+    assert!(output.status.success(), "/api/openapi.json is not valid OpenAPI 3.1:\n{stdout}{stderr}");
 }

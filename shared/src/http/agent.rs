@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{IdempotencyKey, JsonBody};
-use super::openapi::{ErrorDetail, ValidationErrors};
+use super::openapi::{ErrorDetail, IDEMPOTENCY_REUSED, INVALID_FIELDS, NO_PROVIDER, ValidationErrors};
 use super::sse::{SSE_DESCRIPTION, SseEvent, stream_response};
 use crate::domain::{
     Caller, MessageRequest, MessageWrite, PendingToolCalls, ResponseStatus, Role, ToolOutputRequest, ToolOutputWrite,
@@ -21,6 +21,9 @@ use crate::error::Result;
 use crate::state::AppState;
 use crate::store::KeptAnswer;
 use crate::turn::{self, ChatOutcome, ToolOutputStart, TurnEnd, TurnError};
+
+/// A 404 from the conversation endpoints.
+const NOT_FOUND: &str = "The named agent or session does not exist, or is not yours to see.";
 
 /// What the conversation endpoints say about `Idempotency-Key`.
 const KEY_DESCRIPTION: &str = "Optional, 1 to 255 visible ASCII characters, remembered for 24 hours per user. A \
@@ -48,10 +51,11 @@ pub fn chat_api() -> OpenApiRouter<AppState> {
     responses((status = 200, description = SSE_DESCRIPTION, content_type = "text/event-stream", body = SseEvent,
             headers(("Lambent-Session-Id" = i64, description = "The session the turn runs in (a new one's id too)."),
                 ("Lambent-Turn-Id" = String, description = "The turn: what `POST /api/sessions/{id}/cancel/` stops."))),
-        (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail),
+        (status = 400, description = INVALID_FIELDS, body = ValidationErrors),
+        (status = 404, description = NOT_FOUND, body = ErrorDetail),
         (status = 409, description = "A turn (or this key's request) is still running.", body = TurnRunning),
-        (status = 422, description = "The Idempotency-Key was used for another request.", body = ErrorDetail),
-        (status = 503, description = "No model provider configured (OPENAI_API_KEY).", body = ErrorDetail)))]
+        (status = 422, description = IDEMPOTENCY_REUSED, body = ErrorDetail),
+        (status = 503, description = NO_PROVIDER, body = ErrorDetail)))]
 async fn stream(
     State(state): State<AppState>,
     caller: Caller,
@@ -80,11 +84,12 @@ pub struct TurnRunning {
     responses((status = 200, description = SSE_DESCRIPTION, content_type = "text/event-stream", body = SseEvent,
             headers(("Lambent-Session-Id" = i64, description = "The session the turn runs in (a new one's id too)."),
                 ("Lambent-Turn-Id" = String, description = "The turn: what `POST /api/sessions/{id}/cancel/` stops."))),
-        (status = 202, body = PendingToolCalls), (status = 400, body = ValidationErrors),
-        (status = 404, body = ErrorDetail),
+        (status = 202, description = "Accepted: other calls of the turn still wait for their output.", body = PendingToolCalls),
+        (status = 400, description = INVALID_FIELDS, body = ValidationErrors),
+        (status = 404, description = "No such session or pending tool call, or not yours to see.", body = ErrorDetail),
         (status = 409, description = "The call is not pending, or a turn is still running.", body = ErrorDetail),
-        (status = 422, description = "The Idempotency-Key was used for another request.", body = ErrorDetail),
-        (status = 503, body = ErrorDetail)))]
+        (status = 422, description = IDEMPOTENCY_REUSED, body = ErrorDetail),
+        (status = 503, description = NO_PROVIDER, body = ErrorDetail)))]
 async fn tool_output(
     State(state): State<AppState>,
     caller: Caller,
@@ -101,11 +106,13 @@ async fn tool_output(
 /// Send a message and wait for the whole answer (no streaming).
 #[utoipa::path(post, path = "/api/agent/chat/", operation_id = "agent_chat", tag = "agent", request_body = MessageWrite,
     params(("Idempotency-Key" = Option<String>, Header, description = KEY_DESCRIPTION)),
-    responses((status = 200, body = ChatReply), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail),
+    responses((status = 200, description = "The agent's answer, after any tool calls.", body = ChatReply),
+        (status = 400, description = INVALID_FIELDS, body = ValidationErrors),
+        (status = 404, description = NOT_FOUND, body = ErrorDetail),
         (status = 409, description = "A turn (or this key's request) is still running.", body = TurnRunning),
-        (status = 422, description = "The Idempotency-Key was used for another request.", body = ErrorDetail),
+        (status = 422, description = IDEMPOTENCY_REUSED, body = ErrorDetail),
         (status = 502, description = "The upstream failed; the user's message is stored.", body = ChatReply),
-        (status = 503, body = ErrorDetail)))]
+        (status = 503, description = NO_PROVIDER, body = ErrorDetail)))]
 async fn chat(
     State(state): State<AppState>,
     caller: Caller,

@@ -11,13 +11,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Id, JsonBody, ListQuery, Page};
-use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
+use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, PageParams, STAFF_ONLY, ValidationErrors};
 use crate::accounts;
 use crate::domain::Caller;
 use crate::domain::{Credentials, Mode, NewApiToken, UserWrite};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::{TokenInfo, User};
+
+const NOT_FOUND: &str = "No user with this id.";
 
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -45,7 +47,8 @@ pub struct IssuedToken {
 /// Exchange a username and password for a short-lived token (12 hours) for the pages and tools.
 #[utoipa::path(post, path = "/api/auth/login/", operation_id = "auth_login", tag = "auth", request_body = Credentials,
     security(()),
-    responses((status = 200, body = IssuedToken), (status = 400, description = "Wrong credentials (the same answer for an unknown user).", body = ValidationErrors)))]
+    responses((status = 200, description = "Logged in: a new token, good for 12 hours.", body = IssuedToken),
+        (status = 400, description = "Wrong credentials (the same answer for an unknown user).", body = ValidationErrors)))]
 async fn login(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Json<IssuedToken>> {
     let credentials = Credentials::parse(&body)?;
     let (info, token) = accounts::login(&state, &credentials.username, &credentials.password).await?;
@@ -54,7 +57,7 @@ async fn login(State(state): State<AppState>, JsonBody(body): JsonBody) -> Resul
 
 /// Revoke the token this request was made with.
 #[utoipa::path(post, path = "/api/auth/logout/", operation_id = "auth_logout", tag = "auth",
-    responses((status = 204), (status = 401, body = ErrorDetail)))]
+    responses((status = 204, description = "Logged out: the token used is revoked.")))]
 async fn logout(State(state): State<AppState>, caller: Caller) -> Result<StatusCode> {
     let token = caller.token_id.ok_or(Error::NotFound)?;
     state.store.revoke_token(Some(caller.id), token).await?;
@@ -63,21 +66,22 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> Result<StatusC
 
 /// Who the token belongs to.
 #[utoipa::path(get, path = "/api/auth/me/", operation_id = "auth_me", tag = "auth",
-    responses((status = 200, body = User), (status = 401, body = ErrorDetail)))]
+    responses((status = 200, description = "The user the token belongs to.", body = User)))]
 async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<User>> {
     Ok(Json(state.store.get_user(caller.id).await?))
 }
 
 /// The caller's API tokens (never their secrets).
 #[utoipa::path(get, path = "/api/tokens/", operation_id = "tokens_list", tag = "auth", params(PageParams),
-    responses((status = 200, body = Page<TokenInfo>), (status = 401, body = ErrorDetail)))]
+    responses((status = 200, description = "A page of your API tokens, without their secrets.", body = Page<TokenInfo>)))]
 async fn list_tokens(State(state): State<AppState>, caller: Caller, query: ListQuery) -> Result<Json<Page<TokenInfo>>> {
     Ok(Json(query.page(state.store.list_tokens(caller.id, query.slice()).await?)?))
 }
 
 /// Create an API token for the caller; its secret is in this answer only.
 #[utoipa::path(post, path = "/api/tokens/", operation_id = "tokens_create", tag = "auth", request_body = NewApiToken,
-    responses((status = 201, body = IssuedToken), (status = 400, body = ValidationErrors), (status = 401, body = ErrorDetail)))]
+    responses((status = 201, description = "Created: the new token, shown only this once.", body = IssuedToken),
+        (status = 400, description = INVALID_FIELDS, body = ValidationErrors)))]
 async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -91,7 +95,7 @@ async fn create_token(
 
 /// Revoke one of the caller's tokens.
 #[utoipa::path(delete, path = "/api/tokens/{id}/", operation_id = "tokens_revoke", tag = "auth", params(("id" = i64, Path)),
-    responses((status = 204), (status = 401, body = ErrorDetail), (status = 404, body = ErrorDetail)))]
+    responses((status = 204, description = "Revoked."), (status = 404, description = "No token with this id, or not yours.", body = ErrorDetail)))]
 async fn revoke_token(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
     state.store.revoke_token(Some(caller.id), id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -99,7 +103,7 @@ async fn revoke_token(State(state): State<AppState>, caller: Caller, Id(id): Id)
 
 /// All users (staff only).
 #[utoipa::path(get, path = "/api/users/", operation_id = "users_list", tag = "auth", params(PageParams),
-    responses((status = 200, body = Page<User>), (status = 401, body = ErrorDetail), (status = 403, body = ErrorDetail)))]
+    responses((status = 200, description = "A page of users.", body = Page<User>), (status = 403, description = STAFF_ONLY, body = ErrorDetail)))]
 async fn list_users(State(state): State<AppState>, caller: Caller, query: ListQuery) -> Result<Json<Page<User>>> {
     caller.require_staff()?;
     Ok(Json(query.page(state.store.list_users(query.slice()).await?)?))
@@ -107,7 +111,8 @@ async fn list_users(State(state): State<AppState>, caller: Caller, query: ListQu
 
 /// Create a user (staff only).
 #[utoipa::path(post, path = "/api/users/", operation_id = "users_create", tag = "auth", request_body = UserWrite,
-    responses((status = 201, body = User), (status = 400, body = ValidationErrors), (status = 403, body = ErrorDetail)))]
+    responses((status = 201, description = "Created: the new user.", body = User),
+        (status = 400, description = INVALID_FIELDS, body = ValidationErrors), (status = 403, description = STAFF_ONLY, body = ErrorDetail)))]
 async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -119,7 +124,8 @@ async fn create_user(
 }
 
 #[utoipa::path(get, path = "/api/users/{id}/", operation_id = "users_retrieve", tag = "auth", params(("id" = i64, Path)),
-    responses((status = 200, body = User), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail)))]
+    responses((status = 200, description = "The user.", body = User), (status = 403, description = STAFF_ONLY, body = ErrorDetail),
+        (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn get_user(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Json<User>> {
     caller.require_staff()?;
     Ok(Json(state.store.get_user(id).await?))
@@ -128,8 +134,9 @@ async fn get_user(State(state): State<AppState>, caller: Caller, Id(id): Id) -> 
 /// Change a user: username, password, `is_staff`, `is_active` (deactivating revokes its tokens). Staff only.
 #[utoipa::path(patch, path = "/api/users/{id}/", operation_id = "users_patch", tag = "auth", params(("id" = i64, Path)),
     request_body = UserWrite,
-    responses((status = 200, body = User), (status = 400, body = ValidationErrors), (status = 403, body = ErrorDetail),
-        (status = 404, body = ErrorDetail)))]
+    responses((status = 200, description = "Saved: the updated user.", body = User),
+        (status = 400, description = INVALID_FIELDS, body = ValidationErrors), (status = 403, description = STAFF_ONLY, body = ErrorDetail),
+        (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn patch_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -142,7 +149,8 @@ async fn patch_user(
 
 /// Delete a user and everything it owns. Staff only; not oneself.
 #[utoipa::path(delete, path = "/api/users/{id}/", operation_id = "users_delete", tag = "auth", params(("id" = i64, Path)),
-    responses((status = 204), (status = 400, body = ErrorDetail), (status = 403, body = ErrorDetail), (status = 404, body = ErrorDetail)))]
+    responses((status = 204, description = DELETED), (status = 400, description = "A user cannot delete themselves.", body = ErrorDetail),
+        (status = 403, description = STAFF_ONLY, body = ErrorDetail), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn delete_user(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
     caller.require_staff()?;
     accounts::delete_user(&state.store, &caller, id).await?;
@@ -151,7 +159,7 @@ async fn delete_user(State(state): State<AppState>, caller: Caller, Id(id): Id) 
 
 /// Liveness, without credentials.
 #[utoipa::path(get, path = "/api/health/", operation_id = "health", tag = "auth", security(()),
-    responses((status = 200, body = Object, example = json!({"status": "ok"}))))]
+    responses((status = 200, description = "The server is up.", body = Object, example = json!({"status": "ok"}))))]
 async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }

@@ -225,6 +225,7 @@ impl ListQuery {
 }
 
 /// DRF's paginated list envelope.
+// Documented as `Paginated<Item>List` with `results` referencing `<Item>` (see `openapi::paginated_names`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub count: u64,

@@ -16,6 +16,17 @@ use crate::state::AppState;
 
 pub const PATH: &str = "/api/openapi.json";
 
+// Response descriptions that many operations share, so that the same answer reads the same everywhere.
+pub const DELETED: &str = "Deleted.";
+pub const INVALID_FIELDS: &str =
+    "A field is invalid: the body names each field and its errors. Or the body does not parse as JSON.";
+pub const INVALID_QUERY: &str = "A query parameter is invalid: the body names each parameter and its errors.";
+pub const INVALID_PAGE: &str = "Invalid page: the page is past the last one.";
+pub const UNAUTHENTICATED: &str = "No, unknown, expired or revoked token.";
+pub const STAFF_ONLY: &str = "The caller is not staff.";
+pub const NO_PROVIDER: &str = "No model provider configured (OPENAI_API_KEY).";
+pub const IDEMPOTENCY_REUSED: &str = "The Idempotency-Key was used for another request.";
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -104,10 +115,10 @@ impl CommonResponses {
             responses.entry(status.to_owned()).or_insert(RefOr::T(response));
         };
         if needs_token {
-            add("401", detail("No, unknown, expired or revoked token."));
+            add("401", detail(UNAUTHENTICATED));
         }
         if paginated {
-            add("404", detail("Invalid page."));
+            add("404", detail(INVALID_PAGE));
         }
         if operation.request_body.is_some() {
             add("413", detail("The body is over 2 MB."));
@@ -163,8 +174,46 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
     DOC.get_or_init(|| {
         let mut doc = super::api().into_openapi();
         CommonResponses.modify(&mut doc);
-        doc
+        paginated_names(doc)
     })
+}
+
+/// Names each page schema as drf-spectacular does (`Page_Agent` → `PaginatedAgentList`), and makes its `results`
+/// reference the item's schema: utoipa names a generic's instances `Page_<Item>` and copies `<Item>` into each,
+/// which would give generated clients two types for one object.
+fn paginated_names(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let mut json = serde_json::to_value(&doc).expect("the document serializes");
+    let schemas = json["components"]["schemas"].as_object_mut().expect("the document has schemas");
+    let pages: Vec<String> = schemas.keys().filter_map(|name| name.strip_prefix("Page_").map(str::to_owned)).collect();
+    let mut renamed = BTreeMap::new();
+    for item in &pages {
+        let mut page = schemas.remove(&format!("Page_{item}")).expect("listed above");
+        page["properties"]["results"]["items"] = serde_json::json!({"$ref": format!("#/components/schemas/{item}")});
+        renamed
+            .insert(format!("#/components/schemas/Page_{item}"), format!("#/components/schemas/Paginated{item}List"));
+        schemas.insert(format!("Paginated{item}List"), page);
+    }
+    rename_refs(&mut json, &renamed);
+    serde_json::from_value(json).expect("the renamed document deserializes")
+}
+
+fn rename_refs(value: &mut serde_json::Value, renamed: &BTreeMap<String, String>) {
+    match value {
+        serde_json::Value::Object(object) => {
+            for (key, value) in object.iter_mut() {
+                match value {
+                    serde_json::Value::String(target) if key == "$ref" => {
+                        if let Some(new) = renamed.get(target.as_str()) {
+                            *target = new.clone();
+                        }
+                    }
+                    _ => rename_refs(value, renamed),
+                }
+            }
+        }
+        serde_json::Value::Array(values) => values.iter_mut().for_each(|value| rename_refs(value, renamed)),
+        _ => {}
+    }
 }
 
 /// Serves the document.

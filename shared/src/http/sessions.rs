@@ -10,12 +10,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{EventCursor, Id, JsonBody, ListQuery, Page};
-use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
+use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, INVALID_PAGE, INVALID_QUERY, PageParams, ValidationErrors};
 use super::sse::stream_response;
 use crate::domain::Caller;
 use crate::domain::{Message, NewSession, Session, ToolCallRecord};
 use crate::error::Result;
 use crate::state::AppState;
+
+const NOT_FOUND: &str = "No session with this id, or not yours to see.";
+const NOT_FOUND_OR_INVALID_PAGE: &str = "No session with this id or not yours to see, or an invalid page.";
 use crate::turn;
 
 pub fn api() -> OpenApiRouter<AppState> {
@@ -35,8 +38,9 @@ pub fn events_api() -> OpenApiRouter<AppState> {
 /// List sessions, oldest first; `?agent=` keeps one agent's.
 #[utoipa::path(operation_id = "sessions_list", get, path = "/api/sessions/", tag = "sessions",
     params(PageParams, ("agent" = Option<i64>, Query, description = "Only this agent's sessions")),
-    responses((status = 200, body = Page<Session>), (status = 400, body = ValidationErrors),
-        (status = 404, description = "Invalid page.", body = ErrorDetail)))]
+    responses((status = 200, description = "A page of the sessions you can see.", body = Page<Session>),
+        (status = 400, description = INVALID_QUERY, body = ValidationErrors),
+        (status = 404, description = INVALID_PAGE, body = ErrorDetail)))]
 async fn list(State(state): State<AppState>, caller: Caller, query: ListQuery) -> Result<Json<Page<Session>>> {
     let agent = query.id_filter("agent")?;
     Ok(Json(query.page(state.store.list_sessions(&caller, agent, query.slice()).await?)?))
@@ -44,7 +48,8 @@ async fn list(State(state): State<AppState>, caller: Caller, query: ListQuery) -
 
 /// Start an empty session with an agent.
 #[utoipa::path(operation_id = "sessions_create", post, path = "/api/sessions/", tag = "sessions", request_body = NewSession,
-    responses((status = 201, body = Session), (status = 400, body = ValidationErrors), (status = 415, body = ErrorDetail)))]
+    responses((status = 201, description = "Created: the new session.", body = Session),
+        (status = 400, description = INVALID_FIELDS, body = ValidationErrors)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -54,14 +59,14 @@ async fn create(
 }
 
 #[utoipa::path(operation_id = "sessions_retrieve", get, path = "/api/sessions/{id}/", tag = "sessions", params(("id" = i64, Path)),
-    responses((status = 200, body = Session), (status = 404, body = ErrorDetail)))]
+    responses((status = 200, description = "The session.", body = Session), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Json<Session>> {
     Ok(Json(state.store.get_session(&caller, id).await?))
 }
 
 /// Delete a session and its messages.
 #[utoipa::path(operation_id = "sessions_destroy", delete, path = "/api/sessions/{id}/", tag = "sessions", params(("id" = i64, Path)),
-    responses((status = 204), (status = 404, body = ErrorDetail)))]
+    responses((status = 204, description = DELETED), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn destroy(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
     state.store.delete_session(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -69,7 +74,8 @@ async fn destroy(State(state): State<AppState>, caller: Caller, Id(id): Id) -> R
 
 /// The session's messages, oldest first.
 #[utoipa::path(operation_id = "sessions_messages", get, path = "/api/sessions/{id}/messages/", tag = "sessions", params(("id" = i64, Path), PageParams),
-    responses((status = 200, body = Page<Message>), (status = 404, body = ErrorDetail)))]
+    responses((status = 200, description = "A page of the session's messages, oldest first.", body = Page<Message>),
+        (status = 404, description = NOT_FOUND_OR_INVALID_PAGE, body = ErrorDetail)))]
 async fn messages(
     State(state): State<AppState>,
     caller: Caller,
@@ -82,7 +88,8 @@ async fn messages(
 /// The session's tool calls and what became of them, oldest first.
 #[utoipa::path(get, path = "/api/sessions/{id}/tool-calls/", operation_id = "sessions_tool_calls", tag = "sessions",
     params(("id" = i64, Path), PageParams),
-    responses((status = 200, body = Page<ToolCallRecord>), (status = 404, body = ErrorDetail)))]
+    responses((status = 200, description = "A page of the session's tool calls, oldest first.", body = Page<ToolCallRecord>),
+        (status = 404, description = NOT_FOUND_OR_INVALID_PAGE, body = ErrorDetail)))]
 async fn tool_calls(
     State(state): State<AppState>,
     caller: Caller,
@@ -102,7 +109,8 @@ async fn tool_calls(
         ("after" = Option<String>, Query, description = "Replay after this frame id (`<turn_id>:<seq>`)."),
         ("Last-Event-ID" = Option<String>, Header, description = "As `after`; takes precedence.")),
     responses((status = 200, description = super::sse::SSE_DESCRIPTION, content_type = "text/event-stream", body = super::sse::SseEvent),
-        (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
+        (status = 400, description = "`after` or `Last-Event-ID` is not a frame id.", body = ValidationErrors),
+        (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn events(
     State(state): State<AppState>,
     caller: Caller,
@@ -128,7 +136,8 @@ pub struct Cancelling {
 /// frame `cancelled` and `done`. The session keeps its last completed response, so the next message works.
 #[utoipa::path(post, path = "/api/sessions/{id}/cancel/", operation_id = "sessions_cancel", tag = "sessions",
     params(("id" = i64, Path)),
-    responses((status = 202, body = Cancelling), (status = 404, body = ErrorDetail),
+    responses((status = 202, description = "Cancelling: the running turn stops at its next step.", body = Cancelling),
+        (status = 404, description = NOT_FOUND, body = ErrorDetail),
         (status = 409, description = "No turn is running on this session.", body = ErrorDetail)))]
 async fn cancel(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<(StatusCode, Json<Cancelling>)> {
     let turn_id = turn::cancel(&state, &caller, id).await?;

@@ -7,11 +7,17 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Id, JsonBody, ListQuery, Page};
-use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
+use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, INVALID_PAGE, INVALID_QUERY, PageParams, ValidationErrors};
 use crate::domain::Caller;
 use crate::domain::{Mode, Template, TemplateChanges, TemplateScope, TemplateWrite};
 use crate::error::{Error, Result};
 use crate::state::AppState;
+
+const LISTED: &str = "A page of the templates you can see.";
+const CREATED: &str = "Created: the new template.";
+const FOUND: &str = "The template.";
+const SAVED: &str = "Saved: the updated template.";
+const NOT_FOUND: &str = "No template with this id, or not yours to see.";
 
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(retrieve, replace, patch, destroy))
@@ -42,15 +48,15 @@ enum ScopeFilter {
 #[utoipa::path(operation_id = "templates_list", get, path = "/api/templates/", tag = "templates",
     params(PageParams, ("agent" = Option<i64>, Query, description = "Only this agent's templates"),
         ("scope" = inline(Option<ScopeFilter>), Query, description = "`global`: only templates with no agent")),
-    responses((status = 200, body = Page<Template>), (status = 400, body = ValidationErrors),
-        (status = 404, description = "Invalid page.", body = ErrorDetail)))]
+    responses((status = 200, description = LISTED, body = Page<Template>), (status = 400, description = INVALID_QUERY, body = ValidationErrors),
+        (status = 404, description = INVALID_PAGE, body = ErrorDetail)))]
 async fn list(State(state): State<AppState>, caller: Caller, query: ListQuery) -> Result<Json<Page<Template>>> {
     Ok(Json(query.page(state.store.list_templates(&caller, scope(&query)?, query.slice()).await?)?))
 }
 
 /// Create a template. Setting `is_default` clears it on the other templates of the same scope.
 #[utoipa::path(operation_id = "templates_create", post, path = "/api/templates/", tag = "templates", request_body = TemplateWrite,
-    responses((status = 201, body = Template), (status = 400, body = ValidationErrors), (status = 415, body = ErrorDetail)))]
+    responses((status = 201, description = CREATED, body = Template), (status = 400, description = INVALID_FIELDS, body = ValidationErrors)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -62,13 +68,13 @@ async fn create(
 }
 
 #[utoipa::path(operation_id = "templates_retrieve", get, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)),
-    responses((status = 200, body = Template), (status = 404, body = ErrorDetail)))]
+    responses((status = 200, description = FOUND, body = Template), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Json<Template>> {
     Ok(Json(state.store.get_template(&caller, id).await?))
 }
 
 #[utoipa::path(operation_id = "templates_replace", put, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)), request_body = TemplateWrite,
-    responses((status = 200, body = Template), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
+    responses((status = 200, description = SAVED, body = Template), (status = 400, description = INVALID_FIELDS, body = ValidationErrors), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn replace(
     State(state): State<AppState>,
     caller: Caller,
@@ -79,7 +85,7 @@ async fn replace(
 }
 
 #[utoipa::path(operation_id = "templates_patch", patch, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)), request_body = TemplateWrite,
-    responses((status = 200, body = Template), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
+    responses((status = 200, description = SAVED, body = Template), (status = 400, description = INVALID_FIELDS, body = ValidationErrors), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -90,7 +96,7 @@ async fn patch(
 }
 
 #[utoipa::path(operation_id = "templates_destroy", delete, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)),
-    responses((status = 204), (status = 404, body = ErrorDetail)))]
+    responses((status = 204, description = DELETED), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn destroy(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
     state.store.delete_template(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)

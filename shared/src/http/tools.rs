@@ -7,11 +7,17 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Id, JsonBody, ListQuery, Page};
-use super::openapi::{ErrorDetail, PageParams, ValidationErrors};
+use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, INVALID_PAGE, PageParams, ValidationErrors};
 use crate::domain::Caller;
 use crate::domain::{Mode, Tool, ToolChanges, ToolWrite};
 use crate::error::Result;
 use crate::state::AppState;
+
+const LISTED: &str = "A page of the tools you can see.";
+const CREATED: &str = "Created: the new tool.";
+const FOUND: &str = "The tool.";
+const SAVED: &str = "Saved: the updated tool.";
+const NOT_FOUND: &str = "No tool with this id, or not yours to see.";
 
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(retrieve, replace, patch, destroy))
@@ -19,14 +25,14 @@ pub fn api() -> OpenApiRouter<AppState> {
 
 /// List tools, oldest first.
 #[utoipa::path(operation_id = "tools_list", get, path = "/api/tools/", tag = "tools", params(PageParams),
-    responses((status = 200, body = Page<Tool>), (status = 404, description = "Invalid page.", body = ErrorDetail)))]
+    responses((status = 200, description = LISTED, body = Page<Tool>), (status = 404, description = INVALID_PAGE, body = ErrorDetail)))]
 async fn list(State(state): State<AppState>, caller: Caller, query: ListQuery) -> Result<Json<Page<Tool>>> {
     Ok(Json(query.page(state.store.list_tools(&caller, query.slice()).await?)?))
 }
 
 /// Create a tool: a function tool with a JSON Schema `parameters` object, or a custom tool with an optional `format`.
 #[utoipa::path(operation_id = "tools_create", post, path = "/api/tools/", tag = "tools", request_body = ToolWrite,
-    responses((status = 201, body = Tool), (status = 400, body = ValidationErrors), (status = 415, body = ErrorDetail)))]
+    responses((status = 201, description = CREATED, body = Tool), (status = 400, description = INVALID_FIELDS, body = ValidationErrors)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -37,14 +43,14 @@ async fn create(
 }
 
 #[utoipa::path(operation_id = "tools_retrieve", get, path = "/api/tools/{id}/", tag = "tools", params(("id" = i64, Path)),
-    responses((status = 200, body = Tool), (status = 404, body = ErrorDetail)))]
+    responses((status = 200, description = FOUND, body = Tool), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Json<Tool>> {
     Ok(Json(state.store.get_tool(&caller, id).await?))
 }
 
 /// Replace a tool (`name` required).
 #[utoipa::path(operation_id = "tools_replace", put, path = "/api/tools/{id}/", tag = "tools", params(("id" = i64, Path)), request_body = ToolWrite,
-    responses((status = 200, body = Tool), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
+    responses((status = 200, description = SAVED, body = Tool), (status = 400, description = INVALID_FIELDS, body = ValidationErrors), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn replace(
     State(state): State<AppState>,
     caller: Caller,
@@ -56,7 +62,7 @@ async fn replace(
 
 /// Change some fields of a tool.
 #[utoipa::path(operation_id = "tools_patch", patch, path = "/api/tools/{id}/", tag = "tools", params(("id" = i64, Path)), request_body = ToolWrite,
-    responses((status = 200, body = Tool), (status = 400, body = ValidationErrors), (status = 404, body = ErrorDetail)))]
+    responses((status = 200, description = SAVED, body = Tool), (status = 400, description = INVALID_FIELDS, body = ValidationErrors), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -68,7 +74,7 @@ async fn patch(
 
 /// Delete a tool and its agent links.
 #[utoipa::path(operation_id = "tools_destroy", delete, path = "/api/tools/{id}/", tag = "tools", params(("id" = i64, Path)),
-    responses((status = 204), (status = 404, body = ErrorDetail)))]
+    responses((status = 204, description = DELETED), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn destroy(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
     state.store.delete_tool(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
