@@ -4,13 +4,13 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import http from "node:http";
-import net from "node:net";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { fake, replies, received, textReply, callReply, gate } from "./fake-openai.mjs";
+import { freePort, waitForPort } from "./helpers.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
@@ -20,75 +20,7 @@ const lambent = path.join(process.env.CARGO_TARGET_DIR || path.join(root, "targe
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const PASSWORD = "first-run-password";
 
-// ---- A fake Responses API: scripted replies shaped like the recorded transcripts ----------------------------
-
-const replies = [];
-const received = [];
-let seq = 0;
-const frame = (event) => `event: ${event.type}\ndata: ${JSON.stringify({ ...event, sequence_number: seq++ })}\n\n`;
-const response = (id, status, output = []) => ({ id, object: "response", created_at: 1764000000, status, model: "gpt-4.1",
-  output, usage: status === "completed" ? { input_tokens: 5, output_tokens: 5, total_tokens: 10 } : null });
-
-function textReply(id, deltas, gate) {
-  const item = { id: `msg_${id}`, type: "message", status: "completed", role: "assistant",
-    content: [{ type: "output_text", text: deltas.join(""), annotations: [] }] };
-  const steps = [{ type: "response.created", response: response(id, "in_progress") }];
-  deltas.forEach((delta, i) => {
-    steps.push({ type: "response.output_text.delta", item_id: item.id, output_index: 0, content_index: 0, delta });
-    if (i === 0 && gate) steps.push({ gate });
-  });
-  steps.push({ type: "response.output_item.done", output_index: 0, item });
-  steps.push({ type: "response.completed", response: response(id, "completed", [item]) });
-  return steps;
-}
-
-function callReply(id, calls) {
-  const steps = [{ type: "response.created", response: response(id, "in_progress") }];
-  const output = calls.map(([callId, name, args], i) => {
-    const item = { id: `fc_${id}_${i}`, type: "function_call", status: "completed", arguments: args, call_id: callId, name };
-    steps.push({ type: "response.output_item.done", output_index: i, item });
-    return item;
-  });
-  steps.push({ type: "response.completed", response: response(id, "completed", output) });
-  return steps;
-}
-
-const fake = http.createServer(async (req, res) => {
-  let body = "";
-  for await (const chunk of req) body += chunk;
-  received.push(JSON.parse(body || "null"));
-  const steps = replies.shift();
-  if (!steps) { res.writeHead(500); return res.end("fake: no scripted reply"); }
-  res.writeHead(200, { "content-type": "text/event-stream" });
-  for (const step of steps) {
-    if (step.gate) await step.gate.promise;
-    else res.write(frame(step));
-  }
-  res.end();
-});
-
-function gate() {
-  let open;
-  const promise = new Promise((resolve) => { open = resolve; });
-  return { promise, open };
-}
-
 // ---- The server and the browser ----------------------------------------------------------------------------
-
-const freePort = () => new Promise((resolve) => {
-  const server = net.createServer().listen(0, "127.0.0.1", () => { const { port } = server.address(); server.close(() => resolve(port)); });
-});
-
-async function waitForPort(port) {
-  for (let i = 0; i < 300; i++) {
-    const ok = await new Promise((resolve) => {
-      const socket = net.connect(port, "127.0.0.1", () => { socket.end(); resolve(true); }).on("error", () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
 
 let server, browser, base, work;
 let injected = false;

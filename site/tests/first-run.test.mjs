@@ -6,59 +6,19 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import http from "node:http";
-import net from "node:net";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { fake, replies, received, textReply, callReply } from "./fake-openai.mjs";
+import { freePort } from "./helpers.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
 const shots = path.join(here, "screenshots");
 const lambent = path.join(process.env.CARGO_TARGET_DIR || path.join(root, "target"), "debug/lambent");
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
-
-// ---- A fake Responses API: two scripted replies, a tool call and the answer after it ----------------------------
-
-const replies = [];
-const received = [];
-let seq = 0;
-const frame = (event) => `event: ${event.type}\ndata: ${JSON.stringify({ ...event, sequence_number: seq++ })}\n\n`;
-const response = (id, status, output = []) => ({ id, object: "response", created_at: 1764000000, status, model: "gpt-4.1",
-  output, usage: status === "completed" ? { input_tokens: 5, output_tokens: 5, total_tokens: 10 } : null });
-
-function callReply(id, callId, name, args) {
-  const item = { id: `fc_${id}`, type: "function_call", status: "completed", arguments: args, call_id: callId, name };
-  return [{ type: "response.created", response: response(id, "in_progress") },
-    { type: "response.output_item.done", output_index: 0, item },
-    { type: "response.completed", response: response(id, "completed", [item]) }];
-}
-
-function textReply(id, deltas) {
-  const item = { id: `msg_${id}`, type: "message", status: "completed", role: "assistant",
-    content: [{ type: "output_text", text: deltas.join(""), annotations: [] }] };
-  return [{ type: "response.created", response: response(id, "in_progress") },
-    ...deltas.map((delta) => ({ type: "response.output_text.delta", item_id: item.id, output_index: 0, content_index: 0, delta })),
-    { type: "response.output_item.done", output_index: 0, item },
-    { type: "response.completed", response: response(id, "completed", [item]) }];
-}
-
-const fake = http.createServer(async (req, res) => {
-  let body = "";
-  for await (const chunk of req) body += chunk;
-  received.push(JSON.parse(body || "null"));
-  const steps = replies.shift();
-  if (!steps) { res.writeHead(500); return res.end("fake: no scripted reply"); }
-  res.writeHead(200, { "content-type": "text/event-stream" });
-  for (const step of steps) res.write(frame(step));
-  res.end();
-});
-
-const freePort = () => new Promise((resolve) => {
-  const server = net.createServer().listen(0, "127.0.0.1", () => { const { port } = server.address(); server.close(() => resolve(port)); });
-});
 
 let server, browser, work, output = "";
 
@@ -126,7 +86,7 @@ test("from an empty database, cargo run's printed password leads to a streamed a
   await editor.getByRole("button", { name: "Save" }).click();
   await page.locator("#items tbody tr").filter({ hasText: "lookup" }).waitFor();
 
-  replies.push(callReply("resp_call", "call_city", "lookup", '{"city":"Paris"}'));
+  replies.push(callReply("resp_call", [["call_city", "lookup", '{"city":"Paris"}']]));
   replies.push(textReply("resp_answer", ["It is ", "sunny in Paris."]));
   await page.getByRole("link", { name: "Playground" }).click();
   await page.locator("#agent option:checked").filter({ hasText: "Default Agent (default)" }).waitFor({ state: "attached" });

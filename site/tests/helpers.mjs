@@ -18,11 +18,11 @@ export const PASSWORD = "first-run-password";
 export const DESKTOP = { width: 1280, height: 900 };
 export const PHONE = { width: 390, height: 844 };
 
-const freePort = () => new Promise((resolve) => {
+export const freePort = () => new Promise((resolve) => {
   const server = net.createServer().listen(0, "127.0.0.1", () => { const { port } = server.address(); server.close(() => resolve(port)); });
 });
 
-async function waitForPort(port) {
+export async function waitForPort(port) {
   for (let i = 0; i < 300; i++) {
     const ok = await new Promise((resolve) => {
       const socket = net.connect(port, "127.0.0.1", () => { socket.end(); resolve(true); }).on("error", () => resolve(false));
