@@ -177,15 +177,36 @@ async fn the_streaming_endpoints_document_each_server_sent_event() {
         let stream = &doc["paths"][path][method]["responses"]["200"]["content"]["text/event-stream"];
         assert_eq!(stream["schema"]["$ref"], "#/components/schemas/SseEvent", "{path}");
     }
-    let event = &doc["components"]["schemas"]["SseEvent"];
-    let mut required: Vec<_> = event["required"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    required.sort_unstable();
-    assert_eq!(required, ["data", "event", "id"]);
-    assert_eq!(event["properties"]["data"]["contentMediaType"], "application/json");
-    assert_eq!(
-        doc["components"]["schemas"]["SseEventName"]["enum"],
-        serde_json::json!(["openai_event", "text_delta", "tool_call", "tool_result", "error", "done"])
-    );
+    let schemas = &doc["components"]["schemas"];
+    let event = &schemas["SseEvent"];
+    assert_eq!(event["discriminator"]["propertyName"], "event");
+    let mapping = event["discriminator"]["mapping"].as_object().unwrap();
+    let mut names: Vec<_> = mapping.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["done", "error", "openai_event", "text_delta", "tool_call", "tool_result"]);
+    let data_schemas: Vec<_> = mapping
+        .iter()
+        .map(|(name, reference)| {
+            let frame = &schemas[reference.as_str().unwrap().trim_start_matches("#/components/schemas/")];
+            assert_eq!(frame["properties"]["event"]["const"], name.as_str());
+            let mut required: Vec<_> = frame["required"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+            required.sort_unstable();
+            assert_eq!(required, ["data", "event", "id"], "{name}");
+            let data = &frame["properties"]["data"];
+            assert_eq!(data["contentMediaType"], "application/json", "{name}");
+            let schema = data["contentSchema"]["$ref"].as_str().unwrap().trim_start_matches("#/components/schemas/");
+            (name.as_str(), schema, schemas[schema]["required"].clone())
+        })
+        .collect();
+    let expected = [
+        ("done", "TurnDone", serde_json::json!(["session_id", "status", "pending_tool_calls"])),
+        ("error", "TurnError", serde_json::json!(["code", "message"])),
+        ("openai_event", "OpenaiEvent", serde_json::json!(["type"])),
+        ("text_delta", "TextDelta", serde_json::json!(["delta"])),
+        ("tool_call", "ToolCall", serde_json::json!(["call_id", "name", "type"])),
+        ("tool_result", "ToolResult", serde_json::json!(["call_id", "output"])),
+    ];
+    assert_eq!(data_schemas, expected.iter().map(|(n, s, r)| (*n, *s, r.clone())).collect::<Vec<_>>());
 }
 
 #[tokio::test]
@@ -199,7 +220,7 @@ async fn write_schemas_mark_nullable_exactly_the_fields_that_accept_null() {
         ("/api/agents/", "AgentWrite", serde_json::json!({"name": "n"})),
         ("/api/tools/", "ToolWrite", serde_json::json!({"name": "t"})),
         ("/api/templates/", "TemplateWrite", serde_json::json!({"name": "n", "template": "x"})),
-        ("/api/tokens/", "NewApiToken", serde_json::json!({"name": "n"})),
+        ("/api/tokens/", "ApiTokenWrite", serde_json::json!({"name": "n"})),
         ("/api/users/", "UserWrite", serde_json::json!({"username": "u", "password": "long-enough"})),
     ];
     let caller = app.as_user(Some(&staff.token));
@@ -273,4 +294,55 @@ async fn the_document_validates_against_the_official_openapi_3_1_schema() {
         "openapi-spec-validator is missing: `python3 -m pip install -r scripts/test-requirements.txt`\n{stderr}"
     );
     assert!(output.status.success(), "/api/openapi.json is not valid OpenAPI 3.1:\n{stdout}{stderr}");
+}
+
+#[tokio::test]
+async fn operation_ids_are_the_stable_method_names_generated_clients_use() {
+    // Generated clients name their methods after these (`agents_list`, `agentsList`): renaming one breaks every
+    // consumer's code, so the full list is pinned here, apart from the snapshot.
+    let app = TestApp::spawn().await;
+    let (_, doc) = app.get("/api/openapi.json").await;
+    let mut ids: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|operation| operation["operationId"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort_unstable();
+    let crud = |group: &str| {
+        ["create", "destroy", "list", "patch", "replace", "retrieve"].map(|action| format!("{group}_{action}"))
+    };
+    let mut expected: Vec<String> =
+        ["agents", "tools", "agent_tools", "templates"].iter().flat_map(|g| crud(g)).collect();
+    expected.extend(
+        [
+            "agent_chat",
+            "agent_stream",
+            "agent_tool_output",
+            "auth_login",
+            "auth_logout",
+            "auth_me",
+            "health_check",
+            "sessions_cancel",
+            "sessions_create",
+            "sessions_destroy",
+            "sessions_events",
+            "sessions_list",
+            "sessions_messages",
+            "sessions_retrieve",
+            "sessions_tool_calls",
+            "tokens_create",
+            "tokens_list",
+            "tokens_revoke",
+            "users_create",
+            "users_destroy",
+            "users_list",
+            "users_patch",
+            "users_retrieve",
+        ]
+        .map(str::to_owned),
+    );
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
 }

@@ -36,7 +36,7 @@ impl Credentials {
 
 /// `POST /api/tokens/`.
 #[derive(Debug, ToSchema)]
-#[schema(example = json!({"name": "CI", "expires_in_days": 90}))]
+#[schema(as = ApiTokenWrite, example = json!({"name": "CI", "expires_in_days": 90}))]
 pub struct NewApiToken {
     /// A label to tell tokens apart.
     #[schema(max_length = 100)]

@@ -68,6 +68,7 @@ impl LinkChanges {
 /// The request body of agent-tool link writes, for the OpenAPI document.
 #[derive(Debug, ToSchema)]
 #[schema(example = json!({"agent": 1, "tool": 1, "enabled": true}))]
+#[schema(as = AgentToolLinkWrite)]
 #[allow(dead_code)]
 pub struct LinkWrite {
     agent: i64,

@@ -63,7 +63,7 @@ pub struct ToolCallRecord {
 }
 
 #[derive(Debug, Clone, PartialEq, ToSchema)]
-#[schema(example = json!({"agent": 1}))]
+#[schema(as = SessionWrite, example = json!({"agent": 1}))]
 pub struct NewSession {
     pub agent: i64,
 }

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 
 use super::extract::{IdempotencyKey, JsonBody};
 use super::openapi::{ErrorDetail, IDEMPOTENCY_REUSED, INVALID_FIELDS, NO_PROVIDER, ValidationErrors};
-use super::sse::{SSE_DESCRIPTION, SseEvent, stream_response};
+use super::sse::{SSE_DESCRIPTION, stream_response};
 use crate::domain::{
     Caller, MessageRequest, MessageWrite, PendingToolCalls, ResponseStatus, Role, ToolOutputRequest, ToolOutputWrite,
 };
@@ -48,7 +48,7 @@ pub fn chat_api() -> OpenApiRouter<AppState> {
 /// without `session_id` a new session starts.
 #[utoipa::path(post, path = "/api/agent/stream/", operation_id = "agent_stream", tag = "agent", request_body = MessageWrite,
     params(("Idempotency-Key" = Option<String>, Header, description = KEY_DESCRIPTION)),
-    responses((status = 200, description = SSE_DESCRIPTION, content_type = "text/event-stream", body = SseEvent,
+    responses((status = 200, description = SSE_DESCRIPTION, content_type = "text/event-stream", body = String,
             headers(("Lambent-Session-Id" = i64, description = "The session the turn runs in (a new one's id too)."),
                 ("Lambent-Turn-Id" = String, description = "The turn: what `POST /api/sessions/{id}/cancel/` stops."))),
         (status = 400, description = INVALID_FIELDS, body = ValidationErrors),
@@ -81,7 +81,7 @@ pub struct TurnRunning {
 #[utoipa::path(post, path = "/api/agent/tool-output/", operation_id = "agent_tool_output", tag = "agent",
     request_body = ToolOutputWrite,
     params(("Idempotency-Key" = Option<String>, Header, description = KEY_DESCRIPTION)),
-    responses((status = 200, description = SSE_DESCRIPTION, content_type = "text/event-stream", body = SseEvent,
+    responses((status = 200, description = SSE_DESCRIPTION, content_type = "text/event-stream", body = String,
             headers(("Lambent-Session-Id" = i64, description = "The session the turn runs in (a new one's id too)."),
                 ("Lambent-Turn-Id" = String, description = "The turn: what `POST /api/sessions/{id}/cancel/` stops."))),
         (status = 202, description = "Accepted: other calls of the turn still wait for their output.", body = PendingToolCalls),

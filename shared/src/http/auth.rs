@@ -148,7 +148,7 @@ async fn patch_user(
 }
 
 /// Delete a user and everything it owns. Staff only; not oneself.
-#[utoipa::path(delete, path = "/api/users/{id}/", operation_id = "users_delete", tag = "auth", params(("id" = i64, Path)),
+#[utoipa::path(delete, path = "/api/users/{id}/", operation_id = "users_destroy", tag = "auth", params(("id" = i64, Path)),
     responses((status = 204, description = DELETED), (status = 400, description = "A user cannot delete themselves.", body = ErrorDetail),
         (status = 403, description = STAFF_ONLY, body = ErrorDetail), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn delete_user(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
@@ -158,7 +158,7 @@ async fn delete_user(State(state): State<AppState>, caller: Caller, Id(id): Id) 
 }
 
 /// Liveness, without credentials.
-#[utoipa::path(get, path = "/api/health/", operation_id = "health", tag = "auth", security(()),
+#[utoipa::path(get, path = "/api/health/", operation_id = "health_check", tag = "auth", security(()),
     responses((status = 200, description = "The server is up.", body = Object, example = json!({"status": "ok"}))))]
 async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))

@@ -12,7 +12,9 @@ use utoipa::openapi::{Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
+use super::sse::{TextDelta, ToolCall, ToolResult};
 use crate::state::AppState;
+use crate::turn::{Done, TurnError};
 
 pub const PATH: &str = "/api/openapi.json";
 
@@ -46,7 +48,7 @@ pub const IDEMPOTENCY_REUSED: &str = "The Idempotency-Key was used for another r
         (name = "auth", description = "Log in, API tokens, users (staff). Send `Authorization: Bearer <token>` on every other call."),
         (name = "agent", description = "Conversations with an agent: streamed (SSE), tool-output continuation, chat"),
     ),
-    components(schemas(ErrorDetail, ValidationErrors, BadRequest)),
+    components(schemas(ErrorDetail, ValidationErrors, BadRequest, TextDelta, ToolCall, ToolResult, TurnError, Done)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -176,8 +178,29 @@ pub fn document() -> &'static serde_json::Value {
     DOC.get_or_init(|| {
         let mut doc = super::api().into_openapi();
         CommonResponses.modify(&mut doc);
-        paginated_names(serde_json::to_value(&doc).expect("the document serializes"))
+        let mut json = paginated_names(serde_json::to_value(&doc).expect("the document serializes"));
+        event_streams(&mut json);
+        json
     })
+}
+
+/// Adds the SSE frame schemas (`super::sse::frame_schemas`) and makes `SseEvent` the schema of every
+/// `text/event-stream` answer (the handlers say `String` there, as utoipa needs a type).
+fn event_streams(json: &mut serde_json::Value) {
+    let schemas = json["components"]["schemas"].as_object_mut().expect("the document has schemas");
+    schemas.extend(super::sse::frame_schemas());
+    let paths = json["paths"].as_object_mut().expect("the document has paths");
+    let operations = paths.values_mut().filter_map(serde_json::Value::as_object_mut).flat_map(|item| item.values_mut());
+    for operation in operations {
+        let Some(responses) = operation.get_mut("responses").and_then(serde_json::Value::as_object_mut) else {
+            continue;
+        };
+        for response in responses.values_mut() {
+            if let Some(stream) = response.pointer_mut("/content/text~1event-stream") {
+                stream["schema"] = serde_json::json!({"$ref": "#/components/schemas/SseEvent"});
+            }
+        }
+    }
 }
 
 /// Names each page schema as drf-spectacular does (`Page_Agent` → `PaginatedAgentList`), and makes its `results`

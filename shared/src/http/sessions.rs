@@ -108,7 +108,7 @@ async fn tool_calls(
     params(("id" = i64, Path),
         ("after" = Option<String>, Query, description = "Replay after this frame id (`<turn_id>:<seq>`)."),
         ("Last-Event-ID" = Option<String>, Header, description = "As `after`; takes precedence.")),
-    responses((status = 200, description = super::sse::SSE_DESCRIPTION, content_type = "text/event-stream", body = super::sse::SseEvent),
+    responses((status = 200, description = super::sse::SSE_DESCRIPTION, content_type = "text/event-stream", body = String),
         (status = 400, description = "`after` or `Last-Event-ID` is not a frame id.", body = ValidationErrors),
         (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn events(
@@ -123,6 +123,7 @@ async fn events(
 
 /// A cancel request, accepted.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CancelAccepted)]
 pub struct Cancelling {
     pub session_id: i64,
     /// The turn asked to stop; it ends with `error` `cancelled` and `done` `incomplete`.

@@ -27,7 +27,7 @@ pub struct User {
 
 /// A token as its owner sees it: the secret itself is shown only once, at creation.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-#[schema(example = json!({"id": 3, "name": "CI", "kind": "api", "prefix": "lam_3f9a1c2b", "created_at":
+#[schema(as = ApiToken, example = json!({"id": 3, "name": "CI", "kind": "api", "prefix": "lam_3f9a1c2b", "created_at":
     "2026-11-25T20:14:11.000000Z", "last_used_at": null, "expires_at": null}))]
 pub struct TokenInfo {
     pub id: i64,

@@ -85,14 +85,16 @@ pub struct TurnStream {
     pub frames: Frames,
 }
 
+/// Why a turn ended early: an `error` frame's data, and a chat reply's `error`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct TurnError {
     pub code: ErrorCode,
     pub message: String,
 }
 
-/// The `done` frame, the last of every turn.
+/// The `done` frame's data, the last of every turn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = TurnDone)]
 pub struct Done {
     pub session_id: i64,
     pub response_id: Option<String>,
