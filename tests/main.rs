@@ -15,6 +15,7 @@ mod agent_tools;
 mod agents;
 mod architecture;
 mod auth;
+mod clients;
 mod durability;
 mod errors;
 mod isolation;
