@@ -229,7 +229,9 @@ async fn write_schemas_mark_nullable_exactly_the_fields_that_accept_null() {
             doc["components"]["schemas"][schema]["properties"].as_object().unwrap().iter().enumerate()
         {
             let types = property["type"].as_array().cloned().unwrap_or_default();
-            let nullable = types.contains(&serde_json::json!("null"));
+            let variants = property["oneOf"].as_array().cloned().unwrap_or_default();
+            let null = serde_json::json!("null");
+            let nullable = types.contains(&null) || variants.iter().any(|variant| variant["type"] == null);
             let mut body = base.clone();
             for unique in ["name", "username"] {
                 if body.get(unique).is_some() {

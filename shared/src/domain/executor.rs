@@ -11,6 +11,26 @@ pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest timeout an `http` executor may ask for.
 pub const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
+// The shape of `Executor`'s JSON, for the OpenAPI document only: `Executor` has its own parser and serializer.
+/// How the server runs a tool when a conversation asks for `auto_execute_tools`.
+#[derive(utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[schema(as = ToolExecutor)]
+#[allow(dead_code)]
+pub enum ExecutorShape {
+    /// Answers with the call's arguments (or input), unchanged.
+    Echo,
+    /// Answers with the current UTC time.
+    Now,
+    /// POSTs `{name, call_id, arguments}` to `url` (http or https); the response body is the output.
+    Http {
+        url: String,
+        /// 1 to 60000; 10000 when absent.
+        #[schema(nullable = false)]
+        timeout_ms: Option<u64>,
+    },
+}
+
 /// A tool's server-side executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Executor {

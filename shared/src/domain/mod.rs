@@ -30,7 +30,7 @@ pub use agent_tools::{AgentToolLink, LinkChanges, LinkFields, LinkWrite};
 pub use agents::{Agent, AgentChanges, AgentFields, AgentWrite, DEFAULT_MODEL};
 pub use executor::{DEFAULT_HTTP_TIMEOUT, Executor, MAX_HTTP_TIMEOUT};
 pub use input::{Input, Mode, missing_pk};
-pub use sessions::{Message, NewSession, Session, ToolCallRecord};
+pub use sessions::{Message, NewSession, Session, ToolCallRecord, Usage};
 pub use states::{ErrorCode, ResponseStatus, Role, ToolCallStatus};
 pub use templates::{Template, TemplateChanges, TemplateFields, TemplateScope, TemplateWrite};
 pub use tools::{Tool, ToolCall, ToolChanges, ToolFields, ToolType, ToolWrite, is_valid_tool_name};

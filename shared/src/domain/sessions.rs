@@ -15,7 +15,7 @@ pub struct Session {
     pub owner: Option<i64>,
     pub previous_response_id: Option<String>,
     /// The `output` array of the last completed response.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub last_output: Option<Value>,
     pub created_at: String,
     pub updated_at: String,
@@ -36,7 +36,7 @@ pub struct Message {
     /// Assistant messages: the upstream response id, when the upstream created one.
     pub response_id: Option<String>,
     /// Assistant messages: token usage as the upstream reported it.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Usage>)]
     pub usage: Option<Value>,
     pub created_at: String,
 }
@@ -75,4 +75,18 @@ impl NewSession {
         input.finish()?;
         Ok(Self { agent: agent.unwrap_or_default() })
     }
+}
+
+/// Token usage as the upstream reported it: the Responses API's `usage` object, with whatever else it holds
+/// (`input_tokens_details`, ...), passed on unchanged.
+#[derive(ToSchema)]
+#[schema(example = json!({"input_tokens": 12, "output_tokens": 7, "total_tokens": 19}))]
+#[allow(dead_code)]
+pub struct Usage {
+    #[schema(nullable = false)]
+    input_tokens: Option<u64>,
+    #[schema(nullable = false)]
+    output_tokens: Option<u64>,
+    #[schema(nullable = false)]
+    total_tokens: Option<u64>,
 }

@@ -76,7 +76,7 @@ pub struct Tool {
     pub format: Option<Value>,
     /// How the server runs this tool when a conversation asks for `auto_execute_tools`: `{"type": "echo"}`,
     /// `{"type": "now"}` or `{"type": "http", "url": "https://...", "timeout_ms": 5000}`; null = the client runs it.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<super::executor::ExecutorShape>)]
     pub executor: Option<Executor>,
     pub is_active: bool,
     pub created_at: String,
@@ -271,7 +271,7 @@ pub struct ToolWrite {
     #[schema(value_type = Option<Object>)]
     format: Option<Value>,
     /// `{"type": "echo"}`, `{"type": "now"}` or `{"type": "http", "url": ..., "timeout_ms": ...}`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<super::executor::ExecutorShape>)]
     executor: Option<Value>,
     #[schema(nullable = false)]
     is_active: Option<bool>,

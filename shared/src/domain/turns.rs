@@ -173,7 +173,7 @@ pub struct MessageWrite {
     #[schema(nullable = false)]
     auto_execute_tools: Option<bool>,
     /// Values for `{{name}}` placeholders in the agent's templates.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     variables: Option<Value>,
 }
 

@@ -132,7 +132,7 @@ pub struct ChatReply {
     pub message: Option<ChatMessage>,
     pub output_text: String,
     pub pending_tool_calls: Vec<String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::domain::Usage>)]
     pub usage: Option<Value>,
     /// Why the turn ended early, when it did.
     pub error: Option<TurnError>,
