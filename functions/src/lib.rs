@@ -125,6 +125,8 @@ fn from_api_gateway(req: Request) -> Request {
     }
     let source_ip = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.clone(),
+        // A function URL's (and an HTTP API's) event, as `cargo lambda watch` sends them.
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
         _ => None,
     };
     if let Some(ip) = source_ip.filter(|ip| !ip.is_empty()) {
