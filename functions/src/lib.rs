@@ -11,7 +11,7 @@
 //!
 //! # Layout
 //! - `src/lib.rs`: [`serve`] (the shared `main`, streaming or buffered as the function says), [`cold_start`],
-//!   [`resolve_secrets`], [`aws_config`] / [`aws_http_client`] (the SDK over ring), [`service`] (the router as
+//!   [`resolve_secrets`] (and [`secrets_for`] a function), [`aws_config`] / [`aws_http_client`] (the SDK over ring), [`service`] (the router as
 //!   Lambda sees it: the stage off the path, and the invocation's deadline, client address and public path
 //!   prefix put in the request's extensions).
 //! - `src/bin/<function>.rs`: `agents`, `tools`, `agent-tools`, `templates`, `sessions`, `docs`, `auth`,
@@ -42,14 +42,22 @@ pub async fn serve(function: Function) -> Result<(), lambda_http::Error> {
 }
 
 /// Everything a function does before its first request: configuration, secrets, one database connection.
-/// Only a function that calls the model reads its key: the others keep the parameter's name (the health
-/// check reports the key as configured) and never ask SSM for it.
 pub async fn cold_start(function: Function) -> Result<AppState, lambent::Error> {
-    let mut config = Config::from_env()?;
+    AppState::open(secrets_for(function, Config::from_env()?, None).await?).await
+}
+
+/// [`resolve_secrets`] for one function: only a function that calls the model reads its key. The others keep
+/// the parameter's name (the health check, on `auth`, reports a key as configured) and never ask SSM for it
+/// (they may not read it).
+pub async fn secrets_for(
+    function: Function,
+    mut config: Config,
+    sdk: Option<SdkConfig>,
+) -> Result<Config, lambent::Error> {
     let unread = if function.calls_model() { None } else { config.openai_api_key_parameter.take() };
-    let mut config = resolve_secrets(config, None).await?;
+    let mut config = resolve_secrets(config, sdk).await?;
     config.openai_api_key_parameter = config.openai_api_key_parameter.or(unread);
-    AppState::open(config).await
+    Ok(config)
 }
 
 /// Fills secrets from SSM parameters when the configuration names them. `sdk` overrides the AWS
