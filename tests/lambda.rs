@@ -4,6 +4,7 @@ use lambda_http::lambda_runtime::{Context, LambdaEvent};
 use lambda_http::request::LambdaRequest;
 use lambda_http::tower::ServiceExt;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// The token the fixtures carry in their Authorization header.
 const FIXTURE_TOKEN: &str = "lam_f1x7ure0000000000000000000000000000000000000000000000000000000000";
@@ -28,10 +29,46 @@ async fn state_with_fixture_user_and(env: &[(&str, String)]) -> (lambent::AppSta
 }
 
 async fn invoke(router: axum::Router, fixture: &str) -> Value {
+    invoke_with(router, fixture, Context::default()).await
+}
+
+/// The same with an invocation context (a deadline, say).
+async fn invoke_with(router: axum::Router, fixture: &str, context: Context) -> Value {
     let payload: LambdaRequest = serde_json::from_str(fixture).expect("a REST proxy event");
     let adapter = lambda_http::Adapter::from(lambent_functions::service(router));
-    let response = adapter.oneshot(LambdaEvent::new(payload, Context::default())).await.expect("response");
+    let response = adapter.oneshot(LambdaEvent::new(payload, context)).await.expect("response");
     serde_json::to_value(response).expect("serialisable response")
+}
+
+/// A REST proxy event with a header set (in both of the event's header maps).
+fn with_header(mut event: Value, name: &str, value: &str) -> Value {
+    event["headers"][name] = json!(value);
+    event["multiValueHeaders"][name] = json!([value]);
+    event
+}
+
+/// The fixture's POST to the stream endpoint, sent to the chat endpoint with this body.
+fn chat_event(body: Value) -> String {
+    let mut event: Value = serde_json::from_str(include_str!("fixtures/apigw_rest_post_stream.json")).unwrap();
+    event["path"] = json!("/api/agent/chat/");
+    event["resource"] = json!("/api/agent/chat");
+    event["requestContext"]["path"] = json!("/prod/api/agent/chat/");
+    event["requestContext"]["resourcePath"] = json!("/api/agent/chat");
+    event["body"] = json!(body.to_string());
+    event.to_string()
+}
+
+/// An invocation context whose function is stopped `in` from now.
+fn deadline_in(within: std::time::Duration) -> Context {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let mut context = Context::default();
+    context.request_id = "deadline".into();
+    context.deadline = u64::try_from((now + within).as_millis()).unwrap();
+    context
+}
+
+fn body_of(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or_else(|_| panic!("{response}"))
 }
 
 #[tokio::test]
@@ -52,11 +89,133 @@ async fn an_api_gateway_rest_event_routes_like_a_local_request() {
         body,
         json!({
             "count": 2,
-            "next": "https://abc123defg.execute-api.eu-west-1.amazonaws.com/api/agents/?page_size=1&page=2",
+            "next": "https://abc123defg.execute-api.eu-west-1.amazonaws.com/prod/api/agents/?page_size=1&page=2",
             "previous": null,
             "results": [serde_json::to_value(&first).unwrap()],
         })
     );
+}
+
+#[tokio::test]
+async fn pagination_links_through_cloudfront_point_at_the_distribution_without_the_stage() {
+    let (state, _dir) = state_with_fixture_user().await;
+    let fields = |name: &str| lambent::domain::AgentFields { name: name.into(), ..Default::default() };
+    state.store.create_agent(None, fields("one")).await.unwrap();
+    state.store.create_agent(None, fields("two")).await.unwrap();
+    // What API Gateway receives from the template's distribution: its own host, the viewer's in
+    // X-Forwarded-Host (the distribution's /api/* function), the viewer's protocol from CloudFront.
+    let event: Value = serde_json::from_str(include_str!("fixtures/apigw_rest_get_agents.json")).unwrap();
+    let event = with_header(event, "X-Forwarded-Host", "d111111abcdef8.cloudfront.net");
+    let event = with_header(event, "CloudFront-Forwarded-Proto", "https");
+    let event = with_header(event, "Via", "2.0 a1b2c3d4e5f6.cloudfront.net (CloudFront)");
+    let mut event = event;
+    event["queryStringParameters"] = json!({"page_size": "1", "page": "2"});
+    event["multiValueQueryStringParameters"] = json!({"page_size": ["1"], "page": ["2"]});
+
+    let response = invoke(lambent::http::Function::Agents.router(state), &event.to_string()).await;
+
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let body = body_of(&response);
+    assert_eq!(
+        (body["next"].clone(), body["previous"].clone()),
+        (json!(null), json!("https://d111111abcdef8.cloudfront.net/api/agents/?page_size=1")),
+        "{body}"
+    );
+}
+
+/// agent-chat stops at 29 s; a turn it was running must not hold its session for the 900 s of
+/// `LAMBENT_TURN_LEASE`. The first chat here is still waiting on the upstream when its function's deadline
+/// passes (as a function stopped at its timeout would be, for ever): the session is held until the deadline
+/// plus the margin, then the next message is accepted.
+#[tokio::test]
+async fn a_chat_stopped_at_its_deadline_leaves_the_session_free_for_the_next_message_seconds_later() {
+    use crate::helpers::ShiftedClock;
+    use crate::helpers::fake_openai::{FakeOpenAi, Step, frames, text_events};
+    use std::time::Duration;
+
+    let fake = FakeOpenAi::start().await;
+    // The upstream stays silent until the test ends: no read timeout ends the first turn meanwhile.
+    let mut env: Vec<(&str, String)> = fake.env().into_iter().filter(|(k, _)| *k != "OPENAI_READ_TIMEOUT").collect();
+    env.push(("OPENAI_READ_TIMEOUT", "600".into()));
+    let clock = Arc::new(ShiftedClock::default());
+    let (state, _dir) = crate::helpers::fresh_state_on(&env, clock.clone()).await;
+    let user = state.store.create_user("lambda", None, false).await.unwrap();
+    let token = lambent::domain::NewToken {
+        secret: FIXTURE_TOKEN.into(),
+        prefix: FIXTURE_TOKEN[..12].into(),
+        hash: lambent::auth::token_hash(FIXTURE_TOKEN),
+    };
+    state.store.create_token(user.id, "fixture", "api", None, &token).await.unwrap();
+    let default = lambent::domain::AgentFields { name: "a".into(), is_default: true, ..Default::default() };
+    state.store.create_agent(Some(user.id), default).await.unwrap();
+    let router = lambent::http::Function::AgentChat.router(state.clone());
+
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let mut stuck = vec![Step::Gate(gate.clone())];
+    stuck.extend(frames(text_events("resp_stuck", &["never"])));
+    fake.push_stream(stuck);
+    let first_event = chat_event(json!({"message": "first"}));
+    let first = invoke_with(router.clone(), &first_event, deadline_in(Duration::from_secs(1)));
+    let rest = async {
+        while fake.requests().is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let sessions = state.store.query_json("SELECT id, turn_expires_at FROM agent_sessions").await.unwrap();
+        let session = sessions[0]["id"].as_i64().unwrap();
+        let expires = lambent::clock::parse_timestamp(sessions[0]["turn_expires_at"].as_str().unwrap()).unwrap();
+        let held_for = expires - lambent::clock::Clock::now(&*clock);
+        assert!(
+            held_for <= time::Duration::seconds(1) + lambent::http::extract::LEASE_MARGIN,
+            "the lease outlives the function's deadline: {held_for}"
+        );
+
+        let next = chat_event(json!({"message": "second", "session_id": session}));
+        let refused = invoke_with(router.clone(), &next, deadline_in(Duration::from_secs(29))).await;
+        assert_eq!(refused["statusCode"], 409, "the first chat's function is still running: {refused}");
+
+        // The first function's deadline and the margin pass (its turn never ends: the upstream still holds it).
+        clock.advance(Duration::from_secs(1) + lambent::http::extract::LEASE_MARGIN + Duration::from_millis(100));
+        fake.push_stream(frames(text_events("resp_after", &["Back", " again"])));
+        let accepted = invoke_with(router.clone(), &next, deadline_in(Duration::from_secs(29))).await;
+
+        assert_eq!(accepted["statusCode"], 200, "{accepted}");
+        let reply = body_of(&accepted);
+        assert_eq!((reply["session_id"].as_i64(), reply["output_text"].as_str()), (Some(session), Some("Back again")));
+    };
+    // The first chat runs alongside (a Lambda adapter's future is not Send, so not in a task of its own).
+    tokio::select! {
+        answered = first => panic!("the first chat answered while its upstream was held: {answered}"),
+        () = rest => {}
+    }
+}
+
+#[tokio::test]
+async fn login_counts_api_gateways_source_ip_not_a_forwarded_for_header() {
+    let (state, _dir) =
+        crate::helpers::fresh_state_with(&[("LAMBENT_LOGIN_ATTEMPTS_PER_ADDRESS", "2".to_owned())]).await;
+    let router = lambent::http::Function::Auth.router(state.clone());
+    let login = |source_ip: &str, forwarded_for: &str| {
+        let mut event: Value =
+            serde_json::from_str(include_str!("fixtures/apigw_rest_post_agent.json")).expect("a REST event");
+        event["path"] = json!("/api/auth/login/");
+        event["resource"] = json!("/api/auth/login");
+        event["requestContext"]["path"] = json!("/prod/api/auth/login/");
+        event["requestContext"]["identity"]["sourceIp"] = json!(source_ip);
+        event["body"] = json!(json!({"username": "nobody", "password": "wrong"}).to_string());
+        with_header(event, "X-Forwarded-For", forwarded_for).to_string()
+    };
+    for forwarded_for in ["198.51.100.1", "198.51.100.2"] {
+        let response = invoke(router.clone(), &login("203.0.113.7", forwarded_for)).await;
+        assert_eq!(response["statusCode"], 400, "{response}");
+    }
+
+    let throttled = invoke(router.clone(), &login("203.0.113.7", "198.51.100.3")).await;
+    let elsewhere = invoke(router, &login("203.0.113.8", "198.51.100.3")).await;
+
+    assert_eq!(throttled["statusCode"], 429, "{throttled}");
+    assert_eq!(elsewhere["statusCode"], 400, "another source address is not throttled: {elsewhere}");
+    let addresses = state.store.query_json("SELECT DISTINCT address FROM login_attempts ORDER BY 1").await.unwrap();
+    assert_eq!(addresses, [json!({"address": "203.0.113.7"}), json!({"address": "203.0.113.8"})]);
 }
 
 #[tokio::test]

@@ -36,6 +36,8 @@ async fn a_fresh_database_gets_every_table_and_a_record_of_each_migration() {
             "api_tokens",
             "idempotency_keys",
             "lambent_migrations",
+            "login_addresses",
+            "login_attempts",
             "users"
         ]
     );

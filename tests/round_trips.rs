@@ -79,6 +79,29 @@ async fn crud_reads_and_writes_reach_the_database_at_most_twice() {
     assert!(over.is_empty(), "over budget (or failed): {over:?}\nall: {report:#?}");
 }
 
+/// The health check looks at the database in one statement, on a cold instance (whose schema is not checked
+/// yet) as on a warm one; the login throttle is read with the user and written with the login's outcome, so a
+/// successful login costs the two round trips it did before the throttle (user, token), a failed one two
+/// (user, and its failure counted).
+#[tokio::test]
+async fn health_reaches_the_database_once_and_the_login_throttle_adds_no_round_trip_to_a_successful_login() {
+    let (app, proxy, _fake, _sqld) = counted_app().await;
+    // Another instance, just started: its schema is not checked yet.
+    let cold = app.twin().await.as_user(None);
+
+    let (cold_trips, (cold_status, _)) = trips(&proxy, cold.get("/api/health/")).await;
+    let (warm_trips, (warm_status, _)) = trips(&proxy, app.get("/api/health/")).await;
+    app.account("bob", false).await;
+    let login = |password: &str| app.post("/api/auth/login/", json!({"username": "bob", "password": password}));
+    let (ok_trips, (ok_status, _)) = trips(&proxy, login("bob-password")).await;
+    let (failed_trips, (failed_status, _)) = trips(&proxy, login("guess")).await;
+
+    assert_eq!((cold_trips, cold_status.as_u16()), (1, 200), "health, cold");
+    assert_eq!((warm_trips, warm_status.as_u16()), (1, 200), "health, warm");
+    assert_eq!((ok_trips, ok_status.as_u16()), (2, 200), "a successful login");
+    assert_eq!((failed_trips, failed_status.as_u16()), (2, 400), "a failed login");
+}
+
 /// Runs a turn whose upstream waits at a gate until the database count at its request is noted; answers
 /// (before upstream, after it, the answer).
 async fn turn_trips(

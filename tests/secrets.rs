@@ -40,3 +40,38 @@ async fn a_missing_parameter_is_named_and_without_parameters_aws_is_not_touched(
     let resolved = lambent_functions::resolve_secrets(plain, None).await.unwrap();
     assert_eq!(resolved.openai_api_key.unwrap().expose(), "sk-plain");
 }
+
+/// The `auth` function serves `/api/health/`, which reports whether a model key is configured, but may not
+/// read the key: it keeps the parameter's name and never asks SSM (a parameter it could not read would fail
+/// its cold start). The agent functions read it.
+#[tokio::test]
+async fn only_the_functions_that_call_the_model_read_its_key_and_the_others_know_it_is_configured() {
+    use lambent::http::Function;
+    let moto = Moto::start().await;
+    let env = |key: &str| (key == "OPENAI_API_KEY_PARAMETER").then(|| "/lambent/not-readable-here".into());
+
+    let auth = lambent_functions::secrets_for(
+        Function::Auth,
+        Config::from_lookup(env).unwrap(),
+        Some(moto.sdk_config().await),
+    )
+    .await
+    .expect("auth never asks SSM for the key");
+    let chat = lambent_functions::secrets_for(
+        Function::AgentChat,
+        Config::from_lookup(env).unwrap(),
+        Some(moto.sdk_config().await),
+    )
+    .await;
+
+    assert!(auth.openai_api_key.is_none());
+    assert_eq!(auth.openai_api_key_parameter.as_deref(), Some("/lambent/not-readable-here"));
+    let (state, _dir) = crate::helpers::fresh_state_with(&[]).await;
+    let state = lambent::AppState::new(lambent::Config { database_url: state.config.database_url.clone(), ..auth }, {
+        lambent::Store::open_url(&state.config.database_url, None).await.unwrap()
+    });
+    let health = serde_json::to_value(state.health().await).unwrap();
+    assert_eq!(health["checks"]["model_provider"]["api_key"], true, "{health}");
+    let err = chat.expect_err("agent-chat reads the key, and this one does not exist");
+    assert!(err.to_string().contains("/lambent/not-readable-here"), "{err}");
+}

@@ -107,6 +107,31 @@ fn cloudfront_sends_the_same_content_security_policy_as_the_local_server() {
     assert_eq!(policy.as_str(), Some(lambent_site::CONTENT_SECURITY_POLICY));
 }
 
+/// CloudFront sends API Gateway the execute-api host; the viewer's goes along as X-Forwarded-Host, which the
+/// API's pagination links are built from (see lambda.rs for what the API does with it).
+#[test]
+fn cloudfront_forwards_the_viewers_host_to_the_api() {
+    let template = template();
+    let config = &template["Resources"]["Site"]["Properties"]["DistributionConfig"];
+    let api = config["CacheBehaviors"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|b| b["PathPattern"].as_str() == Some("/api/*"))
+        .expect("an /api/* behaviour");
+    let associations = api["FunctionAssociations"].as_sequence().expect("functions on /api/*");
+    let viewer_request: Vec<&Value> =
+        associations.iter().filter(|a| a["EventType"].as_str() == Some("viewer-request")).collect();
+    assert_eq!(viewer_request.len(), 1, "{associations:?}");
+    let arn = match &viewer_request[0]["FunctionARN"] {
+        Value::Tagged(tagged) if tagged.tag == "GetAtt" => tagged.value.as_str().unwrap().to_owned(),
+        other => panic!("not a !GetAtt of a function here: {other:?}"),
+    };
+    let function = arn.split('.').next().unwrap();
+    let code = template["Resources"][function]["Properties"]["FunctionCode"].as_str().unwrap();
+    assert!(code.contains("request.headers['x-forwarded-host'] = {value: request.headers.host.value}"), "{code}");
+}
+
 #[test]
 fn each_deployed_function_serves_exactly_the_routes_its_events_name_and_streams_as_deployed() {
     let deployed = functions(&template());

@@ -11,8 +11,9 @@
 //!
 //! # Layout
 //! - `src/lib.rs`: [`serve`] (the shared `main`, streaming or buffered as the function says), [`cold_start`],
-//!   [`resolve_secrets`], [`aws_config`] / [`aws_http_client`] (the SDK over ring), [`service`] (the router as
-//!   Lambda sees it).
+//!   [`resolve_secrets`] (and [`secrets_for`] a function), [`aws_config`] / [`aws_http_client`] (the SDK over ring), [`service`] (the router as
+//!   Lambda sees it: the stage off the path, and the invocation's deadline, client address and public path
+//!   prefix put in the request's extensions).
 //! - `src/bin/<function>.rs`: `agents`, `tools`, `agent-tools`, `templates`, `sessions`, `docs`, `auth`,
 //!   `agent-chat`, and the two streaming functions `agent-stream` and `tool-output`.
 
@@ -26,22 +27,37 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use lambent::config::Secret;
 use lambent::http::Function;
+use lambent::http::extract::{ClientAddress, Deadline, PathPrefix, public_host};
 use lambent::{AppState, Config};
+use std::time::{Duration, UNIX_EPOCH};
 use tower::ServiceBuilder;
 use tower::util::MapRequest;
 
 /// Cold start, then serve the function's requests: streamed for the SSE functions, buffered for the rest.
 pub async fn serve(function: Function) -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let state = cold_start().await?;
+    let state = cold_start(function).await?;
     let router = service(function.router(state));
     if function.streams() { serve_streaming(router).await } else { lambda_http::run(router).await }
 }
 
 /// Everything a function does before its first request: configuration, secrets, one database connection.
-pub async fn cold_start() -> Result<AppState, lambent::Error> {
-    let config = resolve_secrets(Config::from_env()?, None).await?;
-    AppState::open(config).await
+pub async fn cold_start(function: Function) -> Result<AppState, lambent::Error> {
+    AppState::open(secrets_for(function, Config::from_env()?, None).await?).await
+}
+
+/// [`resolve_secrets`] for one function: only a function that calls the model reads its key. The others keep
+/// the parameter's name (the health check, on `auth`, reports a key as configured) and never ask SSM for it
+/// (they may not read it).
+pub async fn secrets_for(
+    function: Function,
+    mut config: Config,
+    sdk: Option<SdkConfig>,
+) -> Result<Config, lambent::Error> {
+    let unread = if function.calls_model() { None } else { config.openai_api_key_parameter.take() };
+    let mut config = resolve_secrets(config, sdk).await?;
+    config.openai_api_key_parameter = config.openai_api_key_parameter.or(unread);
+    Ok(config)
 }
 
 /// Fills secrets from SSM parameters when the configuration names them. `sdk` overrides the AWS
@@ -99,13 +115,38 @@ async fn serve_streaming(router: MapRequest<Router, fn(Request) -> Request>) -> 
     lambda_http::run_with_streaming_response(router).await
 }
 
-/// The router behind the path fix every API Gateway REST request needs.
+/// The router behind what every API Gateway REST request needs first: the path fix, and what the
+/// invocation says that the routes read from the request's extensions.
 pub fn service(router: Router) -> MapRequest<Router, fn(Request) -> Request> {
-    ServiceBuilder::new().map_request(strip_stage as fn(Request) -> Request).service(router)
+    ServiceBuilder::new().map_request(from_api_gateway as fn(Request) -> Request).service(router)
+}
+
+/// The stage off the path ([`strip_stage`]), and, for the routes, the invocation's deadline
+/// ([`Deadline`], which bounds a turn's lease) and API Gateway's `sourceIp` ([`ClientAddress`], which login
+/// throttling counts).
+fn from_api_gateway(req: Request) -> Request {
+    let mut req = strip_stage(req);
+    // `Context::default()` (no invocation) has deadline 0: no deadline is known then.
+    let deadline = req.lambda_context_ref().map(|ctx| ctx.deadline).filter(|ms| *ms > 0);
+    if let Some(ms) = deadline {
+        req.extensions_mut().insert(Deadline(UNIX_EPOCH + Duration::from_millis(ms)));
+    }
+    let source_ip = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.clone(),
+        // A function URL's (and an HTTP API's) event, as `cargo lambda watch` sends them.
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+        _ => None,
+    };
+    if let Some(ip) = source_ip.filter(|ip| !ip.is_empty()) {
+        req.extensions_mut().insert(ClientAddress(ip));
+    }
+    req
 }
 
 /// lambda_http puts the REST API's stage in front of the path (`/prod/api/agents/`); our routes are the
-/// seed's paths (`/api/agents/`), so the stage comes off again before routing.
+/// seed's paths (`/api/agents/`), so the stage comes off again before routing. A client that called the
+/// `execute-api` host itself had the stage in its URL, so links back to the API need it ([`PathPrefix`]);
+/// through CloudFront (the template's `OriginPath`) or a custom domain it had not.
 fn strip_stage(mut req: Request) -> Request {
     let stage = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.clone(),
@@ -124,5 +165,15 @@ fn strip_stage(mut req: Request) -> Request {
             *req.uri_mut() = uri;
         }
     }
+    if is_execute_api(public_host(req.headers())) {
+        req.extensions_mut().insert(PathPrefix(prefix));
+    }
     req
+}
+
+/// `{api}.execute-api.{region}.amazonaws.com` (`.com.cn` in China): a REST API's default endpoint, whose
+/// URLs start with the stage.
+fn is_execute_api(host: &str) -> bool {
+    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    host.contains(".execute-api.") && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))
 }

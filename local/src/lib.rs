@@ -251,6 +251,8 @@ pub async fn serve_app(
             tracing::warn!("cannot set TCP_NODELAY on an accepted connection: {err}");
         }
     });
+    // The peer's address reaches the routes (login throttling counts it; see `ClientAddress`).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 

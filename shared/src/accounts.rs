@@ -67,20 +67,30 @@ pub const LOGIN_TTL: time::Duration = time::Duration::hours(12);
 const BAD_LOGIN: &str = "Unable to log in with provided credentials.";
 
 /// Checks a username and password and issues a short-lived login token. Unknown users, wrong passwords and
-/// inactive users get the same answer after the same work.
-pub async fn login(state: &AppState, username: &str, password: &str) -> Result<(TokenInfo, String)> {
-    let found = state.store.find_login(username).await?;
-    let stored = found.as_ref().and_then(|(_, hash)| hash.clone());
+/// inactive users get the same answer after the same work. Before any hashing, the throttle: too many
+/// failures for the username or attempts from the address (`LAMBENT_LOGIN_*`) answer 429; it is read with
+/// the user (one round trip), and a failure is counted in one more.
+pub async fn login(state: &AppState, username: &str, password: &str, address: &str) -> Result<(TokenInfo, String)> {
+    let limits = &state.config.login_throttle;
+    let check = state.store.login_check(username, address, limits).await?;
+    if let Some(until) = check.throttled_until {
+        let wait = (until - state.store.clock().now()).as_seconds_f64().ceil().max(1.0);
+        return Err(Error::Throttled(wait as u64));
+    }
+    let stored = check.found.as_ref().and_then(|(_, hash)| hash.clone());
     let password = password.to_owned();
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, stored.as_deref()))
         .await
         .map_err(|e| Error::internal("checking a password", e))?;
-    let user = match found {
+    let user = match check.found {
         Some((user, _)) if ok && user.is_active => user,
-        _ => return Err(Error::field("non_field_errors", BAD_LOGIN)),
+        _ => {
+            state.store.record_login_failure(username, address, limits).await?;
+            return Err(Error::field("non_field_errors", BAD_LOGIN));
+        }
     };
     let expires = crate::clock::format_timestamp(state.store.clock().now() + LOGIN_TTL);
     let token = new_token();
-    let info = state.store.create_token(user.id, "login", "login", Some(&expires), &token).await?;
+    let info = state.store.record_login(&user, address, &expires, &token, limits).await?;
     Ok((info, token.secret))
 }

@@ -28,6 +28,11 @@ pub fn format_timestamp(at: OffsetDateTime) -> String {
         .unwrap_or_else(|_| unreachable!("a fixed format over an in-range date cannot fail"))
 }
 
+/// Reads a timestamp as [`format_timestamp`] writes it.
+pub fn parse_timestamp(raw: &str) -> Option<OffsetDateTime> {
+    time::PrimitiveDateTime::parse(raw, RFC3339_MICROS).ok().map(|at| at.assume_utc())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +42,7 @@ mod tests {
     fn timestamps_render_in_drf_shape() {
         assert_eq!(format_timestamp(datetime!(2026-11-25 20:14:11.5 UTC)), "2026-11-25T20:14:11.500000Z");
         assert_eq!(format_timestamp(datetime!(2026-11-25 21:14:11 +1)), "2026-11-25T20:14:11.000000Z");
+        assert_eq!(parse_timestamp("2026-11-25T20:14:11.500000Z"), Some(datetime!(2026-11-25 20:14:11.5 UTC)));
+        assert_eq!(parse_timestamp("yesterday"), None);
     }
 }

@@ -67,6 +67,29 @@ pub struct Config {
     pub tool_hosts: Vec<String>,
     /// Browser origins allowed to call the API cross-origin (CORS). None by default.
     pub cors_origins: Vec<String>,
+    /// Peers of the local server whose `X-Forwarded-For` is believed (a reverse proxy in front of it); from
+    /// anyone else the header is ignored. On Lambda the client is API Gateway's `sourceIp`.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How often logins may fail or be tried before `/api/auth/login/` answers 429.
+    pub login_throttle: LoginThrottle,
+}
+
+/// Login limits, counted in the database so they hold across instances: failed logins per username, and
+/// attempts (failed or not) per client address, within one sliding window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginThrottle {
+    /// `LAMBENT_LOGIN_FAILURES_PER_USERNAME`, default 10.
+    pub failures_per_username: u32,
+    /// `LAMBENT_LOGIN_ATTEMPTS_PER_ADDRESS`, default 50.
+    pub attempts_per_address: u32,
+    /// `LAMBENT_LOGIN_THROTTLE_WINDOW` (seconds), default 900.
+    pub window: Duration,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        Self { failures_per_username: 10, attempts_per_address: 50, window: Duration::from_secs(900) }
+    }
 }
 
 impl Config {
@@ -103,6 +126,33 @@ impl Config {
                 Error::config(format!("LAMBENT_UPSTREAM_RETRIES must be an integer from 0 to 10, got {raw:?}"))
             })?,
         };
+        let limit = |key: &str, default: u32| -> Result<u32> {
+            match get(key) {
+                None => Ok(default),
+                Some(raw) => raw
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| Error::config(format!("{key} must be a positive integer, got {raw:?}"))),
+            }
+        };
+        let defaults = LoginThrottle::default();
+        let login_throttle = LoginThrottle {
+            failures_per_username: limit("LAMBENT_LOGIN_FAILURES_PER_USERNAME", defaults.failures_per_username)?,
+            attempts_per_address: limit("LAMBENT_LOGIN_ATTEMPTS_PER_ADDRESS", defaults.attempts_per_address)?,
+            window: seconds("LAMBENT_LOGIN_THROTTLE_WINDOW", defaults.window.as_secs_f64())?,
+        };
+        if login_throttle.window > Duration::from_secs(7 * 86_400) {
+            return Err(Error::config("LAMBENT_LOGIN_THROTTLE_WINDOW must be at most 604800 seconds (7 days)"));
+        }
+        let trusted_proxies = list(get("LAMBENT_TRUSTED_PROXIES"))
+            .iter()
+            .map(|raw| {
+                raw.parse().map_err(|e| {
+                    Error::config_from(format!("LAMBENT_TRUSTED_PROXIES must list IP addresses, got {raw:?}"), e)
+                })
+            })
+            .collect::<Result<_>>()?;
         Ok(Self {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
             database_auth_token: get("DATABASE_AUTH_TOKEN").map(Secret::new),
@@ -121,6 +171,8 @@ impl Config {
             max_message_chars,
             tool_hosts: list(get("LAMBENT_TOOL_HOSTS")),
             cors_origins: list(get("LAMBENT_CORS_ORIGINS")),
+            trusted_proxies,
+            login_throttle,
         })
     }
 }
@@ -165,6 +217,21 @@ mod tests {
         assert_eq!(config.sse_keepalive, Duration::from_secs(15));
         let err = Config::from_lookup(|k| (k == "OPENAI_READ_TIMEOUT").then(|| "soon".into())).unwrap_err();
         assert!(err.to_string().contains("OPENAI_READ_TIMEOUT"), "{err}");
+    }
+
+    #[test]
+    fn login_limits_default_to_ten_failures_and_fifty_attempts_in_fifteen_minutes() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(
+            config.login_throttle,
+            LoginThrottle { failures_per_username: 10, attempts_per_address: 50, window: Duration::from_secs(900) }
+        );
+        assert!(config.trusted_proxies.is_empty());
+        let err = Config::from_lookup(|k| (k == "LAMBENT_TRUSTED_PROXIES").then(|| "proxy.local".into())).unwrap_err();
+        assert!(err.to_string().contains("LAMBENT_TRUSTED_PROXIES"), "{err}");
+        let err =
+            Config::from_lookup(|k| (k == "LAMBENT_LOGIN_FAILURES_PER_USERNAME").then(|| "0".into())).unwrap_err();
+        assert!(err.to_string().contains("LAMBENT_LOGIN_FAILURES_PER_USERNAME"), "{err}");
     }
 
     #[test]

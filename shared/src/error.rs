@@ -79,6 +79,9 @@ pub enum Error {
     Unavailable(String),
     #[error("Invalid page.")]
     InvalidPage,
+    /// Too many requests (429, with `Retry-After`): the seconds until one is accepted again.
+    #[error("Request was throttled. Expected available in {0} second{s}.", s = if *.0 == 1 { "" } else { "s" })]
+    Throttled(u64),
     #[error("Method \"{0}\" not allowed.")]
     MethodNotAllowed(Method),
     #[error("Unsupported media type \"{0}\" in request.")]
@@ -161,6 +164,7 @@ impl Error {
             Self::NotFound | Self::Missing(_) | Self::InvalidPage => StatusCode::NOT_FOUND,
             Self::Conflict(_) | Self::TurnInProgress(_) | Self::KeyInProgress(_) => StatusCode::CONFLICT,
             Self::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Unavailable(_) | Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -234,6 +238,9 @@ impl IntoResponse for Error {
         let mut response = (status, axum::Json(self.body())).into_response();
         if matches!(self, Self::DatabaseUnavailable(_)) {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        if let Self::Throttled(seconds) = self {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
         }
         if status == StatusCode::UNAUTHORIZED {
             // As DRF's token authentication does: say which scheme to use.

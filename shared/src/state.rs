@@ -1,11 +1,17 @@
 //! What every handler shares: built once per process (per Lambda cold start). Clients that a request may not
 //! need (the model provider, the tool HTTP client) are built on first use, off the cold path.
+//!
+//! # Layout
+//! - [`AppState`]: the config, the store, the lazily built clients, the schema check, the running turns.
+//! - [`Health`]: what `/api/health/` reports, from [`AppState::health`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -89,6 +95,38 @@ impl AppState {
         Ok(())
     }
 
+    /// What `/api/health/` reports: the database (reachable, its schema current) in one statement, and the
+    /// model provider's configuration (read, not called: a health check must stay cheap, and a key's secret
+    /// never leaves the config). A current schema also spares the next request its schema check.
+    pub async fn health(&self) -> Health {
+        let (database, schema) = match self.store.migrations_behind().await {
+            Ok(behind) if behind.is_empty() => {
+                self.schema_checked.store(true, Ordering::Release);
+                (HealthCheck::ok(), HealthCheck::ok())
+            }
+            Ok(behind) => (
+                HealthCheck::ok(),
+                HealthCheck::failing(format!(
+                    "The database lacks migrations of this version: {}. Run `lambent migrate`.",
+                    behind.join(", ")
+                )),
+            ),
+            Err(err) => {
+                tracing::warn!(error = %err.chain(), "health check: the database did not answer");
+                (
+                    HealthCheck::failing("The database did not answer."),
+                    HealthCheck::failing("Not checked: no database."),
+                )
+            }
+        };
+        let model_provider = ProviderHealth::of(&self.config);
+        let ready = [database.status, schema.status, model_provider.status].iter().all(|s| *s == HealthStatus::Ok);
+        Health {
+            status: if ready { HealthStatus::Ok } else { HealthStatus::Unavailable },
+            checks: HealthChecks { database, schema, model_provider },
+        }
+    }
+
     /// A running turn's cancellation token, known to this process until [`Self::forget_turn`].
     pub fn register_turn(&self, turn_id: &str) -> CancellationToken {
         let token = CancellationToken::new();
@@ -105,5 +143,91 @@ impl AppState {
         if let Some(token) = self.turns.lock().unwrap_or_else(|e| e.into_inner()).get(turn_id) {
             token.cancel();
         }
+    }
+}
+
+/// `/api/health/`'s answer: `ok` when every check passes (200), `unavailable` naming the failing ones (503).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok", "checks": {"database": {"status": "ok"}, "schema": {"status": "ok"},
+    "model_provider": {"status": "ok", "api_key": true, "base_url": "https://api.openai.com/v1"}}}))]
+pub struct Health {
+    pub status: HealthStatus,
+    pub checks: HealthChecks,
+}
+
+impl Health {
+    pub fn is_ready(&self) -> bool {
+        self.status == HealthStatus::Ok
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Ok,
+    Unavailable,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct HealthChecks {
+    /// The database answered.
+    pub database: HealthCheck,
+    /// Every migration of this version is applied, unchanged.
+    pub schema: HealthCheck,
+    /// An API key is configured, and the base URL is one.
+    pub model_provider: ProviderHealth,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct HealthCheck {
+    pub status: HealthStatus,
+    /// What failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl HealthCheck {
+    fn ok() -> Self {
+        Self { status: HealthStatus::Ok, detail: None }
+    }
+
+    fn failing(detail: impl Into<String>) -> Self {
+        Self { status: HealthStatus::Unavailable, detail: Some(detail.into()) }
+    }
+}
+
+/// The model provider's configuration: whether a key is set (never the key), and where requests go.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ProviderHealth {
+    pub status: HealthStatus,
+    /// An API key is configured: `OPENAI_API_KEY`, or `OPENAI_API_KEY_PARAMETER` naming the SSM parameter the
+    /// agent functions read at cold start.
+    pub api_key: bool,
+    /// `OPENAI_BASE_URL` without any credentials or query it may carry.
+    pub base_url: Option<String>,
+    /// What is missing, when something is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl ProviderHealth {
+    fn of(config: &Config) -> Self {
+        // A function that does not call the model (on Lambda, `auth`, which serves this check) only knows the
+        // SSM parameter's name; the functions that do read it at cold start and fail there without it.
+        let api_key = config.openai_api_key.is_some() || config.openai_api_key_parameter.is_some();
+        let base_url = reqwest::Url::parse(&config.openai_base_url).ok().filter(|u| u.has_host()).map(|mut url| {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.to_string().trim_end_matches('/').to_owned()
+        });
+        let detail = match (api_key, &base_url) {
+            (true, Some(_)) => None,
+            (false, _) => Some("No API key: set OPENAI_API_KEY (or OPENAI_API_KEY_PARAMETER on Lambda).".to_owned()),
+            (true, None) => Some("OPENAI_BASE_URL is not a URL.".to_owned()),
+        };
+        let status = if detail.is_none() { HealthStatus::Ok } else { HealthStatus::Unavailable };
+        Self { status, api_key, base_url, detail }
     }
 }

@@ -62,6 +62,35 @@ pub async fn fresh_state_with(env: &[(&str, String)]) -> (AppState, TempDir) {
     (AppState::new(config, store), dir)
 }
 
+/// The same over a store on `clock` (see [`ShiftedClock`]).
+pub async fn fresh_state_on(env: &[(&str, String)], clock: Arc<ShiftedClock>) -> (AppState, TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config_in(&dir, env);
+    let store = Store::open(&config).await.expect("open store").with_clock(clock);
+    store.migrate().await.expect("migrate");
+    (AppState::new(config, store), dir)
+}
+
+/// The system clock, moved forward when a test says: a lease or a throttle window lapses without waiting.
+#[derive(Debug, Default)]
+pub struct ShiftedClock {
+    ahead_ms: std::sync::atomic::AtomicI64,
+}
+
+impl ShiftedClock {
+    pub fn advance(&self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).expect("a test-sized shift");
+        self.ahead_ms.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl lambent::clock::Clock for ShiftedClock {
+    fn now(&self) -> time::OffsetDateTime {
+        let ahead = self.ahead_ms.load(std::sync::atomic::Ordering::SeqCst);
+        time::OffsetDateTime::now_utc() + time::Duration::milliseconds(ahead)
+    }
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(&[]).await

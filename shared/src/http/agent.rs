@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{IdempotencyKey, JsonBody};
+use super::extract::{IdempotencyKey, JsonBody, LeaseTime};
 use super::openapi::{ErrorDetail, IDEMPOTENCY_REUSED, INVALID_FIELDS, NO_PROVIDER, ValidationErrors};
 use super::sse::{SSE_DESCRIPTION, stream_response};
 use crate::domain::{
@@ -59,11 +59,12 @@ pub fn chat_api() -> OpenApiRouter<AppState> {
 async fn stream(
     State(state): State<AppState>,
     caller: Caller,
+    LeaseTime(lease): LeaseTime,
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let request = MessageRequest::parse(&body, state.config.max_message_chars)?;
-    let frames = turn::stream(&state, &caller, request, key.as_deref(), &body).await?;
+    let frames = turn::stream(&state, &caller, request, lease, key.as_deref(), &body).await?;
     Ok(stream_response(frames, state.config.sse_keepalive))
 }
 
@@ -93,11 +94,12 @@ pub struct TurnRunning {
 async fn tool_output(
     State(state): State<AppState>,
     caller: Caller,
+    LeaseTime(lease): LeaseTime,
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let request = ToolOutputRequest::parse(&body)?;
-    Ok(match turn::tool_output(&state, &caller, request, key.as_deref(), &body).await? {
+    Ok(match turn::tool_output(&state, &caller, request, lease, key.as_deref(), &body).await? {
         ToolOutputStart::Waiting(pending) => (StatusCode::ACCEPTED, Json(pending)).into_response(),
         ToolOutputStart::Streaming(frames) => stream_response(frames, state.config.sse_keepalive),
     })
@@ -116,11 +118,12 @@ async fn tool_output(
 async fn chat(
     State(state): State<AppState>,
     caller: Caller,
+    LeaseTime(lease): LeaseTime,
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let request = MessageRequest::parse(&body, state.config.max_message_chars)?;
-    Ok(chat_response(turn::chat(&state, &caller, request, key.as_deref(), &body, ChatReply::kept).await?))
+    Ok(chat_response(turn::chat(&state, &caller, request, lease, key.as_deref(), &body, ChatReply::kept).await?))
 }
 
 /// The chat endpoint's answer.

@@ -5,18 +5,17 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
-use serde_json::{Value, json};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{Id, JsonBody, ListQuery, Page};
+use super::extract::{ClientAddress, Id, JsonBody, ListQuery, Page};
 use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, PageParams, STAFF_ONLY, ValidationErrors};
 use crate::accounts;
 use crate::domain::Caller;
 use crate::domain::{Credentials, Mode, NewApiToken, UserWrite};
 use crate::error::{Error, Result};
-use crate::state::AppState;
+use crate::state::{AppState, Health};
 use crate::store::{TokenInfo, User};
 
 const NOT_FOUND: &str = "No user with this id.";
@@ -48,10 +47,17 @@ pub struct IssuedToken {
 #[utoipa::path(post, path = "/api/auth/login/", operation_id = "auth_login", tag = "auth", request_body = Credentials,
     security(()),
     responses((status = 200, description = "Logged in: a new token, good for 12 hours.", body = IssuedToken),
-        (status = 400, description = "Wrong credentials (the same answer for an unknown user).", body = ValidationErrors)))]
-async fn login(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Json<IssuedToken>> {
+        (status = 400, description = "Wrong credentials (the same answer for an unknown user).", body = ValidationErrors),
+        (status = 429, description = "Too many failed logins for this username, or attempts from this address: \
+            `Retry-After` says how many seconds to wait.", body = ErrorDetail,
+            headers(("Retry-After" = u64, description = "Seconds until a login is accepted again.")))))]
+async fn login(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    JsonBody(body): JsonBody,
+) -> Result<Json<IssuedToken>> {
     let credentials = Credentials::parse(&body)?;
-    let (info, token) = accounts::login(&state, &credentials.username, &credentials.password).await?;
+    let (info, token) = accounts::login(&state, &credentials.username, &credentials.password, &address).await?;
     Ok(Json(IssuedToken { token, info }))
 }
 
@@ -157,9 +163,16 @@ async fn delete_user(State(state): State<AppState>, caller: Caller, Id(id): Id) 
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Liveness, without credentials.
-#[utoipa::path(get, path = "/api/health/", operation_id = "health_check", tag = "auth", security(()),
-    responses((status = 200, description = "The server is up.", body = Object, example = json!({"status": "ok"}))))]
-async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Where the health check is served: the schema middleware lets it through, since it checks the schema
+/// itself (one database statement in all).
+pub const HEALTH_PATH: &str = "/api/health/";
+
+/// Readiness, without credentials: the database answers and its schema is current, and a model provider is
+/// configured. Costs one database statement; never shows a secret.
+#[utoipa::path(get, path = "/api/health/", operation_id = "health_check", tag = "health", security(()),
+    responses((status = 200, description = "Ready: every check passed.", body = Health),
+        (status = 503, description = "Not ready: the failing checks say why (`status` is `unavailable`).", body = Health)))]
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let health = state.health().await;
+    (if health.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(health))
 }

@@ -1,5 +1,14 @@
 //! Request extractors that fail the way Django REST framework does, so handlers only see valid input; and
 //! the [`Caller`] of a request, from `Authorization: Bearer <token>` (DRF's `Token <token>` works too).
+//!
+//! # Layout
+//! - bodies and headers: [`JsonBody`], [`IdempotencyKey`], [`EventCursor`], [`Id`].
+//! - what the deployed shape tells a request, put in its extensions by the Lambda entry point (`functions/`):
+//!   [`PathPrefix`] (API Gateway's stage, which pagination links put back), [`Deadline`] (when the function
+//!   is stopped, which bounds [`LeaseTime`]), [`ClientAddress`] (API Gateway's `sourceIp`; locally the socket
+//!   peer, or `X-Forwarded-For` behind a configured proxy).
+//! - [`ListQuery`] and [`Page`]: DRF's page-number pagination with absolute links.
+//! - the [`Caller`] from the bearer token.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -166,17 +175,96 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
         if (page - 1).checked_mul(page_size).is_none_or(|offset| offset > i64::MAX as u64) {
             return Err(Error::InvalidPage);
         }
-        let base = format!("{}://{}{}", scheme(&parts.headers), host(&parts.headers), uri.path());
+        let prefix = parts.extensions.get::<PathPrefix>().map_or("", |p| p.0.as_str());
+        let base = format!("{}://{}{prefix}{}", scheme(&parts.headers), public_host(&parts.headers), uri.path());
         Ok(Self { page, page_size, params, base })
     }
 }
 
-fn scheme(headers: &HeaderMap) -> &str {
-    headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("http")
+/// The first value of a header (a proxy chain may list several, the client's first).
+fn first_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    let value = headers.get(name)?.to_str().ok()?;
+    value.split(',').next().map(str::trim).filter(|v| !v.is_empty())
 }
 
-fn host(headers: &HeaderMap) -> &str {
-    headers.get("x-forwarded-host").or_else(|| headers.get(HOST)).and_then(|v| v.to_str().ok()).unwrap_or("localhost")
+/// The scheme the client used: CloudFront's viewer protocol, else the last proxy's `X-Forwarded-Proto`
+/// (API Gateway sets it), else plain HTTP (the local server).
+fn scheme(headers: &HeaderMap) -> &str {
+    first_value(headers, "cloudfront-forwarded-proto")
+        .or_else(|| first_value(headers, "x-forwarded-proto"))
+        .filter(|s| *s == "https" || *s == "http")
+        .unwrap_or("http")
+}
+
+/// The host the client called: `X-Forwarded-Host` (what the template's CloudFront function copies the
+/// viewer's `Host` into, since CloudFront sends API Gateway its own host), else `Host`.
+pub fn public_host(headers: &HeaderMap) -> &str {
+    first_value(headers, "x-forwarded-host").or_else(|| first_value(headers, HOST.as_str())).unwrap_or("localhost")
+}
+
+/// A path prefix the entry point took off before routing and the client's URL had: API Gateway's
+/// `/{stage}`, when the client called the `execute-api` host itself (through CloudFront the stage is the
+/// origin's path, not the client's). Pagination links put it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPrefix(pub String);
+
+/// When the function serving this request is stopped (Lambda's invocation deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(pub std::time::SystemTime);
+
+/// How long past the function's deadline a turn's lease lasts: the deadline is the instance's own clock and
+/// other instances compare against theirs (Lambda's are NTP-synchronised to well under a second), and the
+/// turn's first write lands a little after the lease was computed.
+pub const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long a turn this request starts may hold its session: `LAMBENT_TURN_LEASE`, but never past the
+/// function's [`Deadline`] (plus [`LEASE_MARGIN`]): a function stopped at its timeout cannot give the session
+/// back, and the next message must not wait out a lease it no longer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTime(pub std::time::Duration);
+
+impl FromRequestParts<AppState> for LeaseTime {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let configured = state.config.turn_lease;
+        let Some(Deadline(deadline)) = parts.extensions.get::<Deadline>().copied() else { return Ok(Self(configured)) };
+        let remaining = deadline.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+        Ok(Self(configured.min(remaining + LEASE_MARGIN)))
+    }
+}
+
+/// The address a request came from: what login throttling counts. On Lambda, API Gateway's `sourceIp` (the
+/// entry point puts it in the extensions); locally the socket peer, or, when the peer is one of
+/// `LAMBENT_TRUSTED_PROXIES`, the last `X-Forwarded-For` address that is not a trusted proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAddress(pub String);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        if let Some(address) = parts.extensions.get::<ClientAddress>() {
+            return Ok(address.clone());
+        }
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+        let Some(peer) = peer else { return Ok(Self("unknown".to_owned())) };
+        let trusted = |ip: &std::net::IpAddr| state.config.trusted_proxies.contains(ip);
+        if !trusted(&peer) {
+            return Ok(Self(peer.to_string()));
+        }
+        // Each proxy appends the address it was called from: from the right, the first one not ours.
+        let forwarded: Vec<std::net::IpAddr> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        let client = forwarded.into_iter().rev().find(|ip| !trusted(ip)).unwrap_or(peer);
+        Ok(Self(client.to_string()))
+    }
 }
 
 impl ListQuery {

@@ -25,6 +25,12 @@ pub enum Function {
 }
 
 impl Function {
+    /// Whether the function calls the model provider (and so reads its key at cold start). The others that
+    /// are told of a key parameter (the `auth` function, for the health check) only report that it is set.
+    pub fn calls_model(self) -> bool {
+        matches!(self, Self::AgentChat | Self::AgentStream | Self::ToolOutput)
+    }
+
     pub const ALL: [Self; 10] = [
         Self::Agents,
         Self::Tools,

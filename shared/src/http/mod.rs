@@ -43,13 +43,17 @@ pub fn router(state: AppState) -> Router {
     finish(api(), state)
 }
 
-/// Answers 503 naming `lambent migrate` while the database is behind the code.
+/// Answers 503 naming `lambent migrate` while the database is behind the code (except the health check,
+/// which reports the schema itself).
 async fn require_schema(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    if request.uri().path() == auth::HEALTH_PATH {
+        return next.run(request).await;
+    }
     match state.ensure_schema().await {
         Ok(()) => next.run(request).await,
         Err(err) => err.into_response(),

@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { name: "0004_auth.sql", sql: include_str!("../../../migrations/0004_auth.sql") },
     Migration { name: "0005_turn_lease.sql", sql: include_str!("../../../migrations/0005_turn_lease.sql") },
     Migration { name: "0006_turn_events.sql", sql: include_str!("../../../migrations/0006_turn_events.sql") },
+    Migration { name: "0007_login_throttle.sql", sql: include_str!("../../../migrations/0007_login_throttle.sql") },
 ];
 
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS lambent_migrations (
@@ -81,10 +82,7 @@ impl Store {
     /// Fails with a message naming `lambent migrate` when the database lacks a migration this code needs,
     /// or holds a different version of one.
     pub async fn check_schema(&self) -> Result<()> {
-        // One statement (one round trip remotely): a database never migrated has no ledger table at all.
-        let recorded = recorded(&self.conn().await).await?.unwrap_or_default();
-        let behind: Vec<&str> =
-            MIGRATIONS.iter().filter(|m| recorded.get(m.name) != Some(&m.checksum())).map(|m| m.name).collect();
+        let behind = self.migrations_behind().await?;
         if behind.is_empty() {
             Ok(())
         } else {
@@ -93,6 +91,16 @@ impl Store {
                 behind.join(", ")
             )))
         }
+    }
+}
+
+impl Store {
+    /// The migrations of this code the database has not applied (or holds another version of), in order;
+    /// empty when the schema is current. One statement (one round trip remotely): a database never migrated
+    /// has no ledger table at all.
+    pub async fn migrations_behind(&self) -> Result<Vec<&'static str>> {
+        let recorded = recorded(&self.conn().await).await?.unwrap_or_default();
+        Ok(MIGRATIONS.iter().filter(|m| recorded.get(m.name) != Some(&m.checksum())).map(|m| m.name).collect())
     }
 }
 

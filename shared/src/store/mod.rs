@@ -13,7 +13,7 @@
 //! - this file: opening, the row readers and list helpers every aggregate shares, unique constraints.
 //! - `conn`: the connection seam — an embedded libsql file, or Hrana pipelines to a remote server; batches.
 //! - `migrate`: the migration runner and the schema check a cold start makes.
-//! - one file per aggregate: `users` (and tokens), `agents`, `tools`, `agent_tools`, `templates`,
+//! - one file per aggregate: `users` (and tokens), `logins` (what login throttling counts), `agents`, `tools`, `agent_tools`, `templates`,
 //!   `sessions`, `messages`, `tool_calls` (the ledger, and how a response's end is recorded).
 //! - a turn's rows: `turn_context` (what a turn reads, in one batch), `turns` (starting a turn or a continuation
 //!   under the session's lease, ending it, cancel requests), `frames` (recorded SSE frames, for replay),
@@ -24,6 +24,7 @@ mod agents;
 mod conn;
 mod frames;
 mod idempotency;
+mod logins;
 mod messages;
 mod migrate;
 mod sessions;
@@ -49,6 +50,7 @@ use conn::{Batch, Conn, Local, Remote, Row, Rows, Sql};
 
 pub use frames::{NewFrame, StoredFrame};
 pub use idempotency::{IdempotencyClaim, KEY_LIFETIME, KeptAnswer, KeyRecord};
+pub use logins::{KNOWN_ADDRESS_LIFETIME, LoginCheck};
 pub use migrate::{MIGRATIONS, Migration};
 pub use tool_calls::ResponseRecord;
 pub use turn_context::{TurnContext, TurnRead};

@@ -70,6 +70,46 @@ fn token(row: &Row) -> Result<TokenInfo> {
     })
 }
 
+/// Adds the insert of a new token to `batch`; read its row back with [`created_token`].
+pub(super) fn push_token_insert(
+    batch: &mut Batch,
+    user: i64,
+    name: &str,
+    kind: &str,
+    expires_at: Option<&str>,
+    new: &NewToken,
+    now: &str,
+) -> Result<usize> {
+    batch.push(
+        format!(
+            "INSERT INTO api_tokens (user_id, name, kind, prefix, token_hash, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {TOKEN_COLUMNS}"
+        ),
+        params![
+            user,
+            name,
+            kind,
+            new.prefix.as_str(),
+            new.hash.as_str(),
+            now,
+            opt_text_value(expires_at.map(str::to_owned))
+        ],
+    )
+}
+
+/// The token a [`push_token_insert`] created.
+pub(super) fn created_token(set: super::conn::Set) -> Result<TokenInfo> {
+    set.rows().next().map(|row| token(&row)).unwrap_or_else(|| Err(Error::bug("INSERT returned no row")))
+}
+
+/// The columns of a user, then its password hash: what a login is checked against.
+pub(super) const LOGIN_COLUMNS: &str = "id, username, is_staff, is_active, created_at, updated_at, password_hash";
+
+/// A user and its password hash, from [`LOGIN_COLUMNS`].
+pub(super) fn login_row(row: &Row) -> Result<(User, Option<String>)> {
+    Ok((user(row)?, opt_text(row, 6)?))
+}
+
 async fn find(conn: Sql<'_>, id: i64) -> Result<Option<User>> {
     first(conn.query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [id]).await?, user).await
 }
@@ -124,15 +164,6 @@ impl Store {
 
     pub async fn count_users(&self) -> Result<u64> {
         count(self.conn().await.sql(), "SELECT COUNT(*) FROM users", ()).await
-    }
-
-    /// The user and password hash a login is checked against.
-    pub async fn find_login(&self, username: &str) -> Result<Option<(User, Option<String>)>> {
-        let conn = self.conn().await;
-        let rows = conn
-            .query(&format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?1"), [username])
-            .await?;
-        first(rows, |r| Ok((user(r)?, opt_text(r, 6)?))).await
     }
 
     pub async fn user_by_username(&self, username: &str) -> Result<User> {
@@ -210,25 +241,9 @@ impl Store {
         expires_at: Option<&str>,
         new: &NewToken,
     ) -> Result<TokenInfo> {
-        let conn = self.conn().await;
-        let rows = conn
-            .query(
-                &format!(
-                    "INSERT INTO api_tokens (user_id, name, kind, prefix, token_hash, created_at, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {TOKEN_COLUMNS}"
-                ),
-                params![
-                    user,
-                    name,
-                    kind,
-                    new.prefix.as_str(),
-                    new.hash.as_str(),
-                    self.now(),
-                    opt_text_value(expires_at.map(str::to_owned))
-                ],
-            )
-            .await?;
-        first(rows, token).await?.ok_or_else(|| Error::bug("INSERT returned no row"))
+        let mut batch = Batch::write();
+        let inserted = push_token_insert(&mut batch, user, name, kind, expires_at, new, &self.now())?;
+        created_token(self.conn().await.batch(batch).await?.take(inserted)?)
     }
 
     /// The caller behind a token hash: unknown, revoked and expired tokens and inactive users give None.

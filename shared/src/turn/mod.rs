@@ -39,6 +39,8 @@ mod start;
 #[cfg(test)]
 mod tests;
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 pub use engine::{KeepAnswer, Turn, TurnEnd};
@@ -60,6 +62,7 @@ pub async fn stream(
     state: &AppState,
     caller: &Caller,
     request: MessageRequest,
+    lease: Duration,
     key: Option<&str>,
     body: &Value,
 ) -> Result<TurnStream> {
@@ -70,7 +73,7 @@ pub async fn stream(
         Some(Replay::Answer { .. }) => return Err(Error::KeyReused),
         None => {}
     }
-    Ok(start_message(state, caller, request, claim.as_ref(), read.context).await?.stream(state.clone()))
+    Ok(start_message(state, caller, request, lease, claim.as_ref(), read.context).await?.stream(state.clone()))
 }
 
 /// What a tool-output submission answers.
@@ -88,6 +91,7 @@ pub async fn tool_output(
     state: &AppState,
     caller: &Caller,
     request: ToolOutputRequest,
+    lease: Duration,
     key: Option<&str>,
     body: &Value,
 ) -> Result<ToolOutputStart> {
@@ -107,7 +111,7 @@ pub async fn tool_output(
     // Nothing is written without a model provider to continue with.
     let provider = state.llm()?;
     let context = read.context?;
-    let lease = new_lease(state);
+    let lease = new_lease(state, lease);
     match store.submit_tool_outputs(&context, &lease, &request.outputs, claim.as_ref()).await? {
         Submission::Waiting { pending } => {
             Ok(ToolOutputStart::Waiting(PendingToolCalls { pending_tool_calls: pending }))
@@ -135,6 +139,7 @@ pub async fn chat(
     state: &AppState,
     caller: &Caller,
     request: MessageRequest,
+    lease: Duration,
     key: Option<&str>,
     body: &Value,
     reply: fn(&TurnEnd) -> KeptAnswer,
@@ -147,7 +152,7 @@ pub async fn chat(
         Some(Replay::Frames(_)) => return Err(Error::KeyInProgress(String::new())),
         None => {}
     }
-    let turn = start_message(state, caller, request, claim.as_ref(), read.context).await?;
+    let turn = start_message(state, caller, request, lease, claim.as_ref(), read.context).await?;
     let keep = claim.map(|claim| (claim, reply));
     Ok(ChatOutcome::Ran(Box::new(turn.run(state.clone(), keep).await?)))
 }

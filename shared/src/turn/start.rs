@@ -3,6 +3,7 @@
 //! the user sent before anything goes upstream.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::engine::Turn;
 use crate::domain::{Caller, MessageRequest, build_instructions};
@@ -11,9 +12,10 @@ use crate::llm::{ModelProvider, outputs_of, user_message};
 use crate::state::AppState;
 use crate::store::{IdempotencyClaim, ToolOutputContext, TurnContext, TurnLease, TurnRead, TurnSession};
 
-/// A fresh turn id and its lease on a session, `turn_lease` long.
-pub(super) fn new_lease(state: &AppState) -> TurnLease {
-    let expires = state.clock().now() + state.config.turn_lease;
+/// A fresh turn id and its lease on a session, `lease` long (the HTTP edge bounds it by the function's
+/// deadline: see `http::extract::LeaseTime`).
+pub(super) fn new_lease(state: &AppState, lease: Duration) -> TurnLease {
+    let expires = state.clock().now() + lease;
     TurnLease {
         turn_id: format!("turn_{}", crate::auth::random_hex(8)),
         expires_at: crate::clock::format_timestamp(expires),
@@ -37,6 +39,7 @@ pub(super) async fn start_message(
     state: &AppState,
     caller: &Caller,
     request: MessageRequest,
+    lease: Duration,
     claim: Option<&IdempotencyClaim>,
     context: TurnContext,
 ) -> Result<Turn> {
@@ -68,7 +71,7 @@ pub(super) async fn start_message(
         Some(session) => TurnSession::Existing(session.id),
         None => TurnSession::New { agent: agent.id, owner: caller.owner_for(None) },
     };
-    let lease = new_lease(state);
+    let lease = new_lease(state, lease);
     let started = state.store.begin_turn(target, &lease, &request.message, instructions.as_deref(), claim).await?;
     let session = match (session, started.created) {
         (Some(session), _) | (None, Some(session)) => session,

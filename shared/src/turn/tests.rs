@@ -116,7 +116,10 @@ fn names(frames: &[(String, Value)]) -> Vec<&str> {
 async fn a_turn_relays_every_event_and_ends_with_done_recorded_and_its_session_free() {
     let provider = Scripted::new([text_response("resp_1", &["Hel", "lo"])]);
     let state = state(provider.clone()).await;
-    let stream = super::stream(&state, &Caller::system(), message("Hi", false), None, &json!({})).await.unwrap();
+    let stream =
+        super::stream(&state, &Caller::system(), message("Hi", false), state.config.turn_lease, None, &json!({}))
+            .await
+            .unwrap();
     let (session, turn_id) = (stream.session_id, stream.turn_id.clone().unwrap());
     let frames = drain(stream).await;
     assert_eq!(
@@ -144,7 +147,10 @@ async fn a_server_side_tool_round_answers_the_call_upstream_in_the_next_response
     let provider = Scripted::new([call_response("resp_1", "call_1", "echo"), text_response("resp_2", &["Done"])]);
     let state = state(provider.clone()).await;
     echo_tool(&state, "echo").await;
-    let stream = super::stream(&state, &Caller::system(), message("Go", true), None, &json!({})).await.unwrap();
+    let stream =
+        super::stream(&state, &Caller::system(), message("Go", true), state.config.turn_lease, None, &json!({}))
+            .await
+            .unwrap();
     let frames = drain(stream).await;
     let result = frames.iter().find(|(event, _)| event == "tool_result").unwrap();
     assert_eq!(result.1, json!({"call_id": "call_1", "output": "{\"x\":1}"}));
@@ -164,9 +170,17 @@ async fn a_call_without_auto_execute_ends_the_turn_with_it_pending_for_the_clien
     let provider = Scripted::new([call_response("resp_1", "call_1", "echo")]);
     let state = state(provider.clone()).await;
     echo_tool(&state, "echo").await;
-    let end = super::chat(&state, &Caller::system(), message("Go", false), None, &json!({}), |_| unreachable!())
-        .await
-        .unwrap();
+    let end = super::chat(
+        &state,
+        &Caller::system(),
+        message("Go", false),
+        state.config.turn_lease,
+        None,
+        &json!({}),
+        |_| unreachable!(),
+    )
+    .await
+    .unwrap();
     let super::ChatOutcome::Ran(end) = end else { panic!("a first request runs") };
     assert_eq!(json!(end.done)["status"], "requires_tool_output");
     assert_eq!(end.done.pending_tool_calls, ["call_1"]);
@@ -179,7 +193,10 @@ async fn a_broken_upstream_stream_ends_with_its_error_and_a_failed_message_store
     script.truncate(2);
     script.push(Err(UpstreamError::new(crate::domain::ErrorCode::UpstreamDisconnected, "the connection broke")));
     let state = state(Scripted::new([script])).await;
-    let stream = super::stream(&state, &Caller::system(), message("Hi", false), None, &json!({})).await.unwrap();
+    let stream =
+        super::stream(&state, &Caller::system(), message("Hi", false), state.config.turn_lease, None, &json!({}))
+            .await
+            .unwrap();
     let session = stream.session_id;
     let frames = drain(stream).await;
     assert_eq!(names(&frames)[frames.len() - 2..], ["error", "done"]);
@@ -198,7 +215,7 @@ async fn a_broken_upstream_stream_ends_with_its_error_and_a_failed_message_store
 
 /// A turn row holding session 1's lease, as `begin_turn` leaves it, for the recorder to end.
 async fn leased_turn(state: &AppState) -> (i64, String) {
-    let lease = super::start::new_lease(state);
+    let lease = super::start::new_lease(state, state.config.turn_lease);
     let target = crate::store::TurnSession::New { agent: 1, owner: None };
     let started = state.store.begin_turn(target, &lease, "Hi", None, None).await.unwrap();
     (started.created.unwrap().id, lease.turn_id)
@@ -282,7 +299,10 @@ async fn a_turn_stamps_its_rows_and_lease_from_the_clock_it_was_given() {
     let (_, turn_id) = leased_turn(&state).await;
     let lease = state.store.query_json("SELECT turn_id, turn_expires_at FROM agent_sessions").await.unwrap();
     assert_eq!(lease, [json!({"turn_id": turn_id, "turn_expires_at": "2026-11-25T20:15:00.000000Z"})]);
-    let stream = super::stream(&state, &Caller::system(), message("Hello", false), None, &json!({})).await.unwrap();
+    let stream =
+        super::stream(&state, &Caller::system(), message("Hello", false), state.config.turn_lease, None, &json!({}))
+            .await
+            .unwrap();
     drain(stream).await;
     let stamped = state.store.query_json("SELECT DISTINCT created_at FROM agent_messages").await.unwrap();
     assert_eq!(stamped, [json!({"created_at": "2026-11-25T20:00:00.000000Z"})]);
