@@ -14,7 +14,8 @@
 //!   [`resolve_secrets`], [`aws_config`] / [`aws_http_client`] (the SDK over ring), [`service`] (the router as
 //!   Lambda sees it).
 //! - `src/bin/<function>.rs`: `agents`, `tools`, `agent-tools`, `templates`, `sessions`, `docs`, `auth`,
-//!   `agent-chat`, and the two streaming functions `agent-stream` and `tool-output`.
+//!   `agent-chat`, and the two streaming functions `agent-stream` and `tool-output`; `prune`, the scheduled
+//!   housekeeping function (no HTTP: `src/prune.rs` has its handler).
 
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 use aws_sdk_ssm::config::SharedHttpClient;
@@ -29,6 +30,9 @@ use lambent::http::Function;
 use lambent::{AppState, Config};
 use tower::ServiceBuilder;
 use tower::util::MapRequest;
+
+mod prune;
+pub use prune::{DEADLINE_MARGIN, prune};
 
 /// Cold start, then serve the function's requests: streamed for the SSE functions, buffered for the rest.
 pub async fn serve(function: Function) -> Result<(), lambda_http::Error> {

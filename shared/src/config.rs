@@ -67,6 +67,9 @@ pub struct Config {
     pub tool_hosts: Vec<String>,
     /// Browser origins allowed to call the API cross-origin (CORS). None by default.
     pub cors_origins: Vec<String>,
+    /// How long recorded frames of a turn are kept (`LAMBENT_EVENTS_RETENTION_DAYS`, whole days, default 7):
+    /// housekeeping deletes those of older turns; their messages, tool calls and usage stay.
+    pub events_retention: Duration,
 }
 
 impl Config {
@@ -103,6 +106,14 @@ impl Config {
                 Error::config(format!("LAMBENT_UPSTREAM_RETRIES must be an integer from 0 to 10, got {raw:?}"))
             })?,
         };
+        let events_retention = match get("LAMBENT_EVENTS_RETENTION_DAYS") {
+            None => 7,
+            Some(raw) => raw.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Error::config(format!(
+                    "LAMBENT_EVENTS_RETENTION_DAYS must be a whole number of days from 1, got {raw:?}"
+                ))
+            })?,
+        };
         Ok(Self {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
             database_auth_token: get("DATABASE_AUTH_TOKEN").map(Secret::new),
@@ -121,6 +132,7 @@ impl Config {
             max_message_chars,
             tool_hosts: list(get("LAMBENT_TOOL_HOSTS")),
             cors_origins: list(get("LAMBENT_CORS_ORIGINS")),
+            events_retention: Duration::from_secs(u64::from(events_retention) * 24 * 3600),
         })
     }
 }
@@ -165,6 +177,18 @@ mod tests {
         assert_eq!(config.sse_keepalive, Duration::from_secs(15));
         let err = Config::from_lookup(|k| (k == "OPENAI_READ_TIMEOUT").then(|| "soon".into())).unwrap_err();
         assert!(err.to_string().contains("OPENAI_READ_TIMEOUT"), "{err}");
+    }
+
+    #[test]
+    fn events_are_kept_seven_days_unless_told_and_a_bad_retention_is_named() {
+        let days = |n: u64| Duration::from_secs(n * 24 * 3600);
+        assert_eq!(Config::from_lookup(|_| None).unwrap().events_retention, days(7));
+        let config = Config::from_lookup(|k| (k == "LAMBENT_EVENTS_RETENTION_DAYS").then(|| "30".into())).unwrap();
+        assert_eq!(config.events_retention, days(30));
+        for bad in ["0", "-1", "1.5", "week"] {
+            let err = Config::from_lookup(|k| (k == "LAMBENT_EVENTS_RETENTION_DAYS").then(|| bad.into())).unwrap_err();
+            assert!(err.to_string().contains("LAMBENT_EVENTS_RETENTION_DAYS"), "{bad}: {err}");
+        }
     }
 
     #[test]

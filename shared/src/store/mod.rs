@@ -18,6 +18,7 @@
 //! - a turn's rows: `turn_context` (what a turn reads, in one batch), `turns` (starting a turn or a continuation
 //!   under the session's lease, ending it, cancel requests), `frames` (recorded SSE frames, for replay),
 //!   `idempotency` (keys, claimed in the same batch as what their request writes).
+//! - `prune`: housekeeping — old turns' frames, expired keys and login tokens, deleted in bounded batches.
 
 mod agent_tools;
 mod agents;
@@ -26,6 +27,7 @@ mod frames;
 mod idempotency;
 mod messages;
 mod migrate;
+mod prune;
 mod sessions;
 mod templates;
 mod tool_calls;
@@ -50,6 +52,7 @@ use conn::{Batch, Conn, Local, Remote, Row, Rows, Sql};
 pub use frames::{NewFrame, StoredFrame};
 pub use idempotency::{IdempotencyClaim, KEY_LIFETIME, KeptAnswer, KeyRecord};
 pub use migrate::{MIGRATIONS, Migration};
+pub use prune::{PrunePlan, Pruned};
 pub use tool_calls::ResponseRecord;
 pub use turn_context::{TurnContext, TurnRead};
 pub use turns::{Submission, ToolOutputContext, TurnLease, TurnSession, TurnStart};
