@@ -159,14 +159,22 @@ async fn token(store: &Store, action: TokenAction) -> Result<(), Error> {
 
 async fn prune(store: &Store, config: &Config, batch_size: u32) -> Result<(), Error> {
     let plan = lambent::store::PrunePlan { batch: batch_size, ..lambent::store::PrunePlan::new(config) };
+    let (started, trips) = (Instant::now(), store.round_trips());
     let pruned = store.prune(&plan).await?;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    let remote = match store.is_remote() {
+        true => format!(", {} database round trips", store.round_trips() - trips),
+        false => String::new(),
+    };
     println!(
-        "Deleted {} recorded frame(s), {} idempotency key(s) and {} login token(s) in {} batch(es); the longest took {:.1} ms.",
+        "Deleted {} recorded frame(s), {} idempotency key(s) and {} login token(s) in {} batch(es); \
+         {:.1} ms in all{remote}, the longest batch {:.1} ms.",
         pruned.frames,
         pruned.idempotency_keys,
         pruned.login_tokens,
         pruned.batches,
-        pruned.longest_batch.as_secs_f64() * 1000.0
+        ms(started.elapsed()),
+        ms(pruned.longest_batch),
     );
     Ok(())
 }
