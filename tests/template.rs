@@ -21,9 +21,12 @@ const SCHEDULED: &str = "PruneFunction";
 
 /// Every function: (logical id, resource).
 fn all_functions(template: &Value) -> impl Iterator<Item = (&str, &Value)> {
-    template["Resources"].as_mapping().unwrap().iter().filter_map(|(id, resource)| {
-        (resource["Type"].as_str() == Some("AWS::Serverless::Function")).then(|| (id.as_str().unwrap(), resource))
-    })
+    template["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, resource)| resource["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(id, resource)| (id.as_str().unwrap(), resource))
 }
 
 fn binary(resource: &Value) -> String {
