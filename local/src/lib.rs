@@ -162,9 +162,10 @@ async fn prune(store: &Store, config: &Config, batch_size: u32) -> Result<(), Er
     let (started, trips) = (Instant::now(), store.round_trips());
     let pruned = store.prune(&plan).await?;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-    let remote = match store.is_remote() {
-        true => format!(", {} database round trips", store.round_trips() - trips),
-        false => String::new(),
+    let remote = if store.is_remote() {
+        format!(", {} database round trips", store.round_trips() - trips)
+    } else {
+        String::new()
     };
     println!(
         "Deleted {} recorded frame(s), {} idempotency key(s) and {} login token(s) in {} batch(es); \
