@@ -39,9 +39,10 @@ pub struct PrunePlan {
 }
 
 impl PrunePlan {
-    /// Rows per batch: deleting 1000 frames takes ~3 ms on an embedded file and ~6 ms on sqld (from the
-    /// request's start to its answer, on loopback) on two shared cores, so a turn's recorder waits at most
-    /// that long for the write lock; larger batches save little (see BENCHMARKS.md, "Housekeeping").
+    /// Rows per batch, measured (BENCHMARKS.md, "Housekeeping"; release build, two shared cores under load):
+    /// 1000 frames take 5-8 ms on an embedded file and 9-12 ms a round trip on sqld on loopback, so a
+    /// running turn's recorder waits about that long for the write lock. 250 take 4x the round trips (sqld:
+    /// twice the total time); 5000 hold the lock 30-40 ms a batch and 20000 ~100 ms, for no shorter total.
     pub const BATCH: u32 = 1000;
 
     /// The configured retention, [`Self::BATCH`] rows a batch, no deadline.
