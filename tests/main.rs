@@ -3,11 +3,12 @@
 //! # Layout
 //! - `helpers/`: `TestApp::spawn()` and friends; `runtime_api`, a stub Lambda Runtime API.
 //! - one module per area: the CRUD groups, pagination, error shapes, migrations, the Lambda path, OpenAPI,
-//!   durability (a killed server, 200 concurrent turns), TLS (real handshakes through both HTTPS clients), the
+//!   housekeeping (`prune`: the store's, the CLI's, the scheduled function's), durability (a killed server, 200 concurrent turns), TLS (real handshakes through both HTTPS clients), the
 //!   site (the `lambent` binary from an empty directory: every page and what it loads, the request log; the build).
 //! - `bin/server.rs`: the local server as a child process, for the test that kills it.
 //! - `../local/src/main.rs`, built here as `lambent-under-test`: the `lambent` binary, for the site tests.
 //! - `bin/stream_function.rs`: the `agent-stream` Lambda function as a child process, for the stub Runtime API.
+//! - `../functions/src/bin/prune.rs`, built here as `lambent-test-prune-function`: the scheduled `prune` function.
 
 mod helpers;
 
@@ -26,6 +27,7 @@ mod login_throttle;
 mod migrations;
 mod openapi;
 mod pagination;
+mod prune;
 mod remote;
 mod round_trips;
 mod runtime;

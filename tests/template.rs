@@ -1,5 +1,6 @@
 //! The SAM template, checked in code: validators accept misspelled streaming modes, so this test is what
-//! guarantees every route reaches exactly one function and every SSE route really streams.
+//! guarantees every route reaches exactly one function and every SSE route really streams, and that the one
+//! function without routes (housekeeping) runs daily with the database settings the others have.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,13 +16,39 @@ type Event = (String, String, Option<String>);
 /// A function: (logical id, binary, events).
 type Function = (String, String, Vec<Event>);
 
+/// The scheduled housekeeping function: the one without HTTP events.
+const SCHEDULED: &str = "PruneFunction";
+
+/// Every function: (logical id, resource).
+fn all_functions(template: &Value) -> impl Iterator<Item = (&str, &Value)> {
+    template["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, resource)| resource["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(id, resource)| (id.as_str().unwrap(), resource))
+}
+
+fn binary(resource: &Value) -> String {
+    resource["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap().to_owned()
+}
+
+/// What a `!Ref` names.
+fn reference(value: &Value) -> Option<&str> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str(),
+        _ => None,
+    }
+}
+
+/// The functions behind the REST API (every one but [`SCHEDULED`]).
 fn functions(template: &Value) -> Vec<Function> {
     let mut out = Vec::new();
-    for (id, resource) in template["Resources"].as_mapping().unwrap() {
-        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+    for (id, resource) in all_functions(template) {
+        if id == SCHEDULED {
             continue;
         }
-        let binary = resource["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap().to_owned();
+        let binary = binary(resource);
         let mut events = Vec::new();
         for (_, event) in resource["Properties"]["Events"].as_mapping().into_iter().flatten() {
             assert_eq!(event["Type"].as_str(), Some("Api"), "{id:?}: every event is a REST API event");
@@ -32,7 +59,7 @@ fn functions(template: &Value) -> Vec<Function> {
                 props["ResponseTransferMode"].as_str().map(str::to_owned),
             ));
         }
-        out.push((id.as_str().unwrap().to_owned(), binary, events));
+        out.push((id.to_owned(), binary, events));
     }
     out
 }
@@ -90,10 +117,11 @@ fn every_binary_named_by_the_template_exists_in_functions() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions");
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     let mut binaries: BTreeMap<String, String> = BTreeMap::new();
-    for (id, binary, _) in functions(&template()) {
+    let template = template();
+    for (id, binary) in all_functions(&template).map(|(id, resource)| (id, binary(resource))) {
         assert!(root.join(format!("src/bin/{binary}.rs")).exists(), "{id}: functions/src/bin/{binary}.rs");
         assert!(manifest.contains(&format!("name = \"{binary}\"")), "{id}: [[bin]] {binary} in functions/Cargo.toml");
-        assert!(binaries.insert(binary.clone(), id.clone()).is_none(), "{binary} is built once");
+        assert!(binaries.insert(binary.clone(), id.to_owned()).is_none(), "{binary} is built once");
     }
     let on_disk = std::fs::read_dir(root.join("src/bin")).unwrap().count();
     assert_eq!(binaries.len(), on_disk, "every function binary is deployed: {binaries:?}");
@@ -153,4 +181,45 @@ fn each_deployed_function_serves_exactly_the_routes_its_events_name_and_streams_
         let streamed = events.iter().all(|(_, _, mode)| mode.as_deref() == Some("RESPONSE_STREAM"));
         assert_eq!(function.streams(), streamed, "{id} ({binary}): streams");
     }
+}
+
+#[test]
+fn the_prune_function_runs_daily_with_the_database_settings_and_serves_no_route() {
+    let template = template();
+    let prune = &template["Resources"][SCHEDULED];
+    assert_eq!(binary(prune), "prune");
+    let props = &prune["Properties"];
+    let events: Vec<&Value> = props["Events"].as_mapping().expect("events").values().collect();
+    assert_eq!(events.len(), 1, "one trigger: {events:?}");
+    // An EventBridge rule (`Schedule`), daily: a cron with a fixed minute and hour and every day, or rate(1 day).
+    assert_eq!(events[0]["Type"].as_str(), Some("Schedule"));
+    let schedule = events[0]["Properties"]["Schedule"].as_str().unwrap();
+    let daily = match schedule.strip_prefix("cron(").and_then(|c| c.strip_suffix(')')) {
+        Some(cron) => {
+            let fields: Vec<&str> = cron.split(' ').collect();
+            fields.len() == 6
+                && fields[..2].iter().all(|f| f.parse::<u8>().is_ok())
+                && matches!(fields[2..], ["*", "*", "?", "*"])
+        }
+        None => schedule == "rate(1 day)",
+    };
+    assert!(daily, "{schedule}");
+    // Its own timeout, well past the margin before the deadline in which it starts no batch.
+    let timeout = props["Timeout"].as_u64().expect("a timeout of its own");
+    assert!(timeout > 3 * lambent_functions::DEADLINE_MARGIN.as_secs() && timeout <= 900, "{timeout}");
+    // The database settings every function has (from Globals) and its token, nothing of the model provider's.
+    let globals = &template["Globals"]["Function"]["Environment"]["Variables"];
+    for name in ["DATABASE_URL", "DATABASE_AUTH_TOKEN_PARAMETER"] {
+        assert!(!globals[name].is_null(), "{name} in Globals");
+        assert!(props["Environment"]["Variables"][name].is_null(), "{name} is not overridden");
+    }
+    let retention_days = &props["Environment"]["Variables"]["LAMBENT_EVENTS_RETENTION_DAYS"];
+    assert_eq!(reference(retention_days), Some("EventsRetentionDays"));
+    let retention = &template["Parameters"]["EventsRetentionDays"];
+    assert_eq!((retention["Default"].as_u64(), retention["MinValue"].as_u64()), (Some(7), Some(1)));
+    let policies: Vec<Option<&str>> = props["Policies"].as_sequence().unwrap().iter().map(reference).collect();
+    assert_eq!(policies, [Some("ReadDatabaseToken")]);
+    // The same policies as an HTTP function that reads only the database.
+    let agents = &template["Resources"]["AgentsFunction"]["Properties"]["Policies"];
+    assert_eq!(&props["Policies"], agents);
 }

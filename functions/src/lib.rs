@@ -15,7 +15,8 @@
 //!   Lambda sees it: the stage off the path, and the invocation's deadline, client address and public path
 //!   prefix put in the request's extensions).
 //! - `src/bin/<function>.rs`: `agents`, `tools`, `agent-tools`, `templates`, `sessions`, `docs`, `auth`,
-//!   `agent-chat`, and the two streaming functions `agent-stream` and `tool-output`.
+//!   `agent-chat`, and the two streaming functions `agent-stream` and `tool-output`; `prune`, the scheduled
+//!   housekeeping function (no HTTP: `src/prune.rs` has its handler).
 
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 use aws_sdk_ssm::config::SharedHttpClient;
@@ -32,6 +33,9 @@ use lambent::{AppState, Config};
 use std::time::{Duration, UNIX_EPOCH};
 use tower::ServiceBuilder;
 use tower::util::MapRequest;
+
+mod prune;
+pub use prune::{DEADLINE_MARGIN, prune};
 
 /// Cold start, then serve the function's requests: streamed for the SSE functions, buffered for the rest.
 pub async fn serve(function: Function) -> Result<(), lambda_http::Error> {

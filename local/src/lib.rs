@@ -2,7 +2,7 @@
 //!
 //! `cargo run` at the workspace root runs `lambent serve`: it creates the embedded SQLite database if needed,
 //! applies migrations and serves every router on one port. The same binary migrates any `DATABASE_URL`,
-//! local or remote, before a deploy.
+//! local or remote, before a deploy, and prunes it (`lambent prune`, what the scheduled Prune function does).
 //!
 //! # Layout
 //! - `lib.rs`: the commands, the logging and the shutdown signal, so tests drive the very server `main` runs
@@ -47,6 +47,13 @@ pub enum Command {
     Createsuperuser {
         #[arg(long)]
         username: Option<String>,
+    },
+    /// Delete recorded frames of turns older than LAMBENT_EVENTS_RETENTION_DAYS, expired idempotency keys and
+    /// expired login tokens, in short batches; print what was deleted.
+    Prune {
+        /// Rows per delete (each its own short write transaction).
+        #[arg(long, default_value_t = lambent::store::PrunePlan::BATCH, value_parser = clap::value_parser!(u32).range(1..))]
+        batch_size: u32,
     },
     /// API tokens: create one (printed once) or revoke one.
     Token {
@@ -147,6 +154,29 @@ async fn token(store: &Store, action: TokenAction) -> Result<(), Error> {
             println!("Revoked {revoked} token(s).");
         }
     }
+    Ok(())
+}
+
+async fn prune(store: &Store, config: &Config, batch_size: u32) -> Result<(), Error> {
+    let plan = lambent::store::PrunePlan { batch: batch_size, ..lambent::store::PrunePlan::new(config) };
+    let (started, trips) = (Instant::now(), store.round_trips());
+    let pruned = store.prune(&plan).await?;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    let remote = if store.is_remote() {
+        format!(", {} database round trips", store.round_trips() - trips)
+    } else {
+        String::new()
+    };
+    println!(
+        "Deleted {} recorded frame(s), {} idempotency key(s) and {} login token(s) in {} batch(es); \
+         {:.1} ms in all{remote}, the longest batch {:.1} ms.",
+        pruned.frames,
+        pruned.idempotency_keys,
+        pruned.login_tokens,
+        pruned.batches,
+        ms(started.elapsed()),
+        ms(pruned.longest_batch),
+    );
     Ok(())
 }
 
@@ -266,6 +296,7 @@ pub async fn run(
         Command::Migrate => open(&config).await.map(drop),
         Command::Createsuperuser { username } => createsuperuser(&open(&config).await?, username).await,
         Command::Token { action } => token(&open(&config).await?, action).await,
+        Command::Prune { batch_size } => prune(&open(&config).await?, &config, batch_size).await,
         Command::Serve => {
             let listener = TcpListener::bind(config.bind)
                 .await

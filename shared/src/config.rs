@@ -72,6 +72,9 @@ pub struct Config {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How often logins may fail or be tried before `/api/auth/login/` answers 429.
     pub login_throttle: LoginThrottle,
+    /// How long recorded frames of a turn are kept (`LAMBENT_EVENTS_RETENTION_DAYS`, whole days, default 7):
+    /// housekeeping deletes those of older turns; their messages, tool calls and usage stay.
+    pub events_retention: Duration,
 }
 
 /// Login limits, counted in the database so they hold across instances: failed logins per username, and
@@ -153,6 +156,14 @@ impl Config {
                 })
             })
             .collect::<Result<_>>()?;
+        let events_retention = match get("LAMBENT_EVENTS_RETENTION_DAYS") {
+            None => 7,
+            Some(raw) => raw.parse::<u16>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Error::config(format!(
+                    "LAMBENT_EVENTS_RETENTION_DAYS must be a whole number of days from 1, got {raw:?}"
+                ))
+            })?,
+        };
         Ok(Self {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
             database_auth_token: get("DATABASE_AUTH_TOKEN").map(Secret::new),
@@ -173,6 +184,7 @@ impl Config {
             cors_origins: list(get("LAMBENT_CORS_ORIGINS")),
             trusted_proxies,
             login_throttle,
+            events_retention: Duration::from_secs(u64::from(events_retention) * 24 * 3600),
         })
     }
 }
@@ -232,6 +244,18 @@ mod tests {
         let err =
             Config::from_lookup(|k| (k == "LAMBENT_LOGIN_FAILURES_PER_USERNAME").then(|| "0".into())).unwrap_err();
         assert!(err.to_string().contains("LAMBENT_LOGIN_FAILURES_PER_USERNAME"), "{err}");
+    }
+
+    #[test]
+    fn events_are_kept_seven_days_unless_told_and_a_bad_retention_is_named() {
+        let days = |n: u64| Duration::from_secs(n * 24 * 3600);
+        assert_eq!(Config::from_lookup(|_| None).unwrap().events_retention, days(7));
+        let config = Config::from_lookup(|k| (k == "LAMBENT_EVENTS_RETENTION_DAYS").then(|| "30".into())).unwrap();
+        assert_eq!(config.events_retention, days(30));
+        for bad in ["0", "-1", "1.5", "week"] {
+            let err = Config::from_lookup(|k| (k == "LAMBENT_EVENTS_RETENTION_DAYS").then(|| bad.into())).unwrap_err();
+            assert!(err.to_string().contains("LAMBENT_EVENTS_RETENTION_DAYS"), "{bad}: {err}");
+        }
     }
 
     #[test]

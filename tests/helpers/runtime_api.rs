@@ -1,5 +1,5 @@
-//! A stub of the Lambda Runtime API on 127.0.0.1, for a real function process (`bin/stream_function.rs`)
-//! driven by the real `lambda_runtime` loop: it hands out the events a test queues on
+//! A stub of the Lambda Runtime API on 127.0.0.1, for a real function process (`bin/stream_function.rs`, the
+//! `prune` function) driven by the real `lambda_runtime` loop: it hands out the events a test queues on
 //! `GET /2018-06-01/runtime/invocation/next` and reports each answer posted to `.../{id}/response` with the
 //! time its parts arrived. Like the real one (a Go server), it sets `TCP_NODELAY` on what it accepts.
 
@@ -40,16 +40,19 @@ pub enum Seen {
     Failed(String),
 }
 
+/// A queued invocation: request id, event, deadline.
+type Invocation = (String, String, SystemTime);
+
 #[derive(Clone)]
 struct Stub {
-    events: Arc<Mutex<mpsc::UnboundedReceiver<(String, String)>>>,
+    events: Arc<Mutex<mpsc::UnboundedReceiver<Invocation>>>,
     seen: mpsc::UnboundedSender<Seen>,
 }
 
 /// The stub: queue events with [`RuntimeApi::invoke`], read answers with [`RuntimeApi::next_seen`].
 pub struct RuntimeApi {
     pub addr: SocketAddr,
-    events: mpsc::UnboundedSender<(String, String)>,
+    events: mpsc::UnboundedSender<Invocation>,
     seen: mpsc::UnboundedReceiver<Seen>,
 }
 
@@ -73,9 +76,14 @@ impl RuntimeApi {
         Self { addr, events: events_tx, seen }
     }
 
-    /// Queues an event (the JSON API Gateway sends) for the function's next `GET /next`.
+    /// Queues an event (the JSON API Gateway sends) for the function's next `GET /next`, due in 900 s.
     pub fn invoke(&self, request_id: &str, event: String) {
-        self.events.send((request_id.to_owned(), event)).expect("the stub is running");
+        self.invoke_until(request_id, event, SystemTime::now() + Duration::from_secs(900));
+    }
+
+    /// Queues an event whose invocation must end by `deadline` (`Lambda-Runtime-Deadline-Ms`).
+    pub fn invoke_until(&self, request_id: &str, event: String, deadline: SystemTime) {
+        self.events.send((request_id.to_owned(), event, deadline)).expect("the stub is running");
     }
 
     /// What the function posted next (an answer or an error), within `timeout`.
@@ -89,10 +97,10 @@ impl RuntimeApi {
 
 async fn next(State(stub): State<Stub>) -> Response {
     // Held open until the test queues an event, as the real API holds it until an invocation comes.
-    let Some((request_id, event)) = stub.events.lock().await.recv().await else {
+    let Some((request_id, event, deadline)) = stub.events.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };
-    let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + Duration::from_secs(900);
+    let deadline = deadline.duration_since(UNIX_EPOCH).unwrap_or_default();
     Response::builder()
         .header("content-type", "application/json")
         .header("lambda-runtime-aws-request-id", request_id)

@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { name: "0005_turn_lease.sql", sql: include_str!("../../../migrations/0005_turn_lease.sql") },
     Migration { name: "0006_turn_events.sql", sql: include_str!("../../../migrations/0006_turn_events.sql") },
     Migration { name: "0007_login_throttle.sql", sql: include_str!("../../../migrations/0007_login_throttle.sql") },
+    Migration { name: "0008_prune.sql", sql: include_str!("../../../migrations/0008_prune.sql") },
 ];
 
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS lambent_migrations (

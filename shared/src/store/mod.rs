@@ -18,6 +18,7 @@
 //! - a turn's rows: `turn_context` (what a turn reads, in one batch), `turns` (starting a turn or a continuation
 //!   under the session's lease, ending it, cancel requests), `frames` (recorded SSE frames, for replay),
 //!   `idempotency` (keys, claimed in the same batch as what their request writes).
+//! - `prune`: housekeeping — old turns' frames, expired keys and login tokens, deleted in bounded batches.
 
 mod agent_tools;
 mod agents;
@@ -27,6 +28,7 @@ mod idempotency;
 mod logins;
 mod messages;
 mod migrate;
+mod prune;
 mod sessions;
 mod templates;
 mod tool_calls;
@@ -52,6 +54,7 @@ pub use frames::{NewFrame, StoredFrame};
 pub use idempotency::{IdempotencyClaim, KEY_LIFETIME, KeptAnswer, KeyRecord};
 pub use logins::{KNOWN_ADDRESS_LIFETIME, LoginCheck};
 pub use migrate::{MIGRATIONS, Migration};
+pub use prune::{PrunePlan, Pruned};
 pub use tool_calls::ResponseRecord;
 pub use turn_context::{TurnContext, TurnRead};
 pub use turns::{Submission, ToolOutputContext, TurnLease, TurnSession, TurnStart};
