@@ -27,9 +27,9 @@ async fn state_with_fixture_user_and(env: &[(&str, String)]) -> (lambent::AppSta
     (state, dir, user.id)
 }
 
-async fn invoke(router: axum::Router, fixture: &str) -> Value {
+async fn invoke(function: lambent::http::Function, state: lambent::AppState, fixture: &str) -> Value {
     let payload: LambdaRequest = serde_json::from_str(fixture).expect("a REST proxy event");
-    let adapter = lambda_http::Adapter::from(lambent_functions::service(router));
+    let adapter = lambda_http::Adapter::from(lambent_functions::service(function.router(state.clone()), &state));
     let response = adapter.oneshot(LambdaEvent::new(payload, Context::default())).await.expect("response");
     serde_json::to_value(response).expect("serialisable response")
 }
@@ -42,7 +42,7 @@ async fn an_api_gateway_rest_event_routes_like_a_local_request() {
     state.store.create_agent(None, fields("two")).await.unwrap();
 
     let response =
-        invoke(lambent::http::Function::Agents.router(state), include_str!("fixtures/apigw_rest_get_agents.json"))
+        invoke(lambent::http::Function::Agents, state, include_str!("fixtures/apigw_rest_get_agents.json"))
             .await;
 
     assert_eq!(response["statusCode"], 200, "{response}");
@@ -64,7 +64,7 @@ async fn a_post_event_creates_through_the_lambda_path() {
     let (state, _dir) = state_with_fixture_user().await;
     let store = state.store.clone();
     let response =
-        invoke(lambent::http::Function::Agents.router(state), include_str!("fixtures/apigw_rest_post_agent.json"))
+        invoke(lambent::http::Function::Agents, state, include_str!("fixtures/apigw_rest_post_agent.json"))
             .await;
     assert_eq!(response["statusCode"], 201, "{response}");
     let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
@@ -77,7 +77,7 @@ async fn a_post_event_creates_through_the_lambda_path() {
 async fn a_function_answers_only_its_own_group() {
     let (state, _dir) = state_with_fixture_user().await;
     let response =
-        invoke(lambent::http::Function::Tools.router(state), include_str!("fixtures/apigw_rest_get_agents.json")).await;
+        invoke(lambent::http::Function::Tools, state, include_str!("fixtures/apigw_rest_get_agents.json")).await;
     assert_eq!(response["statusCode"], 404);
     assert_eq!(
         serde_json::from_str::<Value>(response["body"].as_str().unwrap()).unwrap(),
@@ -107,7 +107,8 @@ async fn a_streaming_function_sends_frames_before_the_upstream_has_finished() {
 
     let payload: LambdaRequest = serde_json::from_str(include_str!("fixtures/apigw_rest_post_stream.json")).unwrap();
     let adapter = lambda_http::StreamAdapter::from(lambent_functions::service(
-        lambent::http::Function::AgentStream.router(state),
+        lambent::http::Function::AgentStream.router(state.clone()),
+        &state,
     ));
     let response = adapter.oneshot(LambdaEvent::new(payload, Context::default())).await.expect("response");
     assert_eq!(response.metadata_prelude.status_code, 200);
