@@ -42,11 +42,15 @@ async fn an_api_gateway_rest_event_routes_like_a_local_request() {
     state.store.create_agent(None, fields("two")).await.unwrap();
 
     let response =
-        invoke(lambent::http::Function::Agents, state, include_str!("fixtures/apigw_rest_get_agents.json"))
-            .await;
+        invoke(lambent::http::Function::Agents, state, include_str!("fixtures/apigw_rest_get_agents.json")).await;
 
     assert_eq!(response["statusCode"], 200, "{response}");
     assert_eq!(response["multiValueHeaders"]["content-type"], serde_json::json!(["application/json"]), "{response}");
+    assert_eq!(
+        response["multiValueHeaders"]["x-request-id"],
+        json!(["c6af9ac6-7b61-11e6-9a41-93e8deadbeef"]),
+        "the request id is API Gateway's: {response}"
+    );
     let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
     assert_eq!(
         body,
@@ -64,8 +68,7 @@ async fn a_post_event_creates_through_the_lambda_path() {
     let (state, _dir) = state_with_fixture_user().await;
     let store = state.store.clone();
     let response =
-        invoke(lambent::http::Function::Agents, state, include_str!("fixtures/apigw_rest_post_agent.json"))
-            .await;
+        invoke(lambent::http::Function::Agents, state, include_str!("fixtures/apigw_rest_post_agent.json")).await;
     assert_eq!(response["statusCode"], 201, "{response}");
     let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
     assert_eq!((body["name"].as_str(), body["is_default"].as_bool()), (Some("From Lambda"), Some(true)));

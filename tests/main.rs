@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - `helpers/`: `TestApp::spawn()` and friends; `runtime_api`, a stub Lambda Runtime API.
-//! - one module per area: the CRUD groups, pagination, error shapes, migrations, the Lambda path, OpenAPI,
+//! - one module per area: the CRUD groups, telemetry (spans at a real OTLP receiver, log lines, EMF lines), pagination, error shapes, migrations, the Lambda path, OpenAPI,
 //!   durability (a killed server, 200 concurrent turns), TLS (real handshakes through both HTTPS clients), the
 //!   site (the `lambent` binary from an empty directory: every page and what it loads, the request log; the build).
 //! - `bin/server.rs`: the local server as a child process, for the test that kills it.
@@ -30,6 +30,7 @@ mod secrets;
 mod sessions;
 mod site;
 mod statements;
+mod telemetry;
 mod template;
 mod templates;
 mod tls;

@@ -80,7 +80,9 @@ pub struct Config {
 pub enum MetricsOutput {
     Off,
     /// To stdout (CloudWatch Logs extracts them from a Lambda function's log), with this `Service` dimension.
-    Emf { service: String },
+    Emf {
+        service: String,
+    },
 }
 
 impl Config {

@@ -118,7 +118,8 @@ impl Turn {
     /// The turn's span, a child of the request's: `invoke_agent {agent}`.
     fn span(&self) -> Span {
         let name = format!("invoke_agent {}", self.agent.name);
-        let span = tracing::info_span!("turn", otel.name = %name, session_id = self.session_id, turn_id = %self.turn_id);
+        let span =
+            tracing::info_span!("turn", otel.name = %name, session_id = self.session_id, turn_id = %self.turn_id);
         span.set_attribute("gen_ai.operation.name", "invoke_agent");
         span.set_attribute("gen_ai.provider.name", "openai");
         span.set_attribute("gen_ai.agent.id", self.agent.id.to_string());
@@ -139,7 +140,8 @@ impl Turn {
         let (session, turn_id) = (self.session_id, self.turn_id.clone());
         let cancel = state.register_turn(&turn_id);
         let (sink, inbox) = Sink::new(turn_id.clone(), live);
-        let recorder = record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel.clone());
+        let recorder =
+            record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel.clone());
         let recorder = tokio::spawn(telemetry::in_scope(recorder.in_current_span()));
         let end = self.rounds(state, &sink, &cancel).await;
         if let Some(error) = &end.error {

@@ -211,7 +211,8 @@ async fn the_recorder_writes_frames_in_order_and_done_with_the_release_of_the_se
     let (tx, mut live) = tokio::sync::mpsc::channel::<Arc<Frame>>(16);
     let (sink, inbox) = Sink::new(turn_id.clone(), Some(tx));
     let cancel = tokio_util::sync::CancellationToken::new();
-    let recorder = tokio::spawn(record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel));
+    let recorder =
+        tokio::spawn(record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel));
     for delta in ["a", "b", "c"] {
         sink.send(TurnEvent::TextDelta(delta.into())).await;
     }
@@ -242,7 +243,8 @@ async fn a_turn_that_goes_away_without_done_still_has_its_frames_recorded_and_it
     let (session, turn_id) = leased_turn(&state).await;
     let (sink, inbox) = Sink::new(turn_id.clone(), None);
     let cancel = tokio_util::sync::CancellationToken::new();
-    let recorder = tokio::spawn(record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel));
+    let recorder =
+        tokio::spawn(record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel));
     sink.send(TurnEvent::TextDelta("partial".into())).await;
     drop(sink);
     tokio::time::timeout(Duration::from_secs(5), recorder).await.expect("the recorder stops").unwrap();
