@@ -428,3 +428,40 @@ async fn a_full_conversation_logged_at_debug_never_shows_the_api_key_the_token_o
         assert!(!text.contains(secret), "{what} is in the logs:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn a_request_reports_the_database_round_trips_it_and_its_turn_made() {
+    use crate::helpers::services::{CountingProxy, Sqld};
+    let sqld = Sqld::start().await;
+    let proxy = CountingProxy::start(&sqld.url, Duration::ZERO).await;
+    let fake = FakeOpenAi::start().await;
+    let mut env = fake.env();
+    env.push(("DATABASE_URL", proxy.url.clone()));
+    env.push(("DATABASE_AUTH_TOKEN", sqld.token()));
+    let config =
+        lambent::Config::from_lookup(|key| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())).unwrap();
+    let store = lambent::Store::open(&config).await.unwrap();
+    store.migrate().await.unwrap();
+    let metrics = Metrics::capture("test-stack");
+    let state = lambent::AppState::new(config, store).with_metrics(metrics.clone());
+    let app = TestApp::serve(state, tempfile::tempdir().unwrap()).await;
+    app.create("/api/agents/", json!({"name": "Counted", "is_default": true})).await;
+    fake.push_stream(frames(text_events("resp_counted", &["Counted."])));
+
+    let before = (proxy.count(), metrics.lines().len());
+    let reply = app.stream("/api/agent/stream/", json!({"message": "Count me"})).await;
+    assert_eq!(reply.done()["status"], "completed");
+    let mut lines = metrics.lines();
+    for _ in 0..50 {
+        if lines[before.1..].iter().any(|l| l.get("DbRoundTrips").is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        lines = metrics.lines();
+    }
+    let trips = proxy.count() - before.0;
+    let reported: Vec<&Value> = lines[before.1..].iter().filter(|l| l.get("DbRoundTrips").is_some()).collect();
+    assert_eq!(reported.len(), 1, "{lines:#?}");
+    assert!(trips >= 2, "a streamed turn reads before the upstream and writes after it: {trips}");
+    assert_eq!(reported[0]["DbRoundTrips"], json!(trips), "every request the proxy saw, the turn's own included");
+}
