@@ -28,14 +28,19 @@ async fn state_with_fixture_user_and(env: &[(&str, String)]) -> (lambent::AppSta
     (state, dir, user.id)
 }
 
-async fn invoke(router: axum::Router, fixture: &str) -> Value {
-    invoke_with(router, fixture, Context::default()).await
+async fn invoke(function: lambent::http::Function, state: lambent::AppState, fixture: &str) -> Value {
+    invoke_with(function, state, fixture, Context::default()).await
 }
 
 /// The same with an invocation context (a deadline, say).
-async fn invoke_with(router: axum::Router, fixture: &str, context: Context) -> Value {
+async fn invoke_with(
+    function: lambent::http::Function,
+    state: lambent::AppState,
+    fixture: &str,
+    context: Context,
+) -> Value {
     let payload: LambdaRequest = serde_json::from_str(fixture).expect("a REST proxy event");
-    let adapter = lambda_http::Adapter::from(lambent_functions::service(router));
+    let adapter = lambda_http::Adapter::from(lambent_functions::service(function.router(state.clone()), &state));
     let response = adapter.oneshot(LambdaEvent::new(payload, context)).await.expect("response");
     serde_json::to_value(response).expect("serialisable response")
 }
@@ -79,11 +84,15 @@ async fn an_api_gateway_rest_event_routes_like_a_local_request() {
     state.store.create_agent(None, fields("two")).await.unwrap();
 
     let response =
-        invoke(lambent::http::Function::Agents.router(state), include_str!("fixtures/apigw_rest_get_agents.json"))
-            .await;
+        invoke(lambent::http::Function::Agents, state, include_str!("fixtures/apigw_rest_get_agents.json")).await;
 
     assert_eq!(response["statusCode"], 200, "{response}");
     assert_eq!(response["multiValueHeaders"]["content-type"], serde_json::json!(["application/json"]), "{response}");
+    assert_eq!(
+        response["multiValueHeaders"]["x-request-id"],
+        json!(["c6af9ac6-7b61-11e6-9a41-93e8deadbeef"]),
+        "the request id is API Gateway's: {response}"
+    );
     let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
     assert_eq!(
         body,
@@ -112,7 +121,7 @@ async fn pagination_links_through_cloudfront_point_at_the_distribution_without_t
     event["queryStringParameters"] = json!({"page_size": "1", "page": "2"});
     event["multiValueQueryStringParameters"] = json!({"page_size": ["1"], "page": ["2"]});
 
-    let response = invoke(lambent::http::Function::Agents.router(state), &event.to_string()).await;
+    let response = invoke(lambent::http::Function::Agents, state, &event.to_string()).await;
 
     assert_eq!(response["statusCode"], 200, "{response}");
     let body = body_of(&response);
@@ -148,14 +157,14 @@ async fn a_chat_stopped_at_its_deadline_leaves_the_session_free_for_the_next_mes
     state.store.create_token(user.id, "fixture", "api", None, &token).await.unwrap();
     let default = lambent::domain::AgentFields { name: "a".into(), is_default: true, ..Default::default() };
     state.store.create_agent(Some(user.id), default).await.unwrap();
-    let router = lambent::http::Function::AgentChat.router(state.clone());
+    let chat = lambent::http::Function::AgentChat;
 
     let gate = Arc::new(tokio::sync::Notify::new());
     let mut stuck = vec![Step::Gate(gate.clone())];
     stuck.extend(frames(text_events("resp_stuck", &["never"])));
     fake.push_stream(stuck);
     let first_event = chat_event(json!({"message": "first"}));
-    let first = invoke_with(router.clone(), &first_event, deadline_in(Duration::from_secs(1)));
+    let first = invoke_with(chat, state.clone(), &first_event, deadline_in(Duration::from_secs(1)));
     let rest = async {
         while fake.requests().is_empty() {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -170,13 +179,13 @@ async fn a_chat_stopped_at_its_deadline_leaves_the_session_free_for_the_next_mes
         );
 
         let next = chat_event(json!({"message": "second", "session_id": session}));
-        let refused = invoke_with(router.clone(), &next, deadline_in(Duration::from_secs(29))).await;
+        let refused = invoke_with(chat, state.clone(), &next, deadline_in(Duration::from_secs(29))).await;
         assert_eq!(refused["statusCode"], 409, "the first chat's function is still running: {refused}");
 
         // The first function's deadline and the margin pass (its turn never ends: the upstream still holds it).
         clock.advance(Duration::from_secs(1) + lambent::http::extract::LEASE_MARGIN + Duration::from_millis(100));
         fake.push_stream(frames(text_events("resp_after", &["Back", " again"])));
-        let accepted = invoke_with(router.clone(), &next, deadline_in(Duration::from_secs(29))).await;
+        let accepted = invoke_with(chat, state.clone(), &next, deadline_in(Duration::from_secs(29))).await;
 
         assert_eq!(accepted["statusCode"], 200, "{accepted}");
         let reply = body_of(&accepted);
@@ -193,7 +202,7 @@ async fn a_chat_stopped_at_its_deadline_leaves_the_session_free_for_the_next_mes
 async fn login_counts_api_gateways_source_ip_not_a_forwarded_for_header() {
     let (state, _dir) =
         crate::helpers::fresh_state_with(&[("LAMBENT_LOGIN_ATTEMPTS_PER_ADDRESS", "2".to_owned())]).await;
-    let router = lambent::http::Function::Auth.router(state.clone());
+    let auth = lambent::http::Function::Auth;
     let login = |source_ip: &str, forwarded_for: &str| {
         let mut event: Value =
             serde_json::from_str(include_str!("fixtures/apigw_rest_post_agent.json")).expect("a REST event");
@@ -205,12 +214,12 @@ async fn login_counts_api_gateways_source_ip_not_a_forwarded_for_header() {
         with_header(event, "X-Forwarded-For", forwarded_for).to_string()
     };
     for forwarded_for in ["198.51.100.1", "198.51.100.2"] {
-        let response = invoke(router.clone(), &login("203.0.113.7", forwarded_for)).await;
+        let response = invoke(auth, state.clone(), &login("203.0.113.7", forwarded_for)).await;
         assert_eq!(response["statusCode"], 400, "{response}");
     }
 
-    let throttled = invoke(router.clone(), &login("203.0.113.7", "198.51.100.3")).await;
-    let elsewhere = invoke(router, &login("203.0.113.8", "198.51.100.3")).await;
+    let throttled = invoke(auth, state.clone(), &login("203.0.113.7", "198.51.100.3")).await;
+    let elsewhere = invoke(auth, state.clone(), &login("203.0.113.8", "198.51.100.3")).await;
 
     assert_eq!(throttled["statusCode"], 429, "{throttled}");
     assert_eq!(elsewhere["statusCode"], 400, "another source address is not throttled: {elsewhere}");
@@ -223,8 +232,7 @@ async fn a_post_event_creates_through_the_lambda_path() {
     let (state, _dir) = state_with_fixture_user().await;
     let store = state.store.clone();
     let response =
-        invoke(lambent::http::Function::Agents.router(state), include_str!("fixtures/apigw_rest_post_agent.json"))
-            .await;
+        invoke(lambent::http::Function::Agents, state, include_str!("fixtures/apigw_rest_post_agent.json")).await;
     assert_eq!(response["statusCode"], 201, "{response}");
     let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
     assert_eq!((body["name"].as_str(), body["is_default"].as_bool()), (Some("From Lambda"), Some(true)));
@@ -236,7 +244,7 @@ async fn a_post_event_creates_through_the_lambda_path() {
 async fn a_function_answers_only_its_own_group() {
     let (state, _dir) = state_with_fixture_user().await;
     let response =
-        invoke(lambent::http::Function::Tools.router(state), include_str!("fixtures/apigw_rest_get_agents.json")).await;
+        invoke(lambent::http::Function::Tools, state, include_str!("fixtures/apigw_rest_get_agents.json")).await;
     assert_eq!(response["statusCode"], 404);
     assert_eq!(
         serde_json::from_str::<Value>(response["body"].as_str().unwrap()).unwrap(),
@@ -266,7 +274,8 @@ async fn a_streaming_function_sends_frames_before_the_upstream_has_finished() {
 
     let payload: LambdaRequest = serde_json::from_str(include_str!("fixtures/apigw_rest_post_stream.json")).unwrap();
     let adapter = lambda_http::StreamAdapter::from(lambent_functions::service(
-        lambent::http::Function::AgentStream.router(state),
+        lambent::http::Function::AgentStream.router(state.clone()),
+        &state,
     ));
     let response = adapter.oneshot(LambdaEvent::new(payload, Context::default())).await.expect("response");
     assert_eq!(response.metadata_prelude.status_code, 200);

@@ -3,7 +3,9 @@
 //! # Layout
 //! - `helpers/`: `TestApp::spawn()` and friends; `runtime_api`, a stub Lambda Runtime API.
 //! - one module per area: the CRUD groups, pagination, error shapes, migrations, the Lambda path, OpenAPI,
-//!   housekeeping (`prune`: the store's, the CLI's, the scheduled function's), durability (a killed server, 200 concurrent turns), TLS (real handshakes through both HTTPS clients), the
+//!   generated clients (Python and TypeScript, from the live document), telemetry (spans at a real OTLP
+//!   receiver, log lines, EMF lines), housekeeping (`prune`: the store's, the CLI's, the scheduled function's),
+//!   durability (a killed server, 200 concurrent turns), TLS (real handshakes through both HTTPS clients), the
 //!   site (the `lambent` binary from an empty directory: every page and what it loads, the request log; the build).
 //! - `bin/server.rs`: the local server as a child process, for the test that kills it.
 //! - `../local/src/main.rs`, built here as `lambent-under-test`: the `lambent` binary, for the site tests.
@@ -35,6 +37,7 @@ mod secrets;
 mod sessions;
 mod site;
 mod statements;
+mod telemetry;
 mod template;
 mod templates;
 mod tls;

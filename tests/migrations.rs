@@ -148,7 +148,7 @@ async fn a_function_on_a_database_behind_the_code_says_to_run_lambent_migrate() 
     // Only the first migration: the code needs more.
     store.migrate_with(&MIGRATIONS[..1]).await.unwrap();
     let state = lambent::AppState::open(config).await.unwrap();
-    let app = lambent_functions::service(lambent::http::Function::Agents.router(state.clone()));
+    let app = lambent_functions::service(lambent::http::Function::Agents.router(state.clone()), &state);
     let request = || {
         lambda_http::http::Request::builder()
             .uri("/api/agents/")

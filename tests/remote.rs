@@ -139,8 +139,9 @@ async fn while_the_database_is_down_requests_get_503_and_the_first_after_it_retu
         .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()["retry-after"], "1");
+    let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body, json!({"detail": "The database is unavailable; try again shortly."}));
+    assert_eq!(body, json!({"detail": "The database is unavailable; try again shortly.", "request_id": id}));
     let (status, _) = app.post("/api/agents/", json!({"name": "Lost"})).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     fake.push_stream(frames(text_events("resp_down", &["never"])));

@@ -160,7 +160,11 @@ async fn each_request_is_one_plain_log_line_when_the_output_is_redirected_to_a_f
         lines[0].to_owned()
     };
     let page = line("GET /dashboard/ 200 ");
-    assert!(page.contains(" INFO ") && page.trim_end().ends_with("ms"), "method, path, status, latency: {page}");
+    // `GET /dashboard/ 200 0.14ms method=GET route="/dashboard/" status=200 duration_ms=0.14`, in the request's
+    // span (`request{… request_id=…}`): the same fields the JSON lines carry on Lambda.
+    assert!(page.contains(" INFO ") && page.contains("ms method=GET"), "method, path, status, latency: {page}");
+    assert!(page.contains("status=200") && page.contains("duration_ms="), "{page}");
+    assert!(page.contains("request_id="), "the request's id: {page}");
     assert!(!line("GET /api/agents/ 401 ").contains("page=2"), "the query string stays out of the log");
     assert!(!log.contains("\x1b["), "no colour codes in a redirected log:\n{log:?}");
     assert!(!server.output("stdout").contains("\x1b["), "nor in what the first run prints");

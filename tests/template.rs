@@ -223,3 +223,51 @@ fn the_prune_function_runs_daily_with_the_database_settings_and_serves_no_route(
     let agents = &template["Resources"]["AgentsFunction"]["Properties"]["Policies"];
     assert_eq!(&props["Policies"], agents);
 }
+
+#[test]
+fn functions_log_json_lines_and_the_two_alarms_watch_metrics_that_exist() {
+    let template = template();
+    let globals = &template["Globals"]["Function"];
+    assert_eq!(globals["LoggingConfig"]["LogFormat"].as_str(), Some("JSON"), "JSON lines on Lambda");
+    let variables = &globals["Environment"]["Variables"];
+    // `!Ref AWS::StackName`, as the YAML reader keeps a tag.
+    let stack = |v: &Value| match v {
+        Value::Tagged(tagged) => tagged.tag == "Ref" && tagged.value.as_str() == Some("AWS::StackName"),
+        _ => false,
+    };
+    assert!(stack(&variables["LAMBENT_METRICS_SERVICE"]), "{variables:?}");
+    assert!(stack(&template["Resources"]["Api"]["Properties"]["Name"]), "the API is named for the 5xx alarm");
+
+    let server = &template["Resources"]["ServerErrorRateAlarm"]["Properties"];
+    assert_eq!(
+        (server["Namespace"].as_str(), server["MetricName"].as_str()),
+        (Some("AWS/ApiGateway"), Some("5XXError"))
+    );
+    assert_eq!(server["Statistic"].as_str(), Some("Average"), "the average of 5XXError is the 5xx rate");
+    assert!(stack(&server["Dimensions"][0]["Value"]), "{server:?}");
+
+    // The upstream alarm's metrics are the ones a turn's EMF line carries, in its namespace and dimension.
+    let metrics = lambent::telemetry::Metrics::capture("stack");
+    metrics.turn(&lambent::telemetry::TurnMetrics::default());
+    let line = &metrics.lines()[0];
+    let directive = &line["_aws"]["CloudWatchMetrics"][0];
+    let upstream = &template["Resources"]["UpstreamErrorRateAlarm"]["Properties"];
+    let watched: Vec<&Value> = upstream["Metrics"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.get("MetricStat"))
+        .map(|stat| &stat["Metric"])
+        .collect();
+    assert_eq!(watched.len(), 2);
+    for metric in watched {
+        let name = metric["MetricName"].as_str().unwrap();
+        assert!(line.get(name).is_some(), "{name} is not in a turn's EMF line: {line}");
+        assert_eq!(metric["Namespace"].as_str(), directive["Namespace"].as_str());
+        assert_eq!(metric["Dimensions"][0]["Name"].as_str(), Some("Service"));
+        assert!(stack(&metric["Dimensions"][0]["Value"]));
+    }
+    assert_eq!(directive["Dimensions"], serde_json::json!([["Service"]]));
+    let rate = upstream["Metrics"].as_sequence().unwrap().iter().find(|m| m.get("Expression").is_some()).unwrap();
+    assert_eq!(rate["Expression"].as_str(), Some("100 * errors / turns"));
+}

@@ -18,7 +18,7 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
 
 /// Cold start (configuration, secrets, the database), then one prune per scheduled event.
 pub async fn prune() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    lambent::telemetry::init(lambent::telemetry::LogFormat::Json);
     // Housekeeping never calls the model: only the database's secret is read.
     let mut config = lambent::Config::from_env()?;
     config.openai_api_key_parameter = None;

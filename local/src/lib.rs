@@ -15,10 +15,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::Request;
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
-use axum::response::Response;
 use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use lambent::auth::{hash_password, random_hex};
@@ -27,7 +24,6 @@ use lambent::store::User;
 use lambent::{AppState, Config, Error, Store};
 use tokio::net::TcpListener;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(name = "lambent", version, about = "Lambent: chat agents on the OpenAI Responses API")]
@@ -206,18 +202,6 @@ pub fn site() -> axum::Router {
     router
 }
 
-/// One INFO line per request, on the target `lambent::request`: `GET /dashboard/ 200 0.41ms` (the time to the
-/// response's head; a stream goes on after it). Only the path: a query string stays out of the log.
-async fn log_request(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    tracing::info!(target: "lambent::request", "{method} {path} {} {ms:.2}ms", response.status().as_u16());
-    response
-}
-
 /// Serves every router on `listener` until `shutdown` resolves, then lets open requests finish.
 pub async fn serve(
     config: Config,
@@ -248,10 +232,12 @@ pub async fn serve(
     Ok(())
 }
 
-/// Every router, the site, the headers every page and answer carries, and a log line per request: what
-/// [`serve`] serves.
+/// Every router, the site, the headers every page and answer carries, and what every request gets
+/// (`lambent::http::observe`: its id, span and INFO line on the target `lambent::request`, `GET /dashboard/ 200
+/// 0.41ms` — the time to the response's head, a stream goes on after it; only the path, a query string stays
+/// out of the log): what [`serve`] serves.
 pub fn app(state: AppState) -> axum::Router {
-    lambent::http::router(state)
+    let router = lambent::http::router(state.clone())
         .merge(site())
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
@@ -260,8 +246,8 @@ pub fn app(state: AppState) -> axum::Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
-        ))
-        .layer(axum::middleware::from_fn(log_request))
+        ));
+    lambent::http::observed(router, &state)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open requests finish.
@@ -308,14 +294,11 @@ pub async fn run(
 
 /// Logs go to stderr (stdout carries what commands print for scripts: a new token, the first-run password), at
 /// `RUST_LOG` (`info` by default: one line per request, see [`app`]), in colour only on a terminal and without
-/// `NO_COLOR`: redirected to a file, a log is plain text.
+/// `NO_COLOR`: redirected to a file, a log is plain text. With `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are
+/// exported too (`lambent::telemetry`). Call it inside the runtime.
 pub fn init_logging() {
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    lambent::telemetry::init(lambent::telemetry::LogFormat::Text { ansi: colour });
 }
 
 /// The `lambent` binary: `.env`, logging, the command line (`serve` by default), until Ctrl-C / SIGTERM.
@@ -332,6 +315,8 @@ pub async fn main() -> ExitCode {
         Ok(config) => run(cli.command.unwrap_or(Command::Serve), config, shutdown_signal()).await,
         Err(err) => Err(err),
     };
+    // The batch exporter would send what is left on its next tick; a stopping process has none.
+    lambent::telemetry::flush().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

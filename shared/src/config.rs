@@ -75,6 +75,12 @@ pub struct Config {
     /// How long recorded frames of a turn are kept (`LAMBENT_EVENTS_RETENTION_DAYS`, whole days, default 7):
     /// housekeeping deletes those of older turns; their messages, tool calls and usage stay.
     pub events_retention: Duration,
+    /// Message content on trace spans (`LAMBENT_TRACE_CONTENT=true`): off by default, as the GenAI conventions
+    /// advise (content may be personal).
+    pub trace_content: bool,
+    /// Where EMF metric lines go (`LAMBENT_METRICS`): on Lambda (`AWS_LAMBDA_FUNCTION_NAME` set) stdout, else off.
+    /// Their `Service` dimension: `LAMBENT_METRICS_SERVICE` (the template sets the stack's name), else `lambent`.
+    pub metrics: MetricsOutput,
 }
 
 /// Login limits, counted in the database so they hold across instances: failed logins per username, and
@@ -93,6 +99,16 @@ impl Default for LoginThrottle {
     fn default() -> Self {
         Self { failures_per_username: 10, attempts_per_address: 50, window: Duration::from_secs(900) }
     }
+}
+
+/// Where EMF metric lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsOutput {
+    Off,
+    /// To stdout (CloudWatch Logs extracts them from a Lambda function's log), with this `Service` dimension.
+    Emf {
+        service: String,
+    },
 }
 
 impl Config {
@@ -164,6 +180,20 @@ impl Config {
                 ))
             })?,
         };
+        let service = get("LAMBENT_METRICS_SERVICE").unwrap_or_else(|| "lambent".to_owned());
+        let metrics = match get("LAMBENT_METRICS").as_deref() {
+            None if get("AWS_LAMBDA_FUNCTION_NAME").is_some() => MetricsOutput::Emf { service },
+            None | Some("off") => MetricsOutput::Off,
+            Some("emf") => MetricsOutput::Emf { service },
+            Some(other) => return Err(Error::config(format!("LAMBENT_METRICS must be emf or off, got {other:?}"))),
+        };
+        let trace_content = match get("LAMBENT_TRACE_CONTENT").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(Error::config(format!("LAMBENT_TRACE_CONTENT must be true or false, got {other:?}")));
+            }
+        };
         Ok(Self {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
             database_auth_token: get("DATABASE_AUTH_TOKEN").map(Secret::new),
@@ -185,6 +215,8 @@ impl Config {
             trusted_proxies,
             login_throttle,
             events_retention: Duration::from_secs(u64::from(events_retention) * 24 * 3600),
+            trace_content,
+            metrics,
         })
     }
 }
@@ -256,6 +288,24 @@ mod tests {
             let err = Config::from_lookup(|k| (k == "LAMBENT_EVENTS_RETENTION_DAYS").then(|| bad.into())).unwrap_err();
             assert!(err.to_string().contains("LAMBENT_EVENTS_RETENTION_DAYS"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn metrics_are_emf_on_lambda_and_off_elsewhere_unless_asked() {
+        let on_lambda = Config::from_lookup(|k| (k == "AWS_LAMBDA_FUNCTION_NAME").then(|| "agents".into())).unwrap();
+        assert_eq!(on_lambda.metrics, MetricsOutput::Emf { service: "lambent".into() });
+        assert_eq!(Config::from_lookup(|_| None).unwrap().metrics, MetricsOutput::Off);
+        let asked = Config::from_lookup(|k| match k {
+            "LAMBENT_METRICS" => Some("emf".into()),
+            "LAMBENT_METRICS_SERVICE" => Some("prod-stack".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(asked.metrics, MetricsOutput::Emf { service: "prod-stack".into() });
+        let err = Config::from_lookup(|k| (k == "LAMBENT_METRICS").then(|| "statsd".into())).unwrap_err();
+        assert!(err.to_string().contains("LAMBENT_METRICS"), "{err}");
+        let err = Config::from_lookup(|k| (k == "LAMBENT_TRACE_CONTENT").then(|| "yes".into())).unwrap_err();
+        assert!(err.to_string().contains("LAMBENT_TRACE_CONTENT"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::executors::ExecutorContext;
 use crate::llm::{ModelProvider, OpenAiProvider};
 use crate::store::Store;
+use crate::telemetry::Metrics;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -28,11 +29,18 @@ pub struct AppState {
     schema_checked: Arc<AtomicBool>,
     /// The turns running in this process, so a cancel request stops one at once.
     turns: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    /// Where this process's EMF metric lines go (the config says; tests capture them).
+    pub metrics: Metrics,
 }
 
 impl AppState {
     pub fn new(config: Config, store: Store) -> Self {
+        let metrics = match &config.metrics {
+            crate::config::MetricsOutput::Off => Metrics::off(),
+            crate::config::MetricsOutput::Emf { service } => Metrics::stdout(service),
+        };
         Self {
+            metrics,
             config: Arc::new(config),
             store: Arc::new(store),
             llm: Arc::default(),
@@ -47,6 +55,11 @@ impl AppState {
         let llm = OnceLock::new();
         let _ = llm.set(Ok(provider));
         Self { llm: Arc::new(llm), ..self }
+    }
+
+    /// Writes metric lines to `metrics` instead (tests: [`Metrics::capture`]).
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
     }
 
     /// The clock rows are stamped from and leases expire by. It is the store's: a state is built on a given

@@ -105,7 +105,13 @@ async fn chat_with_a_key_answers_the_same_reply_again_even_after_a_502() {
     let failed = keyed(&rig.app, "/api/agent/chat/", json!({"message": "still?"}), "chat-2").await;
     let replayed = keyed(&rig.app, "/api/agent/chat/", json!({"message": "still?"}), "chat-2").await;
     assert_eq!((failed.status, replayed.status), (StatusCode::BAD_GATEWAY, StatusCode::BAD_GATEWAY));
-    assert_eq!(failed.body(), replayed.body());
+    // The same reply, except the id of the request that answered it (every 5xx body quotes its own).
+    let (mut failed_body, mut replayed_body) = (failed.body(), replayed.body());
+    let ids = (failed_body["request_id"].take(), replayed_body["request_id"].take());
+    assert_eq!(ids.0.as_str(), failed.headers["x-request-id"].to_str().ok());
+    assert_eq!(ids.1.as_str(), replayed.headers["x-request-id"].to_str().ok());
+    assert_ne!(ids.0, ids.1);
+    assert_eq!(failed_body, replayed_body);
     assert_eq!(rig.fake.requests().len(), 5, "one good call, four tries of the failing one, no more");
 }
 

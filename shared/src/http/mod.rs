@@ -7,6 +7,7 @@
 //!   `agent` (the conversation endpoints: stream, tool-output, chat).
 //! - `functions`: the Lambda functions and their groups.
 //! - `extract`: extractors that fail as DRF does, and the caller from the bearer token.
+//! - `observe`: what every request gets — its id, its span, its log line, its metrics scope.
 //! - `sse`: SSE framing and what the stream endpoints document about their frames.
 //! - `openapi`: the document and its shared schemas.
 
@@ -16,6 +17,7 @@ pub mod agents;
 pub mod auth;
 pub mod extract;
 pub mod functions;
+pub mod observe;
 pub mod openapi;
 pub mod sessions;
 pub mod sse;
@@ -25,13 +27,13 @@ pub mod tools;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::Error;
 use crate::state::AppState;
 
 pub use functions::Function;
+pub use observe::observed;
 
 /// Every function's routes, on the OpenAPI document's base.
 pub fn api() -> OpenApiRouter<AppState> {
@@ -61,15 +63,14 @@ async fn require_schema(
 }
 
 /// Gives a group (or all of them) the behaviour every router shares: DRF-shaped 404 and 405 answers,
-/// request tracing, CORS for the configured origins only, and its state.
+/// CORS for the configured origins only, and its state.
 pub fn finish(api: OpenApiRouter<AppState>, state: AppState) -> Router {
     let (router, _) = api.split_for_parts();
     let origins: Vec<HeaderValue> = state.config.cors_origins.iter().filter_map(|o| o.parse().ok()).collect();
     let router = router
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|method: Method| async move { Error::MethodNotAllowed(method) })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), require_schema))
-        .layer(TraceLayer::new_for_http());
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_schema));
     let router = if origins.is_empty() {
         router
     } else {
@@ -84,6 +85,7 @@ pub fn finish(api: OpenApiRouter<AppState>, state: AppState) -> Router {
                     HeaderName::from_static("last-event-id"),
                 ])
                 .expose_headers([
+                    observe::REQUEST_ID,
                     HeaderName::from_static("lambent-session-id"),
                     HeaderName::from_static("lambent-turn-id"),
                 ]),

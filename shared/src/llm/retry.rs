@@ -89,6 +89,7 @@ impl tower::retry::Policy<HttpRequestFactory, Response, OpenAIError> for RetryPo
         let elapsed = self.started.map_or(Duration::ZERO, |started| started.elapsed());
         let asked = result.as_ref().ok().and_then(|response| retry_after(response.headers()));
         let delay = self.next_delay(elapsed, asked, jitter())?;
+        crate::telemetry::count_upstream_retry();
         tracing::warn!(attempt = self.attempts, delay_ms = delay.as_millis() as u64, "retrying the upstream request");
         Some(Box::pin(tokio::time::sleep(delay)))
     }

@@ -647,6 +647,7 @@ impl Remote {
             http = http.bearer_auth(token);
         }
         self.round_trips.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::count_round_trip();
         let response = http.send().await.map_err(|e| unavailable(&e))?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| unavailable(&e))?;

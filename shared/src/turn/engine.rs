@@ -7,14 +7,27 @@
 //! listening. Beside it runs its recorder (`recorder`). The turn stops at the next event when its
 //! cancellation token fires: at once for a cancel request in this process, within the recorder's poll for
 //! one from another.
+//!
+//! # Spans (OpenTelemetry GenAI conventions)
+//! A turn is `invoke_agent {agent}` (`gen_ai.agent.id`, `gen_ai.agent.name`, `gen_ai.conversation.id` = the
+//! session), opened in the request's span and carried into the turn's tasks, so their log lines keep the
+//! request id and add `session_id` and `turn_id`. Under it, each upstream response is `chat {model}` (kind
+//! client: `gen_ai.request.model`, `gen_ai.response.id`/`.model`, `gen_ai.usage.*_tokens`,
+//! `lambent.time_to_first_chunk_ms`, `error.type` = our error code) and each server-side tool run is
+//! `execute_tool {name}` (`gen_ai.tool.call.id`). Message content (`gen_ai.input.messages`,
+//! `gen_ai.output.messages`, tool arguments and results) only with `LAMBENT_TRACE_CONTENT=true`. Attributes
+//! that only a trace needs are set on the OpenTelemetry span, not as fields: log lines stay short.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::frames::{Done, Frame, Frames, TurnError, TurnEvent, TurnStream};
 use super::next::{AfterResponse, CANCELLED, Next, Then, next_step};
@@ -25,6 +38,7 @@ use crate::llm::events::{Observed, ResponseAccumulator, ResponseEnd};
 use crate::llm::{ModelProvider, ModelRequest, outputs_of, upstream_tool};
 use crate::state::AppState;
 use crate::store::{IdempotencyClaim, KeptAnswer, ResponseRecord};
+use crate::telemetry;
 
 /// A turn resolved and ready to go upstream: what its first response sends, and what every round needs.
 #[derive(Debug)]
@@ -81,16 +95,38 @@ impl Turn {
     pub fn stream(self, state: AppState) -> TurnStream {
         let (session_id, turn_id) = (self.session_id, Some(self.turn_id.clone()));
         let (tx, frames): (_, Frames) = mpsc::channel(256);
-        tokio::spawn(async move { self.drive(&state, Some(tx), None).await });
+        let span = self.span();
+        tokio::spawn(telemetry::in_scope(async move {
+            // The stream ends when the last sender goes: only after the turn's span has closed, so a Lambda
+            // function that flushes its spans at the end of the stream has them all.
+            let last = tx.clone();
+            self.drive(&state, Some(tx), None).instrument(span).await;
+            drop(last);
+        }));
         TurnStream { session_id, turn_id, frames }
     }
 
     /// Runs the turn in its own task (so a dropped request does not cut it short) and returns how it ended;
     /// a keyed chat's reply is recorded with that end.
     pub async fn run(self, state: AppState, keep: Option<KeepAnswer>) -> Result<TurnEnd> {
-        tokio::spawn(async move { self.drive(&state, None, keep).await })
+        let span = self.span();
+        tokio::spawn(telemetry::in_scope(async move { self.drive(&state, None, keep).instrument(span).await }))
             .await
             .map_err(|e| Error::internal("the turn's task", e))
+    }
+
+    /// The turn's span, a child of the request's: `invoke_agent {agent}`.
+    fn span(&self) -> Span {
+        let name = format!("invoke_agent {}", self.agent.name);
+        let span =
+            tracing::info_span!("turn", otel.name = %name, session_id = self.session_id, turn_id = %self.turn_id);
+        span.set_attribute("gen_ai.operation.name", "invoke_agent");
+        span.set_attribute("gen_ai.provider.name", "openai");
+        span.set_attribute("gen_ai.agent.id", self.agent.id.to_string());
+        span.set_attribute("gen_ai.agent.name", self.agent.name.clone());
+        span.set_attribute("gen_ai.conversation.id", self.session_id.to_string());
+        span.set_attribute("gen_ai.request.model", self.agent.model.clone());
+        span
     }
 
     /// Runs every round of the turn, then ends it: `done` is recorded with the release of the session
@@ -104,14 +140,23 @@ impl Turn {
         let (session, turn_id) = (self.session_id, self.turn_id.clone());
         let cancel = state.register_turn(&turn_id);
         let (sink, inbox) = Sink::new(turn_id.clone(), live);
-        tokio::spawn(record(state.store.clone(), session, turn_id.clone(), inbox, cancel.clone()));
+        let recorder =
+            record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel.clone());
+        let recorder = tokio::spawn(telemetry::in_scope(recorder.in_current_span()));
         let end = self.rounds(state, &sink, &cancel).await;
         if let Some(error) = &end.error {
             sink.send(TurnEvent::Error(error.clone())).await;
+            let span = Span::current();
+            span.set_attribute("error.type", error.code.as_str());
+            if error.code.is_failure() {
+                span.set_status(opentelemetry::trace::Status::error(error.message.clone()));
+            }
         }
         let answer = keep.map(|(claim, reply)| (claim, reply(&end)));
-        sink.end(TurnEvent::Done(end.done.clone()), answer).await;
+        sink.end(TurnEvent::Done(end.done.clone()), answer, end.error.as_ref()).await;
         state.forget_turn(&turn_id);
+        // The recorder has ended the turn; waiting for its task makes sure its hold on the span is gone too.
+        let _ = recorder.await;
         end
     }
 
@@ -131,7 +176,7 @@ impl Turn {
                 store: true,
                 stream: true,
             };
-            let ended = self.one_response(request, sink, cancel).await;
+            let ended = self.one_response(request, sink, cancel, state.config.trace_content).await;
             let mut end = TurnEnd {
                 done: Done {
                     session_id: self.session_id,
@@ -173,10 +218,17 @@ impl Turn {
             };
             rounds_run += 1;
             for call in calls {
+                let span = tool_span(call, state.config.trace_content);
                 let output = match state.executors() {
-                    Ok(context) => context.run(executors[call.name.as_str()], call, state.clock()).await,
+                    Ok(context) => {
+                        context.run(executors[call.name.as_str()], call, state.clock()).instrument(span.clone()).await
+                    }
                     Err(err) => serde_json::json!({"error": err.chain().to_string()}).to_string(),
                 };
+                if state.config.trace_content {
+                    span.set_attribute("gen_ai.tool.call.result", output.clone());
+                }
+                drop(span);
                 if let Err(err) = state.store.record_executed(self.session_id, &call.call_id, &output).await {
                     tracing::error!(error = %err.chain(), "could not store a tool result");
                 }
@@ -208,8 +260,55 @@ impl Turn {
         }
     }
 
+    /// One upstream response in its `chat {model}` span, which says how it ended.
+    async fn one_response(
+        &self,
+        request: ModelRequest,
+        sink: &Sink,
+        cancel: &CancellationToken,
+        content: bool,
+    ) -> EndedResponse {
+        let span = tracing::info_span!("chat", otel.name = %format!("chat {}", request.model), otel.kind = "client");
+        span.set_attribute("gen_ai.operation.name", "chat");
+        span.set_attribute("gen_ai.provider.name", "openai");
+        span.set_attribute("gen_ai.request.model", request.model.clone());
+        if content {
+            span.set_attribute("gen_ai.input.messages", Value::from(request.input.clone()).to_string());
+            if let Some(instructions) = &request.instructions {
+                span.set_attribute("gen_ai.system_instructions", instructions.clone());
+            }
+        }
+        let ended = self.relay(request, sink, cancel).instrument(span.clone()).await;
+        if let Some(id) = &ended.response_id {
+            span.set_attribute("gen_ai.response.id", id.clone());
+        }
+        match &ended.end {
+            Ok((_, usage)) => {
+                let tokens = |key: &str| usage.as_ref().and_then(|u| u[key].as_i64());
+                if let Some(n) = tokens("input_tokens") {
+                    span.set_attribute("gen_ai.usage.input_tokens", n);
+                }
+                if let Some(n) = tokens("output_tokens") {
+                    span.set_attribute("gen_ai.usage.output_tokens", n);
+                }
+                sink.count_tokens(tokens("input_tokens"), tokens("output_tokens"));
+            }
+            Err(error) => {
+                span.set_attribute("error.type", error.code.as_str());
+                span.set_status(opentelemetry::trace::Status::error(error.message.clone()));
+            }
+        }
+        if content {
+            span.set_attribute("gen_ai.output.messages", ended.text.clone());
+        }
+        ended
+    }
+
     /// Opens one upstream response and relays it until it ends, one way or another.
-    async fn one_response(&self, request: ModelRequest, sink: &Sink, cancel: &CancellationToken) -> EndedResponse {
+    async fn relay(&self, request: ModelRequest, sink: &Sink, cancel: &CancellationToken) -> EndedResponse {
+        let opened_at = Instant::now();
+        let mut first_chunk = true;
+        let mut model_seen = false;
         let mut acc = ResponseAccumulator::default();
         let mut announced = 0;
         let fail = |acc: &ResponseAccumulator, code: ErrorCode, message: String, status| EndedResponse {
@@ -251,8 +350,19 @@ impl Turn {
                 Ok(Some(Err(e))) => return fail(&acc, e.code, e.message, ResponseStatus::Failed),
                 Ok(Some(Ok(raw))) => raw,
             };
+            if first_chunk {
+                first_chunk = false;
+                let ms = opened_at.elapsed().as_secs_f64() * 1000.0;
+                Span::current().set_attribute("lambent.time_to_first_chunk_ms", ms);
+            }
             let observed = match serde_json::from_str::<Value>(raw.get()) {
-                Ok(event) => acc.observe(&event),
+                Ok(event) => {
+                    if !model_seen && let Some(model) = event["response"]["model"].as_str() {
+                        model_seen = true;
+                        Span::current().set_attribute("gen_ai.response.model", model.to_owned());
+                    }
+                    acc.observe(&event)
+                }
                 Err(e) => {
                     let message = format!("unreadable upstream event: {e}");
                     return fail(&acc, ErrorCode::UpstreamMalformed, message, ResponseStatus::Failed);
@@ -285,4 +395,17 @@ impl Turn {
             }
         }
     }
+}
+
+/// A server-side tool run's span: `execute_tool {name}`.
+fn tool_span(call: &ToolCall, content: bool) -> Span {
+    let span = tracing::info_span!("execute_tool", otel.name = %format!("execute_tool {}", call.name));
+    span.set_attribute("gen_ai.operation.name", "execute_tool");
+    span.set_attribute("gen_ai.tool.name", call.name.clone());
+    span.set_attribute("gen_ai.tool.call.id", call.call_id.clone());
+    span.set_attribute("gen_ai.tool.type", "function");
+    if content {
+        span.set_attribute("gen_ai.tool.call.arguments", call.arguments.clone());
+    }
+    span
 }

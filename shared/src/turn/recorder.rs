@@ -9,17 +9,24 @@
 //! (which frees the session) before the client sees it, so a client that reacts to `done` finds the session
 //! free and every frame recorded. The recorder also watches for a cancel request from another process: its
 //! writes read the flag, and a timer polls it while the upstream is quiet.
+//!
+//! # The turn's end, reported once
+//! Where the end is recorded, the turn also writes its log line — `info` `turn ended` (status, tokens, time to
+//! first event), or `warn` `turn failed` with the error code and message — and its metric line
+//! (`telemetry::Metrics::turn`). Both are in the turn's span: they carry its request, session and turn ids.
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::frames::{Frame, TurnEvent};
+use super::frames::{Frame, TurnError, TurnEvent};
 use crate::store::{IdempotencyClaim, KeptAnswer, NewFrame, Store};
+use crate::telemetry::{self, Metrics, TurnMetrics};
 
 /// How often a running turn looks for a cancel request from another process while its upstream is quiet.
 pub const CANCEL_POLL: Duration = Duration::from_secs(1);
@@ -31,9 +38,16 @@ const RECORD_INTERVAL: Duration = Duration::from_millis(50);
 /// and a turn shorter than this records all its frames with its end (issue 13's budget).
 const REMOTE_RECORD_INTERVAL: Duration = Duration::from_millis(250);
 
-/// A turn's `done` frame, a keyed chat's answer (kept for its key's retries), and who waits for both to be
-/// recorded.
-type EndToRecord = (Arc<Frame>, Option<(IdempotencyClaim, KeptAnswer)>, oneshot::Sender<()>);
+/// A turn's `done` frame, a keyed chat's answer (kept for its key's retries), how the turn went, and who
+/// waits for both to be recorded.
+type EndToRecord = (Arc<Frame>, Option<(IdempotencyClaim, KeptAnswer)>, Summary, oneshot::Sender<()>);
+
+/// What the turn-end log line and metrics say.
+struct Summary {
+    status: String,
+    error: Option<TurnError>,
+    metrics: TurnMetrics,
+}
 
 /// Where a running turn sends its frames: to the recorder always, and to the client's stream if there is
 /// one (the chat endpoint has none).
@@ -42,6 +56,10 @@ pub(super) struct Sink {
     seq: AtomicU64,
     live: Option<mpsc::Sender<Arc<Frame>>>,
     inbox: Arc<Inbox>,
+    started: Instant,
+    first_event: OnceLock<Duration>,
+    input_tokens: AtomicU64,
+    output_tokens: AtomicU64,
 }
 
 /// Frames waiting for the recorder. Only the first frame of a batch rings for it: the rest of the batch
@@ -81,7 +99,17 @@ impl Sink {
     /// A sink for a turn's frames, and the inbox its recorder reads.
     pub(super) fn new(turn_id: String, live: Option<mpsc::Sender<Arc<Frame>>>) -> (Self, Arc<Inbox>) {
         let inbox = Arc::new(Inbox::default());
-        (Self { turn_id, seq: AtomicU64::new(0), live, inbox: inbox.clone() }, inbox)
+        let sink = Self {
+            turn_id,
+            seq: AtomicU64::new(0),
+            live,
+            inbox: inbox.clone(),
+            started: Instant::now(),
+            first_event: OnceLock::new(),
+            input_tokens: AtomicU64::new(0),
+            output_tokens: AtomicU64::new(0),
+        };
+        (sink, inbox)
     }
 
     fn frame(&self, event: &TurnEvent) -> Arc<Frame> {
@@ -94,7 +122,17 @@ impl Sink {
         })
     }
 
+    /// Adds one response's tokens to the turn's.
+    pub(super) fn count_tokens(&self, input: Option<i64>, output: Option<i64>) {
+        let add = |counter: &AtomicU64, n: Option<i64>| {
+            counter.fetch_add(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0), Ordering::Relaxed)
+        };
+        add(&self.input_tokens, input);
+        add(&self.output_tokens, output);
+    }
+
     pub(super) async fn send(&self, event: TurnEvent) {
+        self.first_event.get_or_init(|| self.started.elapsed());
         let frame = self.frame(&event);
         self.inbox.push(frame.clone());
         if let Some(tx) = &self.live {
@@ -105,10 +143,31 @@ impl Sink {
 
     /// Records `done` together with the turn's end (which frees the session), then sends it to the client:
     /// a client that reacts to `done` finds the session free and every frame recorded.
-    pub(super) async fn end(&self, done: TurnEvent, answer: Option<(IdempotencyClaim, KeptAnswer)>) {
+    pub(super) async fn end(
+        &self,
+        done: TurnEvent,
+        answer: Option<(IdempotencyClaim, KeptAnswer)>,
+        error: Option<&TurnError>,
+    ) {
+        let status = match &done {
+            TurnEvent::Done(done) => done.status.as_str().to_owned(),
+            _ => String::new(),
+        };
         let frame = self.frame(&done);
+        let failure = error.filter(|e| e.code.is_failure());
+        let summary = Summary {
+            status,
+            error: error.cloned(),
+            metrics: TurnMetrics {
+                error_code: failure.map(|e| e.code.as_str().to_owned()),
+                upstream_retries: telemetry::upstream_retries(),
+                time_to_first_event: self.first_event.get().copied(),
+                input_tokens: self.input_tokens.load(Ordering::Relaxed),
+                output_tokens: self.output_tokens.load(Ordering::Relaxed),
+            },
+        };
         let (ack, acked) = oneshot::channel();
-        *locked(&self.inbox.end) = Some((frame.clone(), answer, ack));
+        *locked(&self.inbox.end) = Some((frame.clone(), answer, summary, ack));
         self.inbox.bell.notify_one();
         // An error here means the recorder is gone; the client still gets `done`.
         let _ = acked.await;
@@ -129,6 +188,7 @@ impl Drop for Sink {
 /// another process, and ends the turn in the store when `done` arrives.
 pub(super) async fn record(
     store: Arc<Store>,
+    metrics: Metrics,
     session: i64,
     turn_id: String,
     inbox: Arc<Inbox>,
@@ -163,7 +223,7 @@ pub(super) async fn record(
         let mut rows: Vec<NewFrame<'_>> =
             batch.iter().map(|f| NewFrame { seq: f.seq, event: &f.event, data: &f.data }).collect();
         let end = locked(&inbox.end).take();
-        if let Some((done, answer, ack)) = end {
+        if let Some((done, answer, summary, ack)) = end {
             rows.push(NewFrame { seq: done.seq, event: &done.event, data: &done.data });
             let answer = answer.as_ref().map(|(claim, answer)| (claim, answer));
             if let Err(err) = store.end_turn(session, &turn_id, &rows, answer).await {
@@ -172,6 +232,7 @@ pub(super) async fn record(
                     tracing::error!(error = %err.chain(), session, "could not release the session's turn lease");
                 }
             }
+            report(&metrics, &summary);
             let _ = ack.send(());
             return;
         }
@@ -193,4 +254,24 @@ pub(super) async fn record(
     if let Err(err) = store.release_turn(session, &turn_id).await {
         tracing::error!(error = %err.chain(), session, "could not release the session's turn lease");
     }
+}
+
+/// The turn-end log line and metric line.
+fn report(metrics: &Metrics, summary: &Summary) {
+    let m = &summary.metrics;
+    let first_ms = m.time_to_first_event.map(|d| d.as_secs_f64() * 1000.0);
+    let (status, input_tokens, output_tokens) = (summary.status.as_str(), m.input_tokens, m.output_tokens);
+    match &summary.error {
+        Some(error) if error.code.is_failure() => tracing::warn!(
+            target: "lambent::turn",
+            status, error_code = error.code.as_str(), error = %error.message, input_tokens, output_tokens,
+            time_to_first_event_ms = first_ms, upstream_retries = m.upstream_retries, "turn failed"
+        ),
+        error => tracing::info!(
+            target: "lambent::turn",
+            status, error_code = error.as_ref().map(|e| e.code.as_str()), input_tokens, output_tokens,
+            time_to_first_event_ms = first_ms, upstream_retries = m.upstream_retries, "turn ended"
+        ),
+    }
+    metrics.turn(m);
 }

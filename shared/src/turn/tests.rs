@@ -228,7 +228,8 @@ async fn the_recorder_writes_frames_in_order_and_done_with_the_release_of_the_se
     let (tx, mut live) = tokio::sync::mpsc::channel::<Arc<Frame>>(16);
     let (sink, inbox) = Sink::new(turn_id.clone(), Some(tx));
     let cancel = tokio_util::sync::CancellationToken::new();
-    let recorder = tokio::spawn(record(state.store.clone(), session, turn_id.clone(), inbox, cancel));
+    let recorder =
+        tokio::spawn(record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel));
     for delta in ["a", "b", "c"] {
         sink.send(TurnEvent::TextDelta(delta.into())).await;
     }
@@ -239,7 +240,7 @@ async fn the_recorder_writes_frames_in_order_and_done_with_the_release_of_the_se
         status: crate::domain::ResponseStatus::Completed,
         pending_tool_calls: vec![],
     };
-    sink.end(TurnEvent::Done(done), None).await;
+    sink.end(TurnEvent::Done(done), None, None).await;
     // `end` returns once the recorder has written `done` and freed the session.
     assert_eq!(state.store.running_turn(session).await.unwrap(), None);
     let stored = state.store.frames_after(session, 0, Some(&turn_id), 100).await.unwrap();
@@ -259,7 +260,8 @@ async fn a_turn_that_goes_away_without_done_still_has_its_frames_recorded_and_it
     let (session, turn_id) = leased_turn(&state).await;
     let (sink, inbox) = Sink::new(turn_id.clone(), None);
     let cancel = tokio_util::sync::CancellationToken::new();
-    let recorder = tokio::spawn(record(state.store.clone(), session, turn_id.clone(), inbox, cancel));
+    let recorder =
+        tokio::spawn(record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel));
     sink.send(TurnEvent::TextDelta("partial".into())).await;
     drop(sink);
     tokio::time::timeout(Duration::from_secs(5), recorder).await.expect("the recorder stops").unwrap();
@@ -274,7 +276,7 @@ async fn the_recorder_stops_the_turn_when_the_store_says_someone_asked_it_to() {
     let (session, turn_id) = leased_turn(&state).await;
     let (sink, inbox) = Sink::new(turn_id.clone(), None);
     let cancel = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(record(state.store.clone(), session, turn_id.clone(), inbox, cancel.clone()));
+    tokio::spawn(record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel.clone()));
     // Another process's cancel request: only the flag in the store.
     assert_eq!(state.store.request_cancel(&Caller::system(), session).await.unwrap(), turn_id);
     assert!(!cancel.is_cancelled());

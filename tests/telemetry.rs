@@ -1,0 +1,467 @@
+//! Traces, logs and metrics (issue 17), observed from outside: spans as a real OTLP receiver
+//! (fake-opentelemetry-collector, gRPC, the official protos) decodes them, log lines as the subscriber writes
+//! them, EMF lines as CloudWatch would read them.
+//!
+//! Each test sets its own subscriber for its thread (`#[tokio::test]` runs the server, the turn's tasks and the
+//! test on one thread), so tests running side by side never see each other's lines. tracing caches whether a
+//! call site is wanted when the site is first reached, asking every live subscriber — except while only one is
+//! alive: then it asks the reaching thread's, which on another test's thread is none, and the site is cached
+//! as unwanted for this test too (seen: a turn's log line without its spans, 1 run in 2). [`watch`] keeps a
+//! second, idle subscriber alive for the whole binary so every site asks them all, and [`settled`] rebuilds the
+//! cache once the app is up, for a site reached while this test's subscriber was being set.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fake_opentelemetry_collector::{ExportedSpan, FakeCollectorServer};
+use lambent::telemetry::{self, LogFormat, Metrics};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
+use crate::helpers::fake_openai::{FakeOpenAi, Reply, frames, function_call_events, text_events};
+use crate::helpers::{TestApp, fresh_state_with};
+
+/// Log lines written to memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn writer(&self) -> BoxMakeWriter {
+        let me = self.clone();
+        BoxMakeWriter::new(move || me.clone())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Every line, parsed: a line that is not a JSON object fails the test.
+    fn json_lines(&self) -> Vec<Value> {
+        self.text()
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+            .inspect(|line| assert!(line.is_object(), "{line}"))
+            .collect()
+    }
+}
+
+/// Sets `subscriber` as this thread's (the test's) until the guard drops; see the module's docs.
+fn watch(subscriber: impl tracing::Subscriber + Send + Sync + 'static) -> tracing::subscriber::DefaultGuard {
+    static IDLE: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    IDLE.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
+    let guard = tracing::subscriber::set_default(subscriber);
+    settled();
+    guard
+}
+
+/// Recomputes every call site's interest with this thread's subscriber in place (see the module's docs).
+fn settled() {
+    tracing::callsite::rebuild_interest_cache();
+}
+
+/// An app on a fake upstream with a default agent `Helper` on `gpt-4.1`, its metric lines captured, and a
+/// server-side `echo` tool.
+async fn app_with_echo(fake: &FakeOpenAi, metrics: Metrics) -> TestApp {
+    let (state, dir) = fresh_state_with(&fake.env()).await;
+    let app = TestApp::serve(state.with_metrics(metrics), dir).await;
+    let agent = app
+        .create(
+            "/api/agents/",
+            json!({"name": "Helper", "model": "gpt-4.1", "system_prompt": "You are helpful.", "is_default": true}),
+        )
+        .await;
+    let tool = app
+        .create(
+            "/api/tools/",
+            json!({"name": "echo", "executor": {"type": "echo"},
+                                      "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}}),
+        )
+        .await;
+    app.create("/api/agent-tools/", json!({"agent": agent["id"], "tool": tool["id"]})).await;
+    settled();
+    app
+}
+
+/// Two rounds: the model calls `echo`, the server runs it, the model answers.
+fn two_rounds(fake: &FakeOpenAi) {
+    fake.push_stream(frames(function_call_events("resp_r1", &[("call_1", "echo", "{\"text\":\"one\"}")])));
+    fake.push_stream(frames(text_events("resp_r2", &["Echoed one."])));
+}
+
+const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
+const CALLER_SPAN: &str = "b7ad6b7169203331";
+
+/// An attribute's value as the receiver decoded it (`Some(AnyValue { value: Some(StringValue("chat")) })`),
+/// as plain text: `chat`, `40`.
+fn attr(span: &ExportedSpan, key: &str) -> Option<String> {
+    let raw = span.attributes.get(key)?;
+    let inner = raw.strip_prefix("Some(AnyValue { value: Some(")?.strip_suffix(") })")?;
+    let (kind, value) = inner.split_once('(')?;
+    let value = value.strip_suffix(')')?;
+    Some(if kind == "StringValue" {
+        serde_json::from_str(value).unwrap_or_else(|_| value.to_owned())
+    } else {
+        value.to_owned()
+    })
+}
+
+#[tokio::test]
+async fn a_two_round_tool_conversation_exports_its_spans_with_their_links_and_logs_json_lines_with_its_ids() {
+    let mut collector = FakeCollectorServer::start().await.expect("the OTLP receiver starts");
+    let provider = telemetry::otlp_provider(Some(&collector.endpoint())).unwrap().expect("an exporter");
+    let logs = Captured::default();
+    let subscriber = telemetry::subscriber(LogFormat::Json, logs.writer(), EnvFilter::new("info"), Some(&provider));
+    let _guard = watch(subscriber);
+    let fake = FakeOpenAi::start().await;
+    let app = app_with_echo(&fake, Metrics::off()).await;
+    two_rounds(&fake);
+
+    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    let reply = app
+        .stream_with(
+            Method::POST,
+            "/api/agent/stream/",
+            Some(json!({"message": "Echo once", "auto_execute_tools": true})),
+            &[("traceparent", &traceparent)],
+        )
+        .await;
+    assert_eq!(reply.done()["status"], "completed", "{}", reply.raw);
+    telemetry::flush_provider(&provider).await;
+
+    let mut spans: Vec<ExportedSpan> = Vec::new();
+    for _ in 0..100 {
+        spans.extend(collector.exported_spans(1, Duration::from_millis(100)).await);
+        if spans.iter().filter(|s| s.trace_id == TRACE_ID).count() >= 5 {
+            break;
+        }
+    }
+    let ours: Vec<&ExportedSpan> = spans.iter().filter(|s| s.trace_id == TRACE_ID).collect();
+    let names: BTreeMap<&str, usize> = ours.iter().fold(BTreeMap::new(), |mut m, s| {
+        *m.entry(s.name.as_str()).or_default() += 1;
+        m
+    });
+    assert_eq!(
+        names,
+        BTreeMap::from([
+            ("POST /api/agent/stream/", 1),
+            ("chat gpt-4.1", 2),
+            ("execute_tool echo", 1),
+            ("invoke_agent Helper", 1)
+        ]),
+        "the conversation's spans, all in the caller's trace: {ours:#?}"
+    );
+    let one = |name: &str| *ours.iter().find(|s| s.name == name).unwrap();
+    let (request, turn, tool) = (one("POST /api/agent/stream/"), one("invoke_agent Helper"), one("execute_tool echo"));
+    let chats: Vec<&ExportedSpan> = ours.iter().copied().filter(|s| s.name == "chat gpt-4.1").collect();
+
+    // Links: caller -> request -> turn -> (chat, tool, chat).
+    assert_eq!(request.parent_span_id, CALLER_SPAN, "the request's span continues the caller's traceparent");
+    assert_eq!(request.kind, "SPAN_KIND_SERVER");
+    assert_eq!(turn.parent_span_id, request.span_id, "the turn, run in its own task, stays under the request");
+    assert_eq!(tool.parent_span_id, turn.span_id);
+    for chat in &chats {
+        assert_eq!(chat.parent_span_id, turn.span_id);
+        assert_eq!(chat.kind, "SPAN_KIND_CLIENT");
+    }
+    let (first, second) = if chats[0].start_time_unix_nano < chats[1].start_time_unix_nano {
+        (chats[0], chats[1])
+    } else {
+        (chats[1], chats[0])
+    };
+    assert!(first.end_time_unix_nano <= tool.start_time_unix_nano, "the tool runs after the first response");
+    assert!(tool.end_time_unix_nano <= second.start_time_unix_nano, "and before the second");
+
+    // Attributes, as the GenAI conventions name them.
+    assert_eq!(attr(request, "http.route").as_deref(), Some("/api/agent/stream/"));
+    assert_eq!(attr(request, "http.request.method").as_deref(), Some("POST"));
+    assert_eq!(attr(request, "http.response.status_code").as_deref(), Some("200"));
+    let session = reply.done()["session_id"].to_string();
+    assert_eq!(attr(turn, "gen_ai.operation.name").as_deref(), Some("invoke_agent"));
+    assert_eq!(attr(turn, "gen_ai.agent.name").as_deref(), Some("Helper"));
+    assert!(attr(turn, "gen_ai.agent.id").is_some_and(|id| id.parse::<i64>().is_ok()), "{turn:?}");
+    assert_eq!(attr(turn, "gen_ai.conversation.id"), Some(session.clone()));
+    for (chat, id, input, output) in [(first, "resp_r1", "40", "20"), (second, "resp_r2", "12", "9")] {
+        assert_eq!(attr(chat, "gen_ai.operation.name").as_deref(), Some("chat"));
+        assert_eq!(attr(chat, "gen_ai.provider.name").as_deref(), Some("openai"));
+        assert_eq!(attr(chat, "gen_ai.request.model").as_deref(), Some("gpt-4.1"));
+        assert_eq!(attr(chat, "gen_ai.response.model").as_deref(), Some("gpt-4.1-2025-04-14"));
+        assert_eq!(attr(chat, "gen_ai.response.id").as_deref(), Some(id));
+        assert_eq!(attr(chat, "gen_ai.usage.input_tokens").as_deref(), Some(input));
+        assert_eq!(attr(chat, "gen_ai.usage.output_tokens").as_deref(), Some(output));
+        assert!(attr(chat, "lambent.time_to_first_chunk_ms").is_some_and(|ms| ms.parse::<f64>().is_ok()));
+        assert_eq!(attr(chat, "error.type"), None);
+        assert_eq!(attr(chat, "gen_ai.input.messages"), None, "no content without LAMBENT_TRACE_CONTENT");
+    }
+    assert_eq!(attr(tool, "gen_ai.tool.name").as_deref(), Some("echo"));
+    assert_eq!(attr(tool, "gen_ai.tool.call.id").as_deref(), Some("call_1"));
+    assert_eq!(attr(tool, "gen_ai.tool.call.arguments"), None);
+
+    // The logs of that run: JSON lines, the request's with its id, the turn's with its session and turn ids.
+    let request_id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    let lines = logs.json_lines();
+    let of_request: Vec<&Value> =
+        lines.iter().filter(|l| l["spans"][0]["request_id"].as_str() == Some(&request_id)).collect();
+    let request_line = of_request.iter().find(|l| l["target"] == "lambent::request").expect("the request's line");
+    assert_eq!(
+        (&request_line["level"], &request_line["method"], &request_line["route"], &request_line["status"]),
+        (&json!("INFO"), &json!("POST"), &json!("/api/agent/stream/"), &json!(200))
+    );
+    assert!(request_line["duration_ms"].is_f64(), "{request_line}");
+    let turn_line = of_request.iter().find(|l| l["target"] == "lambent::turn").expect("the turn's end line");
+    assert_eq!(turn_line["message"], "turn ended");
+    assert_eq!(
+        (&turn_line["status"], &turn_line["input_tokens"], &turn_line["output_tokens"]),
+        (&json!("completed"), &json!(52), &json!(29))
+    );
+    assert!(turn_line["time_to_first_event_ms"].is_f64(), "{turn_line}");
+    let turn_span = &turn_line["spans"][1];
+    assert_eq!(turn_span["session_id"].to_string(), session, "{turn_line}");
+    assert_eq!(turn_span["turn_id"].as_str(), reply.headers["lambent-turn-id"].to_str().ok(), "{turn_line}");
+}
+
+#[tokio::test]
+async fn message_content_is_on_the_spans_only_when_asked_for() {
+    let mut collector = FakeCollectorServer::start().await.expect("the OTLP receiver starts");
+    let provider = telemetry::otlp_provider(Some(&collector.endpoint())).unwrap().expect("an exporter");
+    let subscriber = telemetry::subscriber(
+        LogFormat::Json,
+        BoxMakeWriter::new(std::io::sink),
+        EnvFilter::new("info"),
+        Some(&provider),
+    );
+    let _guard = watch(subscriber);
+    let fake = FakeOpenAi::start().await;
+    let mut env = fake.env();
+    env.push(("LAMBENT_TRACE_CONTENT", "true".to_owned()));
+    let (state, dir) = fresh_state_with(&env).await;
+    let app = TestApp::serve(state, dir).await;
+    app.create("/api/agents/", json!({"name": "Helper", "model": "gpt-4.1", "is_default": true})).await;
+    settled();
+    fake.push_stream(frames(text_events("resp_1", &["Hello ", "there."])));
+
+    let reply = app.stream("/api/agent/stream/", json!({"message": "Say hello"})).await;
+    assert_eq!(reply.done()["status"], "completed");
+    telemetry::flush_provider(&provider).await;
+
+    let mut chat = None;
+    for _ in 0..100 {
+        let spans = collector.exported_spans(1, Duration::from_millis(100)).await;
+        chat = chat.or_else(|| spans.into_iter().find(|s| s.name == "chat gpt-4.1"));
+        if chat.is_some() {
+            break;
+        }
+    }
+    let chat = chat.expect("the chat span");
+    assert!(attr(&chat, "gen_ai.input.messages").is_some_and(|m| m.contains("Say hello")), "{chat:?}");
+    assert_eq!(attr(&chat, "gen_ai.output.messages").as_deref(), Some("Hello there."));
+}
+
+#[tokio::test]
+async fn a_failed_turn_logs_a_warning_with_its_code_and_counts_as_an_upstream_error() {
+    let logs = Captured::default();
+    let subscriber = telemetry::subscriber(LogFormat::Json, logs.writer(), EnvFilter::new("info"), None);
+    let _guard = watch(subscriber);
+    let fake = FakeOpenAi::start().await;
+    let metrics = Metrics::capture("test-stack");
+    let app = app_with_echo(&fake, metrics.clone()).await;
+    fake.push(Reply::Status {
+        status: 400,
+        body: json!({"error": {"message": "bad model"}}).to_string(),
+        retry_after: None,
+    });
+
+    let reply = app.stream("/api/agent/stream/", json!({"message": "Hi"})).await;
+    assert_eq!(reply.events("error")[0]["code"], "upstream_rejected", "{}", reply.raw);
+
+    let lines = logs.json_lines();
+    let failed: Vec<&Value> = lines.iter().filter(|l| l["message"] == "turn failed").collect();
+    assert_eq!(failed.len(), 1, "{lines:#?}");
+    assert_eq!((&failed[0]["level"], &failed[0]["error_code"]), (&json!("WARN"), &json!("upstream_rejected")));
+    assert!(failed[0]["error"].as_str().is_some_and(|e| e.contains("bad model")), "{}", failed[0]);
+    assert_eq!(
+        failed[0]["spans"][0]["request_id"].as_str(),
+        reply.headers["x-request-id"].to_str().ok(),
+        "{}",
+        failed[0]
+    );
+
+    let turns: Vec<Value> = metrics.lines().into_iter().filter(|l| l.get("Turns").is_some()).collect();
+    assert_eq!(turns.len(), 1, "{turns:#?}");
+    let turn = &turns[0];
+    assert_eq!(
+        (&turn["TurnErrors"], &turn["UpstreamErrors"], &turn["ErrorCode"], &turn["Service"]),
+        (&json!(1), &json!(1), &json!("upstream_rejected"), &json!("test-stack"))
+    );
+    let directives = turn["_aws"]["CloudWatchMetrics"].as_array().unwrap();
+    assert_eq!(directives[1]["Dimensions"], json!([["Service", "ErrorCode"]]));
+    assert_eq!(directives[1]["Metrics"], json!([{"Name": "TurnErrors", "Unit": "Count"}]));
+}
+
+#[tokio::test]
+async fn a_conversation_writes_one_emf_line_per_turn_and_per_request_in_cloudwatchs_shape() {
+    let fake = FakeOpenAi::start().await;
+    let metrics = Metrics::capture("test-stack");
+    let app = app_with_echo(&fake, metrics.clone()).await;
+    let before = metrics.lines().len();
+    two_rounds(&fake);
+
+    let reply = app.stream("/api/agent/stream/", json!({"message": "Echo once", "auto_execute_tools": true})).await;
+    assert_eq!(reply.done()["status"], "completed");
+    // The request's line is written when its last task (the turn's) lets go of it.
+    let mut lines = metrics.lines();
+    for _ in 0..50 {
+        if lines.len() >= before + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        lines = metrics.lines();
+    }
+    let new = &lines[before..];
+    assert_eq!(new.len(), 2, "one turn line, one request line: {new:#?}");
+    let turn = new.iter().find(|l| l.get("Turns").is_some()).expect("the turn's line");
+    let first_ms = turn["TimeToFirstEvent"].as_f64().expect("a time to first event");
+    assert!(first_ms >= 0.0);
+    let timestamp = turn["_aws"]["Timestamp"].as_u64().expect("a millisecond timestamp");
+    assert!(timestamp > 1_700_000_000_000, "{timestamp}");
+    assert_eq!(
+        turn,
+        &json!({
+            "Service": "test-stack", "Turns": 1, "TurnErrors": 0, "UpstreamErrors": 0, "UpstreamRetries": 0,
+            "InputTokens": 52, "OutputTokens": 29, "TimeToFirstEvent": first_ms,
+            "_aws": {"Timestamp": timestamp, "CloudWatchMetrics": [{
+                "Namespace": "Lambent", "Dimensions": [["Service"]],
+                "Metrics": [
+                    {"Name": "Turns", "Unit": "Count"}, {"Name": "TurnErrors", "Unit": "Count"},
+                    {"Name": "UpstreamErrors", "Unit": "Count"}, {"Name": "UpstreamRetries", "Unit": "Count"},
+                    {"Name": "InputTokens", "Unit": "Count"}, {"Name": "OutputTokens", "Unit": "Count"},
+                    {"Name": "TimeToFirstEvent", "Unit": "Milliseconds"}
+                ]
+            }]}
+        })
+    );
+    let request = new.iter().find(|l| l.get("DbRoundTrips").is_some()).expect("the request's line");
+    assert_eq!(request["DbRoundTrips"], 0, "a database file has no round trips");
+    assert_eq!(
+        request["_aws"]["CloudWatchMetrics"],
+        json!([{"Namespace": "Lambent", "Dimensions": [["Service"]], "Metrics": [{"Name": "DbRoundTrips", "Unit": "Count"}]}])
+    );
+}
+
+#[tokio::test]
+async fn every_answer_names_its_request_and_a_server_error_quotes_it_in_the_body() {
+    let logs = Captured::default();
+    let subscriber = telemetry::subscriber(LogFormat::Json, logs.writer(), EnvFilter::new("info"), None);
+    let _guard = watch(subscriber);
+    let app = TestApp::spawn().await;
+    settled();
+    let ok = reqwest::Client::new().get(app.url("/api/health/")).send().await.unwrap();
+    let first = ok.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(first.len(), 36, "a UUID: {first}");
+    assert_eq!(&first[14..15], "7", "version 7: {first}");
+
+    // A table gone from under the code: the read fails, a 500.
+    app.rows("DROP TABLE agent_profile_tools").await;
+    let response = reqwest::Client::new()
+        .get(app.url("/api/agent-tools/"))
+        .bearer_auth(app.token.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(id, first, "each request has its own id");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body, json!({"detail": "A server error occurred.", "request_id": id}));
+    let lines = logs.json_lines();
+    let failed = lines.iter().find(|l| l["message"] == "request failed").expect("the error's log line");
+    assert_eq!(
+        failed["spans"][0]["request_id"].as_str(),
+        Some(id.as_str()),
+        "the log line an operator finds by that id"
+    );
+    assert!(failed["error"].as_str().is_some_and(|e| e.contains("agent_profile_tools")), "{failed}");
+}
+
+#[tokio::test]
+async fn a_full_conversation_logged_at_debug_never_shows_the_api_key_the_token_or_the_password() {
+    let logs = Captured::default();
+    let subscriber = telemetry::subscriber(LogFormat::Json, logs.writer(), EnvFilter::new("debug"), None);
+    let _guard = watch(subscriber);
+    let fake = FakeOpenAi::start().await;
+    let app = app_with_echo(&fake, Metrics::off()).await;
+    let (status, login) =
+        app.as_user(None).post("/api/auth/login/", json!({"username": "alice", "password": "alice-password"})).await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let token = login["token"].as_str().expect("a token").to_owned();
+    let alice = app.as_user(Some(&token));
+    two_rounds(&fake);
+    let reply = alice.stream("/api/agent/stream/", json!({"message": "Echo once", "auto_execute_tools": true})).await;
+    assert_eq!(reply.done()["status"], "completed", "{}", reply.raw);
+    fake.push_stream(frames(text_events("resp_chat", &["Fine."])));
+    let (status, _) = alice.post("/api/agent/chat/", json!({"message": "And you?"})).await;
+    assert_eq!(status, StatusCode::OK);
+    alice.post("/api/auth/logout/", json!({})).await;
+
+    let text = logs.text();
+    assert!(text.lines().count() > 20, "debug lines were written:\n{text}");
+    let api_key = fake.env().into_iter().find(|(k, _)| *k == "OPENAI_API_KEY").unwrap().1;
+    for (what, secret) in [
+        ("the OpenAI API key", api_key.as_str()),
+        ("the login token", token.as_str()),
+        ("alice's API token", app.token.as_deref().unwrap()),
+        ("the password", "alice-password"),
+    ] {
+        assert!(!text.contains(secret), "{what} is in the logs:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_reports_the_database_round_trips_it_and_its_turn_made() {
+    use crate::helpers::services::{CountingProxy, Sqld};
+    let sqld = Sqld::start().await;
+    let proxy = CountingProxy::start(&sqld.url, Duration::ZERO).await;
+    let fake = FakeOpenAi::start().await;
+    let mut env = fake.env();
+    env.push(("DATABASE_URL", proxy.url.clone()));
+    env.push(("DATABASE_AUTH_TOKEN", sqld.token()));
+    let config =
+        lambent::Config::from_lookup(|key| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())).unwrap();
+    let store = lambent::Store::open(&config).await.unwrap();
+    store.migrate().await.unwrap();
+    let metrics = Metrics::capture("test-stack");
+    let state = lambent::AppState::new(config, store).with_metrics(metrics.clone());
+    let app = TestApp::serve(state, tempfile::tempdir().unwrap()).await;
+    app.create("/api/agents/", json!({"name": "Counted", "is_default": true})).await;
+    fake.push_stream(frames(text_events("resp_counted", &["Counted."])));
+
+    let before = (proxy.count(), metrics.lines().len());
+    let reply = app.stream("/api/agent/stream/", json!({"message": "Count me"})).await;
+    assert_eq!(reply.done()["status"], "completed");
+    let mut lines = metrics.lines();
+    for _ in 0..50 {
+        if lines[before.1..].iter().any(|l| l.get("DbRoundTrips").is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        lines = metrics.lines();
+    }
+    let trips = proxy.count() - before.0;
+    let reported: Vec<&Value> = lines[before.1..].iter().filter(|l| l.get("DbRoundTrips").is_some()).collect();
+    assert_eq!(reported.len(), 1, "{lines:#?}");
+    assert!(trips >= 2, "a streamed turn reads before the upstream and writes after it: {trips}");
+    assert_eq!(reported[0]["DbRoundTrips"], json!(trips), "every request the proxy saw, the turn's own included");
+}
