@@ -271,6 +271,39 @@ async fn message_content_is_on_the_spans_only_when_asked_for() {
 }
 
 #[tokio::test]
+async fn spans_are_exported_when_rust_log_quiets_the_logs_to_warnings() {
+    // Found by the export-on benchmark: its server runs at RUST_LOG=warn, and one filter for logs and spans
+    // exported nothing.
+    let mut collector = FakeCollectorServer::start().await.expect("the OTLP receiver starts");
+    let provider = telemetry::otlp_provider(Some(&collector.endpoint())).unwrap().expect("an exporter");
+    let logs = Captured::default();
+    let subscriber = telemetry::subscriber(LogFormat::Json, logs.writer(), EnvFilter::new("warn"), Some(&provider));
+    let _guard = watch(subscriber);
+    let fake = FakeOpenAi::start().await;
+    let (state, dir) = fresh_state_with(&fake.env()).await;
+    let app = TestApp::serve(state, dir).await;
+    app.create("/api/agents/", json!({"name": "Helper", "model": "gpt-4.1", "is_default": true})).await;
+    settled();
+    fake.push_stream(frames(text_events("resp_1", &["Hello."])));
+
+    let reply = app.stream("/api/agent/stream/", json!({"message": "Say hello"})).await;
+    assert_eq!(reply.done()["status"], "completed");
+    telemetry::flush_provider(&provider).await;
+
+    let mut names = Vec::new();
+    for _ in 0..100 {
+        names.extend(collector.exported_spans(1, Duration::from_millis(100)).await.into_iter().map(|s| s.name));
+        if names.iter().any(|n| n == "chat gpt-4.1") && names.iter().any(|n| n == "invoke_agent Helper") {
+            break;
+        }
+    }
+    assert!(names.iter().any(|n| n == "invoke_agent Helper"), "{names:?}");
+    assert!(names.iter().any(|n| n == "chat gpt-4.1"), "{names:?}");
+    let info_lines: Vec<_> = logs.json_lines().into_iter().filter(|line| line["level"] == "INFO").collect();
+    assert!(info_lines.is_empty(), "RUST_LOG=warn still filters the lines: {info_lines:?}");
+}
+
+#[tokio::test]
 async fn a_failed_turn_logs_a_warning_with_its_code_and_counts_as_an_upstream_error() {
     let logs = Captured::default();
     let subscriber = telemetry::subscriber(LogFormat::Json, logs.writer(), EnvFilter::new("info"), None);

@@ -26,6 +26,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -89,8 +90,12 @@ pub fn subscriber(
             .boxed(),
         LogFormat::Text { ansi } => tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(writer).boxed(),
     };
-    let otel = provider.map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("lambent")));
-    tracing_subscriber::registry().with(filter).with(lines).with(otel)
+    // `RUST_LOG` filters the lines only: the spans go out at `info` whatever it says. With one filter for both,
+    // `RUST_LOG=warn` (what the benchmark's server runs at, and what an operator sets to quiet the logs) exported
+    // no span at all: the request, turn and chat spans are `info`.
+    let otel = provider
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("lambent")).with_filter(LevelFilter::INFO));
+    tracing_subscriber::registry().with(lines.with_filter(filter)).with(otel)
 }
 
 /// Sets the process's subscriber: `format` lines (JSON to stdout, text to stderr) at `RUST_LOG`, and — when
