@@ -18,6 +18,12 @@ async fn state_with_fixture_user() -> (lambent::AppState, tempfile::TempDir) {
 /// The same, with settings; also returns the user's id.
 async fn state_with_fixture_user_and(env: &[(&str, String)]) -> (lambent::AppState, tempfile::TempDir, i64) {
     let (state, dir) = crate::helpers::fresh_state_with(env).await;
+    let user = fixture_user(&state).await;
+    (state, dir, user)
+}
+
+/// The user whose token is the fixtures', in `state`'s database; its id.
+async fn fixture_user(state: &lambent::AppState) -> i64 {
     let user = state.store.create_user("lambda", None, false).await.unwrap();
     let token = lambent::domain::NewToken {
         secret: FIXTURE_TOKEN.into(),
@@ -25,7 +31,7 @@ async fn state_with_fixture_user_and(env: &[(&str, String)]) -> (lambent::AppSta
         hash: lambent::auth::token_hash(FIXTURE_TOKEN),
     };
     state.store.create_token(user.id, "fixture", "api", None, &token).await.unwrap();
-    (state, dir, user.id)
+    user.id
 }
 
 async fn invoke(function: lambent::http::Function, state: lambent::AppState, fixture: &str) -> Value {
@@ -148,15 +154,9 @@ async fn a_chat_stopped_at_its_deadline_leaves_the_session_free_for_the_next_mes
     env.push(("OPENAI_READ_TIMEOUT", "600".into()));
     let clock = Arc::new(ShiftedClock::default());
     let (state, _dir) = crate::helpers::fresh_state_on(&env, clock.clone()).await;
-    let user = state.store.create_user("lambda", None, false).await.unwrap();
-    let token = lambent::domain::NewToken {
-        secret: FIXTURE_TOKEN.into(),
-        prefix: FIXTURE_TOKEN[..12].into(),
-        hash: lambent::auth::token_hash(FIXTURE_TOKEN),
-    };
-    state.store.create_token(user.id, "fixture", "api", None, &token).await.unwrap();
+    let user_id = fixture_user(&state).await;
     let default = lambent::domain::AgentFields { name: "a".into(), is_default: true, ..Default::default() };
-    state.store.create_agent(Some(user.id), default).await.unwrap();
+    state.store.create_agent(Some(user_id), default).await.unwrap();
     let chat = lambent::http::Function::AgentChat;
 
     let gate = Arc::new(tokio::sync::Notify::new());
