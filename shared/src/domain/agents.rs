@@ -3,14 +3,18 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::input::{Input, Mode};
+use crate::config::{Config, DEFAULT_PROVIDER};
 use crate::error::Result;
+
+/// The largest input budget an agent may set, in tokens (far above any model's context window).
+pub const MAX_INPUT_BUDGET: i64 = 100_000_000;
 
 pub const DEFAULT_MODEL: &str = "gpt-4.1";
 
 /// An agent profile: which model answers, with which system prompt.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(example = json!({"id": 1, "name": "Default Agent", "owner": null, "model": "gpt-4.1",
-    "system_prompt": "You are a helpful assistant.", "is_default": true,
+    "system_prompt": "You are a helpful assistant.", "is_default": true, "provider": "openai", "input_budget": null,
     "created_at": "2026-11-25T20:14:11.000000Z", "updated_at": "2026-11-25T20:14:11.000000Z"}))]
 pub struct Agent {
     pub id: i64,
@@ -21,6 +25,11 @@ pub struct Agent {
     pub system_prompt: String,
     /// The owner's default agent, used when a conversation names none. At most one per owner.
     pub is_default: bool,
+    /// The model provider it talks to (`GET /api/providers/` lists them).
+    pub provider: String,
+    /// With a provider whose state is `local`: the most tokens of history a request carries (estimated from
+    /// stored usage); over it the oldest whole turns are left out. Null: no limit.
+    pub input_budget: Option<i64>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -31,11 +40,20 @@ pub struct AgentFields {
     pub model: String,
     pub system_prompt: String,
     pub is_default: bool,
+    pub provider: String,
+    pub input_budget: Option<i64>,
 }
 
 impl Default for AgentFields {
     fn default() -> Self {
-        Self { name: String::new(), model: DEFAULT_MODEL.to_owned(), system_prompt: String::new(), is_default: false }
+        Self {
+            name: String::new(),
+            model: DEFAULT_MODEL.to_owned(),
+            system_prompt: String::new(),
+            is_default: false,
+            provider: DEFAULT_PROVIDER.to_owned(),
+            input_budget: None,
+        }
     }
 }
 
@@ -46,6 +64,8 @@ impl From<&Agent> for AgentFields {
             model: a.model.clone(),
             system_prompt: a.system_prompt.clone(),
             is_default: a.is_default,
+            provider: a.provider.clone(),
+            input_budget: a.input_budget,
         }
     }
 }
@@ -58,18 +78,36 @@ pub struct AgentChanges {
     pub model: Option<String>,
     pub system_prompt: Option<String>,
     pub is_default: Option<bool>,
+    pub provider: Option<String>,
+    pub input_budget: Option<Option<i64>>,
 }
 
 impl AgentChanges {
-    pub fn parse(body: &Value, mode: Mode) -> Result<Self> {
+    /// Reads an agent write; `provider` must name a provider the config defines. An agent created without a
+    /// `model` gets its provider's default model, if it has one.
+    pub fn parse(body: &Value, mode: Mode, config: &Config) -> Result<Self> {
         let mut input = Input::new(body, mode)?;
-        let changes = Self {
+        let mut changes = Self {
             owner: input.pk("owner", false, true),
             name: input.string("name", true, Some(200), false),
             model: input.string("model", false, Some(100), false),
             system_prompt: input.string("system_prompt", false, None, true),
             is_default: input.boolean("is_default"),
+            provider: input.string("provider", false, Some(40), false),
+            input_budget: input.nullable_count("input_budget", MAX_INPUT_BUDGET),
         };
+        if let Some(name) = &changes.provider {
+            match config.provider(name) {
+                None => {
+                    let known: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+                    input.error("provider", format!("\"{name}\" is not a configured provider: {}.", known.join(", ")));
+                }
+                Some(provider) if mode == Mode::Create && changes.model.is_none() => {
+                    changes.model = provider.default_model.clone();
+                }
+                Some(_) => {}
+            }
+        }
         input.finish()?;
         Ok(changes)
     }
@@ -80,6 +118,8 @@ impl AgentChanges {
             model: self.model.unwrap_or(base.model),
             system_prompt: self.system_prompt.unwrap_or(base.system_prompt),
             is_default: self.is_default.unwrap_or(base.is_default),
+            provider: self.provider.unwrap_or(base.provider),
+            input_budget: self.input_budget.unwrap_or(base.input_budget),
         }
     }
 }
@@ -87,7 +127,7 @@ impl AgentChanges {
 /// The request body of agent writes, for the OpenAPI document.
 #[derive(Debug, ToSchema)]
 #[schema(example = json!({"name": "Default Agent", "model": "gpt-4.1",
-    "system_prompt": "You are a helpful assistant.", "is_default": true}))]
+    "system_prompt": "You are a helpful assistant.", "is_default": true, "provider": "openai"}))]
 #[allow(dead_code)]
 pub struct AgentWrite {
     /// Required on create and PUT; at most 200 characters.
@@ -100,4 +140,11 @@ pub struct AgentWrite {
     system_prompt: Option<String>,
     #[schema(nullable = false)]
     is_default: Option<bool>,
+    /// Default `openai`; one of the configured providers (`GET /api/providers/`). On create without a
+    /// `model`, the provider's default model (if it has one) is the agent's.
+    #[schema(nullable = false, max_length = 40)]
+    provider: Option<String>,
+    /// Tokens of history a request may carry with a `local`-state provider (1 to 100000000); null: no limit.
+    #[schema(minimum = 1, maximum = 100_000_000)]
+    input_budget: Option<i64>,
 }

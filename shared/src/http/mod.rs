@@ -3,7 +3,7 @@
 //! nothing else.
 //!
 //! # Layout
-//! - one file per endpoint group: `agents`, `tools`, `agent_tools`, `templates`, `sessions`, `auth`, and
+//! - one file per endpoint group: `agents` (with `providers`, the configured model providers), `tools`, `agent_tools`, `templates`, `sessions`, `auth`, and
 //!   `agent` (the conversation endpoints: stream, tool-output, chat).
 //! - `functions`: the Lambda functions and their groups.
 //! - `extract`: extractors that fail as DRF does, and the caller from the bearer token.
@@ -19,6 +19,7 @@ pub mod extract;
 pub mod functions;
 pub mod observe;
 pub mod openapi;
+pub mod providers;
 pub mod sessions;
 pub mod sse;
 pub mod templates;

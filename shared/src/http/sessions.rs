@@ -13,7 +13,7 @@ use super::extract::{EventCursor, Id, JsonBody, ListQuery, Page};
 use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, INVALID_PAGE, INVALID_QUERY, PageParams, ValidationErrors};
 use super::sse::stream_response;
 use crate::domain::Caller;
-use crate::domain::{Message, NewSession, Session, ToolCallRecord};
+use crate::domain::{ForkRequest, Message, NewSession, Session, ToolCallRecord};
 use crate::error::Result;
 use crate::state::AppState;
 
@@ -28,6 +28,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(messages))
         .routes(routes!(tool_calls))
         .routes(routes!(cancel))
+        .routes(routes!(fork))
 }
 
 /// The session's event stream: served by the streaming function (it may follow a turn for minutes).
@@ -62,6 +63,24 @@ async fn create(
     responses((status = 200, description = "The session.", body = Session), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Json<Session>> {
     Ok(Json(state.store.get_session(&caller, id).await?))
+}
+
+/// Fork a session: a new session of yours holding copies of its messages and tool calls up to and including
+/// `message` (default: the last), continuing from there — on the same agent, or on `agent`, whose first turn
+/// sends the copied history whole. The original is untouched. A point between a tool call and its output
+/// (a response still waiting for outputs) is refused.
+#[utoipa::path(operation_id = "sessions_fork", post, path = "/api/sessions/{id}/fork/", tag = "sessions",
+    params(("id" = i64, Path)), request_body = ForkRequest,
+    responses((status = 201, description = "Created: the fork.", body = Session),
+        (status = 400, description = INVALID_FIELDS, body = ValidationErrors),
+        (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
+async fn fork(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Session>)> {
+    Ok((StatusCode::CREATED, Json(state.store.fork_session(&caller, id, &ForkRequest::parse(&body)?).await?)))
 }
 
 /// Delete a session and its messages.

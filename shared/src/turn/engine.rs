@@ -35,7 +35,7 @@ use super::recorder::{Sink, record};
 use crate::domain::{Agent, ErrorCode, Executor, Message, ResponseStatus, Tool, ToolCall};
 use crate::error::{Error, Result};
 use crate::llm::events::{Observed, ResponseAccumulator, ResponseEnd};
-use crate::llm::{ModelProvider, ModelRequest, outputs_of, upstream_tool};
+use crate::llm::{ModelProvider, ModelRequest, STATELESS_INCLUDE, outputs_of, upstream_tool};
 use crate::state::AppState;
 use crate::store::{IdempotencyClaim, KeptAnswer, ResponseRecord};
 use crate::telemetry;
@@ -53,6 +53,14 @@ pub struct Turn {
     pub(super) input: Vec<Value>,
     pub(super) previous_response_id: Option<String>,
     pub(super) auto_execute: bool,
+    /// The conversation so far, sent before `input` instead of `previous_response_id`: every round when the
+    /// provider keeps no state (`stateless`), the first round only for a session that owes its provider the
+    /// whole history (a fork).
+    pub(super) history: Option<Vec<Value>>,
+    /// Lambent keeps the conversation: `store: false`, reasoning items asked back with their encrypted content.
+    pub(super) stateless: bool,
+    /// How many of the oldest turns the agent's input budget left out of `history`.
+    pub(super) dropped_turns: u32,
 }
 
 /// How a keyed chat's answer is kept for its key's retries: the claim, and how the turn's end becomes the
@@ -121,7 +129,7 @@ impl Turn {
         let span =
             tracing::info_span!("turn", otel.name = %name, session_id = self.session_id, turn_id = %self.turn_id);
         span.set_attribute("gen_ai.operation.name", "invoke_agent");
-        span.set_attribute("gen_ai.provider.name", "openai");
+        span.set_attribute("gen_ai.provider.name", self.agent.provider.clone());
         span.set_attribute("gen_ai.agent.id", self.agent.id.to_string());
         span.set_attribute("gen_ai.agent.name", self.agent.name.clone());
         span.set_attribute("gen_ai.conversation.id", self.session_id.to_string());
@@ -165,24 +173,37 @@ impl Turn {
         let executors: HashMap<&str, &Executor> =
             self.tools.iter().filter_map(|t| Some((t.name.as_str(), t.executor.as_ref()?))).collect();
         let tool_specs: Vec<Value> = self.tools.iter().map(upstream_tool).collect();
+        if self.stateless {
+            self.history.get_or_insert_with(Vec::new);
+        }
         let mut rounds_run = 0;
         loop {
+            let input = std::mem::take(&mut self.input);
+            let (input, sent) = match &self.history {
+                Some(history) => (history.iter().chain(&input).cloned().collect(), input),
+                None => (input, Vec::new()),
+            };
             let request = ModelRequest {
                 model: self.agent.model.clone(),
                 instructions: self.instructions.clone(),
-                input: std::mem::take(&mut self.input),
+                input,
                 tools: tool_specs.clone(),
-                previous_response_id: self.previous_response_id.clone(),
-                store: true,
+                previous_response_id: self.previous_response_id.clone().filter(|_| self.history.is_none()),
+                store: !self.stateless,
                 stream: true,
+                include: if self.stateless { vec![STATELESS_INCLUDE] } else { Vec::new() },
             };
-            let ended = self.one_response(request, sink, cancel, state.config.trace_content).await;
+            let mut ended = self.one_response(request, sink, cancel, state.config.trace_content).await;
+            if let Err(error) = &mut ended.end {
+                self.explain_rejection(error);
+            }
             let mut end = TurnEnd {
                 done: Done {
                     session_id: self.session_id,
                     response_id: ended.response_id.clone(),
                     status: ended.status(),
                     pending_tool_calls: Vec::new(),
+                    dropped_turns: self.dropped_turns,
                 },
                 message: None,
                 output_text: ended.text.clone(),
@@ -240,9 +261,32 @@ impl Turn {
             }
             let response_id = ended.response_id.clone().unwrap_or_default();
             let calls = state.store.response_tool_calls(self.session_id, &response_id).await.unwrap_or_default();
+            match (&mut self.history, &ended.end) {
+                (Some(history), Ok((output, _))) if self.stateless => {
+                    history.extend(sent);
+                    history.extend(output.as_array().into_iter().flatten().cloned());
+                }
+                // A stateful provider chains from here: it has the history now.
+                _ => self.history = None,
+            }
             self.input = outputs_of(&calls);
             self.previous_response_id = Some(response_id);
         }
+    }
+
+    /// A stateful provider's refusal may mean it keeps no state: the error names the setting to change.
+    fn explain_rejection(&self, error: &mut TurnError) {
+        if self.stateless || error.code != ErrorCode::UpstreamRejected {
+            return;
+        }
+        let name = &self.agent.provider;
+        error.message = format!(
+            "{} The provider \"{name}\" may keep no conversation state (it refused a request with store: true{}): \
+             set LAMBENT_PROVIDER_{}_STATE=local to have Lambent send the whole conversation instead.",
+            error.message,
+            if self.previous_response_id.is_some() { " and previous_response_id" } else { "" },
+            name.to_ascii_uppercase()
+        );
     }
 
     /// What the store keeps of an ended response: only a completed one moves the session on and enters its
@@ -270,7 +314,7 @@ impl Turn {
     ) -> EndedResponse {
         let span = tracing::info_span!("chat", otel.name = %format!("chat {}", request.model), otel.kind = "client");
         span.set_attribute("gen_ai.operation.name", "chat");
-        span.set_attribute("gen_ai.provider.name", "openai");
+        span.set_attribute("gen_ai.provider.name", self.agent.provider.clone());
         span.set_attribute("gen_ai.request.model", request.model.clone());
         if content {
             span.set_attribute("gen_ai.input.messages", Value::from(request.input.clone()).to_string());

@@ -100,4 +100,12 @@ pub struct Done {
     pub response_id: Option<String>,
     pub status: ResponseStatus,
     pub pending_tool_calls: Vec<String>,
+    /// How many of the oldest turns the agent's `input_budget` left out of the history this turn sent (only
+    /// when Lambent keeps the conversation; absent when none were).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_turns: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -99,7 +99,8 @@ pub async fn tool_output(
     let store = &state.store;
     // One read batch (what the continuation needs, the calls to validate, the key's earlier request), then
     // one atomic write.
-    let read = store.tool_output_context(caller, request.session_id, &request.outputs, claim.as_ref()).await?;
+    let locals = state.config.local_providers();
+    let read = store.tool_output_context(caller, request.session_id, &request.outputs, claim.as_ref(), &locals).await?;
     match replay(state, read.key_record).await? {
         Some(Replay::Frames(frames)) => return Ok(ToolOutputStart::Streaming(frames)),
         Some(Replay::Answer { body, .. }) => {
@@ -109,15 +110,18 @@ pub async fn tool_output(
         None => {}
     }
     // Nothing is written without a model provider to continue with.
-    let provider = state.llm()?;
+    // (An unconfigured provider answers 503 before a missing session's 404, as before providers had names.)
+    let provider = state.llm(read.context.as_ref().map_or(crate::config::DEFAULT_PROVIDER, |c| &c.agent.provider))?;
     let context = read.context?;
+    let stateless = state.config.is_local(&context.agent.provider);
     let lease = new_lease(state, lease);
     match store.submit_tool_outputs(&context, &lease, &request.outputs, claim.as_ref()).await? {
         Submission::Waiting { pending } => {
             Ok(ToolOutputStart::Waiting(PendingToolCalls { pending_tool_calls: pending }))
         }
         Submission::Complete { response_id, calls } => {
-            let turn = continuation(provider, context, lease, response_id, &calls, request.auto_execute_tools);
+            let turn =
+                continuation(provider, stateless, context, lease, response_id, &calls, request.auto_execute_tools);
             Ok(ToolOutputStart::Streaming(turn.stream(state.clone())))
         }
     }
@@ -213,6 +217,7 @@ pub async fn close_interrupted(store: &Store) -> Result<usize> {
             response_id: None,
             status: ResponseStatus::Failed,
             pending_tool_calls: Vec::new(),
+            dropped_turns: 0,
         });
         let (error_data, done_data) = (error.data(), done.data());
         let frames = [
