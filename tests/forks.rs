@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
-use crate::helpers::fake_openai::{FakeOpenAi, frames, function_call_events, text_events};
+use lambent_testkit::openai::{FakeOpenAi, frames, function_call_events, text_events};
 
 fn user(text: &str) -> Value {
     json!({"type": "message", "role": "user", "content": text})

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::helpers::TestApp;
-use crate::helpers::fake_openai::{FakeOpenAi, Step, frames, text_events};
+use lambent_testkit::openai::{FakeOpenAi, Step, frames, text_events};
 
 const FIRST_KEY: &str = "sk-first-provider-key";
 const SECOND_KEY: &str = "sk-second-provider-key-0123456789";

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
-use crate::helpers::fake_openai::{FakeOpenAi, frames, function_call_events, response_object, text_events, usage};
+use lambent_testkit::openai::{FakeOpenAi, frames, function_call_events, response_object, text_events, usage};
 
 /// An app on a stateless fake, `openai` in `state` mode, with a default agent.
 async fn on_stateless(state: &str) -> (TestApp, FakeOpenAi, Value) {
