@@ -26,6 +26,7 @@ mod forks;
 mod health;
 mod isolation;
 mod lambda;
+mod litellm;
 mod local_server;
 mod login_throttle;
 mod migrations;

@@ -9,6 +9,8 @@
 //! - [`proxy`]: an HTTP proxy in front of a database server that counts the requests reaching it and holds
 //!   each for a set round trip; its [`proxy::ProxyOptions`] is where new behaviour goes.
 //! - [`runtime_api`]: a stub of the Lambda Runtime API for a real function process.
+//! - [`chat`]: a fake chat-completions API, replies scripted per model; [`litellm`]: LiteLLM's proxy in front
+//!   of it, started once per process.
 //! - [`openai`]: the fake Responses API (scripted replies, frames shaped like the recorded transcripts) and the
 //!   builders of those frames.
 //! - here: [`free_port`], [`serve`] (the accept loop all of them share), [`install_crypto_provider`], and the
@@ -23,6 +25,8 @@
 //! The kit links none of Lambent's crates: the bench measures the release binaries as child processes and
 //! must not link what it measures.
 
+pub mod chat;
+pub mod litellm;
 pub mod moto;
 pub mod openai;
 pub mod proxy;
