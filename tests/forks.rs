@@ -5,16 +5,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
+use crate::stateless::{answer, user};
 use lambent_testkit::openai::{FakeOpenAi, frames, function_call_events, text_events};
-
-fn user(text: &str) -> Value {
-    json!({"type": "message", "role": "user", "content": text})
-}
-
-fn answer(id: &str, text: &str) -> Value {
-    json!({"id": format!("msg_{id}_0"), "type": "message", "status": "completed", "role": "assistant",
-           "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}]})
-}
 
 /// Two turns on a new session of the default agent: "one" → "First.", "two" → "Second.".
 async fn two_turns(app: &TestApp, fake: &FakeOpenAi) -> (Value, Vec<Value>) {

@@ -151,3 +151,18 @@ async fn a_provider_without_a_key_answers_503_naming_its_variable_and_stores_not
     assert_eq!(app.count("agent_messages").await, 0);
     assert!(first.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_deployment_on_named_providers_only_is_ready_without_an_openai_key() {
+    let fake = FakeOpenAi::start().await;
+    let app = TestApp::spawn_with(&[
+        ("LAMBENT_PROVIDER_OLLAMA_BASE_URL", fake.base_url.clone()),
+        ("LAMBENT_PROVIDER_OLLAMA_API_KEY", "ollama".to_owned()),
+    ])
+    .await;
+
+    let (status, health) = app.get("/api/health/").await;
+
+    assert_eq!(status, StatusCode::OK, "{health}");
+    assert_eq!(health["checks"]["model_provider"]["api_key"], false, "OpenAI's own key is still reported as absent");
+}

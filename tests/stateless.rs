@@ -6,7 +6,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
-use lambent_testkit::openai::{FakeOpenAi, frames, function_call_events, response_object, text_events, usage};
+use lambent_testkit::openai::{
+    FakeOpenAi, Reply, failing_events, frames, function_call_events, response_object, text_events, usage,
+};
 
 /// An app on a stateless fake, `openai` in `state` mode, with a default agent.
 async fn on_stateless(state: &str) -> (TestApp, FakeOpenAi, Value) {
@@ -19,12 +21,12 @@ async fn on_stateless(state: &str) -> (TestApp, FakeOpenAi, Value) {
     (app, fake, agent)
 }
 
-fn user(text: &str) -> Value {
+pub fn user(text: &str) -> Value {
     json!({"type": "message", "role": "user", "content": text})
 }
 
 /// The message item the fake's `text_events(id, …)` answers with.
-fn answer(id: &str, text: &str) -> Value {
+pub fn answer(id: &str, text: &str) -> Value {
     json!({"id": format!("msg_{id}_0"), "type": "message", "status": "completed", "role": "assistant",
            "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}]})
 }
@@ -197,4 +199,38 @@ async fn in_provider_mode_a_server_that_keeps_no_state_ends_the_turn_with_upstre
     assert!(message.contains("keeps no responses"), "the upstream's own words stay: {message}");
     assert_eq!(turn.done()["status"], "failed");
     assert_eq!(fake.requests().len(), 1, "a refusal is not retried");
+}
+
+#[tokio::test]
+async fn in_local_mode_retries_failures_and_replays_behave_as_in_provider_mode() {
+    let (app, fake, _) = on_stateless("local").await;
+    // A refused attempt is retried with the same body.
+    fake.push(Reply::Status { status: 503, body: "{}".into(), retry_after: Some("0") });
+    fake.push_stream(frames(text_events("resp_1", &["Hello."])));
+    let first = app.stream("/api/agent/stream/", json!({"message": "hi"})).await;
+    assert_eq!(first.text(), "Hello.", "{}", first.raw);
+    assert_eq!(fake.request(0), fake.request(1), "the retry sends the same request");
+    let session = first.done()["session_id"].clone();
+
+    // A response that fails midway is not part of the history; its user message is.
+    let boom = json!({"type": "error", "code": "server_error", "message": "boom", "param": null});
+    fake.push_stream(frames(failing_events("resp_2", &["Par"], boom)));
+    let failed = app.stream("/api/agent/stream/", json!({"message": "and then?", "session_id": session})).await;
+    assert_eq!(failed.events("error")[0]["code"], "upstream_error");
+    assert_eq!(failed.done()["status"], "failed");
+
+    // A retried Idempotency-Key replays the turn without a request upstream.
+    fake.push_stream(frames(text_events("resp_3", &["Again."])));
+    let body = json!({"message": "once more", "session_id": session});
+    let headers = [("Idempotency-Key", "local-mode-key-1")];
+    let live = app.stream_with(reqwest::Method::POST, "/api/agent/stream/", Some(body.clone()), &headers).await;
+    let replayed = app.stream_with(reqwest::Method::POST, "/api/agent/stream/", Some(body), &headers).await;
+    assert_eq!(live.text(), "Again.");
+    assert_eq!(replayed.raw, live.raw, "the replay is the recorded frames, byte for byte");
+    assert_eq!(fake.requests().len(), 4);
+    assert_stateless(&fake.request(3));
+    assert_eq!(
+        fake.request(3)["input"],
+        json!([user("hi"), answer("resp_1", "Hello."), user("and then?"), user("once more")])
+    );
 }

@@ -211,7 +211,8 @@ pub struct HealthChecks {
     pub database: HealthCheck,
     /// Every migration of this version is applied, unchanged.
     pub schema: HealthCheck,
-    /// An API key is configured, and the base URL is one.
+    /// The `openai` provider: an API key is configured, and the base URL is one. Without an OpenAI key, a
+    /// named provider with a key is enough.
     pub model_provider: ProviderHealth,
 }
 
@@ -251,11 +252,15 @@ impl ProviderHealth {
     fn of(config: &Config) -> Self {
         // A function that does not call the model (on Lambda, `auth`, which serves this check) only knows the
         // SSM parameter's name; the functions that do read it at cold start and fail there without it.
+        let keyed = |p: &crate::config::ProviderConfig| p.api_key.is_some() || p.api_key_parameter.is_some();
         let openai = config.default_provider();
-        let api_key = openai.api_key.is_some() || openai.api_key_parameter.is_some();
+        let api_key = keyed(openai);
         let base_url = openai.public_base_url();
+        // A deployment whose agents all use named providers is ready without an OpenAI key.
+        let others = config.providers.iter().filter(|p| p.name != openai.name).any(keyed);
         let detail = match (api_key, &base_url) {
             (true, Some(_)) => None,
+            (false, _) if others => None,
             (false, _) => Some("No API key: set OPENAI_API_KEY (or OPENAI_API_KEY_PARAMETER on Lambda).".to_owned()),
             (true, None) => Some("OPENAI_BASE_URL is not a URL.".to_owned()),
         };
