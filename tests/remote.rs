@@ -88,7 +88,13 @@ async fn a_failed_remote_migration_rolls_back_whole() {
 
 /// A migrated app over the test sqld (or a proxy in front of it), with the fake upstream configured.
 pub async fn remote_app(url: &str, token: &str, fake: &FakeOpenAi) -> TestApp {
+    remote_app_with(url, token, fake, &[]).await
+}
+
+/// The same with more settings.
+pub async fn remote_app_with(url: &str, token: &str, fake: &FakeOpenAi, extra: &[(&'static str, &str)]) -> TestApp {
     let mut env = fake.env();
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     env.push(("DATABASE_URL", url.to_owned()));
     env.push(("DATABASE_AUTH_TOKEN", token.to_owned()));
     let config = Config::from_lookup(|key| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())).unwrap();
