@@ -5,7 +5,8 @@
 //!   response (`tool-output`) — from storing what the user sent to its `done` frame. One runs per session at
 //!   a time.
 //! - **response**: one upstream `POST /v1/responses` stream, chained to the session's last completed one
-//!   by `previous_response_id`.
+//!   by `previous_response_id` — or, when Lambent keeps the conversation (a `local`-state provider, or a
+//!   fork's first turn), carrying the whole history rebuilt from the store (`llm::history`).
 //! - **round**: one response and the server-side tool calls run after it (`auto_execute_tools`); a turn
 //!   runs at most [`MAX_TOOL_ROUNDS`] tool rounds.
 //! - **frame**: one SSE event of a turn, id `<turn_id>:<seq>`, recorded so it can be replayed.
