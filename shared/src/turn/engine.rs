@@ -274,9 +274,19 @@ impl Turn {
         }
     }
 
-    /// A stateful provider's refusal may mean it keeps no state: the error names the setting to change.
+    /// A stateful provider's refusal may mean it keeps no state: the error names the setting to change. Not
+    /// for a refusal of the key (401, 403), which says what it is by itself; a refusal that names neither the
+    /// chain nor `store` gets the hint only when the request was chained.
     fn explain_rejection(&self, error: &mut TurnError) {
         if self.stateless || error.code != ErrorCode::UpstreamRejected {
+            return;
+        }
+        let text = error.message.as_str();
+        if text.contains("HTTP 401") || text.contains("HTTP 403") {
+            return;
+        }
+        let about_state = text.contains("previous_response") || text.contains("store");
+        if !about_state && self.previous_response_id.is_none() {
             return;
         }
         let name = &self.agent.provider;
