@@ -84,3 +84,34 @@ async fn a_nul_is_refused_in_every_text_field_a_user_sends() {
         (StatusCode::BAD_REQUEST, json!({"variables": ["\"x\": Null characters are not allowed."]}))
     );
 }
+
+#[tokio::test]
+async fn an_ordinary_user_never_sees_the_credentials_in_an_executor_url_that_is_not_theirs() {
+    let app = TestApp::spawn().await;
+    let staff = app.as_user(Some(&app.account("root", true).await.token));
+    let secret_url = "https://svc:S3cretPass@hooks.example.com/run?api_key=sk-live-123&mode=fast";
+    let global = staff
+        .create(
+            "/api/tools/",
+            json!({"name": "global_hook", "owner": null, "executor": {"type": "http", "url": secret_url}}),
+        )
+        .await;
+    assert_eq!(global["executor"]["url"], secret_url, "staff see it whole");
+    let bob = app.as_user(Some(&app.account("bob", false).await.token));
+    let own_url = "https://bob:hunter2@bob.example.com/hook?token=t0k";
+    let owned =
+        bob.create("/api/tools/", json!({"name": "bob_hook", "executor": {"type": "http", "url": own_url}})).await;
+    assert_eq!(owned["executor"]["url"], own_url, "the owner sees it whole");
+    assert_eq!(bob.get(&format!("/api/tools/{}/", owned["id"])).await.1["executor"]["url"], own_url);
+    assert_eq!(staff.get(&format!("/api/tools/{}/", owned["id"])).await.1["executor"]["url"], own_url);
+
+    let redacted = "https://REDACTED:REDACTED@hooks.example.com/run?api_key=REDACTED&mode=REDACTED";
+    let (status, one) = app.get(&format!("/api/tools/{}/", global["id"])).await;
+    assert_eq!((status, &one["executor"]), (StatusCode::OK, &json!({"type": "http", "url": redacted})));
+    let (_, list) = app.get("/api/tools/").await;
+    assert_eq!(list["results"], json!([one]), "only the global tool, redacted; bob's is not alice's to see");
+    for leaked in ["S3cretPass", "sk-live-123", "svc", "hunter2", "t0k"] {
+        assert!(!list.to_string().contains(leaked) && !one.to_string().contains(leaked), "{leaked} leaked");
+    }
+    assert_eq!(bob.get(&format!("/api/tools/{}/", global["id"])).await.1["executor"]["url"], redacted);
+}

@@ -28,7 +28,7 @@ pub use access::Caller;
 pub use accounts::{Credentials, MIN_PASSWORD_CHARS, NewApiToken, NewToken, UserWrite, check_username};
 pub use agent_tools::{AgentToolLink, LinkChanges, LinkFields, LinkWrite};
 pub use agents::{Agent, AgentChanges, AgentFields, AgentWrite, DEFAULT_MODEL};
-pub use executor::{DEFAULT_HTTP_TIMEOUT, Executor, MAX_HTTP_TIMEOUT};
+pub use executor::{DEFAULT_HTTP_TIMEOUT, Executor, MAX_HTTP_TIMEOUT, REDACTED};
 pub use input::{Input, Mode, NULL_CHARACTERS, check_name, check_text, missing_pk};
 pub use sessions::{Message, NewSession, Session, ToolCallRecord, Usage};
 pub use states::{ErrorCode, ResponseStatus, Role, ToolCallStatus};

@@ -77,6 +77,8 @@ pub struct Tool {
     pub format: Option<Value>,
     /// How the server runs this tool when a conversation asks for `auto_execute_tools`: `{"type": "echo"}`,
     /// `{"type": "now"}` or `{"type": "http", "url": "https://...", "timeout_ms": 5000}`; null = the client runs it.
+    /// Shown whole to the tool's owner and staff; anyone else reads an `http` URL's userinfo and query values
+    /// as `REDACTED`.
     #[schema(value_type = Option<super::executor::ExecutorShape>)]
     pub executor: Option<Executor>,
     pub is_active: bool,
@@ -124,6 +126,17 @@ impl From<&Tool> for ToolFields {
 
 fn empty_schema() -> Value {
     json!({"type": "object", "properties": {}})
+}
+
+impl Tool {
+    /// The tool as `viewer` may see it: whole for its owner and staff, else with its executor's credentials
+    /// hidden ([`Executor::redacted`]).
+    pub fn seen_by(mut self, viewer: &super::Caller) -> Self {
+        if !viewer.may_change(self.owner) {
+            self.executor = self.executor.as_ref().map(Executor::redacted);
+        }
+        self
+    }
 }
 
 /// OpenAI's rule for tool names.
