@@ -115,3 +115,32 @@ async fn an_ordinary_user_never_sees_the_credentials_in_an_executor_url_that_is_
     }
     assert_eq!(bob.get(&format!("/api/tools/{}/", global["id"])).await.1["executor"]["url"], redacted);
 }
+
+#[tokio::test]
+async fn a_name_with_a_newline_an_esc_or_a_bidi_override_is_refused_everywhere_names_are_given() {
+    let app = TestApp::spawn().await;
+    let staff = app.as_user(Some(&app.account("root", true).await.token));
+    let rule = "Names may not contain control characters, bidirectional overrides or zero-width characters.";
+    let forged = "x\n2026-12-07T19:00:00Z  INFO lambent::request: POST /api/auth/login/ 200 \u{1b}[31m";
+    for name in [forged, "red\u{1b}[31m", "\u{202e}txt.exe", "zero\u{200b}width"] {
+        for path in ["/api/agents/", "/api/templates/", "/api/tokens/"] {
+            let body = json!({"name": name, "template": "t"});
+            assert_eq!(
+                app.post(path, body).await,
+                (StatusCode::BAD_REQUEST, json!({"name": [rule]})),
+                "{path} {name:?}"
+            );
+        }
+        let (status, body) = app.post("/api/tools/", json!({"name": name})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body["name"].is_array(), "{body}");
+        let (status, body) = staff.post("/api/users/", json!({"username": name, "password": "long-enough-1"})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body["username"][0].as_str().unwrap().starts_with("Enter a valid username."), "{body}");
+    }
+    let model = app.post("/api/agents/", json!({"name": "ok", "model": "gpt-4.1\n"})).await;
+    assert_eq!(model, (StatusCode::BAD_REQUEST, json!({"model": [rule]})));
+    assert_eq!(app.count("agent_profiles").await + app.count("agent_prompt_templates").await, 0);
+    // A name of letters in any script is still a name.
+    app.create("/api/agents/", json!({"name": "Assistante — été 日本"})).await;
+}

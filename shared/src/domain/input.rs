@@ -168,22 +168,11 @@ pub fn check_text(text: &str) -> Result<(), &'static str> {
     if text.contains('\0') { Err(NULL_CHARACTERS) } else { Ok(()) }
 }
 
-/// Whether `c` is invisible or reorders text around it: control characters (C0, DEL, C1: a newline or an ESC
-/// in a name forges log lines and colours terminals), bidirectional embeddings, overrides, isolates and marks
-/// (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C: "Trojan Source" spoofing), zero-width and other
-/// invisible format characters (U+200B-U+200D, U+2060-U+2064, U+FEFF, U+180E, U+00AD), and the line and
-/// paragraph separators (U+2028, U+2029).
-fn is_hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-}
-
-/// The rule every name passes (agents, tools, templates, tokens, users): printable text only, so a name shows
+/// The rule every name passes (agents, tools, templates, tokens, users, models): none of the characters that
+/// hide or forge text ([`crate::telemetry::is_hidden`]: control, bidi-override, zero-width), so a name shows
 /// as what it is in a list, a log line or a terminal.
 pub fn check_name(name: &str) -> Result<(), &'static str> {
-    if name.chars().any(is_hidden) {
+    if name.chars().any(crate::telemetry::is_hidden) {
         Err("Names may not contain control characters, bidirectional overrides or zero-width characters.")
     } else {
         Ok(())
