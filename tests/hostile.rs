@@ -144,3 +144,51 @@ async fn a_name_with_a_newline_an_esc_or_a_bidi_override_is_refused_everywhere_n
     // A name of letters in any script is still a name.
     app.create("/api/agents/", json!({"name": "Assistante — été 日本"})).await;
 }
+
+/// Reads what the server sends until it closes the connection; panics if it is still open after `within`.
+async fn read_until_closed(tcp: &mut tokio::net::TcpStream, within: std::time::Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    tokio::time::timeout(within, tcp.read_to_end(&mut seen))
+        .await
+        .unwrap_or_else(|_| panic!("still open after {within:?}: {:?}", String::from_utf8_lossy(&seen)))
+        .ok();
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_by_the_local_servers_header_and_body_timeouts() {
+    use tokio::io::AsyncWriteExt;
+    let env = [("LAMBENT_HEADER_TIMEOUT", "1".to_owned()), ("LAMBENT_BODY_TIMEOUT", "1".to_owned())];
+    let app = TestApp::spawn_with(&env).await;
+    let open = || tokio::net::TcpStream::connect(app.addr);
+    let within = std::time::Duration::from_secs(10);
+
+    // A connection that never sends a request.
+    let mut idle = open().await.unwrap();
+    read_until_closed(&mut idle, within).await;
+
+    // Headers that never finish.
+    let mut slow = open().await.unwrap();
+    slow.write_all(b"GET /api/auth/me/ HTTP/1.1\r\nHost: x\r\nX-Slow: a").await.unwrap();
+    read_until_closed(&mut slow, within).await;
+
+    // A keep-alive connection idle after its first answer.
+    let mut kept = open().await.unwrap();
+    kept.write_all(b"GET /api/auth/me/ HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let answered = read_until_closed(&mut kept, within).await;
+    assert!(answered.starts_with("HTTP/1.1 401"), "{answered}");
+
+    // A body that stops half way: 408 with a JSON body, then the connection closes.
+    let mut trickle = open().await.unwrap();
+    let token = app.token.clone().unwrap();
+    let head = format!(
+        "POST /api/agents/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"name\": "
+    );
+    trickle.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut trickle, within).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.ends_with(r#"{"detail":"The request body did not arrive in time."}"#), "{answer}");
+    assert_eq!(app.count("agent_profiles").await, 0);
+}

@@ -41,6 +41,13 @@ pub struct Config {
     pub database_auth_token_parameter: Option<String>,
     /// Where the local server listens.
     pub bind: SocketAddr,
+    /// The local server's cut-off for a request's headers (`LAMBENT_HEADER_TIMEOUT`, default 10 s): counted from
+    /// when the connection opened or its previous response ended, so it is also how long an idle keep-alive
+    /// connection is kept. A slow client holds a connection at most this long before sending a request.
+    pub header_timeout: Duration,
+    /// The local server's cut-off for a request's whole body, from when its headers arrived
+    /// (`LAMBENT_BODY_TIMEOUT`, default 30 s): 408 after it.
+    pub body_timeout: Duration,
     /// The OpenAI API key; without one the agent endpoints answer 503.
     pub openai_api_key: Option<Secret>,
     /// On Lambda: an SSM SecureString holding the OpenAI key, read once at cold start.
@@ -264,6 +271,8 @@ impl Config {
             database_auth_token: get("DATABASE_AUTH_TOKEN").map(Secret::new),
             database_auth_token_parameter: get("DATABASE_AUTH_TOKEN_PARAMETER"),
             bind,
+            header_timeout: seconds("LAMBENT_HEADER_TIMEOUT", 10.0)?,
+            body_timeout: seconds("LAMBENT_BODY_TIMEOUT", 30.0)?,
             openai_api_key: get("OPENAI_API_KEY").map(Secret::new),
             openai_api_key_parameter: get("OPENAI_API_KEY_PARAMETER"),
             openai_base_url: get("OPENAI_BASE_URL").unwrap_or_else(|| DEFAULT_OPENAI_BASE_URL.to_owned()),

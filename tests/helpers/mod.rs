@@ -245,7 +245,10 @@ async fn listen(state: &AppState) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = lambent_local::app(state.clone());
-    tokio::spawn(async move { lambent_local::serve_app(listener, app, std::future::pending()).await.expect("serve") });
+    let header_timeout = state.config.header_timeout;
+    tokio::spawn(async move {
+        lambent_local::serve_app(listener, app, header_timeout, std::future::pending()).await.expect("serve")
+    });
     addr
 }
 

@@ -43,6 +43,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection: BytesRejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Error::PayloadTooLarge
+            } else if timed_out(&rejection) {
+                Error::BodyTimeout
             } else {
                 Error::BadRequest(rejection.body_text())
             }
@@ -58,6 +60,53 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             other => Err(Error::UnsupportedMediaType(other.unwrap_or_default())),
         }
     }
+}
+
+/// What a request body yields when it did not arrive by its deadline (see [`body_deadline`]).
+#[derive(Debug)]
+pub struct BodyTimedOut;
+
+impl std::fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body did not arrive in time")
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
+
+fn timed_out(rejection: &BytesRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(err) = cause {
+        if err.is::<BodyTimedOut>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// Middleware of the local server: a request's body must arrive whole within `limit` of its headers, else
+/// reading it fails with [`BodyTimedOut`] (answered 408). Per request, not per chunk: a client trickling a
+/// byte at a time is cut off as surely as one that stalls. (On Lambda the body has arrived before the
+/// function runs.)
+pub async fn body_deadline(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use futures::StreamExt;
+    let deadline = tokio::time::Instant::now() + limit;
+    let (parts, body) = request.into_parts();
+    let chunks = body.into_data_stream();
+    let guarded = futures::stream::unfold(Some(chunks), move |chunks| async move {
+        let mut chunks = chunks?;
+        match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Ok(Some(chunk)) => Some((chunk, Some(chunks))),
+            Ok(None) => None,
+            Err(_) => Some((Err(axum::Error::new(BodyTimedOut)), None)),
+        }
+    });
+    next.run(Request::from_parts(parts, axum::body::Body::from_stream(guarded))).await
 }
 
 /// The deepest nesting of arrays and objects a request body may have. No field of the API needs more than a
