@@ -192,3 +192,34 @@ async fn slow_clients_are_cut_off_by_the_local_servers_header_and_body_timeouts(
     assert!(answer.ends_with(r#"{"detail":"The request body did not arrive in time."}"#), "{answer}");
     assert_eq!(app.count("agent_profiles").await, 0);
 }
+
+#[tokio::test]
+async fn a_forged_x_forwarded_host_from_an_untrusted_peer_does_not_reach_a_pagination_link() {
+    let page_two = |app: &TestApp, host: &'static str| {
+        let request = reqwest::Client::new()
+            .get(app.url("/api/agents/?page_size=1"))
+            .bearer_auth(app.token.clone().unwrap())
+            .header("x-forwarded-host", host);
+        async move { request.send().await.unwrap().json::<serde_json::Value>().await.unwrap()["next"].clone() }
+    };
+    let app = TestApp::spawn().await;
+    app.create("/api/agents/", json!({"name": "one"})).await;
+    app.create("/api/agents/", json!({"name": "two"})).await;
+    let own = format!("http://{}/api/agents/?page_size=1&page=2", app.addr);
+    assert_eq!(page_two(&app, "evil.example").await, json!(own), "the peer is not a trusted proxy");
+
+    // Behind a configured proxy (here the test itself, on 127.0.0.1) the forwarded host is the client's.
+    let proxied = TestApp::spawn_with(&[("LAMBENT_TRUSTED_PROXIES", "127.0.0.1".to_owned())]).await;
+    proxied.create("/api/agents/", json!({"name": "one"})).await;
+    proxied.create("/api/agents/", json!({"name": "two"})).await;
+    assert_eq!(page_two(&proxied, "api.example.com").await, "http://api.example.com/api/agents/?page_size=1&page=2");
+    // Not even a trusted proxy puts a path or userinfo into a link.
+    assert_eq!(
+        page_two(&proxied, "evil.example/phish?").await,
+        json!(format!("http://{}/api/agents/?page_size=1&page=2", proxied.addr))
+    );
+    assert_eq!(
+        page_two(&proxied, "user@evil.example").await,
+        json!(format!("http://{}/api/agents/?page_size=1&page=2", proxied.addr))
+    );
+}

@@ -204,10 +204,10 @@ pub struct ListQuery {
     base: String,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
+impl FromRequestParts<AppState> for ListQuery {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let OriginalUri(uri) = OriginalUri::from_request_parts(parts, state).await.map_err(|_| Error::NotFound)?;
         let params: Vec<(String, String)> =
             form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
@@ -225,7 +225,12 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
             return Err(Error::InvalidPage);
         }
         let prefix = parts.extensions.get::<PathPrefix>().map_or("", |p| p.0.as_str());
-        let base = format!("{}://{}{prefix}{}", scheme(&parts.headers), public_host(&parts.headers), uri.path());
+        let host = match parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+            // The local server: a forwarded host is believed only from a configured proxy.
+            Some(peer) if !state.config.trusted_proxies.contains(&peer.0.ip()) => direct_host(&parts.headers),
+            _ => public_host(&parts.headers),
+        };
+        let base = format!("{}://{host}{prefix}{}", scheme(&parts.headers), uri.path());
         Ok(Self { page, page_size, params, base })
     }
 }
@@ -246,9 +251,21 @@ fn scheme(headers: &HeaderMap) -> &str {
 }
 
 /// The host the client called: `X-Forwarded-Host` (what the template's CloudFront function copies the
-/// viewer's `Host` into, since CloudFront sends API Gateway its own host), else `Host`.
+/// viewer's `Host` into, since CloudFront sends API Gateway its own host), else `Host`. Only a plain
+/// `host[:port]` counts (no path, userinfo or spaces: it goes into links as it is). The local server takes
+/// `X-Forwarded-Host` only from `LAMBENT_TRUSTED_PROXIES` (see [`ListQuery`]), as it does `X-Forwarded-For`.
 pub fn public_host(headers: &HeaderMap) -> &str {
-    first_value(headers, "x-forwarded-host").or_else(|| first_value(headers, HOST.as_str())).unwrap_or("localhost")
+    first_value(headers, "x-forwarded-host").filter(|h| is_host(h)).unwrap_or_else(|| direct_host(headers))
+}
+
+/// The `Host` the client sent, if it is a plain `host[:port]`.
+fn direct_host(headers: &HeaderMap) -> &str {
+    first_value(headers, HOST.as_str()).filter(|h| is_host(h)).unwrap_or("localhost")
+}
+
+/// A URL authority without userinfo: what a link may be built on.
+fn is_host(value: &str) -> bool {
+    !value.contains('@') && value.parse::<axum::http::uri::Authority>().is_ok()
 }
 
 /// A path prefix the entry point took off before routing and the client's URL had: API Gateway's
