@@ -223,3 +223,58 @@ async fn a_forged_x_forwarded_host_from_an_untrusted_peer_does_not_reach_a_pagin
         json!(format!("http://{}/api/agents/?page_size=1&page=2", proxied.addr))
     );
 }
+
+/// The peak resident memory (VmHWM) of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_template_that_repeats_a_variable_is_refused_or_bounded_with_the_servers_peak_memory_flat() {
+    use crate::helpers::{ChildServer, free_port, http_client, user_with_token};
+    let fake = FakeOpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = user_with_token(&dir).await;
+    let server = ChildServer::start(&dir, free_port(), &fake).await;
+    let pid = server.child.id().unwrap();
+    let client = http_client();
+    let post = |path: &str, body: serde_json::Value| {
+        client.post(format!("{}{path}", server.base)).bearer_auth(&token).json(&body).send()
+    };
+    let agent: serde_json::Value =
+        post("/api/agents/", json!({"name": "Blown", "is_default": true})).await.unwrap().json().await.unwrap();
+    let before = peak_rss_kib(pid);
+
+    // The issue's template: "{{x}}" 380,000 times (1.9 MB) as the agent's default. Refused, naming the field.
+    let huge = "{{x}}".repeat(380_000);
+    let body = json!({"name": "huge", "template": huge, "agent": agent["id"], "is_default": true});
+    let refused = post("/api/templates/", body).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        refused.json::<serde_json::Value>().await.unwrap(),
+        json!({"template": ["Ensure this field has no more than 32000 characters."]})
+    );
+
+    // The most a template may be (32,000 characters: 6,400 copies), with the largest value a variable may have
+    // (4,000 characters): 25.6 million characters if rendered; rendering stops at the instructions' bound.
+    let body = json!({"name": "max", "template": "{{x}}".repeat(6_400), "agent": agent["id"], "is_default": true});
+    assert_eq!(post("/api/templates/", body).await.unwrap().status(), StatusCode::CREATED);
+    let chat = post("/api/agent/chat/", json!({"message": "hi", "variables": {"x": "v".repeat(4_000)}})).await.unwrap();
+    assert_eq!(chat.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        chat.json::<serde_json::Value>().await.unwrap(),
+        json!({"variables": ["The agent's instructions would be longer than 100000 characters with these values."]})
+    );
+    // Without variables: one message for the one missing variable, not one per placeholder.
+    let missing = post("/api/agent/chat/", json!({"message": "hi"})).await.unwrap();
+    assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+    let text = missing.text().await.unwrap();
+    assert_eq!(text, r#"{"variables":["Missing value for template variable \"x\"."]}"#);
+    assert!(fake.requests().is_empty(), "nothing went upstream");
+
+    // A 1.9 MB body is read and parsed (a few copies of it); nothing like the 1.6 GB the issue measured.
+    let grown_mib = peak_rss_kib(pid).saturating_sub(before) / 1024;
+    assert!(grown_mib < 64, "the server's peak RSS grew by {grown_mib} MiB");
+}
