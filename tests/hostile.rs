@@ -278,3 +278,33 @@ async fn a_template_that_repeats_a_variable_is_refused_or_bounded_with_the_serve
     let grown_mib = peak_rss_kib(pid).saturating_sub(before) / 1024;
     assert!(grown_mib < 64, "the server's peak RSS grew by {grown_mib} MiB");
 }
+
+#[tokio::test]
+async fn the_openapi_document_states_every_limit_the_server_enforces() {
+    use lambent::config::Limits;
+    let app = TestApp::spawn().await;
+    let (_, document) = app.get("/api/openapi.json").await;
+    let schemas = &document["components"]["schemas"];
+    let limit =
+        |schema: &str, field: &str, key: &str| schemas[schema]["properties"][field][key].as_u64().map(|n| n as usize);
+    let defaults = Limits::default();
+    for (schema, field, key, enforced) in [
+        ("AgentWrite", "name", "maxLength", Limits::NAME_CHARS),
+        ("AgentWrite", "model", "maxLength", Limits::MODEL_CHARS),
+        ("AgentWrite", "system_prompt", "maxLength", defaults.prompt_chars),
+        ("TemplateWrite", "name", "maxLength", Limits::NAME_CHARS),
+        ("TemplateWrite", "template", "maxLength", defaults.prompt_chars),
+        ("ToolWrite", "description", "maxLength", Limits::TOOL_DESCRIPTION_CHARS),
+        ("MessageWrite", "message", "maxLength", defaults.message_chars),
+        ("ToolOutputWrite", "call_id", "maxLength", Limits::CALL_ID_CHARS),
+        ("ToolOutputWrite", "output", "maxLength", Limits::TOOL_OUTPUT_CHARS),
+        ("ToolOutputWrite", "outputs", "maxItems", Limits::TOOL_OUTPUTS),
+        ("ApiTokenWrite", "name", "maxLength", Limits::TOKEN_NAME_CHARS),
+        ("UserWrite", "username", "maxLength", Limits::USERNAME_CHARS),
+        ("UserWrite", "password", "maxLength", Limits::PASSWORD_CHARS),
+    ] {
+        assert_eq!(limit(schema, field, key), Some(enforced), "{schema}.{field}.{key}");
+    }
+    let tool_name = schemas["ToolWrite"]["properties"]["name"]["pattern"].as_str();
+    assert_eq!(tool_name, Some(format!("^[a-zA-Z0-9_-]{{1,{}}}$", Limits::TOOL_NAME_CHARS).as_str()));
+}

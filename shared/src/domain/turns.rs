@@ -271,7 +271,8 @@ pub fn build_instructions(
     "variables": {"company": "Acme"}}))]
 #[allow(dead_code)]
 pub struct MessageWrite {
-    /// The user's message; required, not blank.
+    /// The user's message; required, not blank, at most `LAMBENT_MAX_MESSAGE_CHARS` characters (default 32000).
+    #[schema(max_length = 32000)]
     message: String,
     /// Default: the default agent.
     agent_id: Option<i64>,
@@ -280,7 +281,9 @@ pub struct MessageWrite {
     /// Run tools that have a server-side executor and continue in the same stream (at most 8 rounds).
     #[schema(nullable = false)]
     auto_execute_tools: Option<bool>,
-    /// Values for `{{name}}` placeholders in the agent's templates.
+    /// Values for `{{name}}` placeholders in the agent's templates: at most 50, names of at most 100
+    /// characters, values of at most `LAMBENT_MAX_VARIABLE_CHARS` (default 4000); the instructions they fill in
+    /// at most `LAMBENT_MAX_INSTRUCTIONS_CHARS` (default 100000).
     #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     variables: Option<Value>,
 }
@@ -293,11 +296,11 @@ pub struct ToolOutputWrite {
     /// One output: the call it answers…
     #[schema(nullable = false, max_length = 200)]
     call_id: Option<String>,
-    /// …and its text (JSON values are sent as JSON text).
-    #[schema(nullable = false)]
+    /// …and its text (JSON values are sent as JSON text), at most 65536 characters.
+    #[schema(nullable = false, max_length = 65536)]
     output: Option<String>,
-    /// Several outputs at once: `[{"call_id": ..., "output": ...}]`.
-    #[schema(value_type = Vec<Object>, required = false, min_items = 1)]
+    /// Several outputs at once (at most 64): `[{"call_id": ..., "output": ...}]`.
+    #[schema(value_type = Vec<Object>, required = false, min_items = 1, max_items = 64)]
     outputs: Option<Value>,
     #[schema(nullable = false)]
     auto_execute_tools: Option<bool>,
