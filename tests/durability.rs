@@ -8,8 +8,8 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::helpers::fake_openai::{FakeOpenAi, Step, frames, text_events};
-use crate::helpers::{ChildServer as Server, config_in, free_port, http_client, user_with_token};
+use crate::helpers::{ChildServer as Server, config_in, http_client, user_with_token};
+use lambent_testkit::openai::{FakeOpenAi, Step, frames, text_events};
 
 /// POSTs JSON as the user with `token`.
 async fn post(base: &str, token: &str, path: &str, body: Value) -> reqwest::Response {
@@ -26,7 +26,7 @@ async fn a_server_killed_mid_turn_restarts_with_the_message_kept_nothing_half_wr
     let fake = FakeOpenAi::start().await;
     let dir = tempfile::tempdir().unwrap();
     let token = user_with_token(&dir).await;
-    let port = free_port();
+    let port = lambent_testkit::free_port().expect("a free port");
     let mut server = Server::start(&dir, port, &fake).await;
     let client = http_client();
     let agent: Value = post(&server.base, &token, "/api/agents/", json!({"name": "Durable", "is_default": true}))

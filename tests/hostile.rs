@@ -8,8 +8,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::TestApp;
-use crate::helpers::fake_openai::{FakeOpenAi, frames, function_call_events, text_events};
-use crate::helpers::services::Sqld;
+use lambent_testkit::Sqld;
+use lambent_testkit::openai::{FakeOpenAi, frames, function_call_events, text_events};
 
 /// What a model said with U+0000 in it, through the fake upstream, read back from the messages and the
 /// tool-call ledger.
@@ -233,11 +233,11 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 #[tokio::test]
 async fn a_template_that_repeats_a_variable_is_refused_or_bounded_with_the_servers_peak_memory_flat() {
-    use crate::helpers::{ChildServer, free_port, http_client, user_with_token};
+    use crate::helpers::{ChildServer, http_client, user_with_token};
     let fake = FakeOpenAi::start().await;
     let dir = tempfile::tempdir().unwrap();
     let token = user_with_token(&dir).await;
-    let server = ChildServer::start(&dir, free_port(), &fake).await;
+    let server = ChildServer::start(&dir, lambent_testkit::free_port().expect("a free port"), &fake).await;
     let pid = server.child.id().unwrap();
     let client = http_client();
     let post = |path: &str, body: serde_json::Value| {
