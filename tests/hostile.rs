@@ -308,3 +308,25 @@ async fn the_openapi_document_states_every_limit_the_server_enforces() {
     let tool_name = schemas["ToolWrite"]["properties"]["name"]["pattern"].as_str();
     assert_eq!(tool_name, Some(format!("^[a-zA-Z0-9_-]{{1,{}}}$", Limits::TOOL_NAME_CHARS).as_str()));
 }
+
+#[tokio::test]
+async fn an_idempotency_key_holding_a_control_character_is_answered_with_a_json_400_naming_the_header() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn().await;
+    let token = app.token.clone().unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let request = format!(
+        "POST /api/agent/chat/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nIdempotency-Key: a\x7fb\r\n\
+         Content-Type: application/json\r\nContent-Length: 17\r\n\r\n{{\"message\": \"hi\"}}"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut tcp, std::time::Duration::from_secs(10)).await;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{answer}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(body).unwrap(),
+        json!({"Idempotency-Key": ["Must be 1 to 255 visible ASCII characters."]})
+    );
+    assert_eq!(app.count("agent_messages").await, 0);
+}

@@ -7,7 +7,11 @@
 //! # Layout
 //! - `lib.rs`: the commands, the logging and the shutdown signal, so tests drive the very server `main` runs
 //!   (and the test binary that runs `main.rs` itself is that program).
+//! - `parse_errors.rs`: a connection whose request hyper cannot parse (a control character in a header) is
+//!   answered with a JSON 400 naming the header, not hyper's bare one.
 //! - `main.rs`: the `lambent` binary: [`main`].
+
+mod parse_errors;
 
 use std::future::Future;
 use std::io::{BufRead, IsTerminal, Write};
@@ -258,7 +262,8 @@ pub fn app(state: AppState) -> axum::Router {
 /// `header_timeout` (`LAMBENT_HEADER_TIMEOUT`) bounds how long a request's headers may take, counted from when
 /// the connection opened or its previous response ended (so an idle keep-alive connection is closed after it
 /// too); the body's own deadline is the app's (`body_deadline` in [`app`]). axum::serve gives hyper no timer,
-/// so before this a connection that sent nothing, or a header a byte at a time, was held open for ever.
+/// so before this a connection that sent nothing, or a header a byte at a time, was held open for ever. A
+/// request hyper cannot parse is answered in the API's JSON shape ([`parse_errors`]).
 ///
 /// Every accepted connection gets `TCP_NODELAY`: hyper writes a response head and each SSE frame as separate
 /// small writes, and with Nagle on, a frame waits for the client's ACK of what went before it; a client on a
@@ -297,7 +302,7 @@ pub async fn serve_app(
             tower::ServiceExt::oneshot(router.clone(), request.map(axum::body::Body::new))
         });
         let connection = http.serve_connection(
-            hyper_util::rt::TokioIo::new(tcp),
+            hyper_util::rt::TokioIo::new(parse_errors::ParseErrors::new(tcp)),
             hyper_util::service::TowerToHyperService::new(service),
         );
         let connection = graceful.watch(connection);
