@@ -330,3 +330,23 @@ async fn an_idempotency_key_holding_a_control_character_is_answered_with_a_json_
     );
     assert_eq!(app.count("agent_messages").await, 0);
 }
+
+#[tokio::test]
+async fn an_agent_links_at_most_128_tools_since_each_goes_upstream_with_every_turn() {
+    let app = TestApp::spawn().await;
+    let agent = app.create("/api/agents/", json!({"name": "Many"})).await;
+    for i in 0..128 {
+        let tool = app.create("/api/tools/", json!({"name": format!("t{i}")})).await;
+        app.create("/api/agent-tools/", json!({"agent": agent["id"], "tool": tool["id"]})).await;
+    }
+    let extra = app.create("/api/tools/", json!({"name": "one_too_many"})).await;
+    assert_eq!(
+        app.post("/api/agent-tools/", json!({"agent": agent["id"], "tool": extra["id"]})).await,
+        (StatusCode::BAD_REQUEST, json!({"agent": ["An agent may have at most 128 tools."]}))
+    );
+    // A link moved within the same agent is not a new one.
+    let (_, links) = app.get(&format!("/api/agent-tools/?agent={}&page_size=1", agent["id"])).await;
+    let first = &links["results"][0];
+    let moved = app.patch(&format!("/api/agent-tools/{}/", first["id"]), json!({"tool": extra["id"]})).await;
+    assert_eq!(moved.0, StatusCode::OK, "{}", moved.1);
+}

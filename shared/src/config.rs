@@ -142,6 +142,9 @@ impl Limits {
     pub const TOOL_OUTPUT_CHARS: usize = 65_536;
     /// Tool outputs in one submission.
     pub const TOOL_OUTPUTS: usize = 64;
+    /// Tools linked to one agent: each goes upstream (name, description, schema) with every turn. OpenAI's
+    /// own limit on a request's tools is 128.
+    pub const TOOLS_PER_AGENT: usize = 128;
 }
 
 /// Login limits, counted in the database so they hold across instances: failed logins per username, and
