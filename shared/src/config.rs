@@ -197,16 +197,7 @@ impl Config {
                     .ok_or_else(|| Error::config(format!("{key} must be a positive number of seconds, got {raw:?}"))),
             }
         };
-        let chars = |key: &str, default: usize| -> Result<usize> {
-            match get(key) {
-                None => Ok(default),
-                Some(raw) => raw
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| Error::config(format!("{key} must be a positive integer, got {raw:?}"))),
-            }
-        };
+        let chars = |key: &str, default: usize| positive(get(key), key, default);
         let defaults = Limits::default();
         let limits = Limits {
             message_chars: chars("LAMBENT_MAX_MESSAGE_CHARS", defaults.message_chars)?,
@@ -220,16 +211,7 @@ impl Config {
                 Error::config(format!("LAMBENT_UPSTREAM_RETRIES must be an integer from 0 to 10, got {raw:?}"))
             })?,
         };
-        let limit = |key: &str, default: u32| -> Result<u32> {
-            match get(key) {
-                None => Ok(default),
-                Some(raw) => raw
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| Error::config(format!("{key} must be a positive integer, got {raw:?}"))),
-            }
-        };
+        let limit = |key: &str, default: u32| positive(get(key), key, default);
         let defaults = LoginThrottle::default();
         let login_throttle = LoginThrottle {
             failures_per_username: limit("LAMBENT_LOGIN_FAILURES_PER_USERNAME", defaults.failures_per_username)?,
@@ -295,6 +277,18 @@ impl Config {
             trace_content,
             metrics,
         })
+    }
+}
+
+/// A positive whole-number setting: `default` when unset.
+fn positive<T: std::str::FromStr + PartialOrd + Default>(raw: Option<String>, key: &str, default: T) -> Result<T> {
+    match raw {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse()
+            .ok()
+            .filter(|n| *n > T::default())
+            .ok_or_else(|| Error::config(format!("{key} must be a positive integer, got {raw:?}"))),
     }
 }
 
@@ -383,6 +377,28 @@ mod tests {
         assert!(err.to_string().contains("LAMBENT_METRICS"), "{err}");
         let err = Config::from_lookup(|k| (k == "LAMBENT_TRACE_CONTENT").then(|| "yes".into())).unwrap_err();
         assert!(err.to_string().contains("LAMBENT_TRACE_CONTENT"), "{err}");
+    }
+
+    #[test]
+    fn limits_and_the_local_servers_timeouts_default_and_can_be_raised_and_a_bad_one_is_named() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!((config.header_timeout, config.body_timeout), (Duration::from_secs(10), Duration::from_secs(30)));
+        let raised = Config::from_lookup(|k| match k {
+            "LAMBENT_MAX_PROMPT_CHARS" => Some("64000".into()),
+            "LAMBENT_MAX_INSTRUCTIONS_CHARS" => Some("200000".into()),
+            "LAMBENT_HEADER_TIMEOUT" => Some("2.5".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!((raised.limits.prompt_chars, raised.limits.instructions_chars), (64_000, 200_000));
+        assert_eq!(raised.header_timeout, Duration::from_millis(2500));
+        for key in ["LAMBENT_MAX_MESSAGE_CHARS", "LAMBENT_MAX_PROMPT_CHARS", "LAMBENT_MAX_VARIABLE_CHARS"] {
+            let err = Config::from_lookup(|k| (k == key).then(|| "0".into())).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        let err = Config::from_lookup(|k| (k == "LAMBENT_BODY_TIMEOUT").then(|| "never".into())).unwrap_err();
+        assert!(err.to_string().contains("LAMBENT_BODY_TIMEOUT"), "{err}");
     }
 
     #[test]
