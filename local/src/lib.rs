@@ -22,7 +22,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
 use clap::{Parser, Subcommand};
 use lambent::auth::{hash_password, random_hex};
-use lambent::domain::{Mode, UserWrite};
+use lambent::domain::{Mode, NewApiToken, UserWrite};
 use lambent::store::User;
 use lambent::{AppState, Config, Error, Store};
 use tokio::net::TcpListener;
@@ -140,8 +140,11 @@ async fn createsuperuser(store: &Store, username: Option<String>) -> Result<(), 
 async fn token(store: &Store, action: TokenAction) -> Result<(), Error> {
     match action {
         TokenAction::Create { user, name, expires_in_days } => {
+            // The API's rules for the name (and the expiry), as `createsuperuser` takes the API's for users.
+            let request = NewApiToken::parse(&serde_json::json!({"name": name, "expires_in_days": expires_in_days}))?;
             let user = store.user_by_username(&user).await?;
-            let (_, secret) = lambent::accounts::issue_api_token(store, user.id, &name, expires_in_days).await?;
+            let (_, secret) =
+                lambent::accounts::issue_api_token(store, user.id, &request.name, request.expires_in_days).await?;
             println!("{secret}");
             eprintln!("Token \"{name}\" for {} created; it is shown only this once.", user.username);
         }

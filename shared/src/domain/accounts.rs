@@ -28,7 +28,7 @@ pub struct Credentials {
 impl Credentials {
     pub fn parse(body: &Value) -> Result<Self> {
         let mut input = Input::new(body, Mode::Create)?;
-        let username = input.string("username", true, Some(150), false);
+        let username = input.string("username", true, Some(Limits::USERNAME_CHARS), false);
         let password = input.string("password", true, None, false);
         input.finish()?;
         Ok(Self { username: username.unwrap_or_default(), password: password.unwrap_or_default() })
