@@ -24,6 +24,7 @@ mod durability;
 mod errors;
 mod forks;
 mod health;
+mod hostile;
 mod isolation;
 mod lambda;
 mod litellm;
