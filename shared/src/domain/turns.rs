@@ -119,8 +119,9 @@ impl ToolOutputRequest {
     }
 }
 
-/// Fills `{{name}}` placeholders (spaces inside the braces allowed). Every missing variable is named.
-pub fn render_template(template: &str, variables: &BTreeMap<String, String>, missing: &mut FieldErrors) -> String {
+/// Fills `{{name}}` placeholders (spaces inside the braces allowed); each name without a value is added to
+/// `missing`, once.
+pub fn render_template(template: &str, variables: &BTreeMap<String, String>, missing: &mut Vec<String>) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -129,9 +130,8 @@ pub fn render_template(template: &str, variables: &BTreeMap<String, String>, mis
         out.push_str(&rest[..start]);
         match variables.get(name) {
             Some(value) => out.push_str(value),
-            None => {
-                missing.add("variables", format!("Missing value for template variable \"{name}\"."));
-            }
+            None if missing.iter().any(|m| m == name) => {}
+            None => missing.push(name.to_owned()),
         }
         rest = &rest[start + 2 + len + 2..];
     }
@@ -139,21 +139,26 @@ pub fn render_template(template: &str, variables: &BTreeMap<String, String>, mis
     out
 }
 
-/// The `instructions` sent upstream: the system prompt, then each template, separated by blank lines.
+/// The `instructions` sent upstream: the system prompt, then each template, separated by blank lines. The
+/// system prompt's `{{name}}` placeholders are filled as the templates' are (one rule for all the text the model
+/// is instructed with: an unfilled one would reach the model as literal braces); every name without a value
+/// makes it a [`Error::MissingVariables`].
 pub fn build_instructions(
     system_prompt: &str,
     templates: &[&str],
     variables: &BTreeMap<String, String>,
 ) -> Result<Option<String>> {
-    let mut missing = FieldErrors::default();
+    let mut missing = Vec::new();
     let mut parts: Vec<String> = Vec::new();
     if !system_prompt.trim().is_empty() {
-        parts.push(system_prompt.to_owned());
+        parts.push(render_template(system_prompt, variables, &mut missing));
     }
     for template in templates {
         parts.push(render_template(template, variables, &mut missing));
     }
-    missing.into_result()?;
+    if !missing.is_empty() {
+        return Err(Error::MissingVariables(missing));
+    }
     Ok((!parts.is_empty()).then(|| parts.join("\n\n")))
 }
 
@@ -211,11 +216,27 @@ mod tests {
         let vars = BTreeMap::from([("company".to_owned(), "Acme".to_owned())]);
         let built = build_instructions("Be brief.", &["Answer as {{ company }} support.", "Plain"], &vars).unwrap();
         assert_eq!(built.as_deref(), Some("Be brief.\n\nAnswer as Acme support.\n\nPlain"));
-        let Err(Error::Validation(e)) = build_instructions("", &["Hi {{name}} from {{company}}"], &vars) else {
+        let Err(Error::MissingVariables(names)) = build_instructions("", &["Hi {{name}} from {{company}}"], &vars)
+        else {
             panic!()
         };
-        assert_eq!(e.to_json(), json!({"variables": ["Missing value for template variable \"name\"."]}));
+        assert_eq!(names, ["name"]);
         assert_eq!(build_instructions(" ", &[], &vars).unwrap(), None);
+    }
+
+    #[test]
+    fn the_system_prompt_s_placeholders_are_filled_as_the_templates_are_and_each_missing_name_is_named_once() {
+        let vars = BTreeMap::from([("company".to_owned(), "Acme".to_owned())]);
+        let built = build_instructions("You work for {{company}}.", &["Sign as {{ company }}."], &vars).unwrap();
+        assert_eq!(built.as_deref(), Some("You work for Acme.\n\nSign as Acme."));
+        let Err(Error::MissingVariables(names)) =
+            build_instructions("Greet {{customer}} of {{company}}.", &["Thank {{customer}}, then {{tone}}."], &vars)
+        else {
+            panic!()
+        };
+        assert_eq!(names, ["customer", "tone"]);
+        // An unclosed `{{` is text, as in templates.
+        assert_eq!(build_instructions("Use {{ literally", &[], &vars).unwrap().as_deref(), Some("Use {{ literally"));
     }
 
     #[test]
