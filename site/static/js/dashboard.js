@@ -34,6 +34,8 @@ export async function dashboard() {
 function say(text, error = false) {
   $("#resource-status").textContent = error ? "" : text;
   $("#resource-error").textContent = error ? text : "";
+  // An error after an action far down a long list: the line is brought into view.
+  if (error) $("#resource-error").scrollIntoView({ block: "nearest" });
 }
 
 async function openSection(key) {

@@ -204,7 +204,8 @@ async function stream(path, body) {
 
 function onFrame(frame) {
   if (frame.bad) {
-    $("#chat-error").textContent = `The server sent a "${frame.event}" frame this page could not read: ${frame.bad}.`;
+    $("#chat-error").textContent = `The server sent a "${frame.event}" frame this page could not read: ${frame.bad}. `
+      + "Part of the answer may be missing here; choose the session again to read what the server stored.";
     return;
   }
   const { event, data } = frame;
