@@ -63,7 +63,7 @@ function contrast(a, b) {
 test("a reload of the playground keeps the agent, the session and the variables; another agent starts without them", async () => {
   const concierge = await create("/api/agents/", { name: "Concierge", system_prompt: "You serve {{customer}}." });
   const other = await create("/api/agents/", { name: "Other", system_prompt: "Plain." });
-  const page = await newPage(browser);
+  const page = await newPage(browser, LAPTOP);
   await logIn(page, base, "/playground/");
   await page.locator(`#agent option[value="${concierge.id}"]`).waitFor({ state: "attached" });
   await page.locator("#agent").selectOption(String(concierge.id));
@@ -95,6 +95,9 @@ test("a reload of the playground keeps the agent, the session and the variables;
   assert.equal(await page.locator("#session").inputValue(), session);
   assert.equal(await page.getByLabel("Value of customer").inputValue(), "Ada");
   await shot(page, "usability-playground-reloaded");
+  await page.setViewportSize(PHONE);
+  await shot(page, "usability-playground-reloaded-phone", true);
+  await page.setViewportSize(LAPTOP);
 
   // Another agent: no session of the first, none of its variables (in the page or the address).
   await page.locator("#agent").selectOption(String(other.id));
@@ -172,6 +175,7 @@ test("a new API token's secret shows in the page, once, with a Copy button, and 
   await inView(page, secret.getByRole("button", { name: "Done" }), "Done at phone width");
   await shot(page, "usability-token-secret-phone");
   await secret.getByRole("button", { name: "Done" }).click();
+  assert.equal(await page.locator("#secret-value").inputValue(), "", "closed, the secret leaves the page");
   // The secret is a working token, and the list shows it without its secret.
   assert.equal((await call("GET", "/api/auth/me/", undefined, value)).data.username, "admin");
   await page.locator("#items tbody tr").filter({ hasText: "laptop" }).waitFor();

@@ -121,6 +121,8 @@ function showSecret(created) {
     }
   };
   $("#secret-done").onclick = () => dialog.close();
+  // Closed (Done or Escape), the secret leaves the page too.
+  dialog.onclose = () => { value.value = ""; };
   dialog.showModal();
   reveal(value, "center");
   value.select();
