@@ -76,9 +76,9 @@ pub enum ValidationCode {
 pub enum Error {
     #[error("invalid input: {0:?}")]
     Validation(FieldErrors),
-    /// Template variables the instructions need and the request does not give (400, [`MissingVariables`]).
-    #[error("missing template variables: {0:?}")]
-    MissingVariables(Vec<String>),
+    /// Template variables the instructions need and the request does not give (400, its body as it is).
+    #[error("missing template variables: {:?}", .0.missing_variables)]
+    MissingVariables(MissingVariables),
     /// A 400 that is not about one field: `{"detail": ...}`.
     #[error("{0}")]
     BadRequest(String),
@@ -215,7 +215,7 @@ impl Error {
     pub fn body(&self) -> Value {
         match self {
             Self::Validation(errors) => errors.to_json(),
-            Self::MissingVariables(names) => json!(MissingVariables::new(names.clone())),
+            Self::MissingVariables(answer) => json!(answer),
             Self::TurnInProgress(turn_id) | Self::KeyInProgress(turn_id) => {
                 json!({"detail": self.to_string(), "turn_id": turn_id})
             }
@@ -355,7 +355,8 @@ mod tests {
 
     #[tokio::test]
     async fn missing_variables_answer_drf_s_field_shape_with_a_code_and_the_names() {
-        let (status, body, _) = answered(Error::MissingVariables(vec!["customer".into(), "tone".into()])).await;
+        let names = vec!["customer".to_owned(), "tone".to_owned()];
+        let (status, body, _) = answered(Error::MissingVariables(MissingVariables::new(names))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(
             body,

@@ -7,7 +7,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::input::{Input, Mode};
-use crate::error::{Error, FieldErrors, Result};
+use crate::error::{Error, FieldErrors, MissingVariables, Result};
 
 /// `POST /api/agent/stream/` and `/api/agent/chat/`.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -157,7 +157,7 @@ pub fn build_instructions(
         parts.push(render_template(template, variables, &mut missing));
     }
     if !missing.is_empty() {
-        return Err(Error::MissingVariables(missing));
+        return Err(Error::MissingVariables(MissingVariables::new(missing)));
     }
     Ok((!parts.is_empty()).then(|| parts.join("\n\n")))
 }
@@ -216,11 +216,12 @@ mod tests {
         let vars = BTreeMap::from([("company".to_owned(), "Acme".to_owned())]);
         let built = build_instructions("Be brief.", &["Answer as {{ company }} support.", "Plain"], &vars).unwrap();
         assert_eq!(built.as_deref(), Some("Be brief.\n\nAnswer as Acme support.\n\nPlain"));
-        let Err(Error::MissingVariables(names)) = build_instructions("", &["Hi {{name}} from {{company}}"], &vars)
+        let Err(Error::MissingVariables(answer)) = build_instructions("", &["Hi {{name}} from {{company}}"], &vars)
         else {
             panic!()
         };
-        assert_eq!(names, ["name"]);
+        assert_eq!(answer, MissingVariables::new(vec!["name".to_owned()]));
+        assert_eq!(answer.variables, ["Missing value for template variable \"name\"."]);
         assert_eq!(build_instructions(" ", &[], &vars).unwrap(), None);
     }
 
@@ -229,12 +230,12 @@ mod tests {
         let vars = BTreeMap::from([("company".to_owned(), "Acme".to_owned())]);
         let built = build_instructions("You work for {{company}}.", &["Sign as {{ company }}."], &vars).unwrap();
         assert_eq!(built.as_deref(), Some("You work for Acme.\n\nSign as Acme."));
-        let Err(Error::MissingVariables(names)) =
+        let Err(Error::MissingVariables(answer)) =
             build_instructions("Greet {{customer}} of {{company}}.", &["Thank {{customer}}, then {{tone}}."], &vars)
         else {
             panic!()
         };
-        assert_eq!(names, ["customer", "tone"]);
+        assert_eq!(answer.missing_variables, ["customer", "tone"]);
         // An unclosed `{{` is text, as in templates.
         assert_eq!(build_instructions("Use {{ literally", &[], &vars).unwrap().as_deref(), Some("Use {{ literally"));
     }
