@@ -39,8 +39,9 @@ function recordDialogs(page) {
   return seen;
 }
 
-/** `node` is within the viewport, wholly. */
+/** `node` is within the viewport, wholly, once the page's animations (a dialog sliding in) have ended. */
 async function inView(page, locator, label) {
+  await page.waitForFunction(() => document.getAnimations().every((a) => a.playState !== "running"));
   const box = await locator.boundingBox();
   const { width, height } = page.viewportSize();
   assert.ok(box && box.y >= 0 && box.x >= 0 && box.y + box.height <= height && box.x + box.width <= width,
@@ -105,6 +106,12 @@ test("a reload of the playground keeps the agent, the session and the variables;
   assert.equal(await page.locator("#variable-rows .variable").count(), 0);
   assert.equal(await page.locator("#session").inputValue(), "");
   assert.equal(await page.locator("#history > *").count(), 0);
+
+  // An address pasted into the same tab opens what it names.
+  await page.evaluate(([agent, id]) => { location.hash = `agent=${agent}&session=${id}&var.customer=Grace`; }, [concierge.id, session]);
+  await page.locator(".message.assistant").filter({ hasText: "Good evening, Ada." }).waitFor();
+  assert.equal(await page.locator("#agent").inputValue(), String(concierge.id));
+  assert.equal(await page.getByLabel("Value of customer").inputValue(), "Grace");
   await page.context().close();
 });
 

@@ -120,9 +120,9 @@ function showSecret(created) {
       $("#secret-copied").textContent = "The browser would not copy it: it is selected, press Ctrl+C (⌘C on a Mac).";
     }
   };
-  $("#secret-done").onclick = () => dialog.close();
-  // Closed (Done or Escape), the secret leaves the page too.
+  // Closed (Done, or Escape: its close event comes a moment later), the secret leaves the page too.
   dialog.onclose = () => { value.value = ""; };
+  $("#secret-done").onclick = () => { value.value = ""; dialog.close(); };
   dialog.showModal();
   reveal(value, "center");
   value.select();

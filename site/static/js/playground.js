@@ -35,6 +35,8 @@ export async function playground() {
   };
   $("#add-variable").onclick = () => addVariable("").querySelector("input").focus();
   $("#stop").onclick = stop;
+  // An address typed or pasted into this page's tab (the page's own changes replace it, which fires nothing).
+  window.onhashchange = () => { if (!chat.controller) playground(); };
   await loadSessions(address.session);
 }
 
