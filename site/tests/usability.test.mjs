@@ -100,6 +100,20 @@ test("a reload of the playground keeps the agent, the session and the variables;
   await shot(page, "usability-playground-reloaded-phone", true);
   await page.setViewportSize(LAPTOP);
 
+  // The address's session is read on load; choosing it again while that read is slow shows it once, not twice.
+  let delayed = false;
+  await page.route(`${base}/api/sessions/${session}/messages/**`, async (route) => {
+    if (!delayed) { delayed = true; await new Promise((r) => setTimeout(r, 800)); }
+    await route.continue();
+  });
+  await page.reload();
+  await page.locator(`#session option[value="${session}"]`).waitFor({ state: "attached" });
+  await page.locator("#session").dispatchEvent("change");
+  await page.locator(".message.assistant").first().waitFor();
+  await page.waitForTimeout(1200);
+  assert.deepEqual(await page.locator("#history .message").allTextContents(), ["Good evening", "Good evening, Ada."]);
+  await page.unroute(`${base}/api/sessions/${session}/messages/**`);
+
   // Another agent: no session of the first, none of its variables (in the page or the address).
   await page.locator("#agent").selectOption(String(other.id));
   await page.waitForFunction((id) => location.hash === `#agent=${id}`, other.id);

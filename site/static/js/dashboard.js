@@ -52,6 +52,10 @@ async function openSection(key) {
   $("#detail").hidden = true;
   $("#filter").value = "";
   say("");
+  // Another section's rows never show under this title, not even while this one's load.
+  $("#items thead").replaceChildren();
+  $("#items tbody").replaceChildren();
+  $("#page-info").textContent = "Loading…";
   await loadPage(resource.path);
 }
 

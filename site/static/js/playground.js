@@ -7,7 +7,8 @@ import { me } from "./auth.js";
 import { readFrames } from "./sse.js";
 import { addBubble, addToolCard, showHistory, showOutput } from "./conversation.js";
 
-const chat = { controller: null, bubble: null, sessionId: null, streaming: null };
+// `reads` counts history reads: only the latest one shows (two reads of one session would show it twice).
+const chat = { controller: null, bubble: null, sessionId: null, streaming: null, reads: 0 };
 
 export async function playground() {
   $("#playground").hidden = false;
@@ -90,6 +91,7 @@ async function loadSessions(selected, live = false) {
 
 async function loadHistory() {
   const session = $("#session").value;
+  const read = ++chat.reads;
   chat.sessionId = session ? Number(session) : null;
   $("#history").replaceChildren();
   $("#chat-error").textContent = "";
@@ -98,7 +100,7 @@ async function loadHistory() {
     api("GET", `/api/sessions/${session}/messages/?page_size=100`),
     api("GET", `/api/sessions/${session}/tool-calls/?page_size=100`),
   ]);
-  if ($("#session").value !== session) return;
+  if (read !== chat.reads) return;
   const failed = [messages, calls].find((r) => !r.ok);
   if (failed) return void ($("#chat-error").textContent = `Could not read session #${session}: ${describeError(failed)}`);
   showHistory(messages.data.results, calls.data.results, submitOutput);
