@@ -2,8 +2,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::Rig;
-use crate::helpers::fake_openai::{Step, frames, text_events, transcript};
 use crate::helpers::http_client;
+use crate::helpers::transcript;
+use lambent_testkit::openai::{Step, frames, text_events};
 
 const TEXT_RESPONSE: &str = "resp_0a1b2c3d4e5f60718293a4b5c6d7e8f90000000000000001";
 
