@@ -97,17 +97,16 @@ impl AgentChanges {
             provider: input.string("provider", false, Some(40), false),
             input_budget: input.nullable_count("input_budget", MAX_INPUT_BUDGET),
         };
-        if let Some(name) = &changes.provider {
-            match config.provider(name) {
-                None => {
-                    let known: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
-                    input.error("provider", format!("\"{name}\" is not a configured provider: {}.", known.join(", ")));
-                }
-                Some(provider) if mode == Mode::Create && changes.model.is_none() => {
-                    changes.model = provider.default_model.clone();
-                }
-                Some(_) => {}
+        let name = changes.provider.as_deref().unwrap_or(DEFAULT_PROVIDER);
+        match config.provider(name) {
+            None => {
+                let known: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+                input.error("provider", format!("\"{name}\" is not a configured provider: {}.", known.join(", ")));
             }
+            Some(provider) if mode == Mode::Create && changes.model.is_none() => {
+                changes.model = provider.default_model.clone();
+            }
+            Some(_) => {}
         }
         input.finish()?;
         Ok(changes)
