@@ -1,6 +1,7 @@
 //! Reading a Responses event stream: the few fields a turn needs (text, tool calls, how it ended). Every
 //! other field and event type is left alone; the relay forwards events unchanged.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
@@ -55,7 +56,30 @@ pub struct ResponseAccumulator {
     announced: HashSet<String>,
 }
 
+/// What a text delta needs of an event — its type and its text — read without building the event's tree.
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    delta: Option<Cow<'a, str>>,
+}
+
 impl ResponseAccumulator {
+    /// [`Self::observe`] for an event as it came (JSON text). A text delta — most of a streamed turn's events — is
+    /// read without building the event's tree (measured: issue 24, BENCHMARKS.md); any other event is parsed
+    /// whole, and handed back for what else the caller reads from it.
+    pub fn observe_raw(&mut self, raw: &str) -> serde_json::Result<(Observed, Option<Value>)> {
+        if let Ok(Head { kind: Some(kind), delta: Some(delta) }) = serde_json::from_str::<Head<'_>>(raw)
+            && kind == "response.output_text.delta"
+        {
+            self.text.push_str(&delta);
+            return Ok((Observed::TextDelta(delta.into_owned()), None));
+        }
+        let event: Value = serde_json::from_str(raw)?;
+        Ok((self.observe(&event), Some(event)))
+    }
+
     pub fn observe(&mut self, event: &Value) -> Observed {
         if let Some(id) = event.pointer("/response/id").and_then(Value::as_str) {
             self.response_id.get_or_insert_with(|| id.to_owned());
@@ -169,6 +193,27 @@ mod tests {
         assert_eq!((code, message.as_str()), (ErrorCode::UpstreamError, "boom (server_error)"));
         let Observed::Ended(ResponseEnd::Failed { message, .. }) = acc.observe(&nested) else { panic!() };
         assert_eq!(message, "busy (overloaded)");
+    }
+
+    #[test]
+    fn an_event_read_from_its_text_means_what_its_tree_means() {
+        let events = [
+            json!({"type": "response.created", "response": {"id": "resp_1", "model": "gpt-4.1"}}),
+            json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": "Hel", "sequence_number": 3}),
+            json!({"sequence_number": 4, "delta": "lo \"there\"\né", "type": "response.output_text.delta"}),
+            json!({"type": "response.output_text.delta", "delta": 7}),
+            json!({"type": "response.output_text.done", "text": "Hello"}),
+            json!({"delta": "no type"}),
+        ];
+        let (mut by_tree, mut by_text) = (ResponseAccumulator::default(), ResponseAccumulator::default());
+        for event in &events {
+            let (observed, tree) = by_text.observe_raw(&event.to_string()).unwrap();
+            assert_eq!(observed, by_tree.observe(event), "{event}");
+            let is_delta = matches!(observed, Observed::TextDelta(_));
+            assert_eq!(tree.as_ref(), (!is_delta).then_some(event), "the tree comes back unless it was not built");
+        }
+        assert_eq!((by_text.text(), by_text.response_id.as_deref()), (by_tree.text(), Some("resp_1")));
+        assert!(by_text.observe_raw("{not json").is_err());
     }
 
     #[test]
