@@ -356,10 +356,10 @@ impl Turn {
                 Span::current().set_attribute("lambent.time_to_first_chunk_ms", ms);
             }
             let observed = match acc.observe_raw(raw.get()) {
-                Ok((observed, event)) => {
-                    if !model_seen && let Some(model) = event.as_ref().and_then(|e| e["response"]["model"].as_str()) {
+                Ok(observed) => {
+                    if !model_seen && let Some(model) = &acc.model {
                         model_seen = true;
-                        Span::current().set_attribute("gen_ai.response.model", model.to_owned());
+                        Span::current().set_attribute("gen_ai.response.model", model.clone());
                     }
                     observed
                 }
