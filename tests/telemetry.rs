@@ -1,5 +1,5 @@
 //! Traces, logs and metrics (issue 17), observed from outside: spans as real OTLP receivers decode them — over
-//! gRPC (fake-opentelemetry-collector, the official protos) and over HTTP (`helpers/otlp_http_receiver.py`, the
+//! gRPC (fake-opentelemetry-collector, the official protos) and over HTTP (`lambent-testkit`'s `otlp_http_receiver.py`, the
 //! OpenTelemetry project's Python protos) — log lines as the subscriber writes them, EMF lines as CloudWatch would
 //! read them.
 //!
@@ -23,9 +23,9 @@ use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
-use crate::helpers::fake_openai::{FakeOpenAi, Reply, frames, function_call_events, text_events};
-use crate::helpers::services::OtlpHttpReceiver;
-use crate::helpers::{TestApp, fresh_state_with, http_client};
+use crate::helpers::{Streamed, TestApp, fresh_state_with, http_client};
+use lambent_testkit::openai::{FakeOpenAi, Reply, frames, function_call_events, text_events};
+use lambent_testkit::otlp::OtlpHttpReceiver;
 
 /// Log lines written to memory.
 #[derive(Clone, Default)]
@@ -109,6 +109,24 @@ fn grpc_traces(collector: &FakeCollectorServer) -> Traces {
     Traces::new(&Export::to(collector.endpoint(), Protocol::Grpc)).expect("an exporter")
 }
 
+/// The two rounds of [`two_rounds`] on a new app, streamed in the caller's trace (`traceparent`); they
+/// complete. The app is handed back to outlive the spans' flush.
+async fn echo_in_callers_trace(fake: &FakeOpenAi) -> (TestApp, Streamed) {
+    let app = app_with_echo(fake, Metrics::off()).await;
+    two_rounds(fake);
+    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    let reply = app
+        .stream_with(
+            Method::POST,
+            "/api/agent/stream/",
+            Some(json!({"message": "Echo once", "auto_execute_tools": true})),
+            &[("traceparent", &traceparent)],
+        )
+        .await;
+    assert_eq!(reply.done()["status"], "completed", "{}", reply.raw);
+    (app, reply)
+}
+
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const CALLER_SPAN: &str = "b7ad6b7169203331";
 
@@ -134,19 +152,7 @@ async fn a_two_round_tool_conversation_exports_its_spans_with_their_links_and_lo
     let subscriber = telemetry::subscriber(LogFormat::Json, logs.writer(), EnvFilter::new("info"), Some(&traces));
     let _guard = watch(subscriber);
     let fake = FakeOpenAi::start().await;
-    let app = app_with_echo(&fake, Metrics::off()).await;
-    two_rounds(&fake);
-
-    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
-    let reply = app
-        .stream_with(
-            Method::POST,
-            "/api/agent/stream/",
-            Some(json!({"message": "Echo once", "auto_execute_tools": true})),
-            &[("traceparent", &traceparent)],
-        )
-        .await;
-    assert_eq!(reply.done()["status"], "completed", "{}", reply.raw);
+    let (_app, reply) = echo_in_callers_trace(&fake).await;
     traces.flush().await;
 
     let mut spans: Vec<ExportedSpan> = Vec::new();
@@ -471,9 +477,9 @@ async fn a_full_conversation_logged_at_debug_never_shows_the_api_key_the_token_o
 
 #[tokio::test]
 async fn a_request_reports_the_database_round_trips_it_and_its_turn_made() {
-    use crate::helpers::services::{CountingProxy, Sqld};
+    use lambent_testkit::{Proxy, Sqld};
     let sqld = Sqld::start().await;
-    let proxy = CountingProxy::start(&sqld.url, Duration::ZERO).await;
+    let proxy = Proxy::start(&sqld.url).await;
     let fake = FakeOpenAi::start().await;
     let mut env = fake.env();
     env.push(("DATABASE_URL", proxy.url.clone()));
@@ -508,29 +514,9 @@ async fn a_request_reports_the_database_round_trips_it_and_its_turn_made() {
 
 #[tokio::test]
 async fn a_conversation_s_spans_reach_an_otlp_http_receiver_over_http_protobuf_with_their_links() {
-    let receiver = OtlpHttpReceiver::start().await;
-    let traces = Traces::new(&Export::to(receiver.traces_url(), Protocol::HttpProtobuf)).expect("an exporter");
-    let subscriber = telemetry::subscriber(
-        LogFormat::Json,
-        BoxMakeWriter::new(std::io::sink),
-        EnvFilter::new("info"),
-        Some(&traces),
-    );
-    let _guard = watch(subscriber);
+    let (receiver, traces, _guard) = http_receiver("info").await;
     let fake = FakeOpenAi::start().await;
-    let app = app_with_echo(&fake, Metrics::off()).await;
-    two_rounds(&fake);
-
-    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
-    let reply = app
-        .stream_with(
-            Method::POST,
-            "/api/agent/stream/",
-            Some(json!({"message": "Echo once", "auto_execute_tools": true})),
-            &[("traceparent", &traceparent)],
-        )
-        .await;
-    assert_eq!(reply.done()["status"], "completed", "{}", reply.raw);
+    let _conversation = echo_in_callers_trace(&fake).await;
     traces.flush().await;
 
     let spans = receiver.spans(traces.tally().ended as usize).await;
@@ -558,6 +544,16 @@ async fn a_conversation_s_spans_reach_an_otlp_http_receiver_over_http_protobuf_w
     );
 }
 
+/// A new OTLP/HTTP receiver and an exporter to it, which this thread's subscriber feeds until the guard drops
+/// (its lines at `filter`, discarded).
+async fn http_receiver(filter: &str) -> (OtlpHttpReceiver, Traces, tracing::subscriber::DefaultGuard) {
+    let receiver = OtlpHttpReceiver::start().await;
+    let traces = Traces::new(&Export::to(receiver.traces_url(), Protocol::HttpProtobuf)).expect("an exporter");
+    let lines = BoxMakeWriter::new(std::io::sink);
+    let guard = watch(telemetry::subscriber(LogFormat::Json, lines, EnvFilter::new(filter), Some(&traces)));
+    (receiver, traces, guard)
+}
+
 /// `n` turns at once, each in its own session, each answered.
 async fn burst(app: &TestApp, fake: &FakeOpenAi, n: usize) {
     for i in 0..n {
@@ -571,15 +567,7 @@ async fn burst(app: &TestApp, fake: &FakeOpenAi, n: usize) {
 
 #[tokio::test]
 async fn under_a_burst_every_span_reaches_an_http_receiver_that_keeps_up() {
-    let receiver = OtlpHttpReceiver::start().await;
-    let traces = Traces::new(&Export::to(receiver.traces_url(), Protocol::HttpProtobuf)).expect("an exporter");
-    let subscriber = telemetry::subscriber(
-        LogFormat::Json,
-        BoxMakeWriter::new(std::io::sink),
-        EnvFilter::new("warn"),
-        Some(&traces),
-    );
-    let _guard = watch(subscriber);
+    let (receiver, traces, _guard) = http_receiver("warn").await;
     let fake = FakeOpenAi::start().await;
     let (state, dir) = fresh_state_with(&fake.env()).await;
     let app = TestApp::serve(state, dir).await;

@@ -18,8 +18,12 @@ use std::time::{Duration, SystemTime};
 
 use tokio::process::Command;
 
-use crate::relay::{Target, workers};
-use crate::server::{Env, Result, Server};
+use crate::cli::{Args, say};
+use crate::load::workers;
+use crate::relay::Target;
+use lambent_testkit::Result;
+
+use crate::server::{Env, Server};
 
 /// What one server's turns cost.
 #[derive(Debug, Clone)]
@@ -121,26 +125,33 @@ pub struct Cpu {
 /// Runs `subject` as it ships and measures the CPU time (the process and its children) of `turns` turns on
 /// `concurrency` keep-alive clients, after a warm-up.
 pub async fn cpu(env: &Env, target: &Target, subject: &Subject, concurrency: usize, turns: usize) -> Result<Cpu> {
-    let port = crate::server::free_port()?;
+    let port = lambent_testkit::free_port()?;
     let (command, health) = subject.command(env, port)?;
     let server = Server::spawn(env, command, port, &format!("{}.cpu.log", subject.name()), health).await?;
-    let target = Target { via_url: format!("{}{}", server.base_url, subject.stream_path()), ..target.clone() };
-    let job = {
-        let subject = subject.clone();
-        move |_| {
-            let (subject, target) = (subject.clone(), target.clone());
-            async move { subject.turn(&target).await }
-        }
-    };
+    let job = turn_job(subject, target, &server);
     let _ = workers(concurrency, concurrency * 2, None, job.clone()).await;
-    let ticks = crate::server::clock_ticks();
-    let before = crate::server::tree_cpu_ms(server.pid, ticks)?;
+    let ticks = crate::machine::clock_ticks();
+    let before = crate::machine::tree_cpu_ms(server.pid, ticks)?;
     let results = workers(concurrency, turns, None, job).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = crate::server::tree_cpu_ms(server.pid, ticks)?;
+    let after = crate::machine::tree_cpu_ms(server.pid, ticks)?;
     server.stop().await;
     let failures = results.iter().filter(|r| r.is_err()).count();
     Ok(Cpu { subject: subject.name(), turns, failures, ms_per_turn: (after - before) / turns.max(1) as f64 })
+}
+
+/// One turn through `subject` running at `server`, as the workers call it.
+fn turn_job(
+    subject: &Subject,
+    target: &Target,
+    server: &Server,
+) -> impl Fn(usize) -> futures::future::BoxFuture<'static, Result<()>> + Clone + Send + 'static {
+    let target = Target { via_url: format!("{}{}", server.base_url, subject.stream_path()), ..target.clone() };
+    let subject = subject.clone();
+    move |_| {
+        let (subject, target) = (subject.clone(), target.clone());
+        Box::pin(async move { subject.turn(&target).await })
+    }
 }
 
 /// A streamed answer that ends with the upstream's `response.completed`.
@@ -159,7 +170,7 @@ async fn completed(request: reqwest::RequestBuilder) -> Result<()> {
 pub async fn count(env: &Env, target: &Target, subject: &Subject, concurrency: usize, turns: usize) -> Result<Count> {
     let name = subject.name();
     let out = env.work_dir.join(format!("callgrind.{name}"));
-    let port = crate::server::free_port()?;
+    let port = lambent_testkit::free_port()?;
     let (plain, health) = subject.command(env, port)?;
     let plain = plain.as_std();
     let mut command = Command::new("valgrind");
@@ -169,14 +180,7 @@ pub async fn count(env: &Env, target: &Target, subject: &Subject, concurrency: u
         .arg(plain.get_program())
         .args(plain.get_args());
     let server = Server::spawn(env, command, port, &format!("{name}.callgrind.log"), health).await?;
-    let target = Target { via_url: format!("{}{}", server.base_url, subject.stream_path()), ..target.clone() };
-    let turn = {
-        let subject = subject.clone();
-        move |_| {
-            let (subject, target) = (subject.clone(), target.clone());
-            async move { subject.turn(&target).await }
-        }
-    };
+    let turn = turn_job(subject, target, &server);
     // Warm-up: opens the keep-alive connections, fills the pools and caches.
     let _ = workers(concurrency, concurrency * 2, None, turn.clone()).await;
     control(&server, "-z").await?;
@@ -234,4 +238,38 @@ fn totals(dump: &str) -> Option<u64> {
     let line =
         dump.lines().find(|l| l.starts_with("totals:")).or_else(|| dump.lines().find(|l| l.starts_with("summary:")))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The section: CPU per turn of the bare relay, Lambent and (with `--litellm`) LiteLLM, then instructions per
+/// turn of the first two, on the CPU figure's concurrency; said as it goes (the report's tables do not carry it).
+pub async fn figures(args: &Args, env: &Env, target: &Target) -> Result<()> {
+    let mut subjects = vec![Subject::BareRelay, Subject::Lambent];
+    if let Some(litellm) = &args.litellm {
+        subjects.push(Subject::LiteLlm(litellm.clone()));
+    }
+    let c = args.cpu_concurrency;
+    for subject in &subjects {
+        let cpu = cpu(env, target, subject, c, args.cpu_turns).await?;
+        say(format!(
+            "cpu: {} {:.3} ms per turn ({} turns, c = {c}, {} failures)",
+            cpu.subject, cpu.ms_per_turn, cpu.turns, cpu.failures
+        ));
+    }
+    let mut counts = Vec::new();
+    for subject in &subjects[..2] {
+        let count = count(env, target, subject, c, args.instruction_turns).await?;
+        say(format!(
+            "instructions: {} {:.0} per turn ({} turns, c = {c}, {} failures; {})",
+            count.subject,
+            count.per_turn,
+            count.turns,
+            count.failures,
+            count.dump.display()
+        ));
+        counts.push(count);
+    }
+    if let [bare, lambent] = counts.as_slice() {
+        say(format!("instructions: lambent / bare relay = {:.2}", lambent.per_turn / bare.per_turn));
+    }
+    Ok(())
 }

@@ -1,9 +1,6 @@
-//! `TestApp`: the real routers on 127.0.0.1, over a fresh libsql file of their own; `FakeOpenAi`: the
-//! scripted upstream.
-
-pub mod fake_openai;
-pub mod runtime_api;
-pub mod services;
+//! `TestApp`: the real routers on 127.0.0.1, over a fresh libsql file of their own. The servers around them
+//! (the fake OpenAI, sqld, moto, the counting proxy, the Runtime API stub) are `lambent-testkit`'s; here is
+//! only what needs Lambent's own crates or this directory's fixtures.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +32,23 @@ pub struct Account {
 pub fn http_client() -> reqwest::Client {
     lambent::tls::install_crypto_provider();
     reqwest::Client::new()
+}
+
+/// A recorded transcript of `fixtures/openai/`, frame by frame, byte for byte.
+pub fn transcript(name: &str) -> Vec<lambent_testkit::openai::Step> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/openai").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    lambent_testkit::openai::transcript_frames(&text)
+}
+
+/// An AWS configuration that talks to `moto` with dummy credentials, built as the functions build theirs.
+pub async fn sdk_config(moto: &lambent_testkit::Moto) -> aws_config::SdkConfig {
+    lambent_functions::aws_config()
+        .endpoint_url(&moto.endpoint)
+        .region(aws_config::Region::new(lambent_testkit::moto::REGION))
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new("testing", "testing", None, None, "tests"))
+        .load()
+        .await
 }
 
 /// A config over a database file inside `dir`, plus the given settings.
@@ -239,13 +253,56 @@ impl TestApp {
     }
 }
 
+/// The local server as a child process on `port`, over the database in `dir`.
+pub struct ChildServer {
+    pub child: tokio::process::Child,
+    pub base: String,
+}
+
+impl ChildServer {
+    pub async fn start(dir: &tempfile::TempDir, port: u16, fake: &lambent_testkit::openai::FakeOpenAi) -> Self {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_lambent-test-server"));
+        command
+            .env_clear()
+            .env("DATABASE_URL", format!("file:{}", dir.path().join("lambent.db").display()))
+            .env("BIND", format!("127.0.0.1:{port}"))
+            .envs(fake.env())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let child = command.spawn().expect("start the server");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = http_client();
+        for _ in 0..300 {
+            if client.get(format!("{base}/api/health/")).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Self { child, base };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the server did not come up on {base}");
+    }
+}
+
+/// A user `durable` (no password) and an API token for it, in the database in `dir`.
+pub async fn user_with_token(dir: &tempfile::TempDir) -> String {
+    let store = lambent::Store::open(&config_in(dir, &[])).await.unwrap();
+    store.migrate().await.unwrap();
+    let user = store.create_user("durable", None, false).await.unwrap();
+    let token = lambent::auth::new_token();
+    store.create_token(user.id, "test", "api", None, &token).await.unwrap();
+    token.secret
+}
+
 /// Serves `state` on a free port of 127.0.0.1 as `lambent serve` does (the same app, the same accept loop and
 /// socket options), until the test ends.
 async fn listen(state: &AppState) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = lambent_local::app(state.clone());
-    tokio::spawn(async move { lambent_local::serve_app(listener, app, std::future::pending()).await.expect("serve") });
+    let header_timeout = state.config.header_timeout;
+    tokio::spawn(async move {
+        lambent_local::serve_app(listener, app, header_timeout, std::future::pending()).await.expect("serve")
+    });
     addr
 }
 

@@ -4,6 +4,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::input::{Input, Mode};
+use crate::config::Limits;
 use crate::error::Result;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -27,7 +28,7 @@ pub struct Credentials {
 impl Credentials {
     pub fn parse(body: &Value) -> Result<Self> {
         let mut input = Input::new(body, Mode::Create)?;
-        let username = input.string("username", true, Some(150), false);
+        let username = input.string("username", true, Some(Limits::USERNAME_CHARS), false);
         let password = input.string("password", true, None, false);
         input.finish()?;
         Ok(Self { username: username.unwrap_or_default(), password: password.unwrap_or_default() })
@@ -38,7 +39,7 @@ impl Credentials {
 #[derive(Debug, ToSchema)]
 #[schema(as = ApiTokenWrite, example = json!({"name": "CI", "expires_in_days": 90}))]
 pub struct NewApiToken {
-    /// A label to tell tokens apart.
+    /// A label to tell tokens apart; no control, bidi-override or zero-width character.
     #[schema(max_length = 100)]
     pub name: String,
     /// Omit for a token that lasts until revoked.
@@ -49,7 +50,7 @@ pub struct NewApiToken {
 impl NewApiToken {
     pub fn parse(body: &Value) -> Result<Self> {
         let mut input = Input::new(body, Mode::Create)?;
-        let name = input.string("name", true, Some(100), false);
+        let name = input.name("name", true, Limits::TOKEN_NAME_CHARS);
         let expires_in_days = match body.get("expires_in_days") {
             None | Some(Value::Null) => None,
             Some(v) => match v.as_u64().filter(|d| (1..=3650).contains(d)) {
@@ -72,8 +73,8 @@ pub struct UserWrite {
     /// Required on create; letters, digits and `@.+-_`, at most 150 characters.
     #[schema(nullable = false, max_length = 150)]
     pub username: Option<String>,
-    /// Required on create; at least 8 characters; stored only as an argon2id hash.
-    #[schema(nullable = false, min_length = 8)]
+    /// Required on create; 8 to 1024 characters; stored only as an argon2id hash.
+    #[schema(nullable = false, min_length = 8, max_length = 1024)]
     pub password: Option<String>,
     #[schema(nullable = false)]
     pub is_staff: Option<bool>,
@@ -84,11 +85,11 @@ pub struct UserWrite {
 impl UserWrite {
     pub fn parse(body: &Value, mode: Mode) -> Result<Self> {
         let mut input = Input::new(body, mode)?;
-        let username = input.string("username", true, Some(150), false);
+        let username = input.string("username", true, Some(Limits::USERNAME_CHARS), false);
         if let Some(message) = username.as_deref().and_then(check_username) {
             input.error("username", message);
         }
-        let password = input.string("password", true, None, false);
+        let password = input.string("password", true, Some(Limits::PASSWORD_CHARS), false);
         if password.as_ref().is_some_and(|p| p.chars().count() < MIN_PASSWORD_CHARS) {
             input.error(
                 "password",

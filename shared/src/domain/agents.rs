@@ -3,6 +3,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::input::{Input, Mode};
+use crate::config::Limits;
 use crate::error::Result;
 
 pub const DEFAULT_MODEL: &str = "gpt-4.1";
@@ -61,13 +62,13 @@ pub struct AgentChanges {
 }
 
 impl AgentChanges {
-    pub fn parse(body: &Value, mode: Mode) -> Result<Self> {
+    pub fn parse(body: &Value, mode: Mode, limits: &Limits) -> Result<Self> {
         let mut input = Input::new(body, mode)?;
         let changes = Self {
             owner: input.pk("owner", false, true),
-            name: input.string("name", true, Some(200), false),
-            model: input.string("model", false, Some(100), false),
-            system_prompt: input.string("system_prompt", false, None, true),
+            name: input.name("name", true, Limits::NAME_CHARS),
+            model: input.name("model", false, Limits::MODEL_CHARS),
+            system_prompt: input.string("system_prompt", false, Some(limits.prompt_chars), true),
             is_default: input.boolean("is_default"),
         };
         input.finish()?;
@@ -90,13 +91,14 @@ impl AgentChanges {
     "system_prompt": "You are a helpful assistant.", "is_default": true}))]
 #[allow(dead_code)]
 pub struct AgentWrite {
-    /// Required on create and PUT; at most 200 characters.
+    /// Required on create and PUT; at most 200 characters, no control, bidi-override or zero-width character.
     #[schema(max_length = 200)]
     name: String,
     /// Default `gpt-4.1`; at most 100 characters.
     #[schema(nullable = false, max_length = 100)]
     model: Option<String>,
-    #[schema(nullable = false)]
+    /// At most `LAMBENT_MAX_PROMPT_CHARS` characters (default 32000).
+    #[schema(nullable = false, max_length = 32000)]
     system_prompt: Option<String>,
     #[schema(nullable = false)]
     is_default: Option<bool>,

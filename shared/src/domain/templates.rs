@@ -3,6 +3,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::input::{Input, Mode};
+use crate::config::Limits;
 use crate::error::Result;
 
 /// A reusable prompt fragment appended to an agent's instructions. Scoped to one agent, or global (agent null).
@@ -46,12 +47,12 @@ pub struct TemplateChanges {
 }
 
 impl TemplateChanges {
-    pub fn parse(body: &Value, mode: Mode) -> Result<Self> {
+    pub fn parse(body: &Value, mode: Mode, limits: &Limits) -> Result<Self> {
         let mut input = Input::new(body, mode)?;
         let changes = Self {
             owner: input.pk("owner", false, true),
-            name: input.string("name", true, Some(200), false),
-            template: input.string("template", true, None, false),
+            name: input.name("name", true, Limits::NAME_CHARS),
+            template: input.string("template", true, Some(limits.prompt_chars), false),
             agent: input.pk("agent", false, true),
             is_default: input.boolean("is_default"),
         };
@@ -83,8 +84,12 @@ pub enum TemplateScope {
     "is_default": true}))]
 #[allow(dead_code)]
 pub struct TemplateWrite {
+    /// At most 200 characters, no control, bidi-override or zero-width character.
     #[schema(max_length = 200)]
     name: String,
+    /// `{{name}}` placeholders are filled from a conversation's `variables`; at most `LAMBENT_MAX_PROMPT_CHARS`
+    /// characters (default 32000).
+    #[schema(max_length = 32000)]
     template: String,
     /// An agent id, or null for a global template.
     agent: Option<i64>,

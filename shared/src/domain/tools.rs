@@ -4,6 +4,7 @@ use utoipa::ToSchema;
 
 use super::executor::Executor;
 use super::input::{Input, Mode};
+use crate::config::Limits;
 use crate::error::{FieldErrors, Result};
 
 /// The two kinds of tool the Responses API accepts from us.
@@ -76,6 +77,8 @@ pub struct Tool {
     pub format: Option<Value>,
     /// How the server runs this tool when a conversation asks for `auto_execute_tools`: `{"type": "echo"}`,
     /// `{"type": "now"}` or `{"type": "http", "url": "https://...", "timeout_ms": 5000}`; null = the client runs it.
+    /// Shown whole to the tool's owner and staff; anyone else reads an `http` URL's userinfo and query values
+    /// as `REDACTED`.
     #[schema(value_type = Option<super::executor::ExecutorShape>)]
     pub executor: Option<Executor>,
     pub is_active: bool,
@@ -125,6 +128,17 @@ fn empty_schema() -> Value {
     json!({"type": "object", "properties": {}})
 }
 
+impl Tool {
+    /// The tool as `viewer` may see it: whole for its owner and staff, else with its executor's credentials
+    /// hidden ([`Executor::redacted`]).
+    pub fn seen_by(mut self, viewer: &super::Caller) -> Self {
+        if !viewer.may_change(self.owner) {
+            self.executor = self.executor.as_ref().map(Executor::redacted);
+        }
+        self
+    }
+}
+
 /// OpenAI's rule for tool names.
 pub fn is_valid_tool_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -146,7 +160,7 @@ pub struct ToolChanges {
 impl ToolChanges {
     pub fn parse(body: &Value, mode: Mode) -> Result<Self> {
         let mut input = Input::new(body, mode)?;
-        let name = input.string("name", true, Some(120), false);
+        let name = input.string("name", true, Some(Limits::TOOL_NAME_CHARS), false);
         if let Some(name) = &name
             && !is_valid_tool_name(name)
         {
@@ -155,10 +169,14 @@ impl ToolChanges {
         let changes = Self {
             owner: input.pk("owner", false, true),
             name,
-            description: input.string("description", false, None, true),
+            description: input.string("description", false, Some(Limits::TOOL_DESCRIPTION_CHARS), true),
             tool_type: input.choice("tool_type", false, &ToolType::CHOICES).and_then(|s| ToolType::parse(&s)),
-            parameters: input.json("parameters", false),
-            format: input.nullable_json("format"),
+            parameters: input
+                .json("parameters", false)
+                .filter(|schema| bounded_schema(&mut input, "parameters", schema)),
+            format: input
+                .nullable_json("format")
+                .filter(|format| format.as_ref().is_none_or(|format| bounded_schema(&mut input, "format", format))),
             executor: input.nullable_json("executor").map(|value| {
                 value.and_then(|value| Executor::parse(&value).map_err(|message| input.error("executor", message)).ok())
             }),
@@ -202,6 +220,17 @@ impl ToolFields {
         }
         errors.into_result()
     }
+}
+
+/// A tool's `parameters` or `format` goes upstream with every turn of every agent it is linked to: its JSON
+/// text is bounded ([`Limits::TOOL_SCHEMA_CHARS`]).
+fn bounded_schema(input: &mut Input<'_>, field: &str, value: &Value) -> bool {
+    let chars = value.to_string().chars().count();
+    if chars > Limits::TOOL_SCHEMA_CHARS {
+        input.error(field, format!("Ensure this JSON has no more than {} characters.", Limits::TOOL_SCHEMA_CHARS));
+        return false;
+    }
+    true
 }
 
 /// A function tool's parameters must be a JSON Schema object, as the Responses API requires.
@@ -259,15 +288,17 @@ pub struct ToolWrite {
     /// Required on create and PUT; unique; `^[a-zA-Z0-9_-]{1,64}$`.
     #[schema(pattern = "^[a-zA-Z0-9_-]{1,64}$")]
     name: String,
-    #[schema(nullable = false)]
+    /// At most 8000 characters.
+    #[schema(nullable = false, max_length = 8000)]
     description: Option<String>,
     /// Default `function`.
     #[schema(nullable = false)]
     tool_type: Option<ToolType>,
-    /// A JSON Schema object for function tools; default `{"type": "object", "properties": {}}`.
+    /// A JSON Schema object for function tools; default `{"type": "object", "properties": {}}`. At most 32000
+    /// characters as JSON text.
     #[schema(value_type = Object, required = false)]
     parameters: Option<Value>,
-    /// Custom tools only.
+    /// Custom tools only. At most 32000 characters as JSON text.
     #[schema(value_type = Option<Object>)]
     format: Option<Value>,
     /// `{"type": "echo"}`, `{"type": "now"}` or `{"type": "http", "url": ..., "timeout_ms": ...}`.

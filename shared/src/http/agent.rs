@@ -63,7 +63,7 @@ async fn stream(
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
-    let request = MessageRequest::parse(&body, state.config.max_message_chars)?;
+    let request = MessageRequest::parse(&body, &state.config.limits)?;
     let frames = turn::stream(&state, &caller, request, lease, key.as_deref(), &body).await?;
     Ok(stream_response(frames, state.config.sse_keepalive))
 }
@@ -122,7 +122,7 @@ async fn chat(
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
-    let request = MessageRequest::parse(&body, state.config.max_message_chars)?;
+    let request = MessageRequest::parse(&body, &state.config.limits)?;
     Ok(chat_response(turn::chat(&state, &caller, request, lease, key.as_deref(), &body, ChatReply::kept).await?))
 }
 

@@ -62,7 +62,7 @@ async fn create(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Template>)> {
-    let changes = TemplateChanges::parse(&body, Mode::Create)?;
+    let changes = TemplateChanges::parse(&body, Mode::Create, &state.config.limits)?;
     let owner = caller.owner_for(changes.owner);
     Ok((StatusCode::CREATED, Json(state.store.create_template(&caller, owner, changes).await?)))
 }
@@ -81,7 +81,12 @@ async fn replace(
     Id(id): Id,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Template>> {
-    Ok(Json(state.store.update_template(&caller, id, TemplateChanges::parse(&body, Mode::Replace)?).await?))
+    Ok(Json(
+        state
+            .store
+            .update_template(&caller, id, TemplateChanges::parse(&body, Mode::Replace, &state.config.limits)?)
+            .await?,
+    ))
 }
 
 #[utoipa::path(operation_id = "templates_patch", patch, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)), request_body = TemplateWrite,
@@ -92,7 +97,12 @@ async fn patch(
     Id(id): Id,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Template>> {
-    Ok(Json(state.store.update_template(&caller, id, TemplateChanges::parse(&body, Mode::Patch)?).await?))
+    Ok(Json(
+        state
+            .store
+            .update_template(&caller, id, TemplateChanges::parse(&body, Mode::Patch, &state.config.limits)?)
+            .await?,
+    ))
 }
 
 #[utoipa::path(operation_id = "templates_destroy", delete, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)),
