@@ -548,6 +548,7 @@ async fn a_conversation_s_spans_reach_an_otlp_http_receiver_over_http_protobuf_w
 /// (its lines at `filter`, discarded).
 async fn http_receiver(filter: &str) -> (OtlpHttpReceiver, Traces, tracing::subscriber::DefaultGuard) {
     let receiver = OtlpHttpReceiver::start().await;
+    lambent::tls::install_crypto_provider();
     let traces = Traces::new(&Export::to(receiver.traces_url(), Protocol::HttpProtobuf)).expect("an exporter");
     let lines = BoxMakeWriter::new(std::io::sink);
     let guard = watch(telemetry::subscriber(LogFormat::Json, lines, EnvFilter::new(filter), Some(&traces)));

@@ -139,8 +139,9 @@ pub fn subscriber(
 
 /// Sets the process's subscriber: `format` lines (JSON to stdout, text to stderr) at `RUST_LOG`, and — when
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set — span export over OTLP ([`Export::from_env`]). Call it inside the Tokio
-/// runtime (the gRPC client is built on it). An exporter that cannot be built (a protocol Lambent does not speak,
-/// a malformed endpoint) is reported and left out; the logs still work.
+/// runtime (the gRPC client is built on it), once the process's TLS provider is installed (the HTTP client
+/// needs it). An exporter that cannot be built (a protocol Lambent does not speak, a malformed endpoint) is
+/// reported and left out; the logs still work.
 pub fn init(format: LogFormat) {
     let writer = match format {
         // On Lambda both streams reach CloudWatch; stdout is where the EMF lines go too.

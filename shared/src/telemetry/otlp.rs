@@ -143,6 +143,8 @@ impl Traces {
     /// Builds the exporter `export` describes behind the SDK's batch processor (its thread exports every
     /// `OTEL_BSP_SCHEDULE_DELAY`, 5 s, or when `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, 512, are waiting, and at every
     /// [`Traces::flush`]). The service is `OTEL_SERVICE_NAME`, else the Lambda function's name, else `lambent`.
+    /// Over HTTP, reqwest's client takes its TLS from the process-wide provider: install it first (the entry
+    /// points do, before [`super::init`]; the `tls` module is a layer beside this one).
     pub fn new(export: &Export) -> Result<Self, String> {
         use opentelemetry_otlp::WithExportConfig;
         let builder = opentelemetry_otlp::SpanExporter::builder();
@@ -155,8 +157,6 @@ impl Traces {
                 builder.build()
             }
             Protocol::HttpProtobuf => {
-                // reqwest's client takes its TLS from the process-wide provider.
-                crate::tls::install_crypto_provider();
                 let mut builder = builder.with_http().with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
                 if let Some(endpoint) = &export.endpoint {
                     builder = builder.with_endpoint(endpoint);
