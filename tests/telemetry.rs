@@ -719,3 +719,38 @@ async fn the_lambent_binary_exports_over_http_protobuf_by_default_and_over_grpc_
     let stderr = lambent_binary_answers_a_health_check(&env, async || true).await;
     assert!(stderr.contains("traces are not exported: OTEL_EXPORTER_OTLP_PROTOCOL is `http/json`"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_name_stored_before_the_name_rule_cannot_forge_or_colour_a_text_log_line() {
+    let logs = Captured::default();
+    let subscriber =
+        telemetry::subscriber(LogFormat::Text { ansi: false }, logs.writer(), EnvFilter::new("info"), None);
+    let _guard = watch(subscriber);
+    let fake = FakeOpenAi::start().await;
+    let (state, dir) = fresh_state_with(&fake.env()).await;
+    // Straight into the store, past the API's name rule, as a name written before the rule was.
+    let forged = "x\n2026-12-07T19:00:00Z  INFO lambent::request: POST /api/auth/login/ 200 \u{1b}[31m";
+    let fields = lambent::domain::AgentFields { name: forged.to_owned(), is_default: true, ..Default::default() };
+    state.store.create_agent(None, fields).await.unwrap();
+    let app = TestApp::serve(state, dir).await;
+    settled();
+    fake.push_stream(frames(text_events("resp_f", &["ok"])));
+    fake.push(Reply::Status {
+        status: 400,
+        body: json!({"error": {"message": "bad\nline"}}).to_string(),
+        retry_after: None,
+    });
+    app.stream("/api/agent/stream/", json!({"message": "Hi"})).await.done();
+    app.stream("/api/agent/stream/", json!({"message": "Again"})).await.done();
+
+    let text = logs.text();
+    assert!(
+        text.contains(
+            r"invoke_agent x\n2026-12-07T19:00:00Z  INFO lambent::request: POST /api/auth/login/ 200 \u{1b}[31m"
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r"bad\nline"), "{text}");
+    assert!(!text.contains('\u{1b}'), "an ESC reached the log: {text}");
+    assert!(!text.lines().any(|line| line.starts_with("2026-12-07T19:00:00Z")), "a forged line: {text}");
+}

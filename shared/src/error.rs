@@ -6,7 +6,9 @@ use std::fmt;
 
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -42,10 +44,41 @@ impl FieldErrors {
     }
 }
 
+/// The 400 of a turn whose instructions (the agent's system prompt or a template) name a `{{placeholder}}` the
+/// request's `variables` do not fill: DRF's field shape (`variables`, one message per name) plus a `code` and
+/// the names, so that a client (the playground) offers the missing fields without reading the English.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = json!({"variables": ["Missing value for template variable \"customer\"."],
+    "code": "missing_variables", "missing_variables": ["customer"]}))]
+pub struct MissingVariables {
+    /// One message per missing name, as every other field error.
+    pub variables: Vec<String>,
+    pub code: ValidationCode,
+    /// The names without a value, in the order the instructions name them, each once.
+    pub missing_variables: Vec<String>,
+}
+
+impl MissingVariables {
+    pub fn new(names: Vec<String>) -> Self {
+        let variables = names.iter().map(|name| format!("Missing value for template variable \"{name}\".")).collect();
+        Self { variables, code: ValidationCode::MissingVariables, missing_variables: names }
+    }
+}
+
+/// The `code` of a 400 that a client acts on, beyond showing its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationCode {
+    MissingVariables,
+}
+
 #[derive(thiserror::Error)]
 pub enum Error {
     #[error("invalid input: {0:?}")]
     Validation(FieldErrors),
+    /// Template variables the instructions need and the request does not give (400, its body as it is).
+    #[error("missing template variables: {:?}", .0.missing_variables)]
+    MissingVariables(MissingVariables),
     /// A 400 that is not about one field: `{"detail": ...}`.
     #[error("{0}")]
     BadRequest(String),
@@ -163,7 +196,9 @@ impl Error {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Validation(_) | Self::BadRequest(_) | Self::JsonParse(_) => StatusCode::BAD_REQUEST,
+            Self::Validation(_) | Self::MissingVariables(_) | Self::BadRequest(_) | Self::JsonParse(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::NotFound | Self::Missing(_) | Self::InvalidPage => StatusCode::NOT_FOUND,
             Self::Conflict(_) | Self::TurnInProgress(_) | Self::KeyInProgress(_) => StatusCode::CONFLICT,
             Self::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -184,6 +219,7 @@ impl Error {
     pub fn body(&self) -> Value {
         match self {
             Self::Validation(errors) => errors.to_json(),
+            Self::MissingVariables(answer) => json!(answer),
             Self::TurnInProgress(turn_id) | Self::KeyInProgress(turn_id) => {
                 json!({"detail": self.to_string(), "turn_id": turn_id})
             }
@@ -319,6 +355,22 @@ mod tests {
         assert_eq!(body, json!({"detail": "A server error occurred."}));
         assert!(log.contains(&format!("error={chain}")), "{log}");
         assert!(!log.contains(&format!("{chain}: SQLite failure")), "said once: {log}");
+    }
+
+    #[tokio::test]
+    async fn missing_variables_answer_drf_s_field_shape_with_a_code_and_the_names() {
+        let names = vec!["customer".to_owned(), "tone".to_owned()];
+        let (status, body, _) = answered(Error::MissingVariables(MissingVariables::new(names))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body,
+            json!({
+                "variables": ["Missing value for template variable \"customer\".",
+                    "Missing value for template variable \"tone\"."],
+                "code": "missing_variables",
+                "missing_variables": ["customer", "tone"],
+            })
+        );
     }
 
     #[test]

@@ -90,13 +90,15 @@ pub struct ErrorDetail {
 #[allow(dead_code)]
 pub struct ValidationErrors(BTreeMap<String, Vec<String>>);
 
-/// A 400: field errors, or `{"detail": "JSON parse error - ..."}` for a body that is not JSON at all.
+/// A 400: field errors, `{"detail": "JSON parse error - ..."}` for a body that is not JSON at all, or (a
+/// message to an agent) the template variables its instructions need and the request does not give.
 #[derive(ToSchema)]
 #[serde(untagged)]
 #[allow(dead_code)]
 pub enum BadRequest {
     Fields(ValidationErrors),
     Detail(ErrorDetail),
+    MissingVariables(crate::error::MissingVariables),
 }
 
 /// The answers every operation of a kind can give besides its own, added once the routes are merged so that
