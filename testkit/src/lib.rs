@@ -11,6 +11,7 @@
 //! - [`runtime_api`]: a stub of the Lambda Runtime API for a real function process.
 //! - [`chat`]: a fake chat-completions API, replies scripted per model; [`litellm`]: LiteLLM's proxy in front
 //!   of it, started once per process.
+//! - [`otlp`]: an OTLP/HTTP trace receiver (Python, the OpenTelemetry project's protos).
 //! - [`openai`]: the fake Responses API (scripted replies, frames shaped like the recorded transcripts) and the
 //!   builders of those frames.
 //! - here: [`free_port`], [`serve`] (the accept loop all of them share), [`install_crypto_provider`], and the
@@ -29,6 +30,7 @@ pub mod chat;
 pub mod litellm;
 pub mod moto;
 pub mod openai;
+pub mod otlp;
 pub mod proxy;
 pub mod runtime_api;
 pub mod sqld;
