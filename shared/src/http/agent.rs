@@ -17,7 +17,7 @@ use super::sse::{SSE_DESCRIPTION, stream_response};
 use crate::domain::{
     Caller, MessageRequest, MessageWrite, PendingToolCalls, ResponseStatus, Role, ToolOutputRequest, ToolOutputWrite,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::KeptAnswer;
 use crate::turn::{self, ChatOutcome, ToolOutputStart, TurnEnd, TurnError};
@@ -181,9 +181,10 @@ impl ChatReply {
     }
 
     /// The reply a keyed chat's retries get, recorded with the turn's end.
-    fn kept(end: &TurnEnd) -> KeptAnswer {
+    fn kept(end: &TurnEnd) -> Result<KeptAnswer> {
         let reply = Self::from(end.clone());
-        KeptAnswer { status: reply.http_status(), body: serde_json::to_string(&reply).unwrap_or_default() }
+        let body = serde_json::to_string(&reply).map_err(|e| Error::internal("a chat reply's JSON", e))?;
+        Ok(KeptAnswer { status: reply.http_status(), body })
     }
 }
 

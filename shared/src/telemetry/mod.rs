@@ -30,7 +30,7 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 
-pub use metrics::{Metrics, TurnMetrics};
+pub use metrics::{Metrics, TurnMetrics, Warning};
 pub use scope::{RequestScope, count_round_trip, count_upstream_retry, current, in_scope, upstream_retries};
 
 pub use opentelemetry::Context;

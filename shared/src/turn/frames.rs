@@ -92,6 +92,13 @@ pub struct TurnError {
     pub message: String,
 }
 
+impl TurnError {
+    /// `storage_error`: what the turn could not store.
+    pub fn not_stored(message: &str) -> Self {
+        Self { code: ErrorCode::StorageError, message: message.to_owned() }
+    }
+}
+
 /// The `done` frame's data, the last of every turn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(as = TurnDone)]

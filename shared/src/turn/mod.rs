@@ -142,7 +142,7 @@ pub async fn chat(
     lease: Duration,
     key: Option<&str>,
     body: &Value,
-    reply: fn(&TurnEnd) -> KeptAnswer,
+    reply: fn(&TurnEnd) -> Result<KeptAnswer>,
 ) -> Result<ChatOutcome> {
     let claim = claim(state, caller, key, "chat", body);
     let read = read_context(state, caller, &request, claim.as_ref()).await?;
@@ -153,7 +153,7 @@ pub async fn chat(
         None => {}
     }
     let turn = start_message(state, caller, request, lease, claim.as_ref(), read.context).await?;
-    let keep = claim.map(|claim| (claim, reply));
+    let keep = claim.map(|claim| KeepAnswer { claim, reply });
     Ok(ChatOutcome::Ran(Box::new(turn.run(state.clone(), keep).await?)))
 }
 

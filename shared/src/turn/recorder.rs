@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::frames::{Frame, TurnError, TurnEvent};
 use crate::store::{IdempotencyClaim, KeptAnswer, NewFrame, Store};
-use crate::telemetry::{self, Metrics, TurnMetrics};
+use crate::telemetry::{self, Metrics, TurnMetrics, Warning};
 
 /// How often a running turn looks for a cancel request from another process while its upstream is quiet.
 pub const CANCEL_POLL: Duration = Duration::from_secs(1);
@@ -203,8 +203,14 @@ pub(super) async fn record(
         tokio::select! {
             () = inbox.bell.notified() => {}
             () = &mut poll, if !cancel.is_cancelled() => {
-                if store.cancel_requested(&turn_id).await.unwrap_or(false) {
-                    cancel.cancel();
+                match store.cancel_requested(&turn_id).await {
+                    Ok(true) => cancel.cancel(),
+                    Ok(false) => {}
+                    // The turn goes on: a cancel request is found by the next poll, or by the next write.
+                    Err(err) => {
+                        tracing::warn!(error = %err.chain(), session, "could not poll for a cancel request");
+                        metrics.warning(Warning::CancelPollFailed);
+                    }
                 }
                 poll.as_mut().reset(tokio::time::Instant::now() + CANCEL_POLL);
                 continue;
@@ -244,7 +250,10 @@ pub(super) async fn record(
                 }
                 poll.as_mut().reset(tokio::time::Instant::now() + CANCEL_POLL);
             }
-            Err(err) => tracing::error!(error = %err.chain(), session, "could not record a turn's frames"),
+            Err(err) => {
+                tracing::error!(error = %err.chain(), session, "could not record a turn's frames");
+                metrics.warning(Warning::FramesNotRecorded);
+            }
         }
         if inbox.abandoned.load(Ordering::Acquire) && locked(&inbox.frames).is_empty() {
             break;

@@ -309,3 +309,111 @@ async fn a_turn_stamps_its_rows_and_lease_from_the_clock_it_was_given() {
     let stamped = state.store.query_json("SELECT DISTINCT created_at FROM agent_messages").await.unwrap();
     assert_eq!(stamped, [json!({"created_at": "2026-11-25T20:00:00.000000Z"})]);
 }
+
+/// The warnings a state's captured metric lines counted, by name.
+fn warnings(state: &AppState) -> Vec<String> {
+    let lines = state.metrics.lines();
+    lines.iter().filter(|l| l.get("Warnings").is_some()).map(|l| l["Warning"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_tool_result_the_store_cannot_keep_still_goes_upstream_and_is_logged_and_counted() {
+    let provider = Scripted::new([call_response("resp_1", "call_1", "echo"), text_response("resp_2", &["Done"])]);
+    let state = state(provider.clone()).await.with_metrics(crate::telemetry::Metrics::capture("test"));
+    echo_tool(&state, "echo").await;
+    state
+        .store
+        .query_json(
+            "CREATE TRIGGER refuse_outputs BEFORE UPDATE OF output ON agent_tool_calls
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .await
+        .unwrap();
+    let stream =
+        super::stream(&state, &Caller::system(), message("Go", true), state.config.turn_lease, None, &json!({}))
+            .await
+            .unwrap();
+    let frames = drain(stream).await;
+    assert_eq!(frames.last().unwrap().1["status"], "completed");
+    // The next response answers the call with the output the executor gave, not a stand-in.
+    assert_eq!(
+        provider.requests()[1].input,
+        [json!({"type": "function_call_output", "call_id": "call_1", "output": "{\"x\":1}"})]
+    );
+    assert_eq!(warnings(&state), ["tool_result_not_stored"]);
+}
+
+#[tokio::test]
+async fn a_response_asking_for_tools_without_an_id_fails_malformed_and_runs_nothing() {
+    let item = json!({"type": "function_call", "call_id": "call_1", "name": "echo", "arguments": "{}"});
+    let script = vec![
+        Ok(json!({"type": "response.created", "response": {}})),
+        Ok(json!({"type": "response.output_item.done", "item": item})),
+        Ok(json!({"type": "response.completed", "response": {"output": [item]}})),
+    ];
+    let provider = Scripted::new([script]);
+    let state = state(provider.clone()).await;
+    echo_tool(&state, "echo").await;
+    let stream =
+        super::stream(&state, &Caller::system(), message("Go", true), state.config.turn_lease, None, &json!({}))
+            .await
+            .unwrap();
+    let frames = drain(stream).await;
+    assert_eq!(names(&frames)[frames.len() - 2..], ["error", "done"]);
+    assert_eq!(
+        frames[frames.len() - 2].1,
+        json!({"code": "upstream_malformed", "message": super::next::NO_RESPONSE_ID})
+    );
+    assert_eq!(
+        frames.last().unwrap().1,
+        json!({"session_id": 1, "response_id": null, "status": "failed", "pending_tool_calls": []})
+    );
+    assert!(!names(&frames).contains(&"tool_result"));
+    assert_eq!(provider.requests().len(), 1, "no continuation with an empty previous_response_id");
+}
+
+#[tokio::test]
+async fn a_failed_poll_for_a_cancel_request_is_logged_and_counted_and_the_turn_goes_on() {
+    let state = state(Scripted::new([])).await.with_metrics(crate::telemetry::Metrics::capture("test"));
+    let (session, turn_id) = leased_turn(&state).await;
+    let (sink, inbox) = Sink::new(turn_id.clone(), None);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let recorder = tokio::spawn(record(
+        state.store.clone(),
+        state.metrics.clone(),
+        session,
+        turn_id.clone(),
+        inbox,
+        cancel.clone(),
+    ));
+    state.store.query_json("ALTER TABLE agent_turns RENAME COLUMN cancel_requested TO cancel_flag").await.unwrap();
+    tokio::time::sleep(super::CANCEL_POLL + Duration::from_millis(300)).await;
+    assert!(!cancel.is_cancelled());
+    assert!(!recorder.is_finished(), "the recorder still runs");
+    assert_eq!(warnings(&state)[0], "cancel_poll_failed");
+    drop(sink);
+    tokio::time::timeout(Duration::from_secs(5), recorder).await.expect("the recorder stops").unwrap();
+}
+
+#[tokio::test]
+async fn a_keyed_chat_whose_answer_cannot_be_kept_ends_failed_with_error_and_done_recorded() {
+    let state = state(Scripted::new([text_response("resp_1", &["Hi"])])).await;
+    let user = state.store.create_user("keyed", None, true).await.unwrap();
+    let caller = Caller { id: user.id, username: user.username, is_staff: true, token_id: None };
+    let refuse = |_: &super::TurnEnd| Err(crate::error::Error::internal("a test's reply", std::io::Error::other("no")));
+    let outcome =
+        super::chat(&state, &caller, message("Hi", false), state.config.turn_lease, Some("k1"), &json!({}), refuse)
+            .await
+            .unwrap();
+    let super::ChatOutcome::Ran(end) = outcome else { panic!("a first request runs") };
+    let error = end.error.clone().unwrap();
+    assert_eq!(
+        (error.code, error.message.as_str()),
+        (crate::domain::ErrorCode::StorageError, "The answer could not be stored.")
+    );
+    assert_eq!(json!(end.done)["status"], "failed");
+    let stored = state.store.query_json("SELECT event, data FROM agent_turn_events ORDER BY seq").await.unwrap();
+    let events: Vec<&str> = stored.iter().map(|f| f["event"].as_str().unwrap()).collect();
+    assert_eq!(events[events.len() - 2..], ["error", "done"]);
+    assert_eq!(state.store.running_turn(end.done.session_id).await.unwrap(), None);
+}
