@@ -94,6 +94,7 @@ pub async fn create_superuser(store: &Store, username: &str, password: &str) -> 
     let write = UserWrite::parse(
         &serde_json::json!({"username": username, "password": password, "is_staff": true}),
         Mode::Create,
+        lambent::Config::documented(),
     )?;
     lambent::accounts::create_user(store, write).await
 }

@@ -112,6 +112,12 @@ pub enum MetricsOutput {
 }
 
 impl Config {
+    /// The configuration with every setting at its default: what the OpenAPI document states as bounds.
+    pub fn documented() -> &'static Self {
+        static DEFAULTS: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+        DEFAULTS.get_or_init(|| Self::from_lookup(|_| None).expect("the defaults are a valid configuration"))
+    }
+
     /// Reads the process environment (a `.env` file is loaded by the local binary before this).
     pub fn from_env() -> Result<Self> {
         Self::from_lookup(|key| std::env::var(key).ok())

@@ -2,8 +2,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::input::{Input, Mode};
-use crate::error::Result;
+use super::wire::{Pk, body};
 
 /// A conversation with one agent. `previous_response_id` chains it on the Responses API.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -62,18 +61,10 @@ pub struct ToolCallRecord {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, ToSchema)]
-#[schema(as = SessionWrite, example = json!({"agent": 1}))]
-pub struct NewSession {
-    pub agent: i64,
-}
-
-impl NewSession {
-    pub fn parse(body: &Value) -> Result<Self> {
-        let mut input = Input::new(body, Mode::Create)?;
-        let agent = input.pk("agent", true, false).flatten();
-        input.finish()?;
-        Ok(Self { agent: agent.unwrap_or_default() })
+body! {
+    #[schema(name = "SessionWrite", example = {"agent": 1})]
+    pub struct NewSession {
+        agent: i64 = Pk.required(),
     }
 }
 

@@ -1,9 +1,7 @@
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::input::{Input, Mode};
-use crate::error::Result;
+use super::wire::{Bool, NullablePk, Text, body};
 
 /// A reusable prompt fragment appended to an agent's instructions. Scoped to one agent, or global (agent null).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -35,30 +33,23 @@ impl From<&Template> for TemplateFields {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TemplateChanges {
-    /// Staff only, on create: the owner (`null` = global). Others always own what they create.
-    pub owner: Option<Option<i64>>,
-    pub name: Option<String>,
-    pub template: Option<String>,
-    pub agent: Option<Option<i64>>,
-    pub is_default: Option<bool>,
+body! {
+    /// The request body of template writes, for the OpenAPI document.
+    #[schema(name = "TemplateWrite", example = {"name": "Support Template",
+        "template": "Answer as {{company}} support.", "agent": null, "is_default": true})]
+    pub struct TemplateChanges {
+        /// Staff only, on create: the owner's id, or null for a global template. Others always own what they
+        /// create.
+        owner: Option<i64> = NullablePk,
+        name: String = Text::new().max(|_| 200).required(),
+        template: String = Text::new().required(),
+        /// An agent id, or null for a global template.
+        agent: Option<i64> = NullablePk,
+        is_default: bool = Bool,
+    }
 }
 
 impl TemplateChanges {
-    pub fn parse(body: &Value, mode: Mode) -> Result<Self> {
-        let mut input = Input::new(body, mode)?;
-        let changes = Self {
-            owner: input.pk("owner", false, true),
-            name: input.string("name", true, Some(200), false),
-            template: input.string("template", true, None, false),
-            agent: input.pk("agent", false, true),
-            is_default: input.boolean("is_default"),
-        };
-        input.finish()?;
-        Ok(changes)
-    }
-
     pub fn apply(self, base: TemplateFields) -> TemplateFields {
         TemplateFields {
             name: self.name.unwrap_or(base.name),
@@ -75,19 +66,4 @@ pub enum TemplateScope {
     All,
     Agent(i64),
     Global,
-}
-
-/// The request body of template writes, for the OpenAPI document.
-#[derive(Debug, ToSchema)]
-#[schema(example = json!({"name": "Support Template", "template": "Answer as {{company}} support.", "agent": null,
-    "is_default": true}))]
-#[allow(dead_code)]
-pub struct TemplateWrite {
-    #[schema(max_length = 200)]
-    name: String,
-    template: String,
-    /// An agent id, or null for a global template.
-    agent: Option<i64>,
-    #[schema(nullable = false)]
-    is_default: Option<bool>,
 }

@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::executor::Executor;
-use super::input::{Input, Mode};
+use super::wire::{Bool, JsonObject, NullableJson, NullablePk, Text, body, choice};
 use crate::error::{FieldErrors, Result};
 
 /// The two kinds of tool the Responses API accepts from us.
@@ -76,7 +76,6 @@ pub struct Tool {
     pub format: Option<Value>,
     /// How the server runs this tool when a conversation asks for `auto_execute_tools`: `{"type": "echo"}`,
     /// `{"type": "now"}` or `{"type": "http", "url": "https://...", "timeout_ms": 5000}`; null = the client runs it.
-    #[schema(value_type = Option<super::executor::ExecutorShape>)]
     pub executor: Option<Executor>,
     pub is_active: bool,
     pub created_at: String,
@@ -130,44 +129,44 @@ pub fn is_valid_tool_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ToolChanges {
-    /// Staff only, on create: the owner (`null` = global). Others always own what they create.
-    pub owner: Option<Option<i64>>,
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub tool_type: Option<ToolType>,
-    pub parameters: Option<Value>,
-    pub format: Option<Option<Value>>,
-    pub executor: Option<Option<Executor>>,
-    pub is_active: Option<bool>,
+/// The `name` rule's message.
+fn check_tool_name(name: &str) -> Result<(), String> {
+    if is_valid_tool_name(name) {
+        Ok(())
+    } else {
+        Err("Tool names are 1 to 64 characters: letters, digits, '_' and '-'.".into())
+    }
+}
+
+body! {
+    /// The request body of tool writes, for the OpenAPI document.
+    #[schema(name = "ToolWrite", example = {"name": "get_weather", "description": "Current weather for a city.",
+        "tool_type": "function", "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+        "required": ["city"]}})]
+    pub struct ToolChanges {
+        /// Staff only, on create: the owner's id, or null for a global tool. Others always own what they
+        /// create.
+        owner: Option<i64> = NullablePk,
+        /// Required on create and PUT; unique; `^[a-zA-Z0-9_-]{1,64}$`.
+        name: String = Text::new().max(|_| 120).check(check_tool_name, Some("^[a-zA-Z0-9_-]{1,64}$")).required(),
+        description: String = Text::new().blank(),
+        /// Default `function`.
+        tool_type: ToolType = choice!(ToolType),
+        /// A JSON Schema object for function tools; default `{"type": "object", "properties": {}}`.
+        parameters: Value = JsonObject { check: None },
+        /// Custom tools only.
+        format: Option<Value> = NullableJson { parse: |value| Ok(value.clone()), schema: None, register: |_| {} },
+        /// `{"type": "echo"}`, `{"type": "now"}` or `{"type": "http", "url": ..., "timeout_ms": ...}`.
+        executor: Option<Executor> = NullableJson {
+            parse: Executor::parse,
+            schema: Some("ToolExecutor"),
+            register: super::executor::document,
+        },
+        is_active: bool = Bool,
+    }
 }
 
 impl ToolChanges {
-    pub fn parse(body: &Value, mode: Mode) -> Result<Self> {
-        let mut input = Input::new(body, mode)?;
-        let name = input.string("name", true, Some(120), false);
-        if let Some(name) = &name
-            && !is_valid_tool_name(name)
-        {
-            input.error("name", "Tool names are 1 to 64 characters: letters, digits, '_' and '-'.");
-        }
-        let changes = Self {
-            owner: input.pk("owner", false, true),
-            name,
-            description: input.string("description", false, None, true),
-            tool_type: input.choice("tool_type", false, &ToolType::CHOICES).and_then(|s| ToolType::parse(&s)),
-            parameters: input.json("parameters", false),
-            format: input.nullable_json("format"),
-            executor: input.nullable_json("executor").map(|value| {
-                value.and_then(|value| Executor::parse(&value).map_err(|message| input.error("executor", message)).ok())
-            }),
-            is_active: input.boolean("is_active"),
-        };
-        input.finish()?;
-        Ok(changes)
-    }
-
     /// Merges onto `base` and checks the fields that depend on each other (type, parameters, format).
     pub fn apply(self, base: ToolFields) -> Result<ToolFields> {
         let fields = ToolFields {
@@ -248,33 +247,6 @@ fn check_custom_format(format: &Value) -> Result<(), String> {
             Err("Must be {\"type\": \"text\"} or {\"type\": \"grammar\", \"syntax\": ..., \"definition\": ...}.".into())
         }
     }
-}
-
-/// The request body of tool writes, for the OpenAPI document.
-#[derive(Debug, ToSchema)]
-#[schema(example = json!({"name": "get_weather", "description": "Current weather for a city.", "tool_type": "function",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}))]
-#[allow(dead_code)]
-pub struct ToolWrite {
-    /// Required on create and PUT; unique; `^[a-zA-Z0-9_-]{1,64}$`.
-    #[schema(pattern = "^[a-zA-Z0-9_-]{1,64}$")]
-    name: String,
-    #[schema(nullable = false)]
-    description: Option<String>,
-    /// Default `function`.
-    #[schema(nullable = false)]
-    tool_type: Option<ToolType>,
-    /// A JSON Schema object for function tools; default `{"type": "object", "properties": {}}`.
-    #[schema(value_type = Object, required = false)]
-    parameters: Option<Value>,
-    /// Custom tools only.
-    #[schema(value_type = Option<Object>)]
-    format: Option<Value>,
-    /// `{"type": "echo"}`, `{"type": "now"}` or `{"type": "http", "url": ..., "timeout_ms": ...}`.
-    #[schema(value_type = Option<super::executor::ExecutorShape>)]
-    executor: Option<Value>,
-    #[schema(nullable = false)]
-    is_active: Option<bool>,
 }
 
 #[cfg(test)]

@@ -5,11 +5,33 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
 
 use super::input::{Input, Mode};
+use super::wire::{Bool, FieldKind, NullablePk, Pk, Text, body, present};
+use crate::config::Config;
 use crate::error::{Error, FieldErrors, Result};
 
-/// `POST /api/agent/stream/` and `/api/agent/chat/`.
+body! {
+    /// Request bodies of the agent endpoints, for the OpenAPI document.
+    #[schema(name = "MessageWrite", example = {"message": "Hello", "agent_id": 1, "session_id": null,
+        "auto_execute_tools": false, "variables": {"company": "Acme"}})]
+    pub struct MessageWrite {
+        /// The user's message; required, not blank.
+        message: String = Text::new().max(|config| config.max_message_chars).required(),
+        /// Default: the default agent.
+        agent_id: Option<i64> = NullablePk,
+        /// Default: a new session. Must belong to `agent_id` when both are given.
+        session_id: Option<i64> = NullablePk,
+        /// Run tools that have a server-side executor and continue in the same stream (at most 8 rounds).
+        auto_execute_tools: bool = Bool,
+        /// Values for `{{name}}` placeholders in the agent's templates.
+        variables: Option<BTreeMap<String, String>> = Variables,
+    }
+}
+
+/// `POST /api/agent/stream/` and `/api/agent/chat/`: a [`MessageWrite`] with its defaults applied.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MessageRequest {
     pub message: String,
@@ -20,32 +42,73 @@ pub struct MessageRequest {
 }
 
 impl MessageRequest {
-    pub fn parse(body: &Value, max_chars: usize) -> Result<Self> {
-        let mut input = Input::new(body, Mode::Create)?;
-        let message = input.string("message", true, Some(max_chars), false);
-        let agent_id = input.pk("agent_id", false, true).flatten();
-        let session_id = input.pk("session_id", false, true).flatten();
-        let auto_execute_tools = input.boolean("auto_execute_tools").unwrap_or(false);
-        let variables = match input.nullable_json("variables").flatten() {
-            None => BTreeMap::new(),
-            Some(Value::Object(map)) => {
-                let mut out = BTreeMap::new();
-                for (name, value) in map {
-                    match value {
-                        Value::String(s) => drop(out.insert(name, s)),
-                        Value::Number(_) | Value::Bool(_) => drop(out.insert(name, value.to_string())),
-                        _ => input.error("variables", format!("\"{name}\" must be a string, number or boolean.")),
-                    }
-                }
-                out
-            }
+    pub fn parse(body: &Value, config: &Config) -> Result<Self> {
+        let write = MessageWrite::parse(body, Mode::Create, config)?;
+        Ok(Self {
+            message: present("message", write.message)?,
+            agent_id: write.agent_id.flatten(),
+            session_id: write.session_id.flatten(),
+            auto_execute_tools: write.auto_execute_tools.unwrap_or(false),
+            variables: write.variables.flatten().unwrap_or_default(),
+        })
+    }
+}
+
+/// Template variables: an object of names to strings (numbers and booleans are taken as their text).
+struct Variables;
+
+impl FieldKind for Variables {
+    type Out = Option<BTreeMap<String, String>>;
+
+    fn read(&self, input: &mut Input<'_>, field: &str, _: bool, _: &Config) -> Option<Self::Out> {
+        let map = match input.nullable_json(field)? {
+            None => return Some(None),
+            Some(Value::Object(map)) => map,
             Some(_) => {
-                input.error("variables", "Must be an object mapping template variable names to values.");
-                BTreeMap::new()
+                input.error(field, "Must be an object mapping template variable names to values.");
+                return None;
             }
         };
-        input.finish()?;
-        Ok(Self { message: message.unwrap_or_default(), agent_id, session_id, auto_execute_tools, variables })
+        let mut out = BTreeMap::new();
+        for (name, value) in map {
+            match value {
+                Value::String(s) => drop(out.insert(name, s)),
+                Value::Number(_) | Value::Bool(_) => drop(out.insert(name, value.to_string())),
+                _ => input.error(field, format!("\"{name}\" must be a string, number or boolean.")),
+            }
+        }
+        Some(Some(out))
+    }
+
+    fn schema(&self, _: &Config) -> RefOr<Schema> {
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Array(vec![Type::Object, Type::Null]))
+            .additional_properties(Some(string()))
+            .property_names(Some(string()))
+            .into()
+    }
+}
+
+/// One tool output a client submits: the call it answers, and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolOutput {
+    pub call_id: String,
+    pub output: String,
+}
+
+body! {
+    #[schema(name = "ToolOutputWrite", example = {"session_id": 1, "call_id": "call_123",
+        "output": "{\"result\": \"ok\"}"})]
+    pub struct ToolOutputWrite {
+        session_id: i64 = Pk.required(),
+        /// One output: the call it answers…
+        call_id: String = Text::new().max(|_| 200),
+        /// …and its text (JSON values are sent as JSON text).
+        output: String = OutputText,
+        /// Several outputs at once: `[{"call_id": ..., "output": ...}]`.
+        outputs: Vec<ToolOutput> = Outputs,
+        auto_execute_tools: bool = Bool,
     }
 }
 
@@ -53,8 +116,8 @@ impl MessageRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolOutputRequest {
     pub session_id: i64,
-    /// (call_id, output) pairs, in the order given.
-    pub outputs: Vec<(String, String)>,
+    /// The outputs, in the order given.
+    pub outputs: Vec<ToolOutput>,
     pub auto_execute_tools: bool,
 }
 
@@ -75,47 +138,83 @@ fn output_text(value: &Value) -> Option<String> {
     }
 }
 
-impl ToolOutputRequest {
-    pub fn parse(body: &Value) -> Result<Self> {
-        let mut input = Input::new(body, Mode::Create)?;
-        let session_id = input.pk("session_id", true, false).flatten();
-        let auto_execute_tools = input.boolean("auto_execute_tools").unwrap_or(false);
-        let mut outputs = Vec::new();
-        match body.get("outputs") {
-            Some(Value::Array(items)) if !items.is_empty() => {
-                for (i, item) in items.iter().enumerate() {
-                    let call_id = item.get("call_id").and_then(Value::as_str).filter(|c| !c.trim().is_empty());
-                    let output = item.get("output").and_then(output_text);
-                    match (call_id, output) {
-                        (Some(call_id), Some(output)) => outputs.push((call_id.to_owned(), output)),
-                        _ => input.error("outputs", format!("Item {i} needs a \"call_id\" and an \"output\".")),
-                    }
-                }
+/// One output's text: any JSON value but null.
+struct OutputText;
+
+impl FieldKind for OutputText {
+    type Out = String;
+
+    fn read(&self, input: &mut Input<'_>, field: &str, _: bool, _: &Config) -> Option<String> {
+        let value = input.nullable_json(field)?;
+        let text = value.as_ref().and_then(output_text);
+        if text.is_none() {
+            input.error(field, "This field may not be null.");
+        }
+        text
+    }
+
+    fn schema(&self, _: &Config) -> RefOr<Schema> {
+        ObjectBuilder::new().schema_type(Type::String).into()
+    }
+}
+
+/// Several outputs: a non-empty list of `{call_id, output}`.
+struct Outputs;
+
+impl FieldKind for Outputs {
+    type Out = Vec<ToolOutput>;
+
+    fn read(&self, input: &mut Input<'_>, field: &str, _: bool, _: &Config) -> Option<Vec<ToolOutput>> {
+        let items = match input.nullable_json(field)? {
+            Some(Value::Array(items)) if !items.is_empty() => items,
+            _ => {
+                input.error(field, "Must be a non-empty list of {\"call_id\", \"output\"} objects.");
+                return Some(Vec::new());
             }
-            Some(_) => input.error("outputs", "Must be a non-empty list of {\"call_id\", \"output\"} objects."),
-            None => {
-                let call_id = input.string("call_id", true, Some(200), false);
-                let output = match body.get("output") {
-                    None => {
-                        input.error("output", "This field is required.");
-                        None
-                    }
-                    Some(value) => output_text(value).or_else(|| {
-                        input.error("output", "This field may not be null.");
-                        None
-                    }),
-                };
-                if let (Some(call_id), Some(output)) = (call_id, output) {
-                    outputs.push((call_id, output));
-                }
+        };
+        let mut outputs = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let call_id = item.get("call_id").and_then(Value::as_str).filter(|c| !c.trim().is_empty());
+            match (call_id, item.get("output").and_then(output_text)) {
+                (Some(call_id), Some(output)) => outputs.push(ToolOutput { call_id: call_id.to_owned(), output }),
+                _ => input.error(field, format!("Item {i} needs a \"call_id\" and an \"output\".")),
             }
         }
+        Some(outputs)
+    }
+
+    fn schema(&self, _: &Config) -> RefOr<Schema> {
+        ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::Object)).min_items(Some(1)).into()
+    }
+}
+
+impl ToolOutputRequest {
+    /// `outputs`, or else `call_id` and `output`, both then required.
+    pub fn parse(body: &Value, config: &Config) -> Result<Self> {
+        let mut input = Input::new(body, Mode::Create)?;
+        let write = ToolOutputWrite::read(&mut input, config);
+        let outputs = match write.outputs {
+            Some(outputs) => outputs,
+            None => {
+                for field in ["call_id", "output"].into_iter().filter(|field| body.get(field).is_none()) {
+                    input.error(field, "This field is required.");
+                }
+                match (write.call_id, write.output) {
+                    (Some(call_id), Some(output)) => vec![ToolOutput { call_id, output }],
+                    _ => Vec::new(),
+                }
+            }
+        };
         let mut seen = std::collections::HashSet::new();
-        if let Some((dup, _)) = outputs.iter().find(|(call_id, _)| !seen.insert(call_id.clone())) {
-            input.error("outputs", format!("\"{dup}\" is given more than once."));
+        if let Some(dup) = outputs.iter().find(|o| !seen.insert(o.call_id.as_str())) {
+            input.error("outputs", format!("\"{}\" is given more than once.", dup.call_id));
         }
         input.finish()?;
-        Ok(Self { session_id: session_id.unwrap_or_default(), outputs, auto_execute_tools })
+        Ok(Self {
+            session_id: present("session_id", write.session_id)?,
+            outputs,
+            auto_execute_tools: write.auto_execute_tools.unwrap_or(false),
+        })
     }
 }
 
@@ -157,44 +256,6 @@ pub fn build_instructions(
     Ok((!parts.is_empty()).then(|| parts.join("\n\n")))
 }
 
-/// Request bodies of the agent endpoints, for the OpenAPI document.
-#[derive(Debug, ToSchema)]
-#[schema(example = json!({"message": "Hello", "agent_id": 1, "session_id": null, "auto_execute_tools": false,
-    "variables": {"company": "Acme"}}))]
-#[allow(dead_code)]
-pub struct MessageWrite {
-    /// The user's message; required, not blank.
-    message: String,
-    /// Default: the default agent.
-    agent_id: Option<i64>,
-    /// Default: a new session. Must belong to `agent_id` when both are given.
-    session_id: Option<i64>,
-    /// Run tools that have a server-side executor and continue in the same stream (at most 8 rounds).
-    #[schema(nullable = false)]
-    auto_execute_tools: Option<bool>,
-    /// Values for `{{name}}` placeholders in the agent's templates.
-    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
-    variables: Option<Value>,
-}
-
-#[derive(Debug, ToSchema)]
-#[schema(example = json!({"session_id": 1, "call_id": "call_123", "output": "{\"result\": \"ok\"}"}))]
-#[allow(dead_code)]
-pub struct ToolOutputWrite {
-    session_id: i64,
-    /// One output: the call it answers…
-    #[schema(nullable = false, max_length = 200)]
-    call_id: Option<String>,
-    /// …and its text (JSON values are sent as JSON text).
-    #[schema(nullable = false)]
-    output: Option<String>,
-    /// Several outputs at once: `[{"call_id": ..., "output": ...}]`.
-    #[schema(value_type = Vec<Object>, required = false, min_items = 1)]
-    outputs: Option<Value>,
-    #[schema(nullable = false)]
-    auto_execute_tools: Option<bool>,
-}
-
 impl From<FieldErrors> for Error {
     fn from(errors: FieldErrors) -> Self {
         Error::Validation(errors)
@@ -220,15 +281,19 @@ mod tests {
 
     #[test]
     fn tool_outputs_come_singly_or_as_a_list() {
-        let one = ToolOutputRequest::parse(&json!({"session_id": 1, "call_id": "c", "output": {"ok": true}})).unwrap();
-        assert_eq!(one.outputs, [("c".to_owned(), "{\"ok\":true}".to_owned())]);
+        let config = Config::documented();
+        let one = ToolOutputRequest::parse(&json!({"session_id": 1, "call_id": "c", "output": {"ok": true}}), config)
+            .unwrap();
+        assert_eq!(one.outputs, [ToolOutput { call_id: "c".to_owned(), output: "{\"ok\":true}".to_owned() }]);
         let many = ToolOutputRequest::parse(
             &json!({"session_id": 1, "outputs": [{"call_id": "a", "output": "1"}, {"call_id": "b", "output": "2"}]}),
+            config,
         )
         .unwrap();
         assert_eq!(many.outputs.len(), 2);
         let Err(Error::Validation(e)) = ToolOutputRequest::parse(
             &json!({"session_id": 1, "outputs": [{"call_id": "a", "output": "1"}, {"call_id": "a", "output": "2"}]}),
+            config,
         ) else {
             panic!()
         };

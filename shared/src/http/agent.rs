@@ -63,7 +63,7 @@ async fn stream(
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
-    let request = MessageRequest::parse(&body, state.config.max_message_chars)?;
+    let request = MessageRequest::parse(&body, &state.config)?;
     let frames = turn::stream(&state, &caller, request, lease, key.as_deref(), &body).await?;
     Ok(stream_response(frames, state.config.sse_keepalive))
 }
@@ -98,7 +98,7 @@ async fn tool_output(
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
-    let request = ToolOutputRequest::parse(&body)?;
+    let request = ToolOutputRequest::parse(&body, &state.config)?;
     Ok(match turn::tool_output(&state, &caller, request, lease, key.as_deref(), &body).await? {
         ToolOutputStart::Waiting(pending) => (StatusCode::ACCEPTED, Json(pending)).into_response(),
         ToolOutputStart::Streaming(frames) => stream_response(frames, state.config.sse_keepalive),
@@ -122,7 +122,7 @@ async fn chat(
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
-    let request = MessageRequest::parse(&body, state.config.max_message_chars)?;
+    let request = MessageRequest::parse(&body, &state.config)?;
     Ok(chat_response(turn::chat(&state, &caller, request, lease, key.as_deref(), &body, ChatReply::kept).await?))
 }
 

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use super::extract::{Id, JsonBody, ListQuery, Page};
 use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, INVALID_PAGE, INVALID_QUERY, PageParams, ValidationErrors};
 use crate::domain::Caller;
-use crate::domain::{Mode, Template, TemplateChanges, TemplateScope, TemplateWrite};
+use crate::domain::{Mode, Template, TemplateChanges, TemplateScope};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -55,14 +55,14 @@ async fn list(State(state): State<AppState>, caller: Caller, query: ListQuery) -
 }
 
 /// Create a template. Setting `is_default` clears it on the other templates of the same scope.
-#[utoipa::path(operation_id = "templates_create", post, path = "/api/templates/", tag = "templates", request_body = TemplateWrite,
+#[utoipa::path(operation_id = "templates_create", post, path = "/api/templates/", tag = "templates", request_body = TemplateChanges,
     responses((status = 201, description = CREATED, body = Template), (status = 400, description = INVALID_FIELDS, body = ValidationErrors)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Template>)> {
-    let changes = TemplateChanges::parse(&body, Mode::Create)?;
+    let changes = TemplateChanges::parse(&body, Mode::Create, &state.config)?;
     let owner = caller.owner_for(changes.owner);
     Ok((StatusCode::CREATED, Json(state.store.create_template(&caller, owner, changes).await?)))
 }
@@ -73,7 +73,7 @@ async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> 
     Ok(Json(state.store.get_template(&caller, id).await?))
 }
 
-#[utoipa::path(operation_id = "templates_replace", put, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)), request_body = TemplateWrite,
+#[utoipa::path(operation_id = "templates_replace", put, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)), request_body = TemplateChanges,
     responses((status = 200, description = SAVED, body = Template), (status = 400, description = INVALID_FIELDS, body = ValidationErrors), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn replace(
     State(state): State<AppState>,
@@ -81,10 +81,12 @@ async fn replace(
     Id(id): Id,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Template>> {
-    Ok(Json(state.store.update_template(&caller, id, TemplateChanges::parse(&body, Mode::Replace)?).await?))
+    Ok(Json(
+        state.store.update_template(&caller, id, TemplateChanges::parse(&body, Mode::Replace, &state.config)?).await?,
+    ))
 }
 
-#[utoipa::path(operation_id = "templates_patch", patch, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)), request_body = TemplateWrite,
+#[utoipa::path(operation_id = "templates_patch", patch, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)), request_body = TemplateChanges,
     responses((status = 200, description = SAVED, body = Template), (status = 400, description = INVALID_FIELDS, body = ValidationErrors), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn patch(
     State(state): State<AppState>,
@@ -92,7 +94,9 @@ async fn patch(
     Id(id): Id,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Template>> {
-    Ok(Json(state.store.update_template(&caller, id, TemplateChanges::parse(&body, Mode::Patch)?).await?))
+    Ok(Json(
+        state.store.update_template(&caller, id, TemplateChanges::parse(&body, Mode::Patch, &state.config)?).await?,
+    ))
 }
 
 #[utoipa::path(operation_id = "templates_destroy", delete, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)),

@@ -13,7 +13,7 @@ use super::idempotency::{
 use super::messages::{push_insert, returned};
 use super::tool_calls::{COLUMNS, record};
 use super::{Sql, Store, collect, first, int, opt_int, opt_text, opt_text_value, sessions, text};
-use crate::domain::{Caller, Role, ToolCallRecord, ToolCallStatus};
+use crate::domain::{Caller, Role, ToolCallRecord, ToolCallStatus, ToolOutput};
 use crate::error::{Error, Result};
 
 // Leases: one turn per session at a time, taken in the turn's first write.
@@ -196,7 +196,7 @@ pub struct ToolOutputContext {
 fn validate_outputs(
     viewer: &Caller,
     session: i64,
-    outputs: &[(String, String)],
+    outputs: &[ToolOutput],
     out: &mut super::conn::Outcomes,
     [found, agent, tools, calls]: [usize; 4],
 ) -> Result<ToolOutputContext> {
@@ -208,7 +208,7 @@ fn validate_outputs(
     let instructions = opt_text(&row, 7)?;
     let known: Vec<ToolCallRecord> = out.take(calls)?.rows().map(|r| record(&r)).collect::<Result<_>>()?;
     let mut response_id: Option<String> = None;
-    for (call_id, _) in outputs {
+    for ToolOutput { call_id, .. } in outputs {
         let call = known
             .iter()
             .find(|c| c.call_id == *call_id)
@@ -260,10 +260,10 @@ impl Store {
         &self,
         viewer: &Caller,
         session: i64,
-        outputs: &[(String, String)],
+        outputs: &[ToolOutput],
         claim: Option<&IdempotencyClaim>,
     ) -> Result<super::TurnRead<Result<ToolOutputContext>>> {
-        let ids = serde_json::Value::from(outputs.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>()).to_string();
+        let ids = serde_json::Value::from(outputs.iter().map(|o| o.call_id.as_str()).collect::<Vec<_>>()).to_string();
         let agent_of = "(SELECT agent_id FROM agent_sessions WHERE id = ?1)";
         let mut batch = Batch::read();
         let found = batch
@@ -296,7 +296,7 @@ impl Store {
         &self,
         context: &ToolOutputContext,
         lease: &TurnLease,
-        outputs: &[(String, String)],
+        outputs: &[ToolOutput],
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Submission> {
         let now = self.now();
@@ -304,7 +304,7 @@ impl Store {
         let response = context.response_id.as_str();
         let turn = lease.turn_id.as_str();
         let pairs = serde_json::Value::from(
-            outputs.iter().map(|(id, output)| serde_json::json!([id, output])).collect::<Vec<_>>(),
+            outputs.iter().map(|o| serde_json::json!([o.call_id, o.output])).collect::<Vec<_>>(),
         )
         .to_string();
         let pending_of_response =
