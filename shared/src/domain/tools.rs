@@ -45,17 +45,6 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
-impl ToolCall {
-    /// The `tool_call` SSE payload: `arguments` for function calls, `input` for custom ones.
-    pub fn to_event(&self) -> Value {
-        let payload_key = match self.kind {
-            ToolType::Function => "arguments",
-            ToolType::Custom => "input",
-        };
-        json!({"call_id": self.call_id, "name": self.name, "type": self.kind.as_str(), payload_key: self.arguments})
-    }
-}
-
 /// A tool an agent may call.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(example = json!({"id": 1, "name": "get_weather", "owner": null, "description": "Current weather for a city.",

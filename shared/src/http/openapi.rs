@@ -12,9 +12,8 @@ use utoipa::openapi::{Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
-use super::sse::{TextDelta, ToolCall, ToolResult};
 use crate::state::AppState;
-use crate::turn::{Done, TurnError};
+use crate::turn::{CallFrame, Done, TextDelta, ToolResult, TurnError};
 
 pub const PATH: &str = "/api/openapi.json";
 
@@ -49,7 +48,7 @@ pub const IDEMPOTENCY_REUSED: &str = "The Idempotency-Key was used for another r
         (name = "agent", description = "Conversations with an agent: streamed (SSE), tool-output continuation, chat"),
         (name = "health", description = "Readiness: the database, its schema and the model provider's configuration"),
     ),
-    components(schemas(ErrorDetail, ValidationErrors, BadRequest, TextDelta, ToolCall, ToolResult, TurnError, Done)),
+    components(schemas(ErrorDetail, ValidationErrors, BadRequest, TextDelta, CallFrame, ToolResult, TurnError, Done)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -57,6 +57,8 @@ pub enum Warning {
     FramesNotRecorded,
     /// A server-side tool's output could not be stored; it still goes upstream in the next response.
     ToolResultNotStored,
+    /// A frame's payload could not be serialised; the turn goes on without that frame.
+    FrameNotSerialised,
 }
 
 impl Warning {
@@ -66,6 +68,7 @@ impl Warning {
             Self::CancelPollFailed => "cancel_poll_failed",
             Self::FramesNotRecorded => "frames_not_recorded",
             Self::ToolResultNotStored => "tool_result_not_stored",
+            Self::FrameNotSerialised => "frame_not_serialised",
         }
     }
 }

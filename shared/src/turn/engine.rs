@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::frames::{Done, Frame, Frames, TurnError, TurnEvent, TurnStream};
+use super::frames::{CallFrame, Done, Frame, Frames, TextDelta, ToolResult, TurnError, TurnEvent, TurnStream};
 use super::next::{AfterResponse, CANCELLED, NO_RESPONSE_ID, Next, ResponseCalls, Runnable, Then, next_step};
 use super::recorder::{Sink, record};
 use crate::domain::{Agent, ErrorCode, Executor, Message, ResponseStatus, Tool, ToolCall};
@@ -158,7 +158,7 @@ impl Turn {
     ) -> TurnEnd {
         let (session, turn_id) = (self.session_id, self.turn_id.clone());
         let cancel = state.register_turn(&turn_id);
-        let (sink, inbox) = Sink::new(turn_id.clone(), live);
+        let (sink, inbox) = Sink::new(turn_id.clone(), live, state.metrics.clone());
         let recorder =
             record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel.clone());
         let recorder = tokio::spawn(telemetry::in_scope(recorder.in_current_span()));
@@ -180,7 +180,7 @@ impl Turn {
                 span.set_status(opentelemetry::trace::Status::error(error.message.clone()));
             }
         }
-        sink.end(TurnEvent::Done(end.done.clone()), answer, end.error.as_ref()).await;
+        sink.end(end.done.clone(), answer, end.error.as_ref()).await;
         state.forget_turn(&turn_id);
         // The recorder has ended the turn; waiting for its task makes sure its hold on the span is gone too.
         let _ = recorder.await;
@@ -276,7 +276,7 @@ impl Turn {
             state.metrics.warning(Warning::ToolResultNotStored);
         }
         let item = output_item(call.kind, &call.call_id, &output);
-        sink.send(TurnEvent::ToolResult { call_id: call.call_id.clone(), output }).await;
+        sink.send(TurnEvent::ToolResult(ToolResult { call_id: call.call_id.clone(), output })).await;
         item
     }
 
@@ -406,10 +406,10 @@ impl Turn {
             sink.send(TurnEvent::OpenAi(raw)).await;
             match observed {
                 Observed::Nothing => {}
-                Observed::TextDelta(delta) => sink.send(TurnEvent::TextDelta(delta)).await,
+                Observed::TextDelta(delta) => sink.send(TurnEvent::TextDelta(TextDelta { delta })).await,
                 Observed::ToolCall(call) => {
                     announced += 1;
-                    sink.send(TurnEvent::ToolCall(call.to_event())).await;
+                    sink.send(TurnEvent::ToolCall(CallFrame::from(&call))).await;
                 }
                 Observed::Ended(ResponseEnd::Completed { .. })
                     if acc.response_id.is_none() && !acc.calls().is_empty() =>
@@ -420,7 +420,7 @@ impl Turn {
                 Observed::Ended(ResponseEnd::Completed { output, usage }) => {
                     // Calls that only the completed response listed are announced now.
                     for call in &acc.calls()[announced..] {
-                        sink.send(TurnEvent::ToolCall(call.to_event())).await;
+                        sink.send(TurnEvent::ToolCall(CallFrame::from(call))).await;
                     }
                     return EndedResponse {
                         response_id: acc.response_id.clone(),

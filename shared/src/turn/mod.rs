@@ -45,7 +45,7 @@ use serde_json::Value;
 
 pub use engine::{KeepAnswer, Turn, TurnEnd};
 pub use follow::FOLLOW_POLL;
-pub use frames::{Done, Frame, Frames, TurnError, TurnEvent, TurnStream};
+pub use frames::{CallFrame, Done, Frame, Frames, TextDelta, ToolResult, TurnError, TurnEvent, TurnStream};
 pub use next::{CANCELLED, MAX_TOOL_ROUNDS};
 pub use recorder::CANCEL_POLL;
 
@@ -214,7 +214,8 @@ pub async fn close_interrupted(store: &Store) -> Result<usize> {
             status: ResponseStatus::Failed,
             pending_tool_calls: Vec::new(),
         });
-        let (error_data, done_data) = (error.data(), done.data());
+        let serialised = |event: &TurnEvent| event.data().map_err(|e| Error::internal("a closing frame", e));
+        let (error_data, done_data) = (serialised(&error)?, serialised(&done)?);
         let frames = [
             NewFrame { seq: seq + 1, event: error.name(), data: &error_data },
             NewFrame { seq: seq + 2, event: done.name(), data: &done_data },

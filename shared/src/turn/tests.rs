@@ -227,12 +227,12 @@ async fn the_recorder_writes_frames_in_order_and_done_with_the_release_of_the_se
     let state = state(Scripted::new([])).await;
     let (session, turn_id) = leased_turn(&state).await;
     let (tx, mut live) = tokio::sync::mpsc::channel::<Arc<Frame>>(16);
-    let (sink, inbox) = Sink::new(turn_id.clone(), Some(tx));
+    let (sink, inbox) = Sink::new(turn_id.clone(), Some(tx), state.metrics.clone());
     let cancel = tokio_util::sync::CancellationToken::new();
     let recorder =
         tokio::spawn(record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel));
     for delta in ["a", "b", "c"] {
-        sink.send(TurnEvent::TextDelta(delta.into())).await;
+        sink.send(TurnEvent::TextDelta(super::TextDelta { delta: delta.into() })).await;
     }
     assert_eq!(state.store.running_turn(session).await.unwrap().as_deref(), Some(turn_id.as_str()));
     let done = super::Done {
@@ -241,7 +241,7 @@ async fn the_recorder_writes_frames_in_order_and_done_with_the_release_of_the_se
         status: crate::domain::ResponseStatus::Completed,
         pending_tool_calls: vec![],
     };
-    sink.end(TurnEvent::Done(done), None, None).await;
+    sink.end(done, None, None).await;
     // `end` returns once the recorder has written `done` and freed the session.
     assert_eq!(state.store.running_turn(session).await.unwrap(), None);
     let stored = state.store.frames_after(session, 0, Some(&turn_id), 100).await.unwrap();
@@ -259,11 +259,11 @@ async fn the_recorder_writes_frames_in_order_and_done_with_the_release_of_the_se
 async fn a_turn_that_goes_away_without_done_still_has_its_frames_recorded_and_its_session_freed() {
     let state = state(Scripted::new([])).await;
     let (session, turn_id) = leased_turn(&state).await;
-    let (sink, inbox) = Sink::new(turn_id.clone(), None);
+    let (sink, inbox) = Sink::new(turn_id.clone(), None, state.metrics.clone());
     let cancel = tokio_util::sync::CancellationToken::new();
     let recorder =
         tokio::spawn(record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel));
-    sink.send(TurnEvent::TextDelta("partial".into())).await;
+    sink.send(TurnEvent::TextDelta(super::TextDelta { delta: "partial".into() })).await;
     drop(sink);
     tokio::time::timeout(Duration::from_secs(5), recorder).await.expect("the recorder stops").unwrap();
     assert_eq!(state.store.running_turn(session).await.unwrap(), None);
@@ -275,7 +275,7 @@ async fn a_turn_that_goes_away_without_done_still_has_its_frames_recorded_and_it
 async fn the_recorder_stops_the_turn_when_the_store_says_someone_asked_it_to() {
     let state = state(Scripted::new([])).await;
     let (session, turn_id) = leased_turn(&state).await;
-    let (sink, inbox) = Sink::new(turn_id.clone(), None);
+    let (sink, inbox) = Sink::new(turn_id.clone(), None, state.metrics.clone());
     let cancel = tokio_util::sync::CancellationToken::new();
     tokio::spawn(record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel.clone()));
     // Another process's cancel request: only the flag in the store.
@@ -377,7 +377,7 @@ async fn a_response_asking_for_tools_without_an_id_fails_malformed_and_runs_noth
 async fn a_failed_poll_for_a_cancel_request_is_logged_and_counted_and_the_turn_goes_on() {
     let state = state(Scripted::new([])).await.with_metrics(crate::telemetry::Metrics::capture("test"));
     let (session, turn_id) = leased_turn(&state).await;
-    let (sink, inbox) = Sink::new(turn_id.clone(), None);
+    let (sink, inbox) = Sink::new(turn_id.clone(), None, state.metrics.clone());
     let cancel = tokio_util::sync::CancellationToken::new();
     let recorder = tokio::spawn(record(
         state.store.clone(),
