@@ -6,15 +6,19 @@ use std::fmt;
 
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// An underlying error kept as the cause of one of ours.
 pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// DRF's validation body: `{"field": ["message", ...]}`; `non_field_errors` for whole-object problems.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+// DRF's validation body: `{"field": ["message", ...]}`; its schema is `ValidationErrors`.
+/// Field name → messages; `non_field_errors` for problems of the whole object.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = ValidationErrors, example = json!({"name": ["This field is required."]}))]
 pub struct FieldErrors(BTreeMap<String, Vec<String>>);
 
 impl FieldErrors {
@@ -39,6 +43,43 @@ impl FieldErrors {
 
     pub fn to_json(&self) -> Value {
         json!(self.0)
+    }
+}
+
+/// `{"detail": "..."}`: not found, wrong method, wrong content type, bad JSON.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"detail": "Not found."}))]
+pub struct ErrorDetail {
+    pub detail: String,
+}
+
+/// A 400: field errors, or `{"detail": "JSON parse error - ..."}` for a body that is not JSON at all.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BadRequest {
+    Fields(FieldErrors),
+    Detail(ErrorDetail),
+}
+
+/// 409 while another turn runs on the session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TurnRunning {
+    pub detail: String,
+    pub turn_id: String,
+}
+
+/// The body of an error answer: one of the documented shapes.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ErrorBody {
+    /// Field errors, or `{"detail": ...}` (the shapes of every status but a running turn's 409).
+    Plain(BadRequest),
+    Running(TurnRunning),
+}
+
+impl ErrorBody {
+    fn detail(detail: impl Into<String>) -> Self {
+        Self::Plain(BadRequest::Detail(ErrorDetail { detail: detail.into() }))
     }
 }
 
@@ -177,22 +218,20 @@ impl Error {
     }
 
     /// The JSON body a client sees. Server-side failures are opaque: their detail goes to the log only.
-    pub fn body(&self) -> Value {
+    pub fn body(&self) -> ErrorBody {
         match self {
-            Self::Validation(errors) => errors.to_json(),
+            Self::Validation(errors) => ErrorBody::Plain(BadRequest::Fields(errors.clone())),
             Self::TurnInProgress(turn_id) | Self::KeyInProgress(turn_id) => {
-                json!({"detail": self.to_string(), "turn_id": turn_id})
+                ErrorBody::Running(TurnRunning { detail: self.to_string(), turn_id: turn_id.clone() })
             }
-            Self::Migration { .. } => json!({
-                "detail": "The database schema is not up to date with this version; run `lambent migrate`."
-            }),
+            Self::Migration { .. } => {
+                ErrorBody::detail("The database schema is not up to date with this version; run `lambent migrate`.")
+            }
             Self::Config { .. } | Self::Database(_) | Self::Internal { .. } => {
-                json!({ "detail": "A server error occurred." })
+                ErrorBody::detail("A server error occurred.")
             }
-            Self::DatabaseUnavailable(_) => {
-                json!({ "detail": "The database is unavailable; try again shortly." })
-            }
-            other => json!({ "detail": other.to_string() }),
+            Self::DatabaseUnavailable(_) => ErrorBody::detail("The database is unavailable; try again shortly."),
+            other => ErrorBody::detail(other.to_string()),
         }
     }
 }

@@ -70,14 +70,14 @@ body! {
 
 /// Token usage as the upstream reported it: the Responses API's `usage` object, with whatever else it holds
 /// (`input_tokens_details`, ...), passed on unchanged.
-#[derive(ToSchema)]
+// Read as this type where its counts are needed (a turn's token totals); kept as the upstream's JSON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, ToSchema)]
 #[schema(example = json!({"input_tokens": 12, "output_tokens": 7, "total_tokens": 19}))]
-#[allow(dead_code)]
 pub struct Usage {
     #[schema(nullable = false)]
-    input_tokens: Option<u64>,
+    pub input_tokens: Option<u64>,
     #[schema(nullable = false)]
-    output_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
     #[schema(nullable = false)]
-    total_tokens: Option<u64>,
+    pub total_tokens: Option<u64>,
 }

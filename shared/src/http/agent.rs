@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{IdempotencyKey, JsonBody, LeaseTime};
-use super::openapi::{ErrorDetail, IDEMPOTENCY_REUSED, INVALID_FIELDS, NO_PROVIDER, ValidationErrors};
+use super::openapi::{ErrorDetail, IDEMPOTENCY_REUSED, INVALID_FIELDS, NO_PROVIDER, TurnRunning, ValidationErrors};
 use super::sse::{SSE_DESCRIPTION, stream_response};
 use crate::domain::{
     Caller, MessageRequest, MessageWrite, PendingToolCalls, ResponseStatus, Role, ToolOutputRequest, ToolOutputWrite,
@@ -66,13 +66,6 @@ async fn stream(
     let request = MessageRequest::parse(&body, &state.config)?;
     let frames = turn::stream(&state, &caller, request, lease, key.as_deref(), &body).await?;
     Ok(stream_response(frames, state.config.sse_keepalive))
-}
-
-/// 409 while another turn runs on the session.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TurnRunning {
-    pub detail: String,
-    pub turn_id: String,
 }
 
 /// Submit tool outputs and stream the continuation.

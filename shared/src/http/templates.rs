@@ -24,21 +24,28 @@ pub fn api() -> OpenApiRouter<AppState> {
 }
 
 fn scope(query: &ListQuery) -> Result<TemplateScope> {
-    match (query.id_filter("agent")?, query.param("scope")) {
-        (Some(_), Some("global")) => {
+    let agent = query.id_filter("agent")?;
+    let filter = match query.param("scope") {
+        None | Some("" | "all") => ScopeFilter::All,
+        Some("global") => ScopeFilter::Global,
+        // An agent's templates are asked for: a scope other than `global` does not matter.
+        Some(_) if agent.is_some() => ScopeFilter::All,
+        Some(other) => return Err(Error::field("scope", format!("\"{other}\" is not a valid choice."))),
+    };
+    match (agent, filter) {
+        (Some(_), ScopeFilter::Global) => {
             Err(Error::field("scope", "Global templates have no agent; drop ?agent= or ?scope=."))
         }
-        (Some(agent), _) => Ok(TemplateScope::Agent(agent)),
-        (None, Some("global")) => Ok(TemplateScope::Global),
-        (None, None | Some("" | "all")) => Ok(TemplateScope::All),
-        (None, Some(other)) => Err(Error::field("scope", format!("\"{other}\" is not a valid choice."))),
+        (Some(agent), ScopeFilter::All) => Ok(TemplateScope::Agent(agent)),
+        (None, ScopeFilter::Global) => Ok(TemplateScope::Global),
+        (None, ScopeFilter::All) => Ok(TemplateScope::All),
     }
 }
 
+// The parsed `?scope=`, and its schema in the document.
 /// `?scope=` for the OpenAPI document: `all` (the default) or `global`.
 #[derive(utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
 enum ScopeFilter {
     All,
     Global,

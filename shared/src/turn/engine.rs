@@ -32,13 +32,14 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::frames::{CallFrame, Done, Frame, Frames, TextDelta, ToolResult, TurnError, TurnEvent, TurnStream};
 use super::next::{AfterResponse, CANCELLED, NO_RESPONSE_ID, Next, ResponseCalls, Runnable, Then, next_step};
 use super::recorder::{Sink, record};
-use crate::domain::{Agent, ErrorCode, Executor, Message, ResponseStatus, Tool, ToolCall};
+use crate::domain::{Agent, ErrorCode, Executor, Message, ResponseStatus, Tool, ToolCall, Usage};
 use crate::error::{Error, Result};
 use crate::llm::events::{Observed, ResponseAccumulator, ResponseEnd};
 use crate::llm::{ModelProvider, ModelRequest, output_item, upstream_tool};
 use crate::state::AppState;
 use crate::store::{IdempotencyClaim, KeptAnswer, ResponseRecord};
 use crate::telemetry::{self, Warning};
+use serde::Deserialize;
 
 /// A turn resolved and ready to go upstream: what its first response sends, and what every round needs.
 #[derive(Debug)]
@@ -319,14 +320,21 @@ impl Turn {
         }
         match &ended.end {
             Ok((_, usage)) => {
-                let tokens = |key: &str| usage.as_ref().and_then(|u| u[key].as_i64());
-                if let Some(n) = tokens("input_tokens") {
+                let counts = match usage.as_ref().map(Usage::deserialize).transpose() {
+                    Ok(counts) => counts.unwrap_or_default(),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "the upstream's usage has counts that are not whole numbers");
+                        Usage::default()
+                    }
+                };
+                let attribute = |n: Option<u64>| n.and_then(|n| i64::try_from(n).ok());
+                if let Some(n) = attribute(counts.input_tokens) {
                     span.set_attribute("gen_ai.usage.input_tokens", n);
                 }
-                if let Some(n) = tokens("output_tokens") {
+                if let Some(n) = attribute(counts.output_tokens) {
                     span.set_attribute("gen_ai.usage.output_tokens", n);
                 }
-                sink.count_tokens(tokens("input_tokens"), tokens("output_tokens"));
+                sink.count_tokens(counts.input_tokens, counts.output_tokens);
             }
             Err(error) => {
                 span.set_attribute("error.type", error.code.as_str());

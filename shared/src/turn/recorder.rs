@@ -130,10 +130,8 @@ impl Sink {
     }
 
     /// Adds one response's tokens to the turn's.
-    pub(super) fn count_tokens(&self, input: Option<i64>, output: Option<i64>) {
-        let add = |counter: &AtomicU64, n: Option<i64>| {
-            counter.fetch_add(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0), Ordering::Relaxed)
-        };
+    pub(super) fn count_tokens(&self, input: Option<u64>, output: Option<u64>) {
+        let add = |counter: &AtomicU64, n: Option<u64>| counter.fetch_add(n.unwrap_or(0), Ordering::Relaxed);
         add(&self.input_tokens, input);
         add(&self.output_tokens, output);
     }
