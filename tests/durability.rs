@@ -1,60 +1,19 @@
 //! The local server killed (SIGKILL) in the middle of a streamed turn, then started again on the same file;
 //! and 200 concurrent streamed turns through the local server.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
-use crate::helpers::{config_in, http_client};
+use crate::helpers::{ChildServer as Server, config_in, http_client, user_with_token};
 use lambent_testkit::openai::{FakeOpenAi, Step, frames, text_events};
-
-/// The local server as a child process on `port`, over the database in `dir`.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    async fn start(dir: &tempfile::TempDir, port: u16, fake: &FakeOpenAi) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_lambent-test-server"));
-        command
-            .env_clear()
-            .env("DATABASE_URL", format!("file:{}", dir.path().join("lambent.db").display()))
-            .env("BIND", format!("127.0.0.1:{port}"))
-            .envs(fake.env())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        let child = command.spawn().expect("start the server");
-        let base = format!("http://127.0.0.1:{port}");
-        let client = http_client();
-        for _ in 0..300 {
-            if client.get(format!("{base}/api/health/")).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Self { child, base };
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the server did not come up on {base}");
-    }
-}
 
 /// POSTs JSON as the user with `token`.
 async fn post(base: &str, token: &str, path: &str, body: Value) -> reqwest::Response {
     http_client().post(format!("{base}{path}")).bearer_auth(token).json(&body).send().await.unwrap()
-}
-
-async fn user_with_token(dir: &tempfile::TempDir) -> String {
-    let store = lambent::Store::open(&config_in(dir, &[])).await.unwrap();
-    store.migrate().await.unwrap();
-    let user = store.create_user("durable", None, false).await.unwrap();
-    let token = lambent::auth::new_token();
-    store.create_token(user.id, "test", "api", None, &token).await.unwrap();
-    token.secret
 }
 
 async fn rows(dir: &tempfile::TempDir, sql: &str) -> Vec<Value> {

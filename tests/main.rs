@@ -23,6 +23,7 @@ mod clients;
 mod durability;
 mod errors;
 mod health;
+mod hostile;
 mod isolation;
 mod lambda;
 mod local_server;

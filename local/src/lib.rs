@@ -7,7 +7,11 @@
 //! # Layout
 //! - `lib.rs`: the commands, the logging and the shutdown signal, so tests drive the very server `main` runs
 //!   (and the test binary that runs `main.rs` itself is that program).
+//! - `parse_errors.rs`: a connection whose request hyper cannot parse (a control character in a header) is
+//!   answered with a JSON 400 naming the header, not hyper's bare one.
 //! - `main.rs`: the `lambent` binary: [`main`].
+
+mod parse_errors;
 
 use std::future::Future;
 use std::io::{BufRead, IsTerminal, Write};
@@ -16,10 +20,9 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
-use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use lambent::auth::{hash_password, random_hex};
-use lambent::domain::{Mode, UserWrite};
+use lambent::domain::{Mode, NewApiToken, UserWrite};
 use lambent::store::User;
 use lambent::{AppState, Config, Error, Store};
 use tokio::net::TcpListener;
@@ -94,7 +97,7 @@ pub async fn create_superuser(store: &Store, username: &str, password: &str) -> 
     let write = UserWrite::parse(
         &serde_json::json!({"username": username, "password": password, "is_staff": true}),
         Mode::Create,
-        lambent::Config::documented(),
+        &lambent::config::Limits::default(),
     )?;
     lambent::accounts::create_user(store, write).await
 }
@@ -138,8 +141,13 @@ async fn createsuperuser(store: &Store, username: Option<String>) -> Result<(), 
 async fn token(store: &Store, action: TokenAction) -> Result<(), Error> {
     match action {
         TokenAction::Create { user, name, expires_in_days } => {
+            // The API's rules for the name (and the expiry), as `createsuperuser` takes the API's for users.
+            let body = serde_json::json!({"name": name, "expires_in_days": expires_in_days});
+            let request = NewApiToken::parse(&body, Mode::Create, &lambent::config::Limits::default())?;
+            let name = lambent::domain::wire::present("name", request.name)?;
             let user = store.user_by_username(&user).await?;
-            let (_, secret) = lambent::accounts::issue_api_token(store, user.id, &name, expires_in_days).await?;
+            let (_, secret) =
+                lambent::accounts::issue_api_token(store, user.id, &name, request.expires_in_days).await?;
             println!("{secret}");
             eprintln!("Token \"{name}\" for {} created; it is shown only this once.", user.username);
         }
@@ -226,9 +234,10 @@ pub async fn serve(
             admin.username
         );
     }
+    let header_timeout = config.header_timeout;
     let app = app(AppState::new(config, store));
     tracing::info!("serving on http://{addr}");
-    serve_app(listener, app, shutdown).await.map_err(|e| lambent::Error::internal("serving", e))?;
+    serve_app(listener, app, header_timeout, shutdown).await.map_err(|e| lambent::Error::internal("serving", e))?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -248,29 +257,70 @@ pub fn app(state: AppState) -> axum::Router {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ));
+    let router = router
+        .layer(axum::middleware::from_fn_with_state(state.config.body_timeout, lambent::http::extract::body_deadline));
     lambent::http::observed(router, &state)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open requests finish.
 ///
+/// Each connection is HTTP/1.1 through hyper's builder with a timer, so a slow client is cut off:
+/// `header_timeout` (`LAMBENT_HEADER_TIMEOUT`) bounds how long a request's headers may take, counted from when
+/// the connection opened or its previous response ended (so an idle keep-alive connection is closed after it
+/// too); the body's own deadline is the app's (`body_deadline` in [`app`]). axum::serve gives hyper no timer,
+/// so before this a connection that sent nothing, or a header a byte at a time, was held open for ever. A
+/// request hyper cannot parse is answered in the API's JSON shape ([`parse_errors`]).
+///
 /// Every accepted connection gets `TCP_NODELAY`: hyper writes a response head and each SSE frame as separate
 /// small writes, and with Nagle on, a frame waits for the client's ACK of what went before it; a client on a
 /// keep-alive connection (a browser, an SDK, any pooled client) delays that ACK by ~40 ms, so every streamed
-/// turn after the first on a connection would start 40 ms late. (axum 0.8 has no `Serve::tcp_nodelay`; this
-/// is its documented `tap_io` way.)
+/// turn after the first on a connection would start 40 ms late.
 pub async fn serve_app(
     listener: TcpListener,
     app: axum::Router,
+    header_timeout: std::time::Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: say so, and let the moment pass.
+                    tracing::warn!("cannot accept a connection: {err}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::warn!("cannot set TCP_NODELAY on an accepted connection: {err}");
         }
-    });
-    // The peer's address reaches the routes (login throttling counts it; see `ClientAddress`).
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        // The peer's address reaches the routes (login throttling counts it; see `ClientAddress`).
+        let router = app.clone();
+        let service = tower::service_fn(move |mut request: axum::http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            tower::ServiceExt::oneshot(router.clone(), request.map(axum::body::Body::new))
+        });
+        let connection = http.serve_connection(
+            hyper_util::rt::TokioIo::new(parse_errors::ParseErrors::new(tcp)),
+            hyper_util::service::TowerToHyperService::new(service),
+        );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!("connection from {peer} ended: {err}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Runs one command with the given configuration.

@@ -41,6 +41,13 @@ pub struct Config {
     pub database_auth_token_parameter: Option<String>,
     /// Where the local server listens.
     pub bind: SocketAddr,
+    /// The local server's cut-off for a request's headers (`LAMBENT_HEADER_TIMEOUT`, default 10 s): counted from
+    /// when the connection opened or its previous response ended, so it is also how long an idle keep-alive
+    /// connection is kept. A slow client holds a connection at most this long before sending a request.
+    pub header_timeout: Duration,
+    /// The local server's cut-off for a request's whole body, from when its headers arrived
+    /// (`LAMBENT_BODY_TIMEOUT`, default 30 s): 408 after it.
+    pub body_timeout: Duration,
     /// The OpenAI API key; without one the agent endpoints answer 503.
     pub openai_api_key: Option<Secret>,
     /// On Lambda: an SSM SecureString holding the OpenAI key, read once at cold start.
@@ -61,8 +68,8 @@ pub struct Config {
     /// How long an instance trusts a token it has checked (0: checks on every request). A token revoked on
     /// another instance stops working there within this time; on the instance that revoked it, at once.
     pub auth_cache: Duration,
-    /// Longest accepted user message, in characters.
-    pub max_message_chars: usize,
+    /// Every bound on what one request may make the server hold, send upstream or repeat.
+    pub limits: Limits,
     /// Hosts (or `host:port`) that `http` tool executors may call though private, loopback or link-local.
     pub tool_hosts: Vec<String>,
     /// Browser origins allowed to call the API cross-origin (CORS). None by default.
@@ -81,6 +88,63 @@ pub struct Config {
     /// Where EMF metric lines go (`LAMBENT_METRICS`): on Lambda (`AWS_LAMBDA_FUNCTION_NAME` set) stdout, else off.
     /// Their `Service` dimension: `LAMBENT_METRICS_SERVICE` (the template sets the stack's name), else `lambent`.
     pub metrics: MetricsOutput,
+}
+
+/// Every bound on what a user can make the server hold, send upstream or repeat, in one place (issue 22): a
+/// request over one is refused with a 400 naming its field before any work. Counts are characters, as
+/// Django's `max_length` counts. The four an operator may need to raise are settings (fields, read from the
+/// environment); the rest are constants. The OpenAPI document states the defaults as `maxLength` (a test
+/// holds the two together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A user message (`LAMBENT_MAX_MESSAGE_CHARS`, default 32000).
+    pub message_chars: usize,
+    /// An agent's system prompt, a template's text (`LAMBENT_MAX_PROMPT_CHARS`, default 32000).
+    pub prompt_chars: usize,
+    /// The instructions a turn sends: the system prompt and the default templates with their variables filled
+    /// in (`LAMBENT_MAX_INSTRUCTIONS_CHARS`, default 100000). Rendering stops as soon as it would pass this,
+    /// so a template that repeats a variable cannot make the server build more.
+    pub instructions_chars: usize,
+    /// One template variable's value (`LAMBENT_MAX_VARIABLE_CHARS`, default 4000).
+    pub variable_chars: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { message_chars: 32_000, prompt_chars: 32_000, instructions_chars: 100_000, variable_chars: 4_000 }
+    }
+}
+
+impl Limits {
+    /// Template variables in one request.
+    pub const VARIABLES: usize = 50;
+    /// A template variable's name.
+    pub const VARIABLE_NAME_CHARS: usize = 100;
+    /// The name of an agent or a template.
+    pub const NAME_CHARS: usize = 200;
+    /// An agent's model name.
+    pub const MODEL_CHARS: usize = 100;
+    /// A tool's name (OpenAI's rule: `^[a-zA-Z0-9_-]{1,64}$`).
+    pub const TOOL_NAME_CHARS: usize = 64;
+    /// A tool's description: sent upstream with every turn of every agent it is linked to.
+    pub const TOOL_DESCRIPTION_CHARS: usize = 8_000;
+    /// A tool's `parameters` or `format`, as JSON text: sent upstream with every turn, like the description.
+    pub const TOOL_SCHEMA_CHARS: usize = 32_000;
+    /// An API token's name.
+    pub const TOKEN_NAME_CHARS: usize = 100;
+    /// A username (Django's).
+    pub const USERNAME_CHARS: usize = 150;
+    /// A password: argon2 hashes all of it, so its cost grows with it.
+    pub const PASSWORD_CHARS: usize = 1_024;
+    /// A tool call's id in a tool-output submission.
+    pub const CALL_ID_CHARS: usize = 200;
+    /// One tool output a client submits: what an `http` executor may return (64 KiB), in characters.
+    pub const TOOL_OUTPUT_CHARS: usize = 65_536;
+    /// Tool outputs in one submission.
+    pub const TOOL_OUTPUTS: usize = 64;
+    /// Tools linked to one agent: each goes upstream (name, description, schema) with every turn. OpenAI's
+    /// own limit on a request's tools is 128.
+    pub const TOOLS_PER_AGENT: usize = 128;
 }
 
 /// Login limits, counted in the database so they hold across instances: failed logins per username, and
@@ -112,12 +176,6 @@ pub enum MetricsOutput {
 }
 
 impl Config {
-    /// The configuration with every setting at its default: what the OpenAPI document states as bounds.
-    pub fn documented() -> &'static Self {
-        static DEFAULTS: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
-        DEFAULTS.get_or_init(|| Self::from_lookup(|_| None).expect("the defaults are a valid configuration"))
-    }
-
     /// Reads the process environment (a `.env` file is loaded by the local binary before this).
     pub fn from_env() -> Result<Self> {
         Self::from_lookup(|key| std::env::var(key).ok())
@@ -139,11 +197,13 @@ impl Config {
                     .ok_or_else(|| Error::config(format!("{key} must be a positive number of seconds, got {raw:?}"))),
             }
         };
-        let max_message_chars = match get("LAMBENT_MAX_MESSAGE_CHARS") {
-            None => 32_000,
-            Some(raw) => raw.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                Error::config(format!("LAMBENT_MAX_MESSAGE_CHARS must be a positive integer, got {raw:?}"))
-            })?,
+        let chars = |key: &str, default: usize| positive(get(key), key, default);
+        let defaults = Limits::default();
+        let limits = Limits {
+            message_chars: chars("LAMBENT_MAX_MESSAGE_CHARS", defaults.message_chars)?,
+            prompt_chars: chars("LAMBENT_MAX_PROMPT_CHARS", defaults.prompt_chars)?,
+            instructions_chars: chars("LAMBENT_MAX_INSTRUCTIONS_CHARS", defaults.instructions_chars)?,
+            variable_chars: chars("LAMBENT_MAX_VARIABLE_CHARS", defaults.variable_chars)?,
         };
         let upstream_retries = match get("LAMBENT_UPSTREAM_RETRIES") {
             None => 3,
@@ -151,16 +211,7 @@ impl Config {
                 Error::config(format!("LAMBENT_UPSTREAM_RETRIES must be an integer from 0 to 10, got {raw:?}"))
             })?,
         };
-        let limit = |key: &str, default: u32| -> Result<u32> {
-            match get(key) {
-                None => Ok(default),
-                Some(raw) => raw
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| Error::config(format!("{key} must be a positive integer, got {raw:?}"))),
-            }
-        };
+        let limit = |key: &str, default: u32| positive(get(key), key, default);
         let defaults = LoginThrottle::default();
         let login_throttle = LoginThrottle {
             failures_per_username: limit("LAMBENT_LOGIN_FAILURES_PER_USERNAME", defaults.failures_per_username)?,
@@ -205,6 +256,8 @@ impl Config {
             database_auth_token: get("DATABASE_AUTH_TOKEN").map(Secret::new),
             database_auth_token_parameter: get("DATABASE_AUTH_TOKEN_PARAMETER"),
             bind,
+            header_timeout: seconds("LAMBENT_HEADER_TIMEOUT", 10.0)?,
+            body_timeout: seconds("LAMBENT_BODY_TIMEOUT", 30.0)?,
             openai_api_key: get("OPENAI_API_KEY").map(Secret::new),
             openai_api_key_parameter: get("OPENAI_API_KEY_PARAMETER"),
             openai_base_url: get("OPENAI_BASE_URL").unwrap_or_else(|| DEFAULT_OPENAI_BASE_URL.to_owned()),
@@ -215,7 +268,7 @@ impl Config {
             sse_keepalive: seconds("LAMBENT_SSE_KEEPALIVE", 15.0)?,
             turn_lease: seconds("LAMBENT_TURN_LEASE", 900.0)?,
             auth_cache: seconds("LAMBENT_AUTH_CACHE", 60.0)?,
-            max_message_chars,
+            limits,
             tool_hosts: list(get("LAMBENT_TOOL_HOSTS")),
             cors_origins: list(get("LAMBENT_CORS_ORIGINS")),
             trusted_proxies,
@@ -224,6 +277,18 @@ impl Config {
             trace_content,
             metrics,
         })
+    }
+}
+
+/// A positive whole-number setting: `default` when unset.
+fn positive<T: std::str::FromStr + PartialOrd + Default>(raw: Option<String>, key: &str, default: T) -> Result<T> {
+    match raw {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse()
+            .ok()
+            .filter(|n| *n > T::default())
+            .ok_or_else(|| Error::config(format!("{key} must be a positive integer, got {raw:?}"))),
     }
 }
 
@@ -312,6 +377,28 @@ mod tests {
         assert!(err.to_string().contains("LAMBENT_METRICS"), "{err}");
         let err = Config::from_lookup(|k| (k == "LAMBENT_TRACE_CONTENT").then(|| "yes".into())).unwrap_err();
         assert!(err.to_string().contains("LAMBENT_TRACE_CONTENT"), "{err}");
+    }
+
+    #[test]
+    fn limits_and_the_local_servers_timeouts_default_and_can_be_raised_and_a_bad_one_is_named() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!((config.header_timeout, config.body_timeout), (Duration::from_secs(10), Duration::from_secs(30)));
+        let raised = Config::from_lookup(|k| match k {
+            "LAMBENT_MAX_PROMPT_CHARS" => Some("64000".into()),
+            "LAMBENT_MAX_INSTRUCTIONS_CHARS" => Some("200000".into()),
+            "LAMBENT_HEADER_TIMEOUT" => Some("2.5".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!((raised.limits.prompt_chars, raised.limits.instructions_chars), (64_000, 200_000));
+        assert_eq!(raised.header_timeout, Duration::from_millis(2500));
+        for key in ["LAMBENT_MAX_MESSAGE_CHARS", "LAMBENT_MAX_PROMPT_CHARS", "LAMBENT_MAX_VARIABLE_CHARS"] {
+            let err = Config::from_lookup(|k| (k == key).then(|| "0".into())).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        let err = Config::from_lookup(|k| (k == "LAMBENT_BODY_TIMEOUT").then(|| "never".into())).unwrap_err();
+        assert!(err.to_string().contains("LAMBENT_BODY_TIMEOUT"), "{err}");
     }
 
     #[test]

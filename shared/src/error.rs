@@ -129,6 +129,9 @@ pub enum Error {
     UnsupportedMediaType(String),
     #[error("Request body is too large.")]
     PayloadTooLarge,
+    /// The request's body did not arrive within `LAMBENT_BODY_TIMEOUT` (408).
+    #[error("The request body did not arrive in time.")]
+    BodyTimeout,
     /// The schema and the code disagree (changed or missing migrations): an operator must act.
     #[error("migration error: {context}")]
     Migration {
@@ -212,6 +215,7 @@ impl Error {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Migration { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Config { .. } | Self::Database(_) | Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }

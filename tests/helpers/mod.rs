@@ -253,13 +253,56 @@ impl TestApp {
     }
 }
 
+/// The local server as a child process on `port`, over the database in `dir`.
+pub struct ChildServer {
+    pub child: tokio::process::Child,
+    pub base: String,
+}
+
+impl ChildServer {
+    pub async fn start(dir: &tempfile::TempDir, port: u16, fake: &lambent_testkit::openai::FakeOpenAi) -> Self {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_lambent-test-server"));
+        command
+            .env_clear()
+            .env("DATABASE_URL", format!("file:{}", dir.path().join("lambent.db").display()))
+            .env("BIND", format!("127.0.0.1:{port}"))
+            .envs(fake.env())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let child = command.spawn().expect("start the server");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = http_client();
+        for _ in 0..300 {
+            if client.get(format!("{base}/api/health/")).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Self { child, base };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the server did not come up on {base}");
+    }
+}
+
+/// A user `durable` (no password) and an API token for it, in the database in `dir`.
+pub async fn user_with_token(dir: &tempfile::TempDir) -> String {
+    let store = lambent::Store::open(&config_in(dir, &[])).await.unwrap();
+    store.migrate().await.unwrap();
+    let user = store.create_user("durable", None, false).await.unwrap();
+    let token = lambent::auth::new_token();
+    store.create_token(user.id, "test", "api", None, &token).await.unwrap();
+    token.secret
+}
+
 /// Serves `state` on a free port of 127.0.0.1 as `lambent serve` does (the same app, the same accept loop and
 /// socket options), until the test ends.
 async fn listen(state: &AppState) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = lambent_local::app(state.clone());
-    tokio::spawn(async move { lambent_local::serve_app(listener, app, std::future::pending()).await.expect("serve") });
+    let header_timeout = state.config.header_timeout;
+    tokio::spawn(async move {
+        lambent_local::serve_app(listener, app, header_timeout, std::future::pending()).await.expect("serve")
+    });
     addr
 }
 

@@ -1,6 +1,7 @@
 //! Writes to users and tokens, with Django's rules and messages.
 
 use super::wire::{Bool, Text, WholeNumber, body};
+use crate::config::Limits;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
@@ -25,7 +26,7 @@ body! {
     /// `POST /api/auth/login/`.
     #[schema(name = "Credentials", example = {"username": "admin", "password": "s3cret-passw0rd"})]
     pub struct Credentials {
-        username: String = Text::new().max(|_| 150).required(),
+        username: String = Text::new().max(|_| Limits::USERNAME_CHARS).required(),
         password: String = Text::new().required(),
     }
 }
@@ -34,8 +35,8 @@ body! {
     /// `POST /api/tokens/`.
     #[schema(name = "ApiTokenWrite", example = {"name": "CI", "expires_in_days": 90})]
     pub struct NewApiToken {
-        /// A label to tell tokens apart.
-        name: String = Text::new().max(|_| 100).required(),
+        /// A label to tell tokens apart; no control, bidi-override or zero-width character.
+        name: String = Text::name(|_| Limits::TOKEN_NAME_CHARS).required(),
         /// Omit for a token that lasts until revoked.
         expires_in_days: u32 = WholeNumber { min: 1, max: 3650 },
     }
@@ -47,9 +48,11 @@ body! {
         "is_staff": false, "is_active": true})]
     pub struct UserWrite {
         /// Required on create; letters, digits and `@.+-_`, at most 150 characters.
-        username: String = Text::new().max(|_| 150).check(check_username, None).required_on_create(),
-        /// Required on create; at least 8 characters; stored only as an argon2id hash.
-        password: String = Text::new().min(MIN_PASSWORD_CHARS, check_password).required_on_create(),
+        username: String =
+            Text::new().max(|_| Limits::USERNAME_CHARS).check(check_username, None).required_on_create(),
+        /// Required on create; 8 to 1024 characters; stored only as an argon2id hash.
+        password: String =
+            Text::new().max(|_| Limits::PASSWORD_CHARS).min(MIN_PASSWORD_CHARS, check_password).required_on_create(),
         is_staff: bool = Bool,
         is_active: bool = Bool,
     }

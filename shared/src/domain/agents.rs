@@ -2,6 +2,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::wire::{Bool, NullablePk, Text, body};
+use crate::config::Limits;
 
 pub const DEFAULT_MODEL: &str = "gpt-4.1";
 
@@ -56,11 +57,12 @@ body! {
         /// Staff only, on create: the owner's id, or null for a global agent. Others always own what they
         /// create.
         owner: Option<i64> = NullablePk,
-        /// Required on create and PUT; at most 200 characters.
-        name: String = Text::new().max(|_| 200).required(),
+        /// Required on create and PUT; at most 200 characters, no control, bidi-override or zero-width character.
+        name: String = Text::name(|_| Limits::NAME_CHARS).required(),
         /// Default `gpt-4.1`; at most 100 characters.
-        model: String = Text::new().max(|_| 100),
-        system_prompt: String = Text::new().blank(),
+        model: String = Text::name(|_| Limits::MODEL_CHARS),
+        /// At most `LAMBENT_MAX_PROMPT_CHARS` characters (default 32000).
+        system_prompt: String = Text::new().blank().max(|limits| limits.prompt_chars),
         is_default: bool = Bool,
     }
 }

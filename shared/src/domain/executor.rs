@@ -6,6 +6,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+/// What stands for a hidden part of an executor URL (see [`Executor::redacted`]).
+pub const REDACTED: &str = "REDACTED";
+
 /// An `http` executor's timeout when the tool names none.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest timeout an `http` executor may ask for.
@@ -65,6 +68,27 @@ impl Executor {
             _ => Err("Must be {\"type\": \"echo\"}, {\"type\": \"now\"} or {\"type\": \"http\", \"url\": ...}.".into()),
         }
     }
+
+    /// The executor as shown to someone who may use the tool but not change it (an ordinary user reading a
+    /// global tool, or another's through staff-made links): an `http` URL keeps its scheme, host, port and
+    /// path, and loses what may be a credential — its userinfo (which reqwest sends as Basic auth) and the
+    /// value of every query parameter — each replaced by [`REDACTED`]. The owner and staff see it whole.
+    pub fn redacted(&self) -> Self {
+        let Self::Http { url, timeout_ms } = self else { return self.clone() };
+        let Ok(mut parsed) = url::Url::parse(url) else { return self.clone() };
+        if !parsed.username().is_empty() {
+            let _ = parsed.set_username(REDACTED);
+        }
+        if parsed.password().is_some() {
+            let _ = parsed.set_password(Some(REDACTED));
+        }
+        if parsed.query().is_some() {
+            let names: Vec<String> = parsed.query_pairs().map(|(name, _)| name.into_owned()).collect();
+            parsed.query_pairs_mut().clear().extend_pairs(names.iter().map(|name| (name.as_str(), REDACTED)));
+        }
+        parsed.set_fragment(None);
+        Self::Http { url: parsed.to_string(), timeout_ms: *timeout_ms }
+    }
 }
 
 #[cfg(test)]
@@ -118,5 +142,17 @@ mod tests {
             refused(json!({"type": "http", "url": "https://x.io/", "timeout_ms": 0})),
             "\"timeout_ms\" must be 1 to 60000."
         );
+    }
+
+    #[test]
+    fn a_redacted_url_keeps_its_host_and_path_and_hides_userinfo_and_query_values() {
+        let http = |url: &str| Executor::Http { url: url.into(), timeout_ms: Some(500) };
+        assert_eq!(
+            http("https://svc:S3cretPass@hooks.example.com/run?api_key=abc&mode=x#frag").redacted(),
+            http("https://REDACTED:REDACTED@hooks.example.com/run?api_key=REDACTED&mode=REDACTED")
+        );
+        assert_eq!(http("https://tok@h.example:8443/a/b").redacted(), http("https://REDACTED@h.example:8443/a/b"));
+        assert_eq!(http("http://h.example/run").redacted(), http("http://h.example/run"));
+        assert_eq!(Executor::Echo.redacted(), Executor::Echo);
     }
 }

@@ -1,5 +1,11 @@
 //! Field-by-field reading of a JSON request body with Django REST framework's rules and messages, so that
 //! every error names its field: `{"name": ["This field is required."]}`.
+//!
+//! # Layout
+//! - [`Input`]: the reader; every text field goes through [`Input::string`], which refuses U+0000 as DRF's
+//!   `CharField` does (so nothing stored differs from what was sent), and names through [`Input::name`].
+//! - [`check_text`] and [`check_name`]: the two rules, for text that arrives outside a plain field (template
+//!   variables, tool outputs).
 
 use serde_json::{Map, Value};
 
@@ -72,10 +78,26 @@ impl<'a> Input<'a> {
         if !allow_blank && value.trim().is_empty() {
             return self.reject(field, "This field may not be blank.");
         }
-        if let Some(max) = max_len.filter(|max| value.chars().count() > *max) {
-            return self.reject(field, format!("Ensure this field has no more than {max} characters."));
+        // DRF runs every validator and reports each failure.
+        let too_long = max_len.filter(|max| value.chars().count() > *max);
+        if let Some(max) = too_long {
+            self.error(field, format!("Ensure this field has no more than {max} characters."));
         }
-        Some(value)
+        let text = check_text(&value);
+        if let Err(message) = text {
+            self.error(field, message);
+        }
+        (too_long.is_none() && text.is_ok()).then_some(value)
+    }
+
+    /// A name (of an agent, a template, a token, a model): a non-blank text field of at most `max_len`
+    /// characters that passes [`check_name`].
+    pub fn name(&mut self, field: &str, required: bool, max_len: usize) -> Option<String> {
+        let name = self.string(field, required, Some(max_len), false)?;
+        match check_name(&name) {
+            Ok(()) => Some(name),
+            Err(message) => self.reject(field, message),
+        }
     }
 
     pub fn boolean(&mut self, field: &str) -> Option<bool> {
@@ -137,6 +159,26 @@ impl<'a> Input<'a> {
     }
 }
 
+/// DRF's `ProhibitNullCharactersValidator`, on every text field: SQLite keeps U+0000 but C-string readers (and
+/// many clients) stop at it, so the history would differ from what the model was sent.
+pub const NULL_CHARACTERS: &str = "Null characters are not allowed.";
+
+/// The rule every text a user sends passes: no U+0000.
+pub fn check_text(text: &str) -> Result<(), &'static str> {
+    if text.contains('\0') { Err(NULL_CHARACTERS) } else { Ok(()) }
+}
+
+/// The rule every name passes (agents, tools, templates, tokens, users, models): none of the characters that
+/// hide or forge text ([`crate::telemetry::is_hidden`]: control, bidi-override, zero-width), so a name shows
+/// as what it is in a list, a log line or a terminal.
+pub fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.chars().any(crate::telemetry::is_hidden) {
+        Err("Names may not contain control characters, bidirectional overrides or zero-width characters.")
+    } else {
+        Ok(())
+    }
+}
+
 /// The message DRF gives for a foreign key that names no row.
 pub fn missing_pk(id: i64) -> String {
     format!("Invalid pk \"{id}\" - object does not exist.")
@@ -180,6 +222,48 @@ mod tests {
                 "d": ["Not a valid string."],
                 "e": ["Ensure this field has no more than 3 characters."],
             })
+        );
+    }
+
+    #[test]
+    fn null_characters_are_refused_in_every_text_field_with_drfs_message() {
+        let e = errors_of(json!({"a": "hello\u{0}IGNORE", "b": "x\u{0}y"}), Mode::Create, |i| {
+            assert_eq!(i.string("a", true, None, true), None);
+            assert_eq!(i.string("b", true, Some(1), false), None);
+        });
+        assert_eq!(
+            e,
+            json!({
+                "a": ["Null characters are not allowed."],
+                "b": ["Ensure this field has no more than 1 characters.", "Null characters are not allowed."],
+            })
+        );
+    }
+
+    #[test]
+    fn names_refuse_control_bidi_and_zero_width_characters() {
+        for bad in [
+            "x\n2026 INFO forged",
+            "red\u{1b}[31m",
+            "tab\there",
+            "del\u{7f}",
+            "\u{202E}gnp.exe",
+            "a\u{200B}b",
+            "\u{2066}x\u{2069}",
+            "bom\u{FEFF}",
+            "c1\u{85}",
+            "line\u{2028}sep",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["Support Agent", "Agent (v2) — été", "日本語のエージェント", "emoji 🙂", "a-b_c.d"]
+        {
+            assert_eq!(check_name(good), Ok(()), "{good:?}");
+        }
+        let e = errors_of(json!({"name": "ok\nforged"}), Mode::Create, |i| assert_eq!(i.name("name", true, 200), None));
+        assert_eq!(
+            e,
+            json!({"name": ["Names may not contain control characters, bidirectional overrides or zero-width characters."]})
         );
     }
 

@@ -30,13 +30,12 @@ pub use access::Caller;
 pub use accounts::{Credentials, MIN_PASSWORD_CHARS, NewApiToken, NewToken, UserWrite, check_username};
 pub use agent_tools::{AgentToolLink, LinkChanges, LinkFields};
 pub use agents::{Agent, AgentChanges, AgentFields, DEFAULT_MODEL};
-pub use executor::{DEFAULT_HTTP_TIMEOUT, Executor, MAX_HTTP_TIMEOUT};
-pub use input::{Input, Mode, missing_pk};
+pub use executor::{DEFAULT_HTTP_TIMEOUT, Executor, MAX_HTTP_TIMEOUT, REDACTED};
+pub use input::{Input, Mode, NULL_CHARACTERS, check_name, check_text, missing_pk};
 pub use sessions::{Message, NewSession, Session, ToolCallRecord, Usage};
 pub use states::{ErrorCode, ResponseStatus, Role, ToolCallStatus};
 pub use templates::{Template, TemplateChanges, TemplateFields, TemplateScope};
 pub use tools::{Tool, ToolCall, ToolChanges, ToolFields, ToolType, is_valid_tool_name};
 pub use turns::{
     MessageRequest, MessageWrite, PendingToolCalls, ToolOutput, ToolOutputRequest, ToolOutputWrite, build_instructions,
-    render_template,
 };

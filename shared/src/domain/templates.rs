@@ -2,6 +2,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::wire::{Bool, NullablePk, Text, body};
+use crate::config::Limits;
 
 /// A reusable prompt fragment appended to an agent's instructions. Scoped to one agent, or global (agent null).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -41,8 +42,11 @@ body! {
         /// Staff only, on create: the owner's id, or null for a global template. Others always own what they
         /// create.
         owner: Option<i64> = NullablePk,
-        name: String = Text::new().max(|_| 200).required(),
-        template: String = Text::new().required(),
+        /// At most 200 characters, no control, bidi-override or zero-width character.
+        name: String = Text::name(|_| Limits::NAME_CHARS).required(),
+        /// `{{name}}` placeholders are filled from a conversation's `variables`; at most `LAMBENT_MAX_PROMPT_CHARS`
+        /// characters (default 32000).
+        template: String = Text::new().max(|limits| limits.prompt_chars).required(),
         /// An agent id, or null for a global template.
         agent: Option<i64> = NullablePk,
         is_default: bool = Bool,

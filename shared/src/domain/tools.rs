@@ -4,6 +4,7 @@ use utoipa::ToSchema;
 
 use super::executor::Executor;
 use super::wire::{Bool, JsonObject, NullableJson, NullablePk, Text, body, choice};
+use crate::config::Limits;
 use crate::error::{FieldErrors, Result};
 
 /// The two kinds of tool the Responses API accepts from us.
@@ -65,9 +66,22 @@ pub struct Tool {
     pub format: Option<Value>,
     /// How the server runs this tool when a conversation asks for `auto_execute_tools`: `{"type": "echo"}`,
     /// `{"type": "now"}` or `{"type": "http", "url": "https://...", "timeout_ms": 5000}`; null = the client runs it.
+    /// Shown whole to the tool's owner and staff; anyone else reads an `http` URL's userinfo and query values
+    /// as `REDACTED`.
     pub executor: Option<Executor>,
     pub is_active: bool,
     pub created_at: String,
+}
+
+impl Tool {
+    /// The tool as `viewer` may see it: whole for its owner and staff, else with its executor's credentials
+    /// hidden ([`Executor::redacted`]).
+    pub fn seen_by(mut self, viewer: &super::Caller) -> Self {
+        if !viewer.may_change(self.owner) {
+            self.executor = self.executor.as_ref().map(Executor::redacted);
+        }
+        self
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +132,15 @@ pub fn is_valid_tool_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// A tool's `parameters` or `format` goes upstream with every turn of every agent it is linked to: its JSON
+/// text is bounded ([`Limits::TOOL_SCHEMA_CHARS`]).
+fn bounded_schema(value: &Value) -> Result<(), String> {
+    if value.to_string().chars().count() > Limits::TOOL_SCHEMA_CHARS {
+        return Err(format!("Ensure this JSON has no more than {} characters.", Limits::TOOL_SCHEMA_CHARS));
+    }
+    Ok(())
+}
+
 /// The `name` rule's message.
 fn check_tool_name(name: &str) -> Result<(), String> {
     if is_valid_tool_name(name) {
@@ -137,14 +160,23 @@ body! {
         /// create.
         owner: Option<i64> = NullablePk,
         /// Required on create and PUT; unique; `^[a-zA-Z0-9_-]{1,64}$`.
-        name: String = Text::new().max(|_| 120).check(check_tool_name, Some("^[a-zA-Z0-9_-]{1,64}$")).required(),
-        description: String = Text::new().blank(),
+        name: String = Text::new()
+            .max(|_| Limits::TOOL_NAME_CHARS)
+            .check(check_tool_name, Some("^[a-zA-Z0-9_-]{1,64}$"))
+            .required(),
+        /// At most 8000 characters.
+        description: String = Text::new().blank().max(|_| Limits::TOOL_DESCRIPTION_CHARS),
         /// Default `function`.
         tool_type: ToolType = choice!(ToolType),
-        /// A JSON Schema object for function tools; default `{"type": "object", "properties": {}}`.
-        parameters: Value = JsonObject { check: None },
-        /// Custom tools only.
-        format: Option<Value> = NullableJson { parse: |value| Ok(value.clone()), schema: None, register: |_| {} },
+        /// A JSON Schema object for function tools; default `{"type": "object", "properties": {}}`. At most 32000
+        /// characters as JSON text.
+        parameters: Value = JsonObject { check: Some(bounded_schema) },
+        /// Custom tools only. At most 32000 characters as JSON text.
+        format: Option<Value> = NullableJson {
+            parse: |value| bounded_schema(value).map(|()| value.clone()),
+            schema: None,
+            register: |_| {},
+        },
         /// `{"type": "echo"}`, `{"type": "now"}` or `{"type": "http", "url": ..., "timeout_ms": ...}`.
         executor: Option<Executor> = NullableJson {
             parse: Executor::parse,

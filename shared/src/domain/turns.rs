@@ -8,9 +8,9 @@ use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
 
-use super::input::{Input, Mode};
+use super::input::{Input, Mode, check_text};
 use super::wire::{Bool, FieldKind, NullablePk, Pk, Text, body, present};
-use crate::config::Config;
+use crate::config::Limits;
 use crate::error::{Error, FieldErrors, Result};
 
 body! {
@@ -18,15 +18,17 @@ body! {
     #[schema(name = "MessageWrite", example = {"message": "Hello", "agent_id": 1, "session_id": null,
         "auto_execute_tools": false, "variables": {"company": "Acme"}})]
     pub struct MessageWrite {
-        /// The user's message; required, not blank.
-        message: String = Text::new().max(|config| config.max_message_chars).required(),
+        /// The user's message; required, not blank, at most `LAMBENT_MAX_MESSAGE_CHARS` characters (default 32000).
+        message: String = Text::new().max(|limits| limits.message_chars).required(),
         /// Default: the default agent.
         agent_id: Option<i64> = NullablePk,
         /// Default: a new session. Must belong to `agent_id` when both are given.
         session_id: Option<i64> = NullablePk,
         /// Run tools that have a server-side executor and continue in the same stream (at most 8 rounds).
         auto_execute_tools: bool = Bool,
-        /// Values for `{{name}}` placeholders in the agent's templates.
+        /// Values for `{{name}}` placeholders in the agent's templates: at most 50, names of at most 100
+        /// characters, values of at most `LAMBENT_MAX_VARIABLE_CHARS` (default 4000); the instructions they fill in
+        /// at most `LAMBENT_MAX_INSTRUCTIONS_CHARS` (default 100000).
         variables: Option<BTreeMap<String, String>> = Variables,
     }
 }
@@ -42,8 +44,8 @@ pub struct MessageRequest {
 }
 
 impl MessageRequest {
-    pub fn parse(body: &Value, config: &Config) -> Result<Self> {
-        let write = MessageWrite::parse(body, Mode::Create, config)?;
+    pub fn parse(body: &Value, limits: &Limits) -> Result<Self> {
+        let write = MessageWrite::parse(body, Mode::Create, limits)?;
         Ok(Self {
             message: present("message", write.message)?,
             agent_id: write.agent_id.flatten(),
@@ -60,9 +62,13 @@ struct Variables;
 impl FieldKind for Variables {
     type Out = Option<BTreeMap<String, String>>;
 
-    fn read(&self, input: &mut Input<'_>, field: &str, _: bool, _: &Config) -> Option<Self::Out> {
+    fn read(&self, input: &mut Input<'_>, field: &str, _: bool, limits: &Limits) -> Option<Self::Out> {
         let map = match input.nullable_json(field)? {
             None => return Some(None),
+            Some(Value::Object(map)) if map.len() > Limits::VARIABLES => {
+                input.error(field, format!("Ensure there are no more than {} variables.", Limits::VARIABLES));
+                return None;
+            }
             Some(Value::Object(map)) => map,
             Some(_) => {
                 input.error(field, "Must be an object mapping template variable names to values.");
@@ -71,16 +77,23 @@ impl FieldKind for Variables {
         };
         let mut out = BTreeMap::new();
         for (name, value) in map {
-            match value {
-                Value::String(s) => drop(out.insert(name, s)),
-                Value::Number(_) | Value::Bool(_) => drop(out.insert(name, value.to_string())),
-                _ => input.error(field, format!("\"{name}\" must be a string, number or boolean.")),
+            let value = match value {
+                Value::String(s) => s,
+                Value::Number(_) | Value::Bool(_) => value.to_string(),
+                _ => {
+                    input.error(field, format!("\"{}\" must be a string, number or boolean.", shown(&name)));
+                    continue;
+                }
+            };
+            match check_variable(&name, &value, limits) {
+                Ok(()) => drop(out.insert(name, value)),
+                Err(message) => input.error(field, message),
             }
         }
         Some(Some(out))
     }
 
-    fn schema(&self, _: &Config) -> RefOr<Schema> {
+    fn schema(&self, _: &Limits) -> RefOr<Schema> {
         let string = || ObjectBuilder::new().schema_type(Type::String);
         ObjectBuilder::new()
             .schema_type(SchemaType::Array(vec![Type::Object, Type::Null]))
@@ -103,10 +116,10 @@ body! {
     pub struct ToolOutputWrite {
         session_id: i64 = Pk.required(),
         /// One output: the call it answers…
-        call_id: String = Text::new().max(|_| 200),
-        /// …and its text (JSON values are sent as JSON text).
+        call_id: String = Text::new().max(|_| Limits::CALL_ID_CHARS),
+        /// …and its text (JSON values are sent as JSON text), at most 65536 characters.
         output: String = OutputText,
-        /// Several outputs at once: `[{"call_id": ..., "output": ...}]`.
+        /// Several outputs at once (at most 64): `[{"call_id": ..., "output": ...}]`.
         outputs: Vec<ToolOutput> = Outputs,
         auto_execute_tools: bool = Bool,
     }
@@ -144,17 +157,23 @@ struct OutputText;
 impl FieldKind for OutputText {
     type Out = String;
 
-    fn read(&self, input: &mut Input<'_>, field: &str, _: bool, _: &Config) -> Option<String> {
+    fn read(&self, input: &mut Input<'_>, field: &str, _: bool, _: &Limits) -> Option<String> {
         let value = input.nullable_json(field)?;
-        let text = value.as_ref().and_then(output_text);
-        if text.is_none() {
+        let Some(text) = value.as_ref().and_then(output_text) else {
             input.error(field, "This field may not be null.");
+            return None;
+        };
+        match check_output("", &text) {
+            Ok(()) => Some(text),
+            Err(message) => {
+                input.error(field, message);
+                None
+            }
         }
-        text
     }
 
-    fn schema(&self, _: &Config) -> RefOr<Schema> {
-        ObjectBuilder::new().schema_type(Type::String).into()
+    fn schema(&self, _: &Limits) -> RefOr<Schema> {
+        ObjectBuilder::new().schema_type(Type::String).max_length(Some(Limits::TOOL_OUTPUT_CHARS)).into()
     }
 }
 
@@ -164,8 +183,12 @@ struct Outputs;
 impl FieldKind for Outputs {
     type Out = Vec<ToolOutput>;
 
-    fn read(&self, input: &mut Input<'_>, field: &str, _: bool, _: &Config) -> Option<Vec<ToolOutput>> {
+    fn read(&self, input: &mut Input<'_>, field: &str, _: bool, _: &Limits) -> Option<Vec<ToolOutput>> {
         let items = match input.nullable_json(field)? {
+            Some(Value::Array(items)) if items.len() > Limits::TOOL_OUTPUTS => {
+                input.error(field, format!("Ensure this list has no more than {} outputs.", Limits::TOOL_OUTPUTS));
+                return Some(Vec::new());
+            }
             Some(Value::Array(items)) if !items.is_empty() => items,
             _ => {
                 input.error(field, "Must be a non-empty list of {\"call_id\", \"output\"} objects.");
@@ -176,23 +199,31 @@ impl FieldKind for Outputs {
         for (i, item) in items.iter().enumerate() {
             let call_id = item.get("call_id").and_then(Value::as_str).filter(|c| !c.trim().is_empty());
             match (call_id, item.get("output").and_then(output_text)) {
-                (Some(call_id), Some(output)) => outputs.push(ToolOutput { call_id: call_id.to_owned(), output }),
+                (Some(call_id), Some(output)) => match check_output(call_id, &output) {
+                    Ok(()) => outputs.push(ToolOutput { call_id: call_id.to_owned(), output }),
+                    Err(message) => input.error(field, format!("Item {i}: {message}")),
+                },
                 _ => input.error(field, format!("Item {i} needs a \"call_id\" and an \"output\".")),
             }
         }
         Some(outputs)
     }
 
-    fn schema(&self, _: &Config) -> RefOr<Schema> {
-        ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::Object)).min_items(Some(1)).into()
+    fn schema(&self, _: &Limits) -> RefOr<Schema> {
+        ArrayBuilder::new()
+            .items(ObjectBuilder::new().schema_type(Type::Object))
+            .min_items(Some(1))
+            .max_items(Some(Limits::TOOL_OUTPUTS))
+            .into()
     }
 }
 
 impl ToolOutputRequest {
-    /// `outputs`, or else `call_id` and `output`, both then required.
-    pub fn parse(body: &Value, config: &Config) -> Result<Self> {
+    /// `outputs`, or else `call_id` and `output`, both then required. Its bounds are constants (none is a
+    /// setting), so the default limits are its limits.
+    pub fn parse(body: &Value) -> Result<Self> {
         let mut input = Input::new(body, Mode::Create)?;
-        let write = ToolOutputWrite::read(&mut input, config);
+        let write = ToolOutputWrite::read(&mut input, &Limits::default());
         let outputs = match write.outputs {
             Some(outputs) => outputs,
             None => {
@@ -218,42 +249,122 @@ impl ToolOutputRequest {
     }
 }
 
-/// Fills `{{name}}` placeholders (spaces inside the braces allowed). Every missing variable is named.
-pub fn render_template(template: &str, variables: &BTreeMap<String, String>, missing: &mut FieldErrors) -> String {
-    let mut out = String::with_capacity(template.len());
+/// A variable name as an error message quotes it: cut to [`Limits::VARIABLE_NAME_CHARS`], so a long name cannot
+/// make a long answer.
+fn shown(name: &str) -> String {
+    match name.char_indices().nth(Limits::VARIABLE_NAME_CHARS) {
+        Some((end, _)) => format!("{}…", &name[..end]),
+        None => name.to_owned(),
+    }
+}
+
+/// One template variable: a bounded name and value, neither holding U+0000.
+fn check_variable(name: &str, value: &str, limits: &Limits) -> std::result::Result<(), String> {
+    let quoted = shown(name);
+    if name.chars().count() > Limits::VARIABLE_NAME_CHARS {
+        return Err(format!(
+            "\"{quoted}\": ensure variable names have no more than {} characters.",
+            Limits::VARIABLE_NAME_CHARS
+        ));
+    }
+    if value.chars().count() > limits.variable_chars {
+        return Err(format!("\"{quoted}\": ensure this value has no more than {} characters.", limits.variable_chars));
+    }
+    check_text(name).and(check_text(value)).map_err(|message| format!("\"{quoted}\": {message}"))
+}
+
+/// A submitted tool output: bounded (it is stored, sent upstream and recorded for replay), its call id too, and
+/// neither holding U+0000.
+fn check_output(call_id: &str, output: &str) -> std::result::Result<(), String> {
+    if call_id.chars().count() > Limits::CALL_ID_CHARS {
+        return Err(format!("Ensure \"call_id\" has no more than {} characters.", Limits::CALL_ID_CHARS));
+    }
+    if output.chars().count() > Limits::TOOL_OUTPUT_CHARS {
+        return Err(format!("Ensure this output has no more than {} characters.", Limits::TOOL_OUTPUT_CHARS));
+    }
+    check_text(call_id).and(check_text(output)).map_err(str::to_owned)
+}
+
+/// Instructions being put together, never longer than their bound: a piece that would pass it is not added.
+struct Bounded {
+    text: String,
+    chars: usize,
+    max_chars: usize,
+    over: bool,
+}
+
+impl Bounded {
+    fn push(&mut self, piece: &str) {
+        if self.over {
+            return;
+        }
+        let chars = piece.chars().count();
+        if self.chars + chars > self.max_chars {
+            self.over = true;
+            return;
+        }
+        self.chars += chars;
+        self.text.push_str(piece);
+    }
+}
+
+/// Fills `{{name}}` placeholders (spaces inside the braces allowed) into `out`, which stops growing at its
+/// bound; the names of missing variables go into `missing` (once each, however often they appear).
+fn render_template<'t>(
+    template: &'t str,
+    variables: &BTreeMap<String, String>,
+    out: &mut Bounded,
+    missing: &mut std::collections::BTreeSet<&'t str>,
+) {
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
         let Some(len) = rest[start + 2..].find("}}") else { break };
         let name = rest[start + 2..start + 2 + len].trim();
-        out.push_str(&rest[..start]);
+        out.push(&rest[..start]);
         match variables.get(name) {
-            Some(value) => out.push_str(value),
-            None => {
-                missing.add("variables", format!("Missing value for template variable \"{name}\"."));
-            }
+            Some(value) => out.push(value),
+            None => drop(missing.insert(name)),
         }
         rest = &rest[start + 2 + len + 2..];
     }
-    out.push_str(rest);
-    out
+    out.push(rest);
 }
 
-/// The `instructions` sent upstream: the system prompt, then each template, separated by blank lines.
+/// The `instructions` sent upstream: the system prompt, then each template, separated by blank lines; at most
+/// `max_chars` characters (`LAMBENT_MAX_INSTRUCTIONS_CHARS`), which rendering never goes past. Every missing
+/// variable is named once.
 pub fn build_instructions(
     system_prompt: &str,
     templates: &[&str],
     variables: &BTreeMap<String, String>,
+    max_chars: usize,
 ) -> Result<Option<String>> {
-    let mut missing = FieldErrors::default();
-    let mut parts: Vec<String> = Vec::new();
+    let mut out = Bounded { text: String::new(), chars: 0, max_chars, over: false };
+    let mut missing = std::collections::BTreeSet::new();
     if !system_prompt.trim().is_empty() {
-        parts.push(system_prompt.to_owned());
+        out.push(system_prompt);
     }
     for template in templates {
-        parts.push(render_template(template, variables, &mut missing));
+        if out.chars > 0 {
+            out.push("\n\n");
+        }
+        render_template(template, variables, &mut out, &mut missing);
     }
-    missing.into_result()?;
-    Ok((!parts.is_empty()).then(|| parts.join("\n\n")))
+    let mut errors = FieldErrors::default();
+    for name in missing.iter().take(Limits::VARIABLES) {
+        errors.add("variables", format!("Missing value for template variable \"{}\".", shown(name)));
+    }
+    if missing.len() > Limits::VARIABLES {
+        errors.add("variables", format!("…and {} more missing variables.", missing.len() - Limits::VARIABLES));
+    }
+    if out.over {
+        errors.add(
+            "variables",
+            format!("The agent's instructions would be longer than {max_chars} characters with these values."),
+        );
+    }
+    errors.into_result()?;
+    Ok((out.chars > 0).then_some(out.text))
 }
 
 impl From<FieldErrors> for Error {
@@ -270,33 +381,90 @@ mod tests {
     #[test]
     fn templates_fill_placeholders_and_name_missing_ones() {
         let vars = BTreeMap::from([("company".to_owned(), "Acme".to_owned())]);
-        let built = build_instructions("Be brief.", &["Answer as {{ company }} support.", "Plain"], &vars).unwrap();
+        let built =
+            build_instructions("Be brief.", &["Answer as {{ company }} support.", "Plain"], &vars, 1000).unwrap();
         assert_eq!(built.as_deref(), Some("Be brief.\n\nAnswer as Acme support.\n\nPlain"));
-        let Err(Error::Validation(e)) = build_instructions("", &["Hi {{name}} from {{company}}"], &vars) else {
+        let Err(Error::Validation(e)) =
+            build_instructions("", &["Hi {{name}} from {{company}}, {{ name }}"], &vars, 1000)
+        else {
             panic!()
         };
         assert_eq!(e.to_json(), json!({"variables": ["Missing value for template variable \"name\"."]}));
-        assert_eq!(build_instructions(" ", &[], &vars).unwrap(), None);
+        assert_eq!(build_instructions(" ", &[], &vars, 1000).unwrap(), None);
+    }
+
+    #[test]
+    fn rendering_stops_at_its_bound_and_names_each_missing_variable_once() {
+        let vars = BTreeMap::from([("x".to_owned(), "v".repeat(1000))]);
+        let template = "{{x}}".repeat(10_000);
+        let Err(Error::Validation(e)) = build_instructions("", &[&template], &vars, 5_000) else { panic!() };
+        assert_eq!(
+            e.to_json(),
+            json!({"variables": ["The agent's instructions would be longer than 5000 characters with these values."]})
+        );
+        assert_eq!(build_instructions("", &["{{x}}{{x}}"], &vars, 2_000).unwrap().map(|t| t.len()), Some(2_000));
+        let Err(Error::Validation(e)) = build_instructions("", &[&"{{y}}".repeat(10_000)], &vars, 5_000) else {
+            panic!()
+        };
+        assert_eq!(e.to_json(), json!({"variables": ["Missing value for template variable \"y\"."]}));
+        let many: String = (0..60).map(|i| format!("{{{{v{i}}}}}")).collect();
+        let Err(Error::Validation(e)) = build_instructions("", &[&many], &vars, 5_000) else { panic!() };
+        let messages = e.to_json()["variables"].as_array().unwrap().clone();
+        assert_eq!(messages.len(), Limits::VARIABLES + 1);
+        assert_eq!(messages.last().unwrap(), "…and 10 more missing variables.");
+    }
+
+    #[test]
+    fn variables_are_bounded_in_number_name_and_value_and_refuse_null_characters() {
+        let limits = Limits { variable_chars: 5, ..Limits::default() };
+        let refused = |variables: Value| match MessageRequest::parse(
+            &json!({"message": "hi", "variables": variables}),
+            &limits,
+        ) {
+            Err(Error::Validation(e)) => e.to_json(),
+            other => panic!("{other:?}"),
+        };
+        let many: serde_json::Map<String, Value> = (0..51).map(|i| (format!("v{i}"), json!("x"))).collect();
+        assert_eq!(refused(Value::Object(many)), json!({"variables": ["Ensure there are no more than 50 variables."]}));
+        assert_eq!(
+            refused(json!({"a": "123456"})),
+            json!({"variables": ["\"a\": ensure this value has no more than 5 characters."]})
+        );
+        assert_eq!(refused(json!({"a": "1\u{0}2"})), json!({"variables": ["\"a\": Null characters are not allowed."]}));
+        let long = "n".repeat(101);
+        let expected = format!("\"{}…\": ensure variable names have no more than 100 characters.", "n".repeat(100));
+        assert_eq!(refused(json!({long: "x"})), json!({"variables": [expected]}));
+        let Err(Error::Validation(e)) = MessageRequest::parse(&json!({"message": "a\u{0}b"}), &limits) else {
+            panic!()
+        };
+        assert_eq!(e.to_json(), json!({"message": ["Null characters are not allowed."]}));
     }
 
     #[test]
     fn tool_outputs_come_singly_or_as_a_list() {
-        let config = Config::documented();
-        let one = ToolOutputRequest::parse(&json!({"session_id": 1, "call_id": "c", "output": {"ok": true}}), config)
-            .unwrap();
+        let one = ToolOutputRequest::parse(&json!({"session_id": 1, "call_id": "c", "output": {"ok": true}})).unwrap();
         assert_eq!(one.outputs, [ToolOutput { call_id: "c".to_owned(), output: "{\"ok\":true}".to_owned() }]);
         let many = ToolOutputRequest::parse(
             &json!({"session_id": 1, "outputs": [{"call_id": "a", "output": "1"}, {"call_id": "b", "output": "2"}]}),
-            config,
         )
         .unwrap();
         assert_eq!(many.outputs.len(), 2);
         let Err(Error::Validation(e)) = ToolOutputRequest::parse(
             &json!({"session_id": 1, "outputs": [{"call_id": "a", "output": "1"}, {"call_id": "a", "output": "2"}]}),
-            config,
         ) else {
             panic!()
         };
         assert_eq!(e.to_json(), json!({"outputs": ["\"a\" is given more than once."]}));
+        let Err(Error::Validation(e)) =
+            ToolOutputRequest::parse(&json!({"session_id": 1, "call_id": "c", "output": "a\u{0}"}))
+        else {
+            panic!()
+        };
+        assert_eq!(e.to_json(), json!({"output": ["Null characters are not allowed."]}));
+        let outputs: Vec<Value> = (0..65).map(|i| json!({"call_id": format!("c{i}"), "output": "1"})).collect();
+        let Err(Error::Validation(e)) = ToolOutputRequest::parse(&json!({"session_id": 1, "outputs": outputs})) else {
+            panic!()
+        };
+        assert_eq!(e.to_json(), json!({"outputs": ["Ensure this list has no more than 64 outputs."]}));
     }
 }

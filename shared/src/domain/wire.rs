@@ -25,11 +25,11 @@ use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaFormat,
 use utoipa::openapi::{KnownFormat, Ref, RefOr};
 
 use super::input::Input;
-use crate::config::Config;
+use crate::config::Limits;
 
-/// A bound that may depend on the configuration (a setting an operator can raise): the check reads the
-/// running configuration, the document the defaults.
-pub type Bound = fn(&Config) -> usize;
+/// A bound, which may be a setting an operator can raise ([`Limits`]): the check reads the running limits,
+/// the document the defaults.
+pub type Bound = fn(&Limits) -> usize;
 
 /// A field's rule of its own: `Err` is its message.
 pub type Rule<T> = fn(&T) -> Result<(), String>;
@@ -44,10 +44,10 @@ pub trait FieldKind {
 
     /// Reads `field` (absent: `None`), recording DRF's errors in `input`; a create or replace that omits a
     /// `required` field gets "This field is required.".
-    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, config: &Config) -> Option<Self::Out>;
+    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, limits: &Limits) -> Option<Self::Out>;
 
-    /// The field's schema, with the bounds of `config` (the defaults, in the document).
-    fn schema(&self, config: &Config) -> RefOr<Schema>;
+    /// The field's schema, with the bounds of `limits` (the defaults, in the document).
+    fn schema(&self, limits: &Limits) -> RefOr<Schema>;
 
     /// Whether a create or a replace must carry the field.
     fn is_required(&self) -> bool {
@@ -85,12 +85,12 @@ pub struct Required<K> {
 impl<K: FieldKind> FieldKind for Required<K> {
     type Out = K::Out;
 
-    fn read(&self, input: &mut Input<'_>, field: &str, _required: bool, config: &Config) -> Option<K::Out> {
-        self.kind.read(input, field, true, config)
+    fn read(&self, input: &mut Input<'_>, field: &str, _required: bool, limits: &Limits) -> Option<K::Out> {
+        self.kind.read(input, field, true, limits)
     }
 
-    fn schema(&self, config: &Config) -> RefOr<Schema> {
-        self.kind.schema(config)
+    fn schema(&self, limits: &Limits) -> RefOr<Schema> {
+        self.kind.schema(limits)
     }
 
     fn is_required(&self) -> bool {
@@ -112,6 +112,8 @@ pub fn present<T>(field: &str, value: Option<T>) -> crate::error::Result<T> {
 #[derive(Clone, Copy)]
 pub struct Text {
     max: Option<Bound>,
+    /// A name: [`Input::name`]'s rule (no control, bidi-override or zero-width character) besides the bound.
+    name: bool,
     min: Option<usize>,
     blank: bool,
     /// A rule of its own, with its message; and the pattern that says it in the document.
@@ -121,7 +123,7 @@ pub struct Text {
 
 impl Text {
     pub const fn new() -> Self {
-        Self { max: None, min: None, blank: false, check: None, pattern: None }
+        Self { max: None, name: false, min: None, blank: false, check: None, pattern: None }
     }
 
     /// At most this many characters.
@@ -132,6 +134,11 @@ impl Text {
     /// At least this many characters (documented as `minLength`; the message is the check's).
     pub const fn min(self, min: usize, check: Rule<str>) -> Self {
         Self { min: Some(min), check: Some(check), ..self }
+    }
+
+    /// A name of at most `max` characters: printable text only.
+    pub const fn name(max: Bound) -> Self {
+        Self { max: Some(max), name: true, ..Self::new() }
     }
 
     /// Blank text allowed.
@@ -154,8 +161,12 @@ impl Default for Text {
 impl FieldKind for Text {
     type Out = String;
 
-    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, config: &Config) -> Option<String> {
-        let text = input.string(field, required, self.max.map(|max| max(config)), self.blank)?;
+    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, limits: &Limits) -> Option<String> {
+        let max = self.max.map(|max| max(limits));
+        let text = match (self.name, max) {
+            (true, Some(max)) => input.name(field, required, max)?,
+            _ => input.string(field, required, max, self.blank)?,
+        };
         match self.check.map_or(Ok(()), |check| check(&text)) {
             Ok(()) => Some(text),
             Err(message) => {
@@ -165,10 +176,10 @@ impl FieldKind for Text {
         }
     }
 
-    fn schema(&self, config: &Config) -> RefOr<Schema> {
+    fn schema(&self, limits: &Limits) -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .max_length(self.max.map(|max| max(config)))
+            .max_length(self.max.map(|max| max(limits)))
             .min_length(self.min)
             .pattern(self.pattern)
             .into()
@@ -182,11 +193,11 @@ pub struct Bool;
 impl FieldKind for Bool {
     type Out = bool;
 
-    fn read(&self, input: &mut Input<'_>, field: &str, _: bool, _: &Config) -> Option<bool> {
+    fn read(&self, input: &mut Input<'_>, field: &str, _: bool, _: &Limits) -> Option<bool> {
         input.boolean(field)
     }
 
-    fn schema(&self, _: &Config) -> RefOr<Schema> {
+    fn schema(&self, _: &Limits) -> RefOr<Schema> {
         ObjectBuilder::new().schema_type(Type::Boolean).into()
     }
 }
@@ -201,7 +212,7 @@ pub struct WholeNumber {
 impl FieldKind for WholeNumber {
     type Out = u32;
 
-    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, _: &Config) -> Option<u32> {
+    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, _: &Limits) -> Option<u32> {
         let value = input.nullable_json(field)?;
         if value.is_none() && required {
             input.error(field, "This field may not be null.");
@@ -213,7 +224,7 @@ impl FieldKind for WholeNumber {
         number
     }
 
-    fn schema(&self, _: &Config) -> RefOr<Schema> {
+    fn schema(&self, _: &Limits) -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(SchemaType::Array(vec![Type::Integer, Type::Null]))
             .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
@@ -234,11 +245,11 @@ pub struct Pk;
 impl FieldKind for Pk {
     type Out = i64;
 
-    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, _: &Config) -> Option<i64> {
+    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, _: &Limits) -> Option<i64> {
         input.pk(field, required, false).flatten()
     }
 
-    fn schema(&self, _: &Config) -> RefOr<Schema> {
+    fn schema(&self, _: &Limits) -> RefOr<Schema> {
         int64().schema_type(Type::Integer).into()
     }
 }
@@ -250,11 +261,11 @@ pub struct NullablePk;
 impl FieldKind for NullablePk {
     type Out = Option<i64>;
 
-    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, _: &Config) -> Option<Option<i64>> {
+    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, _: &Limits) -> Option<Option<i64>> {
         input.pk(field, required, true)
     }
 
-    fn schema(&self, _: &Config) -> RefOr<Schema> {
+    fn schema(&self, _: &Limits) -> RefOr<Schema> {
         int64().schema_type(SchemaType::Array(vec![Type::Integer, Type::Null])).into()
     }
 }
@@ -270,11 +281,11 @@ pub struct Choice<T> {
 impl<T> FieldKind for Choice<T> {
     type Out = T;
 
-    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, _: &Config) -> Option<T> {
+    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, _: &Limits) -> Option<T> {
         input.choice(field, required, self.choices).and_then(|s| (self.parse)(&s))
     }
 
-    fn schema(&self, _: &Config) -> RefOr<Schema> {
+    fn schema(&self, _: &Limits) -> RefOr<Schema> {
         RefOr::Ref(Ref::from_schema_name(self.schema))
     }
 
@@ -308,12 +319,12 @@ pub struct JsonObject {
 impl FieldKind for JsonObject {
     type Out = Value;
 
-    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, _: &Config) -> Option<Value> {
+    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, _: &Limits) -> Option<Value> {
         let value = input.json(field, required)?;
         checked(input, field, value, self.check)
     }
 
-    fn schema(&self, _: &Config) -> RefOr<Schema> {
+    fn schema(&self, _: &Limits) -> RefOr<Schema> {
         ObjectBuilder::new().schema_type(Type::Object).into()
     }
 }
@@ -340,7 +351,7 @@ pub struct NullableJson<T> {
 impl<T> FieldKind for NullableJson<T> {
     type Out = Option<T>;
 
-    fn read(&self, input: &mut Input<'_>, field: &str, _: bool, _: &Config) -> Option<Option<T>> {
+    fn read(&self, input: &mut Input<'_>, field: &str, _: bool, _: &Limits) -> Option<Option<T>> {
         match input.nullable_json(field)? {
             None => Some(None),
             Some(value) => match (self.parse)(&value) {
@@ -353,7 +364,7 @@ impl<T> FieldKind for NullableJson<T> {
         }
     }
 
-    fn schema(&self, _: &Config) -> RefOr<Schema> {
+    fn schema(&self, _: &Limits) -> RefOr<Schema> {
         match self.schema {
             Some(name) => OneOfBuilder::new()
                 .item(RefOr::Ref(Ref::from_schema_name(name)))
@@ -428,19 +439,19 @@ macro_rules! body {
 
         impl $ty {
             /// Reads every field, recording each one's errors in `input`.
-            pub fn read(input: &mut $crate::domain::Input<'_>, config: &$crate::config::Config) -> Self {
+            pub fn read(input: &mut $crate::domain::Input<'_>, limits: &$crate::config::Limits) -> Self {
                 use $crate::domain::wire::FieldKind as _;
-                Self { $( $field: ($kind).read(input, stringify!($field), false, config), )* }
+                Self { $( $field: ($kind).read(input, stringify!($field), false, limits), )* }
             }
 
             /// Reads a whole body: the body, or every field's errors at once.
             pub fn parse(
                 body: &serde_json::Value,
                 mode: $crate::domain::Mode,
-                config: &$crate::config::Config,
+                limits: &$crate::config::Limits,
             ) -> $crate::error::Result<Self> {
                 let mut input = $crate::domain::Input::new(body, mode)?;
-                let read = Self::read(&mut input, config);
+                let read = Self::read(&mut input, limits);
                 input.finish()?;
                 Ok(read)
             }
@@ -449,7 +460,7 @@ macro_rules! body {
         impl utoipa::PartialSchema for $ty {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
                 use $crate::domain::wire::FieldKind as _;
-                let config = $crate::config::Config::documented();
+                let limits = &$crate::config::Limits::default();
                 let mut object = utoipa::openapi::schema::ObjectBuilder::new()
                     .schema_type(utoipa::openapi::schema::Type::Object)
                     .description($crate::domain::wire::description(&[$($doc),*]));
@@ -457,7 +468,7 @@ macro_rules! body {
                     let kind = $kind;
                     object = object.property(
                         stringify!($field),
-                        $crate::domain::wire::described(kind.schema(config), &[$($fdoc),*]),
+                        $crate::domain::wire::described(kind.schema(limits), &[$($fdoc),*]),
                     );
                     if kind.is_required() {
                         object = object.required(stringify!($field));
@@ -503,14 +514,14 @@ mod tests {
             /// At most 3 characters.
             name: String = Text::new().max(|_| 3).required(),
             /// At most the message bound.
-            note: String = Text::new().blank().max(|config| config.max_message_chars),
+            note: String = Text::new().blank().max(|limits| limits.message_chars),
             owner: Option<i64> = NullablePk,
             flag: bool = Bool,
         }
     }
 
     fn errors(body: Value, mode: Mode) -> Value {
-        match Probe::parse(&body, mode, Config::documented()) {
+        match Probe::parse(&body, mode, &Limits::default()) {
             Err(Error::Validation(errors)) => errors.to_json(),
             other => panic!("expected field errors, got {other:?}"),
         }
@@ -531,7 +542,7 @@ mod tests {
             errors(json!({"name": "abcd"}), Mode::Patch),
             json!({"name": ["Ensure this field has no more than 3 characters."]})
         );
-        let read = Probe::parse(&json!({"owner": null, "flag": "true"}), Mode::Patch, Config::documented()).unwrap();
+        let read = Probe::parse(&json!({"owner": null, "flag": "true"}), Mode::Patch, &Limits::default()).unwrap();
         assert_eq!(read, Probe { name: None, note: None, owner: Some(None), flag: Some(true) });
     }
 
@@ -542,7 +553,7 @@ mod tests {
             schema["properties"]["name"],
             json!({"type": "string", "maxLength": 3, "description": "At most 3 characters."})
         );
-        assert_eq!(schema["properties"]["note"]["maxLength"], Config::documented().max_message_chars);
+        assert_eq!(schema["properties"]["note"]["maxLength"], Limits::default().message_chars);
         assert_eq!(schema["properties"]["owner"]["type"], json!(["integer", "null"]));
         assert_eq!(schema["required"], json!(["name"]));
         assert_eq!(schema["description"], "A body for these tests.");

@@ -63,7 +63,7 @@ async fn stream(
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
-    let request = MessageRequest::parse(&body, &state.config)?;
+    let request = MessageRequest::parse(&body, &state.config.limits)?;
     let frames = turn::stream(&state, &caller, request, lease, key.as_deref(), &body).await?;
     Ok(stream_response(frames, state.config.sse_keepalive))
 }
@@ -91,7 +91,7 @@ async fn tool_output(
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
-    let request = ToolOutputRequest::parse(&body, &state.config)?;
+    let request = ToolOutputRequest::parse(&body)?;
     Ok(match turn::tool_output(&state, &caller, request, lease, key.as_deref(), &body).await? {
         ToolOutputStart::Waiting(pending) => (StatusCode::ACCEPTED, Json(pending)).into_response(),
         ToolOutputStart::Streaming(frames) => stream_response(frames, state.config.sse_keepalive),
@@ -115,7 +115,7 @@ async fn chat(
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
-    let request = MessageRequest::parse(&body, &state.config)?;
+    let request = MessageRequest::parse(&body, &state.config.limits)?;
     Ok(chat_response(turn::chat(&state, &caller, request, lease, key.as_deref(), &body, ChatReply::kept).await?))
 }
 

@@ -41,7 +41,7 @@ async fn create(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<AgentToolLink>)> {
-    let fields = LinkChanges::parse(&body, Mode::Create, &state.config)?.into_new()?;
+    let fields = LinkChanges::parse(&body, Mode::Create, &state.config.limits)?.into_new()?;
     Ok((StatusCode::CREATED, Json(state.store.create_agent_tool(&caller, fields).await?)))
 }
 
@@ -60,7 +60,10 @@ async fn replace(
     JsonBody(body): JsonBody,
 ) -> Result<Json<AgentToolLink>> {
     Ok(Json(
-        state.store.update_agent_tool(&caller, id, LinkChanges::parse(&body, Mode::Replace, &state.config)?).await?,
+        state
+            .store
+            .update_agent_tool(&caller, id, LinkChanges::parse(&body, Mode::Replace, &state.config.limits)?)
+            .await?,
     ))
 }
 
@@ -73,7 +76,12 @@ async fn patch(
     Id(id): Id,
     JsonBody(body): JsonBody,
 ) -> Result<Json<AgentToolLink>> {
-    Ok(Json(state.store.update_agent_tool(&caller, id, LinkChanges::parse(&body, Mode::Patch, &state.config)?).await?))
+    Ok(Json(
+        state
+            .store
+            .update_agent_tool(&caller, id, LinkChanges::parse(&body, Mode::Patch, &state.config.limits)?)
+            .await?,
+    ))
 }
 
 #[utoipa::path(operation_id = "agent_tools_destroy", delete, path = "/api/agent-tools/{id}/", tag = "agent-tools", params(("id" = i64, Path)),

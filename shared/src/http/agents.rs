@@ -38,7 +38,7 @@ async fn create(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Agent>)> {
-    let changes = AgentChanges::parse(&body, Mode::Create, &state.config)?;
+    let changes = AgentChanges::parse(&body, Mode::Create, &state.config.limits)?;
     let owner = caller.owner_for(changes.owner);
     Ok((StatusCode::CREATED, Json(state.store.create_agent(owner, changes.apply(AgentFields::default())).await?)))
 }
@@ -58,7 +58,9 @@ async fn replace(
     Id(id): Id,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Agent>> {
-    Ok(Json(state.store.update_agent(&caller, id, AgentChanges::parse(&body, Mode::Replace, &state.config)?).await?))
+    Ok(Json(
+        state.store.update_agent(&caller, id, AgentChanges::parse(&body, Mode::Replace, &state.config.limits)?).await?,
+    ))
 }
 
 /// Change some fields of an agent profile.
@@ -70,7 +72,9 @@ async fn patch(
     Id(id): Id,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Agent>> {
-    Ok(Json(state.store.update_agent(&caller, id, AgentChanges::parse(&body, Mode::Patch, &state.config)?).await?))
+    Ok(Json(
+        state.store.update_agent(&caller, id, AgentChanges::parse(&body, Mode::Patch, &state.config.limits)?).await?,
+    ))
 }
 
 /// Delete an agent profile with its tool links, sessions, messages and agent-scoped templates.

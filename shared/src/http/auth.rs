@@ -57,7 +57,7 @@ async fn login(
     ClientAddress(address): ClientAddress,
     JsonBody(body): JsonBody,
 ) -> Result<Json<IssuedToken>> {
-    let Credentials { username, password } = Credentials::parse(&body, Mode::Create, &state.config)?;
+    let Credentials { username, password } = Credentials::parse(&body, Mode::Create, &state.config.limits)?;
     let (username, password) = (present("username", username)?, present("password", password)?);
     let (info, token) = accounts::login(&state, &username, &password, &address).await?;
     Ok(Json(IssuedToken { token, info }))
@@ -95,7 +95,7 @@ async fn create_token(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<IssuedToken>)> {
-    let request = NewApiToken::parse(&body, Mode::Create, &state.config)?;
+    let request = NewApiToken::parse(&body, Mode::Create, &state.config.limits)?;
     let name = present("name", request.name)?;
     let (info, token) = accounts::issue_api_token(&state.store, caller.id, &name, request.expires_in_days).await?;
     Ok((StatusCode::CREATED, Json(IssuedToken { token, info })))
@@ -127,7 +127,8 @@ async fn create_user(
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<User>)> {
     caller.require_staff()?;
-    let user = accounts::create_user(&state.store, UserWrite::parse(&body, Mode::Create, &state.config)?).await?;
+    let user =
+        accounts::create_user(&state.store, UserWrite::parse(&body, Mode::Create, &state.config.limits)?).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -152,7 +153,9 @@ async fn patch_user(
     JsonBody(body): JsonBody,
 ) -> Result<Json<User>> {
     caller.require_staff()?;
-    Ok(Json(accounts::update_user(&state.store, id, UserWrite::parse(&body, Mode::Patch, &state.config)?).await?))
+    Ok(Json(
+        accounts::update_user(&state.store, id, UserWrite::parse(&body, Mode::Patch, &state.config.limits)?).await?,
+    ))
 }
 
 /// Delete a user and everything it owns. Staff only; not oneself.

@@ -43,6 +43,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection: BytesRejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Error::PayloadTooLarge
+            } else if timed_out(&rejection) {
+                Error::BodyTimeout
             } else {
                 Error::BadRequest(rejection.body_text())
             }
@@ -58,6 +60,53 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             other => Err(Error::UnsupportedMediaType(other.unwrap_or_default())),
         }
     }
+}
+
+/// What a request body yields when it did not arrive by its deadline (see [`body_deadline`]).
+#[derive(Debug)]
+pub struct BodyTimedOut;
+
+impl std::fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body did not arrive in time")
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
+
+fn timed_out(rejection: &BytesRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(err) = cause {
+        if err.is::<BodyTimedOut>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// Middleware of the local server: a request's body must arrive whole within `limit` of its headers, else
+/// reading it fails with [`BodyTimedOut`] (answered 408). Per request, not per chunk: a client trickling a
+/// byte at a time is cut off as surely as one that stalls. (On Lambda the body has arrived before the
+/// function runs.)
+pub async fn body_deadline(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use futures::StreamExt;
+    let deadline = tokio::time::Instant::now() + limit;
+    let (parts, body) = request.into_parts();
+    let chunks = body.into_data_stream();
+    let guarded = futures::stream::unfold(Some(chunks), move |chunks| async move {
+        let mut chunks = chunks?;
+        match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Ok(Some(chunk)) => Some((chunk, Some(chunks))),
+            Ok(None) => None,
+            Err(_) => Some((Err(axum::Error::new(BodyTimedOut)), None)),
+        }
+    });
+    next.run(Request::from_parts(parts, axum::body::Body::from_stream(guarded))).await
 }
 
 /// The deepest nesting of arrays and objects a request body may have. No field of the API needs more than a
@@ -166,10 +215,10 @@ pub struct ListQuery {
     base: String,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
+impl FromRequestParts<AppState> for ListQuery {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let OriginalUri(uri) = OriginalUri::from_request_parts(parts, state).await.map_err(|_| Error::NotFound)?;
         let params: Vec<(String, String)> =
             form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
@@ -187,7 +236,12 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
             return Err(Error::InvalidPage);
         }
         let prefix = parts.extensions.get::<PathPrefix>().map_or("", |p| p.0.as_str());
-        let base = format!("{}://{}{prefix}{}", scheme(&parts.headers), public_host(&parts.headers), uri.path());
+        let host = match parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+            // The local server: a forwarded host is believed only from a configured proxy.
+            Some(peer) if !state.config.trusted_proxies.contains(&peer.0.ip()) => direct_host(&parts.headers),
+            _ => public_host(&parts.headers),
+        };
+        let base = format!("{}://{host}{prefix}{}", scheme(&parts.headers), uri.path());
         Ok(Self { paging: PageParams { page, page_size }, params, base })
     }
 }
@@ -208,9 +262,21 @@ fn scheme(headers: &HeaderMap) -> &str {
 }
 
 /// The host the client called: `X-Forwarded-Host` (what the template's CloudFront function copies the
-/// viewer's `Host` into, since CloudFront sends API Gateway its own host), else `Host`.
+/// viewer's `Host` into, since CloudFront sends API Gateway its own host), else `Host`. Only a plain
+/// `host[:port]` counts (no path, userinfo or spaces: it goes into links as it is). The local server takes
+/// `X-Forwarded-Host` only from `LAMBENT_TRUSTED_PROXIES` (see [`ListQuery`]), as it does `X-Forwarded-For`.
 pub fn public_host(headers: &HeaderMap) -> &str {
-    first_value(headers, "x-forwarded-host").or_else(|| first_value(headers, HOST.as_str())).unwrap_or("localhost")
+    first_value(headers, "x-forwarded-host").filter(|h| is_host(h)).unwrap_or_else(|| direct_host(headers))
+}
+
+/// The `Host` the client sent, if it is a plain `host[:port]`.
+fn direct_host(headers: &HeaderMap) -> &str {
+    first_value(headers, HOST.as_str()).filter(|h| is_host(h)).unwrap_or("localhost")
+}
+
+/// A URL authority without userinfo: what a link may be built on.
+fn is_host(value: &str) -> bool {
+    !value.contains('@') && value.parse::<axum::http::uri::Authority>().is_ok()
 }
 
 /// A path prefix the entry point took off before routing and the client's URL had: API Gateway's

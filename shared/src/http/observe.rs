@@ -41,7 +41,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
-    let name = format!("{method} {}", route.as_deref().unwrap_or(&path));
+    let name = format!("{method} {}", telemetry::escaped(route.as_deref().unwrap_or(&path)));
     let span = tracing::info_span!("request", otel.name = %name, otel.kind = "server", request_id = %id);
     if let Some(parent) = telemetry::parent_context(request.headers()) {
         let _ = span.set_parent(parent);
@@ -64,6 +64,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
             current.set_attribute("error.type", status.to_string());
         }
         let route = route.as_deref().unwrap_or("");
+        let path = telemetry::escaped(&path);
         tracing::info!(target: "lambent::request", %method, route, status, duration_ms = ms, "{method} {path} {status} {ms:.2}ms");
         response
     };

@@ -56,7 +56,7 @@ async fn create(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Session>)> {
-    let agent = present("agent", NewSession::parse(&body, Mode::Create, &state.config)?.agent)?;
+    let agent = present("agent", NewSession::parse(&body, Mode::Create, &state.config.limits)?.agent)?;
     Ok((StatusCode::CREATED, Json(state.store.create_session(&caller, agent).await?)))
 }
 

@@ -69,7 +69,7 @@ async fn create(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Template>)> {
-    let changes = TemplateChanges::parse(&body, Mode::Create, &state.config)?;
+    let changes = TemplateChanges::parse(&body, Mode::Create, &state.config.limits)?;
     let owner = caller.owner_for(changes.owner);
     Ok((StatusCode::CREATED, Json(state.store.create_template(&caller, owner, changes).await?)))
 }
@@ -89,7 +89,10 @@ async fn replace(
     JsonBody(body): JsonBody,
 ) -> Result<Json<Template>> {
     Ok(Json(
-        state.store.update_template(&caller, id, TemplateChanges::parse(&body, Mode::Replace, &state.config)?).await?,
+        state
+            .store
+            .update_template(&caller, id, TemplateChanges::parse(&body, Mode::Replace, &state.config.limits)?)
+            .await?,
     ))
 }
 
@@ -102,7 +105,10 @@ async fn patch(
     JsonBody(body): JsonBody,
 ) -> Result<Json<Template>> {
     Ok(Json(
-        state.store.update_template(&caller, id, TemplateChanges::parse(&body, Mode::Patch, &state.config)?).await?,
+        state
+            .store
+            .update_template(&caller, id, TemplateChanges::parse(&body, Mode::Patch, &state.config.limits)?)
+            .await?,
     ))
 }
 

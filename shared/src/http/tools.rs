@@ -38,7 +38,7 @@ async fn create(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Tool>)> {
-    let changes = ToolChanges::parse(&body, Mode::Create, &state.config)?;
+    let changes = ToolChanges::parse(&body, Mode::Create, &state.config.limits)?;
     Ok((StatusCode::CREATED, Json(state.store.create_tool(caller.owner_for(changes.owner), changes).await?)))
 }
 
@@ -57,7 +57,9 @@ async fn replace(
     Id(id): Id,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Tool>> {
-    Ok(Json(state.store.update_tool(&caller, id, ToolChanges::parse(&body, Mode::Replace, &state.config)?).await?))
+    Ok(Json(
+        state.store.update_tool(&caller, id, ToolChanges::parse(&body, Mode::Replace, &state.config.limits)?).await?,
+    ))
 }
 
 /// Change some fields of a tool.
@@ -69,7 +71,7 @@ async fn patch(
     Id(id): Id,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Tool>> {
-    Ok(Json(state.store.update_tool(&caller, id, ToolChanges::parse(&body, Mode::Patch, &state.config)?).await?))
+    Ok(Json(state.store.update_tool(&caller, id, ToolChanges::parse(&body, Mode::Patch, &state.config.limits)?).await?))
 }
 
 /// Delete a tool and its agent links.

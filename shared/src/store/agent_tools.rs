@@ -6,6 +6,7 @@ use super::conn::{Batch, Conn};
 use super::{Row, listed, vals};
 
 use super::{Listed, Slice, Sql, Store, Unique, agents, first, flag, int, opt_int_value, tools};
+use crate::config::Limits;
 use crate::domain::Caller;
 use crate::domain::{AgentToolLink, LinkChanges, LinkFields, missing_pk};
 use crate::error::{Error, FieldErrors, Result};
@@ -31,7 +32,16 @@ async fn check(conn: &Conn<'_>, viewer: &Caller, fields: &LinkFields, except: Op
     let mut batch = Batch::read();
     let agent = batch.push(format!("SELECT {} FROM agent_profiles WHERE id = ?1", agents::COLUMNS), [fields.agent])?;
     let tool = batch.push(format!("SELECT {} FROM agent_tools WHERE id = ?1", tools::COLUMNS), [fields.tool])?;
+    // Every linked tool goes upstream with every turn of the agent: their number is bounded too.
+    let linked = batch.push(
+        "SELECT COUNT(*) FROM agent_profile_tools WHERE agent_id = ?1 AND id IS NOT ?2",
+        params![fields.agent, except],
+    )?;
     let mut out = conn.batch(batch).await?;
+    let linked = out.take(linked)?.rows().next().map(|r| int(&r, 0)).transpose()?.unwrap_or(0);
+    if usize::try_from(linked).unwrap_or(usize::MAX) >= Limits::TOOLS_PER_AGENT {
+        errors.add("agent", format!("An agent may have at most {} tools.", Limits::TOOLS_PER_AGENT));
+    }
     let tool = out.take(tool)?.rows().next().map(|r| tools::tool(&r)).transpose()?;
     match out.take(agent)?.rows().next().map(|r| agents::agent(&r)).transpose()?.filter(|a| viewer.sees(a.owner)) {
         None => errors.add("agent", missing_pk(fields.agent)),

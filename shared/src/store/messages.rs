@@ -11,7 +11,9 @@ use super::{Listed, Slice, Store, int, opt_json_col, opt_state, opt_text, opt_te
 use crate::domain::{Message, ResponseStatus, Role};
 use crate::error::{Error, Result};
 
-pub(super) const COLUMNS: &str = "id, session_id, role, content, status, response_id, usage, created_at";
+/// `content` (and the upstream's `response_id`) as blobs: read whole, U+0000 and all (see `text` in `mod.rs`).
+pub(super) const COLUMNS: &str = "id, session_id, role, CAST(content AS BLOB) AS content, status, \
+    CAST(response_id AS BLOB) AS response_id, usage, created_at";
 
 pub(super) fn message(row: &Row) -> Result<Message> {
     Ok(Message {

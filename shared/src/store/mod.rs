@@ -220,17 +220,22 @@ pub struct Slice {
 }
 
 // Row decoding helpers: libsql returns loosely typed values, these name the column on failure.
+//
+// Text that may hold U+0000 (what a model or a tool endpoint wrote: the edge refuses it in what users send) is
+// selected as `CAST(column AS BLOB) AS column` (the column lists of `messages` and `tool_calls`) and read here from the blob: SQLite stores text with its
+// length, NULs included, but libsql 0.10 reads a TEXT value through a C string (`CStr::from_ptr`), which stops
+// at the first NUL; a BLOB it copies whole. Over Hrana the blob travels as base64, exact too.
 fn text(row: &Row, i: i32) -> Result<String> {
-    match row.get_value(i)? {
-        Value::Text(s) => Ok(s),
-        other => Err(Error::bug(format!("column {i}: expected text, got {other:?}"))),
-    }
+    opt_text(row, i)?.ok_or_else(|| Error::bug(format!("column {i}: expected text, got NULL")))
 }
 
 fn opt_text(row: &Row, i: i32) -> Result<Option<String>> {
     match row.get_value(i)? {
         Value::Null => Ok(None),
         Value::Text(s) => Ok(Some(s)),
+        Value::Blob(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|e| Error::internal(format!("column {i}: stored text is not UTF-8"), e)),
         other => Err(Error::bug(format!("column {i}: expected text, got {other:?}"))),
     }
 }

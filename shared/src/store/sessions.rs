@@ -9,7 +9,9 @@ use crate::domain::Caller;
 use crate::domain::{Session, missing_pk};
 use crate::error::{Error, Result};
 
-pub(super) const COLUMNS: &str = "id, agent_id, owner_id, previous_response_id, last_output, created_at, updated_at";
+/// The upstream's `previous_response_id` as a blob: read whole (see `text` in `mod.rs`).
+pub(super) const COLUMNS: &str = "id, agent_id, owner_id, CAST(previous_response_id AS BLOB) AS previous_response_id, \
+    last_output, created_at, updated_at";
 
 pub(super) fn session(row: &Row) -> Result<Session> {
     Ok(Session {

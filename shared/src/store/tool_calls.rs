@@ -12,8 +12,10 @@ use crate::domain::ToolCall;
 use crate::domain::{Message, ResponseStatus, Role, ToolCallRecord, ToolCallStatus, ToolType};
 use crate::error::Result;
 
-pub(super) const COLUMNS: &str =
-    "id, session_id, response_id, call_id, name, call_type, arguments, status, output, created_at, updated_at";
+/// What the model and tool endpoints wrote as blobs: read whole, U+0000 and all (see `text` in `mod.rs`).
+pub(super) const COLUMNS: &str = "id, session_id, CAST(response_id AS BLOB) AS response_id, \
+    CAST(call_id AS BLOB) AS call_id, CAST(name AS BLOB) AS name, call_type, CAST(arguments AS BLOB) AS arguments, \
+    status, CAST(output AS BLOB) AS output, created_at, updated_at";
 
 pub(super) fn record(row: &Row) -> Result<ToolCallRecord> {
     Ok(ToolCallRecord {

@@ -71,13 +71,14 @@ impl Store {
                 &format!("SELECT {COLUMNS} FROM agent_tools WHERE {filter} ORDER BY id LIMIT ?3 OFFSET ?4"),
                 vals(params![viewer.is_staff, viewer.id, slice.limit, slice.offset])?,
             ),
-            tool,
+            |row| Ok(tool(row)?.seen_by(viewer)),
         )
         .await
     }
 
     pub async fn get_tool(&self, viewer: &Caller, id: i64) -> Result<Tool> {
-        find(self.conn().await.sql(), id).await?.filter(|t| viewer.sees(t.owner)).ok_or(Error::NotFound)
+        let found = find(self.conn().await.sql(), id).await?.filter(|t| viewer.sees(t.owner));
+        found.map(|t| t.seen_by(viewer)).ok_or(Error::NotFound)
     }
 
     pub async fn create_tool(&self, owner: Option<i64>, changes: ToolChanges) -> Result<Tool> {

@@ -11,7 +11,9 @@
 //!
 //! # Layout
 //! - this file: the subscriber ([`init`], [`subscriber`]), the OTLP provider ([`otlp_provider`], [`flush`]),
-//!   the incoming trace context ([`parent_context`]: W3C `traceparent`, X-Ray `X-Amzn-Trace-Id`).
+//!   the incoming trace context ([`parent_context`]: W3C `traceparent`, X-Ray `X-Amzn-Trace-Id`), and
+//!   [`escaped`]: what a user wrote (a name, a path, an upstream's error text), made safe for a log line or a
+//!   span name.
 //! - `scope`: what one request carries through its tasks — its id and its counters ([`RequestScope`]).
 //! - `metrics`: the EMF lines and where they go.
 
@@ -51,6 +53,38 @@ pub fn new_request_id() -> String {
         random[..8].copy_from_slice(&n.to_be_bytes());
     }
     uuid::Builder::from_unix_timestamp_millis(millis as u64, &random).into_uuid().to_string()
+}
+
+/// Whether `c` is invisible or reorders text around it: control characters (C0, DEL, C1: a newline or an ESC
+/// forges log lines and colours terminals), bidirectional embeddings, overrides, isolates and marks
+/// (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C: "Trojan Source" spoofing), zero-width and other
+/// invisible format characters (U+200B-U+200D, U+2060-U+2064, U+FEFF, U+180E, U+00AD), and the line and
+/// paragraph separators (U+2028, U+2029). Names refuse them (`domain::check_name`); logs escape them.
+pub fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// `text` for a log line or a span name: each [`is_hidden`] character written as its Rust escape (`\n`,
+/// `\u{1b}`, `\u{202e}`), so a value cannot end the line, forge the next one or recolour a terminal. Borrowed
+/// when there is nothing to escape (the usual case).
+pub fn escaped(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(is_hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_hidden(c) => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// How log lines are written.
@@ -215,6 +249,17 @@ fn xray_span_context(header: &str) -> Option<SpanContext> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_user_wrote_cannot_end_or_recolour_a_log_line() {
+        let forged =
+            "x\n2026-12-07T19:00:00Z  INFO lambent::request: POST /api/auth/login/ 200\u{1b}[31m\u{202e}\u{200b}";
+        assert_eq!(
+            escaped(forged),
+            "x\\n2026-12-07T19:00:00Z  INFO lambent::request: POST /api/auth/login/ 200\\u{1b}[31m\\u{202e}\\u{200b}"
+        );
+        assert!(matches!(escaped("Support agent — été"), std::borrow::Cow::Borrowed("Support agent — été")));
+    }
 
     #[test]
     fn an_xray_header_names_its_trace_and_parent() {

@@ -137,7 +137,7 @@ impl Turn {
 
     /// The turn's span, a child of the request's: `invoke_agent {agent}`.
     fn span(&self) -> Span {
-        let name = format!("invoke_agent {}", self.agent.name);
+        let name = format!("invoke_agent {}", telemetry::escaped(&self.agent.name));
         let span =
             tracing::info_span!("turn", otel.name = %name, session_id = self.session_id, turn_id = %self.turn_id);
         span.set_attribute("gen_ai.operation.name", "invoke_agent");
@@ -304,7 +304,7 @@ impl Turn {
         cancel: &CancellationToken,
         content: bool,
     ) -> EndedResponse {
-        let span = tracing::info_span!("chat", otel.name = %format!("chat {}", request.model), otel.kind = "client");
+        let span = tracing::info_span!("chat", otel.name = %format!("chat {}", telemetry::escaped(&request.model)), otel.kind = "client");
         span.set_attribute("gen_ai.operation.name", "chat");
         span.set_attribute("gen_ai.provider.name", "openai");
         span.set_attribute("gen_ai.request.model", request.model.clone());
@@ -448,7 +448,8 @@ impl Turn {
 
 /// A server-side tool run's span: `execute_tool {name}`.
 fn tool_span(call: &ToolCall, content: bool) -> Span {
-    let span = tracing::info_span!("execute_tool", otel.name = %format!("execute_tool {}", call.name));
+    let span =
+        tracing::info_span!("execute_tool", otel.name = %format!("execute_tool {}", telemetry::escaped(&call.name)));
     span.set_attribute("gen_ai.operation.name", "execute_tool");
     span.set_attribute("gen_ai.tool.name", call.name.clone());
     span.set_attribute("gen_ai.tool.call.id", call.call_id.clone());

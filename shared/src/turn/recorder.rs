@@ -277,7 +277,7 @@ fn report(metrics: &Metrics, summary: &Summary) {
     match &summary.error {
         Some(error) if error.code.is_failure() => tracing::warn!(
             target: "lambent::turn",
-            status, error_code = error.code.as_str(), error = %error.message, input_tokens, output_tokens,
+            status, error_code = error.code.as_str(), error = %crate::telemetry::escaped(&error.message), input_tokens, output_tokens,
             time_to_first_event_ms = first_ms, upstream_retries = m.upstream_retries, "turn failed"
         ),
         error => tracing::info!(

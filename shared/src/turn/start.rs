@@ -66,7 +66,8 @@ pub(super) async fn start_message(
         }
     };
     let texts: Vec<&str> = context.templates.iter().map(|t| t.template.as_str()).collect();
-    let instructions = build_instructions(&agent.system_prompt, &texts, &request.variables)?;
+    let instructions =
+        build_instructions(&agent.system_prompt, &texts, &request.variables, state.config.limits.instructions_chars)?;
     let target = match &session {
         Some(session) => TurnSession::Existing(session.id),
         None => TurnSession::New { agent: agent.id, owner: caller.owner_for(None) },

@@ -89,8 +89,9 @@ async fn state_at(provider: Arc<Scripted>, clock: Arc<dyn crate::clock::Clock>) 
 /// A tool named `name` with the `echo` executor, linked to agent 1.
 async fn echo_tool(state: &AppState, name: &str) {
     let body = json!({"name": name, "executor": {"type": "echo"}});
-    let tool =
-        state.store.create_tool(None, ToolChanges::parse(&body, crate::domain::Mode::Create, &state.config).unwrap());
+    let tool = state
+        .store
+        .create_tool(None, ToolChanges::parse(&body, crate::domain::Mode::Create, &state.config.limits).unwrap());
     let tool = tool.await.unwrap();
     let link = LinkFields { agent: 1, tool: tool.id, enabled: true };
     state.store.create_agent_tool(&Caller::system(), link).await.unwrap();
