@@ -110,6 +110,13 @@ async fn drain(mut stream: TurnStream) -> Vec<(String, Value)> {
     out
 }
 
+/// Every frame of a "Go" message turn with `auto_execute_tools`.
+async fn auto_execute_turn(state: &AppState) -> Vec<(String, Value)> {
+    let request = message("Go", true);
+    let stream = super::stream(state, &Caller::system(), request, state.config.turn_lease, None, &json!({})).await;
+    drain(stream.unwrap()).await
+}
+
 fn names(frames: &[(String, Value)]) -> Vec<&str> {
     frames.iter().map(|(event, _)| event.as_str()).collect()
 }
@@ -149,11 +156,7 @@ async fn a_server_side_tool_round_answers_the_call_upstream_in_the_next_response
     let provider = Scripted::new([call_response("resp_1", "call_1", "echo"), text_response("resp_2", &["Done"])]);
     let state = state(provider.clone()).await;
     echo_tool(&state, "echo").await;
-    let stream =
-        super::stream(&state, &Caller::system(), message("Go", true), state.config.turn_lease, None, &json!({}))
-            .await
-            .unwrap();
-    let frames = drain(stream).await;
+    let frames = auto_execute_turn(&state).await;
     let result = frames.iter().find(|(event, _)| event == "tool_result").unwrap();
     assert_eq!(result.1, json!({"call_id": "call_1", "output": "{\"x\":1}"}));
     assert_eq!(frames.last().unwrap().1["status"], "completed");
@@ -331,11 +334,7 @@ async fn a_tool_result_the_store_cannot_keep_still_goes_upstream_and_is_logged_a
         )
         .await
         .unwrap();
-    let stream =
-        super::stream(&state, &Caller::system(), message("Go", true), state.config.turn_lease, None, &json!({}))
-            .await
-            .unwrap();
-    let frames = drain(stream).await;
+    let frames = auto_execute_turn(&state).await;
     assert_eq!(frames.last().unwrap().1["status"], "completed");
     // The next response answers the call with the output the executor gave, not a stand-in.
     assert_eq!(
@@ -356,11 +355,7 @@ async fn a_response_asking_for_tools_without_an_id_fails_malformed_and_runs_noth
     let provider = Scripted::new([script]);
     let state = state(provider.clone()).await;
     echo_tool(&state, "echo").await;
-    let stream =
-        super::stream(&state, &Caller::system(), message("Go", true), state.config.turn_lease, None, &json!({}))
-            .await
-            .unwrap();
-    let frames = drain(stream).await;
+    let frames = auto_execute_turn(&state).await;
     assert_eq!(names(&frames)[frames.len() - 2..], ["error", "done"]);
     assert_eq!(
         frames[frames.len() - 2].1,
