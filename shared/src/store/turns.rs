@@ -75,6 +75,15 @@ pub struct TurnStart {
     pub unanswered: Vec<ToolCallRecord>,
 }
 
+/// A turn holding its session's lease, as a process that is the database's sole server finds it at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedTurn {
+    pub session: i64,
+    pub turn_id: String,
+    /// The last frame it recorded (0: none); `None` when the lease has no turn row (from before turns were rows).
+    pub last_seq: Option<i64>,
+}
+
 impl Store {
     /// Starts a message turn in one atomic batch (one round trip remotely): takes the session's lease (or
     /// creates the session holding it), inserts the turn, claims the idempotency key, stores the user's
@@ -414,9 +423,9 @@ impl Store {
         Ok(first(rows, |r| opt_text(r, 0)).await?.flatten())
     }
 
-    /// Turns that hold their session's lease, with the last frame each recorded (`None`: no turn row, a lease
+    /// Turns that hold their session's lease ([`LeasedTurn`]), with the last frame each recorded (`None`: no turn row, a lease
     /// from before turns were rows). For a process that knows it is the only one serving the database.
-    pub async fn leased_turns(&self) -> Result<Vec<(i64, String, Option<i64>)>> {
+    pub async fn leased_turns(&self) -> Result<Vec<LeasedTurn>> {
         let conn = self.conn().await;
         let rows = conn
             .query(
@@ -427,7 +436,7 @@ impl Store {
                 (),
             )
             .await?;
-        collect(rows, |r| Ok((int(r, 0)?, text(r, 1)?, opt_int(r, 2)?))).await
+        collect(rows, |r| Ok(LeasedTurn { session: int(r, 0)?, turn_id: text(r, 1)?, last_seq: opt_int(r, 2)? })).await
     }
 
     /// Asks the session's running turn to stop; answers its id. 404 for a session the caller cannot see,

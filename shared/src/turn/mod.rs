@@ -52,7 +52,7 @@ pub use recorder::CANCEL_POLL;
 use crate::domain::{Caller, ErrorCode, MessageRequest, PendingToolCalls, ResponseStatus, ToolOutputRequest};
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::{KeptAnswer, NewFrame, Store, Submission};
+use crate::store::{KeptAnswer, LeasedTurn, NewFrame, Store, Submission};
 use idempotency::{Replay, claim, replay};
 use start::{continuation, new_lease, read_context, start_message};
 
@@ -170,10 +170,8 @@ pub async fn events(state: &AppState, caller: &Caller, session: i64, after: Opti
                 .await?
                 .ok_or_else(|| Error::field("after", format!("No turn \"{turn_id}\" in session {session}.")))?
         }
-        None => match state.store.latest_turn_cursor(session).await? {
-            Some((_, start)) => start,
-            None => i64::MAX,
-        },
+        // No turn yet: nothing to replay, only what comes.
+        None => state.store.latest_turn_cursor(session).await?.unwrap_or(i64::MAX),
     };
     let frames = follow::follow_from(state.store.clone(), session, start, None);
     Ok(TurnStream { session_id: session, turn_id: None, frames })
@@ -196,7 +194,7 @@ pub const INTERRUPTED_SEQ: u64 = 1 << 40;
 /// belong to a turn alive in another process, and it expires by itself.
 pub async fn close_interrupted(store: &Store) -> Result<usize> {
     let leased = store.leased_turns().await?;
-    for (session, turn_id, last_seq) in &leased {
+    for LeasedTurn { session, turn_id, last_seq } in &leased {
         let Some(last_seq) = last_seq else {
             store.release_turn(*session, turn_id).await?;
             continue;
