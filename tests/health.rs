@@ -22,7 +22,8 @@ async fn health_reports_each_check_and_answers_ok_when_all_pass() {
         json!({"status": "ok", "checks": {
             "database": {"status": "ok"},
             "schema": {"status": "ok"},
-            "model_provider": {"status": "ok", "api_key": true, "base_url": fake.env()[1].1},
+            "model_provider": {"status": "ok", "api_key": true, "base_url": fake.env()[1].1,
+                "default_model": "gpt-4.1"},
         }})
     );
     assert!(!body.to_string().contains("sk-test-fake-key"), "{body}");
@@ -50,7 +51,7 @@ async fn health_answers_503_naming_the_missing_migration_and_the_missing_api_key
             "schema": {"status": "unavailable", "detail": format!(
                 "The database lacks migrations of this version: {}. Run `lambent migrate`.", last.name)},
             "model_provider": {"status": "unavailable", "api_key": false, "base_url": "https://llm.example/v1",
-                "detail": "No API key: set OPENAI_API_KEY (or OPENAI_API_KEY_PARAMETER on Lambda)."},
+                "default_model": "gpt-4.1", "detail": "No API key: set OPENAI_API_KEY (or OPENAI_API_KEY_PARAMETER on Lambda)."},
         }})
     );
 }
@@ -71,7 +72,8 @@ async fn health_answers_503_when_the_database_does_not_answer() {
         json!({
             "database": {"status": "unavailable", "detail": "The database did not answer."},
             "schema": {"status": "unavailable", "detail": "Not checked: no database."},
-            "model_provider": {"status": "ok", "api_key": true, "base_url": fake.env()[1].1},
+            "model_provider": {"status": "ok", "api_key": true, "base_url": fake.env()[1].1,
+                "default_model": "gpt-4.1"},
         })
     );
 }

@@ -271,7 +271,10 @@ async fn a_template_that_repeats_a_variable_is_refused_or_bounded_with_the_serve
     let missing = post("/api/agent/chat/", json!({"message": "hi"})).await.unwrap();
     assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
     let text = missing.text().await.unwrap();
-    assert_eq!(text, r#"{"variables":["Missing value for template variable \"x\"."]}"#);
+    assert_eq!(
+        text,
+        r#"{"code":"missing_variables","missing_variables":["x"],"variables":["Missing value for template variable \"x\"."]}"#
+    );
     assert!(fake.requests().is_empty(), "nothing went upstream");
 
     // A 1.9 MB body is read and parsed (a few copies of it); nothing like the 1.6 GB the issue measured.

@@ -60,6 +60,17 @@ impl Lambent {
     }
 }
 
+/// The relative specifiers a module imports (`import { x } from "./js/api.js";`).
+fn module_imports(source: &str) -> Vec<String> {
+    source
+        .lines()
+        .filter(|line| line.starts_with("import "))
+        .filter_map(|line| line.split(" from \"./").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Every `href` and `src` in a page, in order.
 fn references(html: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -121,21 +132,36 @@ async fn a_fresh_clone_s_lambent_serves_every_page_and_what_it_loads_from_an_emp
         assert!(paths.iter().any(|p| p == expected), "no page loads {expected}: {paths:?}");
     }
 
-    for path in &paths {
+    // Every path is fetched below; a module's imports (`from "./js/api.js"`) join the list as they are found.
+    let mut next = 0;
+    while let Some(path) = paths.get(next).cloned() {
+        next += 1;
         let response = client.get(format!("{}{path}", server.base)).send().await.unwrap();
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         assert_eq!(response.status(), 200, "{path}");
         let content_type = header("content-type").unwrap_or_default();
-        assert!(content_type.starts_with(expected_type(path)), "{path} is served as {content_type:?}");
+        assert!(content_type.starts_with(expected_type(&path)), "{path} is served as {content_type:?}");
         assert_eq!(header("content-security-policy").as_deref(), Some(lambent_site::CONTENT_SECURITY_POLICY), "{path}");
         assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"), "{path}");
         let body = response.bytes().await.unwrap();
         assert!(!body.is_empty(), "{path} is empty");
+        if path.starts_with("/static/") && path.ends_with(".js") {
+            let dir = &path[..=path.rfind('/').unwrap_or(0)];
+            for import in module_imports(&String::from_utf8_lossy(&body)) {
+                let resolved = format!("{dir}{}", import.trim_start_matches("./"));
+                if !paths.contains(&resolved) {
+                    paths.push(resolved);
+                }
+            }
+        }
         if path == "/vendor/redoc.standalone.js" {
             let text = String::from_utf8_lossy(&body);
             assert!(!text.contains(lambent_site::REDOC_CDN_LOGO), "Redoc's bundle still names its CDN");
             assert!(text.contains("/static/redocly-logo.svg"), "Redoc's logo points at our copy");
         }
+    }
+    for module in ["/static/js/api.js", "/static/js/sse.js", "/static/js/dashboard.js", "/static/js/playground.js"] {
+        assert!(paths.iter().any(|p| p == module), "app.js does not load {module}: {paths:?}");
     }
     assert!(server.output("stdout").contains("/dashboard/"), "the first run says where to log in");
 }

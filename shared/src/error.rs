@@ -46,6 +46,35 @@ impl FieldErrors {
     }
 }
 
+/// The 400 of a turn whose instructions (the agent's system prompt or a template) name a `{{placeholder}}` the
+/// request's `variables` do not fill: DRF's field shape (`variables`, one message per name) plus a `code` and
+/// the names, so that a client (the playground) offers the missing fields without reading the English.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = json!({"variables": ["Missing value for template variable \"customer\"."],
+    "code": "missing_variables", "missing_variables": ["customer"]}))]
+pub struct MissingVariables {
+    // Fields in name order: the body kept the key order it had when built as a `serde_json::Value` map.
+    pub code: ValidationCode,
+    /// The names without a value, in the order the instructions name them, each once.
+    pub missing_variables: Vec<String>,
+    /// One message per missing name, as every other field error.
+    pub variables: Vec<String>,
+}
+
+impl MissingVariables {
+    pub fn new(names: Vec<String>) -> Self {
+        let variables = names.iter().map(|name| format!("Missing value for template variable \"{name}\".")).collect();
+        Self { code: ValidationCode::MissingVariables, missing_variables: names, variables }
+    }
+}
+
+/// The `code` of a 400 that a client acts on, beyond showing its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationCode {
+    MissingVariables,
+}
+
 /// `{"detail": "..."}`: not found, wrong method, wrong content type, bad JSON.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"detail": "Not found."}))]
@@ -53,12 +82,14 @@ pub struct ErrorDetail {
     pub detail: String,
 }
 
-/// A 400: field errors, or `{"detail": "JSON parse error - ..."}` for a body that is not JSON at all.
+/// A 400: field errors, `{"detail": "JSON parse error - ..."}` for a body that is not JSON at all, or (a
+/// message to an agent) the template variables its instructions need and the request does not give.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum BadRequest {
     Fields(FieldErrors),
     Detail(ErrorDetail),
+    MissingVariables(MissingVariables),
 }
 
 /// 409 while another turn runs on the session.
@@ -87,6 +118,9 @@ impl ErrorBody {
 pub enum Error {
     #[error("invalid input: {0:?}")]
     Validation(FieldErrors),
+    /// Template variables the instructions need and the request does not give (400, its body as it is).
+    #[error("missing template variables: {:?}", .0.missing_variables)]
+    MissingVariables(MissingVariables),
     /// A 400 that is not about one field: `{"detail": ...}`.
     #[error("{0}")]
     BadRequest(String),
@@ -204,7 +238,9 @@ impl Error {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Validation(_) | Self::BadRequest(_) | Self::JsonParse(_) => StatusCode::BAD_REQUEST,
+            Self::Validation(_) | Self::MissingVariables(_) | Self::BadRequest(_) | Self::JsonParse(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::NotFound | Self::Missing(_) | Self::InvalidPage => StatusCode::NOT_FOUND,
             Self::Conflict(_) | Self::TurnInProgress(_) | Self::KeyInProgress(_) => StatusCode::CONFLICT,
             Self::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -225,6 +261,7 @@ impl Error {
     pub fn body(&self) -> ErrorBody {
         match self {
             Self::Validation(errors) => ErrorBody::Plain(BadRequest::Fields(errors.clone())),
+            Self::MissingVariables(answer) => ErrorBody::Plain(BadRequest::MissingVariables(answer.clone())),
             Self::TurnInProgress(turn_id) | Self::KeyInProgress(turn_id) => {
                 ErrorBody::Running(TurnRunning { detail: self.to_string(), turn_id: turn_id.clone() })
             }
@@ -358,6 +395,22 @@ mod tests {
         assert_eq!(body, json!({"detail": "A server error occurred."}));
         assert!(log.contains(&format!("error={chain}")), "{log}");
         assert!(!log.contains(&format!("{chain}: SQLite failure")), "said once: {log}");
+    }
+
+    #[tokio::test]
+    async fn missing_variables_answer_drf_s_field_shape_with_a_code_and_the_names() {
+        let names = vec!["customer".to_owned(), "tone".to_owned()];
+        let (status, body, _) = answered(Error::MissingVariables(MissingVariables::new(names))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body,
+            json!({
+                "variables": ["Missing value for template variable \"customer\".",
+                    "Missing value for template variable \"tone\"."],
+                "code": "missing_variables",
+                "missing_variables": ["customer", "tone"],
+            })
+        );
     }
 
     #[test]

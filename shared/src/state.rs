@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::config::Config;
+use crate::domain::DEFAULT_MODEL;
 use crate::error::{Error, Result};
 use crate::executors::ExecutorContext;
 use crate::llm::{ModelProvider, OpenAiProvider};
@@ -218,6 +219,9 @@ pub struct ProviderHealth {
     pub api_key: bool,
     /// `OPENAI_BASE_URL` without any credentials or query it may carry.
     pub base_url: Option<String>,
+    /// The model an agent is given when its `model` is left out (what the dashboard prefills).
+    #[schema(example = "gpt-4.1")]
+    pub default_model: &'static str,
     /// What is missing, when something is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -241,6 +245,6 @@ impl ProviderHealth {
             (true, None) => Some("OPENAI_BASE_URL is not a URL.".to_owned()),
         };
         let status = if detail.is_none() { HealthStatus::Ok } else { HealthStatus::Unavailable };
-        Self { status, api_key, base_url, detail }
+        Self { status, api_key, base_url, default_model: DEFAULT_MODEL, detail }
     }
 }

@@ -140,7 +140,8 @@ fn frame(title: &str, page: &str, pico: Pico, body: Markup) -> Markup {
                 @if scoped {
                     link rel="stylesheet" href="/static/docs.css";
                 }
-                script src="/static/app.js" defer {}
+                // A module (deferred by nature) that imports its parts from /static/js/.
+                script type="module" src="/static/app.js" {}
             }
             body data-page=(page) {
                 header class=(if scoped { "container pico" } else { "container" }) {
@@ -215,6 +216,8 @@ pub fn dashboard() -> Markup {
                         input id="filter" type="search" placeholder="Filter this page" aria-label="Filter this page";
                         button type="button" id="new-item" { "New" }
                     }
+                    p id="resource-status" class="saved" role="status" {}
+                    p id="resource-error" class="error" role="alert" {}
                     div class="table-scroll" {
                         table id="items" { thead {} tbody {} }
                     }
@@ -238,8 +241,25 @@ pub fn dashboard() -> Markup {
                         }
                     }
                 }
+                dialog id="secret" aria-labelledby="secret-title" {
+                    article {
+                        header { h3 id="secret-title" { "Your new API token" } }
+                        p { "Copy it now: it is shown only this once. Send it as "
+                            code { "Authorization: Bearer <token>" } "." }
+                        label for="secret-value" { "Token" }
+                        input id="secret-value" readonly spellcheck="false" autocomplete="off";
+                        p id="secret-copied" role="status" {}
+                        footer {
+                            button type="button" id="secret-copy" class="secondary" { "Copy" }
+                            button type="button" id="secret-done" { "Done" }
+                        }
+                    }
+                }
                 section id="detail" hidden {
-                    h3 id="detail-title" {}
+                    div class="detail-head" {
+                        h3 id="detail-title" {}
+                        button type="button" id="detail-close" class="secondary outline" { "Close" }
+                    }
                     div id="detail-body" {}
                 }
             }
@@ -255,6 +275,7 @@ pub fn playground() -> Markup {
             h1 { "Playground" }
             (login_form())
             div id="playground" hidden {
+                p id="no-provider" class="notice warning" role="status" hidden {}
                 p id="no-agents" class="notice" hidden {
                     "You have no agents yet: create one in the " a href="/dashboard/#agents" { "Dashboard" }
                     " (tick \"Default agent\" to have it preselected here)."
@@ -268,11 +289,11 @@ pub fn playground() -> Markup {
                 p id="chat-error" class="error" role="alert" {}
                 form id="chat-form" {
                     label for="message" { "Message" }
-                    textarea id="message" rows="3" required aria-describedby="message-hint" {}
+                    textarea id="message" rows="3" required aria-describedby="message-hint no-provider" {}
                     small id="message-hint" { "Enter sends; Shift+Enter starts a new line." }
                     details id="variables" {
                         summary { "Template variables" }
-                        p class="note" { "Values for the " code { "{{name}}" } " placeholders of the agent's templates." }
+                        p class="note" { "Values for the " code { "{{name}}" } " placeholders of the agent's system prompt and templates." }
                         div id="variable-rows" {}
                         button type="button" id="add-variable" class="secondary outline" { "Add variable" }
                     }

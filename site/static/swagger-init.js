@@ -1,6 +1,6 @@
 // Swagger UI on our own OpenAPI document (kept out of the page: the CSP forbids inline script). A user signed
 // in on the site (app.js keeps the token in localStorage) is authorized already; the note above says which.
-// A block of its own: app.js runs in the same global scope and has top-level names of its own.
+// A block of its own, so that its names stay out of the global scope Swagger UI's bundle shares.
 {
   const TOKEN_KEY = "lambent.token";
 

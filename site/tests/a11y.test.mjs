@@ -4,7 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { createRequire } from "node:module";
-import { start, newPage, logIn } from "./helpers.mjs";
+import { start, newPage, logIn, apiToken } from "./helpers.mjs";
 
 const AXE = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
@@ -74,6 +74,39 @@ test("/dashboard/, every section shown, has no serious or critical axe violation
     }
     check(found);
   });
+
+// What shows only after an action: the editor with a refused field, a new token's secret, a session's details
+// and the line that says what a save did.
+test("/dashboard/'s editor with errors, a token's secret, a session's details and a confirmation: no serious or critical axe violations", async () => {
+  const token = await apiToken(base);
+  const post = (path, body) => fetch(`${base}${path}`, { method: "POST", body: JSON.stringify(body),
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` } }).then((r) => r.json());
+  const agent = await post("/api/agents/", { name: "Axe" });
+  await post("/api/sessions/", { agent: agent.id });
+  const found = [];
+  await page.goto(`${base}/dashboard/#agents`);
+  await page.getByRole("button", { name: "New agent" }).click();
+  await page.locator("#editor").getByRole("button", { name: "Save" }).click();
+  await page.locator("#editor-summary").filter({ hasText: "Not saved" }).waitFor();
+  found.push(...await violations(page, "/dashboard/ (editor with errors)"));
+  await page.getByRole("button", { name: "Cancel" }).click();
+
+  await page.goto(`${base}/dashboard/#tokens`);
+  await page.getByRole("button", { name: "New API token" }).click();
+  await page.locator("#editor").getByLabel("Name", { exact: true }).fill("axe");
+  await page.locator("#editor").getByRole("button", { name: "Save" }).click();
+  await page.locator("#secret").waitFor();
+  found.push(...await violations(page, "/dashboard/ (new token's secret)"));
+  await page.getByRole("button", { name: "Done" }).click();
+  await page.locator("#resource-status").filter({ hasText: "Created API token axe" }).waitFor();
+  found.push(...await violations(page, "/dashboard/ (confirmation)"));
+
+  await page.goto(`${base}/dashboard/#sessions`);
+  await page.getByRole("button", { name: "View" }).first().click();
+  await page.locator("#detail-title").filter({ hasText: "with Axe" }).waitFor();
+  found.push(...await violations(page, "/dashboard/ (a session's details)"));
+  check(found);
+});
 
 test("/playground/ has no serious or critical axe violations", async () => {
   await page.goto(`${base}/playground/`);

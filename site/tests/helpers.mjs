@@ -33,15 +33,17 @@ export async function waitForPort(port) {
   throw new Error(`nothing listens on ${port}`);
 }
 
-/** Starts the server and the browser; `stop()` ends both. No model upstream: these pages never chat. */
-export async function start() {
+/** Starts the server and the browser; `stop()` ends both. No model upstream unless `env` names one (the
+ * variables in `env` override the defaults; one set to undefined is left unset). */
+export async function start(overrides = {}) {
   fs.mkdirSync(shots, { recursive: true });
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "lambent-docs-"));
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const env = { ...process.env, DATABASE_URL: `file:${work}/lambent.db`, BIND: `127.0.0.1:${port}`,
     OPENAI_API_KEY: "sk-unused", OPENAI_BASE_URL: "http://127.0.0.1:9/v1",
-    RUST_LOG: "warn" };
+    RUST_LOG: "warn", ...overrides };
+  for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key];
   execFileSync(lambent, ["migrate"], { env });
   execFileSync(lambent, ["createsuperuser", "--username", "admin"], { env, input: `${PASSWORD}\n` });
   const server = spawn(lambent, ["serve"], { env, stdio: ["ignore", "ignore", "inherit"] });

@@ -180,9 +180,45 @@ async fn templates_and_variables_make_up_the_instructions() {
     let sessions_before = rig.app.count("agent_sessions").await;
     let reply = rig.app.stream("/api/agent/stream/", json!({"message": "Hi"})).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
-    assert_eq!(reply.body(), json!({"variables": ["Missing value for template variable \"company\"."]}));
+    assert_eq!(
+        reply.body(),
+        json!({"variables": ["Missing value for template variable \"company\"."], "code": "missing_variables",
+            "missing_variables": ["company"]})
+    );
     assert_eq!(rig.app.count("agent_sessions").await, sessions_before);
     assert_eq!(rig.fake.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn the_system_prompt_s_placeholders_are_filled_from_the_variables_and_a_missing_one_is_refused_before_storing() {
+    let rig = Rig::new().await;
+    let agent = rig
+        .app
+        .create("/api/agents/", json!({"name": "Concierge", "system_prompt": "You serve {{ customer }}."}))
+        .await;
+    rig.fake.push_stream(frames(text_events("resp_prompt", &["ok"])));
+
+    let done = rig
+        .app
+        .stream(
+            "/api/agent/stream/",
+            json!({"message": "Hi", "agent_id": agent["id"], "variables": {"customer": "Ada"}}),
+        )
+        .await
+        .done();
+    assert_eq!(done["status"], "completed");
+    assert_eq!(rig.fake.request(0)["instructions"], "You serve Ada.");
+
+    let sessions_before = rig.app.count("agent_sessions").await;
+    let reply = rig.app.stream("/api/agent/stream/", json!({"message": "Hi", "agent_id": agent["id"]})).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body(),
+        json!({"variables": ["Missing value for template variable \"customer\"."], "code": "missing_variables",
+            "missing_variables": ["customer"]})
+    );
+    assert_eq!(rig.app.count("agent_sessions").await, sessions_before, "nothing is stored");
+    assert_eq!(rig.fake.requests().len(), 1, "nothing went upstream");
 }
 
 #[tokio::test]

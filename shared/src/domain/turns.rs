@@ -11,7 +11,7 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, T
 use super::input::{Input, Mode, check_text};
 use super::wire::{Bool, FieldKind, NullablePk, Pk, Text, body, present};
 use crate::config::Limits;
-use crate::error::{Error, FieldErrors, Result};
+use crate::error::{Error, FieldErrors, MissingVariables, Result};
 
 body! {
     /// Request bodies of the agent endpoints, for the OpenAPI document.
@@ -308,13 +308,29 @@ impl Bounded {
     }
 }
 
+/// The names of missing variables, each once, in the order the instructions name them (a set beside the list:
+/// a template of many distinct names must not cost a scan of the list per placeholder).
+#[derive(Default)]
+struct Missing<'t> {
+    seen: std::collections::BTreeSet<&'t str>,
+    names: Vec<&'t str>,
+}
+
+impl<'t> Missing<'t> {
+    fn add(&mut self, name: &'t str) {
+        if self.seen.insert(name) {
+            self.names.push(name);
+        }
+    }
+}
+
 /// Fills `{{name}}` placeholders (spaces inside the braces allowed) into `out`, which stops growing at its
 /// bound; the names of missing variables go into `missing` (once each, however often they appear).
 fn render_template<'t>(
     template: &'t str,
     variables: &BTreeMap<String, String>,
     out: &mut Bounded,
-    missing: &mut std::collections::BTreeSet<&'t str>,
+    missing: &mut Missing<'t>,
 ) {
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -323,7 +339,7 @@ fn render_template<'t>(
         out.push(&rest[..start]);
         match variables.get(name) {
             Some(value) => out.push(value),
-            None => drop(missing.insert(name)),
+            None => missing.add(name),
         }
         rest = &rest[start + 2 + len + 2..];
     }
@@ -331,8 +347,10 @@ fn render_template<'t>(
 }
 
 /// The `instructions` sent upstream: the system prompt, then each template, separated by blank lines; at most
-/// `max_chars` characters (`LAMBENT_MAX_INSTRUCTIONS_CHARS`), which rendering never goes past. Every missing
-/// variable is named once.
+/// `max_chars` characters (`LAMBENT_MAX_INSTRUCTIONS_CHARS`), which rendering never goes past. The system
+/// prompt's `{{name}}` placeholders are filled as the templates' are (one rule for all the text the model is
+/// instructed with: an unfilled one would reach the model as literal braces). Names without a value make it a
+/// [`Error::MissingVariables`], each named once.
 pub fn build_instructions(
     system_prompt: &str,
     templates: &[&str],
@@ -340,9 +358,9 @@ pub fn build_instructions(
     max_chars: usize,
 ) -> Result<Option<String>> {
     let mut out = Bounded { text: String::new(), chars: 0, max_chars, over: false };
-    let mut missing = std::collections::BTreeSet::new();
+    let mut missing = Missing::default();
     if !system_prompt.trim().is_empty() {
-        out.push(system_prompt);
+        render_template(system_prompt, variables, &mut out, &mut missing);
     }
     for template in templates {
         if out.chars > 0 {
@@ -350,20 +368,24 @@ pub fn build_instructions(
         }
         render_template(template, variables, &mut out, &mut missing);
     }
-    let mut errors = FieldErrors::default();
-    for name in missing.iter().take(Limits::VARIABLES) {
-        errors.add("variables", format!("Missing value for template variable \"{}\".", shown(name)));
+    let over = out
+        .over
+        .then(|| format!("The agent's instructions would be longer than {max_chars} characters with these values."));
+    if !missing.names.is_empty() {
+        let more = missing.names.len().saturating_sub(Limits::VARIABLES);
+        let names = missing.names.iter().take(Limits::VARIABLES).map(|name| shown(name)).collect();
+        let mut answer = MissingVariables::new(names);
+        if more > 0 {
+            answer.variables.push(format!("…and {more} more missing variables."));
+        }
+        answer.variables.extend(over);
+        return Err(Error::MissingVariables(answer));
     }
-    if missing.len() > Limits::VARIABLES {
-        errors.add("variables", format!("…and {} more missing variables.", missing.len() - Limits::VARIABLES));
+    if let Some(message) = over {
+        let mut errors = FieldErrors::default();
+        errors.add("variables", message);
+        return Err(errors.into());
     }
-    if out.over {
-        errors.add(
-            "variables",
-            format!("The agent's instructions would be longer than {max_chars} characters with these values."),
-        );
-    }
-    errors.into_result()?;
     Ok((out.chars > 0).then_some(out.text))
 }
 
@@ -384,12 +406,13 @@ mod tests {
         let built =
             build_instructions("Be brief.", &["Answer as {{ company }} support.", "Plain"], &vars, 1000).unwrap();
         assert_eq!(built.as_deref(), Some("Be brief.\n\nAnswer as Acme support.\n\nPlain"));
-        let Err(Error::Validation(e)) =
+        let Err(Error::MissingVariables(answer)) =
             build_instructions("", &["Hi {{name}} from {{company}}, {{ name }}"], &vars, 1000)
         else {
             panic!()
         };
-        assert_eq!(e.to_json(), json!({"variables": ["Missing value for template variable \"name\"."]}));
+        assert_eq!(answer, MissingVariables::new(vec!["name".to_owned()]));
+        assert_eq!(answer.variables, ["Missing value for template variable \"name\"."]);
         assert_eq!(build_instructions(" ", &[], &vars, 1000).unwrap(), None);
     }
 
@@ -403,15 +426,16 @@ mod tests {
             json!({"variables": ["The agent's instructions would be longer than 5000 characters with these values."]})
         );
         assert_eq!(build_instructions("", &["{{x}}{{x}}"], &vars, 2_000).unwrap().map(|t| t.len()), Some(2_000));
-        let Err(Error::Validation(e)) = build_instructions("", &[&"{{y}}".repeat(10_000)], &vars, 5_000) else {
+        let Err(Error::MissingVariables(answer)) = build_instructions("", &[&"{{y}}".repeat(10_000)], &vars, 5_000)
+        else {
             panic!()
         };
-        assert_eq!(e.to_json(), json!({"variables": ["Missing value for template variable \"y\"."]}));
+        assert_eq!(answer.variables, ["Missing value for template variable \"y\"."]);
         let many: String = (0..60).map(|i| format!("{{{{v{i}}}}}")).collect();
-        let Err(Error::Validation(e)) = build_instructions("", &[&many], &vars, 5_000) else { panic!() };
-        let messages = e.to_json()["variables"].as_array().unwrap().clone();
-        assert_eq!(messages.len(), Limits::VARIABLES + 1);
-        assert_eq!(messages.last().unwrap(), "…and 10 more missing variables.");
+        let Err(Error::MissingVariables(answer)) = build_instructions("", &[&many], &vars, 5_000) else { panic!() };
+        assert_eq!(answer.missing_variables.len(), Limits::VARIABLES);
+        assert_eq!(answer.variables.len(), Limits::VARIABLES + 1);
+        assert_eq!(answer.variables.last().unwrap(), "…and 10 more missing variables.");
     }
 
     #[test]
@@ -438,6 +462,27 @@ mod tests {
             panic!()
         };
         assert_eq!(e.to_json(), json!({"message": ["Null characters are not allowed."]}));
+    }
+
+    #[test]
+    fn the_system_prompt_s_placeholders_are_filled_as_the_templates_are_and_each_missing_name_is_named_once() {
+        let vars = BTreeMap::from([("company".to_owned(), "Acme".to_owned())]);
+        let built = build_instructions("You work for {{company}}.", &["Sign as {{ company }}."], &vars, 1000).unwrap();
+        assert_eq!(built.as_deref(), Some("You work for Acme.\n\nSign as Acme."));
+        let Err(Error::MissingVariables(answer)) = build_instructions(
+            "Greet {{customer}} of {{company}}.",
+            &["Thank {{customer}}, then {{tone}}."],
+            &vars,
+            1000,
+        ) else {
+            panic!()
+        };
+        assert_eq!(answer.missing_variables, ["customer", "tone"]);
+        // An unclosed `{{` is text, as in templates.
+        assert_eq!(
+            build_instructions("Use {{ literally", &[], &vars, 1000).unwrap().as_deref(),
+            Some("Use {{ literally")
+        );
     }
 
     #[test]

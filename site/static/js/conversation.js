@@ -1,0 +1,71 @@
+// The playground's conversation (`#history`): message bubbles and tool-call cards, in the order things
+// happened, whether they arrive live or are read back from a session.
+import { $, el } from "./dom.js";
+
+export function addBubble(role, text = "") {
+  const bubble = el("div", { className: `message ${role}`, dataset: { role } }, text);
+  $("#history").append(bubble);
+  return bubble;
+}
+
+/** A tool card's outcome in place of its form: what was sent (or run), as text. */
+export function showOutput(card, status, label, output) {
+  card.dataset.status = status;
+  card.querySelector("form")?.remove();
+  card.querySelector(".tool-result")?.remove();
+  const result = el("div", { className: "tool-result" }, el("p", {}, label));
+  if (output !== undefined && output !== null) result.append(el("pre", { className: "tool-output" }, output));
+  card.append(result);
+  return result;
+}
+
+const OUTCOMES = { submitted: "Output sent:", executed: "Ran on the server:" };
+
+/**
+ * A card for a tool call, at the end of the conversation; `record` is the ledger's row (history), none for a
+ * live call. A pending call gets a form; `submit(card, call, output, form)` sends what is typed in it.
+ */
+export function addToolCard(call, record, submit) {
+  const card = el("article", { className: "tool-card", dataset: { callId: call.call_id, status: record?.status || "pending" } },
+    el("header", {}, el("strong", {}, `Tool call: ${call.name}`), el("small", {}, ` ${call.type}, ${call.call_id}`)),
+    el("pre", { className: "tool-arguments" }, call.arguments ?? call.input ?? ""));
+  $("#history").append(card);
+  if (record && OUTCOMES[record.status]) showOutput(card, record.status, OUTCOMES[record.status], record.output);
+  else if (record?.status === "expired") showOutput(card, "expired", "Expired: a later message went on without it.");
+  else card.append(outputForm(card, call, submit));
+  return card;
+}
+
+function outputForm(card, call, submit) {
+  const id = `output-${call.call_id}`;
+  const output = el("textarea", { id, name: "output", rows: 2, required: true });
+  const form = el("form", { onsubmit: (event) => { event.preventDefault(); submit(card, call, output.value, form); } },
+    el("label", { htmlFor: id }, `Output for ${call.name}`), output, el("p", { className: "error", role: "alert" }),
+    el("button", { type: "submit" }, "Submit output"));
+  return form;
+}
+
+/** A session read back: its messages and tool calls in the order they happened, each response's calls right
+ * after its message (a tool-call turn has no text of its own), any other call at its time. */
+export function showHistory(messages, calls, submit) {
+  const byResponse = new Map();
+  for (const call of calls) {
+    if (!byResponse.has(call.response_id)) byResponse.set(call.response_id, []);
+    byResponse.get(call.response_id).push(call);
+  }
+  const entries = [];
+  for (const m of messages) {
+    const own = (m.role === "assistant" && m.response_id && byResponse.get(m.response_id)) || [];
+    byResponse.delete(m.response_id);
+    entries.push({ at: m.created_at, message: m, calls: own });
+  }
+  for (const rest of byResponse.values()) for (const call of rest) entries.push({ at: call.created_at, calls: [call] });
+  entries.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  for (const { message: m, calls: own } of entries) {
+    if (m && (m.content || m.role === "user" || !own.length)) {
+      const bubble = addBubble(m.role, m.content);
+      if (m.status && m.status !== "completed") bubble.append(el("small", { className: "note" }, ` (${m.status})`));
+    }
+    for (const call of own) addToolCard(call, call, submit);
+  }
+}

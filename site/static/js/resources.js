@@ -1,0 +1,109 @@
+// What the dashboard lists and edits, one entry per API collection: its columns (as Django admin's
+// list_display: a label and how to show the value, names for ids, readable dates) and its form's fields.
+import { formatDate } from "./dom.js";
+import { api, health } from "./api.js";
+import { me } from "./auth.js";
+
+// The model an agent gets when none is named, as the server says (`/api/health/`), asked once per page.
+let defaultModel;
+const serverDefaultModel = () => (defaultModel ??= health().then((checks) => checks?.model_provider?.default_model ?? ""));
+
+const options = (path, label) => async () => {
+  const { data } = await api("GET", `${path}?page_size=100`);
+  return (data?.results || []).map((item) => [item.id, label(item)]);
+};
+const agentOptions = options("/api/agents/", (a) => `${a.name} (#${a.id})`);
+const toolOptions = options("/api/tools/", (t) => `${t.name} (#${t.id})`);
+
+const col = (key, label, show) => ({ key, label, show });
+const date = (key, label) => col(key, label, (item) => formatDate(item[key]));
+const agentName = (key, label, none = "—") => col(key, label, (item, names) =>
+  item[key] === null || item[key] === undefined ? none : names.agents.get(item[key]) ?? `Agent #${item[key]}`);
+const toolName = (key, label) => col(key, label, (item, names) => names.tools.get(item[key]) ?? `Tool #${item[key]}`);
+const ownerName = col("owner", "Owner", (item, names) =>
+  item.owner === null ? "Global" : item.owner === me.id ? me.username : names.users.get(item.owner) ?? `User #${item.owner}`);
+
+export const RESOURCES = {
+  agents: {
+    title: "Agents", singular: "agent", path: "/api/agents/", toggles: ["is_default"],
+    columns: [col("name", "Name"), col("model", "Model"), col("is_default", "Default"), ownerName, date("updated_at", "Updated")],
+    fields: [
+      { name: "name", label: "Name", required: true },
+      // Prefilled with the server's default, so the default is a real value; left empty, the server picks it.
+      { name: "model", label: "Model", initial: serverDefaultModel, omitEmpty: true },
+      { name: "system_prompt", label: "System prompt ({{name}} placeholders come from the request's variables)", type: "textarea" },
+      { name: "is_default", label: "Default agent", type: "checkbox" },
+    ],
+  },
+  tools: {
+    title: "Tools", singular: "tool", path: "/api/tools/", toggles: ["is_active"],
+    columns: [col("name", "Name"), col("tool_type", "Type"), col("description", "Description"), col("is_active", "Active"), ownerName],
+    fields: [
+      { name: "name", label: "Name (letters, digits, _ and -)", required: true },
+      { name: "description", label: "Description", type: "textarea" },
+      { name: "tool_type", label: "Type", type: "select", options: async () => [["function", "function"], ["custom", "custom"]] },
+      { name: "parameters", label: "Parameters (JSON Schema)", type: "json", placeholder: '{"type": "object", "properties": {}}' },
+      { name: "format", label: "Format (custom tools, JSON)", type: "json", nullable: true },
+      { name: "executor", label: "Executor (JSON, e.g. {\"type\": \"echo\"})", type: "json", nullable: true },
+      { name: "is_active", label: "Active", type: "checkbox", initial: true },
+    ],
+  },
+  "agent-tools": {
+    title: "Agent tools", singular: "agent-tool link", path: "/api/agent-tools/", toggles: ["enabled"],
+    columns: [agentName("agent", "Agent"), toolName("tool", "Tool"), col("enabled", "Enabled")],
+    label: (item, names) => `${names.tools.get(item.tool) ?? "tool"} for ${names.agents.get(item.agent) ?? "agent"}`,
+    fields: [
+      { name: "agent", label: "Agent", type: "select", options: agentOptions, required: true },
+      { name: "tool", label: "Tool", type: "select", options: toolOptions, required: true },
+      { name: "enabled", label: "Enabled", type: "checkbox", initial: true },
+    ],
+  },
+  templates: {
+    title: "Templates", singular: "template", path: "/api/templates/", toggles: ["is_default"],
+    columns: [col("name", "Name"), agentName("agent", "Agent", "All agents (global)"), col("is_default", "Default")],
+    fields: [
+      { name: "name", label: "Name", required: true },
+      { name: "template", label: "Template ({{name}} placeholders come from the request's variables)", type: "textarea", required: true },
+      { name: "agent", label: "Agent (empty: global)", type: "select", options: agentOptions, nullable: true },
+      { name: "is_default", label: "Default in its scope", type: "checkbox" },
+    ],
+  },
+  sessions: {
+    title: "Sessions", singular: "session", path: "/api/sessions/", noEdit: true, view: true,
+    columns: [col("id", "Session", (item) => `#${item.id}`), agentName("agent", "Agent"), date("created_at", "Started"),
+      date("updated_at", "Last activity")],
+    label: (item) => `session #${item.id}`,
+    fields: [{ name: "agent", label: "Agent", type: "select", options: agentOptions, required: true }],
+  },
+  tokens: {
+    title: "API tokens", singular: "API token", path: "/api/tokens/", noEdit: true,
+    columns: [col("name", "Name"), col("prefix", "Starts with"), date("created_at", "Created"), date("last_used_at", "Last used"),
+      col("expires_at", "Expires", (item) => (item.expires_at ? formatDate(item.expires_at) : "Never"))],
+    fields: [
+      { name: "name", label: "Name", required: true },
+      { name: "expires_in_days", label: "Expires in days (empty: never)", type: "number" },
+    ],
+  },
+  users: {
+    title: "Users", singular: "user", path: "/api/users/", toggles: ["is_staff", "is_active"], staff: true,
+    columns: [col("username", "Username"), col("is_staff", "Staff"), col("is_active", "Active")],
+    fields: [
+      { name: "username", label: "Username", required: true },
+      { name: "password", label: "Password (at least 8 characters; empty keeps it)", type: "password" },
+      { name: "is_staff", label: "Staff", type: "checkbox" },
+      { name: "is_active", label: "Active", type: "checkbox", initial: true },
+    ],
+  },
+};
+
+/** Names for the ids lists show: agents, tools and (staff) users. */
+export async function loadNames() {
+  const list = async (path) => (await api("GET", `${path}?page_size=100`)).data?.results || [];
+  const [agents, tools, users] = await Promise.all([list("/api/agents/"), list("/api/tools/"),
+    me.is_staff ? list("/api/users/") : []]);
+  return { agents: new Map(agents.map((a) => [a.id, a.name])), tools: new Map(tools.map((t) => [t.id, t.name])),
+    users: new Map(users.map((u) => [u.id, u.username])) };
+}
+
+export const itemLabel = (resource, item, names) =>
+  resource.label?.(item, names) ?? item.name ?? item.username ?? `${resource.singular} #${item.id}`;
