@@ -11,7 +11,7 @@
 //!
 //! # Layout
 //! - this file: opening, the row readers and list helpers every aggregate shares, unique constraints.
-//! - `conn`: the connection seam — an embedded libsql file, or Hrana pipelines to a remote server; batches.
+//! - `conn/`: the connection seam — an embedded libsql file, or Hrana pipelines to a remote server; batches.
 //! - `migrate`: the migration runner and the schema check a cold start makes.
 //! - one file per aggregate: `users` (and tokens), `logins` (what login throttling counts), `agents`, `tools`, `agent_tools`, `templates`,
 //!   `sessions`, `messages`, `tool_calls` (the ledger, and how a response's end is recorded).
@@ -481,7 +481,7 @@ mod tests {
             assert_eq!(pair.violated_by(&err), what == "pair", "{what}: {err:?}");
             assert_eq!(key.violated_by(&err), what == "key", "{what}: {err:?}");
         }
-        // What a remote statement gives (see conn::statement_error): sqld's primary code, the same message.
+        // What a remote statement gives (see conn::wire::statement_error): sqld's primary code, the same message.
         let remote = |message: &str| {
             Error::Database(libsql::Error::SqliteFailure(libsql::ffi::SQLITE_CONSTRAINT, message.to_owned()))
         };
