@@ -3,6 +3,7 @@
 //! # Layout
 //! - `helpers/`: `TestApp::spawn()` and friends; `runtime_api`, a stub Lambda Runtime API.
 //! - one module per area: the CRUD groups, pagination, error shapes, migrations, the Lambda path, OpenAPI,
+//!   a database that pushes back (`backpressure`: sqld's 429s injected by a proxy),
 //!   generated clients (Python and TypeScript, from the live document), telemetry (spans at a real OTLP
 //!   receiver, log lines, EMF lines), housekeeping (`prune`: the store's, the CLI's, the scheduled function's),
 //!   durability (a killed server, 200 concurrent turns), TLS (real handshakes through both HTTPS clients), the
@@ -18,6 +19,7 @@ mod agent_tools;
 mod agents;
 mod architecture;
 mod auth;
+mod backpressure;
 mod clients;
 mod durability;
 mod errors;

@@ -388,9 +388,13 @@ async fn a_conversation_writes_one_emf_line_per_turn_and_per_request_in_cloudwat
     );
     let request = new.iter().find(|l| l.get("DbRoundTrips").is_some()).expect("the request's line");
     assert_eq!(request["DbRoundTrips"], 0, "a database file has no round trips");
+    assert_eq!((request["DbRetries"].clone(), request["DbGiveUps"].clone()), (json!(0), json!(0)));
     assert_eq!(
         request["_aws"]["CloudWatchMetrics"],
-        json!([{"Namespace": "Lambent", "Dimensions": [["Service"]], "Metrics": [{"Name": "DbRoundTrips", "Unit": "Count"}]}])
+        json!([{"Namespace": "Lambent", "Dimensions": [["Service"]], "Metrics": [
+            {"Name": "DbRoundTrips", "Unit": "Count"}, {"Name": "DbRetries", "Unit": "Count"},
+            {"Name": "DbGiveUps", "Unit": "Count"}
+        ]}])
     );
 }
 

@@ -133,25 +133,87 @@ impl Moto {
 }
 
 /// An HTTP proxy in front of a database server that counts the requests reaching it and delays each by a
-/// set time, as a network round trip would (the bench's RTT injection uses the same idea).
+/// set time, as a network round trip would (the bench's RTT injection uses the same idea). It can also answer
+/// in the database's place as sqld does when it cannot take a request ([`Faults`]).
 pub struct CountingProxy {
     pub url: String,
     count: Arc<AtomicU64>,
+    pub faults: Arc<Faults>,
+}
+
+/// sqld's answer when it could not open a connection in time: nothing ran (PLATFORM.md, "Under load").
+pub const SQLD_BUSY: &str = r#"{"error":"Timed out while opening database connection"}"#;
+
+/// What the proxy answers instead of forwarding: sqld's 429 ([`SQLD_BUSY`]) to a share of the requests, or to
+/// all of them during a storm. Refused requests are not forwarded, so nothing of them runs.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Requests refused, per million.
+    share: AtomicU64,
+    storm: std::sync::atomic::AtomicBool,
+    refused: AtomicU64,
+    /// A xorshift state: the same sequence of refusals on every run.
+    seed: AtomicU64,
+}
+
+impl Faults {
+    /// Refuses `share` (0 to 1) of the requests from now on.
+    pub fn refuse(&self, share: f64) {
+        self.share.store((share * 1e6) as u64, Ordering::SeqCst);
+    }
+
+    /// Refuses every request while on.
+    pub fn storm(&self, on: bool) {
+        self.storm.store(on, Ordering::SeqCst);
+    }
+
+    /// Requests refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
+    }
+
+    fn refuses_next(&self) -> bool {
+        let share = self.share.load(Ordering::SeqCst);
+        let refuse = self.storm.load(Ordering::SeqCst) || (share > 0 && self.draw() % 1_000_000 < share);
+        if refuse {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+        }
+        refuse
+    }
+
+    fn draw(&self) -> u64 {
+        let step = |mut x: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^ (x << 17)
+        };
+        let previous = self
+            .seed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |x| {
+                Some(step(if x == 0 { 0x9E37_79B9_7F4A_7C15 } else { x }))
+            })
+            .unwrap_or(1);
+        step(if previous == 0 { 0x9E37_79B9_7F4A_7C15 } else { previous })
+    }
 }
 
 impl CountingProxy {
     pub async fn start(target: &str, delay: Duration) -> Self {
         let count = Arc::new(AtomicU64::new(0));
+        let faults = Arc::new(Faults::default());
         let client = crate::helpers::http_client();
         let target = target.trim_end_matches('/').to_owned();
-        let counted = count.clone();
+        let (counted, faulty) = (count.clone(), faults.clone());
         let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-            let (client, target, counted) = (client.clone(), target.clone(), counted.clone());
+            let (client, target, counted, faulty) = (client.clone(), target.clone(), counted.clone(), faulty.clone());
             async move {
                 counted.fetch_add(1, Ordering::SeqCst);
                 let (parts, body) = request.into_parts();
                 let body = axum::body::to_bytes(body, usize::MAX).await.expect("body");
                 tokio::time::sleep(delay).await;
+                if faulty.refuses_next() {
+                    return (axum::http::StatusCode::TOO_MANY_REQUESTS, SQLD_BUSY).into_response();
+                }
                 let mut forward = client.request(parts.method, format!("{target}{}", parts.uri)).body(body);
                 for name in ["authorization", "content-type"] {
                     if let Some(value) = parts.headers.get(name) {
@@ -173,7 +235,7 @@ impl CountingProxy {
             let _ = tcp.set_nodelay(true);
         });
         tokio::spawn(async move { axum::serve(listener, app).await.expect("proxy") });
-        Self { url, count }
+        Self { url, count, faults }
     }
 
     /// Requests that reached the database so far.

@@ -48,7 +48,9 @@ use crate::clock::{Clock, SystemClock, format_timestamp};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
-use conn::{Batch, Conn, Local, Remote, Row, Rows, Sql};
+use conn::{Batch, Conn, Limits, Local, Remote, Row, Rows, Sql};
+
+pub use conn::until as retrying_until;
 
 pub use frames::{NewFrame, StoredFrame};
 pub use idempotency::{IdempotencyClaim, KEY_LIFETIME, KeptAnswer, KeyRecord};
@@ -103,15 +105,24 @@ fn locate(url: &str) -> Location<'_> {
 
 impl Store {
     pub async fn open(config: &Config) -> Result<Self> {
-        let store =
-            Self::open_url(&config.database_url, config.database_auth_token.as_ref().map(|s| s.expose())).await?;
+        let limits = Limits {
+            retry_budget: config.database_retry_budget,
+            max_in_flight: usize::try_from(config.database_max_in_flight).unwrap_or(usize::MAX),
+        };
+        let token = config.database_auth_token.as_ref().map(|s| s.expose());
+        let store = Self::open_with(&config.database_url, token, limits).await?;
         Ok(Self { auth_cache: config.auth_cache, ..store })
     }
 
+    /// A store on `url` with the default limits of a remote database's requests.
     pub async fn open_url(url: &str, auth_token: Option<&str>) -> Result<Self> {
+        Self::open_with(url, auth_token, Limits::default()).await
+    }
+
+    async fn open_with(url: &str, auth_token: Option<&str>, limits: Limits) -> Result<Self> {
         let path = match locate(url) {
             Location::Remote(url) => {
-                let remote = Remote::new(url, auth_token, Duration::from_secs(5))?;
+                let remote = Remote::new(url, auth_token, Duration::from_secs(5), limits)?;
                 // A first statement: a wrong URL or token fails here, at start, not on the first request.
                 remote.probe().await?;
                 return Ok(Self::over(Backend::Remote(remote)));

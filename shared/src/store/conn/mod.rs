@@ -9,6 +9,8 @@
 //!   number) and its [`Outcomes`], [`Row`] and [`Rows`] (a row as the decoders read it, from either backend).
 //! - `local`: the embedded file and its prepared-statement cache.
 //! - `remote`: the Hrana client ([`Remote`]) and its interactive transactions.
+//! - `retry`: when a remote request is sent again (nothing ran; or no answer, for work safe to repeat), how
+//!   long it waits, and for how long it keeps trying ([`until`] a turn's lease ends, else a short budget).
 //! - `wire`: Hrana's wire format, pure: statements and conditional batches out, results and errors back.
 //!
 //! # Remote (why not libsql's own remote `Connection`)
@@ -31,16 +33,19 @@
 //!   with `COMMIT`;
 //! - `PRAGMA foreign_keys = ON` leads every pipeline (each stream is a new connection on the server), in the
 //!   same request;
-//! - a server that cannot be reached, or answers 5xx, is [`Error::DatabaseUnavailable`] (503 with
-//!   `Retry-After`). Nothing is retried blindly: a request that failed after it was sent may have committed.
-//!   Only a pooled keep-alive connection the server had already closed is retried, by hyper, before anything
-//!   was written to it.
+//! - an answer that says nothing ran (429, 503, a refused connection, `SQLITE_BUSY` at a batch's `BEGIN`) is
+//!   sent again after a jittered wait, within a budget (`retry`); past it, or on another 5xx, the request is
+//!   [`Error::DatabaseUnavailable`] (503 with `Retry-After`). A request that got no answer after it was sent
+//!   may have committed: it is sent again only if its batch is [`Batch::repeatable`]. (A pooled keep-alive
+//!   connection the server had already closed is retried by hyper, before anything was written to it.)
+//! - at most `LAMBENT_DATABASE_MAX_IN_FLIGHT` requests are in flight per instance; more wait for a slot.
 //!
 //! Round trips are counted ([`Remote::round_trips`]) so the bench can report them; the tests count them
 //! independently, with a proxy in front of sqld.
 
 mod local;
 mod remote;
+mod retry;
 mod wire;
 
 use libsql::params::{IntoParams, Params};
@@ -50,8 +55,10 @@ use crate::error::{Error, Result};
 
 pub(super) use local::Local;
 use local::{Cached, Prepared};
+pub(super) use remote::Limits;
 pub use remote::Remote;
 use remote::RemoteTx;
+pub use retry::until;
 
 /// What a store method talks to: the local connection (locked) or the remote server (no lock: every unit of
 /// work is a request of its own, and the server serialises writers).
@@ -229,6 +236,8 @@ impl Drop for Rows<'_> {
 #[derive(Debug, Default)]
 pub(super) struct Batch {
     atomic: bool,
+    /// Safe to run twice: sent again when a request got no answer (see `retry`).
+    repeatable: bool,
     steps: Vec<Step>,
 }
 
@@ -241,12 +250,19 @@ struct Step {
 impl Batch {
     /// Reads (or independent writes): each statement runs on its own, a failed one does not stop the others.
     pub(super) fn read() -> Self {
-        Self { atomic: false, steps: Vec::new() }
+        Self { atomic: false, repeatable: false, steps: Vec::new() }
     }
 
     /// One transaction: a statement runs only if every one before it succeeded; a failure rolls all back.
     pub(super) fn write() -> Self {
-        Self { atomic: true, steps: Vec::new() }
+        Self { atomic: true, repeatable: false, steps: Vec::new() }
+    }
+
+    /// Marks the batch safe to run twice (its writes are conditioned so that a second run changes nothing):
+    /// remotely, a request that was sent but got no answer (a timeout) is then sent again instead of failing.
+    pub(super) fn repeatable(mut self) -> Self {
+        self.repeatable = true;
+        self
     }
 
     /// Adds a statement; answers its index in the [`Outcomes`].

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use libsql_hrana::proto;
 
+use super::retry::Attempts;
 use super::wire::{self, Refusal, close, encode, execute_result, request, statement_error};
 use super::{Batch, Outcome, Outcomes, Set};
 use crate::error::{Error, Result};
@@ -69,21 +70,46 @@ impl Reply {
     }
 }
 
-/// Why [`Remote::send`] failed: a refused kept stream (which [`Remote::unit`] sends again on a fresh one) is
-/// told apart by its variant, decided by the protocol's error code ([`wire::refusal`]).
+/// Why [`Remote::send`] failed, as far as sending it again is concerned.
 enum SendError {
-    /// The server did not know the kept stream (expired, or it restarted) and ran none of the request.
+    /// The server did not know the kept stream (expired, or it restarted) and ran none of the request: decided
+    /// by the protocol's error code ([`wire::refusal`]). [`Remote::unit`] sends it again on a fresh stream.
     StaleStream(String),
+    /// The server answered that it ran nothing (429: sqld could not open a connection in time; 503), or it
+    /// could not be reached at all: safe to send again, after the wait `Retry-After` asks if it does.
+    NothingRan {
+        why: String,
+        retry_after: Option<Duration>,
+    },
+    /// Sent, but no answer came (a timeout, a dropped connection): it may have run. Sent again only when the
+    /// work is safe to repeat.
+    Unknown(String),
     Failed(Error),
 }
 
 impl SendError {
-    /// Outside [`Remote::unit`] a stale stream is not retried: it is an error like any other.
+    /// The error once this is not (or no longer) retried.
     fn into_error(self) -> Error {
         match self {
             Self::StaleStream(text) => Error::internal("the database no longer knew the stream", text),
+            Self::NothingRan { why, .. } | Self::Unknown(why) => Error::DatabaseUnavailable(why),
             Self::Failed(err) => err,
         }
+    }
+}
+
+/// What bounds a [`Remote`]'s requests.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::store) struct Limits {
+    /// How long a request refused with "nothing ran" is tried again ([`retry::Attempts`]).
+    pub retry_budget: Duration,
+    /// Requests in flight at once; more wait for one to end (an instance queues instead of stampeding).
+    pub max_in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { retry_budget: Duration::from_secs(2), max_in_flight: 16 }
     }
 }
 
@@ -102,6 +128,8 @@ pub struct Remote {
     round_trips: Arc<AtomicU64>,
     /// Streams of finished units of work, newest last (see [`Remote::unit`]).
     idle: Arc<Mutex<Vec<Idle>>>,
+    retry_budget: Duration,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -111,7 +139,12 @@ impl std::fmt::Debug for Remote {
 }
 
 impl Remote {
-    pub(in crate::store) fn new(url: &str, token: Option<&str>, connect_timeout: Duration) -> Result<Self> {
+    pub(in crate::store) fn new(
+        url: &str,
+        token: Option<&str>,
+        connect_timeout: Duration,
+        limits: Limits,
+    ) -> Result<Self> {
         crate::tls::install_crypto_provider();
         let base = match url.strip_prefix("libsql://") {
             Some(rest) => format!("https://{rest}"),
@@ -130,6 +163,8 @@ impl Remote {
             token: token.filter(|t| !t.is_empty()).map(str::to_owned),
             round_trips: Arc::default(),
             idle: Arc::default(),
+            retry_budget: limits.retry_budget,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1))),
         })
     }
 
@@ -144,7 +179,8 @@ impl Remote {
     }
 
     /// One pipeline request: `PRAGMA foreign_keys = ON` (on a new stream), then `requests`, on the stream
-    /// `baton` names (a new one without).
+    /// `baton` names (a new one without). An interactive transaction's: sent again on the same stream while
+    /// the answer says nothing ran (the stream is still the server's, and still in its transaction).
     async fn pipeline(
         &self,
         url: Option<&PipelineUrl>,
@@ -152,7 +188,13 @@ impl Remote {
         requests: Vec<proto::StreamRequest>,
     ) -> Result<Reply> {
         let requests = requests.iter().map(encode).collect::<Result<Vec<_>>>()?;
-        self.send(url, baton, &requests).await.map_err(SendError::into_error)
+        let mut attempts = Attempts::new(self.retry_budget);
+        loop {
+            match self.send(url, baton.clone(), &requests).await {
+                Err(SendError::NothingRan { why, retry_after }) => attempts.wait(&why, retry_after).await?,
+                other => return other.map_err(SendError::into_error),
+            }
+        }
     }
 
     /// [`Self::pipeline`] for requests already encoded (a unit of work may be sent twice, see [`Self::unit`]).
@@ -178,17 +220,23 @@ impl Remote {
         if let Some(token) = &self.token {
             http = http.bearer_auth(token);
         }
+        // Held while the request is in flight only, not across a retry's wait.
+        let _permit = self.in_flight.acquire().await.map_err(|e| Error::internal("the database request queue", e))?;
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         crate::telemetry::count_round_trip();
-        let response = http.send().await.map_err(|e| unavailable(&e))?;
+        let response = http.send().await.map_err(|e| unanswered(&e))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| unavailable(&e))?;
+        let retry_after = crate::backoff::retry_after(response.headers());
+        let bytes = response.bytes().await.map_err(|e| SendError::Unknown(chain(&e)))?;
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(Error::DatabaseUnavailable(format!(
-                "the database answered {status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-            ))
-            .into());
+            let why =
+                format!("the database answered {status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(300)]));
+            return Err(match status {
+                reqwest::StatusCode::TOO_MANY_REQUESTS | reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                    SendError::NothingRan { why, retry_after }
+                }
+                _ => Error::DatabaseUnavailable(why).into(),
+            });
         }
         if !status.is_success() {
             return Err(match wire::refusal(status, &bytes, !fresh) {
@@ -210,7 +258,8 @@ impl Remote {
 
     /// One statement on a stream of its own.
     pub(super) async fn single(&self, stmt: proto::Stmt) -> Result<Set> {
-        let (idle, results) = self.unit(&[encode(&request(stmt))?]).await?;
+        let mut attempts = Attempts::new(self.retry_budget);
+        let (idle, results) = self.unit(&[encode(&request(stmt))?], false, &mut attempts).await?;
         let set = execute_result(results.into_iter().next())?;
         self.keep(idle);
         Ok(set)
@@ -221,18 +270,31 @@ impl Remote {
     /// against 0.3-0.5 ms on a kept one), else on a fresh stream. A kept stream the server no longer knows
     /// (expired, or the server restarted) is refused before anything runs, so the unit is sent again, once,
     /// on a fresh stream: safe for writes too. Answers the stream to keep, if the caller finds the unit clean.
-    async fn unit(&self, requests: &[serde_json::Value]) -> Result<(Option<Idle>, Vec<proto::StreamResult>)> {
-        if let Some(idle) = self.idle_stream() {
-            match self.send(idle.url.as_ref(), Some(idle.baton), requests).await {
-                Ok(mut reply) => return Ok((reply.stream(idle.url), reply.results)),
+    ///
+    /// An answer that says nothing ran is retried ([`Attempts`]), on a fresh stream; so is no answer at all
+    /// when the unit is `repeatable` (safe to run twice).
+    async fn unit(
+        &self,
+        requests: &[serde_json::Value],
+        repeatable: bool,
+        attempts: &mut Attempts,
+    ) -> Result<(Option<Idle>, Vec<proto::StreamResult>)> {
+        let mut kept = self.idle_stream();
+        loop {
+            let (sent, url) = match kept.take() {
+                Some(idle) => (self.send(idle.url.as_ref(), Some(idle.baton), requests).await, idle.url),
+                None => (self.send(None, None, requests).await, None),
+            };
+            match sent {
+                Ok(mut reply) => return Ok((reply.stream(url), reply.results)),
                 Err(SendError::StaleStream(message)) => {
                     tracing::debug!(%message, "a kept database stream was gone; sending on a fresh one");
                 }
-                Err(SendError::Failed(err)) => return Err(err),
+                Err(SendError::NothingRan { why, retry_after }) => attempts.wait(&why, retry_after).await?,
+                Err(SendError::Unknown(why)) if repeatable => attempts.wait(&why, None).await?,
+                Err(other) => return Err(other.into_error()),
             }
         }
-        let mut reply = self.send(None, None, requests).await.map_err(SendError::into_error)?;
-        Ok((reply.stream(None), reply.results))
     }
 
     fn idle_stream(&self) -> Option<Idle> {
@@ -269,8 +331,17 @@ impl Remote {
             proto::Batch { steps, replication_index: None }
         };
         let request = encode(&proto::StreamRequest::Batch(proto::BatchStreamReq { batch: hrana }))?;
-        let (idle, results) = self.unit(&[request]).await?;
-        let out = wire::batch_outcomes(results.into_iter().next(), count, batch.atomic)?;
+        let mut attempts = Attempts::new(self.retry_budget);
+        let (idle, result) = loop {
+            let (idle, results) = self.unit(std::slice::from_ref(&request), batch.repeatable, &mut attempts).await?;
+            let result = results.into_iter().next();
+            // The database was busy at `BEGIN IMMEDIATE`: nothing ran, the batch can go again.
+            match wire::not_begun(&result, batch.atomic) {
+                Some(why) => attempts.wait(&why, None).await?,
+                None => break (idle, result),
+            }
+        };
+        let out = wire::batch_outcomes(result, count, batch.atomic)?;
         // A stream is kept only after a batch with no failed step: it is certainly out of any transaction.
         if out.0.iter().all(|o| matches!(o, Outcome::Done(_))) {
             self.keep(idle);
@@ -279,8 +350,18 @@ impl Remote {
     }
 }
 
-/// A request that did not get an answer: the server could not be reached, or the connection failed.
-fn unavailable(err: &reqwest::Error) -> Error {
+/// A request that got no answer: never sent when the connection could not be made (nothing ran), else its
+/// outcome is unknown.
+fn unanswered(err: &reqwest::Error) -> SendError {
+    if err.is_connect() {
+        SendError::NothingRan { why: chain(err), retry_after: None }
+    } else {
+        SendError::Unknown(chain(err))
+    }
+}
+
+/// An error with its causes, for the log line and the 503's logged reason.
+fn chain(err: &reqwest::Error) -> String {
     let mut message = err.to_string();
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
@@ -288,7 +369,7 @@ fn unavailable(err: &reqwest::Error) -> Error {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    Error::DatabaseUnavailable(message)
+    message
 }
 
 /// An interactive transaction on a stream of its own: `BEGIN` travels with the first statement, `COMMIT`

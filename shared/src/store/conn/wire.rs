@@ -6,7 +6,7 @@
 //! - values and statements: [`to_hrana`], [`from_hrana`], [`stmt`], [`request`], [`close`], [`encode`];
 //! - a whole transaction as one conditional batch: [`transactional`];
 //! - results: [`set_of`], [`execute_result`], [`batch_outcomes`] (a batch's step results and errors, in the
-//!   store's terms);
+//!   store's terms), [`not_begun`] (a transaction refused at its `BEGIN`, so safe to send again);
 //! - errors: [`statement_error`] (a statement's error as SQLite's code and message), [`refusal`] (what a
 //!   non-success HTTP answer means: a stream the server no longer knows, or a failure).
 
@@ -128,6 +128,15 @@ pub(super) fn batch_outcomes(result: Option<proto::StreamResult>, count: usize, 
         return Err(Error::Database(statement_error(error)));
     }
     Ok(Outcomes(out))
+}
+
+/// Why an atomic batch ran nothing, if its `BEGIN IMMEDIATE` met a busy database (`SQLITE_BUSY`, or
+/// `SQLITE_LOCKED`): the batch may be sent again as it is.
+pub(super) fn not_begun(result: &Option<proto::StreamResult>, atomic: bool) -> Option<String> {
+    let Some(proto::StreamResult::Ok { response: proto::StreamResponse::Batch(resp) }) = result else { return None };
+    let error = resp.result.step_errors.first()?.as_ref().filter(|_| atomic)?;
+    matches!(error.code.as_str(), "SQLITE_BUSY" | "SQLITE_LOCKED")
+        .then(|| format!("the database was busy: {} ({})", error.message, error.code))
 }
 
 /// A statement error as the rest of the store reads it, the same as a local one: SQLite's result code and
@@ -294,6 +303,17 @@ mod tests {
             panic!()
         };
         assert_eq!(code, libsql::ffi::SQLITE_BUSY);
+    }
+
+    #[test]
+    fn only_a_transaction_refused_at_its_begin_is_not_begun() {
+        let busy = || vec![error("SQLITE_BUSY", "database is locked"), None, None, None];
+        assert!(not_begun(&answer(vec![None; 4], busy()), true).is_some());
+        assert!(not_begun(&answer(vec![None; 4], busy()), false).is_none(), "a reading batch has no BEGIN");
+        let later = vec![None, error("SQLITE_BUSY", "database is locked"), None, None];
+        assert!(not_begun(&answer(vec![ok(&[], vec![], 0), None, None, None], later), true).is_none());
+        let constraint = vec![error("SQLITE_CONSTRAINT", "x"), None];
+        assert!(not_begun(&answer(vec![None, None], constraint), true).is_none());
     }
 
     #[test]

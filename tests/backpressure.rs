@@ -1,0 +1,164 @@
+//! A database that pushes back (issue 24): sqld answers 429 "Timed out while opening database connection"
+//! when it cannot take a request, and nothing of it ran. A proxy in front of a real sqld answers so in its
+//! place ([`Faults`]); the store retries, and a turn either completes with its answer stored once or is
+//! refused (503) before anything is stored. Outcomes and counts are asserted, never times.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+use crate::helpers::fake_openai::{FakeOpenAi, Step, frames, text_events};
+use crate::helpers::services::{CountingProxy, Sqld};
+use lambent::telemetry::Metrics;
+use lambent::{AppState, Config, Store};
+
+/// An app over sqld behind a proxy that can refuse requests, with a default agent; its metric lines kept.
+async fn pushed_back_app() -> (TestApp, CountingProxy, FakeOpenAi, Metrics, Sqld) {
+    let sqld = Sqld::start().await;
+    let proxy = CountingProxy::start(&sqld.url, Duration::ZERO).await;
+    let fake = FakeOpenAi::start().await;
+    let mut env = fake.env();
+    env.push(("DATABASE_URL", proxy.url.clone()));
+    env.push(("DATABASE_AUTH_TOKEN", sqld.token()));
+    let config = Config::from_lookup(|key| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())).unwrap();
+    let store = Store::open(&config).await.unwrap();
+    store.migrate().await.unwrap();
+    let metrics = Metrics::capture("test-stack");
+    let state = AppState::new(config, store).with_metrics(metrics.clone());
+    let app = TestApp::serve(state, tempfile::tempdir().unwrap()).await;
+    app.create("/api/agents/", json!({"name": "Steady", "is_default": true})).await;
+    (app, proxy, fake, metrics, sqld)
+}
+
+/// The sum of a per-request metric over the lines written so far.
+fn total(metrics: &Metrics, name: &str) -> u64 {
+    metrics.lines().iter().filter_map(|line| line.get(name)?.as_u64()).sum()
+}
+
+/// How many rows of `agent_messages` hold each content of `role`.
+async fn stored(app: &TestApp, role: &str) -> HashMap<String, i64> {
+    let rows = app.rows(&format!("SELECT content FROM agent_messages WHERE role = '{role}'")).await;
+    let mut counts = HashMap::new();
+    for row in rows {
+        *counts.entry(row["content"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_through_a_database_refusing_a_fifth_of_requests_complete_or_are_refused_before_anything_is_stored() {
+    let (app, proxy, fake, metrics, _sqld) = pushed_back_app().await;
+    const TURNS: usize = 60;
+    for i in 0..TURNS {
+        fake.push_stream(frames(text_events(&format!("resp_{i}"), &["answer ", &i.to_string()])));
+    }
+
+    proxy.faults.refuse(0.2);
+    let outcomes = futures::future::join_all((0..TURNS).map(|i| {
+        let app = &app;
+        async move { (i, app.stream("/api/agent/stream/", json!({"message": format!("question {i}")})).await) }
+    }))
+    .await;
+    proxy.faults.refuse(0.0);
+    assert!(proxy.faults.refused() > 50, "the proxy refused {} requests", proxy.faults.refused());
+
+    let (users, answers) = (stored(&app, "user").await, stored(&app, "assistant").await);
+    let mut completed = 0;
+    for (i, turn) in &outcomes {
+        let question = format!("question {i}");
+        match turn.status {
+            StatusCode::OK => {
+                let done = turn.done();
+                assert_eq!(done["status"], "completed", "turn {i}: {:?}", turn.names());
+                assert!(turn.events("error").is_empty(), "turn {i}: {}", turn.raw);
+                assert_eq!(users.get(&question), Some(&1), "turn {i}'s message, stored once");
+                assert_eq!(answers.get(&turn.text()), Some(&1), "turn {i}'s answer {:?}, stored once", turn.text());
+                completed += 1;
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(turn.header("retry-after").is_some(), "turn {i}: {:?}", turn.headers);
+                assert_eq!(users.get(&question), None, "refused turn {i} stored nothing");
+            }
+            other => panic!("turn {i}: {other}: {}", turn.raw),
+        }
+    }
+    assert!(completed * 100 >= TURNS * 97, "{completed} of {TURNS} turns completed");
+    assert_eq!(answers.values().sum::<i64>(), completed as i64, "no answer but the completed turns'");
+    let running: Vec<Value> = app.rows("SELECT id FROM agent_sessions WHERE turn_id IS NOT NULL").await;
+    assert!(running.is_empty(), "every session was released: {running:?}");
+    // Every refusal was either tried again or given up on, and each is counted in its request's metric line
+    // (with sqld's own refusals: a batch that met a busy database at its BEGIN is tried again too). A request's
+    // line is written when its last task ends: the turn's recorder may still be finishing.
+    let counted = || total(&metrics, "DbRetries") + total(&metrics, "DbGiveUps");
+    for _ in 0..100 {
+        if counted() >= proxy.faults.refused() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(counted() >= proxy.faults.refused(), "{} counted, {} refused", counted(), proxy.faults.refused());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_whose_end_meets_a_storm_of_refusals_lasting_seconds_still_records_its_answer() {
+    let (app, proxy, fake, metrics, _sqld) = pushed_back_app().await;
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let events = text_events("resp_storm", &["still ", "here"]);
+    let mut steps = frames(events[..2].to_vec());
+    steps.push(Step::Gate(gate.clone()));
+    steps.extend(frames(events[2..].to_vec()));
+    fake.push_stream(steps);
+
+    let turn = tokio::spawn({
+        let app = app.clone();
+        async move { app.stream("/api/agent/stream/", json!({"message": "through the storm"})).await }
+    });
+    // The turn has started (its message is stored) and waits for the model: now nothing gets through, and
+    // the model's answer arrives into that.
+    while stored(&app, "user").await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.faults.storm(true);
+    gate.notify_one();
+    let refused_at_start = proxy.faults.refused();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    proxy.faults.storm(false);
+    assert!(proxy.faults.refused() > refused_at_start + 3, "the storm refused the turn's writes");
+
+    let turn = turn.await.unwrap();
+    assert_eq!(turn.status, StatusCode::OK);
+    assert_eq!(turn.done()["status"], "completed", "{}", turn.raw);
+    assert_eq!(turn.text(), "still here");
+    assert_eq!(stored(&app, "assistant").await.get("still here"), Some(&1));
+    let frames = app.rows("SELECT event FROM agent_turn_events ORDER BY seq").await;
+    assert_eq!(frames.last().map(|f| f["event"].clone()), Some(json!("done")), "{frames:?}");
+    assert_eq!(total(&metrics, "DbGiveUps"), 0);
+    assert!(
+        total(&metrics, "DbRetries") >= proxy.faults.refused() - refused_at_start,
+        "the storm's retries are counted"
+    );
+}
+
+#[tokio::test]
+async fn lambent_migrate_passes_through_refusals() {
+    let sqld = Sqld::start().await;
+    let proxy = CountingProxy::start(&sqld.url, Duration::ZERO).await;
+    proxy.faults.refuse(0.3);
+    let migrate = tokio::process::Command::new(env!("CARGO_BIN_EXE_lambent-under-test"))
+        .arg("migrate")
+        .env_clear()
+        .env("DATABASE_URL", &proxy.url)
+        .env("DATABASE_AUTH_TOKEN", sqld.token())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(migrate.status.success(), "{migrate:?}");
+    assert!(proxy.faults.refused() > 0, "the proxy refused none of {} requests", proxy.count());
+    proxy.faults.refuse(0.0);
+    let store = lambent::Store::open_url(&proxy.url, Some(&sqld.token())).await.unwrap();
+    assert_eq!(store.migrate().await.unwrap(), Vec::<&str>::new(), "every migration was applied, once");
+}
