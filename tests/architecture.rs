@@ -3,7 +3,10 @@
 //! - Layers: `shared/src/lib.rs` lists its top-level modules in layers (its `# Layers` section); a module uses
 //!   only modules of the layers below its own.
 //! - No cycles: no two sibling modules (`store::turns` and `store::tool_calls`; `http` and `store`) use each other,
-//!   directly or round a longer circle.
+//!   directly or round a longer circle. The bench (`bench/src/`) and the test kit (`testkit/src/`) are held to
+//!   this rule too.
+//! - Beside it: no crate compiles another's file by `#[path]`, and the bench and the test kit link none of
+//!   Lambent's crates (the bench measures the release binaries and must not link them).
 //!
 //! A reference is a `use crate::…` / `super::…` / `self::…` (grouped trees too) or such a path anywhere in code,
 //! macros and attributes included; comments, strings and `#[cfg(test)]` items are skipped. A path names the
@@ -675,24 +678,44 @@ fn cycles(krate: &Crate) -> Vec<String> {
     found
 }
 
-/// `shared/src/`, every `.rs` file as (path under `src/`, source).
-fn core_sources() -> Vec<(String, String)> {
-    fn walk(dir: &Path, root: &Path, out: &mut Vec<(String, String)>) {
+/// Every `.rs` file under `dir` (from the repository's root) as (path under it, source), `skip`'s folders
+/// left out.
+fn rust_files(dir: &str, skip: &[&str]) -> Vec<(String, String)> {
+    fn walk(dir: &Path, root: &Path, skip: &[&str], out: &mut Vec<(String, String)>) {
         let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
         entries.sort();
         for path in entries {
-            if path.is_dir() {
-                walk(&path, root, out);
+            let relative = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+            if path.is_dir() && !skip.contains(&relative.as_str()) {
+                walk(&path, root, skip, out);
             } else if path.extension().is_some_and(|e| e == "rs") {
-                let relative = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
                 out.push((relative, std::fs::read_to_string(&path).unwrap()));
             }
         }
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
     let mut files = Vec::new();
-    walk(&root, &root, &mut files);
-    assert!(files.iter().any(|(p, _)| p == "lib.rs"), "no lib.rs under {}", root.display());
+    walk(&root, &root, skip, &mut files);
+    files
+}
+
+/// `shared/src/`, every `.rs` file as (path under `src/`, source).
+fn core_sources() -> Vec<(String, String)> {
+    let files = rust_files("shared/src", &[]);
+    assert!(files.iter().any(|(p, _)| p == "lib.rs"), "no lib.rs under shared/src");
+    files
+}
+
+/// Another crate's `src/` read as the core's is: its binary root (`main.rs`) as the crate root, the extra
+/// binaries under `bin/` left out.
+fn crate_sources(src: &str) -> Vec<(String, String)> {
+    let mut files = rust_files(src, &["bin"]);
+    for (path, _) in &mut files {
+        if path == "main.rs" {
+            *path = "lib.rs".to_owned();
+        }
+    }
+    assert!(files.iter().any(|(p, _)| p == "lib.rs"), "no crate root under {src}");
     files
 }
 
@@ -724,6 +747,48 @@ fn core_modules_only_use_the_layers_below_their_own() {
 fn no_two_core_modules_import_each_other_in_a_circle() {
     let cycles = cycles(&scan(&core_sources()));
     assert!(cycles.is_empty(), "{}", report("circles of sibling modules using each other", &cycles));
+}
+
+/// The crates beside the core keep the same rule: the test kit, and the bench (whose `relay`, `server` and
+/// `services` once imported each other).
+#[test]
+fn no_two_modules_of_the_bench_or_the_test_kit_import_each_other_in_a_circle() {
+    for src in ["bench/src", "testkit/src"] {
+        let cycles = cycles(&scan(&crate_sources(src)));
+        assert!(cycles.is_empty(), "{src}: {}", report("circles of sibling modules using each other", &cycles));
+    }
+}
+
+/// A file is compiled in one crate only: code two crates need lives in a crate both depend on (the test kit),
+/// not borrowed by `#[path]` into a second one.
+#[test]
+fn no_crate_borrows_another_crates_file_by_path() {
+    let attribute = concat!("#[", "path");
+    let mut borrowed = Vec::new();
+    for dir in ["shared", "functions", "local", "site", "tests", "bench", "testkit"] {
+        for (path, source) in rust_files(dir, &["node_modules", "target"]) {
+            if source.lines().any(|line| line.trim_start().starts_with(attribute)) {
+                borrowed.push(format!("{dir}/{path}"));
+            }
+        }
+    }
+    assert!(borrowed.is_empty(), "{}", report("files with a path attribute", &borrowed));
+}
+
+/// The bench measures the release binaries as child processes and must not link what it measures; the test
+/// kit it shares with the tests links none of Lambent's crates either.
+#[test]
+fn the_bench_and_the_test_kit_link_none_of_lambents_crates() {
+    for manifest in ["bench/Cargo.toml", "testkit/Cargo.toml"] {
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(manifest)).unwrap();
+        let linked: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| line.starts_with("lambent") && !line.starts_with("lambent-testkit"))
+            .map(str::to_owned)
+            .collect();
+        assert!(linked.is_empty(), "{manifest}: {}", report("Lambent crates linked", &linked));
+    }
 }
 
 /// The scanner itself, over a small made-up crate.

@@ -1,6 +1,6 @@
 //! A database that pushes back (issue 24): sqld answers 429 "Timed out while opening database connection"
 //! when it cannot take a request, and nothing of it ran. A proxy in front of a real sqld answers so in its
-//! place ([`Faults`]); the store retries, and a turn either completes with its answer stored once or is
+//! place ([`Proxy::refuse`]); the store retries, and a turn either completes with its answer stored once or is
 //! refused (503) before anything is stored. Outcomes and counts are asserted, never times.
 
 use std::collections::HashMap;
@@ -10,15 +10,15 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
-use crate::helpers::fake_openai::{FakeOpenAi, Step, frames, text_events};
-use crate::helpers::services::{CountingProxy, Sqld};
 use lambent::telemetry::Metrics;
 use lambent::{AppState, Config, Store};
+use lambent_testkit::openai::{FakeOpenAi, Step, frames, text_events};
+use lambent_testkit::{Proxy, Sqld};
 
 /// An app over sqld behind a proxy that can refuse requests, with a default agent; its metric lines kept.
-async fn pushed_back_app() -> (TestApp, CountingProxy, FakeOpenAi, Metrics, Sqld) {
+async fn pushed_back_app() -> (TestApp, Proxy, FakeOpenAi, Metrics, Sqld) {
     let sqld = Sqld::start().await;
-    let proxy = CountingProxy::start(&sqld.url, Duration::ZERO).await;
+    let proxy = Proxy::start(&sqld.url).await;
     let fake = FakeOpenAi::start().await;
     let mut env = fake.env();
     env.push(("DATABASE_URL", proxy.url.clone()));
@@ -56,14 +56,14 @@ async fn turns_through_a_database_refusing_a_fifth_of_requests_complete_or_are_r
         fake.push_stream(frames(text_events(&format!("resp_{i}"), &["answer ", &i.to_string()])));
     }
 
-    proxy.faults.refuse(0.2);
+    proxy.refuse(0.2);
     let outcomes = futures::future::join_all((0..TURNS).map(|i| {
         let app = &app;
         async move { (i, app.stream("/api/agent/stream/", json!({"message": format!("question {i}")})).await) }
     }))
     .await;
-    proxy.faults.refuse(0.0);
-    assert!(proxy.faults.refused() > 50, "the proxy refused {} requests", proxy.faults.refused());
+    proxy.refuse(0.0);
+    assert!(proxy.refused() > 50, "the proxy refused {} requests", proxy.refused());
 
     let (users, answers) = (stored(&app, "user").await, stored(&app, "assistant").await);
     let mut completed = 0;
@@ -94,12 +94,12 @@ async fn turns_through_a_database_refusing_a_fifth_of_requests_complete_or_are_r
     // line is written when its last task ends: the turn's recorder may still be finishing.
     let counted = || total(&metrics, "DbRetries") + total(&metrics, "DbGiveUps");
     for _ in 0..100 {
-        if counted() >= proxy.faults.refused() {
+        if counted() >= proxy.refused() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(counted() >= proxy.faults.refused(), "{} counted, {} refused", counted(), proxy.faults.refused());
+    assert!(counted() >= proxy.refused(), "{} counted, {} refused", counted(), proxy.refused());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,12 +121,12 @@ async fn a_turn_whose_end_meets_a_storm_of_refusals_lasting_seconds_still_record
     while stored(&app, "user").await.is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    proxy.faults.storm(true);
+    proxy.storm(true);
     gate.notify_one();
-    let refused_at_start = proxy.faults.refused();
+    let refused_at_start = proxy.refused();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    proxy.faults.storm(false);
-    assert!(proxy.faults.refused() > refused_at_start + 3, "the storm refused the turn's writes");
+    proxy.storm(false);
+    assert!(proxy.refused() > refused_at_start + 3, "the storm refused the turn's writes");
 
     let turn = turn.await.unwrap();
     assert_eq!(turn.status, StatusCode::OK);
@@ -136,17 +136,14 @@ async fn a_turn_whose_end_meets_a_storm_of_refusals_lasting_seconds_still_record
     let frames = app.rows("SELECT event FROM agent_turn_events ORDER BY seq").await;
     assert_eq!(frames.last().map(|f| f["event"].clone()), Some(json!("done")), "{frames:?}");
     assert_eq!(total(&metrics, "DbGiveUps"), 0);
-    assert!(
-        total(&metrics, "DbRetries") >= proxy.faults.refused() - refused_at_start,
-        "the storm's retries are counted"
-    );
+    assert!(total(&metrics, "DbRetries") >= proxy.refused() - refused_at_start, "the storm's retries are counted");
 }
 
 #[tokio::test]
 async fn lambent_migrate_passes_through_refusals() {
     let sqld = Sqld::start().await;
-    let proxy = CountingProxy::start(&sqld.url, Duration::ZERO).await;
-    proxy.faults.refuse(0.3);
+    let proxy = Proxy::start(&sqld.url).await;
+    proxy.refuse(0.3);
     let migrate = tokio::process::Command::new(env!("CARGO_BIN_EXE_lambent-under-test"))
         .arg("migrate")
         .env_clear()
@@ -157,8 +154,8 @@ async fn lambent_migrate_passes_through_refusals() {
         .await
         .unwrap();
     assert!(migrate.status.success(), "{migrate:?}");
-    assert!(proxy.faults.refused() > 0, "the proxy refused none of {} requests", proxy.count());
-    proxy.faults.refuse(0.0);
+    assert!(proxy.refused() > 0, "the proxy refused none of {} requests", proxy.count());
+    proxy.refuse(0.0);
     let store = lambent::Store::open_url(&proxy.url, Some(&sqld.token())).await.unwrap();
     assert_eq!(store.migrate().await.unwrap(), Vec::<&str>::new(), "every migration was applied, once");
 }

@@ -12,7 +12,7 @@ use std::process::Output;
 use tokio::process::Command;
 
 use crate::helpers::TestApp;
-use crate::helpers::fake_openai::{FakeOpenAi, frames, text_events};
+use lambent_testkit::openai::{FakeOpenAi, frames, text_events};
 
 /// How the README generates each client: the same commands, with the local server's address.
 const PYTHON_GENERATE: &str =

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
-use crate::helpers::fake_openai::{FakeOpenAi, Step, frames, text_events};
 use crate::helpers::{config_in, http_client};
+use lambent_testkit::openai::{FakeOpenAi, Step, frames, text_events};
 
 /// The local server as a child process on `port`, over the database in `dir`.
 struct Server {
@@ -48,10 +48,6 @@ async fn post(base: &str, token: &str, path: &str, body: Value) -> reqwest::Resp
     http_client().post(format!("{base}{path}")).bearer_auth(token).json(&body).send().await.unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 async fn user_with_token(dir: &tempfile::TempDir) -> String {
     let store = lambent::Store::open(&config_in(dir, &[])).await.unwrap();
     store.migrate().await.unwrap();
@@ -71,7 +67,7 @@ async fn a_server_killed_mid_turn_restarts_with_the_message_kept_nothing_half_wr
     let fake = FakeOpenAi::start().await;
     let dir = tempfile::tempdir().unwrap();
     let token = user_with_token(&dir).await;
-    let port = free_port();
+    let port = lambent_testkit::free_port().expect("a free port");
     let mut server = Server::start(&dir, port, &fake).await;
     let client = http_client();
     let agent: Value = post(&server.base, &token, "/api/agents/", json!({"name": "Durable", "is_default": true}))

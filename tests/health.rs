@@ -4,10 +4,10 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::fake_openai::FakeOpenAi;
-use crate::helpers::services::Sqld;
 use crate::helpers::{TestApp, config_in};
 use crate::remote::remote_app;
+use lambent_testkit::Sqld;
+use lambent_testkit::openai::FakeOpenAi;
 
 #[tokio::test]
 async fn health_reports_each_check_and_answers_ok_when_all_pass() {
@@ -57,7 +57,7 @@ async fn health_answers_503_naming_the_missing_migration_and_the_missing_api_key
 
 #[tokio::test]
 async fn health_answers_503_when_the_database_does_not_answer() {
-    let mut sqld = Sqld::start().await;
+    let sqld = Sqld::start().await;
     let fake = FakeOpenAi::start().await;
     let app = remote_app(&sqld.url, &sqld.token(), &fake).await.as_user(None);
     assert_eq!(app.get("/api/health/").await.0, StatusCode::OK);

@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
-use crate::helpers::fake_openai::{FakeOpenAi, frames, function_call_events};
+use lambent_testkit::openai::{FakeOpenAi, frames, function_call_events};
 
 /// Everything that can be changed, as rows, to prove a refused request changed nothing.
 async fn snapshot(app: &TestApp) -> Value {
@@ -234,8 +234,8 @@ async fn staff_read_and_change_everything() {
 #[tokio::test]
 async fn the_default_agent_is_the_callers_own_else_the_global_one() {
     let w = world().await;
-    w.fake.push_stream(frames(crate::helpers::fake_openai::text_events("resp_a", &["hi"])));
-    w.fake.push_stream(frames(crate::helpers::fake_openai::text_events("resp_b", &["hi"])));
+    w.fake.push_stream(frames(lambent_testkit::openai::text_events("resp_a", &["hi"])));
+    w.fake.push_stream(frames(lambent_testkit::openai::text_events("resp_b", &["hi"])));
     let alice_turn = w.alice.stream("/api/agent/stream/", json!({"message": "who answers?"})).await.done();
     let session = w.alice.get(&format!("/api/sessions/{}/", alice_turn["session_id"])).await.1;
     assert_eq!(session["agent"], w.globals["agent"]["id"], "Alice has no default: the global one answers");

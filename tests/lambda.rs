@@ -145,7 +145,7 @@ async fn pagination_links_through_cloudfront_point_at_the_distribution_without_t
 #[tokio::test]
 async fn a_chat_stopped_at_its_deadline_leaves_the_session_free_for_the_next_message_seconds_later() {
     use crate::helpers::ShiftedClock;
-    use crate::helpers::fake_openai::{FakeOpenAi, Step, frames, text_events};
+    use lambent_testkit::openai::{FakeOpenAi, Step, frames, text_events};
     use std::time::Duration;
 
     let fake = FakeOpenAi::start().await;
@@ -254,8 +254,8 @@ async fn a_function_answers_only_its_own_group() {
 
 #[tokio::test]
 async fn a_streaming_function_sends_frames_before_the_upstream_has_finished() {
-    use crate::helpers::fake_openai::{FakeOpenAi, Step, frames, text_events};
     use futures::StreamExt;
+    use lambent_testkit::openai::{FakeOpenAi, Step, frames, text_events};
 
     let fake = FakeOpenAi::start().await;
     let (state, _dir, user) = state_with_fixture_user_and(&fake.env()).await;
@@ -306,9 +306,9 @@ async fn a_streaming_function_sends_frames_before_the_upstream_has_finished() {
 /// first frame after the head of the streamed `/response` waits for that ACK (~40 ms), every invocation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_streaming_function_posts_its_frames_without_a_nagle_stall() {
-    use crate::helpers::fake_openai::{FakeOpenAi, frames, text_events};
-    use crate::helpers::runtime_api::{RuntimeApi, Seen};
     use crate::runtime::stalls::{ATTEMPTS, FIRST_EVENT_BUDGET, shown};
+    use lambent_testkit::openai::{FakeOpenAi, frames, text_events};
+    use lambent_testkit::runtime_api::{RuntimeApi, Seen};
     use std::time::Duration;
 
     let fake = FakeOpenAi::start().await;

@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use crate::helpers::fake_openai::{FakeOpenAi, frames, function_call_events, text_events};
 use crate::helpers::{config_in, http_client};
+use lambent_testkit::openai::{FakeOpenAi, frames, function_call_events, text_events};
 
 #[tokio::test]
 async fn the_local_server_holds_a_two_round_tool_conversation_end_to_end() {

@@ -1,7 +1,8 @@
 //! Lambent's one integration-test binary: the real routers over real libsql files on 127.0.0.1.
 //!
 //! # Layout
-//! - `helpers/`: `TestApp::spawn()` and friends; `runtime_api`, a stub Lambda Runtime API.
+//! - `helpers/`: `TestApp::spawn()` and friends. The servers the tests start (the fake OpenAI, sqld, moto, the
+//!   counting proxy, the stub Lambda Runtime API) come from `lambent-testkit` (`../testkit/`), shared with the bench.
 //! - one module per area: the CRUD groups, pagination, error shapes, migrations, the Lambda path, OpenAPI,
 //!   a database that pushes back (`backpressure`: sqld's 429s injected by a proxy),
 //!   generated clients (Python and TypeScript, from the live document), telemetry (spans at a real OTLP

@@ -167,3 +167,37 @@ async fn a_function_on_a_database_behind_the_code_says_to_run_lambent_migrate() 
     let response = tower::ServiceExt::oneshot(app, request()).await.unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED, "past the schema check, on to authentication");
 }
+
+#[tokio::test]
+async fn a_provider_response_id_of_any_length_survives_the_migration_that_uncaps_it() {
+    let (store, _dir) = empty_store().await;
+    let before = MIGRATIONS.iter().position(|m| m.name == "0009_upstream_ids.sql").unwrap();
+    store.migrate_with(&MIGRATIONS[..before]).await.unwrap();
+    let now = "2026-12-07T00:00:00.000000Z";
+    for sql in [
+        format!("INSERT INTO users (id, username, created_at, updated_at) VALUES (1, 'u', '{now}', '{now}')"),
+        format!(
+            "INSERT INTO agent_profiles (id, name, owner_id, created_at, updated_at) VALUES (1, 'a', 1, '{now}', '{now}')"
+        ),
+        format!(
+            "INSERT INTO agent_sessions (id, agent_id, owner_id, previous_response_id, created_at, updated_at) \
+             VALUES (1, 1, 1, 'resp_kept', '{now}', '{now}')"
+        ),
+        format!("INSERT INTO agent_messages (session_id, role, content, created_at) VALUES (1, 'user', 'hi', '{now}')"),
+    ] {
+        store.query_json(&sql).await.unwrap();
+    }
+    let long = format!("resp_{}", "x".repeat(455));
+    let capped = store.query_json(&format!("UPDATE agent_sessions SET previous_response_id = '{long}'")).await;
+    assert!(capped.unwrap_err().to_string().contains("CHECK"), "before 0009 a 460-character id broke the write");
+
+    assert_eq!(store.migrate().await.unwrap(), ["0009_upstream_ids.sql"]);
+
+    let kept = store.query_json("SELECT previous_response_id AS id FROM agent_sessions").await.unwrap();
+    assert_eq!(kept, [serde_json::json!({"id": "resp_kept"})], "the stored id is carried over");
+    let messages = store.query_json("SELECT content FROM agent_messages").await.unwrap();
+    assert_eq!(messages, [serde_json::json!({"content": "hi"})], "rebuilding the column cascaded into nothing");
+    store.query_json(&format!("UPDATE agent_sessions SET previous_response_id = '{long}'")).await.unwrap();
+    let stored = store.query_json("SELECT previous_response_id AS id FROM agent_sessions").await.unwrap();
+    assert_eq!(stored[0]["id"].as_str().unwrap().len(), 460);
+}

@@ -14,9 +14,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::helpers::fake_openai::{FakeOpenAi, Step, frames, text_events};
-use crate::helpers::services::{CountingProxy, Sqld};
 use crate::helpers::{Streamed, TestApp, config_in};
+use lambent_testkit::openai::{FakeOpenAi, Step, frames, text_events};
+use lambent_testkit::{Proxy, Sqld};
 
 const DAY: i64 = 24 * 3600;
 /// Turns of the bulk history, and frames each: 100k frames.
@@ -159,7 +159,7 @@ fn plan(batch: u32) -> PrunePlan {
 /// upstream after their first delta (their frames recorded), and `pruner` prunes while they are let go.
 /// With a proxy, the prune runs on a store of its own through it, and the requests it sent are counted.
 /// Answers what it pruned, and the requests.
-async fn prune_while_turns_run(rig: &Rig, counted: Option<(&CountingProxy, &str)>) -> (Pruned, Option<u64>) {
+async fn prune_while_turns_run(rig: &Rig, counted: Option<(&Proxy, &str)>) -> (Pruned, Option<u64>) {
     let app = &rig.app;
     rig.clock.set(-8 * DAY);
     let old = rig.turn("resp_old_1", None).await;
@@ -256,7 +256,7 @@ async fn prune_deletes_100k_old_frames_in_bounded_batches_while_turns_run_and_ke
 async fn on_sqld_a_prune_of_100k_frames_while_turns_run_is_one_round_trip_per_batch_and_one_read() {
     let sqld = Sqld::start().await;
     let rig = Rig::new(Some(&sqld)).await;
-    let proxy = CountingProxy::start(&sqld.url, Duration::ZERO).await;
+    let proxy = Proxy::start(&sqld.url).await;
     let (pruned, trips) = prune_while_turns_run(&rig, Some((&proxy, &sqld.token()))).await;
     assert_eq!(trips, Some(pruned.batches + 1), "one request per batch, and the read of where recent frames start");
 }
@@ -389,7 +389,7 @@ const SCHEDULED_EVENT: &str = r#"{"version": "0", "id": "53dc4d37-cffa-4f76-80c9
 /// API handing it EventBridge's event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduled_function_starts_no_batch_past_its_deadline_and_prunes_on_the_next_invocation() {
-    use crate::helpers::runtime_api::{RuntimeApi, Seen};
+    use lambent_testkit::runtime_api::{RuntimeApi, Seen};
 
     let rig = Rig::new(None).await;
     old_session(&rig, 2500).await;

@@ -6,8 +6,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::TestApp;
-use crate::helpers::fake_openai::{FakeOpenAi, frames, function_call_events, text_events};
-use crate::helpers::services::Sqld;
+use lambent_testkit::Sqld;
+use lambent_testkit::openai::{FakeOpenAi, frames, function_call_events, text_events};
 
 #[tokio::test]
 async fn a_remote_server_refuses_a_missing_token() {
@@ -125,7 +125,7 @@ async fn an_instance_that_idled_past_the_servers_stream_expiry_still_reads_write
 
 #[tokio::test]
 async fn while_the_database_is_down_requests_get_503_and_the_first_after_it_returns_works() {
-    let mut sqld = Sqld::start().await;
+    let sqld = Sqld::start().await;
     let fake = FakeOpenAi::start().await;
     let app = remote_app(&sqld.url, &sqld.token(), &fake).await;
     app.create("/api/agents/", json!({"name": "Before", "is_default": true})).await;
@@ -148,7 +148,7 @@ async fn while_the_database_is_down_requests_get_503_and_the_first_after_it_retu
     let turn = app.stream("/api/agent/stream/", json!({"message": "while down"})).await;
     assert_eq!(turn.status, StatusCode::SERVICE_UNAVAILABLE, "{}", turn.raw);
 
-    sqld.start_again().await;
+    sqld.start_again().await.expect("sqld starts again");
     let (status, body) = app.get("/api/agents/").await;
     assert_eq!((status, body["count"].clone()), (StatusCode::OK, json!(1)), "{body}");
     app.create("/api/agents/", json!({"name": "After"})).await;
@@ -181,14 +181,14 @@ async fn thirty_two_concurrent_turns_on_a_remote_database_all_complete() {
 
 #[tokio::test]
 async fn a_kept_stream_that_a_restarted_server_forgot_is_sent_again_on_a_fresh_one_and_writes_once() {
-    let mut sqld = Sqld::start().await;
-    let proxy = crate::helpers::services::CountingProxy::start(&sqld.url, std::time::Duration::ZERO).await;
+    let sqld = Sqld::start().await;
+    let proxy = lambent_testkit::Proxy::start(&sqld.url).await;
     let fake = FakeOpenAi::start().await;
     let app = remote_app(&proxy.url, &sqld.token(), &fake).await;
     // This write leaves its stream open for the next unit of work; the restart makes the server forget it.
     app.create("/api/agents/", json!({"name": "Before"})).await;
     sqld.stop().await;
-    sqld.start_again().await;
+    sqld.start_again().await.expect("sqld starts again");
 
     let before = proxy.count();
     let tool = app.create("/api/tools/", json!({"name": "after_restart"})).await;

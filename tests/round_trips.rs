@@ -8,15 +8,15 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::helpers::fake_openai::{FakeOpenAi, Step, frames, function_call_events, text_events};
-use crate::helpers::services::{CountingProxy, Sqld};
 use crate::helpers::{Streamed, TestApp};
 use crate::remote::remote_app;
+use lambent_testkit::openai::{FakeOpenAi, Step, frames, function_call_events, text_events};
+use lambent_testkit::{Proxy, Sqld};
 
 /// An app over sqld through a counting proxy; its token has been used once (the instance is warm).
-async fn counted_app() -> (TestApp, CountingProxy, FakeOpenAi, Sqld) {
+async fn counted_app() -> (TestApp, Proxy, FakeOpenAi, Sqld) {
     let sqld = Sqld::start().await;
-    let proxy = CountingProxy::start(&sqld.url, Duration::ZERO).await;
+    let proxy = Proxy::start(&sqld.url).await;
     let fake = FakeOpenAi::start().await;
     let app = remote_app(&proxy.url, &sqld.token(), &fake).await;
     assert_eq!(app.get("/api/auth/me/").await.0, 200);
@@ -24,7 +24,7 @@ async fn counted_app() -> (TestApp, CountingProxy, FakeOpenAi, Sqld) {
 }
 
 /// The database requests `f` caused.
-async fn trips<T>(proxy: &CountingProxy, f: impl std::future::Future<Output = T>) -> (u64, T) {
+async fn trips<T>(proxy: &Proxy, f: impl std::future::Future<Output = T>) -> (u64, T) {
     let before = proxy.count();
     let out = f.await;
     (proxy.count() - before, out)
@@ -106,7 +106,7 @@ async fn health_reaches_the_database_once_and_the_login_throttle_adds_no_round_t
 /// (before upstream, after it, the answer).
 async fn turn_trips(
     app: &TestApp,
-    proxy: &CountingProxy,
+    proxy: &Proxy,
     fake: &FakeOpenAi,
     path: &'static str,
     body: Value,

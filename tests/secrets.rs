@@ -3,12 +3,12 @@
 use aws_sdk_ssm::types::ParameterType;
 use lambent::Config;
 
-use crate::helpers::services::Moto;
+use lambent_testkit::Moto;
 
 #[tokio::test]
 async fn secure_string_parameters_fill_the_secrets_at_cold_start() {
     let moto = Moto::start().await;
-    let sdk = moto.sdk_config().await;
+    let sdk = crate::helpers::sdk_config(&moto).await;
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     for (name, value) in [("/lambent/openai-key", "sk-from-ssm"), ("/lambent/db-token", "db-token-from-ssm")] {
         ssm.put_parameter().name(name).value(value).r#type(ParameterType::SecureString).send().await.unwrap();
@@ -32,7 +32,8 @@ async fn secure_string_parameters_fill_the_secrets_at_cold_start() {
 async fn a_missing_parameter_is_named_and_without_parameters_aws_is_not_touched() {
     let moto = Moto::start().await;
     let config = Config::from_lookup(|key| (key == "OPENAI_API_KEY_PARAMETER").then(|| "/nope".into())).unwrap();
-    let err = lambent_functions::resolve_secrets(config, Some(moto.sdk_config().await)).await.unwrap_err();
+    let err =
+        lambent_functions::resolve_secrets(config, Some(crate::helpers::sdk_config(&moto).await)).await.unwrap_err();
     assert!(err.to_string().contains("/nope"), "{err}");
 
     // No parameter names: the plain variables stand, and no AWS configuration is even loaded.
@@ -53,14 +54,14 @@ async fn only_the_functions_that_call_the_model_read_its_key_and_the_others_know
     let auth = lambent_functions::secrets_for(
         Function::Auth,
         Config::from_lookup(env).unwrap(),
-        Some(moto.sdk_config().await),
+        Some(crate::helpers::sdk_config(&moto).await),
     )
     .await
     .expect("auth never asks SSM for the key");
     let chat = lambent_functions::secrets_for(
         Function::AgentChat,
         Config::from_lookup(env).unwrap(),
-        Some(moto.sdk_config().await),
+        Some(crate::helpers::sdk_config(&moto).await),
     )
     .await;
 

@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
-use crate::helpers::fake_openai::{FakeOpenAi, Reply, frames, function_call_events, text_events};
 use crate::helpers::{TestApp, fresh_state_with};
+use lambent_testkit::openai::{FakeOpenAi, Reply, frames, function_call_events, text_events};
 
 /// Log lines written to memory.
 #[derive(Clone, Default)]
@@ -468,9 +468,9 @@ async fn a_full_conversation_logged_at_debug_never_shows_the_api_key_the_token_o
 
 #[tokio::test]
 async fn a_request_reports_the_database_round_trips_it_and_its_turn_made() {
-    use crate::helpers::services::{CountingProxy, Sqld};
+    use lambent_testkit::{Proxy, Sqld};
     let sqld = Sqld::start().await;
-    let proxy = CountingProxy::start(&sqld.url, Duration::ZERO).await;
+    let proxy = Proxy::start(&sqld.url).await;
     let fake = FakeOpenAi::start().await;
     let mut env = fake.env();
     env.push(("DATABASE_URL", proxy.url.clone()));

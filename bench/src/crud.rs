@@ -7,9 +7,15 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use lambent_testkit::Result;
 use serde::Serialize;
 
-use crate::server::Result;
+use crate::cli::{Args, say};
+use crate::load::{client, workers};
+use crate::machine::{clock_ticks, cpu_ms};
+use crate::results::Crud;
+use crate::server::Server;
+use crate::stats::median;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -27,16 +33,73 @@ pub struct Run {
     pub failed: u64,
 }
 
+/// `GET /api/agents/` then `POST /api/agents/` (GET first: POST grows the list), each `runs` times for
+/// `--crud-seconds` at `--crud-concurrency`, with the server's CPU time per request around each run. Without
+/// `wrk`, the in-process generator stands in and a note says so.
+pub async fn figures(
+    args: &Args,
+    server: &Server,
+    token: &str,
+    runs: usize,
+    work_dir: &Path,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Crud>> {
+    let use_wrk = have_wrk();
+    if !use_wrk {
+        notes.push(
+            "`wrk` was not available: the CRUD figures come from an in-process reqwest generator sharing the \
+             2 cores with the server, so they understate the server."
+                .into(),
+        );
+    }
+    let url = format!("{}/api/agents/", server.base_url);
+    let duration = Duration::from_secs(args.crud_seconds.max(1));
+    let ticks = clock_ticks();
+    let mut figures = Vec::new();
+    for method in [Method::Get, Method::Post] {
+        let (mut rates, mut cpu_us, mut failed) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..runs {
+            let before = cpu_ms(server.pid, ticks)?;
+            let run = if use_wrk {
+                wrk(method, &url, token, args.crud_concurrency, args.wrk_threads, duration, work_dir).await?
+            } else {
+                in_process(method, &url, token, args.crud_concurrency, duration).await?
+            };
+            let after = cpu_ms(server.pid, ticks)?;
+            rates.push(run.requests_per_s);
+            cpu_us.push((after - before) * 1000.0 / run.requests.max(1) as f64);
+            failed += run.failed;
+        }
+        let request = match method {
+            Method::Get => "GET /api/agents/",
+            Method::Post => "POST /api/agents/",
+        };
+        let figure = Crud {
+            request: request.into(),
+            concurrency: args.crud_concurrency,
+            seconds: duration.as_secs(),
+            generator: if use_wrk { format!("wrk -t{}", args.wrk_threads) } else { "in-process".into() },
+            requests_per_s: median(&rates),
+            requests_per_s_runs: rates,
+            cpu_us_per_request: median(&cpu_us),
+            failed,
+        };
+        say(format!("{request}: {:.0} req/s, {failed} non-2xx/errors", figure.requests_per_s));
+        figures.push(figure);
+    }
+    Ok(figures)
+}
+
 /// The body each POST sends: an ordinary, non-default agent.
 const POST_BODY: &str = r#"{"name": "wrk agent", "system_prompt": "You are a helpful assistant."}"#;
 
 /// Is `wrk` on the PATH?
-pub fn have_wrk() -> bool {
+fn have_wrk() -> bool {
     std::process::Command::new("wrk").arg("--version").output().is_ok()
 }
 
 /// One `wrk` run against `url`.
-pub async fn wrk(
+async fn wrk(
     method: Method,
     url: &str,
     token: &str,
@@ -91,11 +154,11 @@ fn parse_wrk(text: &str) -> Option<Run> {
 }
 
 /// The stand-in without `wrk`: `concurrency` reqwest workers for `duration`.
-pub async fn in_process(method: Method, url: &str, token: &str, concurrency: usize, duration: Duration) -> Result<Run> {
-    let client = crate::relay::client();
+async fn in_process(method: Method, url: &str, token: &str, concurrency: usize, duration: Duration) -> Result<Run> {
+    let client = client();
     let (url, token) = (url.to_owned(), token.to_owned());
     let start = Instant::now();
-    let answers = crate::relay::workers(concurrency, usize::MAX, Some(start + duration), move |_| {
+    let answers = workers(concurrency, usize::MAX, Some(start + duration), move |_| {
         let request = match method {
             Method::Get => client.get(&url),
             Method::Post => client.post(&url).header("content-type", "application/json").body(POST_BODY),

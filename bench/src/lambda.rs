@@ -1,4 +1,4 @@
-//! Cold start and memory of each Lambda function, through a stub of the Lambda Runtime API.
+//! Cold start and memory of each Lambda function, through the kit's stub of the Lambda Runtime API.
 //!
 //! The stub hands a function exactly one API Gateway REST proxy event (the shape of
 //! `tests/fixtures/apigw_rest_*.json`) on `GET /2018-06-01/runtime/invocation/next`, takes the answer on
@@ -14,23 +14,18 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::serve::ListenerExt;
-use futures::StreamExt;
+use lambent_testkit::runtime_api::{Activity, RuntimeApi, Seen};
+use lambent_testkit::{Proxy, Result};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
 
-use crate::relay::ms;
-use crate::report::{self, Function, median};
-use crate::server::{Env, Result, clock_ticks, cpu_ms, status_mb};
-use crate::services::Proxy;
+use crate::cli::say;
+use crate::machine::{clock_ticks, cpu_ms, file_mb, status_mb};
+use crate::relay::done_status;
+use crate::results::Function;
+use crate::server::{Env, OPENAI_KEY_PARAMETER};
+use crate::stats::{self, median, ms};
 
 /// What a function is sent.
 #[derive(Debug, Clone)]
@@ -127,7 +122,7 @@ impl Shape {
     /// template names it (the agent functions).
     pub fn deployed(deployed: &Deployed) -> Self {
         let vars = if deployed.openai_key_parameter {
-            vec![("OPENAI_API_KEY_PARAMETER", crate::services::OPENAI_KEY_PARAMETER.to_owned())]
+            vec![("OPENAI_API_KEY_PARAMETER", OPENAI_KEY_PARAMETER.to_owned())]
         } else {
             Vec::new()
         };
@@ -173,112 +168,6 @@ pub fn deployed(template: &str) -> HashMap<String, Deployed> {
             Some((binary, Deployed { memory_mb: memory_mb.unwrap_or(global_memory), openai_key_parameter }))
         })
         .collect()
-}
-
-/// What the stub saw.
-#[derive(Debug)]
-enum Seen {
-    /// The first `GET /next`: the function has initialised.
-    Ready(Instant),
-    /// The answer: first byte, first SSE event (streamed answers), end, status code, body.
-    Answered {
-        first: Instant,
-        first_event: Option<Instant>,
-        end: Instant,
-        status: u16,
-        body: String,
-    },
-    /// `GET /next` again: the function is idle.
-    Idle,
-    Failed(String),
-}
-
-#[derive(Clone)]
-struct Stub {
-    event: Arc<Mutex<Option<(String, Bytes)>>>,
-    seen: mpsc::UnboundedSender<Seen>,
-    /// Becomes true when the measurement is over: releases the held `GET /next`.
-    over: watch::Receiver<bool>,
-}
-
-async fn next(State(stub): State<Stub>) -> Response {
-    let event = stub.event.lock().unwrap_or_else(|e| e.into_inner()).take();
-    let Some((request_id, event)) = event else {
-        // The invocation was served: hold this poll open until the measurement is over.
-        let _ = stub.seen.send(Seen::Idle);
-        let mut over = stub.over.clone();
-        let _ = over.wait_for(|over| *over).await;
-        return StatusCode::GONE.into_response();
-    };
-    let _ = stub.seen.send(Seen::Ready(Instant::now()));
-    let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + Duration::from_secs(900);
-    Response::builder()
-        .header("content-type", "application/json")
-        .header("lambda-runtime-aws-request-id", request_id)
-        .header("lambda-runtime-deadline-ms", deadline.as_millis().to_string())
-        .header("lambda-runtime-invoked-function-arn", "arn:aws:lambda:eu-west-1:123456789012:function:bench")
-        .header("lambda-runtime-trace-id", "Root=1-6744d0a3-4a2b6c1d0e9f8a7b6c5d4e3f;Parent=53995c3f42cd8ad8;Sampled=0")
-        .body(Body::from(event))
-        .unwrap_or_default()
-}
-
-async fn response(
-    State(stub): State<Stub>,
-    UrlPath(_id): UrlPath<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> StatusCode {
-    let streaming = headers.get("lambda-runtime-function-response-mode").is_some_and(|v| v == "streaming");
-    let mut chunks = body.into_data_stream();
-    let (mut first, mut first_event, mut bytes) = (None, None, Vec::new());
-    while let Some(chunk) = chunks.next().await {
-        match chunk {
-            Ok(chunk) => {
-                let now = Instant::now();
-                first.get_or_insert(now);
-                bytes.extend_from_slice(&chunk);
-                if streaming && first_event.is_none() && bytes.windows(6).any(|w| w == b"event:") {
-                    first_event = Some(now);
-                }
-            }
-            Err(err) => {
-                let _ = stub.seen.send(Seen::Failed(format!("the answer broke off: {err}")));
-                return StatusCode::ACCEPTED;
-            }
-        }
-    }
-    let end = Instant::now();
-    let (status, body) = if streaming { streamed_answer(&bytes) } else { buffered_answer(&bytes) };
-    let _ = stub.seen.send(Seen::Answered { first: first.unwrap_or(end), first_event, end, status, body });
-    StatusCode::ACCEPTED
-}
-
-/// A buffered answer: `{"statusCode", "headers", "body", "isBase64Encoded"}`.
-fn buffered_answer(bytes: &[u8]) -> (u16, String) {
-    let answer: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
-    let status = answer["statusCode"].as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or(0);
-    (status, answer["body"].as_str().unwrap_or_default().to_owned())
-}
-
-/// A streamed answer: the metadata prelude (JSON), eight NUL bytes, then the body.
-fn streamed_answer(bytes: &[u8]) -> (u16, String) {
-    let split = bytes.windows(8).position(|w| w == [0; 8]);
-    let (prelude, body) = match split {
-        Some(at) => (&bytes[..at], &bytes[at + 8..]),
-        None => (bytes, &[][..]),
-    };
-    let prelude: Value = serde_json::from_slice(prelude).unwrap_or(Value::Null);
-    let status = prelude["statusCode"].as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or(0);
-    (status, String::from_utf8_lossy(body).into_owned())
-}
-
-async fn error(State(stub): State<Stub>, body: Bytes) -> StatusCode {
-    let _ = stub.seen.send(Seen::Failed(format!("runtime error: {}", String::from_utf8_lossy(&body))));
-    StatusCode::ACCEPTED
-}
-
-async fn invocation_error(State(stub): State<Stub>, UrlPath(_id): UrlPath<String>, body: Bytes) -> StatusCode {
-    error(State(stub), body).await
 }
 
 /// An API Gateway REST proxy event for `invocation`, as `tests/fixtures/apigw_rest_get_agents.json` is shaped.
@@ -357,13 +246,13 @@ pub async fn figure(
         request: format!("{} {} → {}", invocation.method, invocation.path, invocation.expect),
         crud: is_crud(name),
         answered_ms: median(&answered),
-        answered_ms_min: report::min(&answered),
-        answered_ms_max: report::max(&answered),
+        answered_ms_min: stats::min(&answered),
+        answered_ms_max: stats::max(&answered),
         first_byte_ms: median(&field(|s| s.first_byte_ms)),
         first_event_ms: median(&field(|s| s.first_event_ms)),
         ready_ms: median(&field(|s| s.ready_ms)),
         peak_rss_mb: median(&rss),
-        peak_rss_mb_max: report::max(&rss),
+        peak_rss_mb_max: stats::max(&rss),
         cpu_ms: median(&field(|s| s.cpu_ms)),
         memory_mb: shape.memory_mb,
         round_trips: proxy.map(|_| median(&round_trips)),
@@ -373,7 +262,7 @@ pub async fn figure(
         failures: errors.len(),
         errors: errors.into_iter().take(2).collect(),
     };
-    crate::say(format!(
+    say(format!(
         "function {name}: answered {:.1} ms, peak RSS {:.1} MB, {} failures",
         function.answered_ms, function.peak_rss_mb, function.failures
     ));
@@ -390,30 +279,13 @@ async fn cold_start(
     shape: &Shape,
 ) -> Result<ColdStart> {
     let request_id = format!("bench-{name}-{run}");
-    let payload = Bytes::from(event(invocation, token, &request_id).to_string());
-    let (seen_tx, mut seen) = mpsc::unbounded_channel();
-    let (over_tx, over) = watch::channel(false);
-    let stub = Stub { event: Arc::new(Mutex::new(Some((request_id, payload)))), seen: seen_tx, over };
-    let app = axum::Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(invocation_error))
-        .route("/2018-06-01/runtime/init/error", post(error))
-        .with_state(stub);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let listener = listener.tap_io(crate::upstream::no_delay);
-    let mut stop = over_tx.subscribe();
-    let server = tokio::spawn(async move {
-        let shutdown = async move { drop(stop.wait_for(|over| *over).await) };
-        let _ = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
-    });
-
+    let mut api = RuntimeApi::start().await;
+    api.invoke(&request_id, event(invocation, token, &request_id).to_string());
     let log = std::fs::File::create(env.work_dir.join(format!("{name}-{run}.log")))?;
     let mut command = tokio::process::Command::new(env.bin(name));
     command
         .envs(env.vars())
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
         .env("AWS_LAMBDA_FUNCTION_NAME", name)
         .envs(shape.vars.iter().cloned())
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", shape.memory_mb.to_string())
@@ -429,50 +301,83 @@ async fn cold_start(
     let exec = Instant::now();
     let mut child = command.spawn().map_err(|e| format!("cannot start {}: {e}", env.bin(name).display()))?;
     let pid = child.id().ok_or("the function exited at once")?;
-
-    let outcome = async {
-        let (mut ready, mut answered) = (None, None);
-        loop {
-            let next = tokio::time::timeout(Duration::from_secs(60), seen.recv()).await;
-            match next.map_err(|_| "no answer within 60 s")?.ok_or("the stub stopped")? {
-                Seen::Ready(at) => ready = Some(at),
-                Seen::Answered { first, first_event, end, status, body } => {
-                    if status != invocation.expect {
-                        return Err(format!("{name}: status {status}, expected {}: {body}", invocation.expect).into());
-                    }
-                    if name == "agent-stream" && crate::relay::done_status(&body).as_deref() != Some("completed") {
-                        return Err(format!("{name}: the turn did not complete: {body}").into());
-                    }
-                    answered = Some((first, first_event, end));
-                }
-                Seen::Idle => break,
-                Seen::Failed(why) => return Err(format!("{name}: {why}").into()),
-            }
-        }
-        let (first, first_event, end) = answered.ok_or("the function polled again without answering")?;
-        Ok::<_, crate::server::Error>(ColdStart {
-            answered_ms: ms(end - exec),
-            first_byte_ms: ms(first - exec),
-            first_event_ms: first_event.map_or(f64::NAN, |at| ms(at - exec)),
-            ready_ms: ready.map_or(f64::NAN, |at| ms(at - exec)),
-            peak_rss_mb: status_mb(pid, "VmHWM")?,
-            cpu_ms: cpu_ms(pid, clock_ticks())?,
-        })
-    }
-    .await;
-
+    let outcome = measure(&mut api, (name, invocation), exec, pid).await;
     let _ = child.kill().await;
-    let _ = over_tx.send(true);
-    // Graceful: the held poll is released above, so this ends at once; the timeout is a safety net.
-    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    // Dropping the stub ends the function's held poll and stops the stub's server.
+    drop(api);
     outcome
 }
 
+/// Follows one cold process through the stub: its first `GET /next` (initialised), its answer (checked
+/// against what `invocation` expects), and its next `GET /next` (idle again: its peak RSS and CPU time are
+/// read then).
+async fn measure(
+    api: &mut RuntimeApi,
+    (name, invocation): (&str, &Invocation),
+    exec: Instant,
+    pid: u32,
+) -> Result<ColdStart> {
+    let (mut ready, mut answered) = (None, None);
+    loop {
+        match api.next_activity(Duration::from_secs(60)).await.ok_or("no answer within 60 s")? {
+            Activity::Polled(at) if ready.is_none() => ready = Some(at),
+            Activity::Polled(_) => break,
+            Activity::Posted(Seen::Answer(answer)) => {
+                let (status, body) = (answer.status().unwrap_or(0), answer.http_body());
+                if status != invocation.expect {
+                    return Err(format!("{name}: status {status}, expected {}: {body}", invocation.expect).into());
+                }
+                if name == "agent-stream" && done_status(&body).as_deref() != Some("completed") {
+                    return Err(format!("{name}: the turn did not complete: {body}").into());
+                }
+                answered = Some(answer);
+            }
+            Activity::Posted(Seen::Failed(why)) => return Err(format!("{name}: {why}").into()),
+        }
+    }
+    let answer = answered.ok_or("the function polled again without answering")?;
+    Ok(ColdStart {
+        answered_ms: ms(answer.end_at - exec),
+        first_byte_ms: ms(answer.first_byte_at.unwrap_or(answer.end_at) - exec),
+        first_event_ms: answer.first_event_at.map_or(f64::NAN, |at| ms(at - exec)),
+        ready_ms: ready.map_or(f64::NAN, |at| ms(at - exec)),
+        peak_rss_mb: status_mb(pid, "VmHWM")?,
+        cpu_ms: cpu_ms(pid, clock_ticks())?,
+    })
+}
+
+/// The stub's figures: every function's cold starts in the stub's [`Shape`] over the bench's embedded file,
+/// with its binary's size.
+pub async fn stub_figures(
+    env: &Env,
+    token: &str,
+    runs: usize,
+    lambda_dir: &Path,
+    notes: &mut Vec<String>,
+) -> Vec<Function> {
+    let mut figures = Vec::new();
+    for (name, invocation) in functions() {
+        let mut function = figure(env, (name, &invocation), token, runs, &Shape::stub(), None).await;
+        let size = binary_size(lambda_dir, &env.bin_dir, name);
+        function.size_mb = size.map(|(mb, _)| mb);
+        function.size_source = size.map(|(_, source)| source.to_owned());
+        figures.push(function);
+    }
+    if figures.iter().any(|f| f.size_source.as_deref() == Some("native")) {
+        notes.push(
+            "Binary sizes are the native x86_64 release binaries: `cargo lambda build --release` (arm64) was not \
+             run here; its `bootstrap` files are used when present."
+                .into(),
+        );
+    }
+    figures
+}
+
 /// A function binary's size: what `cargo lambda build --release` wrote, else the native release binary.
-pub fn binary_size(lambda_dir: &Path, bin_dir: &Path, name: &str) -> Option<(f64, &'static str)> {
-    crate::server::file_mb(&lambda_dir.join(name).join("bootstrap"))
+fn binary_size(lambda_dir: &Path, bin_dir: &Path, name: &str) -> Option<(f64, &'static str)> {
+    file_mb(&lambda_dir.join(name).join("bootstrap"))
         .map(|mb| (mb, "cargo lambda"))
-        .or_else(|| crate::server::file_mb(&bin_dir.join(name)).map(|mb| (mb, "native")))
+        .or_else(|| file_mb(&bin_dir.join(name)).map(|mb| (mb, "native")))
 }
 
 #[cfg(test)]

@@ -1,15 +1,20 @@
-//! Relay overhead: the same streamed answer fetched directly from the fake upstream and through the local
-//! server, interleaved on the same workers so both see the same machine load; and the server's CPU per turn.
+//! Streamed turns through the local server: the relay overhead (the same streamed answer fetched directly
+//! from the fake upstream and through the server, interleaved on the same workers so both see the same
+//! machine load), the server's CPU per turn, and its memory holding many streams at once.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use lambent_testkit::Result;
 use serde_json::{Value, json};
 
-use crate::report::percentile;
-use crate::server::Result;
+use crate::cli::{Args, duration_ms, say};
+use crate::load::{failures, workers};
+use crate::machine::{clock_ticks, cpu_ms, status_mb};
+use crate::results::{Cpu, RelayLevel, RelayTimes, Streams};
+use crate::server::{Env, Server};
+use crate::stats::{Pair, median, ms};
+use crate::upstream::Upstream;
 
 /// One streamed request: time to the first `event:` frame and to the end of the body, in ms.
 #[derive(Debug, Clone, Copy)]
@@ -41,17 +46,6 @@ pub struct Target {
     /// `http://127.0.0.1:<server>/api/agent/stream/`
     pub via_url: String,
     pub token: String,
-}
-
-/// The client the harness uses: a pool large enough to keep one connection per worker alive, no timeout
-/// short enough to cut a slow stream.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(4096)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap_or_default()
 }
 
 impl Target {
@@ -106,10 +100,6 @@ async fn timed(request: reqwest::RequestBuilder) -> Result<(Sample, String)> {
     Ok((Sample { ttfe_ms: ms(ttfe), total_ms: ms(total), max_gap_ms: ms(max_gap) }, body))
 }
 
-pub fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 fn tail(s: &str, n: usize) -> &str {
     let mut start = s.len().saturating_sub(n);
     while !s.is_char_boundary(start) {
@@ -124,37 +114,6 @@ pub fn done_status(body: &str) -> Option<String> {
     let data = body[at..].lines().find_map(|l| l.strip_prefix("data:"))?;
     let done: Value = serde_json::from_str(data.trim()).ok()?;
     done["status"].as_str().map(str::to_owned)
-}
-
-/// Runs `job` on `concurrency` workers, each calling it again as soon as its call is done, until `jobs` calls
-/// have started or `deadline` has passed; the calls' outputs, in no particular order. The worker's number is
-/// passed to `job`. (A panicking worker aborts the whole process: the release profile has `panic = "abort"`.)
-pub async fn workers<T, F, Fut>(concurrency: usize, jobs: usize, deadline: Option<Instant>, job: F) -> Vec<T>
-where
-    T: Send + 'static,
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = T> + Send,
-{
-    let remaining = Arc::new(AtomicUsize::new(jobs));
-    let handles: Vec<_> = (0..concurrency.max(1))
-        .map(|w| {
-            let (job, remaining) = (job.clone(), remaining.clone());
-            tokio::spawn(async move {
-                let mut outputs = Vec::new();
-                while deadline.is_none_or(|at| Instant::now() < at)
-                    && remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
-                {
-                    outputs.push(job(w).await);
-                }
-                outputs
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for handle in handles {
-        all.extend(handle.await.unwrap_or_default());
-    }
-    all
 }
 
 /// `pairs` direct + via pairs on `concurrency` workers (fewer if `deadline` passes first). Even workers start
@@ -188,33 +147,21 @@ pub async fn level(target: &Target, concurrency: usize, pairs: usize, deadline: 
     level
 }
 
-/// Which figure of a sample a series is about.
-type Field = fn(&Sample) -> f64;
-
-/// p50 and p99 of direct and relayed TTFE, total and longest gap (in that order, 12 values), then the added
-/// (relayed − direct) TTFE p50, p99 and total p50, p99.
-pub fn percentiles(level: &Level) -> [f64; 16] {
-    let (ttfe, total, gap): (Field, Field, Field) = (|s| s.ttfe_ms, |s| s.total_ms, |s| s.max_gap_ms);
-    let series = [
-        (&level.direct, ttfe),
-        (&level.via, ttfe),
-        (&level.direct, total),
-        (&level.via, total),
-        (&level.direct, gap),
-        (&level.via, gap),
-    ];
-    let mut row = [0.0; 16];
-    for (i, (samples, field)) in series.into_iter().enumerate() {
-        let values: Vec<f64> = samples.iter().map(field).collect();
-        row[i * 2] = percentile(&values, 50.0);
-        row[i * 2 + 1] = percentile(&values, 99.0);
+/// The percentiles of one run of a level: each series' p50 and p99, and what relaying added.
+pub fn times(level: &Level) -> RelayTimes {
+    let of = |samples: &[Sample], field: fn(&Sample) -> f64| Pair::of(&samples.iter().map(field).collect::<Vec<_>>());
+    let (direct_ttfe_ms, via_ttfe_ms) = (of(&level.direct, |s| s.ttfe_ms), of(&level.via, |s| s.ttfe_ms));
+    let (direct_total_ms, via_total_ms) = (of(&level.direct, |s| s.total_ms), of(&level.via, |s| s.total_ms));
+    RelayTimes {
+        direct_ttfe_ms,
+        via_ttfe_ms,
+        added_ttfe_ms: via_ttfe_ms - direct_ttfe_ms,
+        direct_total_ms,
+        via_total_ms,
+        added_total_ms: via_total_ms - direct_total_ms,
+        direct_max_gap_ms: of(&level.direct, |s| s.max_gap_ms),
+        via_max_gap_ms: of(&level.via, |s| s.max_gap_ms),
     }
-    // Added = relayed − direct, per percentile, within the run.
-    row[12] = row[2] - row[0];
-    row[13] = row[3] - row[1];
-    row[14] = row[6] - row[4];
-    row[15] = row[7] - row[5];
-    row
 }
 
 /// `turns` relayed turns on `concurrency` workers, nothing else: what the CPU figure divides by, and the
@@ -229,14 +176,93 @@ pub async fn via_only(target: &Target, concurrency: usize, turns: usize) -> (usi
     failures(results)
 }
 
-/// How many of `results` failed, and the first few messages.
-pub fn failures<T>(results: impl IntoIterator<Item = Result<T>>) -> (usize, Vec<String>) {
-    let mut all = (0, Vec::new());
-    for err in results.into_iter().filter_map(std::result::Result::err) {
-        all.0 += 1;
-        if all.1.len() < 5 {
-            all.1.push(err.to_string());
+/// The relay figures: at each concurrency of `--concurrency`, `runs` runs of direct + relayed pairs (each after
+/// an unrecorded warm-up that opens the connections the workers keep); per run the percentiles, then each
+/// one's median over the runs.
+pub async fn levels(args: &Args, target: &Target, runs: usize) -> Vec<RelayLevel> {
+    let mut levels = Vec::new();
+    for &concurrency in &args.concurrency {
+        let concurrency = concurrency.max(1);
+        let requests = if args.requests > 0 { args.requests } else { (8 * concurrency).max(200) };
+        let pairs = (requests / 2).max(1);
+        let (mut per_run, mut failures, mut errors) = (Vec::new(), 0, Vec::new());
+        for _ in 0..runs {
+            let _ = level(target, concurrency, concurrency, None).await;
+            let measured = level(target, concurrency, pairs, None).await;
+            failures += measured.failures;
+            per_run.push(times(&measured));
+            errors.extend(measured.errors);
         }
+        let times = RelayTimes::median_of(&per_run);
+        say(format!(
+            "relay c={concurrency}: added TTFE p50 {:.2} / p99 {:.2} ms, added total p50 {:.2} / p99 {:.2} ms, {} failures",
+            times.added_ttfe_ms.p50,
+            times.added_ttfe_ms.p99,
+            times.added_total_ms.p50,
+            times.added_total_ms.p99,
+            failures
+        ));
+        levels.push(RelayLevel { concurrency, pairs, times, failures, errors: errors.into_iter().take(3).collect() });
     }
-    all
+    levels
+}
+
+/// The server's CPU per streamed turn: user + system time of its process around `--cpu-turns` relayed turns,
+/// per run (after one unrecorded round that opens the connections).
+pub async fn cpu(args: &Args, target: &Target, server: &Server, runs: usize) -> Result<Cpu> {
+    let ticks = clock_ticks();
+    let (mut per_turn, mut failures) = (Vec::new(), 0);
+    let _ = via_only(target, args.cpu_concurrency, args.cpu_concurrency).await;
+    for _ in 0..runs {
+        let before = cpu_ms(server.pid, ticks)?;
+        let (failed, _) = via_only(target, args.cpu_concurrency, args.cpu_turns).await;
+        // `done` is recorded before it is sent, but let the server finish tidying the last turns.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let after = cpu_ms(server.pid, ticks)?;
+        failures += failed;
+        per_turn.push((after - before) / args.cpu_turns.max(1) as f64);
+    }
+    let figure = Cpu {
+        concurrency: args.cpu_concurrency,
+        turns: args.cpu_turns,
+        ms_per_turn: median(&per_turn),
+        ms_per_turn_runs: per_turn,
+        failures,
+    };
+    say(format!("cpu: {:.3} ms per turn", figure.ms_per_turn));
+    Ok(figure)
+}
+
+/// The local server's memory holding `--streams` streams at once: per run a fresh server (so VmHWM is this
+/// figure's peak and not an earlier section's), all its turns started together against a slow upstream.
+pub async fn streams(args: &Args, env: &Env, target: &Target, upstream: &Upstream, runs: usize) -> Result<Streams> {
+    upstream.set_delays(duration_ms(args.first_delay_ms), duration_ms(args.streams_delta_delay_ms));
+    let (mut peaks, mut idles, mut opens, mut failures, mut errors) =
+        (Vec::new(), Vec::new(), Vec::new(), 0, Vec::new());
+    for run in 0..runs {
+        let fresh = Server::start(env, &format!("streams-{run}.log")).await?;
+        idles.push(status_mb(fresh.pid, "VmRSS")?);
+        let target = Target { via_url: format!("{}/api/agent/stream/", fresh.base_url), ..target.clone() };
+        upstream.reset_peak();
+        let (failed, errs) = via_only(&target, args.streams, args.streams).await;
+        peaks.push(status_mb(fresh.pid, "VmHWM")?);
+        opens.push(upstream.peak_open() as f64);
+        failures += failed;
+        errors.extend(errs);
+        fresh.stop().await;
+    }
+    let figure = Streams {
+        streams: args.streams,
+        idle_rss_mb: median(&idles),
+        peak_rss_mb: median(&peaks),
+        peak_rss_mb_runs: peaks,
+        peak_open_upstream: median(&opens),
+        failures,
+        errors: errors.into_iter().take(3).collect(),
+    };
+    say(format!(
+        "{} streams: peak RSS {:.1} MB, {} open upstream at once",
+        args.streams, figure.peak_rss_mb, figure.peak_open_upstream
+    ));
+    Ok(figure)
 }

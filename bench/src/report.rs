@@ -1,293 +1,14 @@
-//! Statistics, the machine description, and the report: markdown for `BENCHMARKS.md` (written between
-//! markers, so hand-written analysis around it survives a re-run) and JSON for machines.
+//! The report: markdown for `BENCHMARKS.md`, written between markers so hand-written analysis around it
+//! survives a re-run.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use serde::Serialize;
+use crate::results::{Figure, Function, Remote, Report};
+use crate::stats::{Pair, num};
 
 pub const BEGIN: &str = "<!-- bench:begin -->";
 pub const END: &str = "<!-- bench:end -->";
-
-/// The `p`th percentile (nearest rank) of `values`; NaN when there are none.
-pub fn percentile(values: &[f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// The median of the runs' values (NaN ones, from failed runs, left out).
-pub fn median(values: &[f64]) -> f64 {
-    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
-}
-
-pub fn max(values: &[f64]) -> f64 {
-    values.iter().copied().filter(|v| !v.is_nan()).fold(f64::NAN, f64::max)
-}
-
-pub fn min(values: &[f64]) -> f64 {
-    values.iter().copied().filter(|v| !v.is_nan()).fold(f64::NAN, f64::min)
-}
-
-/// p50 and p99, each the median over the runs of that run's percentile.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Pair {
-    pub p50: f64,
-    pub p99: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Machine {
-    pub cpu: String,
-    pub cores: usize,
-    pub memory_gb: f64,
-    pub kernel: String,
-    pub rustc: String,
-    pub load_before: String,
-    pub load_after: String,
-    pub date_utc: String,
-}
-
-impl Machine {
-    pub fn probe() -> Self {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu = cpuinfo
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_owned())
-            })
-            .unwrap_or_else(|| "unknown".into());
-        let cores = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
-        let memory_kb: f64 = std::fs::read_to_string("/proc/meminfo")
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0.0);
-        Self {
-            cpu,
-            cores,
-            memory_gb: memory_kb * 1024.0 / 1e9,
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
-            rustc: command_line("rustc", &["--version"]),
-            load_before: load(),
-            load_after: String::new(),
-            date_utc: command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-        }
-    }
-}
-
-/// The 1, 5 and 15 minute load averages: how busy the machine was besides the benchmark.
-pub fn load() -> String {
-    let raw = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    raw.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-}
-
-fn command_line(program: &str, args: &[&str]) -> String {
-    std::process::Command::new(program)
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// One figure the issue sets a target for (or reports without one).
-#[derive(Debug, Clone, Serialize)]
-pub struct Figure {
-    pub figure: String,
-    pub target: String,
-    pub measured: String,
-    pub value: f64,
-    /// None when there is no target, or nothing was measured.
-    pub met: Option<bool>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RelayLevel {
-    pub concurrency: usize,
-    /// Direct + relayed pairs per run.
-    pub pairs: usize,
-    pub direct_ttfe_ms: Pair,
-    pub via_ttfe_ms: Pair,
-    /// via − direct, per run and percentile, then the median over runs.
-    pub added_ttfe_ms: Pair,
-    pub direct_total_ms: Pair,
-    pub via_total_ms: Pair,
-    pub added_total_ms: Pair,
-    /// The longest silence between two chunks of one response.
-    pub direct_max_gap_ms: Pair,
-    pub via_max_gap_ms: Pair,
-    /// Over all runs.
-    pub failures: usize,
-    pub errors: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Cpu {
-    pub concurrency: usize,
-    pub turns: usize,
-    pub ms_per_turn: f64,
-    pub ms_per_turn_runs: Vec<f64>,
-    pub failures: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Streams {
-    pub streams: usize,
-    pub idle_rss_mb: f64,
-    pub peak_rss_mb: f64,
-    pub peak_rss_mb_runs: Vec<f64>,
-    /// The most upstream streams open at once (median over runs): shows they overlapped.
-    pub peak_open_upstream: f64,
-    pub failures: usize,
-    pub errors: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Crud {
-    pub request: String,
-    pub concurrency: usize,
-    pub seconds: u64,
-    pub generator: String,
-    pub requests_per_s: f64,
-    pub requests_per_s_runs: Vec<f64>,
-    /// The server's own CPU time (user + system) per answered request, µs: unlike req/s, it does not depend
-    /// on what else the machine runs.
-    pub cpu_us_per_request: f64,
-    pub failed: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Function {
-    pub name: String,
-    pub request: String,
-    pub crud: bool,
-    pub answered_ms: f64,
-    pub answered_ms_min: f64,
-    pub answered_ms_max: f64,
-    pub first_byte_ms: f64,
-    pub first_event_ms: f64,
-    pub ready_ms: f64,
-    pub peak_rss_mb: f64,
-    pub peak_rss_mb_max: f64,
-    /// User + system CPU time of the cold process, initialisation and the one request.
-    pub cpu_ms: f64,
-    /// What `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` said (the template's `MemorySize` in the deployed shape).
-    pub memory_mb: u32,
-    /// Requests that reached the remote database during the cold process (None: an embedded file).
-    pub round_trips: Option<f64>,
-    pub size_mb: Option<f64>,
-    pub size_source: Option<String>,
-    pub runs: usize,
-    pub failures: usize,
-    pub errors: Vec<String>,
-}
-
-/// The database requests of one request on a warm server (the most seen over the samples).
-#[derive(Debug, Clone, Serialize)]
-pub struct RoundTrips {
-    pub request: String,
-    pub rtt_ms: f64,
-    pub samples: usize,
-    pub total: Option<u64>,
-    /// Before the fake upstream received the model request (the model endpoints only).
-    pub before_upstream: Option<u64>,
-    /// After the upstream's answer ended.
-    pub after_upstream: Option<u64>,
-    pub failures: usize,
-}
-
-/// One round trip and concurrency of the remote figures.
-#[derive(Debug, Clone, Serialize)]
-pub struct RemoteLevel {
-    pub rtt_ms: f64,
-    pub concurrency: usize,
-    /// Requests answered per endpoint and run (the fewest over endpoints and runs: the time cap may cut a level).
-    pub requests: usize,
-    /// Wall time per endpoint (the stream's: to the end of its body).
-    pub wall_ms: Vec<(String, Pair)>,
-    pub added_ttfe_ms: Pair,
-    pub added_total_ms: Pair,
-    /// The server's CPU per streamed turn during the stream runs.
-    pub cpu_ms_per_turn: f64,
-    pub failures: usize,
-    pub errors: Vec<String>,
-}
-
-/// N servers on one database, one client each.
-#[derive(Debug, Clone, Serialize)]
-pub struct ScaleRun {
-    pub rtt_ms: f64,
-    pub instances: usize,
-    pub seconds: f64,
-    pub turns_per_s: f64,
-    pub turns_per_s_runs: Vec<f64>,
-    /// Time to first event (absolute, not added).
-    pub ttfe_ms: Pair,
-    pub failures: usize,
-    pub errors: Vec<String>,
-}
-
-/// The deployed shape: a remote libsql server behind an injected round trip.
-#[derive(Debug, Clone, Serialize)]
-pub struct Remote {
-    pub sqld: String,
-    /// How sqld checkpointed its WAL.
-    pub sqld_checkpoints: String,
-    /// Where sqld stopped taking writes and was restarted.
-    pub sqld_restarts: Vec<String>,
-    pub deltas: usize,
-    pub delta_delay_ms: f64,
-    pub round_trips: Vec<RoundTrips>,
-    pub levels: Vec<RemoteLevel>,
-    pub scale_delta_delay_ms: f64,
-    pub scale: Vec<ScaleRun>,
-    pub lambda_rtt_ms: f64,
-    /// moto's time for one `GetParameter`, from the harness (median of five).
-    pub ssm_get_ms: f64,
-    pub functions: Vec<Function>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Settings {
-    pub runs: usize,
-    pub deltas: usize,
-    pub first_delay_ms: f64,
-    pub delta_delay_ms: f64,
-    pub rss_delta_delay_ms: f64,
-    pub list_agents: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub command: String,
-    pub machine: Machine,
-    pub settings: Settings,
-    pub headline: Vec<Figure>,
-    pub relay: Vec<RelayLevel>,
-    pub cpu: Option<Cpu>,
-    pub streams: Option<Streams>,
-    pub crud: Vec<Crud>,
-    pub functions: Vec<Function>,
-    /// The targets of the deployed shape (issue 13), from [`Report::remote`].
-    pub remote_headline: Vec<Figure>,
-    pub remote: Option<Remote>,
-    pub notes: Vec<String>,
-}
-
-fn num(v: f64, decimals: usize) -> String {
-    if v.is_nan() { "—".into() } else { format!("{v:.decimals$}") }
-}
 
 fn pair(p: Pair, decimals: usize) -> String {
     format!("{} / {}", num(p.p50, decimals), num(p.p99, decimals))
@@ -301,271 +22,189 @@ fn table(md: &mut String, header: &[&str], rows: impl IntoIterator<Item = Vec<St
     }
 }
 
-impl Report {
-    /// The figures the issue sets targets for, from the detailed results.
-    pub fn headline(&mut self) {
-        let mut figures = Vec::new();
-        let at_most = |value: f64, target: f64| (!value.is_nan()).then_some(value <= target);
-        if let Some(level) = self.relay.iter().find(|l| l.concurrency == 64) {
-            let v = level.added_ttfe_ms.p99;
-            figures.push(Figure {
-                figure: "Added time-to-first-event, p99, concurrency 64".into(),
-                target: "≤ 1 ms".into(),
-                measured: format!("{} ms", num(v, 2)),
-                value: v,
-                met: at_most(v, 1.0),
-            });
-        }
-        if let Some(cpu) = &self.cpu {
-            let v = cpu.ms_per_turn;
-            figures.push(Figure {
-                figure: format!("Server CPU per streamed turn (concurrency {})", cpu.concurrency),
-                target: "≤ 0.5 ms".into(),
-                measured: format!("{} ms", num(v, 2)),
-                value: v,
-                met: at_most(v, 0.5),
-            });
-        }
-        let crud: Vec<&Function> = self.functions.iter().filter(|f| f.crud).collect();
-        if let Some(slowest) = crud.iter().max_by(|a, b| a.answered_ms.total_cmp(&b.answered_ms)) {
-            let v = slowest.answered_ms;
-            figures.push(Figure {
-                figure: "Cold start to first answer, CRUD functions (slowest)".into(),
-                target: "≤ 25 ms".into(),
-                measured: format!("{} ms ({})", num(v, 1), slowest.name),
-                value: v,
-                met: at_most(v, 25.0),
-            });
-        }
-        let sized = self.functions.iter().filter_map(|f| Some((f, f.size_mb?)));
-        if let Some((largest, v)) = sized.max_by(|a, b| a.1.total_cmp(&b.1)) {
-            let source = largest.size_source.as_deref().unwrap_or("?");
-            let source = if source == "native" { "native x86_64 release, not cargo lambda" } else { source };
-            figures.push(Figure {
-                figure: "Function binary size (largest)".into(),
-                target: "≤ 8 MB".into(),
-                measured: format!("{} MB ({}; {source})", num(v, 2), largest.name),
-                value: v,
-                met: at_most(v, 8.0),
-            });
-        }
-        if let Some(largest) = self.functions.iter().max_by(|a, b| a.peak_rss_mb.total_cmp(&b.peak_rss_mb)) {
-            let v = largest.peak_rss_mb;
-            figures.push(Figure {
-                figure: "Peak RSS per function, one request (largest)".into(),
-                target: "≤ 30 MB".into(),
-                measured: format!("{} MB ({})", num(v, 1), largest.name),
-                value: v,
-                met: at_most(v, 30.0),
-            });
-        }
-        if let Some(streams) = &self.streams {
-            let v = streams.peak_rss_mb;
-            figures.push(Figure {
-                figure: format!("Peak RSS, local server holding {} concurrent streams", streams.streams),
-                target: "≤ 150 MB".into(),
-                measured: format!("{} MB", num(v, 1)),
-                value: v,
-                met: at_most(v, 150.0),
-            });
-        }
-        for crud in &self.crud {
-            let v = crud.requests_per_s;
-            let get = crud.request.starts_with("GET");
-            figures.push(Figure {
-                figure: format!("{} throughput, concurrency {}", crud.request, crud.concurrency),
-                target: if get { "≥ 10,000 req/s".into() } else { "— (reported)".into() },
-                measured: format!("{} req/s", num(v, 0)),
-                value: v,
-                met: if get && !v.is_nan() { Some(v >= 10_000.0) } else { None },
-            });
-        }
-        self.headline = figures;
-        self.remote_headline = self.remote.as_ref().map(remote_figures).unwrap_or_default();
+/// The report's section of `BENCHMARKS.md`, markers included.
+pub fn markdown(report: &Report) -> String {
+    let mut md = String::new();
+    let m = &report.machine;
+    let s = &report.settings;
+    let _ = writeln!(md, "{BEGIN}");
+    let _ = writeln!(md, "<!-- Generated by lambent-bench; edits between these markers are overwritten. -->\n");
+    let _ = writeln!(md, "## Results\n");
+    let _ = writeln!(md, "Measured {} with:\n\n```bash\n{}\n```\n", m.date_utc, report.command);
+    let _ = writeln!(
+        md,
+        "**Machine:** {} — {} cores, {:.1} GB RAM, Linux {}, {}. Load average (1/5/15 min) {} before, {} after.\n",
+        m.cpu, m.cores, m.memory_gb, m.kernel, m.rustc, m.load_before, m.load_after
+    );
+    let _ = writeln!(
+        md,
+        "Every figure is the **median of {} runs**. MB = 10^6 bytes. Release builds (`[profile.release]`).\n",
+        s.runs
+    );
+    targets_table(&mut md, &report.headline);
+    if let Some(remote) = &report.remote {
+        let _ = writeln!(
+            md,
+            "\n**The deployed shape** (issue 13): the release binaries against a real libsql server ({}) \
+                 behind a proxy that holds every database request for the round-trip time r; details below.\n",
+            remote.sqld
+        );
+        targets_table(&mut md, &report.remote_headline);
     }
 
-    pub fn markdown(&self) -> String {
-        let mut md = String::new();
-        let m = &self.machine;
-        let s = &self.settings;
-        let _ = writeln!(md, "{BEGIN}");
-        let _ = writeln!(md, "<!-- Generated by lambent-bench; edits between these markers are overwritten. -->\n");
-        let _ = writeln!(md, "## Results\n");
-        let _ = writeln!(md, "Measured {} with:\n\n```bash\n{}\n```\n", m.date_utc, self.command);
+    if !report.relay.is_empty() {
+        let _ = writeln!(md, "\n### Relay overhead (`POST /api/agent/stream/` vs the upstream directly)\n");
         let _ = writeln!(
             md,
-            "**Machine:** {} — {} cores, {:.1} GB RAM, Linux {}, {}. Load average (1/5/15 min) {} before, {} after.\n",
-            m.cpu, m.cores, m.memory_gb, m.kernel, m.rustc, m.load_before, m.load_after
-        );
-        let _ = writeln!(
-            md,
-            "Every figure is the **median of {} runs**. MB = 10^6 bytes. Release builds (`[profile.release]`).\n",
-            s.runs
-        );
-        targets_table(&mut md, &self.headline);
-        if let Some(remote) = &self.remote {
-            let _ = writeln!(
-                md,
-                "\n**The deployed shape** (issue 13): the release binaries against a real libsql server ({}) \
-                 behind a proxy that holds every database request for the round-trip time r; details below.\n",
-                remote.sqld
-            );
-            targets_table(&mut md, &self.remote_headline);
-        }
-
-        if !self.relay.is_empty() {
-            let _ = writeln!(md, "\n### Relay overhead (`POST /api/agent/stream/` vs the upstream directly)\n");
-            let _ = writeln!(
-                md,
-                "The fake upstream streams {} text deltas (first event after {} ms, deltas {} ms apart) plus the \
+            "The fake upstream streams {} text deltas (first event after {} ms, deltas {} ms apart) plus the \
                  surrounding Responses events. Each worker alternates a direct request to it and a relayed turn \
                  through the local server (new session each). TTFE = time to the first `event:` bytes; total = \
                  end of body. *Added* = relayed − direct, per run and percentile (not paired per request). \
                  *Longest gap* = the longest silence between two chunks of one response (the upstream's own is \
                  about one delta interval). Times in ms, p50 / p99.\n",
-                s.deltas, s.first_delay_ms, s.delta_delay_ms
-            );
-            let rows = self.relay.iter().map(|l| {
-                vec![
-                    l.concurrency.to_string(),
-                    l.pairs.to_string(),
-                    pair(l.direct_ttfe_ms, 2),
-                    pair(l.via_ttfe_ms, 2),
-                    format!("**{}**", pair(l.added_ttfe_ms, 2)),
-                    pair(l.direct_total_ms, 1),
-                    pair(l.via_total_ms, 1),
-                    format!("**{}**", pair(l.added_total_ms, 2)),
-                    pair(l.direct_max_gap_ms, 1),
-                    pair(l.via_max_gap_ms, 1),
-                    l.failures.to_string(),
-                ]
-            });
-            let header = [
-                "concurrency",
-                "pairs/run",
-                "direct TTFE",
-                "relayed TTFE",
-                "**added TTFE**",
-                "direct total",
-                "relayed total",
-                "**added total**",
-                "longest gap direct",
-                "longest gap relayed",
-                "failures",
-            ];
-            table(&mut md, &header, rows);
-        }
-        if let Some(cpu) = &self.cpu {
-            let runs: Vec<String> = cpu.ms_per_turn_runs.iter().map(|v| num(*v, 2)).collect();
-            let _ = writeln!(
-                md,
-                "\n**Server CPU per streamed turn:** {} ms (user + system time of the `lambent` process from \
+            s.deltas, s.first_delay_ms, s.delta_delay_ms
+        );
+        let rows = report.relay.iter().map(|l| {
+            vec![
+                l.concurrency.to_string(),
+                l.pairs.to_string(),
+                pair(l.times.direct_ttfe_ms, 2),
+                pair(l.times.via_ttfe_ms, 2),
+                format!("**{}**", pair(l.times.added_ttfe_ms, 2)),
+                pair(l.times.direct_total_ms, 1),
+                pair(l.times.via_total_ms, 1),
+                format!("**{}**", pair(l.times.added_total_ms, 2)),
+                pair(l.times.direct_max_gap_ms, 1),
+                pair(l.times.via_max_gap_ms, 1),
+                l.failures.to_string(),
+            ]
+        });
+        let header = [
+            "concurrency",
+            "pairs/run",
+            "direct TTFE",
+            "relayed TTFE",
+            "**added TTFE**",
+            "direct total",
+            "relayed total",
+            "**added total**",
+            "longest gap direct",
+            "longest gap relayed",
+            "failures",
+        ];
+        table(&mut md, &header, rows);
+    }
+    if let Some(cpu) = &report.cpu {
+        let runs: Vec<String> = cpu.ms_per_turn_runs.iter().map(|v| num(*v, 2)).collect();
+        let _ = writeln!(
+            md,
+            "\n**Server CPU per streamed turn:** {} ms (user + system time of the `lambent` process from \
                  `/proc/<pid>/stat` over {} relayed turns at concurrency {}; runs: {}; failures: {}). The fake \
                  upstream runs in the harness, so none of its work is counted.",
-                num(cpu.ms_per_turn, 2),
-                cpu.turns,
-                cpu.concurrency,
-                runs.join(", "),
-                cpu.failures
-            );
-        }
-        if let Some(st) = &self.streams {
-            let runs: Vec<String> = st.peak_rss_mb_runs.iter().map(|v| num(*v, 1)).collect();
-            let _ = writeln!(
-                md,
-                "\n**Local server holding {} streams:** peak RSS (VmHWM) {} MB (runs: {}), {} MB idle after start; \
+            num(cpu.ms_per_turn, 2),
+            cpu.turns,
+            cpu.concurrency,
+            runs.join(", "),
+            cpu.failures
+        );
+    }
+    if let Some(st) = &report.streams {
+        let runs: Vec<String> = st.peak_rss_mb_runs.iter().map(|v| num(*v, 1)).collect();
+        let _ = writeln!(
+            md,
+            "\n**Local server holding {} streams:** peak RSS (VmHWM) {} MB (runs: {}), {} MB idle after start; \
                  a fresh server per run, {} simultaneous relayed turns against an upstream pacing deltas {} ms \
                  apart; at most {} upstream streams were open at once (median); failures: {}.",
-                st.streams,
-                num(st.peak_rss_mb, 1),
-                runs.join(", "),
-                num(st.idle_rss_mb, 1),
-                st.streams,
-                s.rss_delta_delay_ms,
-                num(st.peak_open_upstream, 0),
-                st.failures
-            );
-        }
-        if !self.crud.is_empty() {
-            let _ = writeln!(md, "\n### CRUD throughput (local SQLite default)\n");
-            let _ = writeln!(
-                md,
-                "The caller is an ordinary (non-staff) user owning {} agents; GET runs before any POST so the list \
+            st.streams,
+            num(st.peak_rss_mb, 1),
+            runs.join(", "),
+            num(st.idle_rss_mb, 1),
+            st.streams,
+            s.rss_delta_delay_ms,
+            num(st.peak_open_upstream, 0),
+            st.failures
+        );
+    }
+    if !report.crud.is_empty() {
+        let _ = writeln!(md, "\n### CRUD throughput (local SQLite default)\n");
+        let _ = writeln!(
+            md,
+            "The caller is an ordinary (non-staff) user owning {} agents; GET runs before any POST so the list \
                  does not grow under it.\n",
-                s.list_agents
-            );
-            let rows = self.crud.iter().map(|c| {
-                let runs: Vec<String> = c.requests_per_s_runs.iter().map(|v| num(*v, 0)).collect();
-                vec![
-                    c.request.clone(),
-                    c.concurrency.to_string(),
-                    c.seconds.to_string(),
-                    c.generator.clone(),
-                    num(c.requests_per_s, 0),
-                    runs.join(", "),
-                    num(c.cpu_us_per_request, 0),
-                    c.failed.to_string(),
-                ]
-            });
-            let header = [
-                "request",
-                "concurrency",
-                "seconds",
-                "generator",
-                "req/s (median)",
-                "runs",
-                "server CPU µs/request",
-                "non-2xx + errors",
-            ];
-            table(&mut md, &header, rows);
-        }
-        if !self.functions.is_empty() {
-            let _ = writeln!(md, "\n### Lambda functions (stub Runtime API, one invocation per cold process)\n");
-            let _ = writeln!(
-                md,
-                "Times from exec: *ready* = the first `GET /next` (initialisation done), *first byte* and \
+            s.list_agents
+        );
+        let rows = report.crud.iter().map(|c| {
+            let runs: Vec<String> = c.requests_per_s_runs.iter().map(|v| num(*v, 0)).collect();
+            vec![
+                c.request.clone(),
+                c.concurrency.to_string(),
+                c.seconds.to_string(),
+                c.generator.clone(),
+                num(c.requests_per_s, 0),
+                runs.join(", "),
+                num(c.cpu_us_per_request, 0),
+                c.failed.to_string(),
+            ]
+        });
+        let header = [
+            "request",
+            "concurrency",
+            "seconds",
+            "generator",
+            "req/s (median)",
+            "runs",
+            "server CPU µs/request",
+            "non-2xx + errors",
+        ];
+        table(&mut md, &header, rows);
+    }
+    if !report.functions.is_empty() {
+        let _ = writeln!(md, "\n### Lambda functions (stub Runtime API, one invocation per cold process)\n");
+        let _ = writeln!(
+            md,
+            "Times from exec: *ready* = the first `GET /next` (initialisation done), *first byte* and \
                  *answered* = the start and end of the answer's `POST .../response`, *first event* = its first SSE \
                  `event:` (streaming functions). Peak RSS = VmHWM once the \
                  function polls for its next invocation. Sizes: `target/lambda/<fn>/bootstrap` when `cargo lambda \
                  build --release` has run, else the native release binary (stripped by the release profile).\n"
-            );
-            functions_table(&mut md, &self.functions, false);
-        }
-        if let Some(remote) = &self.remote {
-            remote_sections(&mut md, remote);
-        }
-        let remote_errors = self.remote.iter().flat_map(|r| {
-            let levels = r
-                .levels
-                .iter()
-                .flat_map(|l| l.errors.iter().map(move |e| format!("remote {} ms c={}: {e}", l.rtt_ms, l.concurrency)));
-            let scale = r.scale.iter().flat_map(|s| {
-                s.errors.iter().map(move |e| format!("scale-out {} ms × {}: {e}", s.rtt_ms, s.instances))
-            });
-            let functions =
-                r.functions.iter().flat_map(|f| f.errors.iter().map(move |e| format!("{} (deployed): {e}", f.name)));
-            levels.chain(scale).chain(functions).collect::<Vec<_>>()
-        });
-        let errors: Vec<String> = self
-            .relay
-            .iter()
-            .flat_map(|l| l.errors.iter().map(move |e| format!("relay c={}: {e}", l.concurrency)))
-            .chain(self.streams.iter().flat_map(|s| s.errors.iter().map(|e| format!("streams: {e}"))))
-            .chain(self.functions.iter().flat_map(|f| f.errors.iter().map(move |e| format!("{}: {e}", f.name))))
-            .chain(remote_errors)
-            .collect();
-        if !self.notes.is_empty() || !errors.is_empty() {
-            let _ = writeln!(md, "\n### Notes\n");
-            for note in &self.notes {
-                let _ = writeln!(md, "- {note}");
-            }
-            for error in errors.iter().take(10) {
-                let _ = writeln!(md, "- failure: `{}`", error.replace('`', "'").replace('\n', " "));
-            }
-        }
-        let _ = writeln!(md, "\n{END}");
-        md
+        );
+        functions_table(&mut md, &report.functions, false);
     }
+    if let Some(remote) = &report.remote {
+        remote_sections(&mut md, remote);
+    }
+    let remote_errors = report.remote.iter().flat_map(|r| {
+        let levels = r
+            .levels
+            .iter()
+            .flat_map(|l| l.errors.iter().map(move |e| format!("remote {} ms c={}: {e}", l.rtt_ms, l.concurrency)));
+        let scale = r
+            .scale
+            .iter()
+            .flat_map(|s| s.errors.iter().map(move |e| format!("scale-out {} ms × {}: {e}", s.rtt_ms, s.instances)));
+        let functions =
+            r.functions.iter().flat_map(|f| f.errors.iter().map(move |e| format!("{} (deployed): {e}", f.name)));
+        levels.chain(scale).chain(functions).collect::<Vec<_>>()
+    });
+    let errors: Vec<String> = report
+        .relay
+        .iter()
+        .flat_map(|l| l.errors.iter().map(move |e| format!("relay c={}: {e}", l.concurrency)))
+        .chain(report.streams.iter().flat_map(|s| s.errors.iter().map(|e| format!("streams: {e}"))))
+        .chain(report.functions.iter().flat_map(|f| f.errors.iter().map(move |e| format!("{}: {e}", f.name))))
+        .chain(remote_errors)
+        .collect();
+    if !report.notes.is_empty() || !errors.is_empty() {
+        let _ = writeln!(md, "\n### Notes\n");
+        for note in &report.notes {
+            let _ = writeln!(md, "- {note}");
+        }
+        for error in errors.iter().take(10) {
+            let _ = writeln!(md, "- failure: `{}`", error.replace('`', "'").replace('\n', " "));
+        }
+    }
+    let _ = writeln!(md, "\n{END}");
+    md
 }
 
 /// A targets table: figure, target, measured, met.
@@ -620,109 +259,6 @@ fn functions_table(md: &mut String, functions: &[Function], deployed: bool) {
     header.extend(if deployed { &["memory (template)", "database round trips"][..] } else { &["size"][..] });
     header.push("failures");
     table(md, &header, rows);
-}
-
-/// The deployed shape's targets (issue 13), from its detailed results.
-fn remote_figures(remote: &Remote) -> Vec<Figure> {
-    let at_most = |value: f64, target: f64| (!value.is_nan()).then_some(value <= target);
-    let mut figures = Vec::new();
-    for level in remote.levels.iter().filter(|l| l.concurrency == 1) {
-        let r = level.rtt_ms;
-        let v = level.added_ttfe_ms.p50;
-        figures.push(Figure {
-            figure: format!("Added time-to-first-event at r = {r} ms (p50, concurrency 1)"),
-            target: format!("≤ 2·r + 2 = {} ms", 2.0 * r + 2.0),
-            measured: format!("{} ms", num(v, 2)),
-            value: v,
-            met: at_most(v, 2.0 * r + 2.0),
-        });
-        let reads = level.wall_ms.iter().filter(|(request, _)| request.starts_with("GET"));
-        if let Some((request, slowest)) = reads.max_by(|a, b| a.1.p50.total_cmp(&b.1.p50)) {
-            figures.push(Figure {
-                figure: format!("CRUD read at r = {r} ms (p50, concurrency 1, the slower of list and detail)"),
-                target: format!("≤ 2·r + 1 = {} ms", 2.0 * r + 1.0),
-                measured: format!("{} ms ({request})", num(slowest.p50, 2)),
-                value: slowest.p50,
-                met: at_most(slowest.p50, 2.0 * r + 1.0),
-            });
-        }
-    }
-    // Which requests a budget is about, and which of their counts.
-    type Keep = fn(&str) -> bool;
-    type Count = fn(&RoundTrips) -> Option<u64>;
-    let most = |keep: &dyn Fn(&str) -> bool, count: Count| {
-        remote.round_trips.iter().filter(|r| keep(&r.request)).filter_map(|r| Some((count(r)?, r))).max_by_key(|m| m.0)
-    };
-    let (total, before, after): (Count, Count, Count) = (|r| r.total, |r| r.before_upstream, |r| r.after_upstream);
-    let (read, write, model): (Keep, Keep, Keep) =
-        (|r| r.starts_with("GET"), |r| r == "POST /api/agents/", |r| r.starts_with("POST /api/agent/"));
-    let budgets = [
-        ("Database round trips of a CRUD read (warm; list, detail)", read, total),
-        ("Database round trips of a CRUD write (warm; POST /api/agents/)", write, total),
-        ("Database round trips before the model request (warm; stream, chat)", model, before),
-        ("Database round trips after the model's last event (warm; stream, chat)", model, after),
-    ];
-    for (figure, keep, count) in budgets {
-        if let Some((n, row)) = most(&keep, count) {
-            figures.push(Figure {
-                figure: figure.into(),
-                target: "≤ 2".into(),
-                measured: format!("{n} ({}, most seen)", row.request),
-                value: n as f64,
-                met: Some(n <= 2),
-            });
-        }
-    }
-    for (name, warm) in [("agents", "GET /api/agents/"), ("agent-stream", "POST /api/agent/stream/")] {
-        let cold = remote.functions.iter().find(|f| f.name == name).and_then(|f| f.round_trips);
-        if let (Some(cold), Some((warm_n, _))) = (cold, most(&|r: &str| r == warm, total)) {
-            figures.push(Figure {
-                figure: format!("Database round trips of a cold `{name}` function (init + {warm})"),
-                target: format!("≤ warm + 1 = {}", warm_n + 1),
-                measured: format!("{} (r = {} ms)", num(cold, 0), remote.lambda_rtt_ms),
-                value: cold,
-                met: at_most(cold, (warm_n + 1) as f64),
-            });
-        }
-    }
-    let cpu: Vec<&RemoteLevel> = remote.levels.iter().filter(|l| l.concurrency == 16).collect();
-    if let Some(first) = cpu.first() {
-        let measured: Vec<String> =
-            cpu.iter().map(|l| format!("{} ms at r = {} ms", num(l.cpu_ms_per_turn, 2), l.rtt_ms)).collect();
-        figures.push(Figure {
-            figure: "Server CPU per streamed turn, remote database (concurrency 16)".into(),
-            target: "— (reported; the local target is ≤ 1.5 ms)".into(),
-            measured: measured.join(", "),
-            value: first.cpu_ms_per_turn,
-            met: None,
-        });
-    }
-    let instances = remote.scale.iter().map(|s| s.instances).max().unwrap_or(0);
-    let far = remote.scale.iter().filter(|s| s.instances == instances).max_by(|a, b| a.rtt_ms.total_cmp(&b.rtt_ms));
-    let near = remote.scale.iter().find(|s| s.instances == instances && s.rtt_ms == 0.0);
-    if let (Some(far), Some(near)) = (far.filter(|f| f.rtt_ms > 0.0), near) {
-        let ratio = far.turns_per_s / near.turns_per_s;
-        figures.push(Figure {
-            figure: format!("Scale-out, {instances} instances: turns/s at r = {} ms ÷ at r = 0", far.rtt_ms),
-            target: "≥ 50 %".into(),
-            measured: format!(
-                "{} % ({} / {} turns/s)",
-                num(ratio * 100.0, 0),
-                num(far.turns_per_s, 1),
-                num(near.turns_per_s, 1)
-            ),
-            value: ratio,
-            met: (!ratio.is_nan()).then_some(ratio >= 0.5),
-        });
-        figures.push(Figure {
-            figure: format!("Scale-out, {instances} instances at r = {} ms: time to first event p50", far.rtt_ms),
-            target: "≤ 50 ms".into(),
-            measured: format!("{} ms", num(far.ttfe_ms.p50, 1)),
-            value: far.ttfe_ms.p50,
-            met: at_most(far.ttfe_ms.p50, 50.0),
-        });
-    }
-    figures
 }
 
 /// The deployed shape's detailed tables.
@@ -875,15 +411,6 @@ pub fn write_section(path: &Path, section: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_and_medians() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!((percentile(&v, 50.0), percentile(&v, 99.0), percentile(&v, 100.0)), (50.0, 99.0, 100.0));
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(median(&[]).is_nan());
-    }
 
     #[test]
     fn the_section_replaces_only_what_is_between_the_markers() {

@@ -1,7 +1,7 @@
-//! The servers under test as child processes of the release binaries, and what their kernel accounting says
-//! about them (`/proc/<pid>/stat` for CPU time, `/proc/<pid>/status` for memory).
+//! The servers under test as child processes of the release binaries (`lambent serve`), what they are given
+//! ([`Env`]), and the `lambent` commands that prepare their database and the bench users.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -9,8 +9,11 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
-pub type Error = Box<dyn std::error::Error + Send + Sync>;
-pub type Result<T> = std::result::Result<T, Error>;
+use lambent_testkit::{Result, free_port};
+
+/// The SSM parameters the template's defaults name (`DatabaseAuthTokenParameter`, `OpenAiApiKeyParameter`).
+pub const DATABASE_TOKEN_PARAMETER: &str = "/lambent/database-auth-token";
+pub const OPENAI_KEY_PARAMETER: &str = "/lambent/openai-api-key";
 
 /// The password of the bench users; long enough for the API's validation, never used for anything real.
 const PASSWORD: &str = "bench-password-not-secret";
@@ -52,9 +55,9 @@ impl Env {
                 vars.extend(database_auth_token.iter().map(|token| ("DATABASE_AUTH_TOKEN", token.clone())));
             }
             Secrets::Ssm { endpoint } => vars.extend([
-                ("DATABASE_AUTH_TOKEN_PARAMETER", crate::services::DATABASE_TOKEN_PARAMETER.to_owned()),
+                ("DATABASE_AUTH_TOKEN_PARAMETER", DATABASE_TOKEN_PARAMETER.to_owned()),
                 ("AWS_ENDPOINT_URL", endpoint.clone()),
-                ("AWS_REGION", crate::services::AWS_REGION.to_owned()),
+                ("AWS_REGION", lambent_testkit::moto::REGION.to_owned()),
                 ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
                 ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
             ]),
@@ -113,11 +116,6 @@ impl Server {
     }
 }
 
-/// A port nobody listens on right now (the server binds it a moment later).
-pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Runs a `lambent` command to completion and returns its standard output.
 async fn cli(env: &Env, args: &[&str], stdin: Option<&str>) -> Result<String> {
     let mut child = Command::new(env.bin("lambent"))
@@ -172,42 +170,4 @@ async fn post(server: &Server, path: &str, token: &str, body: &Value) -> reqwest
 /// Runs `lambent migrate`: what a deploy does before the functions serve.
 pub async fn migrate(env: &Env) -> Result<()> {
     cli(env, &["migrate"], None).await.map(drop)
-}
-
-/// Clock ticks per second of `/proc/<pid>/stat` times, from `getconf CLK_TCK` (the crate forbids the
-/// `unsafe` a direct `sysconf` needs); 100 on every Linux this runs on in practice.
-pub fn clock_ticks() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .filter(|t| *t > 0)
-        .unwrap_or(100)
-}
-
-/// User + system CPU time of a process (all its threads), in ms.
-pub fn cpu_ms(pid: u32, ticks_per_s: u64) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (field 2) may contain spaces; fields count from after its closing parenthesis.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or("unreadable /proc stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After ')': state is field 3, so utime (14) and stime (15) are at offsets 11 and 12.
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).ok_or("unreadable /proc stat");
-    let total = ticks(11)? + ticks(12)?;
-    Ok(total as f64 * 1000.0 / ticks_per_s as f64)
-}
-
-/// A `kB` line of `/proc/<pid>/status` (`VmHWM`: peak resident memory; `VmRSS`: current), in MB. MB here
-/// and everywhere in the report are 10^6 bytes (the kernel's kB are KiB): the stricter reading of the targets.
-pub fn status_mb(pid: u32, key: &str) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with(key)).ok_or_else(|| format!("no {key} in /proc status"))?;
-    let kb: f64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).ok_or("unreadable /proc status")?;
-    Ok(kb * 1024.0 / 1e6)
-}
-
-/// The size of a file in MB (10^6 bytes), if it exists.
-pub fn file_mb(path: &Path) -> Option<f64> {
-    std::fs::metadata(path).ok().map(|m| m.len() as f64 / 1e6)
 }

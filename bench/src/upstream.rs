@@ -1,10 +1,12 @@
 //! The fake model provider: `POST /v1/responses` streams a Responses API transcript with N text deltas, built
-//! by the tests' fake (`tests/helpers/fake_openai.rs`, whose frames mirror the recorded transcripts in
+//! by the test kit's fake (`lambent_testkit::openai`, whose frames mirror the recorded transcripts in
 //! `tests/fixtures/openai/`), with a configurable delay before the first event and between deltas.
 //!
-//! It runs inside the harness, so the harness can hit it directly (the baseline) and through the server under
-//! test (the relay) under identical conditions. It also counts the streams it has open, which proves the
-//! "256 concurrent streams" of the memory figure really overlapped.
+//! Not the kit's `FakeOpenAi` server itself: that one answers a script queued per test and records every
+//! request, where this one answers any number of requests with the same precomputed frames (only the id
+//! replaced), paced, and counts the streams it has open, which proves the "256 concurrent streams" of the
+//! memory figure really overlapped. It runs inside the harness, so the harness can hit it directly (the
+//! baseline) and through the server under test (the relay) under identical conditions.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -15,12 +17,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
-use axum::serve::ListenerExt;
-
-// The integration tests' fake OpenAI: only its transcript builders are used here (the rest is its server).
-#[allow(dead_code)]
-#[path = "../../tests/helpers/fake_openai.rs"]
-mod fake_openai;
+use lambent_testkit::openai::{Step, frames, text_events};
 
 /// Stands for the response id in the precomputed frames; replaced per request so every stored response is
 /// distinct, as with a real provider.
@@ -62,14 +59,7 @@ impl Upstream {
             last_end: Mutex::new(None),
         });
         let app = axum::Router::new().route("/v1/responses", post(responses)).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr: SocketAddr = listener.local_addr()?;
-        let listener = listener.tap_io(no_delay);
-        tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, app).await {
-                eprintln!("lambent-bench: fake upstream stopped: {err}");
-            }
-        });
+        let addr: SocketAddr = lambent_testkit::serve(app, std::future::pending()).await?;
         Ok(Self { base_url: format!("http://{addr}/v1"), shared })
     }
 
@@ -103,13 +93,6 @@ impl Upstream {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Turns Nagle's algorithm off on an accepted connection, as a production server does: otherwise each small
-/// SSE frame written while the previous one is unacknowledged waits for the peer's delayed ACK (up to 40 ms on
-/// Linux), and the harness's own servers would add latency that is not Lambent's.
-pub fn no_delay(tcp: &mut tokio::net::TcpStream) {
-    let _ = tcp.set_nodelay(true);
 }
 
 fn micros(d: Duration) -> u64 {
@@ -167,10 +150,10 @@ async fn responses(State(shared): State<Arc<Shared>>, _body: Bytes) -> Response 
 fn transcript(deltas: usize) -> Vec<(bool, String)> {
     let words: Vec<String> = (0..deltas).map(|i| format!(" word{i}")).collect();
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    fake_openai::frames(fake_openai::text_events(ID, &words))
+    frames(text_events(ID, &words))
         .into_iter()
         .filter_map(|step| match step {
-            fake_openai::Step::Frame(frame) => Some((frame.starts_with("event: response.output_text.delta\n"), frame)),
+            Step::Frame(frame) => Some((frame.starts_with("event: response.output_text.delta\n"), frame)),
             _ => None,
         })
         .collect()

@@ -1,9 +1,6 @@
-//! `TestApp`: the real routers on 127.0.0.1, over a fresh libsql file of their own; `FakeOpenAi`: the
-//! scripted upstream.
-
-pub mod fake_openai;
-pub mod runtime_api;
-pub mod services;
+//! `TestApp`: the real routers on 127.0.0.1, over a fresh libsql file of their own. The servers around them
+//! (the fake OpenAI, sqld, moto, the counting proxy, the Runtime API stub) are `lambent-testkit`'s; here is
+//! only what needs Lambent's own crates or this directory's fixtures.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +32,23 @@ pub struct Account {
 pub fn http_client() -> reqwest::Client {
     lambent::tls::install_crypto_provider();
     reqwest::Client::new()
+}
+
+/// A recorded transcript of `fixtures/openai/`, frame by frame, byte for byte.
+pub fn transcript(name: &str) -> Vec<lambent_testkit::openai::Step> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/openai").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    lambent_testkit::openai::transcript_frames(&text)
+}
+
+/// An AWS configuration that talks to `moto` with dummy credentials, built as the functions build theirs.
+pub async fn sdk_config(moto: &lambent_testkit::Moto) -> aws_config::SdkConfig {
+    lambent_functions::aws_config()
+        .endpoint_url(&moto.endpoint)
+        .region(aws_config::Region::new(lambent_testkit::moto::REGION))
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new("testing", "testing", None, None, "tests"))
+        .load()
+        .await
 }
 
 /// A config over a database file inside `dir`, plus the given settings.

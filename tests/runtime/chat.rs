@@ -2,7 +2,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use super::Rig;
-use crate::helpers::fake_openai::{Reply, frames, function_call_events, text_events, transcript};
+use crate::helpers::transcript;
+use lambent_testkit::openai::{Reply, frames, function_call_events, text_events};
 
 #[tokio::test]
 async fn chat_answers_with_the_whole_turn_as_json() {

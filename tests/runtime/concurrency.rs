@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use super::Rig;
-use crate::helpers::fake_openai::{frames, function_call_events, text_events};
+use lambent_testkit::openai::{frames, function_call_events, text_events};
 
 #[tokio::test]
 async fn a_second_turn_on_a_busy_session_is_refused_with_the_running_turn() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::Rig;
-use crate::helpers::fake_openai::{Reply, Step, failing_events, frames, text_events};
+use lambent_testkit::openai::{Reply, Step, failing_events, frames, text_events};
 
 /// Runs one failing turn after a good one and checks everything the failure must leave behind.
 async fn assert_failure(rig: &Rig, code: &str, status: &str, partial: &str) -> Value {
@@ -86,7 +86,7 @@ async fn an_error_event_mid_stream_ends_with_upstream_error() {
 #[tokio::test]
 async fn a_failed_response_ends_with_response_failed() {
     let rig = rig_after_a_good_turn().await;
-    let mut response = crate::helpers::fake_openai::response_object("resp_bad", "failed", json!([]), Value::Null);
+    let mut response = lambent_testkit::openai::response_object("resp_bad", "failed", json!([]), Value::Null);
     response["error"] = json!({"code": "server_error", "message": "Something went wrong"});
     rig.fake.push_stream(frames(failing_events(
         "resp_bad",
@@ -100,7 +100,7 @@ async fn a_failed_response_ends_with_response_failed() {
 #[tokio::test]
 async fn an_incomplete_response_ends_with_response_incomplete() {
     let rig = rig_after_a_good_turn().await;
-    let mut response = crate::helpers::fake_openai::response_object("resp_bad", "incomplete", json!([]), Value::Null);
+    let mut response = lambent_testkit::openai::response_object("resp_bad", "incomplete", json!([]), Value::Null);
     response["incomplete_details"] = json!({"reason": "max_output_tokens"});
     rig.fake.push_stream(frames(failing_events(
         "resp_bad",
@@ -208,7 +208,7 @@ async fn a_client_error_is_never_retried() {
 async fn a_failed_continuation_hands_its_tool_outputs_to_the_next_message() {
     let rig = Rig::with(&[("LAMBENT_UPSTREAM_RETRIES", "0")]).await;
     rig.tool(json!({"name": "echo", "executor": {"type": "echo"}})).await;
-    rig.fake.push_stream(frames(crate::helpers::fake_openai::function_call_events(
+    rig.fake.push_stream(frames(lambent_testkit::openai::function_call_events(
         "resp_call",
         &[("call_1", "echo", "{\"x\":1}")],
     )));

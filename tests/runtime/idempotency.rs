@@ -8,8 +8,8 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use super::Rig;
-use crate::helpers::fake_openai::{Step, frames, function_call_events, text_events};
 use crate::helpers::{Streamed, TestApp};
+use lambent_testkit::openai::{Step, frames, function_call_events, text_events};
 
 async fn keyed(app: &TestApp, path: &str, body: serde_json::Value, key: &str) -> Streamed {
     app.stream_with(Method::POST, path, Some(body), &[("Idempotency-Key", key)]).await
@@ -96,7 +96,7 @@ async fn chat_with_a_key_answers_the_same_reply_again_even_after_a_502() {
     assert_eq!(first.body()["output_text"], "Sure.");
 
     for _ in 0..4 {
-        rig.fake.push(crate::helpers::fake_openai::Reply::Status {
+        rig.fake.push(lambent_testkit::openai::Reply::Status {
             status: 500,
             body: "down".into(),
             retry_after: Some("0"),

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::helpers::TestApp;
-use crate::helpers::fake_openai::{FakeOpenAi, Step, frames, text_events};
+use lambent_testkit::openai::{FakeOpenAi, Step, frames, text_events};
 
 /// An app pointed at a fake upstream, with a default agent.
 pub struct Rig {

@@ -6,8 +6,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::Rig;
-use crate::helpers::fake_openai::{frames, text_events};
 use crate::helpers::{Frame, TestApp};
+use lambent_testkit::openai::{frames, text_events};
 
 fn same_frames(a: &[Frame], b: &[Frame]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.event == y.event && x.id == y.id && x.data == y.data)

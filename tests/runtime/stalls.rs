@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::Rig;
-use crate::helpers::fake_openai::{FakeOpenAi, frames, text_events};
+use lambent_testkit::openai::{FakeOpenAi, frames, text_events};
 
 /// Loopback and a fake upstream answering at once: the first event is a few ms behind its head at most.
 pub const FIRST_EVENT_BUDGET: Duration = Duration::from_millis(10);

@@ -2,8 +2,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::Rig;
-use crate::helpers::fake_openai::{Step, frames, text_events, transcript};
 use crate::helpers::http_client;
+use crate::helpers::transcript;
+use lambent_testkit::openai::{Step, frames, text_events};
 
 const TEXT_RESPONSE: &str = "resp_0a1b2c3d4e5f60718293a4b5c6d7e8f90000000000000001";
 
@@ -110,6 +111,35 @@ async fn a_second_turn_chains_on_the_previous_response() {
     let (_, page) = rig.app.get(&format!("/api/sessions/{session}/messages/")).await;
     assert_eq!(page["count"], 4);
     assert_eq!(page["results"][3]["status"], "completed");
+}
+
+/// LiteLLM encodes its route into its response ids (~460 characters): the provider chooses them, so they are
+/// stored and chained whole, however long.
+#[tokio::test]
+async fn response_ids_of_any_length_are_stored_and_chained_whole() {
+    let rig = Rig::new().await;
+    let ids: Vec<String> = (1..=3).map(|n| format!("resp_{n}{}", "litellm:route;".repeat(33))).collect();
+    for (id, text) in ids.iter().zip(["One", "Two", "Three"]) {
+        rig.fake.push_stream(frames(text_events(id, &[text])));
+    }
+
+    let mut session = Value::Null;
+    for message in ["a", "b", "c"] {
+        let mut body = json!({"message": message, "agent_id": rig.agent["id"]});
+        if !session.is_null() {
+            body["session_id"] = session.clone();
+        }
+        let done = rig.app.stream("/api/agent/stream/", body).await.done();
+        assert_eq!(done["status"], "completed", "{done}");
+        session = done["session_id"].clone();
+    }
+
+    assert!(ids[0].len() > 460, "{}", ids[0].len());
+    assert_eq!(rig.fake.request(1)["previous_response_id"], ids[0].as_str());
+    assert_eq!(rig.fake.request(2)["previous_response_id"], ids[1].as_str());
+    assert_eq!(rig.session(&session).await["previous_response_id"], ids[2].as_str());
+    let stored: Vec<Value> = rig.messages(&session).await.iter().map(|m| m["content"].clone()).collect();
+    assert_eq!(stored, [json!("a"), json!("One"), json!("b"), json!("Two"), json!("c"), json!("Three")]);
 }
 
 #[tokio::test]

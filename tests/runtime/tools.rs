@@ -6,7 +6,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::Rig;
-use crate::helpers::fake_openai::{frames, function_call_events, text_events, transcript};
+use crate::helpers::transcript;
+use lambent_testkit::openai::{frames, function_call_events, text_events};
 
 const WEATHER_CALL: &str = "call_q0BEm3hVhQk6Pb3WdZ8rLx1T";
 const WEATHER_RESPONSE: &str = "resp_0a1b2c3d4e5f60718293a4b5c6d7e8f90000000000000002";

@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { name: "0006_turn_events.sql", sql: include_str!("../../../migrations/0006_turn_events.sql") },
     Migration { name: "0007_login_throttle.sql", sql: include_str!("../../../migrations/0007_login_throttle.sql") },
     Migration { name: "0008_prune.sql", sql: include_str!("../../../migrations/0008_prune.sql") },
+    Migration { name: "0009_upstream_ids.sql", sql: include_str!("../../../migrations/0009_upstream_ids.sql") },
 ];
 
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS lambent_migrations (

@@ -1,5 +1,6 @@
 //! A fake OpenAI Responses server on 127.0.0.1: replies come from a per-test script, frames are shaped
-//! exactly like the recorded transcripts in `fixtures/openai/`, and every request it receives is kept.
+//! exactly like the recorded transcripts in `tests/fixtures/openai/`, and every request it receives is kept.
+//! The bench's paced upstream (`bench/src/upstream.rs`) streams frames built by the same functions.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -55,9 +56,7 @@ impl FakeOpenAi {
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = axum::Router::new().route("/v1/responses", post(responses)).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("fake serve") });
+        let addr = crate::serve_forever(app, "the fake OpenAI").await;
         Self { base_url: format!("http://{addr}/v1"), inner }
     }
 
@@ -233,9 +232,7 @@ pub fn frames(events: Vec<Value>) -> Vec<Step> {
         .collect()
 }
 
-/// A recorded transcript, frame by frame, byte for byte.
-pub fn transcript(name: &str) -> Vec<Step> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/openai").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+/// A recorded transcript's text, frame by frame, byte for byte.
+pub fn transcript_frames(text: &str) -> Vec<Step> {
     text.split_inclusive("\n\n").filter(|f| !f.trim().is_empty()).map(|f| Step::Frame(f.to_owned())).collect()
 }
