@@ -13,7 +13,7 @@ use crate::helpers::TestApp;
 use lambent::telemetry::Metrics;
 use lambent::{AppState, Config, Store};
 use lambent_testkit::openai::{FakeOpenAi, Step, frames, text_events};
-use lambent_testkit::{Proxy, Sqld};
+use lambent_testkit::{Proxy, ProxyOptions, Sqld, SqldOptions};
 
 /// An app over sqld behind a proxy that can refuse requests, with a default agent; its metric lines kept.
 async fn pushed_back_app() -> (TestApp, Proxy, FakeOpenAi, Metrics, Sqld) {
@@ -158,4 +158,46 @@ async fn lambent_migrate_passes_through_refusals() {
     proxy.refuse(0.0);
     let store = lambent::Store::open_url(&proxy.url, Some(&sqld.token())).await.unwrap();
     assert_eq!(store.migrate().await.unwrap(), Vec::<&str>::new(), "every migration was applied, once");
+}
+
+/// Issue 24's load run, smaller (the full one, 4 × 64 clients, is `scripts/bench --only remote-load`): four
+/// instances, sixteen clients each, at 10 ms to a sqld that checkpoints every 5 s (PLATFORM.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_instances_of_sixteen_clients_at_ten_ms_end_every_turn_without_storage_error_or_500() {
+    let sqld =
+        Sqld::start_with(SqldOptions { checkpoint_interval: Some(Duration::from_secs(5)), ..SqldOptions::from_env() })
+            .await
+            .unwrap();
+    let proxy = Proxy::start_with(&sqld.url, ProxyOptions { rtt: Duration::from_millis(10) }).await;
+    let fake = FakeOpenAi::start().await;
+    let first = crate::remote::remote_app(&proxy.url, &sqld.token(), &fake).await;
+    first.create("/api/agents/", json!({"name": "Loaded", "is_default": true})).await;
+    let mut instances = vec![first.clone()];
+    for _ in 1..4 {
+        instances.push(first.twin().await);
+    }
+    const CLIENTS: usize = 16;
+    for i in 0..4 * CLIENTS {
+        fake.push_stream(frames(text_events(&format!("resp_load_{i}"), &["loaded ", &i.to_string()])));
+    }
+
+    let turns = futures::future::join_all((0..4 * CLIENTS).map(|i| {
+        let app = &instances[i % 4];
+        async move { app.stream("/api/agent/stream/", json!({"message": format!("load {i}")})).await }
+    }))
+    .await;
+
+    let mut outcomes: HashMap<String, usize> = HashMap::new();
+    for turn in &turns {
+        let outcome = match turn.status {
+            StatusCode::OK => {
+                let codes: Vec<String> = turn.events("error").iter().map(|e| e["code"].to_string()).collect();
+                format!("{} {}", turn.done()["status"], codes.join(","))
+            }
+            status => status.to_string(),
+        };
+        *outcomes.entry(outcome).or_default() += 1;
+    }
+    assert_eq!(outcomes.get("\"completed\" "), Some(&(4 * CLIENTS)), "{outcomes:?}");
+    assert_eq!(stored(&first, "assistant").await.values().sum::<i64>(), 4 * CLIENTS as i64);
 }

@@ -76,6 +76,11 @@ pub struct Server {
 
 impl Server {
     pub async fn start(env: &Env, log_name: &str) -> Result<Self> {
+        Self::start_with(env, log_name, &[]).await
+    }
+
+    /// As [`Self::start`], with settings of its own on top of `env`'s.
+    pub async fn start_with(env: &Env, log_name: &str, extra: &[(&str, &str)]) -> Result<Self> {
         let port = free_port()?;
         let log = std::fs::File::create(env.work_dir.join(log_name))?;
         let mut command = Command::new(env.bin("lambent"));
@@ -84,6 +89,7 @@ impl Server {
             .envs(env.vars())
             .env("BIND", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
+            .envs(extra.iter().copied())
             .current_dir(&env.work_dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
