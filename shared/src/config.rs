@@ -204,7 +204,7 @@ impl Config {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
             database_auth_token: get("DATABASE_AUTH_TOKEN").map(Secret::new),
             database_auth_token_parameter: get("DATABASE_AUTH_TOKEN_PARAMETER"),
-            database_retry_budget: seconds("LAMBENT_DATABASE_RETRY_BUDGET", 2.0)?,
+            database_retry_budget: seconds("LAMBENT_DATABASE_RETRY_BUDGET", 5.0)?,
             database_max_in_flight: limit("LAMBENT_DATABASE_MAX_IN_FLIGHT", 16)?,
             bind,
             openai_api_key: get("OPENAI_API_KEY").map(Secret::new),

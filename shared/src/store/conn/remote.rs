@@ -109,7 +109,7 @@ pub(in crate::store) struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { retry_budget: Duration::from_secs(2), max_in_flight: 16 }
+        Self { retry_budget: Duration::from_secs(5), max_in_flight: 16 }
     }
 }
 

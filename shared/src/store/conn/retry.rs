@@ -4,8 +4,10 @@
 //! Each wait is exponential with full jitter (25 ms doubling to at most 1 s), or what `Retry-After` asks,
 //! and no wait is started that would end past the deadline.
 //!
-//! The deadline is the instance's short budget (`LAMBENT_DATABASE_RETRY_BUDGET`, 2 s by default: a request
-//! refused then answers 503 with `Retry-After`), unless the work runs [`until`] a later one: a turn whose model
+//! The deadline is the instance's short budget (`LAMBENT_DATABASE_RETRY_BUDGET`, 5 s by default: a request
+//! refused then answers 503 with `Retry-After`; well inside API Gateway's 29 s, and long enough that a loaded
+//! 2-core machine — where each try itself took hundreds of ms — completed 60 of 60 turns against a fifth of
+//! requests refused, where 2 s refused 2 of them), unless the work runs [`until`] a later one: a turn whose model
 //! has answered writes its frames and its end until its lease runs out, so an answer is not dropped while its
 //! session is held.
 //!
