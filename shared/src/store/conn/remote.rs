@@ -4,7 +4,10 @@
 //!
 //! # Layout
 //! - [`Remote`]: the client. [`Remote::unit`] sends a unit of work on a kept stream (else a fresh one) and
-//!   sends it again on a fresh stream when the kept one was refused; [`Remote::send`] is one HTTP request.
+//!   sends it again on a fresh stream when the kept one was refused, or when the answer said nothing ran
+//!   (`retry`); [`Remote::send`] is one HTTP request, holding one of the instance's in-flight slots.
+//! - [`SendError`]: what a failed request means for sending it again; [`Limits`]: the retry budget and the
+//!   in-flight bound.
 //! - [`Baton`], [`PipelineUrl`], [`Reply`], [`Idle`]: a stream's name, where its requests go, what a request
 //!   answered, and a stream kept for the next unit.
 //! - [`RemoteTx`]: an interactive transaction (migrations) on a stream of its own.
