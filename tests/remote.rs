@@ -93,6 +93,16 @@ pub async fn remote_app(url: &str, token: &str, fake: &FakeOpenAi) -> TestApp {
 
 /// The same with more settings.
 pub async fn remote_app_with(url: &str, token: &str, fake: &FakeOpenAi, extra: &[(&'static str, &str)]) -> TestApp {
+    TestApp::serve(remote_state_with(url, token, fake, extra).await, tempfile::tempdir().unwrap()).await
+}
+
+/// The state [`remote_app`] serves (to add to it first, e.g. captured metrics).
+pub async fn remote_state(url: &str, token: &str, fake: &FakeOpenAi) -> AppState {
+    remote_state_with(url, token, fake, &[]).await
+}
+
+/// The state [`remote_app_with`] serves.
+async fn remote_state_with(url: &str, token: &str, fake: &FakeOpenAi, extra: &[(&'static str, &str)]) -> AppState {
     let mut env = fake.env();
     env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     env.push(("DATABASE_URL", url.to_owned()));
@@ -100,7 +110,7 @@ pub async fn remote_app_with(url: &str, token: &str, fake: &FakeOpenAi, extra: &
     let config = Config::from_lookup(|key| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())).unwrap();
     let store = Store::open(&config).await.unwrap();
     store.migrate().await.unwrap();
-    TestApp::serve(AppState::new(config, store), tempfile::tempdir().unwrap()).await
+    AppState::new(config, store)
 }
 
 #[tokio::test]

@@ -1,8 +1,8 @@
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::input::{Input, Mode};
+use super::wire::{Bool, NullableCount, NullablePk, Text, body};
 use crate::config::{Config, DEFAULT_PROVIDER, Limits};
 use crate::error::Result;
 
@@ -70,33 +70,39 @@ impl From<&Agent> for AgentFields {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AgentChanges {
-    /// Staff only, on create: the owner (`null` = global). Others always own what they create.
-    pub owner: Option<Option<i64>>,
-    pub name: Option<String>,
-    pub model: Option<String>,
-    pub system_prompt: Option<String>,
-    pub is_default: Option<bool>,
-    pub provider: Option<String>,
-    pub input_budget: Option<Option<i64>>,
+body! {
+    /// The request body of agent writes, for the OpenAPI document.
+    #[schema(name = "AgentWrite", example = {"name": "Default Agent", "model": "gpt-4.1",
+        "system_prompt": "You are a helpful assistant.", "is_default": true, "provider": "openai"})]
+    pub struct AgentChanges {
+        /// Staff only, on create: the owner's id, or null for a global agent. Others always own what they
+        /// create.
+        owner: Option<i64> = NullablePk,
+        /// Required on create and PUT; at most 200 characters, no control, bidi-override or zero-width character.
+        name: String = Text::name(|_| Limits::NAME_CHARS).required(),
+        /// Default `gpt-4.1`; at most 100 characters.
+        model: String = Text::name(|_| Limits::MODEL_CHARS),
+        /// At most `LAMBENT_MAX_PROMPT_CHARS` characters (default 32000).
+        system_prompt: String = Text::new().blank().max(|limits| limits.prompt_chars),
+        is_default: bool = Bool,
+        /// Default `openai`; one of the configured providers (`GET /api/providers/`). On create without a
+        /// `model`, the provider's default model (if it has one) is the agent's.
+        provider: String = Text::new().max(|_| PROVIDER_CHARS),
+        /// Tokens of history a request may carry with a `local`-state provider (1 to 100000000); null: no limit.
+        input_budget: Option<i64> = NullableCount { max: MAX_INPUT_BUDGET },
+    }
 }
 
+/// The longest provider name a write may give (names are the configuration's, far shorter).
+const PROVIDER_CHARS: usize = 40;
+
 impl AgentChanges {
-    /// Reads an agent write; `provider` must name a provider the config defines. An agent created without a
-    /// `model` gets its provider's default model, if it has one.
-    pub fn parse(body: &Value, mode: Mode, config: &Config) -> Result<Self> {
-        let limits = &config.limits;
+    /// Reads an agent write against the configuration: the body's fields, then `provider` must name a
+    /// provider the configuration defines (its error reported with the others), and an agent created without
+    /// a `model` gets its provider's default model, if it has one.
+    pub fn parse_configured(body: &serde_json::Value, mode: Mode, config: &Config) -> Result<Self> {
         let mut input = Input::new(body, mode)?;
-        let mut changes = Self {
-            owner: input.pk("owner", false, true),
-            name: input.name("name", true, Limits::NAME_CHARS),
-            model: input.name("model", false, Limits::MODEL_CHARS),
-            system_prompt: input.string("system_prompt", false, Some(limits.prompt_chars), true),
-            is_default: input.boolean("is_default"),
-            provider: input.string("provider", false, Some(40), false),
-            input_budget: input.nullable_count("input_budget", MAX_INPUT_BUDGET),
-        };
+        let mut changes = Self::read(&mut input, &config.limits);
         let name = changes.provider.as_deref().unwrap_or(DEFAULT_PROVIDER);
         match config.provider(name) {
             None => {
@@ -122,30 +128,4 @@ impl AgentChanges {
             input_budget: self.input_budget.unwrap_or(base.input_budget),
         }
     }
-}
-
-/// The request body of agent writes, for the OpenAPI document.
-#[derive(Debug, ToSchema)]
-#[schema(example = json!({"name": "Default Agent", "model": "gpt-4.1",
-    "system_prompt": "You are a helpful assistant.", "is_default": true, "provider": "openai"}))]
-#[allow(dead_code)]
-pub struct AgentWrite {
-    /// Required on create and PUT; at most 200 characters, no control, bidi-override or zero-width character.
-    #[schema(max_length = 200)]
-    name: String,
-    /// Default `gpt-4.1`; at most 100 characters.
-    #[schema(nullable = false, max_length = 100)]
-    model: Option<String>,
-    /// At most `LAMBENT_MAX_PROMPT_CHARS` characters (default 32000).
-    #[schema(nullable = false, max_length = 32000)]
-    system_prompt: Option<String>,
-    #[schema(nullable = false)]
-    is_default: Option<bool>,
-    /// Default `openai`; one of the configured providers (`GET /api/providers/`). On create without a
-    /// `model`, the provider's default model (if it has one) is the agent's.
-    #[schema(nullable = false, max_length = 40)]
-    provider: Option<String>,
-    /// Tokens of history a request may carry with a `local`-state provider (1 to 100000000); null: no limit.
-    #[schema(minimum = 1, maximum = 100_000_000)]
-    input_budget: Option<i64>,
 }

@@ -49,7 +49,12 @@ pub(super) fn push_frames(batch: &mut Batch, turn_id: &str, frames: &[NewFrame<'
             let values: Vec<String> = (0..rows)
                 .map(|i| format!("(?{}, ?{}, ?{}, ?{})", i * 4 + 1, i * 4 + 2, i * 4 + 3, i * 4 + 4))
                 .collect();
-            format!("INSERT INTO agent_turn_events (turn_id, seq, event, data) VALUES {}", values.join(","))
+            // A frame already recorded (the same batch run twice: a retried write whose answer was lost)
+            // is left as it is.
+            format!(
+                "INSERT INTO agent_turn_events (turn_id, seq, event, data) VALUES {} ON CONFLICT (turn_id, seq) DO NOTHING",
+                values.join(",")
+            )
         })
     });
     let mut rest = frames;
@@ -77,7 +82,7 @@ impl Store {
     /// Appends frames of a running turn and answers whether someone asked it to stop (one round trip
     /// remotely: the recorder's cancel poll rides on its writes).
     pub async fn record_frames(&self, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<bool> {
-        let mut batch = Batch::write();
+        let mut batch = Batch::write().repeatable();
         push_frames(&mut batch, turn_id, frames)?;
         let cancel = batch.push("SELECT cancel_requested FROM agent_turns WHERE id = ?1", [turn_id])?;
         let mut out = self.conn().await.batch(batch).await?;
@@ -106,17 +111,17 @@ impl Store {
     }
 
     /// Where a replay of the session's latest turn starts (just before its first frame).
-    pub async fn latest_turn_cursor(&self, session: i64) -> Result<Option<(String, i64)>> {
+    pub async fn latest_turn_cursor(&self, session: i64) -> Result<Option<i64>> {
         let conn = self.conn().await;
         let rows = conn
             .query(
-                "SELECT t.id, (SELECT MIN(e.id) - 1 FROM agent_turn_events e WHERE e.turn_id = t.id),
+                "SELECT (SELECT MIN(e.id) - 1 FROM agent_turn_events e WHERE e.turn_id = t.id),
                         (SELECT MAX(id) FROM agent_turn_events)
                  FROM agent_turns t WHERE t.session_id = ?1 ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1",
                 [session],
             )
             .await?;
-        first(rows, |r| Ok((text(r, 0)?, opt_int(r, 1)?.or(opt_int(r, 2)?).unwrap_or(0)))).await
+        first(rows, |r| Ok(opt_int(r, 0)?.or(opt_int(r, 1)?).unwrap_or(0))).await
     }
 
     /// Recorded frames of the session after `after` (a frame's row), oldest first; only one turn's if given.

@@ -6,8 +6,8 @@ use super::{Row, listed_under, opt_int, vals};
 use serde_json::Value;
 
 use super::conn::Batch;
-use super::messages::{AssistantEnd, push_insert, returned};
-use super::{Listed, Slice, Sql, Store, collect, int, opt_text, state, text};
+use super::messages::{AssistantEnd, push_answer_once, push_insert, returned};
+use super::{Listed, Slice, Store, int, opt_text, state, text};
 use crate::domain::ToolCall;
 use crate::domain::{Message, ResponseStatus, Role, ToolCallRecord, ToolCallStatus, ToolType};
 use crate::error::Result;
@@ -31,16 +31,6 @@ pub(super) fn record(row: &Row) -> Result<ToolCallRecord> {
         created_at: text(row, 9)?,
         updated_at: text(row, 10)?,
     })
-}
-
-async fn calls_of_response(conn: Sql<'_>, session: i64, response_id: &str) -> Result<Vec<ToolCallRecord>> {
-    let rows = conn
-        .query(
-            &format!("SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = ?1 AND response_id = ?2 ORDER BY id"),
-            params![session, response_id],
-        )
-        .await?;
-    collect(rows, record).await
 }
 
 /// How one response ended, as a turn hands it to the store.
@@ -68,9 +58,28 @@ impl Store {
             usage: record.usage,
             output: record.completed_output,
         };
-        let mut batch = Batch::write();
-        let stored =
-            push_insert(&mut batch, record.session.into(), "?1", Role::Assistant, record.text, Some(end), &now)?;
+        // A response with an id is stored once whatever happens to the request (its message and calls are
+        // conditioned on not being there yet): the write is retried even when its answer was lost.
+        let (mut batch, stored) = match record.response_id {
+            Some(_) => {
+                let mut batch = Batch::write().repeatable();
+                let stored = push_answer_once(&mut batch, record.session, record.text, end, &now)?;
+                (batch, stored)
+            }
+            None => {
+                let mut batch = Batch::write();
+                let stored = push_insert(
+                    &mut batch,
+                    record.session.into(),
+                    "?1",
+                    Role::Assistant,
+                    record.text,
+                    Some(end),
+                    &now,
+                )?;
+                (batch, stored)
+            }
+        };
         if let (Some(output), Some(response_id)) = (record.completed_output, record.response_id) {
             batch.push(
                 "UPDATE agent_sessions SET previous_response_id = ?1, last_output = ?2, updated_at = ?3, resend_history = 0
@@ -81,7 +90,7 @@ impl Store {
                 batch.push(
                     "INSERT INTO agent_tool_calls
                      (session_id, response_id, call_id, name, call_type, arguments, status, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7) ON CONFLICT (session_id, call_id) DO NOTHING",
                     params![
                         record.session,
                         response_id,
@@ -112,11 +121,6 @@ impl Store {
             )
             .await?;
         Ok(())
-    }
-
-    /// Calls of one response, oldest first.
-    pub async fn response_tool_calls(&self, session: i64, response_id: &str) -> Result<Vec<ToolCallRecord>> {
-        calls_of_response(self.conn().await.sql(), session, response_id).await
     }
 
     /// The session's ledger, oldest first; 404 when the session does not exist.

@@ -5,7 +5,11 @@
 //! - per turn (when its end is recorded): `Turns` (1), `TurnErrors` (0 or 1), `UpstreamErrors` (0 or 1: the
 //!   turn ended with an `upstream_*` code), `UpstreamRetries`, `TimeToFirstEvent` (ms), `InputTokens`,
 //!   `OutputTokens`.
-//! - per request (when its last task ends): `DbRoundTrips` (requests to a remote database; 0 on a file).
+//! - per request (when its last task ends): `DbRoundTrips` (requests to a remote database; 0 on a file),
+//!   `DbRetries` (of those, sent again because the database answered that nothing ran: 429, 503, a refused
+//!   connection, a busy database), `DbGiveUps` (requests that stopped retrying: their budget ran out).
+//! - per warning (a failure the turn carries on past, logged where it happens): `Warnings` (1), with `Service`
+//!   and `Service` + `Warning` (its [`Warning`] name).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -42,6 +46,41 @@ pub struct TurnMetrics {
     pub time_to_first_event: Option<Duration>,
     pub input_tokens: u64,
     pub output_tokens: u64,
+}
+
+/// A failure a turn carries on past, because stopping would lose more than it saves: logged as a warning
+/// where it happens, and counted here so that a rising count is seen without reading logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warning {
+    /// The recorder's poll for a cancel request from another process failed; it polls again.
+    CancelPollFailed,
+    /// A batch of a running turn's frames could not be written (the client had them live; a replay misses
+    /// them); the turn goes on, and its end is still recorded.
+    FramesNotRecorded,
+    /// A server-side tool's output could not be stored; it still goes upstream in the next response.
+    ToolResultNotStored,
+    /// A frame's payload could not be serialised; the turn goes on without that frame.
+    FrameNotSerialised,
+}
+
+impl Warning {
+    /// The `Warning` dimension's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CancelPollFailed => "cancel_poll_failed",
+            Self::FramesNotRecorded => "frames_not_recorded",
+            Self::ToolResultNotStored => "tool_result_not_stored",
+            Self::FrameNotSerialised => "frame_not_serialised",
+        }
+    }
+}
+
+/// What one request's database work came to, as its metric line counts it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestMetrics {
+    pub db_round_trips: u64,
+    pub db_retries: u64,
+    pub db_give_ups: u64,
 }
 
 impl Metrics {
@@ -107,10 +146,23 @@ impl Metrics {
     }
 
     /// The metric line of one ended request.
-    pub fn request(&self, db_round_trips: u64) {
+    pub fn request(&self, request: RequestMetrics) {
         let Some(service) = self.service() else { return };
-        let values = json!({"Service": service, "DbRoundTrips": db_round_trips});
-        self.write(values, vec![directive(&[&["Service"]], &[("DbRoundTrips", "Count")])]);
+        let values = json!({
+            "Service": service,
+            "DbRoundTrips": request.db_round_trips,
+            "DbRetries": request.db_retries,
+            "DbGiveUps": request.db_give_ups,
+        });
+        let metrics = [("DbRoundTrips", "Count"), ("DbRetries", "Count"), ("DbGiveUps", "Count")];
+        self.write(values, vec![directive(&[&["Service"]], &metrics)]);
+    }
+
+    /// The metric line of one warning.
+    pub fn warning(&self, warning: Warning) {
+        let Some(service) = self.service() else { return };
+        let values = json!({"Service": service, "Warning": warning.as_str(), "Warnings": 1});
+        self.write(values, vec![directive(&[&["Service"], &["Service", "Warning"]], &[("Warnings", "Count")])]);
     }
 
     fn service(&self) -> Option<&str> {

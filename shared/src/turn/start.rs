@@ -20,6 +20,7 @@ pub(super) fn new_lease(state: &AppState, lease: Duration) -> TurnLease {
     TurnLease {
         turn_id: format!("turn_{}", crate::auth::random_hex(8)),
         expires_at: crate::clock::format_timestamp(expires),
+        held_until: std::time::Instant::now() + lease,
     }
 }
 
@@ -87,6 +88,7 @@ pub(super) async fn start_message(
     let rebuilt = context.history.map(|history| rebuild(&history, answered, agent.input_budget, &input));
     Ok(Turn {
         provider,
+        held_until: lease.held_until,
         turn_id: lease.turn_id,
         session_id: session.id,
         stateless: state.config.is_local(&agent.provider),
@@ -117,6 +119,7 @@ pub(super) fn continuation(
     let rebuilt = context.history.map(|history| rebuild(&history, Some(&response_id), budget, &input));
     Turn {
         provider,
+        held_until: lease.held_until,
         turn_id: lease.turn_id,
         session_id: context.session.id,
         instructions: context.instructions,
