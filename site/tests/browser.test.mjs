@@ -101,7 +101,9 @@ async function getViaApi(pathname) {
 const transcript = (page) => page.locator("#history").evaluate((history) => [...history.children].map((node) =>
   node.classList.contains("tool-card")
     ? `tool ${node.dataset.callId}: ${node.querySelector(".tool-output")?.textContent ?? "(waiting)"}`
-    : `${node.dataset.role}: ${node.textContent}`));
+    // A message's words, without the controls it carries ("Fork from here" and its form).
+    : `${node.dataset.role}: ${[...node.childNodes].filter((n) => !n.matches?.(".fork-from-here, form.fork"))
+      .map((n) => n.textContent).join("")}`));
 
 /** Nothing is wider than the viewport. */
 async function assertNoOverflow(page, label) {
@@ -374,6 +376,10 @@ test("without OPENAI_API_KEY a message shows the server's 503 and is marked not 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lambent-browser-nokey-"));
   const { url, child } = await startServer(dir, { OPENAI_API_KEY: undefined });
   extraServers.push(child);
+  // The provider is the agent's (issue 25), so the agent is resolved first: a default agent, as a user has one.
+  const created = await fetch(`${url}/api/agents/`, { method: "POST", headers: { "content-type": "application/json",
+    authorization: `Bearer ${await apiToken(url)}` }, body: JSON.stringify({ name: "Keyless", is_default: true }) });
+  assert.equal(created.status, 201);
   const page = await newPage();
   await logIn(page, "/playground/", { at: url });
   await page.getByLabel("Message").fill("Is anyone there?");
