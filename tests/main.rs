@@ -44,3 +44,4 @@ mod template;
 mod templates;
 mod tls;
 mod tools;
+mod usage;

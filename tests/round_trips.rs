@@ -53,6 +53,7 @@ async fn crud_reads_and_writes_reach_the_database_at_most_twice() {
         format!("/api/sessions/{s}/tool-calls/"),
         "/api/tokens/".to_owned(),
         "/api/auth/me/".to_owned(),
+        "/api/usage/?by=agent".to_owned(),
     ] {
         let (n, (status, _)) = trips(&proxy, app.get(&path)).await;
         check(format!("GET {path}"), n, status.as_u16());

@@ -115,6 +115,9 @@ pub enum Error {
     /// Too many requests (429, with `Retry-After`): the seconds until one is accepted again.
     #[error("Request was throttled. Expected available in {0} second{s}.", s = if *.0 == 1 { "" } else { "s" })]
     Throttled(u64),
+    /// The caller's daily or monthly token budget is spent (429, with when it resets).
+    #[error("{detail}")]
+    BudgetExceeded { detail: String, resets_at: String },
     #[error("Method \"{0}\" not allowed.")]
     MethodNotAllowed(Method),
     #[error("Unsupported media type \"{0}\" in request.")]
@@ -202,7 +205,7 @@ impl Error {
             Self::NotFound | Self::Missing(_) | Self::InvalidPage => StatusCode::NOT_FOUND,
             Self::Conflict(_) | Self::TurnInProgress(_) | Self::KeyInProgress(_) => StatusCode::CONFLICT,
             Self::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Throttled(_) | Self::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Unavailable(_) | Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -222,6 +225,9 @@ impl Error {
             Self::MissingVariables(answer) => json!(answer),
             Self::TurnInProgress(turn_id) | Self::KeyInProgress(turn_id) => {
                 json!({"detail": self.to_string(), "turn_id": turn_id})
+            }
+            Self::BudgetExceeded { detail, resets_at } => {
+                json!({"detail": detail, "code": "budget_exceeded", "resets_at": resets_at})
             }
             Self::Migration { .. } => json!({
                 "detail": "The database schema is not up to date with this version; run `lambent migrate`."

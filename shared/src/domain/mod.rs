@@ -10,7 +10,8 @@
 //! - `states`: the states a response, a tool call and a message are in, and a turn's error codes (enums).
 //! - one file per aggregate: `accounts` (users, tokens), `agents`, `tools` (and the [`ToolCall`] a model
 //!   makes), `executor` (a tool's server-side [`Executor`]), `agent_tools`, `templates`, `sessions` (and
-//!   messages, tool-call records), `turns` (what a conversation request says, the instructions it builds).
+//!   messages, tool-call records), `turns` (what a conversation request says, the instructions it builds),
+//!   `usage` (a turn's tokens, usage reports, prices, budgets).
 
 mod access;
 mod accounts;
@@ -23,6 +24,7 @@ mod states;
 mod templates;
 mod tools;
 mod turns;
+mod usage;
 
 pub use access::Caller;
 pub use accounts::{Credentials, MIN_PASSWORD_CHARS, NewApiToken, NewToken, UserWrite, check_username};
@@ -36,4 +38,7 @@ pub use templates::{Template, TemplateChanges, TemplateFields, TemplateScope, Te
 pub use tools::{Tool, ToolCall, ToolChanges, ToolFields, ToolType, ToolWrite, is_valid_tool_name};
 pub use turns::{
     MessageRequest, MessageWrite, PendingToolCalls, ToolOutputRequest, ToolOutputWrite, build_instructions,
+};
+pub use usage::{
+    Breakdown, Budget, DEFAULT_DAYS, Period, TurnUsage, UsageBucket, UsageQuery, UsageReport, UsageRow, budget_periods,
 };

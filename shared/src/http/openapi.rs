@@ -47,6 +47,7 @@ pub const IDEMPOTENCY_REUSED: &str = "The Idempotency-Key was used for another r
         (name = "sessions", description = "Conversations, their messages and tool calls"),
         (name = "auth", description = "Log in, API tokens, users (staff). Send `Authorization: Bearer <token>` on every other call."),
         (name = "agent", description = "Conversations with an agent: streamed (SSE), tool-output continuation, chat"),
+        (name = "usage", description = "Tokens spent, per day or hour and per agent or model; budgets are on users"),
         (name = "health", description = "Readiness: the database, its schema and the model provider's configuration"),
     ),
     components(schemas(ErrorDetail, ValidationErrors, BadRequest, TextDelta, ToolCall, ToolResult, TurnError, Done)),

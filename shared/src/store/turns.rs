@@ -13,7 +13,7 @@ use super::idempotency::{
 use super::messages::{push_insert, returned};
 use super::tool_calls::{COLUMNS, record};
 use super::{Sql, Store, collect, first, int, opt_int, opt_text, opt_text_value, sessions, text};
-use crate::domain::{Caller, Role, ToolCallRecord, ToolCallStatus};
+use crate::domain::{Caller, Role, ToolCallRecord, ToolCallStatus, TurnUsage};
 use crate::error::{Error, Result};
 
 // Leases: one turn per session at a time, taken in the turn's first write.
@@ -383,17 +383,22 @@ async fn write(conn: &super::Conn<'_>, batch: Batch) -> Result<()> {
 impl Store {
     /// Ends a turn in one atomic batch (one round trip remotely): its last frames (ending with `done`), its
     /// finish time, the release of its session and, for a keyed chat, the reply its key's retries get.
-    /// Whoever sees the session free therefore finds every frame recorded.
+    /// Whoever sees the session free therefore finds every frame recorded. The turn's tokens (and whether it
+    /// failed) are added to the usage aggregate in the same batch: the report and the budgets cost the turn
+    /// no round trip.
     pub async fn end_turn(
         &self,
         session: i64,
         turn_id: &str,
         frames: &[NewFrame<'_>],
         answer: Option<(&IdempotencyClaim, &KeptAnswer)>,
+        (usage, failed): (&TurnUsage, bool),
     ) -> Result<()> {
+        let now = self.now();
         let mut batch = Batch::write();
         push_frames(&mut batch, turn_id, frames)?;
-        batch.push("UPDATE agent_turns SET finished_at = ?1 WHERE id = ?2", params![self.now(), turn_id])?;
+        batch.push("UPDATE agent_turns SET finished_at = ?1 WHERE id = ?2", params![now.clone(), turn_id])?;
+        super::usage::push_turn_usage(&mut batch, session, usage, failed, &now)?;
         batch.push(RELEASE, params![session, turn_id])?;
         if let Some((claim, answer)) = answer {
             let status = i64::from(answer.status.as_u16());

@@ -74,8 +74,10 @@ struct EndedResponse {
     response_id: Option<String>,
     text: String,
     calls: Vec<ToolCall>,
-    /// The completed response's `output` and `usage`, or why it did not complete.
-    end: std::result::Result<(Value, Option<Value>), TurnError>,
+    /// The completed response's `output`, or why it did not complete.
+    end: std::result::Result<Value, TurnError>,
+    /// What the provider reported the response spent, however it ended (none when it was cut off first).
+    usage: Option<Value>,
     /// The status a failure is stored with (`failed`, or `incomplete` for a cancel or a cut-short response).
     failed_status: ResponseStatus,
 }
@@ -186,7 +188,7 @@ impl Turn {
                 },
                 message: None,
                 output_text: ended.text.clone(),
-                usage: ended.end.as_ref().ok().and_then(|(_, usage)| usage.clone()),
+                usage: ended.end.as_ref().ok().and(ended.usage.clone()),
                 error: ended.end.as_ref().err().cloned(),
             };
             match state.store.record_response(self.record_of(&ended)).await {
@@ -254,8 +256,8 @@ impl Turn {
             response_id: ended.response_id.as_deref(),
             status: ended.status(),
             text: &ended.text,
-            usage: completed.and_then(|(_, usage)| usage.as_ref()),
-            completed_output: completed.map(|(output, _)| output),
+            usage: ended.usage.as_ref(),
+            completed_output: completed,
             calls: if completed.is_some() { &ended.calls } else { &[] },
         }
     }
@@ -282,16 +284,18 @@ impl Turn {
         if let Some(id) = &ended.response_id {
             span.set_attribute("gen_ai.response.id", id.clone());
         }
+        if let Some(usage) = &ended.usage {
+            sink.count_tokens(usage);
+        }
         match &ended.end {
-            Ok((_, usage)) => {
-                let tokens = |key: &str| usage.as_ref().and_then(|u| u[key].as_i64());
+            Ok(_) => {
+                let tokens = |key: &str| ended.usage.as_ref().and_then(|u| u[key].as_i64());
                 if let Some(n) = tokens("input_tokens") {
                     span.set_attribute("gen_ai.usage.input_tokens", n);
                 }
                 if let Some(n) = tokens("output_tokens") {
                     span.set_attribute("gen_ai.usage.output_tokens", n);
                 }
-                sink.count_tokens(tokens("input_tokens"), tokens("output_tokens"));
             }
             Err(error) => {
                 span.set_attribute("error.type", error.code.as_str());
@@ -316,6 +320,7 @@ impl Turn {
             text: acc.text().to_owned(),
             calls: Vec::new(),
             end: Err(TurnError { code, message }),
+            usage: None,
             failed_status: status,
         };
         let cancelled = |acc: &ResponseAccumulator| {
@@ -385,12 +390,13 @@ impl Turn {
                         response_id: acc.response_id.clone(),
                         text: acc.text().to_owned(),
                         calls: acc.calls().to_vec(),
-                        end: Ok((output, usage)),
+                        end: Ok(output),
+                        usage,
                         failed_status: ResponseStatus::Failed,
                     };
                 }
-                Observed::Ended(ResponseEnd::Failed { code, message, status }) => {
-                    return fail(&acc, code, message, status);
+                Observed::Ended(ResponseEnd::Failed { code, message, status, usage }) => {
+                    return EndedResponse { usage, ..fail(&acc, code, message, status) };
                 }
             }
         }

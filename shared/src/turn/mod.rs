@@ -219,7 +219,8 @@ pub async fn close_interrupted(store: &Store) -> Result<usize> {
             NewFrame { seq: seq + 1, event: error.name(), data: &error_data },
             NewFrame { seq: seq + 2, event: done.name(), data: &done_data },
         ];
-        store.end_turn(*session, turn_id, &frames, None).await?;
+        // What its responses reported died with the process: the turn counts as failed, with no tokens.
+        store.end_turn(*session, turn_id, &frames, None, (&crate::domain::TurnUsage::default(), true)).await?;
     }
     Ok(leased.len())
 }

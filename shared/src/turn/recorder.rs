@@ -25,6 +25,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::frames::{Frame, TurnError, TurnEvent};
+use crate::domain::TurnUsage;
 use crate::store::{IdempotencyClaim, KeptAnswer, NewFrame, Store};
 use crate::telemetry::{self, Metrics, TurnMetrics};
 
@@ -44,6 +45,7 @@ type EndToRecord = (Arc<Frame>, Option<(IdempotencyClaim, KeptAnswer)>, Summary,
 
 /// What the turn-end log line and metrics say.
 struct Summary {
+    usage: TurnUsage,
     status: String,
     error: Option<TurnError>,
     metrics: TurnMetrics,
@@ -58,8 +60,8 @@ pub(super) struct Sink {
     inbox: Arc<Inbox>,
     started: Instant,
     first_event: OnceLock<Duration>,
-    input_tokens: AtomicU64,
-    output_tokens: AtomicU64,
+    /// What the turn's responses reported, added to the usage aggregate with the turn's end.
+    usage: std::sync::Mutex<TurnUsage>,
 }
 
 /// Frames waiting for the recorder. Only the first frame of a batch rings for it: the rest of the batch
@@ -106,8 +108,7 @@ impl Sink {
             inbox: inbox.clone(),
             started: Instant::now(),
             first_event: OnceLock::new(),
-            input_tokens: AtomicU64::new(0),
-            output_tokens: AtomicU64::new(0),
+            usage: std::sync::Mutex::new(TurnUsage::default()),
         };
         (sink, inbox)
     }
@@ -122,13 +123,9 @@ impl Sink {
         })
     }
 
-    /// Adds one response's tokens to the turn's.
-    pub(super) fn count_tokens(&self, input: Option<i64>, output: Option<i64>) {
-        let add = |counter: &AtomicU64, n: Option<i64>| {
-            counter.fetch_add(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0), Ordering::Relaxed)
-        };
-        add(&self.input_tokens, input);
-        add(&self.output_tokens, output);
+    /// Adds one response's `usage` (as the provider reported it, however the response ended) to the turn's.
+    pub(super) fn count_tokens(&self, usage: &serde_json::Value) {
+        locked(&self.usage).add(usage);
     }
 
     pub(super) async fn send(&self, event: TurnEvent) {
@@ -155,15 +152,18 @@ impl Sink {
         };
         let frame = self.frame(&done);
         let failure = error.filter(|e| e.code.is_failure());
+        let usage = *locked(&self.usage);
+        let tokens = |n: i64| u64::try_from(n).unwrap_or(0);
         let summary = Summary {
+            usage,
             status,
             error: error.cloned(),
             metrics: TurnMetrics {
                 error_code: failure.map(|e| e.code.as_str().to_owned()),
                 upstream_retries: telemetry::upstream_retries(),
                 time_to_first_event: self.first_event.get().copied(),
-                input_tokens: self.input_tokens.load(Ordering::Relaxed),
-                output_tokens: self.output_tokens.load(Ordering::Relaxed),
+                input_tokens: tokens(usage.input_tokens),
+                output_tokens: tokens(usage.output_tokens),
             },
         };
         let (ack, acked) = oneshot::channel();
@@ -226,7 +226,8 @@ pub(super) async fn record(
         if let Some((done, answer, summary, ack)) = end {
             rows.push(NewFrame { seq: done.seq, event: &done.event, data: &done.data });
             let answer = answer.as_ref().map(|(claim, answer)| (claim, answer));
-            if let Err(err) = store.end_turn(session, &turn_id, &rows, answer).await {
+            let failed = summary.error.as_ref().is_some_and(|e| e.code.is_failure());
+            if let Err(err) = store.end_turn(session, &turn_id, &rows, answer, (&summary.usage, failed)).await {
                 tracing::error!(error = %err.chain(), session, "could not record the end of a turn");
                 if let Err(err) = store.release_turn(session, &turn_id).await {
                     tracing::error!(error = %err.chain(), session, "could not release the session's turn lease");

@@ -1,0 +1,77 @@
+//! Token usage as an aggregate (`usage_hourly`, one row per owner, hour, agent and model) and the budget
+//! read a turn's start carries.
+//!
+//! # Layout
+//! - [`push_turn_usage`]: the upsert that adds a turn's tokens to its hour, pushed into the batch that ends
+//!   the turn (so it costs no round trip of its own: tests/round_trips.rs).
+//! - [`Store::usage_buckets`]: a report's rows, read grouped by the period asked for.
+
+use libsql::params;
+
+use super::conn::Batch;
+use super::{Store, collect, int, opt_int_value, text};
+use crate::domain::{TurnUsage, UsageBucket, UsageQuery};
+use crate::error::Result;
+
+/// Adds the turn's tokens to its hour's row: the session's owner (0 for none) and agent, the agent's model,
+/// the hour of `now`. `?1` session, `?2` now, `?3`..`?6` tokens, `?7` 1 when the turn failed.
+const ADD_TURN: &str = "INSERT INTO usage_hourly
+     (owner_id, hour, agent_id, model, input_tokens, output_tokens, cached_tokens, reasoning_tokens, turns, failed_turns)
+     SELECT coalesce(s.owner_id, 0), substr(?2, 1, 13), s.agent_id, coalesce(p.model, ''), ?3, ?4, ?5, ?6, 1, ?7
+     FROM agent_sessions s LEFT JOIN agent_profiles p ON p.id = s.agent_id WHERE s.id = ?1
+     ON CONFLICT (owner_id, hour, agent_id, model) DO UPDATE SET
+        input_tokens = input_tokens + excluded.input_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        cached_tokens = cached_tokens + excluded.cached_tokens,
+        reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+        turns = turns + 1,
+        failed_turns = failed_turns + excluded.failed_turns";
+
+/// Pushes the upsert of a turn's usage into the batch that ends it.
+pub(super) fn push_turn_usage(
+    batch: &mut Batch,
+    session: i64,
+    usage: &TurnUsage,
+    failed: bool,
+    now: &str,
+) -> Result<usize> {
+    batch.push(
+        ADD_TURN,
+        params![
+            session,
+            now,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cached_tokens,
+            usage.reasoning_tokens,
+            i64::from(failed)
+        ],
+    )
+}
+
+impl Store {
+    /// The stored buckets of a report's range and owner, summed per period (day or hour), agent and model,
+    /// oldest first. One indexed range read of the aggregate, whatever the number of messages.
+    pub async fn usage_buckets(&self, query: &UsageQuery) -> Result<Vec<UsageBucket>> {
+        let (from, until) = query.hours();
+        let conn = self.conn().await;
+        let rows = conn
+            .query(
+                "SELECT substr(hour, 1, ?1) AS period, agent_id, model, sum(input_tokens), sum(output_tokens),
+                        sum(cached_tokens), sum(reasoning_tokens), sum(turns), sum(failed_turns)
+                 FROM usage_hourly WHERE hour >= ?2 AND hour < ?3 AND (?4 OR owner_id = coalesce(?5, 0))
+                 GROUP BY period, agent_id, model ORDER BY period, agent_id, model",
+                params![query.group_by.key_chars(), from, until, query.everyone, opt_int_value(query.owner)],
+            )
+            .await?;
+        collect(rows, |r| {
+            Ok(UsageBucket {
+                period: text(r, 0)?,
+                agent_id: int(r, 1)?,
+                model: text(r, 2)?,
+                counts: [int(r, 3)?, int(r, 4)?, int(r, 5)?, int(r, 6)?, int(r, 7)?, int(r, 8)?],
+            })
+        })
+        .await
+    }
+}
