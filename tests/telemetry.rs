@@ -1,6 +1,7 @@
-//! Traces, logs and metrics (issue 17), observed from outside: spans as a real OTLP receiver
-//! (fake-opentelemetry-collector, gRPC, the official protos) decodes them, log lines as the subscriber writes
-//! them, EMF lines as CloudWatch would read them.
+//! Traces, logs and metrics (issue 17), observed from outside: spans as real OTLP receivers decode them — over
+//! gRPC (fake-opentelemetry-collector, the official protos) and over HTTP (`lambent-testkit`'s `otlp_http_receiver.py`, the
+//! OpenTelemetry project's Python protos) — log lines as the subscriber writes them, EMF lines as CloudWatch would
+//! read them.
 //!
 //! Each test sets its own subscriber for its thread (`#[tokio::test]` runs the server, the turn's tasks and the
 //! test on one thread), so tests running side by side never see each other's lines. tracing caches whether a
@@ -16,14 +17,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fake_opentelemetry_collector::{ExportedSpan, FakeCollectorServer};
-use lambent::telemetry::{self, LogFormat, Metrics};
+use lambent::telemetry::{self, Export, LogFormat, Metrics, Protocol, SpanTally, Traces};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
-use crate::helpers::{TestApp, fresh_state_with};
+use crate::helpers::{Streamed, TestApp, fresh_state_with, http_client};
 use lambent_testkit::openai::{FakeOpenAi, Reply, frames, function_call_events, text_events};
+use lambent_testkit::otlp::OtlpHttpReceiver;
 
 /// Log lines written to memory.
 #[derive(Clone, Default)]
@@ -102,6 +104,29 @@ fn two_rounds(fake: &FakeOpenAi) {
     fake.push_stream(frames(text_events("resp_r2", &["Echoed one."])));
 }
 
+/// An exporter to a gRPC receiver.
+fn grpc_traces(collector: &FakeCollectorServer) -> Traces {
+    Traces::new(&Export::to(collector.endpoint(), Protocol::Grpc)).expect("an exporter")
+}
+
+/// The two rounds of [`two_rounds`] on a new app, streamed in the caller's trace (`traceparent`); they
+/// complete. The app is handed back to outlive the spans' flush.
+async fn echo_in_callers_trace(fake: &FakeOpenAi) -> (TestApp, Streamed) {
+    let app = app_with_echo(fake, Metrics::off()).await;
+    two_rounds(fake);
+    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    let reply = app
+        .stream_with(
+            Method::POST,
+            "/api/agent/stream/",
+            Some(json!({"message": "Echo once", "auto_execute_tools": true})),
+            &[("traceparent", &traceparent)],
+        )
+        .await;
+    assert_eq!(reply.done()["status"], "completed", "{}", reply.raw);
+    (app, reply)
+}
+
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const CALLER_SPAN: &str = "b7ad6b7169203331";
 
@@ -122,25 +147,13 @@ fn attr(span: &ExportedSpan, key: &str) -> Option<String> {
 #[tokio::test]
 async fn a_two_round_tool_conversation_exports_its_spans_with_their_links_and_logs_json_lines_with_its_ids() {
     let mut collector = FakeCollectorServer::start().await.expect("the OTLP receiver starts");
-    let provider = telemetry::otlp_provider(Some(&collector.endpoint())).unwrap().expect("an exporter");
+    let traces = grpc_traces(&collector);
     let logs = Captured::default();
-    let subscriber = telemetry::subscriber(LogFormat::Json, logs.writer(), EnvFilter::new("info"), Some(&provider));
+    let subscriber = telemetry::subscriber(LogFormat::Json, logs.writer(), EnvFilter::new("info"), Some(&traces));
     let _guard = watch(subscriber);
     let fake = FakeOpenAi::start().await;
-    let app = app_with_echo(&fake, Metrics::off()).await;
-    two_rounds(&fake);
-
-    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
-    let reply = app
-        .stream_with(
-            Method::POST,
-            "/api/agent/stream/",
-            Some(json!({"message": "Echo once", "auto_execute_tools": true})),
-            &[("traceparent", &traceparent)],
-        )
-        .await;
-    assert_eq!(reply.done()["status"], "completed", "{}", reply.raw);
-    telemetry::flush_provider(&provider).await;
+    let (_app, reply) = echo_in_callers_trace(&fake).await;
+    traces.flush().await;
 
     let mut spans: Vec<ExportedSpan> = Vec::new();
     for _ in 0..100 {
@@ -236,12 +249,12 @@ async fn a_two_round_tool_conversation_exports_its_spans_with_their_links_and_lo
 #[tokio::test]
 async fn message_content_is_on_the_spans_only_when_asked_for() {
     let mut collector = FakeCollectorServer::start().await.expect("the OTLP receiver starts");
-    let provider = telemetry::otlp_provider(Some(&collector.endpoint())).unwrap().expect("an exporter");
+    let traces = grpc_traces(&collector);
     let subscriber = telemetry::subscriber(
         LogFormat::Json,
         BoxMakeWriter::new(std::io::sink),
         EnvFilter::new("info"),
-        Some(&provider),
+        Some(&traces),
     );
     let _guard = watch(subscriber);
     let fake = FakeOpenAi::start().await;
@@ -255,7 +268,7 @@ async fn message_content_is_on_the_spans_only_when_asked_for() {
 
     let reply = app.stream("/api/agent/stream/", json!({"message": "Say hello"})).await;
     assert_eq!(reply.done()["status"], "completed");
-    telemetry::flush_provider(&provider).await;
+    traces.flush().await;
 
     let mut chat = None;
     for _ in 0..100 {
@@ -275,9 +288,9 @@ async fn spans_are_exported_when_rust_log_quiets_the_logs_to_warnings() {
     // Found by the export-on benchmark: its server runs at RUST_LOG=warn, and one filter for logs and spans
     // exported nothing.
     let mut collector = FakeCollectorServer::start().await.expect("the OTLP receiver starts");
-    let provider = telemetry::otlp_provider(Some(&collector.endpoint())).unwrap().expect("an exporter");
+    let traces = grpc_traces(&collector);
     let logs = Captured::default();
-    let subscriber = telemetry::subscriber(LogFormat::Json, logs.writer(), EnvFilter::new("warn"), Some(&provider));
+    let subscriber = telemetry::subscriber(LogFormat::Json, logs.writer(), EnvFilter::new("warn"), Some(&traces));
     let _guard = watch(subscriber);
     let fake = FakeOpenAi::start().await;
     let (state, dir) = fresh_state_with(&fake.env()).await;
@@ -288,7 +301,7 @@ async fn spans_are_exported_when_rust_log_quiets_the_logs_to_warnings() {
 
     let reply = app.stream("/api/agent/stream/", json!({"message": "Say hello"})).await;
     assert_eq!(reply.done()["status"], "completed");
-    telemetry::flush_provider(&provider).await;
+    traces.flush().await;
 
     let mut names = Vec::new();
     for _ in 0..100 {
@@ -497,6 +510,214 @@ async fn a_request_reports_the_database_round_trips_it_and_its_turn_made() {
     assert_eq!(reported.len(), 1, "{lines:#?}");
     assert!(trips >= 2, "a streamed turn reads before the upstream and writes after it: {trips}");
     assert_eq!(reported[0]["DbRoundTrips"], json!(trips), "every request the proxy saw, the turn's own included");
+}
+
+#[tokio::test]
+async fn a_conversation_s_spans_reach_an_otlp_http_receiver_over_http_protobuf_with_their_links() {
+    let (receiver, traces, _guard) = http_receiver("info").await;
+    let fake = FakeOpenAi::start().await;
+    let _conversation = echo_in_callers_trace(&fake).await;
+    traces.flush().await;
+
+    let spans = receiver.spans(traces.tally().ended as usize).await;
+    let ours: Vec<&Value> = spans.iter().filter(|s| s["trace_id"] == TRACE_ID).collect();
+    let one = |name: &str| {
+        let found: Vec<&&Value> = ours.iter().filter(|s| s["name"] == name).collect();
+        assert_eq!(found.len(), 1, "one {name} span: {ours:#?}");
+        *found[0]
+    };
+    let (request, turn, tool) = (one("POST /api/agent/stream/"), one("invoke_agent Helper"), one("execute_tool echo"));
+    let chats: Vec<&&Value> = ours.iter().filter(|s| s["name"] == "chat gpt-4.1").collect();
+    assert_eq!((ours.len(), chats.len()), (5, 2), "the conversation's spans, in the caller's trace: {ours:#?}");
+    assert_eq!(request["parent_span_id"], CALLER_SPAN, "the request's span continues the caller's traceparent");
+    assert_eq!(turn["parent_span_id"], request["span_id"]);
+    assert_eq!(tool["parent_span_id"], turn["span_id"]);
+    for chat in &chats {
+        assert_eq!(chat["parent_span_id"], turn["span_id"]);
+        assert_eq!(chat["attributes"]["gen_ai.request.model"], "gpt-4.1");
+    }
+    assert_eq!(request["attributes"]["http.response.status_code"], "200");
+    assert_eq!(request["service"], "lambent", "the resource names the service");
+    assert_eq!(
+        traces.tally(),
+        SpanTally { ended: spans.len() as u64, exported: spans.len() as u64, failed: 0, dropped: 0 }
+    );
+}
+
+/// A new OTLP/HTTP receiver and an exporter to it, which this thread's subscriber feeds until the guard drops
+/// (its lines at `filter`, discarded).
+async fn http_receiver(filter: &str) -> (OtlpHttpReceiver, Traces, tracing::subscriber::DefaultGuard) {
+    let receiver = OtlpHttpReceiver::start().await;
+    lambent::tls::install_crypto_provider();
+    let traces = Traces::new(&Export::to(receiver.traces_url(), Protocol::HttpProtobuf)).expect("an exporter");
+    let lines = BoxMakeWriter::new(std::io::sink);
+    let guard = watch(telemetry::subscriber(LogFormat::Json, lines, EnvFilter::new(filter), Some(&traces)));
+    (receiver, traces, guard)
+}
+
+/// `n` turns at once, each in its own session, each answered.
+async fn burst(app: &TestApp, fake: &FakeOpenAi, n: usize) {
+    for i in 0..n {
+        fake.push_stream(frames(text_events(&format!("resp_{i}"), &["Hello."])));
+    }
+    let turns = (0..n).map(|i| app.stream("/api/agent/stream/", json!({"message": format!("Turn {i}")})));
+    for reply in futures::future::join_all(turns).await {
+        assert_eq!(reply.done()["status"], "completed", "{}", reply.raw);
+    }
+}
+
+#[tokio::test]
+async fn under_a_burst_every_span_reaches_an_http_receiver_that_keeps_up() {
+    let (receiver, traces, _guard) = http_receiver("warn").await;
+    let fake = FakeOpenAi::start().await;
+    let (state, dir) = fresh_state_with(&fake.env()).await;
+    let app = TestApp::serve(state, dir).await;
+    app.create("/api/agents/", json!({"name": "Helper", "model": "gpt-4.1", "is_default": true})).await;
+    settled();
+
+    burst(&app, &fake, 40).await;
+    traces.flush().await;
+
+    let tally = traces.tally();
+    assert!(tally.ended >= 3 * 40, "a request, a turn and a chat span per turn: {tally:?}");
+    assert_eq!(tally, SpanTally { ended: tally.ended, exported: tally.ended, failed: 0, dropped: 0 });
+    let spans = receiver.spans(tally.ended as usize).await;
+    assert_eq!(spans.len() as u64, tally.ended, "the receiver has every span the tally says it took");
+    assert_eq!(spans.iter().filter(|s| s["name"] == "invoke_agent Helper").count(), 40);
+}
+
+#[tokio::test]
+async fn under_a_burst_a_receiver_that_holds_its_exports_gets_what_the_queue_kept_and_the_rest_is_counted_and_logged() {
+    // fake-opentelemetry-collector hands spans to the test through a 64-span channel and holds an export until
+    // there is room: undrained, it is a receiver that stops answering (the telemetry benchmark's sink drained it
+    // every 5 s, and 576 of ~4,800 turns' spans arrived). Behind the held export the 16-span queue fills.
+    let mut collector = FakeCollectorServer::start().await.expect("the OTLP receiver starts");
+    let export = Export { queue: 16, ..Export::to(collector.endpoint(), Protocol::Grpc) };
+    let traces = Traces::new(&export).expect("an exporter");
+    let logs = Captured::default();
+    let subscriber = telemetry::subscriber(LogFormat::Json, logs.writer(), EnvFilter::new("warn"), Some(&traces));
+    let _guard = watch(subscriber);
+    let fake = FakeOpenAi::start().await;
+    let (state, dir) = fresh_state_with(&fake.env()).await;
+    let app = TestApp::serve(state, dir).await;
+    app.create("/api/agents/", json!({"name": "Helper", "model": "gpt-4.1", "is_default": true})).await;
+    settled();
+
+    burst(&app, &fake, 60).await;
+    // Drain the receiver while the flush waits on it, then until nothing more comes.
+    let mut received = 0;
+    let flush = traces.flush();
+    tokio::pin!(flush);
+    loop {
+        tokio::select! {
+            () = &mut flush => break,
+            spans = collector.exported_spans(1, Duration::from_millis(50)) => received += spans.len() as u64,
+        }
+    }
+    loop {
+        let more = collector.exported_spans(1, Duration::from_millis(300)).await.len() as u64;
+        if more == 0 {
+            break;
+        }
+        received += more;
+    }
+
+    let tally = traces.tally();
+    assert!(tally.ended >= 3 * 60, "a request, a turn and a chat span per turn: {tally:?}");
+    assert!(tally.dropped > 0, "the held exports left no room for some spans: {tally:?}");
+    assert_eq!(tally.ended, tally.exported + tally.failed + tally.dropped, "every span accounted for: {tally:?}");
+    // An export that timed out while held may still have reached the receiver.
+    assert!(tally.exported <= received && received <= tally.exported + tally.failed, "{received} received: {tally:?}");
+    let warnings: Vec<Value> = logs
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with("spans were dropped")))
+        .collect();
+    assert_eq!(
+        warnings.iter().map(|l| l["dropped"].as_u64().unwrap()).sum::<u64>(),
+        tally.dropped,
+        "the drops are logged, with how many: {warnings:?}"
+    );
+    assert!(warnings.iter().all(|l| l["level"] == "WARN" && l["queue"] == 16), "{warnings:?}");
+}
+
+/// The `lambent` binary serving on a fresh file with `env` besides, its spans sent every 100 ms; it answers one
+/// health check, and its stderr is returned once it has been killed.
+async fn lambent_binary_answers_a_health_check(
+    env: &[(&str, &str)],
+    mut wait_for: impl AsyncFnMut() -> bool,
+) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lambent-under-test"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("DATABASE_URL", format!("file:{}", dir.path().join("lambent.db").display()))
+        .env("BIND", format!("127.0.0.1:{port}"))
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start lambent");
+    let client = http_client();
+    let mut answered = false;
+    for _ in 0..300 {
+        if client.get(format!("http://127.0.0.1:{port}/api/health/")).send().await.is_ok() {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(answered, "lambent did not come up: {}", std::fs::read_to_string(dir.path().join("stderr")).unwrap());
+    for _ in 0..100 {
+        if wait_for().await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().await.unwrap();
+    std::fs::read_to_string(dir.path().join("stderr")).unwrap()
+}
+
+#[tokio::test]
+async fn the_lambent_binary_exports_over_http_protobuf_by_default_and_over_grpc_when_the_protocol_variable_says() {
+    let health = "GET /api/health/";
+
+    // OTEL_EXPORTER_OTLP_ENDPOINT alone: the specification's default, http/protobuf to <endpoint>/v1/traces.
+    let receiver = OtlpHttpReceiver::start().await;
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.base.as_str()), ("OTEL_SERVICE_NAME", "lambent-local")];
+    let arrived = async || receiver.spans(0).await.iter().any(|s| s["name"] == health);
+    lambent_binary_answers_a_health_check(&env, arrived).await;
+    let spans = receiver.spans(1).await;
+    let span = spans.iter().find(|s| s["name"] == health).unwrap_or_else(|| panic!("the request's span: {spans:?}"));
+    assert_eq!(span["service"], "lambent-local", "OTEL_SERVICE_NAME names the service");
+
+    // grpc, from either variable (the traces' own wins over the general one).
+    let mut collector = FakeCollectorServer::start().await.expect("the OTLP receiver starts");
+    let endpoint = collector.endpoint();
+    for protocol in [
+        [("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), ("OTEL_SERVICE_NAME", "lambent")],
+        [("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"), ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")],
+    ] {
+        let env = [[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())].as_slice(), protocol.as_slice()].concat();
+        let names = std::sync::Mutex::new(Vec::new());
+        let arrived = async || {
+            let spans = collector.exported_spans(1, Duration::from_millis(10)).await;
+            let mut names = names.lock().unwrap();
+            names.extend(spans.into_iter().map(|s| s.name));
+            names.iter().any(|n| n == health)
+        };
+        lambent_binary_answers_a_health_check(&env, arrived).await;
+        assert!(names.lock().unwrap().iter().any(|n| n == health), "{protocol:?}: {:?}", names.lock().unwrap());
+    }
+
+    // A protocol Lambent does not speak is named on stderr, not replaced by another silently.
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.base.as_str()), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")];
+    let stderr = lambent_binary_answers_a_health_check(&env, async || true).await;
+    assert!(stderr.contains("traces are not exported: OTEL_EXPORTER_OTLP_PROTOCOL is `http/json`"), "{stderr}");
 }
 
 #[tokio::test]

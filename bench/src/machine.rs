@@ -74,6 +74,24 @@ pub fn clock_ticks() -> u64 {
         .unwrap_or(100)
 }
 
+/// User + system CPU time of a process and its descendants (all their threads), in ms.
+pub fn tree_cpu_ms(pid: u32, ticks_per_s: u64) -> Result<f64> {
+    let mut total = cpu_ms(pid, ticks_per_s)?;
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let mut at = child;
+        // Walk up the parents: a descendant of `pid` reaches it.
+        while at > 1 && at != pid {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{at}/stat")) else { break };
+            at = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0);
+        }
+        if at == pid && child != pid {
+            total += cpu_ms(child, ticks_per_s).unwrap_or(0.0);
+        }
+    }
+    Ok(total)
+}
+
 /// User + system CPU time of a process (all its threads), in ms.
 pub fn cpu_ms(pid: u32, ticks_per_s: u64) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;

@@ -26,6 +26,7 @@
 
 mod cli;
 mod crud;
+mod instructions;
 mod lambda;
 mod load;
 mod machine;
@@ -80,6 +81,9 @@ impl Binaries {
         let mut needed = vec!["lambent"];
         if args.wanted("lambda") || args.wanted("remote-lambda") {
             needed.extend(lambda::functions().into_iter().map(|(name, _)| name));
+        }
+        if args.wanted("instructions") {
+            needed.push("lambent-bare-relay");
         }
         if let Some(missing) = needed.iter().find(|name| !bin_dir.join(name).exists()) {
             return Err(format!(
@@ -136,6 +140,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if args.wanted("cpu") {
         report.cpu = Some(relay::cpu(&args, &target, &server, runs).await?);
+    }
+    if args.wanted("instructions") {
+        instructions::figures(&args, &env, &target).await?;
     }
     if args.wanted("crud") {
         report.crud = crud::figures(&args, &server, &token, runs, &work_dir, &mut report.notes).await?;

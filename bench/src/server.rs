@@ -76,11 +76,16 @@ pub struct Server {
 
 impl Server {
     pub async fn start(env: &Env, log_name: &str) -> Result<Self> {
-        let port = free_port()?;
-        let log = std::fs::File::create(env.work_dir.join(log_name))?;
         let mut command = Command::new(env.bin("lambent"));
+        command.arg("serve");
+        Self::spawn(env, command, free_port()?, log_name, "/api/health/").await
+    }
+
+    /// `command` (a server binary, or a tool running one, as `valgrind`) with the bench's settings, `port` in
+    /// `BIND`, its output in `log_name`; once it answers `health` with a success.
+    pub async fn spawn(env: &Env, mut command: Command, port: u16, log_name: &str, health: &str) -> Result<Self> {
+        let log = std::fs::File::create(env.work_dir.join(log_name))?;
         command
-            .arg("serve")
             .envs(env.vars())
             .env("BIND", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
@@ -89,17 +94,19 @@ impl Server {
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
-        let child = command.spawn().map_err(|e| format!("cannot start {}: {e}", env.bin("lambent").display()))?;
+        let program = command.as_std().get_program().to_string_lossy().into_owned();
+        let child = command.spawn().map_err(|e| format!("cannot start {program}: {e}"))?;
         let pid = child.id().ok_or("the server exited at once")?;
         let server = Self { child, pid, base_url: format!("http://127.0.0.1:{port}") };
-        server.wait_healthy().await?;
+        server.wait_healthy(health).await?;
         Ok(server)
     }
 
-    async fn wait_healthy(&self) -> Result<()> {
+    async fn wait_healthy(&self, health: &str) -> Result<()> {
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let url = format!("{}/api/health/", self.base_url);
+        // Under valgrind a server takes seconds to start.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let url = format!("{}{health}", self.base_url);
         while Instant::now() < deadline {
             if let Ok(response) = client.get(&url).send().await
                 && response.status().is_success()
@@ -108,7 +115,7 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Err(format!("the server did not answer {url} within 60 s").into())
+        Err(format!("the server did not answer {url} within 120 s").into())
     }
 
     pub async fn stop(mut self) {

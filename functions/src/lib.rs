@@ -57,6 +57,8 @@ pub use prune::{DEADLINE_MARGIN, prune};
 
 /// Cold start, then serve the function's requests: streamed for the SSE functions, buffered for the rest.
 pub async fn serve(function: Function) -> Result<(), lambda_http::Error> {
+    // Before the exporter: its OTLP/HTTP client (reqwest) takes TLS from the process-wide provider.
+    lambent::tls::install_crypto_provider();
     lambent::telemetry::init(LogFormat::Json);
     let state = cold_start(function).await?;
     let router = service(function.router(state.clone()), &state);

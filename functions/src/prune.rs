@@ -18,6 +18,8 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
 
 /// Cold start (configuration, secrets, the database), then one prune per scheduled event.
 pub async fn prune() -> Result<(), lambda_http::Error> {
+    // Before the exporter: its OTLP/HTTP client (reqwest) takes TLS from the process-wide provider.
+    lambent::tls::install_crypto_provider();
     lambent::telemetry::init(lambent::telemetry::LogFormat::Json);
     // Housekeeping never calls the model: only the database's secret is read.
     let mut config = lambent::Config::from_env()?;

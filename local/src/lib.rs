@@ -346,6 +346,8 @@ pub async fn run(
 /// exported too (`lambent::telemetry`). Call it inside the runtime.
 pub fn init_logging() {
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    // Before the exporter: its OTLP/HTTP client (reqwest) takes TLS from the process-wide provider.
+    lambent::tls::install_crypto_provider();
     lambent::telemetry::init(lambent::telemetry::LogFormat::Text { ansi: colour });
 }
 

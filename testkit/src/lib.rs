@@ -9,6 +9,7 @@
 //! - [`proxy`]: an HTTP proxy in front of a database server that counts the requests reaching it and holds
 //!   each for a set round trip; its [`proxy::ProxyOptions`] is where new behaviour goes.
 //! - [`runtime_api`]: a stub of the Lambda Runtime API for a real function process.
+//! - [`otlp`]: an OTLP/HTTP trace receiver (Python, the OpenTelemetry project's protos).
 //! - [`openai`]: the fake Responses API (scripted replies, frames shaped like the recorded transcripts) and the
 //!   builders of those frames.
 //! - here: [`free_port`], [`serve`] (the accept loop all of them share), [`install_crypto_provider`], and the
@@ -25,6 +26,7 @@
 
 pub mod moto;
 pub mod openai;
+pub mod otlp;
 pub mod proxy;
 pub mod runtime_api;
 pub mod sqld;

@@ -1,6 +1,7 @@
 //! Reading a Responses event stream: the few fields a turn needs (text, tool calls, how it ended). Every
 //! other field and event type is left alone; the relay forwards events unchanged.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
@@ -57,12 +58,75 @@ pub enum Observed {
 #[derive(Debug, Default)]
 pub struct ResponseAccumulator {
     pub response_id: Option<String>,
+    /// The model that answered (`response.model`), as first seen ([`Self::observe_raw`]).
+    pub model: Option<String>,
     text: String,
     calls: Vec<ToolCall>,
     announced: HashSet<String>,
 }
 
+/// What most events need read — their type, a text delta's text, the response's id and model — read without
+/// building the event's tree.
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    delta: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    response: Option<HeadResponse<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct HeadResponse<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+}
+
+/// The event types [`ResponseAccumulator::observe`] reads more of than the head (a text delta whose `delta` is
+/// not text goes that way too).
+const READ_WHOLE: [&str; 5] =
+    ["response.output_item.done", "response.completed", "response.failed", "response.incomplete", "error"];
+
 impl ResponseAccumulator {
+    /// [`Self::observe`] for an event as it came (JSON text), noting the response's model too. Only the events
+    /// that end a response or announce a tool call are parsed into a tree; the rest — text deltas, most of a
+    /// streamed turn's events, and the `response.created`-like ones that carry the whole response object — are
+    /// read for their head alone (measured: issue 24, BENCHMARKS.md).
+    pub fn observe_raw(&mut self, raw: &str) -> serde_json::Result<Observed> {
+        if let Ok(head) = serde_json::from_str::<Head<'_>>(raw) {
+            if let Some(HeadResponse { id, model }) = &head.response {
+                self.note_response(id.as_deref(), model.as_deref());
+            }
+            match (head.kind.as_deref(), head.delta) {
+                (Some("response.output_text.delta"), Some(delta)) => {
+                    self.text.push_str(&delta);
+                    return Ok(Observed::TextDelta(delta.into_owned()));
+                }
+                (Some(kind), _) if kind != "response.output_text.delta" && !READ_WHOLE.contains(&kind) => {
+                    return Ok(Observed::Nothing);
+                }
+                _ => {}
+            }
+        }
+        let event: Value = serde_json::from_str(raw)?;
+        let response = event.get("response");
+        let field = |name: &str| response.and_then(|r| r.get(name)).and_then(Value::as_str);
+        self.note_response(field("id"), field("model"));
+        Ok(self.observe(&event))
+    }
+
+    fn note_response(&mut self, id: Option<&str>, model: Option<&str>) {
+        if let (None, Some(id)) = (&self.response_id, id) {
+            self.response_id = Some(id.to_owned());
+        }
+        if let (None, Some(model)) = (&self.model, model) {
+            self.model = Some(model.to_owned());
+        }
+    }
+
     pub fn observe(&mut self, event: &Value) -> Observed {
         if let Some(id) = event.pointer("/response/id").and_then(Value::as_str) {
             self.response_id.get_or_insert_with(|| id.to_owned());
@@ -178,6 +242,30 @@ mod tests {
         assert_eq!((code, message.as_str()), (ErrorCode::UpstreamError, "boom (server_error)"));
         let Observed::Ended(ResponseEnd::Failed { message, .. }) = acc.observe(&nested) else { panic!() };
         assert_eq!(message, "busy (overloaded)");
+    }
+
+    #[test]
+    fn an_event_read_from_its_text_means_what_its_tree_means() {
+        let events = [
+            json!({"type": "response.created", "response": {"id": "resp_1", "model": "gpt-4.1"}}),
+            json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": "Hel", "sequence_number": 3}),
+            json!({"sequence_number": 4, "delta": "lo \"there\"\né", "type": "response.output_text.delta"}),
+            json!({"type": "response.output_text.delta", "delta": 7}),
+            json!({"type": "response.output_text.done", "text": "Hello"}),
+            json!({"delta": "no type"}),
+            json!({"type": "response.output_item.done", "item": {"type": "function_call", "call_id": "c1",
+                   "name": "f", "arguments": "{}"}}),
+            json!({"type": "response.in_progress", "response": null}),
+            json!({"type": "response.completed", "response": {"id": "resp_2", "model": "other", "output": [],
+                   "usage": {"input_tokens": 1}}}),
+        ];
+        let (mut by_tree, mut by_text) = (ResponseAccumulator::default(), ResponseAccumulator::default());
+        for event in &events {
+            assert_eq!(by_text.observe_raw(&event.to_string()).unwrap(), by_tree.observe(event), "{event}");
+        }
+        assert_eq!((by_text.text(), by_text.response_id.as_deref()), (by_tree.text(), Some("resp_1")));
+        assert_eq!(by_text.model.as_deref(), Some("gpt-4.1"), "the model as first seen");
+        assert!(by_text.observe_raw("{not json").is_err());
     }
 
     #[test]

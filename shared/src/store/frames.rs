@@ -33,27 +33,32 @@ pub struct NewFrame<'a> {
     pub data: &'a str,
 }
 
-/// Rows per multi-row INSERT of frames: 4 parameters a row, well under SQLite's oldest limit of 999.
-const FRAME_ROWS: usize = 32;
-/// Adds frames to a batch: one multi-row INSERT per full chunk and a one-row INSERT for each left over, two
-/// statement texts in all, so both stay prepared (a text per batch length would crowd the statement cache).
+/// Rows per multi-row INSERT of frames, largest first (4 parameters a row: at most 128, well under SQLite's oldest
+/// limit of 999). A batch of n frames is one INSERT per set bit of n and per full 32 rows, six statement texts in
+/// all, so they stay prepared (a text per batch length would crowd the statement cache). Measured (issue 24,
+/// BENCHMARKS.md): with only 32-row and one-row texts a turn's ~45 frames, recorded in batches of fewer than 32,
+/// went one statement per frame, and a statement's fixed cost (bind, step, halt, reset) came to about half of
+/// the ~30k instructions each insert took.
+const FRAME_CHUNKS: [usize; 6] = [32, 16, 8, 4, 2, 1];
+
+/// Adds frames to a batch, in order: as many of the largest chunk as fit, then of the next, down to one row.
 pub(super) fn push_frames(batch: &mut Batch, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
-    static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
-    let [many, one] = SQL.get_or_init(|| {
-        let text = |rows: usize| {
+    static SQL: std::sync::OnceLock<[String; 6]> = std::sync::OnceLock::new();
+    let texts = SQL.get_or_init(|| {
+        FRAME_CHUNKS.map(|rows| {
             let values: Vec<String> = (0..rows)
                 .map(|i| format!("(?{}, ?{}, ?{}, ?{})", i * 4 + 1, i * 4 + 2, i * 4 + 3, i * 4 + 4))
                 .collect();
             format!("INSERT INTO agent_turn_events (turn_id, seq, event, data) VALUES {}", values.join(","))
-        };
-        [text(FRAME_ROWS), text(1)]
+        })
     });
-    let (bulk, rest) = frames.split_at(frames.len() / FRAME_ROWS * FRAME_ROWS);
-    for rows in bulk.chunks(FRAME_ROWS) {
-        batch.push(many.as_str(), frame_values(turn_id, rows))?;
-    }
-    for row in rest.chunks(1) {
-        batch.push(one.as_str(), frame_values(turn_id, row))?;
+    let mut rest = frames;
+    for (rows, sql) in FRAME_CHUNKS.into_iter().zip(texts) {
+        while rest.len() >= rows {
+            let (chunk, after) = rest.split_at(rows);
+            batch.push(sql.as_str(), frame_values(turn_id, chunk))?;
+            rest = after;
+        }
     }
     Ok(())
 }

@@ -4,20 +4,24 @@
 //!   request id and, within a turn, the session and turn ids), readable text on the local server.
 //! - **Traces** follow the OpenTelemetry GenAI conventions (the spans themselves are opened where the work is:
 //!   `http::observe` for requests, `turn::engine` for turns, responses and tool runs). They are exported over
-//!   OTLP/gRPC only when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) is set: otherwise there is no
-//!   exporter and no OpenTelemetry layer at all. A Lambda function flushes them at the end of every invocation
-//!   ([`flush`]): a frozen environment would keep unsent spans until its next invocation, or lose them.
+//!   OTLP only when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) is set, over `http/protobuf` unless
+//!   `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL` says `grpc`: otherwise there is no exporter and no OpenTelemetry
+//!   layer at all. A Lambda function flushes them at the end of every invocation ([`flush`]): a frozen
+//!   environment would keep unsent spans until its next invocation, or lose them. A span the export queue has
+//!   no room for is counted and logged ([`SpanTally`]).
 //! - **Metrics** are CloudWatch embedded-metric-format lines ([`Metrics`]), written to stdout on Lambda.
 //!
 //! # Layout
-//! - this file: the subscriber ([`init`], [`subscriber`]), the OTLP provider ([`otlp_provider`], [`flush`]),
-//!   the incoming trace context ([`parent_context`]: W3C `traceparent`, X-Ray `X-Amzn-Trace-Id`), and
-//!   [`escaped`]: what a user wrote (a name, a path, an upstream's error text), made safe for a log line or a
-//!   span name.
+//! - this file: the subscriber ([`init`], [`subscriber`]), the process's exporter ([`flush`]), the incoming
+//!   trace context ([`parent_context`]: W3C `traceparent`, X-Ray `X-Amzn-Trace-Id`), and [`escaped`]: what a
+//!   user wrote (a name, a path, an upstream's error text), made safe for a log line or a span name.
+//! - `otlp`: the exporter ([`Traces`]): the protocol from the standard variables, the batch processor, the tally
+//!   of exported and dropped spans.
 //! - `scope`: what one request carries through its tasks — its id and its counters ([`RequestScope`]).
 //! - `metrics`: the EMF lines and where they go.
 
 mod metrics;
+mod otlp;
 mod scope;
 
 use std::sync::OnceLock;
@@ -25,7 +29,6 @@ use std::sync::OnceLock;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
@@ -33,6 +36,7 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 
 pub use metrics::{Metrics, TurnMetrics};
+pub use otlp::{Export, Protocol, SpanTally, Traces};
 pub use scope::{RequestScope, count_round_trip, count_upstream_retry, current, in_scope, upstream_retries};
 
 pub use opentelemetry::Context;
@@ -97,21 +101,21 @@ pub enum LogFormat {
     Text { ansi: bool },
 }
 
-/// The provider spans are exported through, when there is one ([`init`] sets it).
-static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+/// The exporter spans go through, when there is one ([`init`] sets it).
+static TRACES: OnceLock<Traces> = OnceLock::new();
 
 /// The filter from `RUST_LOG`, `info` when unset or unreadable.
 pub fn env_filter() -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// A subscriber writing `format` lines to `writer` at `filter`, and exporting spans through `provider` when
+/// A subscriber writing `format` lines to `writer` at `filter`, and exporting spans through `traces` when
 /// there is one (with none, no OpenTelemetry layer is built: tracing costs what it cost before).
 pub fn subscriber(
     format: LogFormat,
     writer: BoxMakeWriter,
     filter: EnvFilter,
-    provider: Option<&SdkTracerProvider>,
+    traces: Option<&Traces>,
 ) -> impl Subscriber + Send + Sync + 'static {
     use tracing_subscriber::Layer;
     let lines = match format {
@@ -127,74 +131,47 @@ pub fn subscriber(
     // `RUST_LOG` filters the lines only: the spans go out at `info` whatever it says. With one filter for both,
     // `RUST_LOG=warn` (what the benchmark's server runs at, and what an operator sets to quiet the logs) exported
     // no span at all: the request, turn and chat spans are `info`.
-    let otel = provider
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("lambent")).with_filter(LevelFilter::INFO));
+    let otel = traces.map(|t| {
+        tracing_opentelemetry::layer().with_tracer(t.provider().tracer("lambent")).with_filter(LevelFilter::INFO)
+    });
     tracing_subscriber::registry().with(lines.with_filter(filter)).with(otel)
 }
 
 /// Sets the process's subscriber: `format` lines (JSON to stdout, text to stderr) at `RUST_LOG`, and — when
-/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set — span export over OTLP. Call it inside the Tokio runtime (the gRPC
-/// client is built on it). An exporter that cannot be built is reported and left out; the logs still work.
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set — span export over OTLP ([`Export::from_env`]). Call it inside the Tokio
+/// runtime (the gRPC client is built on it), once the process's TLS provider is installed (the HTTP client
+/// needs it). An exporter that cannot be built (a protocol Lambent does not speak, a malformed endpoint) is
+/// reported and left out; the logs still work.
 pub fn init(format: LogFormat) {
     let writer = match format {
         // On Lambda both streams reach CloudWatch; stdout is where the EMF lines go too.
         LogFormat::Json => BoxMakeWriter::new(std::io::stdout),
         LogFormat::Text { .. } => BoxMakeWriter::new(std::io::stderr),
     };
-    let provider = match otlp_provider(None) {
-        Ok(provider) => provider,
+    let traces = match Export::from_env().and_then(|export| export.map(|e| Traces::new(&e)).transpose()) {
+        Ok(traces) => traces,
         Err(err) => {
             eprintln!("lambent: traces are not exported: {err}");
             None
         }
     };
-    let provider = provider.map(|p| PROVIDER.get_or_init(|| p));
-    let _ = tracing::subscriber::set_global_default(subscriber(format, writer, env_filter(), provider));
+    let traces = traces.map(|t| TRACES.get_or_init(|| t));
+    if let Some(traces) = traces {
+        traces.report_drops_every(std::time::Duration::from_secs(10));
+    }
+    let _ = tracing::subscriber::set_global_default(subscriber(format, writer, env_filter(), traces));
 }
 
 /// Whether spans are being exported by this process (its subscriber came from [`init`] with an endpoint).
 pub fn exporting() -> bool {
-    PROVIDER.get().is_some()
+    TRACES.get().is_some()
 }
 
-/// The OTLP/gRPC exporter's provider: to `endpoint` when given (tests), else where the standard variables say
-/// (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, their `_HEADERS` and `_TIMEOUT`);
-/// `None` when neither names one. The service is `OTEL_SERVICE_NAME`, else the Lambda function's name, else
-/// `lambent`. Spans go out in batches from the SDK's own thread, and at every [`flush`].
-pub fn otlp_provider(endpoint: Option<&str>) -> Result<Option<SdkTracerProvider>, String> {
-    use opentelemetry_otlp::WithExportConfig;
-    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
-    if endpoint.is_none() && !set("OTEL_EXPORTER_OTLP_ENDPOINT") && !set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-        return Ok(None);
-    }
-    let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
-    if let Some(endpoint) = endpoint {
-        builder = builder.with_endpoint(endpoint);
-    }
-    let exporter = builder.build().map_err(|e| format!("cannot build the OTLP exporter: {e}"))?;
-    let mut resource = opentelemetry_sdk::Resource::builder();
-    if !set("OTEL_SERVICE_NAME") {
-        let name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "lambent".to_owned());
-        resource = resource.with_service_name(name);
-    }
-    Ok(Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.build()).build()))
-}
-
-/// Sends every ended span now and waits for the receiver's answer (a no-op without an exporter). The SDK's
-/// flush blocks its thread while the gRPC client runs on the runtime, so it runs on a blocking thread.
+/// Sends every ended span now and waits for the receiver's answer (a no-op without an exporter); logs the spans
+/// dropped since the last report.
 pub async fn flush() {
-    if let Some(provider) = PROVIDER.get() {
-        flush_provider(provider).await;
-    }
-}
-
-/// [`flush`] for a given provider (tests hold their own).
-pub async fn flush_provider(provider: &SdkTracerProvider) {
-    let provider = provider.clone();
-    match tokio::task::spawn_blocking(move || provider.force_flush()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::warn!(error = %err, "could not flush the spans"),
-        Err(err) => tracing::warn!(error = %err, "could not flush the spans"),
+    if let Some(traces) = TRACES.get() {
+        traces.flush().await;
     }
 }
 

@@ -360,13 +360,13 @@ impl Turn {
                 let ms = opened_at.elapsed().as_secs_f64() * 1000.0;
                 Span::current().set_attribute("lambent.time_to_first_chunk_ms", ms);
             }
-            let observed = match serde_json::from_str::<Value>(raw.get()) {
-                Ok(event) => {
-                    if !model_seen && let Some(model) = event["response"]["model"].as_str() {
+            let observed = match acc.observe_raw(raw.get()) {
+                Ok(observed) => {
+                    if !model_seen && let Some(model) = &acc.model {
                         model_seen = true;
-                        Span::current().set_attribute("gen_ai.response.model", model.to_owned());
+                        Span::current().set_attribute("gen_ai.response.model", model.clone());
                     }
-                    acc.observe(&event)
+                    observed
                 }
                 Err(e) => {
                     let message = format!("unreadable upstream event: {e}");
