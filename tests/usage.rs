@@ -187,3 +187,135 @@ async fn a_usage_query_is_validated_and_its_range_bounded() {
     assert_eq!(empty["totals"]["turns"], 0);
     assert_eq!(app.as_user(None).get("/api/usage/").await.0, StatusCode::UNAUTHORIZED);
 }
+
+/// The time from now to the next period boundary, plus a second.
+fn until(boundary: time::OffsetDateTime, now: time::OffsetDateTime) -> Duration {
+    Duration::from_secs(u64::try_from((boundary - now).whole_seconds()).unwrap() + 1)
+}
+
+#[tokio::test]
+async fn staff_set_budgets_on_users_and_no_one_else_does() {
+    let app = TestApp::spawn().await;
+    let root = app.as_user(Some(&app.account("root", true).await.token));
+    let me = app.get("/api/auth/me/").await.1["id"].clone();
+    let path = format!("/api/users/{me}/");
+    let (status, user) = root.patch(&path, json!({"daily_token_budget": 1000, "monthly_token_budget": null})).await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    assert_eq!((user["daily_token_budget"].as_i64(), user["monthly_token_budget"].clone()), (Some(1000), Value::Null));
+    assert_eq!(app.get("/api/auth/me/").await.1["daily_token_budget"], 1000, "everyone sees their own budget");
+    let (_, user) = root.patch(&path, json!({"monthly_token_budget": 50000})).await;
+    assert_eq!((user["daily_token_budget"].as_i64(), user["monthly_token_budget"].as_i64()), (Some(1000), Some(50000)));
+    for (value, message) in [
+        (json!(-1), "Ensure this value is greater than or equal to 0."),
+        (json!("many"), "A valid integer is required."),
+        (json!(1.5), "A valid integer is required."),
+    ] {
+        let answer = root.patch(&path, json!({"daily_token_budget": value})).await;
+        assert_eq!(answer, (StatusCode::BAD_REQUEST, json!({"daily_token_budget": [message]})), "{value}");
+    }
+    assert_eq!(app.patch(&path, json!({"daily_token_budget": null})).await.0, StatusCode::FORBIDDEN);
+    let created = root
+        .create("/api/users/", json!({"username": "carol", "password": "a-long-passphrase", "daily_token_budget": 5}))
+        .await;
+    assert_eq!(
+        (created["daily_token_budget"].as_i64(), created["monthly_token_budget"].clone()),
+        (Some(5), Value::Null)
+    );
+}
+
+#[tokio::test]
+async fn a_budget_refuses_exactly_at_its_limit_and_resets_at_the_period_boundary() {
+    let fake = FakeOpenAi::start().await;
+    let clock = Arc::new(crate::helpers::ShiftedClock::default());
+    let (state, dir) = crate::helpers::fresh_state_on(&fake.env(), clock.clone()).await;
+    let app = TestApp::serve(state, dir).await;
+    let root = app.as_user(Some(&app.account("root", true).await.token));
+    let me = app.get("/api/auth/me/").await.1["id"].clone();
+    let agent = app.create("/api/agents/", json!({"name": "A"})).await;
+    let set = |budgets: Value| {
+        let root = root.clone();
+        let path = format!("/api/users/{me}/");
+        async move { assert_eq!(root.patch(&path, budgets).await.0, StatusCode::OK) }
+    };
+    let refused = || async {
+        let seen = fake.requests().len();
+        let messages = app.count("agent_messages").await;
+        let streamed = app.stream("/api/agent/stream/", json!({"message": "more?", "agent_id": agent["id"]})).await;
+        assert_eq!(streamed.status, StatusCode::TOO_MANY_REQUESTS, "{}", streamed.raw);
+        assert_eq!(
+            (fake.requests().len(), app.count("agent_messages").await),
+            (seen, messages),
+            "nothing sent or stored"
+        );
+        streamed.body()
+    };
+
+    // Each turn spends 12 + 9 = 21 tokens. A budget of 22 admits a second turn (21 < 22); 42 is then spent.
+    set(json!({"daily_token_budget": 22})).await;
+    fake.push_stream(frames(text_events("resp_1", &["One."])));
+    turn(&app, &agent, "completed").await;
+    fake.push_stream(frames(text_events("resp_2", &["Two."])));
+    turn(&app, &agent, "completed").await;
+    set(json!({"daily_token_budget": 42})).await;
+    let now = lambent::clock::Clock::now(&*clock);
+    let midnight = now.date().next_day().unwrap().midnight().assume_utc();
+    let body = refused().await;
+    assert_eq!(
+        body,
+        json!({"detail": "Your daily token budget is spent.", "code": "budget_exceeded",
+               "resets_at": lambent::clock::format_timestamp(midnight)})
+    );
+    set(json!({"daily_token_budget": 43})).await;
+    fake.push_stream(frames(text_events("resp_3", &["Three."])));
+    turn(&app, &agent, "completed").await;
+
+    // A turn running when the budget runs out finishes.
+    set(json!({"daily_token_budget": 0})).await;
+    let _ = refused().await;
+    set(json!({"daily_token_budget": 64})).await;
+    let gate = Arc::new(Notify::new());
+    let mut steps = frames(text_events("resp_4", &["Four."]));
+    steps.insert(3, Step::Gate(gate.clone()));
+    fake.push_stream(steps);
+    let running = tokio::spawn({
+        let app = app.clone();
+        let body = json!({"message": "long", "agent_id": agent["id"]});
+        async move { app.stream("/api/agent/stream/", body).await }
+    });
+    while fake.requests().len() < 4 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    set(json!({"daily_token_budget": 0})).await;
+    gate.notify_one();
+    assert_eq!(running.await.unwrap().done()["status"], "completed");
+
+    // The next UTC day starts afresh; the month is the month's.
+    clock.advance(until(midnight, lambent::clock::Clock::now(&*clock)));
+    set(json!({"daily_token_budget": 21})).await;
+    fake.push_stream(frames(text_events("resp_5", &["Five."])));
+    turn(&app, &agent, "completed").await;
+    let _ = refused().await;
+
+    let now = lambent::clock::Clock::now(&*clock);
+    let month_spent = 21 * 5;
+    let first_of_next = {
+        let (year, month) = if now.month() == time::Month::December {
+            (now.year() + 1, time::Month::January)
+        } else {
+            (now.year(), now.month().next())
+        };
+        time::Date::from_calendar_date(year, month, 1).unwrap().midnight().assume_utc()
+    };
+    // Spent this month: 105 tokens if the day did not start a new month, else the one turn of today.
+    let this_month = if now.day() == 1 { 21 } else { month_spent };
+    set(json!({"daily_token_budget": null, "monthly_token_budget": this_month})).await;
+    let body = refused().await;
+    assert_eq!(body["resets_at"], lambent::clock::format_timestamp(first_of_next), "{body}");
+    set(json!({"monthly_token_budget": this_month + 1})).await;
+    fake.push_stream(frames(text_events("resp_6", &["Six."])));
+    turn(&app, &agent, "completed").await;
+    let _ = refused().await;
+    clock.advance(until(first_of_next, lambent::clock::Clock::now(&*clock)));
+    fake.push_stream(frames(text_events("resp_7", &["Seven."])));
+    turn(&app, &agent, "completed").await;
+}

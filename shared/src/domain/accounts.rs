@@ -80,6 +80,13 @@ pub struct UserWrite {
     pub is_staff: Option<bool>,
     #[schema(nullable = false)]
     pub is_active: Option<bool>,
+    /// Input plus output tokens the user's turns may spend per UTC day (0 or more); null removes the limit.
+    /// A turn that would start with the day's spend at or over it is refused with 429 `budget_exceeded`.
+    #[schema(value_type = Option<i64>, minimum = 0)]
+    pub daily_token_budget: Option<Option<i64>>,
+    /// The same per calendar month (UTC).
+    #[schema(value_type = Option<i64>, minimum = 0)]
+    pub monthly_token_budget: Option<Option<i64>>,
 }
 
 impl UserWrite {
@@ -96,8 +103,14 @@ impl UserWrite {
                 format!("This password is too short. It must contain at least {MIN_PASSWORD_CHARS} characters."),
             );
         }
-        let write =
-            Self { username, password, is_staff: input.boolean("is_staff"), is_active: input.boolean("is_active") };
+        let write = Self {
+            username,
+            password,
+            is_staff: input.boolean("is_staff"),
+            is_active: input.boolean("is_active"),
+            daily_token_budget: crate::domain::usage::budget_field(&mut input, "daily_token_budget"),
+            monthly_token_budget: crate::domain::usage::budget_field(&mut input, "monthly_token_budget"),
+        };
         input.finish()?;
         Ok(write)
     }

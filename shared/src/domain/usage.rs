@@ -288,6 +288,24 @@ impl Budget {
     }
 }
 
+/// A budget field of a user write: absent `None`, null `Some(None)`, else a whole number of tokens, 0 or more.
+pub(super) fn budget_field(input: &mut crate::domain::Input<'_>, field: &str) -> Option<Option<i64>> {
+    match input.nullable_json(field)? {
+        None => Some(None),
+        Some(value) => match value.as_i64() {
+            Some(n) if n >= 0 => Some(Some(n)),
+            Some(_) => {
+                input.error(field, "Ensure this value is greater than or equal to 0.");
+                None
+            }
+            None => {
+                input.error(field, "A valid integer is required.");
+                None
+            }
+        },
+    }
+}
+
 /// The start of the UTC day and month `now` falls in, as hour buckets compare (`YYYY-MM-DD`, `YYYY-MM-01`).
 pub fn budget_periods(now: OffsetDateTime) -> (String, String) {
     let day = now.date().format(DATE).unwrap_or_default();

@@ -85,6 +85,23 @@ pub struct ErrorDetail {
     detail: String,
 }
 
+/// A turn refused because the caller's daily or monthly token budget is spent (429).
+#[derive(ToSchema)]
+#[schema(example = json!({"detail": "Your daily token budget is spent.", "code": "budget_exceeded",
+    "resets_at": "2026-12-08T00:00:00.000000Z"}))]
+#[allow(dead_code)]
+pub struct BudgetExceeded {
+    detail: String,
+    /// Always `budget_exceeded`.
+    code: String,
+    /// When the spent period ends (the next UTC midnight, or the first of next month): turns start again then.
+    resets_at: String,
+}
+
+/// The 429 of a turn over budget.
+pub const OVER_BUDGET: &str = "The caller's daily or monthly token budget is spent (input plus output tokens at or over \
+    it): nothing was stored or sent to the model. A turn already running when the budget runs out finishes.";
+
 /// Field name → messages; `non_field_errors` for problems of the whole object.
 #[derive(ToSchema)]
 #[schema(example = json!({"name": ["This field is required."]}))]

@@ -278,10 +278,12 @@ impl Store {
             params![session, ids],
         )?;
         let key_read = super::idempotency::push_key_read(&mut batch, claim, &self.now())?;
+        let budget = super::usage::push_budget_read(&mut batch, viewer.owner_for(None), self.clock().now())?;
         let mut out = self.conn().await.batch(batch).await?;
         let key_record = super::idempotency::take_key_record(&mut out, key_read);
+        let budget = super::usage::take_budget(&mut out, budget);
         let context = validate_outputs(viewer, session, outputs, &mut out, [found, agent, tools, calls]);
-        Ok(super::TurnRead { key_record, context })
+        Ok(super::TurnRead { key_record, context, budget })
     }
 
     /// Stores client outputs for pending calls, all or nothing, in one atomic batch (one round trip

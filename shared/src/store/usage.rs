@@ -5,12 +5,14 @@
 //! - [`push_turn_usage`]: the upsert that adds a turn's tokens to its hour, pushed into the batch that ends
 //!   the turn (so it costs no round trip of its own: tests/round_trips.rs).
 //! - [`Store::usage_buckets`]: a report's rows, read grouped by the period asked for.
+//! - [`push_budget_read`] / [`take_budget`]: the caller's budgets and the day's and month's spend, pushed into
+//!   the read batch a turn already runs.
 
 use libsql::params;
 
-use super::conn::Batch;
-use super::{Store, collect, int, opt_int_value, text};
-use crate::domain::{TurnUsage, UsageBucket, UsageQuery};
+use super::conn::{Batch, Outcomes};
+use super::{Store, collect, int, opt_int, opt_int_value, text};
+use crate::domain::{Budget, TurnUsage, UsageBucket, UsageQuery};
 use crate::error::Result;
 
 /// Adds the turn's tokens to its hour's row: the session's owner (0 for none) and agent, the agent's model,
@@ -47,6 +49,32 @@ pub(super) fn push_turn_usage(
             i64::from(failed)
         ],
     )
+}
+
+/// The caller's budgets and spend: `?1` the user, `?2` the day (`YYYY-MM-DD`), `?3` the month's first day.
+/// Hour buckets compare as text: every bucket of the day is `>= ?2`. At most 24 x 31 rows per agent and
+/// model (the primary key's owner prefix, then hour).
+const BUDGET: &str = "SELECT u.daily_token_budget, u.monthly_token_budget,
+        (SELECT coalesce(sum(input_tokens + output_tokens), 0) FROM usage_hourly WHERE owner_id = ?1 AND hour >= ?2),
+        (SELECT coalesce(sum(input_tokens + output_tokens), 0) FROM usage_hourly WHERE owner_id = ?1 AND hour >= ?3)
+     FROM users u WHERE u.id = ?1
+       AND (u.daily_token_budget IS NOT NULL OR u.monthly_token_budget IS NOT NULL)";
+
+/// Pushes the budget read of `user` (none for a caller with no user row, like the system) into a turn's read.
+pub(super) fn push_budget_read(batch: &mut Batch, user: Option<i64>, now: time::OffsetDateTime) -> Result<usize> {
+    let (day, month) = crate::domain::budget_periods(now);
+    batch.push(BUDGET, params![opt_int_value(user), day, month])
+}
+
+/// What [`push_budget_read`] found: no row is no budget.
+pub(super) fn take_budget(out: &mut Outcomes, at: usize) -> Result<Budget> {
+    let Some(row) = out.take(at)?.rows().next() else { return Ok(Budget::default()) };
+    Ok(Budget {
+        daily: opt_int(&row, 0)?,
+        monthly: opt_int(&row, 1)?,
+        day_used: int(&row, 2)?,
+        month_used: int(&row, 3)?,
+    })
 }
 
 impl Store {

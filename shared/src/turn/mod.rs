@@ -73,6 +73,7 @@ pub async fn stream(
         Some(Replay::Answer { .. }) => return Err(Error::KeyReused),
         None => {}
     }
+    read.budget?.check(state.clock().now())?;
     Ok(start_message(state, caller, request, lease, claim.as_ref(), read.context).await?.stream(state.clone()))
 }
 
@@ -108,8 +109,10 @@ pub async fn tool_output(
         }
         None => {}
     }
-    // Nothing is written without a model provider to continue with.
+    // Nothing is written without a model provider to continue with, or with the caller's budget spent (the
+    // outputs are not stored: sent again after `resets_at`, they continue the response then).
     let provider = state.llm()?;
+    read.budget?.check(state.clock().now())?;
     let context = read.context?;
     let lease = new_lease(state, lease);
     match store.submit_tool_outputs(&context, &lease, &request.outputs, claim.as_ref()).await? {
@@ -152,6 +155,7 @@ pub async fn chat(
         Some(Replay::Frames(_)) => return Err(Error::KeyInProgress(String::new())),
         None => {}
     }
+    read.budget?.check(state.clock().now())?;
     let turn = start_message(state, caller, request, lease, claim.as_ref(), read.context).await?;
     let keep = claim.map(|claim| (claim, reply));
     Ok(ChatOutcome::Ran(Box::new(turn.run(state.clone(), keep).await?)))
