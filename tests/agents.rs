@@ -157,7 +157,7 @@ async fn deleting_a_user_deletes_everything_it_owns() {
         lambent::domain::TemplateChanges { name: Some("t".into()), template: Some("x".into()), ..Default::default() };
     store.create_template(&lambent::domain::Caller::system(), Some(owner), template).await.unwrap();
     let as_owner = lambent::domain::Caller { id: owner, username: "carol".into(), is_staff: false, token_id: None };
-    store.create_session(&as_owner, lambent::domain::NewSession { agent: kept.id }).await.unwrap();
+    store.create_session(&as_owner, kept.id).await.unwrap();
 
     store.delete_user(owner).await.unwrap();
 

@@ -97,6 +97,7 @@ pub async fn create_superuser(store: &Store, username: &str, password: &str) -> 
     let write = UserWrite::parse(
         &serde_json::json!({"username": username, "password": password, "is_staff": true}),
         Mode::Create,
+        &lambent::config::Limits::default(),
     )?;
     lambent::accounts::create_user(store, write).await
 }
@@ -141,10 +142,12 @@ async fn token(store: &Store, action: TokenAction) -> Result<(), Error> {
     match action {
         TokenAction::Create { user, name, expires_in_days } => {
             // The API's rules for the name (and the expiry), as `createsuperuser` takes the API's for users.
-            let request = NewApiToken::parse(&serde_json::json!({"name": name, "expires_in_days": expires_in_days}))?;
+            let body = serde_json::json!({"name": name, "expires_in_days": expires_in_days});
+            let request = NewApiToken::parse(&body, Mode::Create, &lambent::config::Limits::default())?;
+            let name = lambent::domain::wire::present("name", request.name)?;
             let user = store.user_by_username(&user).await?;
             let (_, secret) =
-                lambent::accounts::issue_api_token(store, user.id, &request.name, request.expires_in_days).await?;
+                lambent::accounts::issue_api_token(store, user.id, &name, request.expires_in_days).await?;
             println!("{secret}");
             eprintln!("Token \"{name}\" for {} created; it is shown only this once.", user.username);
         }

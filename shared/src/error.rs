@@ -15,8 +15,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// An underlying error kept as the cause of one of ours.
 pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// DRF's validation body: `{"field": ["message", ...]}`; `non_field_errors` for whole-object problems.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+// DRF's validation body: `{"field": ["message", ...]}`; its schema is `ValidationErrors`.
+/// Field name → messages; `non_field_errors` for problems of the whole object.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = ValidationErrors, example = json!({"name": ["This field is required."]}))]
 pub struct FieldErrors(BTreeMap<String, Vec<String>>);
 
 impl FieldErrors {
@@ -51,17 +53,18 @@ impl FieldErrors {
 #[schema(example = json!({"variables": ["Missing value for template variable \"customer\"."],
     "code": "missing_variables", "missing_variables": ["customer"]}))]
 pub struct MissingVariables {
-    /// One message per missing name, as every other field error.
-    pub variables: Vec<String>,
+    // Fields in name order: the body kept the key order it had when built as a `serde_json::Value` map.
     pub code: ValidationCode,
     /// The names without a value, in the order the instructions name them, each once.
     pub missing_variables: Vec<String>,
+    /// One message per missing name, as every other field error.
+    pub variables: Vec<String>,
 }
 
 impl MissingVariables {
     pub fn new(names: Vec<String>) -> Self {
         let variables = names.iter().map(|name| format!("Missing value for template variable \"{name}\".")).collect();
-        Self { variables, code: ValidationCode::MissingVariables, missing_variables: names }
+        Self { code: ValidationCode::MissingVariables, missing_variables: names, variables }
     }
 }
 
@@ -70,6 +73,59 @@ impl MissingVariables {
 #[serde(rename_all = "snake_case")]
 pub enum ValidationCode {
     MissingVariables,
+}
+
+/// `{"detail": "..."}`: not found, wrong method, wrong content type, bad JSON.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"detail": "Not found."}))]
+pub struct ErrorDetail {
+    pub detail: String,
+}
+
+/// A 400: field errors, `{"detail": "JSON parse error - ..."}` for a body that is not JSON at all, or (a
+/// message to an agent) the template variables its instructions need and the request does not give.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BadRequest {
+    Fields(FieldErrors),
+    Detail(ErrorDetail),
+    MissingVariables(MissingVariables),
+}
+
+/// 409 while another turn runs on the session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TurnRunning {
+    pub detail: String,
+    pub turn_id: String,
+}
+
+/// 429 when the caller's daily or monthly token budget is spent.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"detail": "Your daily token budget is spent.", "code": "budget_exceeded",
+    "resets_at": "2026-12-08T00:00:00.000000Z"}))]
+pub struct BudgetExceeded {
+    pub detail: String,
+    /// Always `budget_exceeded`.
+    #[schema(value_type = String)]
+    pub code: &'static str,
+    /// When the spent period ends (the next UTC midnight, or the first of next month): turns start again then.
+    pub resets_at: String,
+}
+
+/// The body of an error answer: one of the documented shapes.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ErrorBody {
+    /// Field errors, or `{"detail": ...}` (the shapes of every status but a running turn's 409).
+    Plain(BadRequest),
+    Running(TurnRunning),
+    OverBudget(BudgetExceeded),
+}
+
+impl ErrorBody {
+    fn detail(detail: impl Into<String>) -> Self {
+        Self::Plain(BadRequest::Detail(ErrorDetail { detail: detail.into() }))
+    }
 }
 
 #[derive(thiserror::Error)]
@@ -219,26 +275,26 @@ impl Error {
     }
 
     /// The JSON body a client sees. Server-side failures are opaque: their detail goes to the log only.
-    pub fn body(&self) -> Value {
+    pub fn body(&self) -> ErrorBody {
         match self {
-            Self::Validation(errors) => errors.to_json(),
-            Self::MissingVariables(answer) => json!(answer),
+            Self::Validation(errors) => ErrorBody::Plain(BadRequest::Fields(errors.clone())),
+            Self::MissingVariables(answer) => ErrorBody::Plain(BadRequest::MissingVariables(answer.clone())),
             Self::TurnInProgress(turn_id) | Self::KeyInProgress(turn_id) => {
-                json!({"detail": self.to_string(), "turn_id": turn_id})
+                ErrorBody::Running(TurnRunning { detail: self.to_string(), turn_id: turn_id.clone() })
             }
-            Self::BudgetExceeded { detail, resets_at } => {
-                json!({"detail": detail, "code": "budget_exceeded", "resets_at": resets_at})
+            Self::Migration { .. } => {
+                ErrorBody::detail("The database schema is not up to date with this version; run `lambent migrate`.")
             }
-            Self::Migration { .. } => json!({
-                "detail": "The database schema is not up to date with this version; run `lambent migrate`."
+            Self::BudgetExceeded { detail, resets_at } => ErrorBody::OverBudget(BudgetExceeded {
+                detail: detail.clone(),
+                code: "budget_exceeded",
+                resets_at: resets_at.clone(),
             }),
             Self::Config { .. } | Self::Database(_) | Self::Internal { .. } => {
-                json!({ "detail": "A server error occurred." })
+                ErrorBody::detail("A server error occurred.")
             }
-            Self::DatabaseUnavailable(_) => {
-                json!({ "detail": "The database is unavailable; try again shortly." })
-            }
-            other => json!({ "detail": other.to_string() }),
+            Self::DatabaseUnavailable(_) => ErrorBody::detail("The database is unavailable; try again shortly."),
+            other => ErrorBody::detail(other.to_string()),
         }
     }
 }

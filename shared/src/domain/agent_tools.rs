@@ -1,9 +1,7 @@
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::input::{Input, Mode};
-use crate::error::Result;
+use super::wire::{Bool, Pk, body, present};
 
 /// A tool linked to an agent; `enabled` switches it off without unlinking.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -28,32 +26,25 @@ impl From<&AgentToolLink> for LinkFields {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LinkChanges {
-    pub agent: Option<i64>,
-    pub tool: Option<i64>,
-    pub enabled: Option<bool>,
+body! {
+    /// The request body of agent-tool link writes, for the OpenAPI document.
+    #[schema(name = "AgentToolLinkWrite", example = {"agent": 1, "tool": 1, "enabled": true})]
+    pub struct LinkChanges {
+        agent: i64 = Pk.required(),
+        tool: i64 = Pk.required(),
+        /// Default true.
+        enabled: bool = Bool,
+    }
 }
 
 impl LinkChanges {
-    pub fn parse(body: &Value, mode: Mode) -> Result<Self> {
-        let mut input = Input::new(body, mode)?;
-        let changes = Self {
-            agent: input.pk("agent", true, false).flatten(),
-            tool: input.pk("tool", true, false).flatten(),
-            enabled: input.boolean("enabled"),
-        };
-        input.finish()?;
-        Ok(changes)
-    }
-
     /// For a create, `parse` has already required `agent` and `tool`.
-    pub fn into_new(self) -> LinkFields {
-        LinkFields {
-            agent: self.agent.unwrap_or_default(),
-            tool: self.tool.unwrap_or_default(),
+    pub fn into_new(self) -> crate::error::Result<LinkFields> {
+        Ok(LinkFields {
+            agent: present("agent", self.agent)?,
+            tool: present("tool", self.tool)?,
             enabled: self.enabled.unwrap_or(true),
-        }
+        })
     }
 
     pub fn apply(self, base: LinkFields) -> LinkFields {
@@ -63,17 +54,4 @@ impl LinkChanges {
             enabled: self.enabled.unwrap_or(base.enabled),
         }
     }
-}
-
-/// The request body of agent-tool link writes, for the OpenAPI document.
-#[derive(Debug, ToSchema)]
-#[schema(example = json!({"agent": 1, "tool": 1, "enabled": true}))]
-#[schema(as = AgentToolLinkWrite)]
-#[allow(dead_code)]
-pub struct LinkWrite {
-    agent: i64,
-    tool: i64,
-    /// Default true.
-    #[schema(nullable = false)]
-    enabled: Option<bool>,
 }

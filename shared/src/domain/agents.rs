@@ -1,10 +1,8 @@
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::input::{Input, Mode};
+use super::wire::{Bool, NullablePk, Text, body};
 use crate::config::Limits;
-use crate::error::Result;
 
 pub const DEFAULT_MODEL: &str = "gpt-4.1";
 
@@ -51,30 +49,25 @@ impl From<&Agent> for AgentFields {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AgentChanges {
-    /// Staff only, on create: the owner (`null` = global). Others always own what they create.
-    pub owner: Option<Option<i64>>,
-    pub name: Option<String>,
-    pub model: Option<String>,
-    pub system_prompt: Option<String>,
-    pub is_default: Option<bool>,
+body! {
+    /// The request body of agent writes, for the OpenAPI document.
+    #[schema(name = "AgentWrite", example = {"name": "Default Agent", "model": "gpt-4.1",
+        "system_prompt": "You are a helpful assistant.", "is_default": true})]
+    pub struct AgentChanges {
+        /// Staff only, on create: the owner's id, or null for a global agent. Others always own what they
+        /// create.
+        owner: Option<i64> = NullablePk,
+        /// Required on create and PUT; at most 200 characters, no control, bidi-override or zero-width character.
+        name: String = Text::name(|_| Limits::NAME_CHARS).required(),
+        /// Default `gpt-4.1`; at most 100 characters.
+        model: String = Text::name(|_| Limits::MODEL_CHARS),
+        /// At most `LAMBENT_MAX_PROMPT_CHARS` characters (default 32000).
+        system_prompt: String = Text::new().blank().max(|limits| limits.prompt_chars),
+        is_default: bool = Bool,
+    }
 }
 
 impl AgentChanges {
-    pub fn parse(body: &Value, mode: Mode, limits: &Limits) -> Result<Self> {
-        let mut input = Input::new(body, mode)?;
-        let changes = Self {
-            owner: input.pk("owner", false, true),
-            name: input.name("name", true, Limits::NAME_CHARS),
-            model: input.name("model", false, Limits::MODEL_CHARS),
-            system_prompt: input.string("system_prompt", false, Some(limits.prompt_chars), true),
-            is_default: input.boolean("is_default"),
-        };
-        input.finish()?;
-        Ok(changes)
-    }
-
     pub fn apply(self, base: AgentFields) -> AgentFields {
         AgentFields {
             name: self.name.unwrap_or(base.name),
@@ -83,23 +76,4 @@ impl AgentChanges {
             is_default: self.is_default.unwrap_or(base.is_default),
         }
     }
-}
-
-/// The request body of agent writes, for the OpenAPI document.
-#[derive(Debug, ToSchema)]
-#[schema(example = json!({"name": "Default Agent", "model": "gpt-4.1",
-    "system_prompt": "You are a helpful assistant.", "is_default": true}))]
-#[allow(dead_code)]
-pub struct AgentWrite {
-    /// Required on create and PUT; at most 200 characters, no control, bidi-override or zero-width character.
-    #[schema(max_length = 200)]
-    name: String,
-    /// Default `gpt-4.1`; at most 100 characters.
-    #[schema(nullable = false, max_length = 100)]
-    model: Option<String>,
-    /// At most `LAMBENT_MAX_PROMPT_CHARS` characters (default 32000).
-    #[schema(nullable = false, max_length = 32000)]
-    system_prompt: Option<String>,
-    #[schema(nullable = false)]
-    is_default: Option<bool>,
 }

@@ -3,21 +3,24 @@
 
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+
+/// What stands for a hidden part of an executor URL (see [`Executor::redacted`]).
+pub const REDACTED: &str = "REDACTED";
 
 /// An `http` executor's timeout when the tool names none.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest timeout an `http` executor may ask for.
 pub const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
-// The shape of `Executor`'s JSON, for the OpenAPI document only: `Executor` has its own parser and serializer.
+// Serialised (the JSON the API shows and the store keeps) and documented by its derives; read by
+// `Executor::parse`, whose messages name what is wrong.
 /// How the server runs a tool when a conversation asks for `auto_execute_tools`.
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[schema(as = ToolExecutor)]
-#[allow(dead_code)]
-pub enum ExecutorShape {
+pub enum Executor {
     /// Answers with the call's arguments (or input), unchanged.
     Echo,
     /// Answers with the current UTC time.
@@ -26,27 +29,16 @@ pub enum ExecutorShape {
     Http {
         url: String,
         /// 1 to 60000; 10000 when absent.
+        #[serde(skip_serializing_if = "Option::is_none")]
         #[schema(nullable = false)]
         timeout_ms: Option<u64>,
     },
 }
 
-/// What stands for a hidden part of an executor URL (see [`Executor::redacted`]).
-pub const REDACTED: &str = "REDACTED";
-
-/// A tool's server-side executor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Executor {
-    /// Answers with the call's arguments (or input), unchanged.
-    Echo,
-    /// Answers with the current UTC time.
-    Now,
-    /// POSTs `{name, call_id, arguments}` to `url`; the response body is the output.
-    Http {
-        url: String,
-        /// As the tool gave it (`timeout_ms`); [`DEFAULT_HTTP_TIMEOUT`] when it gave none.
-        timeout_ms: Option<u64>,
-    },
+/// Adds the executor's schema to a document's (for a body that refers to it).
+pub(super) fn document(schemas: &mut super::wire::Schemas) {
+    use utoipa::{PartialSchema, ToSchema};
+    schemas.push((Executor::name().into_owned(), Executor::schema()));
 }
 
 impl Executor {
@@ -97,27 +89,12 @@ impl Executor {
         parsed.set_fragment(None);
         Self::Http { url: parsed.to_string(), timeout_ms: *timeout_ms }
     }
-
-    /// The JSON the API shows and the store keeps.
-    pub fn to_json(&self) -> Value {
-        match self {
-            Self::Echo => json!({"type": "echo"}),
-            Self::Now => json!({"type": "now"}),
-            Self::Http { url, timeout_ms: None } => json!({"type": "http", "url": url}),
-            Self::Http { url, timeout_ms: Some(ms) } => json!({"type": "http", "url": url, "timeout_ms": ms}),
-        }
-    }
-}
-
-impl Serialize for Executor {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_json().serialize(serializer)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn every_executor_reads_back_from_the_json_it_writes() {
@@ -127,9 +104,20 @@ mod tests {
             Executor::Http { url: "https://tools.example.com/run".into(), timeout_ms: None },
             Executor::Http { url: "http://10.0.0.5:8080/".into(), timeout_ms: Some(2500) },
         ] {
-            assert_eq!(Executor::parse(&executor.to_json()), Ok(executor.clone()));
-            assert_eq!(serde_json::to_value(&executor).unwrap(), executor.to_json());
+            assert_eq!(Executor::parse(&serde_json::to_value(&executor).unwrap()), Ok(executor.clone()));
         }
+    }
+
+    #[test]
+    fn executors_serialise_as_the_api_shows_them() {
+        assert_eq!(serde_json::to_value(Executor::Now).unwrap(), json!({"type": "now"}));
+        let http = Executor::Http { url: "https://x.io/".into(), timeout_ms: None };
+        assert_eq!(serde_json::to_value(&http).unwrap(), json!({"type": "http", "url": "https://x.io/"}));
+        let timed = Executor::Http { url: "https://x.io/".into(), timeout_ms: Some(5) };
+        assert_eq!(
+            serde_json::to_value(&timed).unwrap(),
+            json!({"type": "http", "url": "https://x.io/", "timeout_ms": 5})
+        );
     }
 
     #[test]
@@ -145,18 +133,6 @@ mod tests {
     }
 
     #[test]
-    fn a_redacted_url_keeps_its_host_and_path_and_hides_userinfo_and_query_values() {
-        let http = |url: &str| Executor::Http { url: url.into(), timeout_ms: Some(500) };
-        assert_eq!(
-            http("https://svc:S3cretPass@hooks.example.com/run?api_key=abc&mode=x#frag").redacted(),
-            http("https://REDACTED:REDACTED@hooks.example.com/run?api_key=REDACTED&mode=REDACTED")
-        );
-        assert_eq!(http("https://tok@h.example:8443/a/b").redacted(), http("https://REDACTED@h.example:8443/a/b"));
-        assert_eq!(http("http://h.example/run").redacted(), http("http://h.example/run"));
-        assert_eq!(Executor::Echo.redacted(), Executor::Echo);
-    }
-
-    #[test]
     fn a_bad_executor_is_refused_with_what_is_wrong() {
         let refused = |value: Value| Executor::parse(&value).unwrap_err();
         assert!(refused(json!({"type": "shell"})).starts_with("Must be"));
@@ -166,5 +142,17 @@ mod tests {
             refused(json!({"type": "http", "url": "https://x.io/", "timeout_ms": 0})),
             "\"timeout_ms\" must be 1 to 60000."
         );
+    }
+
+    #[test]
+    fn a_redacted_url_keeps_its_host_and_path_and_hides_userinfo_and_query_values() {
+        let http = |url: &str| Executor::Http { url: url.into(), timeout_ms: Some(500) };
+        assert_eq!(
+            http("https://svc:S3cretPass@hooks.example.com/run?api_key=abc&mode=x#frag").redacted(),
+            http("https://REDACTED:REDACTED@hooks.example.com/run?api_key=REDACTED&mode=REDACTED")
+        );
+        assert_eq!(http("https://tok@h.example:8443/a/b").redacted(), http("https://REDACTED@h.example:8443/a/b"));
+        assert_eq!(http("http://h.example/run").redacted(), http("http://h.example/run"));
+        assert_eq!(Executor::Echo.redacted(), Executor::Echo);
     }
 }

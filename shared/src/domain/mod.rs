@@ -1,12 +1,13 @@
 //! Plain types of Lambent's objects as the API shows them, and the parsing and validation of writes.
 //!
-//! Each aggregate has a read type (what the API returns), a `*Fields` type (every writable field, as stored),
-//! a `*Changes` type (what one request asked to change, parsed from JSON with DRF's messages) and a `*Write`
-//! type that only documents the request body in the OpenAPI document.
+//! Each aggregate has a read type (what the API returns), a `*Fields` type (every writable field, as stored)
+//! and a `*Changes` type: what one request asked to change, declared once with `wire::body!`, which makes
+//! both its reading from JSON with DRF's messages and its schema in the OpenAPI document.
 //!
 //! # Layout
 //! - `access`: the [`Caller`] and the access rules every read and write applies.
 //! - `input`: reading a JSON body field by field with DRF's messages.
+//! - `wire`: request bodies declared once — the fields' kinds and the `body!` macro.
 //! - `states`: the states a response, a tool call and a message are in, and a turn's error codes (enums).
 //! - one file per aggregate: `accounts` (users, tokens), `agents`, `tools` (and the [`ToolCall`] a model
 //!   makes), `executor` (a tool's server-side [`Executor`]), `agent_tools`, `templates`, `sessions` (and
@@ -25,19 +26,20 @@ mod templates;
 mod tools;
 mod turns;
 mod usage;
+pub mod wire;
 
 pub use access::Caller;
 pub use accounts::{Credentials, MIN_PASSWORD_CHARS, NewApiToken, NewToken, UserWrite, check_username};
-pub use agent_tools::{AgentToolLink, LinkChanges, LinkFields, LinkWrite};
-pub use agents::{Agent, AgentChanges, AgentFields, AgentWrite, DEFAULT_MODEL};
+pub use agent_tools::{AgentToolLink, LinkChanges, LinkFields};
+pub use agents::{Agent, AgentChanges, AgentFields, DEFAULT_MODEL};
 pub use executor::{DEFAULT_HTTP_TIMEOUT, Executor, MAX_HTTP_TIMEOUT, REDACTED};
 pub use input::{Input, Mode, NULL_CHARACTERS, check_name, check_text, missing_pk};
 pub use sessions::{Message, NewSession, Session, ToolCallRecord, Usage};
 pub use states::{ErrorCode, ResponseStatus, Role, ToolCallStatus};
-pub use templates::{Template, TemplateChanges, TemplateFields, TemplateScope, TemplateWrite};
-pub use tools::{Tool, ToolCall, ToolChanges, ToolFields, ToolType, ToolWrite, is_valid_tool_name};
+pub use templates::{Template, TemplateChanges, TemplateFields, TemplateScope};
+pub use tools::{Tool, ToolCall, ToolChanges, ToolFields, ToolType, is_valid_tool_name};
 pub use turns::{
-    MessageRequest, MessageWrite, PendingToolCalls, ToolOutputRequest, ToolOutputWrite, build_instructions,
+    MessageRequest, MessageWrite, PendingToolCalls, ToolOutput, ToolOutputRequest, ToolOutputWrite, build_instructions,
 };
 pub use usage::{
     Breakdown, Budget, DEFAULT_DAYS, Period, TurnUsage, UsageBucket, UsageQuery, UsageReport, UsageRow, budget_periods,

@@ -2,8 +2,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::input::{Input, Mode};
-use crate::error::Result;
+use super::wire::{Pk, body};
 
 /// A conversation with one agent. `previous_response_id` chains it on the Responses API.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -62,31 +61,23 @@ pub struct ToolCallRecord {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, ToSchema)]
-#[schema(as = SessionWrite, example = json!({"agent": 1}))]
-pub struct NewSession {
-    pub agent: i64,
-}
-
-impl NewSession {
-    pub fn parse(body: &Value) -> Result<Self> {
-        let mut input = Input::new(body, Mode::Create)?;
-        let agent = input.pk("agent", true, false).flatten();
-        input.finish()?;
-        Ok(Self { agent: agent.unwrap_or_default() })
+body! {
+    #[schema(name = "SessionWrite", example = {"agent": 1})]
+    pub struct NewSession {
+        agent: i64 = Pk.required(),
     }
 }
 
 /// Token usage as the upstream reported it: the Responses API's `usage` object, with whatever else it holds
 /// (`input_tokens_details`, ...), passed on unchanged.
-#[derive(ToSchema)]
+// Read as this type where its counts are needed (a turn's token totals); kept as the upstream's JSON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, ToSchema)]
 #[schema(example = json!({"input_tokens": 12, "output_tokens": 7, "total_tokens": 19}))]
-#[allow(dead_code)]
 pub struct Usage {
     #[schema(nullable = false)]
-    input_tokens: Option<u64>,
+    pub input_tokens: Option<u64>,
     #[schema(nullable = false)]
-    output_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
     #[schema(nullable = false)]
-    total_tokens: Option<u64>,
+    pub total_tokens: Option<u64>,
 }

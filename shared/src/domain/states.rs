@@ -91,7 +91,7 @@ states! {
         UpstreamTimeout => "upstream_timeout",
         /// The stream broke off or ended without `response.completed`.
         UpstreamDisconnected => "upstream_disconnected",
-        /// An event that was not JSON.
+        /// An event that was not JSON, or a response asking for tool calls without an id.
         UpstreamMalformed => "upstream_malformed",
         /// An `error` event in the stream.
         UpstreamError => "upstream_error",

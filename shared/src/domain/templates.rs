@@ -1,10 +1,8 @@
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::input::{Input, Mode};
+use super::wire::{Bool, NullablePk, Text, body};
 use crate::config::Limits;
-use crate::error::Result;
 
 /// A reusable prompt fragment appended to an agent's instructions. Scoped to one agent, or global (agent null).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -36,30 +34,26 @@ impl From<&Template> for TemplateFields {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TemplateChanges {
-    /// Staff only, on create: the owner (`null` = global). Others always own what they create.
-    pub owner: Option<Option<i64>>,
-    pub name: Option<String>,
-    pub template: Option<String>,
-    pub agent: Option<Option<i64>>,
-    pub is_default: Option<bool>,
+body! {
+    /// The request body of template writes, for the OpenAPI document.
+    #[schema(name = "TemplateWrite", example = {"name": "Support Template",
+        "template": "Answer as {{company}} support.", "agent": null, "is_default": true})]
+    pub struct TemplateChanges {
+        /// Staff only, on create: the owner's id, or null for a global template. Others always own what they
+        /// create.
+        owner: Option<i64> = NullablePk,
+        /// At most 200 characters, no control, bidi-override or zero-width character.
+        name: String = Text::name(|_| Limits::NAME_CHARS).required(),
+        /// `{{name}}` placeholders are filled from a conversation's `variables`; at most `LAMBENT_MAX_PROMPT_CHARS`
+        /// characters (default 32000).
+        template: String = Text::new().max(|limits| limits.prompt_chars).required(),
+        /// An agent id, or null for a global template.
+        agent: Option<i64> = NullablePk,
+        is_default: bool = Bool,
+    }
 }
 
 impl TemplateChanges {
-    pub fn parse(body: &Value, mode: Mode, limits: &Limits) -> Result<Self> {
-        let mut input = Input::new(body, mode)?;
-        let changes = Self {
-            owner: input.pk("owner", false, true),
-            name: input.name("name", true, Limits::NAME_CHARS),
-            template: input.string("template", true, Some(limits.prompt_chars), false),
-            agent: input.pk("agent", false, true),
-            is_default: input.boolean("is_default"),
-        };
-        input.finish()?;
-        Ok(changes)
-    }
-
     pub fn apply(self, base: TemplateFields) -> TemplateFields {
         TemplateFields {
             name: self.name.unwrap_or(base.name),
@@ -76,23 +70,4 @@ pub enum TemplateScope {
     All,
     Agent(i64),
     Global,
-}
-
-/// The request body of template writes, for the OpenAPI document.
-#[derive(Debug, ToSchema)]
-#[schema(example = json!({"name": "Support Template", "template": "Answer as {{company}} support.", "agent": null,
-    "is_default": true}))]
-#[allow(dead_code)]
-pub struct TemplateWrite {
-    /// At most 200 characters, no control, bidi-override or zero-width character.
-    #[schema(max_length = 200)]
-    name: String,
-    /// `{{name}}` placeholders are filled from a conversation's `variables`; at most `LAMBENT_MAX_PROMPT_CHARS`
-    /// characters (default 32000).
-    #[schema(max_length = 32000)]
-    template: String,
-    /// An agent id, or null for a global template.
-    agent: Option<i64>,
-    #[schema(nullable = false)]
-    is_default: Option<bool>,
 }

@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::executor::Executor;
-use super::input::{Input, Mode};
+use super::wire::{Bool, JsonObject, NullableJson, NullablePk, Text, body, choice};
 use crate::config::Limits;
 use crate::error::{FieldErrors, Result};
 
@@ -46,17 +46,6 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
-impl ToolCall {
-    /// The `tool_call` SSE payload: `arguments` for function calls, `input` for custom ones.
-    pub fn to_event(&self) -> Value {
-        let payload_key = match self.kind {
-            ToolType::Function => "arguments",
-            ToolType::Custom => "input",
-        };
-        json!({"call_id": self.call_id, "name": self.name, "type": self.kind.as_str(), payload_key: self.arguments})
-    }
-}
-
 /// A tool an agent may call.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(example = json!({"id": 1, "name": "get_weather", "owner": null, "description": "Current weather for a city.",
@@ -79,10 +68,20 @@ pub struct Tool {
     /// `{"type": "now"}` or `{"type": "http", "url": "https://...", "timeout_ms": 5000}`; null = the client runs it.
     /// Shown whole to the tool's owner and staff; anyone else reads an `http` URL's userinfo and query values
     /// as `REDACTED`.
-    #[schema(value_type = Option<super::executor::ExecutorShape>)]
     pub executor: Option<Executor>,
     pub is_active: bool,
     pub created_at: String,
+}
+
+impl Tool {
+    /// The tool as `viewer` may see it: whole for its owner and staff, else with its executor's credentials
+    /// hidden ([`Executor::redacted`]).
+    pub fn seen_by(mut self, viewer: &super::Caller) -> Self {
+        if !viewer.may_change(self.owner) {
+            self.executor = self.executor.as_ref().map(Executor::redacted);
+        }
+        self
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,64 +127,67 @@ fn empty_schema() -> Value {
     json!({"type": "object", "properties": {}})
 }
 
-impl Tool {
-    /// The tool as `viewer` may see it: whole for its owner and staff, else with its executor's credentials
-    /// hidden ([`Executor::redacted`]).
-    pub fn seen_by(mut self, viewer: &super::Caller) -> Self {
-        if !viewer.may_change(self.owner) {
-            self.executor = self.executor.as_ref().map(Executor::redacted);
-        }
-        self
-    }
-}
-
 /// OpenAI's rule for tool names.
 pub fn is_valid_tool_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ToolChanges {
-    /// Staff only, on create: the owner (`null` = global). Others always own what they create.
-    pub owner: Option<Option<i64>>,
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub tool_type: Option<ToolType>,
-    pub parameters: Option<Value>,
-    pub format: Option<Option<Value>>,
-    pub executor: Option<Option<Executor>>,
-    pub is_active: Option<bool>,
+/// A tool's `parameters` or `format` goes upstream with every turn of every agent it is linked to: its JSON
+/// text is bounded ([`Limits::TOOL_SCHEMA_CHARS`]).
+fn bounded_schema(value: &Value) -> Result<(), String> {
+    if value.to_string().chars().count() > Limits::TOOL_SCHEMA_CHARS {
+        return Err(format!("Ensure this JSON has no more than {} characters.", Limits::TOOL_SCHEMA_CHARS));
+    }
+    Ok(())
+}
+
+/// The `name` rule's message.
+fn check_tool_name(name: &str) -> Result<(), String> {
+    if is_valid_tool_name(name) {
+        Ok(())
+    } else {
+        Err("Tool names are 1 to 64 characters: letters, digits, '_' and '-'.".into())
+    }
+}
+
+body! {
+    /// The request body of tool writes, for the OpenAPI document.
+    #[schema(name = "ToolWrite", example = {"name": "get_weather", "description": "Current weather for a city.",
+        "tool_type": "function", "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+        "required": ["city"]}})]
+    pub struct ToolChanges {
+        /// Staff only, on create: the owner's id, or null for a global tool. Others always own what they
+        /// create.
+        owner: Option<i64> = NullablePk,
+        /// Required on create and PUT; unique; `^[a-zA-Z0-9_-]{1,64}$`.
+        name: String = Text::new()
+            .max(|_| Limits::TOOL_NAME_CHARS)
+            .check(check_tool_name, Some("^[a-zA-Z0-9_-]{1,64}$"))
+            .required(),
+        /// At most 8000 characters.
+        description: String = Text::new().blank().max(|_| Limits::TOOL_DESCRIPTION_CHARS),
+        /// Default `function`.
+        tool_type: ToolType = choice!(ToolType),
+        /// A JSON Schema object for function tools; default `{"type": "object", "properties": {}}`. At most 32000
+        /// characters as JSON text.
+        parameters: Value = JsonObject { check: Some(bounded_schema) },
+        /// Custom tools only. At most 32000 characters as JSON text.
+        format: Option<Value> = NullableJson {
+            parse: |value| bounded_schema(value).map(|()| value.clone()),
+            schema: None,
+            register: |_| {},
+        },
+        /// `{"type": "echo"}`, `{"type": "now"}` or `{"type": "http", "url": ..., "timeout_ms": ...}`.
+        executor: Option<Executor> = NullableJson {
+            parse: Executor::parse,
+            schema: Some("ToolExecutor"),
+            register: super::executor::document,
+        },
+        is_active: bool = Bool,
+    }
 }
 
 impl ToolChanges {
-    pub fn parse(body: &Value, mode: Mode) -> Result<Self> {
-        let mut input = Input::new(body, mode)?;
-        let name = input.string("name", true, Some(Limits::TOOL_NAME_CHARS), false);
-        if let Some(name) = &name
-            && !is_valid_tool_name(name)
-        {
-            input.error("name", "Tool names are 1 to 64 characters: letters, digits, '_' and '-'.");
-        }
-        let changes = Self {
-            owner: input.pk("owner", false, true),
-            name,
-            description: input.string("description", false, Some(Limits::TOOL_DESCRIPTION_CHARS), true),
-            tool_type: input.choice("tool_type", false, &ToolType::CHOICES).and_then(|s| ToolType::parse(&s)),
-            parameters: input
-                .json("parameters", false)
-                .filter(|schema| bounded_schema(&mut input, "parameters", schema)),
-            format: input
-                .nullable_json("format")
-                .filter(|format| format.as_ref().is_none_or(|format| bounded_schema(&mut input, "format", format))),
-            executor: input.nullable_json("executor").map(|value| {
-                value.and_then(|value| Executor::parse(&value).map_err(|message| input.error("executor", message)).ok())
-            }),
-            is_active: input.boolean("is_active"),
-        };
-        input.finish()?;
-        Ok(changes)
-    }
-
     /// Merges onto `base` and checks the fields that depend on each other (type, parameters, format).
     pub fn apply(self, base: ToolFields) -> Result<ToolFields> {
         let fields = ToolFields {
@@ -220,17 +222,6 @@ impl ToolFields {
         }
         errors.into_result()
     }
-}
-
-/// A tool's `parameters` or `format` goes upstream with every turn of every agent it is linked to: its JSON
-/// text is bounded ([`Limits::TOOL_SCHEMA_CHARS`]).
-fn bounded_schema(input: &mut Input<'_>, field: &str, value: &Value) -> bool {
-    let chars = value.to_string().chars().count();
-    if chars > Limits::TOOL_SCHEMA_CHARS {
-        input.error(field, format!("Ensure this JSON has no more than {} characters.", Limits::TOOL_SCHEMA_CHARS));
-        return false;
-    }
-    true
 }
 
 /// A function tool's parameters must be a JSON Schema object, as the Responses API requires.
@@ -277,35 +268,6 @@ fn check_custom_format(format: &Value) -> Result<(), String> {
             Err("Must be {\"type\": \"text\"} or {\"type\": \"grammar\", \"syntax\": ..., \"definition\": ...}.".into())
         }
     }
-}
-
-/// The request body of tool writes, for the OpenAPI document.
-#[derive(Debug, ToSchema)]
-#[schema(example = json!({"name": "get_weather", "description": "Current weather for a city.", "tool_type": "function",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}))]
-#[allow(dead_code)]
-pub struct ToolWrite {
-    /// Required on create and PUT; unique; `^[a-zA-Z0-9_-]{1,64}$`.
-    #[schema(pattern = "^[a-zA-Z0-9_-]{1,64}$")]
-    name: String,
-    /// At most 8000 characters.
-    #[schema(nullable = false, max_length = 8000)]
-    description: Option<String>,
-    /// Default `function`.
-    #[schema(nullable = false)]
-    tool_type: Option<ToolType>,
-    /// A JSON Schema object for function tools; default `{"type": "object", "properties": {}}`. At most 32000
-    /// characters as JSON text.
-    #[schema(value_type = Object, required = false)]
-    parameters: Option<Value>,
-    /// Custom tools only. At most 32000 characters as JSON text.
-    #[schema(value_type = Option<Object>)]
-    format: Option<Value>,
-    /// `{"type": "echo"}`, `{"type": "now"}` or `{"type": "http", "url": ..., "timeout_ms": ...}`.
-    #[schema(value_type = Option<super::executor::ExecutorShape>)]
-    executor: Option<Value>,
-    #[schema(nullable = false)]
-    is_active: Option<bool>,
 }
 
 #[cfg(test)]

@@ -5,12 +5,35 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
 
 use super::input::{Input, Mode, check_text};
+use super::wire::{Bool, FieldKind, NullablePk, Pk, Text, body, present};
 use crate::config::Limits;
 use crate::error::{Error, FieldErrors, MissingVariables, Result};
 
-/// `POST /api/agent/stream/` and `/api/agent/chat/`.
+body! {
+    /// Request bodies of the agent endpoints, for the OpenAPI document.
+    #[schema(name = "MessageWrite", example = {"message": "Hello", "agent_id": 1, "session_id": null,
+        "auto_execute_tools": false, "variables": {"company": "Acme"}})]
+    pub struct MessageWrite {
+        /// The user's message; required, not blank, at most `LAMBENT_MAX_MESSAGE_CHARS` characters (default 32000).
+        message: String = Text::new().max(|limits| limits.message_chars).required(),
+        /// Default: the default agent.
+        agent_id: Option<i64> = NullablePk,
+        /// Default: a new session. Must belong to `agent_id` when both are given.
+        session_id: Option<i64> = NullablePk,
+        /// Run tools that have a server-side executor and continue in the same stream (at most 8 rounds).
+        auto_execute_tools: bool = Bool,
+        /// Values for `{{name}}` placeholders in the agent's templates: at most 50, names of at most 100
+        /// characters, values of at most `LAMBENT_MAX_VARIABLE_CHARS` (default 4000); the instructions they fill in
+        /// at most `LAMBENT_MAX_INSTRUCTIONS_CHARS` (default 100000).
+        variables: Option<BTreeMap<String, String>> = Variables,
+    }
+}
+
+/// `POST /api/agent/stream/` and `/api/agent/chat/`: a [`MessageWrite`] with its defaults applied.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MessageRequest {
     pub message: String,
@@ -22,45 +45,207 @@ pub struct MessageRequest {
 
 impl MessageRequest {
     pub fn parse(body: &Value, limits: &Limits) -> Result<Self> {
-        let mut input = Input::new(body, Mode::Create)?;
-        let message = input.string("message", true, Some(limits.message_chars), false);
-        let agent_id = input.pk("agent_id", false, true).flatten();
-        let session_id = input.pk("session_id", false, true).flatten();
-        let auto_execute_tools = input.boolean("auto_execute_tools").unwrap_or(false);
-        let variables = match input.nullable_json("variables").flatten() {
-            None => BTreeMap::new(),
+        let write = MessageWrite::parse(body, Mode::Create, limits)?;
+        Ok(Self {
+            message: present("message", write.message)?,
+            agent_id: write.agent_id.flatten(),
+            session_id: write.session_id.flatten(),
+            auto_execute_tools: write.auto_execute_tools.unwrap_or(false),
+            variables: write.variables.flatten().unwrap_or_default(),
+        })
+    }
+}
+
+/// Template variables: an object of names to strings (numbers and booleans are taken as their text).
+struct Variables;
+
+impl FieldKind for Variables {
+    type Out = Option<BTreeMap<String, String>>;
+
+    fn read(&self, input: &mut Input<'_>, field: &str, _: bool, limits: &Limits) -> Option<Self::Out> {
+        let map = match input.nullable_json(field)? {
+            None => return Some(None),
             Some(Value::Object(map)) if map.len() > Limits::VARIABLES => {
-                input.error("variables", format!("Ensure there are no more than {} variables.", Limits::VARIABLES));
-                BTreeMap::new()
+                input.error(field, format!("Ensure there are no more than {} variables.", Limits::VARIABLES));
+                return None;
             }
-            Some(Value::Object(map)) => {
-                let mut out = BTreeMap::new();
-                for (name, value) in map {
-                    let value = match value {
-                        Value::String(s) => s,
-                        Value::Number(_) | Value::Bool(_) => value.to_string(),
-                        _ => {
-                            input.error(
-                                "variables",
-                                format!("\"{}\" must be a string, number or boolean.", shown(&name)),
-                            );
-                            continue;
-                        }
-                    };
-                    match check_variable(&name, &value, limits) {
-                        Ok(()) => drop(out.insert(name, value)),
-                        Err(message) => input.error("variables", message),
-                    }
-                }
-                out
-            }
+            Some(Value::Object(map)) => map,
             Some(_) => {
-                input.error("variables", "Must be an object mapping template variable names to values.");
-                BTreeMap::new()
+                input.error(field, "Must be an object mapping template variable names to values.");
+                return None;
             }
         };
+        let mut out = BTreeMap::new();
+        for (name, value) in map {
+            let value = match value {
+                Value::String(s) => s,
+                Value::Number(_) | Value::Bool(_) => value.to_string(),
+                _ => {
+                    input.error(field, format!("\"{}\" must be a string, number or boolean.", shown(&name)));
+                    continue;
+                }
+            };
+            match check_variable(&name, &value, limits) {
+                Ok(()) => drop(out.insert(name, value)),
+                Err(message) => input.error(field, message),
+            }
+        }
+        Some(Some(out))
+    }
+
+    fn schema(&self, _: &Limits) -> RefOr<Schema> {
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Array(vec![Type::Object, Type::Null]))
+            .additional_properties(Some(string()))
+            .property_names(Some(string()))
+            .into()
+    }
+}
+
+/// One tool output a client submits: the call it answers, and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolOutput {
+    pub call_id: String,
+    pub output: String,
+}
+
+body! {
+    #[schema(name = "ToolOutputWrite", example = {"session_id": 1, "call_id": "call_123",
+        "output": "{\"result\": \"ok\"}"})]
+    pub struct ToolOutputWrite {
+        session_id: i64 = Pk.required(),
+        /// One output: the call it answers…
+        call_id: String = Text::new().max(|_| Limits::CALL_ID_CHARS),
+        /// …and its text (JSON values are sent as JSON text), at most 65536 characters.
+        output: String = OutputText,
+        /// Several outputs at once (at most 64): `[{"call_id": ..., "output": ...}]`.
+        outputs: Vec<ToolOutput> = Outputs,
+        auto_execute_tools: bool = Bool,
+    }
+}
+
+/// `POST /api/agent/tool-output/`: one output (`call_id`, `output`) or several (`outputs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolOutputRequest {
+    pub session_id: i64,
+    /// The outputs, in the order given.
+    pub outputs: Vec<ToolOutput>,
+    pub auto_execute_tools: bool,
+}
+
+// The 202 answer of a tool-output submission, also kept as JSON for the key's retries (the store builds the
+// same object in the submission's write, and a replay reads it back as this type).
+/// Outputs still missing before the continuation can start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PendingToolCalls {
+    pub pending_tool_calls: Vec<String>,
+}
+
+/// Tool outputs travel as text; JSON values are sent as their JSON text.
+fn output_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// One output's text: any JSON value but null.
+struct OutputText;
+
+impl FieldKind for OutputText {
+    type Out = String;
+
+    fn read(&self, input: &mut Input<'_>, field: &str, _: bool, _: &Limits) -> Option<String> {
+        let value = input.nullable_json(field)?;
+        let Some(text) = value.as_ref().and_then(output_text) else {
+            input.error(field, "This field may not be null.");
+            return None;
+        };
+        match check_output("", &text) {
+            Ok(()) => Some(text),
+            Err(message) => {
+                input.error(field, message);
+                None
+            }
+        }
+    }
+
+    fn schema(&self, _: &Limits) -> RefOr<Schema> {
+        ObjectBuilder::new().schema_type(Type::String).max_length(Some(Limits::TOOL_OUTPUT_CHARS)).into()
+    }
+}
+
+/// Several outputs: a non-empty list of `{call_id, output}`.
+struct Outputs;
+
+impl FieldKind for Outputs {
+    type Out = Vec<ToolOutput>;
+
+    fn read(&self, input: &mut Input<'_>, field: &str, _: bool, _: &Limits) -> Option<Vec<ToolOutput>> {
+        let items = match input.nullable_json(field)? {
+            Some(Value::Array(items)) if items.len() > Limits::TOOL_OUTPUTS => {
+                input.error(field, format!("Ensure this list has no more than {} outputs.", Limits::TOOL_OUTPUTS));
+                return Some(Vec::new());
+            }
+            Some(Value::Array(items)) if !items.is_empty() => items,
+            _ => {
+                input.error(field, "Must be a non-empty list of {\"call_id\", \"output\"} objects.");
+                return Some(Vec::new());
+            }
+        };
+        let mut outputs = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let call_id = item.get("call_id").and_then(Value::as_str).filter(|c| !c.trim().is_empty());
+            match (call_id, item.get("output").and_then(output_text)) {
+                (Some(call_id), Some(output)) => match check_output(call_id, &output) {
+                    Ok(()) => outputs.push(ToolOutput { call_id: call_id.to_owned(), output }),
+                    Err(message) => input.error(field, format!("Item {i}: {message}")),
+                },
+                _ => input.error(field, format!("Item {i} needs a \"call_id\" and an \"output\".")),
+            }
+        }
+        Some(outputs)
+    }
+
+    fn schema(&self, _: &Limits) -> RefOr<Schema> {
+        ArrayBuilder::new()
+            .items(ObjectBuilder::new().schema_type(Type::Object))
+            .min_items(Some(1))
+            .max_items(Some(Limits::TOOL_OUTPUTS))
+            .into()
+    }
+}
+
+impl ToolOutputRequest {
+    /// `outputs`, or else `call_id` and `output`, both then required. Its bounds are constants (none is a
+    /// setting), so the default limits are its limits.
+    pub fn parse(body: &Value) -> Result<Self> {
+        let mut input = Input::new(body, Mode::Create)?;
+        let write = ToolOutputWrite::read(&mut input, &Limits::default());
+        let outputs = match write.outputs {
+            Some(outputs) => outputs,
+            None => {
+                for field in ["call_id", "output"].into_iter().filter(|field| body.get(field).is_none()) {
+                    input.error(field, "This field is required.");
+                }
+                match (write.call_id, write.output) {
+                    (Some(call_id), Some(output)) => vec![ToolOutput { call_id, output }],
+                    _ => Vec::new(),
+                }
+            }
+        };
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = outputs.iter().find(|o| !seen.insert(o.call_id.as_str())) {
+            input.error("outputs", format!("\"{}\" is given more than once.", dup.call_id));
+        }
         input.finish()?;
-        Ok(Self { message: message.unwrap_or_default(), agent_id, session_id, auto_execute_tools, variables })
+        Ok(Self {
+            session_id: present("session_id", write.session_id)?,
+            outputs,
+            auto_execute_tools: write.auto_execute_tools.unwrap_or(false),
+        })
     }
 }
 
@@ -88,32 +273,6 @@ fn check_variable(name: &str, value: &str, limits: &Limits) -> std::result::Resu
     check_text(name).and(check_text(value)).map_err(|message| format!("\"{quoted}\": {message}"))
 }
 
-/// `POST /api/agent/tool-output/`: one output (`call_id`, `output`) or several (`outputs`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ToolOutputRequest {
-    pub session_id: i64,
-    /// (call_id, output) pairs, in the order given.
-    pub outputs: Vec<(String, String)>,
-    pub auto_execute_tools: bool,
-}
-
-// The 202 answer of a tool-output submission, also kept as JSON for the key's retries (the store builds the
-// same object in the submission's write, and a replay reads it back as this type).
-/// Outputs still missing before the continuation can start.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct PendingToolCalls {
-    pub pending_tool_calls: Vec<String>,
-}
-
-/// Tool outputs travel as text; JSON values are sent as their JSON text.
-fn output_text(value: &Value) -> Option<String> {
-    match value {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
-}
-
 /// A submitted tool output: bounded (it is stored, sent upstream and recorded for replay), its call id too, and
 /// neither holding U+0000.
 fn check_output(call_id: &str, output: &str) -> std::result::Result<(), String> {
@@ -124,63 +283,6 @@ fn check_output(call_id: &str, output: &str) -> std::result::Result<(), String> 
         return Err(format!("Ensure this output has no more than {} characters.", Limits::TOOL_OUTPUT_CHARS));
     }
     check_text(call_id).and(check_text(output)).map_err(str::to_owned)
-}
-
-impl ToolOutputRequest {
-    pub fn parse(body: &Value) -> Result<Self> {
-        let mut input = Input::new(body, Mode::Create)?;
-        let session_id = input.pk("session_id", true, false).flatten();
-        let auto_execute_tools = input.boolean("auto_execute_tools").unwrap_or(false);
-        let mut outputs = Vec::new();
-        match body.get("outputs") {
-            Some(Value::Array(items)) if items.len() > Limits::TOOL_OUTPUTS => {
-                input.error("outputs", format!("Ensure this list has no more than {} outputs.", Limits::TOOL_OUTPUTS))
-            }
-            Some(Value::Array(items)) if !items.is_empty() => {
-                for (i, item) in items.iter().enumerate() {
-                    let call_id = item.get("call_id").and_then(Value::as_str).filter(|c| !c.trim().is_empty());
-                    let output = item.get("output").and_then(output_text);
-                    match (call_id, output) {
-                        (Some(call_id), Some(output)) => match check_output(call_id, &output) {
-                            Ok(()) => outputs.push((call_id.to_owned(), output)),
-                            Err(message) => input.error("outputs", format!("Item {i}: {message}")),
-                        },
-                        _ => input.error("outputs", format!("Item {i} needs a \"call_id\" and an \"output\".")),
-                    }
-                }
-            }
-            Some(_) => input.error("outputs", "Must be a non-empty list of {\"call_id\", \"output\"} objects."),
-            None => {
-                let call_id = input.string("call_id", true, Some(Limits::CALL_ID_CHARS), false);
-                let output = match body.get("output") {
-                    None => {
-                        input.error("output", "This field is required.");
-                        None
-                    }
-                    Some(value) => match output_text(value).map(|output| check_output("", &output).map(|()| output)) {
-                        Some(Ok(output)) => Some(output),
-                        Some(Err(message)) => {
-                            input.error("output", message);
-                            None
-                        }
-                        None => {
-                            input.error("output", "This field may not be null.");
-                            None
-                        }
-                    },
-                };
-                if let (Some(call_id), Some(output)) = (call_id, output) {
-                    outputs.push((call_id, output));
-                }
-            }
-        }
-        let mut seen = std::collections::HashSet::new();
-        if let Some((dup, _)) = outputs.iter().find(|(call_id, _)| !seen.insert(call_id.clone())) {
-            input.error("outputs", format!("\"{dup}\" is given more than once."));
-        }
-        input.finish()?;
-        Ok(Self { session_id: session_id.unwrap_or_default(), outputs, auto_execute_tools })
-    }
 }
 
 /// Instructions being put together, never longer than their bound: a piece that would pass it is not added.
@@ -287,47 +389,6 @@ pub fn build_instructions(
     Ok((out.chars > 0).then_some(out.text))
 }
 
-/// Request bodies of the agent endpoints, for the OpenAPI document.
-#[derive(Debug, ToSchema)]
-#[schema(example = json!({"message": "Hello", "agent_id": 1, "session_id": null, "auto_execute_tools": false,
-    "variables": {"company": "Acme"}}))]
-#[allow(dead_code)]
-pub struct MessageWrite {
-    /// The user's message; required, not blank, at most `LAMBENT_MAX_MESSAGE_CHARS` characters (default 32000).
-    #[schema(max_length = 32000)]
-    message: String,
-    /// Default: the default agent.
-    agent_id: Option<i64>,
-    /// Default: a new session. Must belong to `agent_id` when both are given.
-    session_id: Option<i64>,
-    /// Run tools that have a server-side executor and continue in the same stream (at most 8 rounds).
-    #[schema(nullable = false)]
-    auto_execute_tools: Option<bool>,
-    /// Values for `{{name}}` placeholders in the agent's templates: at most 50, names of at most 100
-    /// characters, values of at most `LAMBENT_MAX_VARIABLE_CHARS` (default 4000); the instructions they fill in
-    /// at most `LAMBENT_MAX_INSTRUCTIONS_CHARS` (default 100000).
-    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
-    variables: Option<Value>,
-}
-
-#[derive(Debug, ToSchema)]
-#[schema(example = json!({"session_id": 1, "call_id": "call_123", "output": "{\"result\": \"ok\"}"}))]
-#[allow(dead_code)]
-pub struct ToolOutputWrite {
-    session_id: i64,
-    /// One output: the call it answers…
-    #[schema(nullable = false, max_length = 200)]
-    call_id: Option<String>,
-    /// …and its text (JSON values are sent as JSON text), at most 65536 characters.
-    #[schema(nullable = false, max_length = 65536)]
-    output: Option<String>,
-    /// Several outputs at once (at most 64): `[{"call_id": ..., "output": ...}]`.
-    #[schema(value_type = Vec<Object>, required = false, min_items = 1, max_items = 64)]
-    outputs: Option<Value>,
-    #[schema(nullable = false)]
-    auto_execute_tools: Option<bool>,
-}
-
 impl From<FieldErrors> for Error {
     fn from(errors: FieldErrors) -> Self {
         Error::Validation(errors)
@@ -427,7 +488,7 @@ mod tests {
     #[test]
     fn tool_outputs_come_singly_or_as_a_list() {
         let one = ToolOutputRequest::parse(&json!({"session_id": 1, "call_id": "c", "output": {"ok": true}})).unwrap();
-        assert_eq!(one.outputs, [("c".to_owned(), "{\"ok\":true}".to_owned())]);
+        assert_eq!(one.outputs, [ToolOutput { call_id: "c".to_owned(), output: "{\"ok\":true}".to_owned() }]);
         let many = ToolOutputRequest::parse(
             &json!({"session_id": 1, "outputs": [{"call_id": "a", "output": "1"}, {"call_id": "b", "output": "2"}]}),
         )

@@ -288,11 +288,23 @@ impl Budget {
     }
 }
 
-/// A budget field of a user write: absent `None`, null `Some(None)`, else a whole number of tokens, 0 or more.
-pub(super) fn budget_field(input: &mut crate::domain::Input<'_>, field: &str) -> Option<Option<i64>> {
-    match input.nullable_json(field)? {
-        None => Some(None),
-        Some(value) => match value.as_i64() {
+/// A token budget in a user write: absent `None`, null `Some(None)` (no limit), else a whole number of
+/// tokens, 0 or more.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenBudget;
+
+impl super::wire::FieldKind for TokenBudget {
+    type Out = Option<i64>;
+
+    fn read(
+        &self,
+        input: &mut crate::domain::Input<'_>,
+        field: &str,
+        _: bool,
+        _: &crate::config::Limits,
+    ) -> Option<Option<i64>> {
+        let Some(value) = input.nullable_json(field)? else { return Some(None) };
+        match value.as_i64() {
             Some(n) if n >= 0 => Some(Some(n)),
             Some(_) => {
                 input.error(field, "Ensure this value is greater than or equal to 0.");
@@ -302,7 +314,16 @@ pub(super) fn budget_field(input: &mut crate::domain::Input<'_>, field: &str) ->
                 input.error(field, "A valid integer is required.");
                 None
             }
-        },
+        }
+    }
+
+    fn schema(&self, _: &crate::config::Limits) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Array(vec![Type::Integer, Type::Null]))
+            .format(Some(SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
+            .minimum(Some(0))
+            .into()
     }
 }
 

@@ -13,13 +13,14 @@ use utoipa_axum::routes;
 
 use super::extract::{IdempotencyKey, JsonBody, LeaseTime};
 use super::openapi::{
-    BudgetExceeded, ErrorDetail, IDEMPOTENCY_REUSED, INVALID_FIELDS, NO_PROVIDER, OVER_BUDGET, ValidationErrors,
+    ErrorDetail, IDEMPOTENCY_REUSED, INVALID_FIELDS, NO_PROVIDER, OVER_BUDGET, TurnRunning, ValidationErrors,
 };
 use super::sse::{SSE_DESCRIPTION, stream_response};
 use crate::domain::{
     Caller, MessageRequest, MessageWrite, PendingToolCalls, ResponseStatus, Role, ToolOutputRequest, ToolOutputWrite,
 };
-use crate::error::Result;
+use crate::error::BudgetExceeded;
+use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::KeptAnswer;
 use crate::turn::{self, ChatOutcome, ToolOutputStart, TurnEnd, TurnError};
@@ -69,13 +70,6 @@ async fn stream(
     let request = MessageRequest::parse(&body, &state.config.limits)?;
     let frames = turn::stream(&state, &caller, request, lease, key.as_deref(), &body).await?;
     Ok(stream_response(frames, state.config.sse_keepalive))
-}
-
-/// 409 while another turn runs on the session.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TurnRunning {
-    pub detail: String,
-    pub turn_id: String,
 }
 
 /// Submit tool outputs and stream the continuation.
@@ -186,9 +180,10 @@ impl ChatReply {
     }
 
     /// The reply a keyed chat's retries get, recorded with the turn's end.
-    fn kept(end: &TurnEnd) -> KeptAnswer {
+    fn kept(end: &TurnEnd) -> Result<KeptAnswer> {
         let reply = Self::from(end.clone());
-        KeptAnswer { status: reply.http_status(), body: serde_json::to_string(&reply).unwrap_or_default() }
+        let body = serde_json::to_string(&reply).map_err(|e| Error::internal("a chat reply's JSON", e))?;
+        Ok(KeptAnswer { status: reply.http_status(), body })
     }
 }
 

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use super::extract::{Id, JsonBody, ListQuery, Page};
 use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, INVALID_PAGE, INVALID_QUERY, PageParams, ValidationErrors};
 use crate::domain::Caller;
-use crate::domain::{AgentToolLink, LinkChanges, LinkWrite, Mode};
+use crate::domain::{AgentToolLink, LinkChanges, Mode};
 use crate::error::Result;
 use crate::state::AppState;
 
@@ -34,14 +34,14 @@ async fn list(State(state): State<AppState>, caller: Caller, query: ListQuery) -
 }
 
 /// Link a tool to an agent. A pair can be linked once.
-#[utoipa::path(operation_id = "agent_tools_create", post, path = "/api/agent-tools/", tag = "agent-tools", request_body = LinkWrite,
+#[utoipa::path(operation_id = "agent_tools_create", post, path = "/api/agent-tools/", tag = "agent-tools", request_body = LinkChanges,
     responses((status = 201, description = CREATED, body = AgentToolLink), (status = 400, description = INVALID_FIELDS, body = ValidationErrors)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<AgentToolLink>)> {
-    let fields = LinkChanges::parse(&body, Mode::Create)?.into_new();
+    let fields = LinkChanges::parse(&body, Mode::Create, &state.config.limits)?.into_new()?;
     Ok((StatusCode::CREATED, Json(state.store.create_agent_tool(&caller, fields).await?)))
 }
 
@@ -51,7 +51,7 @@ async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> 
     Ok(Json(state.store.get_agent_tool(&caller, id).await?))
 }
 
-#[utoipa::path(operation_id = "agent_tools_replace", put, path = "/api/agent-tools/{id}/", tag = "agent-tools", params(("id" = i64, Path)), request_body = LinkWrite,
+#[utoipa::path(operation_id = "agent_tools_replace", put, path = "/api/agent-tools/{id}/", tag = "agent-tools", params(("id" = i64, Path)), request_body = LinkChanges,
     responses((status = 200, description = SAVED, body = AgentToolLink), (status = 400, description = INVALID_FIELDS, body = ValidationErrors), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn replace(
     State(state): State<AppState>,
@@ -59,11 +59,16 @@ async fn replace(
     Id(id): Id,
     JsonBody(body): JsonBody,
 ) -> Result<Json<AgentToolLink>> {
-    Ok(Json(state.store.update_agent_tool(&caller, id, LinkChanges::parse(&body, Mode::Replace)?).await?))
+    Ok(Json(
+        state
+            .store
+            .update_agent_tool(&caller, id, LinkChanges::parse(&body, Mode::Replace, &state.config.limits)?)
+            .await?,
+    ))
 }
 
 /// Change a link, typically `{"enabled": false}`.
-#[utoipa::path(operation_id = "agent_tools_patch", patch, path = "/api/agent-tools/{id}/", tag = "agent-tools", params(("id" = i64, Path)), request_body = LinkWrite,
+#[utoipa::path(operation_id = "agent_tools_patch", patch, path = "/api/agent-tools/{id}/", tag = "agent-tools", params(("id" = i64, Path)), request_body = LinkChanges,
     responses((status = 200, description = SAVED, body = AgentToolLink), (status = 400, description = INVALID_FIELDS, body = ValidationErrors), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn patch(
     State(state): State<AppState>,
@@ -71,7 +76,12 @@ async fn patch(
     Id(id): Id,
     JsonBody(body): JsonBody,
 ) -> Result<Json<AgentToolLink>> {
-    Ok(Json(state.store.update_agent_tool(&caller, id, LinkChanges::parse(&body, Mode::Patch)?).await?))
+    Ok(Json(
+        state
+            .store
+            .update_agent_tool(&caller, id, LinkChanges::parse(&body, Mode::Patch, &state.config.limits)?)
+            .await?,
+    ))
 }
 
 #[utoipa::path(operation_id = "agent_tools_destroy", delete, path = "/api/agent-tools/{id}/", tag = "agent-tools", params(("id" = i64, Path)),

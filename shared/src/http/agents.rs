@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use super::extract::{Id, JsonBody, ListQuery, Page};
 use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, INVALID_PAGE, PageParams, ValidationErrors};
 use crate::domain::Caller;
-use crate::domain::{Agent, AgentChanges, AgentFields, AgentWrite, Mode};
+use crate::domain::{Agent, AgentChanges, AgentFields, Mode};
 use crate::error::Result;
 use crate::state::AppState;
 
@@ -31,7 +31,7 @@ async fn list(State(state): State<AppState>, caller: Caller, query: ListQuery) -
 }
 
 /// Create an agent profile. Setting `is_default` clears it on the owner's other agents.
-#[utoipa::path(operation_id = "agents_create", post, path = "/api/agents/", tag = "agents", request_body = AgentWrite,
+#[utoipa::path(operation_id = "agents_create", post, path = "/api/agents/", tag = "agents", request_body = AgentChanges,
     responses((status = 201, description = CREATED, body = Agent), (status = 400, description = INVALID_FIELDS, body = ValidationErrors)))]
 async fn create(
     State(state): State<AppState>,
@@ -50,7 +50,7 @@ async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> 
 }
 
 /// Replace an agent profile (`name` required).
-#[utoipa::path(operation_id = "agents_replace", put, path = "/api/agents/{id}/", tag = "agents", params(("id" = i64, Path)), request_body = AgentWrite,
+#[utoipa::path(operation_id = "agents_replace", put, path = "/api/agents/{id}/", tag = "agents", params(("id" = i64, Path)), request_body = AgentChanges,
     responses((status = 200, description = SAVED, body = Agent), (status = 400, description = INVALID_FIELDS, body = ValidationErrors), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn replace(
     State(state): State<AppState>,
@@ -64,7 +64,7 @@ async fn replace(
 }
 
 /// Change some fields of an agent profile.
-#[utoipa::path(operation_id = "agents_patch", patch, path = "/api/agents/{id}/", tag = "agents", params(("id" = i64, Path)), request_body = AgentWrite,
+#[utoipa::path(operation_id = "agents_patch", patch, path = "/api/agents/{id}/", tag = "agents", params(("id" = i64, Path)), request_body = AgentChanges,
     responses((status = 200, description = SAVED, body = Agent), (status = 400, description = INVALID_FIELDS, body = ValidationErrors), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn patch(
     State(state): State<AppState>,

@@ -13,6 +13,7 @@ use super::extract::{ClientAddress, Id, JsonBody, ListQuery, Page};
 use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, PageParams, STAFF_ONLY, ValidationErrors};
 use crate::accounts;
 use crate::domain::Caller;
+use crate::domain::wire::present;
 use crate::domain::{Credentials, Mode, NewApiToken, UserWrite};
 use crate::error::{Error, Result};
 use crate::state::{AppState, Health};
@@ -56,8 +57,9 @@ async fn login(
     ClientAddress(address): ClientAddress,
     JsonBody(body): JsonBody,
 ) -> Result<Json<IssuedToken>> {
-    let credentials = Credentials::parse(&body)?;
-    let (info, token) = accounts::login(&state, &credentials.username, &credentials.password, &address).await?;
+    let Credentials { username, password } = Credentials::parse(&body, Mode::Create, &state.config.limits)?;
+    let (username, password) = (present("username", username)?, present("password", password)?);
+    let (info, token) = accounts::login(&state, &username, &password, &address).await?;
     Ok(Json(IssuedToken { token, info }))
 }
 
@@ -93,9 +95,9 @@ async fn create_token(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<IssuedToken>)> {
-    let request = NewApiToken::parse(&body)?;
-    let (info, token) =
-        accounts::issue_api_token(&state.store, caller.id, &request.name, request.expires_in_days).await?;
+    let request = NewApiToken::parse(&body, Mode::Create, &state.config.limits)?;
+    let name = present("name", request.name)?;
+    let (info, token) = accounts::issue_api_token(&state.store, caller.id, &name, request.expires_in_days).await?;
     Ok((StatusCode::CREATED, Json(IssuedToken { token, info })))
 }
 
@@ -125,7 +127,8 @@ async fn create_user(
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<User>)> {
     caller.require_staff()?;
-    let user = accounts::create_user(&state.store, UserWrite::parse(&body, Mode::Create)?).await?;
+    let user =
+        accounts::create_user(&state.store, UserWrite::parse(&body, Mode::Create, &state.config.limits)?).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -150,7 +153,9 @@ async fn patch_user(
     JsonBody(body): JsonBody,
 ) -> Result<Json<User>> {
     caller.require_staff()?;
-    Ok(Json(accounts::update_user(&state.store, id, UserWrite::parse(&body, Mode::Patch)?).await?))
+    Ok(Json(
+        accounts::update_user(&state.store, id, UserWrite::parse(&body, Mode::Patch, &state.config.limits)?).await?,
+    ))
 }
 
 /// Delete a user and everything it owns. Staff only; not oneself.

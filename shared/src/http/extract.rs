@@ -194,11 +194,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 pub const MAX_PAGE_SIZE: u64 = 100;
 
+/// DRF page-number pagination: what a list request asks for, and the parameters the document lists.
+#[derive(Debug, Clone, Copy, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// 1-based page number; a page past the end answers 404 `Invalid page.`.
+    #[param(required = false)]
+    page: u64,
+    /// Items per page: default 50, at most 100.
+    #[param(required = false)]
+    page_size: u64,
+}
+
 /// A list request: DRF's page-number pagination (`?page=`, `?page_size=`) plus the filters it carries.
 #[derive(Debug)]
 pub struct ListQuery {
-    page: u64,
-    page_size: u64,
+    paging: PageParams,
     params: Vec<(String, String)>,
     /// Absolute URL of the request without its query, for `next` / `previous`.
     base: String,
@@ -231,7 +242,7 @@ impl FromRequestParts<AppState> for ListQuery {
             _ => public_host(&parts.headers),
         };
         let base = format!("{}://{host}{prefix}{}", scheme(&parts.headers), uri.path());
-        Ok(Self { page, page_size, params, base })
+        Ok(Self { paging: PageParams { page, page_size }, params, base })
     }
 }
 
@@ -335,7 +346,7 @@ impl FromRequestParts<AppState> for ClientAddress {
 
 impl ListQuery {
     pub fn slice(&self) -> Slice {
-        Slice { limit: self.page_size, offset: (self.page - 1) * self.page_size }
+        Slice { limit: self.paging.page_size, offset: (self.paging.page - 1) * self.paging.page_size }
     }
 
     /// A filter that must be an integer id when present (`?agent=3`).
@@ -352,14 +363,15 @@ impl ListQuery {
 
     /// Wraps a store listing in DRF's envelope; a page past the end is 404 `Invalid page.`.
     pub fn page<T>(&self, listed: Listed<T>) -> Result<Page<T>> {
-        let pages = listed.count.div_ceil(self.page_size).max(1);
-        if self.page > pages {
+        let pages = listed.count.div_ceil(self.paging.page_size).max(1);
+        if self.paging.page > pages {
             return Err(Error::InvalidPage);
         }
         Ok(Page {
             count: listed.count,
-            next: (self.page < pages).then(|| self.url_for(Some(self.page + 1))),
-            previous: (self.page > 1).then(|| self.url_for((self.page > 2).then_some(self.page - 1))),
+            next: (self.paging.page < pages).then(|| self.url_for(Some(self.paging.page + 1))),
+            previous: (self.paging.page > 1)
+                .then(|| self.url_for((self.paging.page > 2).then_some(self.paging.page - 1))),
             results: listed.items,
         })
     }

@@ -9,12 +9,13 @@ use axum::routing::get;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr, Response, ResponseBuilder};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-use super::sse::{TextDelta, ToolCall, ToolResult};
+pub use super::extract::PageParams;
+pub use crate::error::{BadRequest, ErrorDetail, FieldErrors as ValidationErrors, TurnRunning};
 use crate::state::AppState;
-use crate::turn::{Done, TurnError};
+use crate::turn::{CallFrame, Done, TextDelta, ToolResult, TurnError};
 
 pub const PATH: &str = "/api/openapi.json";
 
@@ -50,7 +51,7 @@ pub const IDEMPOTENCY_REUSED: &str = "The Idempotency-Key was used for another r
         (name = "usage", description = "Tokens spent, per day or hour and per agent or model; budgets are on users"),
         (name = "health", description = "Readiness: the database, its schema and the model provider's configuration"),
     ),
-    components(schemas(ErrorDetail, ValidationErrors, BadRequest, TextDelta, ToolCall, ToolResult, TurnError, Done)),
+    components(schemas(ErrorDetail, ValidationErrors, BadRequest, TextDelta, CallFrame, ToolResult, TurnError, Done)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -77,47 +78,9 @@ impl Modify for BearerAuth {
     }
 }
 
-/// `{"detail": "..."}`: not found, wrong method, wrong content type, bad JSON.
-#[derive(ToSchema)]
-#[schema(example = json!({"detail": "Not found."}))]
-#[allow(dead_code)]
-pub struct ErrorDetail {
-    detail: String,
-}
-
-/// A turn refused because the caller's daily or monthly token budget is spent (429).
-#[derive(ToSchema)]
-#[schema(example = json!({"detail": "Your daily token budget is spent.", "code": "budget_exceeded",
-    "resets_at": "2026-12-08T00:00:00.000000Z"}))]
-#[allow(dead_code)]
-pub struct BudgetExceeded {
-    detail: String,
-    /// Always `budget_exceeded`.
-    code: String,
-    /// When the spent period ends (the next UTC midnight, or the first of next month): turns start again then.
-    resets_at: String,
-}
-
 /// The 429 of a turn over budget.
 pub const OVER_BUDGET: &str = "The caller's daily or monthly token budget is spent (input plus output tokens at or over \
     it): nothing was stored or sent to the model. A turn already running when the budget runs out finishes.";
-
-/// Field name → messages; `non_field_errors` for problems of the whole object.
-#[derive(ToSchema)]
-#[schema(example = json!({"name": ["This field is required."]}))]
-#[allow(dead_code)]
-pub struct ValidationErrors(BTreeMap<String, Vec<String>>);
-
-/// A 400: field errors, `{"detail": "JSON parse error - ..."}` for a body that is not JSON at all, or (a
-/// message to an agent) the template variables its instructions need and the request does not give.
-#[derive(ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)]
-pub enum BadRequest {
-    Fields(ValidationErrors),
-    Detail(ErrorDetail),
-    MissingVariables(crate::error::MissingVariables),
-}
 
 /// The answers every operation of a kind can give besides its own, added once the routes are merged so that
 /// no handler repeats them (and new ones get them too):
@@ -173,17 +136,6 @@ impl Modify for CommonResponses {
             operations.into_iter().flatten().for_each(Self::apply);
         }
     }
-}
-
-/// DRF page-number pagination.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct PageParams {
-    /// 1-based page number; a page past the end answers 404 `Invalid page.`.
-    page: Option<u64>,
-    /// Items per page: default 50, at most 100.
-    page_size: Option<u64>,
 }
 
 /// The base document every group's paths are merged into.

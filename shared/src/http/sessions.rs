@@ -13,7 +13,8 @@ use super::extract::{EventCursor, Id, JsonBody, ListQuery, Page};
 use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, INVALID_PAGE, INVALID_QUERY, PageParams, ValidationErrors};
 use super::sse::stream_response;
 use crate::domain::Caller;
-use crate::domain::{Message, NewSession, Session, ToolCallRecord};
+use crate::domain::wire::present;
+use crate::domain::{Message, Mode, NewSession, Session, ToolCallRecord};
 use crate::error::Result;
 use crate::state::AppState;
 
@@ -55,7 +56,8 @@ async fn create(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Session>)> {
-    Ok((StatusCode::CREATED, Json(state.store.create_session(&caller, NewSession::parse(&body)?).await?)))
+    let agent = present("agent", NewSession::parse(&body, Mode::Create, &state.config.limits)?.agent)?;
+    Ok((StatusCode::CREATED, Json(state.store.create_session(&caller, agent).await?)))
 }
 
 #[utoipa::path(operation_id = "sessions_retrieve", get, path = "/api/sessions/{id}/", tag = "sessions", params(("id" = i64, Path)),

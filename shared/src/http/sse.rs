@@ -14,9 +14,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 
 use serde_json::{Value, json};
-use utoipa::ToSchema;
-
-use crate::domain::ToolType;
 
 use crate::turn::TurnStream;
 
@@ -123,35 +120,4 @@ fn camel(event: &str) -> String {
             chars.next().map(|first| first.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
         })
         .collect()
-}
-
-/// A `text_delta` frame's data: the next piece of the answer's text.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct TextDelta {
-    delta: String,
-}
-
-/// A `tool_call` frame's data: a call the model made. A `function` tool's call has `arguments` (JSON text), a
-/// `custom` tool's `input` (free text).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ToolCall {
-    call_id: String,
-    name: String,
-    #[schema(rename = "type")]
-    kind: ToolType,
-    #[schema(nullable = false)]
-    arguments: Option<String>,
-    #[schema(nullable = false)]
-    input: Option<String>,
-}
-
-/// A `tool_result` frame's data: a server-side tool's output for a call (client tools' outputs arrive by
-/// `POST /api/agent/tool-output/` instead).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ToolResult {
-    call_id: String,
-    output: String,
 }

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use super::extract::{Id, JsonBody, ListQuery, Page};
 use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, INVALID_PAGE, INVALID_QUERY, PageParams, ValidationErrors};
 use crate::domain::Caller;
-use crate::domain::{Mode, Template, TemplateChanges, TemplateScope, TemplateWrite};
+use crate::domain::{Mode, Template, TemplateChanges, TemplateScope};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -24,21 +24,28 @@ pub fn api() -> OpenApiRouter<AppState> {
 }
 
 fn scope(query: &ListQuery) -> Result<TemplateScope> {
-    match (query.id_filter("agent")?, query.param("scope")) {
-        (Some(_), Some("global")) => {
+    let agent = query.id_filter("agent")?;
+    let filter = match query.param("scope") {
+        None | Some("" | "all") => ScopeFilter::All,
+        Some("global") => ScopeFilter::Global,
+        // An agent's templates are asked for: a scope other than `global` does not matter.
+        Some(_) if agent.is_some() => ScopeFilter::All,
+        Some(other) => return Err(Error::field("scope", format!("\"{other}\" is not a valid choice."))),
+    };
+    match (agent, filter) {
+        (Some(_), ScopeFilter::Global) => {
             Err(Error::field("scope", "Global templates have no agent; drop ?agent= or ?scope=."))
         }
-        (Some(agent), _) => Ok(TemplateScope::Agent(agent)),
-        (None, Some("global")) => Ok(TemplateScope::Global),
-        (None, None | Some("" | "all")) => Ok(TemplateScope::All),
-        (None, Some(other)) => Err(Error::field("scope", format!("\"{other}\" is not a valid choice."))),
+        (Some(agent), ScopeFilter::All) => Ok(TemplateScope::Agent(agent)),
+        (None, ScopeFilter::Global) => Ok(TemplateScope::Global),
+        (None, ScopeFilter::All) => Ok(TemplateScope::All),
     }
 }
 
+// The parsed `?scope=`, and its schema in the document.
 /// `?scope=` for the OpenAPI document: `all` (the default) or `global`.
 #[derive(utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
 enum ScopeFilter {
     All,
     Global,
@@ -55,7 +62,7 @@ async fn list(State(state): State<AppState>, caller: Caller, query: ListQuery) -
 }
 
 /// Create a template. Setting `is_default` clears it on the other templates of the same scope.
-#[utoipa::path(operation_id = "templates_create", post, path = "/api/templates/", tag = "templates", request_body = TemplateWrite,
+#[utoipa::path(operation_id = "templates_create", post, path = "/api/templates/", tag = "templates", request_body = TemplateChanges,
     responses((status = 201, description = CREATED, body = Template), (status = 400, description = INVALID_FIELDS, body = ValidationErrors)))]
 async fn create(
     State(state): State<AppState>,
@@ -73,7 +80,7 @@ async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> 
     Ok(Json(state.store.get_template(&caller, id).await?))
 }
 
-#[utoipa::path(operation_id = "templates_replace", put, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)), request_body = TemplateWrite,
+#[utoipa::path(operation_id = "templates_replace", put, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)), request_body = TemplateChanges,
     responses((status = 200, description = SAVED, body = Template), (status = 400, description = INVALID_FIELDS, body = ValidationErrors), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn replace(
     State(state): State<AppState>,
@@ -89,7 +96,7 @@ async fn replace(
     ))
 }
 
-#[utoipa::path(operation_id = "templates_patch", patch, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)), request_body = TemplateWrite,
+#[utoipa::path(operation_id = "templates_patch", patch, path = "/api/templates/{id}/", tag = "templates", params(("id" = i64, Path)), request_body = TemplateChanges,
     responses((status = 200, description = SAVED, body = Template), (status = 400, description = INVALID_FIELDS, body = ValidationErrors), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn patch(
     State(state): State<AppState>,

@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use super::extract::{Id, JsonBody, ListQuery, Page};
 use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, INVALID_PAGE, PageParams, ValidationErrors};
 use crate::domain::Caller;
-use crate::domain::{Mode, Tool, ToolChanges, ToolWrite};
+use crate::domain::{Mode, Tool, ToolChanges};
 use crate::error::Result;
 use crate::state::AppState;
 
@@ -31,14 +31,14 @@ async fn list(State(state): State<AppState>, caller: Caller, query: ListQuery) -
 }
 
 /// Create a tool: a function tool with a JSON Schema `parameters` object, or a custom tool with an optional `format`.
-#[utoipa::path(operation_id = "tools_create", post, path = "/api/tools/", tag = "tools", request_body = ToolWrite,
+#[utoipa::path(operation_id = "tools_create", post, path = "/api/tools/", tag = "tools", request_body = ToolChanges,
     responses((status = 201, description = CREATED, body = Tool), (status = 400, description = INVALID_FIELDS, body = ValidationErrors)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Tool>)> {
-    let changes = ToolChanges::parse(&body, Mode::Create)?;
+    let changes = ToolChanges::parse(&body, Mode::Create, &state.config.limits)?;
     Ok((StatusCode::CREATED, Json(state.store.create_tool(caller.owner_for(changes.owner), changes).await?)))
 }
 
@@ -49,7 +49,7 @@ async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> 
 }
 
 /// Replace a tool (`name` required).
-#[utoipa::path(operation_id = "tools_replace", put, path = "/api/tools/{id}/", tag = "tools", params(("id" = i64, Path)), request_body = ToolWrite,
+#[utoipa::path(operation_id = "tools_replace", put, path = "/api/tools/{id}/", tag = "tools", params(("id" = i64, Path)), request_body = ToolChanges,
     responses((status = 200, description = SAVED, body = Tool), (status = 400, description = INVALID_FIELDS, body = ValidationErrors), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn replace(
     State(state): State<AppState>,
@@ -57,11 +57,13 @@ async fn replace(
     Id(id): Id,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Tool>> {
-    Ok(Json(state.store.update_tool(&caller, id, ToolChanges::parse(&body, Mode::Replace)?).await?))
+    Ok(Json(
+        state.store.update_tool(&caller, id, ToolChanges::parse(&body, Mode::Replace, &state.config.limits)?).await?,
+    ))
 }
 
 /// Change some fields of a tool.
-#[utoipa::path(operation_id = "tools_patch", patch, path = "/api/tools/{id}/", tag = "tools", params(("id" = i64, Path)), request_body = ToolWrite,
+#[utoipa::path(operation_id = "tools_patch", patch, path = "/api/tools/{id}/", tag = "tools", params(("id" = i64, Path)), request_body = ToolChanges,
     responses((status = 200, description = SAVED, body = Tool), (status = 400, description = INVALID_FIELDS, body = ValidationErrors), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn patch(
     State(state): State<AppState>,
@@ -69,7 +71,7 @@ async fn patch(
     Id(id): Id,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Tool>> {
-    Ok(Json(state.store.update_tool(&caller, id, ToolChanges::parse(&body, Mode::Patch)?).await?))
+    Ok(Json(state.store.update_tool(&caller, id, ToolChanges::parse(&body, Mode::Patch, &state.config.limits)?).await?))
 }
 
 /// Delete a tool and its agent links.

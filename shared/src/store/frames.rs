@@ -106,17 +106,17 @@ impl Store {
     }
 
     /// Where a replay of the session's latest turn starts (just before its first frame).
-    pub async fn latest_turn_cursor(&self, session: i64) -> Result<Option<(String, i64)>> {
+    pub async fn latest_turn_cursor(&self, session: i64) -> Result<Option<i64>> {
         let conn = self.conn().await;
         let rows = conn
             .query(
-                "SELECT t.id, (SELECT MIN(e.id) - 1 FROM agent_turn_events e WHERE e.turn_id = t.id),
+                "SELECT (SELECT MIN(e.id) - 1 FROM agent_turn_events e WHERE e.turn_id = t.id),
                         (SELECT MAX(id) FROM agent_turn_events)
                  FROM agent_turns t WHERE t.session_id = ?1 ORDER BY t.created_at DESC, t.rowid DESC LIMIT 1",
                 [session],
             )
             .await?;
-        first(rows, |r| Ok((text(r, 0)?, opt_int(r, 1)?.or(opt_int(r, 2)?).unwrap_or(0)))).await
+        first(rows, |r| Ok(opt_int(r, 0)?.or(opt_int(r, 1)?).unwrap_or(0))).await
     }
 
     /// Recorded frames of the session after `after` (a frame's row), oldest first; only one turn's if given.

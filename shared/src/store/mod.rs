@@ -60,7 +60,7 @@ pub use migrate::{MIGRATIONS, Migration};
 pub use prune::{PrunePlan, Pruned};
 pub use tool_calls::ResponseRecord;
 pub use turn_context::{TurnContext, TurnRead};
-pub use turns::{Submission, ToolOutputContext, TurnLease, TurnSession, TurnStart};
+pub use turns::{LeasedTurn, Submission, ToolOutputContext, TurnLease, TurnSession, TurnStart};
 pub use users::{TokenInfo, User, UserChanges};
 
 pub struct Store {

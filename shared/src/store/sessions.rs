@@ -6,7 +6,7 @@ use super::{Row, listed, vals};
 
 use super::{Listed, Slice, Sql, Store, agents, first, int, opt_int, opt_int_value, opt_json_col, opt_text, text};
 use crate::domain::Caller;
-use crate::domain::{NewSession, Session, missing_pk};
+use crate::domain::{Session, missing_pk};
 use crate::error::{Error, Result};
 
 /// The upstream's `previous_response_id` as a blob: read whole (see `text` in `mod.rs`).
@@ -60,10 +60,10 @@ impl Store {
     }
 
     /// A new session owned by the viewer, with an agent it sees.
-    pub async fn create_session(&self, viewer: &Caller, new: NewSession) -> Result<Session> {
+    pub async fn create_session(&self, viewer: &Caller, agent: i64) -> Result<Session> {
         let conn = self.conn().await;
-        if agents::find(conn.sql(), new.agent).await?.filter(|a| viewer.sees(a.owner)).is_none() {
-            return Err(Error::field("agent", missing_pk(new.agent)));
+        if agents::find(conn.sql(), agent).await?.filter(|a| viewer.sees(a.owner)).is_none() {
+            return Err(Error::field("agent", missing_pk(agent)));
         }
         let owner = viewer.owner_for(None);
         let now = self.now();
@@ -73,7 +73,7 @@ impl Store {
                     "INSERT INTO agent_sessions (agent_id, owner_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
                      RETURNING {COLUMNS}"
                 ),
-                params![new.agent, opt_int_value(owner), now],
+                params![agent, opt_int_value(owner), now],
             )
             .await?;
         first(rows, session).await?.ok_or_else(|| Error::bug("INSERT returned no row"))

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::conn::Batch;
 use super::messages::{AssistantEnd, push_insert, returned};
-use super::{Listed, Slice, Sql, Store, collect, int, opt_text, state, text};
+use super::{Listed, Slice, Store, int, opt_text, state, text};
 use crate::domain::ToolCall;
 use crate::domain::{Message, ResponseStatus, Role, ToolCallRecord, ToolCallStatus, ToolType};
 use crate::error::Result;
@@ -31,16 +31,6 @@ pub(super) fn record(row: &Row) -> Result<ToolCallRecord> {
         created_at: text(row, 9)?,
         updated_at: text(row, 10)?,
     })
-}
-
-async fn calls_of_response(conn: Sql<'_>, session: i64, response_id: &str) -> Result<Vec<ToolCallRecord>> {
-    let rows = conn
-        .query(
-            &format!("SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = ?1 AND response_id = ?2 ORDER BY id"),
-            params![session, response_id],
-        )
-        .await?;
-    collect(rows, record).await
 }
 
 /// How one response ended, as a turn hands it to the store.
@@ -106,11 +96,6 @@ impl Store {
             )
             .await?;
         Ok(())
-    }
-
-    /// Calls of one response, oldest first.
-    pub async fn response_tool_calls(&self, session: i64, response_id: &str) -> Result<Vec<ToolCallRecord>> {
-        calls_of_response(self.conn().await.sql(), session, response_id).await
     }
 
     /// The session's ledger, oldest first; 404 when the session does not exist.

@@ -44,8 +44,8 @@ fn encode(value: &serde_json::Value) -> String {
     value.to_string()
 }
 
-fn encode_executor(executor: &Executor) -> String {
-    executor.to_json().to_string()
+fn encode_executor(executor: &Executor) -> Result<String> {
+    serde_json::to_string(executor).map_err(|e| Error::internal("a tool's executor as JSON", e))
 }
 
 /// A taken name answers with the field error (in the user's words), not a 500.
@@ -102,7 +102,7 @@ impl Store {
                 opt_text_value(fields.format.as_ref().map(encode)),
                 fields.is_active,
                 self.now(),
-                opt_text_value(fields.executor.as_ref().map(encode_executor))
+                opt_text_value(fields.executor.as_ref().map(encode_executor).transpose()?)
             ],
         )?;
         let mut out = self.conn().await.batch(batch).await?;
@@ -134,7 +134,7 @@ impl Store {
                     opt_text_value(fields.format.as_ref().map(encode)),
                     fields.is_active,
                     id,
-                    opt_text_value(fields.executor.as_ref().map(encode_executor)),
+                    opt_text_value(fields.executor.as_ref().map(encode_executor).transpose()?),
                     super::opt_int_value(existing.owner)
                 ],
             )

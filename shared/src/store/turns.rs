@@ -13,7 +13,7 @@ use super::idempotency::{
 use super::messages::{push_insert, returned};
 use super::tool_calls::{COLUMNS, record};
 use super::{Sql, Store, collect, first, int, opt_int, opt_text, opt_text_value, sessions, text};
-use crate::domain::{Caller, Role, ToolCallRecord, ToolCallStatus, TurnUsage};
+use crate::domain::{Caller, Role, ToolCallRecord, ToolCallStatus, ToolOutput, TurnUsage};
 use crate::error::{Error, Result};
 
 // Leases: one turn per session at a time, taken in the turn's first write.
@@ -73,6 +73,15 @@ pub struct TurnStart {
     /// Calls of a response that never got all its outputs (so none went upstream): the pending ones are now
     /// expired (their `output` is None), and every one must be answered upstream before the new message.
     pub unanswered: Vec<ToolCallRecord>,
+}
+
+/// A turn holding its session's lease, as a process that is the database's sole server finds it at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasedTurn {
+    pub session: i64,
+    pub turn_id: String,
+    /// The last frame it recorded (0: none); `None` when the lease has no turn row (from before turns were rows).
+    pub last_seq: Option<i64>,
 }
 
 impl Store {
@@ -196,7 +205,7 @@ pub struct ToolOutputContext {
 fn validate_outputs(
     viewer: &Caller,
     session: i64,
-    outputs: &[(String, String)],
+    outputs: &[ToolOutput],
     out: &mut super::conn::Outcomes,
     [found, agent, tools, calls]: [usize; 4],
 ) -> Result<ToolOutputContext> {
@@ -208,7 +217,7 @@ fn validate_outputs(
     let instructions = opt_text(&row, 7)?;
     let known: Vec<ToolCallRecord> = out.take(calls)?.rows().map(|r| record(&r)).collect::<Result<_>>()?;
     let mut response_id: Option<String> = None;
-    for (call_id, _) in outputs {
+    for ToolOutput { call_id, .. } in outputs {
         let call = known
             .iter()
             .find(|c| c.call_id == *call_id)
@@ -260,10 +269,10 @@ impl Store {
         &self,
         viewer: &Caller,
         session: i64,
-        outputs: &[(String, String)],
+        outputs: &[ToolOutput],
         claim: Option<&IdempotencyClaim>,
     ) -> Result<super::TurnRead<Result<ToolOutputContext>>> {
-        let ids = serde_json::Value::from(outputs.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>()).to_string();
+        let ids = serde_json::Value::from(outputs.iter().map(|o| o.call_id.as_str()).collect::<Vec<_>>()).to_string();
         let agent_of = "(SELECT agent_id FROM agent_sessions WHERE id = ?1)";
         let mut batch = Batch::read();
         let found = batch
@@ -298,7 +307,7 @@ impl Store {
         &self,
         context: &ToolOutputContext,
         lease: &TurnLease,
-        outputs: &[(String, String)],
+        outputs: &[ToolOutput],
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Submission> {
         let now = self.now();
@@ -306,7 +315,7 @@ impl Store {
         let response = context.response_id.as_str();
         let turn = lease.turn_id.as_str();
         let pairs = serde_json::Value::from(
-            outputs.iter().map(|(id, output)| serde_json::json!([id, output])).collect::<Vec<_>>(),
+            outputs.iter().map(|o| serde_json::json!([o.call_id, o.output])).collect::<Vec<_>>(),
         )
         .to_string();
         let pending_of_response =
@@ -421,9 +430,9 @@ impl Store {
         Ok(first(rows, |r| opt_text(r, 0)).await?.flatten())
     }
 
-    /// Turns that hold their session's lease, with the last frame each recorded (`None`: no turn row, a lease
+    /// Turns that hold their session's lease ([`LeasedTurn`]), with the last frame each recorded (`None`: no turn row, a lease
     /// from before turns were rows). For a process that knows it is the only one serving the database.
-    pub async fn leased_turns(&self) -> Result<Vec<(i64, String, Option<i64>)>> {
+    pub async fn leased_turns(&self) -> Result<Vec<LeasedTurn>> {
         let conn = self.conn().await;
         let rows = conn
             .query(
@@ -434,7 +443,7 @@ impl Store {
                 (),
             )
             .await?;
-        collect(rows, |r| Ok((int(r, 0)?, text(r, 1)?, opt_int(r, 2)?))).await
+        collect(rows, |r| Ok(LeasedTurn { session: int(r, 0)?, turn_id: text(r, 1)?, last_seq: opt_int(r, 2)? })).await
     }
 
     /// Asks the session's running turn to stop; answers its id. 404 for a session the caller cannot see,

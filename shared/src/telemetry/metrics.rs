@@ -6,6 +6,8 @@
 //!   turn ended with an `upstream_*` code), `UpstreamRetries`, `TimeToFirstEvent` (ms), `InputTokens`,
 //!   `OutputTokens`.
 //! - per request (when its last task ends): `DbRoundTrips` (requests to a remote database; 0 on a file).
+//! - per warning (a failure the turn carries on past, logged where it happens): `Warnings` (1), with `Service`
+//!   and `Service` + `Warning` (its [`Warning`] name).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -42,6 +44,33 @@ pub struct TurnMetrics {
     pub time_to_first_event: Option<Duration>,
     pub input_tokens: u64,
     pub output_tokens: u64,
+}
+
+/// A failure a turn carries on past, because stopping would lose more than it saves: logged as a warning
+/// where it happens, and counted here so that a rising count is seen without reading logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warning {
+    /// The recorder's poll for a cancel request from another process failed; it polls again.
+    CancelPollFailed,
+    /// A batch of a running turn's frames could not be written (the client had them live; a replay misses
+    /// them); the turn goes on, and its end is still recorded.
+    FramesNotRecorded,
+    /// A server-side tool's output could not be stored; it still goes upstream in the next response.
+    ToolResultNotStored,
+    /// A frame's payload could not be serialised; the turn goes on without that frame.
+    FrameNotSerialised,
+}
+
+impl Warning {
+    /// The `Warning` dimension's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CancelPollFailed => "cancel_poll_failed",
+            Self::FramesNotRecorded => "frames_not_recorded",
+            Self::ToolResultNotStored => "tool_result_not_stored",
+            Self::FrameNotSerialised => "frame_not_serialised",
+        }
+    }
 }
 
 impl Metrics {
@@ -111,6 +140,13 @@ impl Metrics {
         let Some(service) = self.service() else { return };
         let values = json!({"Service": service, "DbRoundTrips": db_round_trips});
         self.write(values, vec![directive(&[&["Service"]], &[("DbRoundTrips", "Count")])]);
+    }
+
+    /// The metric line of one warning.
+    pub fn warning(&self, warning: Warning) {
+        let Some(service) = self.service() else { return };
+        let values = json!({"Service": service, "Warning": warning.as_str(), "Warnings": 1});
+        self.write(values, vec![directive(&[&["Service"], &["Service", "Warning"]], &[("Warnings", "Count")])]);
     }
 
     fn service(&self) -> Option<&str> {

@@ -29,16 +29,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::frames::{Done, Frame, Frames, TurnError, TurnEvent, TurnStream};
-use super::next::{AfterResponse, CANCELLED, Next, Then, next_step};
+use super::frames::{CallFrame, Done, Frame, Frames, TextDelta, ToolResult, TurnError, TurnEvent, TurnStream};
+use super::next::{AfterResponse, CANCELLED, NO_RESPONSE_ID, Next, ResponseCalls, Runnable, Then, next_step};
 use super::recorder::{Sink, record};
-use crate::domain::{Agent, ErrorCode, Executor, Message, ResponseStatus, Tool, ToolCall};
+use crate::domain::{Agent, ErrorCode, Executor, Message, ResponseStatus, Tool, ToolCall, Usage};
 use crate::error::{Error, Result};
 use crate::llm::events::{Observed, ResponseAccumulator, ResponseEnd};
-use crate::llm::{ModelProvider, ModelRequest, outputs_of, upstream_tool};
+use crate::llm::{ModelProvider, ModelRequest, output_item, upstream_tool};
 use crate::state::AppState;
 use crate::store::{IdempotencyClaim, KeptAnswer, ResponseRecord};
-use crate::telemetry;
+use crate::telemetry::{self, Warning};
+use serde::Deserialize;
 
 /// A turn resolved and ready to go upstream: what its first response sends, and what every round needs.
 #[derive(Debug)]
@@ -57,7 +58,11 @@ pub struct Turn {
 
 /// How a keyed chat's answer is kept for its key's retries: the claim, and how the turn's end becomes the
 /// answer (the HTTP layer's reply; the turn only records it, in the same write as its end).
-pub type KeepAnswer = (IdempotencyClaim, fn(&TurnEnd) -> KeptAnswer);
+#[derive(Debug)]
+pub struct KeepAnswer {
+    pub claim: IdempotencyClaim,
+    pub reply: fn(&TurnEnd) -> Result<KeptAnswer>,
+}
 
 /// What a whole turn came to: its `done` frame, the last assistant message, and why it ended early.
 #[derive(Debug, Clone)]
@@ -67,6 +72,14 @@ pub struct TurnEnd {
     pub output_text: String,
     pub usage: Option<Value>,
     pub error: Option<TurnError>,
+}
+
+impl TurnEnd {
+    /// Ends the turn failed with `error` instead of how it was going to end.
+    fn fail(&mut self, error: TurnError) {
+        self.error = Some(error);
+        self.done.status = ResponseStatus::Failed;
+    }
 }
 
 /// How one upstream response ended, with what the turn collected from it.
@@ -83,6 +96,13 @@ struct EndedResponse {
 }
 
 impl EndedResponse {
+    /// A completed response's calls, with the id their outputs go back under (the relay fails a response
+    /// that has calls and no id).
+    fn calls_to_answer(&self) -> Option<ResponseCalls<'_>> {
+        let response_id = self.response_id.as_deref().filter(|_| self.end.is_ok())?;
+        Some(ResponseCalls { response_id, calls: &self.calls })
+    }
+
     fn status(&self) -> ResponseStatus {
         match &self.end {
             Ok(_) if self.calls.is_empty() => ResponseStatus::Completed,
@@ -141,11 +161,20 @@ impl Turn {
     ) -> TurnEnd {
         let (session, turn_id) = (self.session_id, self.turn_id.clone());
         let cancel = state.register_turn(&turn_id);
-        let (sink, inbox) = Sink::new(turn_id.clone(), live);
+        let (sink, inbox) = Sink::new(turn_id.clone(), live, state.metrics.clone());
         let recorder =
             record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel.clone());
         let recorder = tokio::spawn(telemetry::in_scope(recorder.in_current_span()));
-        let end = self.rounds(state, &sink, &cancel).await;
+        let mut end = self.rounds(state, &sink, &cancel).await;
+        // A keyed chat's answer that cannot be built would be kept empty, or not at all: the turn fails instead.
+        let answer = match keep.map(|keep| (keep.reply)(&end).map(|answer| (keep.claim, answer))).transpose() {
+            Ok(answer) => answer,
+            Err(err) => {
+                tracing::error!(error = %err.chain(), session, "could not build the answer a keyed chat keeps");
+                end.fail(TurnError::not_stored("The answer could not be stored."));
+                None
+            }
+        };
         if let Some(error) = &end.error {
             sink.send(TurnEvent::Error(error.clone())).await;
             let span = Span::current();
@@ -154,8 +183,7 @@ impl Turn {
                 span.set_status(opentelemetry::trace::Status::error(error.message.clone()));
             }
         }
-        let answer = keep.map(|(claim, reply)| (claim, reply(&end)));
-        sink.end(TurnEvent::Done(end.done.clone()), answer, end.error.as_ref()).await;
+        sink.end(end.done.clone(), answer, end.error.as_ref()).await;
         state.forget_turn(&turn_id);
         // The recorder has ended the turn; waiting for its task makes sure its hold on the span is gone too.
         let _ = recorder.await;
@@ -195,22 +223,17 @@ impl Turn {
                 Ok(message) => end.message = Some(message),
                 Err(err) => {
                     tracing::error!(error = %err.chain(), session = self.session_id, "could not store the response");
-                    end.error = Some(TurnError {
-                        code: ErrorCode::StorageError,
-                        message: "The response could not be stored.".into(),
-                    });
-                    end.done.status = ResponseStatus::Failed;
+                    end.fail(TurnError::not_stored("The response could not be stored."));
                     return end;
                 }
             }
             let after = AfterResponse {
-                calls: &ended.calls,
-                failed: ended.end.is_err(),
+                completed: ended.calls_to_answer(),
                 auto_execute: self.auto_execute,
                 rounds_run,
                 cancelled: cancel.is_cancelled(),
             };
-            let (calls, then) = match next_step(after, |name| executors.contains_key(name)) {
+            let (calls, then) = match next_step(after, |name| executors.get(name).copied()) {
                 Next::End { pending, error } => {
                     end.done.pending_tool_calls = pending;
                     end.error = end.error.or(error);
@@ -219,32 +242,45 @@ impl Turn {
                 Next::Run { calls, then } => (calls, then),
             };
             rounds_run += 1;
-            for call in calls {
-                let span = tool_span(call, state.config.trace_content);
-                let output = match state.executors() {
-                    Ok(context) => {
-                        context.run(executors[call.name.as_str()], call, state.clock()).instrument(span.clone()).await
-                    }
-                    Err(err) => serde_json::json!({"error": err.chain().to_string()}).to_string(),
-                };
-                if state.config.trace_content {
-                    span.set_attribute("gen_ai.tool.call.result", output.clone());
-                }
-                drop(span);
-                if let Err(err) = state.store.record_executed(self.session_id, &call.call_id, &output).await {
-                    tracing::error!(error = %err.chain(), "could not store a tool result");
-                }
-                sink.send(TurnEvent::ToolResult { call_id: call.call_id.clone(), output }).await;
+            let mut outputs = Vec::with_capacity(calls.len());
+            for Runnable { call, executor } in calls {
+                outputs.push(self.run_tool(state, sink, call, executor).await);
             }
-            if let Then::End { pending } = then {
-                end.done.pending_tool_calls = pending;
-                return end;
+            match then {
+                Then::End { pending } => {
+                    end.done.pending_tool_calls = pending;
+                    return end;
+                }
+                // Every call of the response ran here: the next response's input is their outputs as they were
+                // produced (no read back from the store, which a failed write could have left without them).
+                Then::Continue { previous_response_id } => {
+                    self.input = outputs;
+                    self.previous_response_id = Some(previous_response_id.to_owned());
+                }
             }
-            let response_id = ended.response_id.clone().unwrap_or_default();
-            let calls = state.store.response_tool_calls(self.session_id, &response_id).await.unwrap_or_default();
-            self.input = outputs_of(&calls);
-            self.previous_response_id = Some(response_id);
         }
+    }
+
+    /// Runs one call on the server in its `execute_tool` span, stores its output and sends its `tool_result`;
+    /// answers the output as the next response's input item. A store that could not keep the output is a
+    /// logged and counted warning: the output still goes upstream, and the model's answer is not lost.
+    async fn run_tool(&self, state: &AppState, sink: &Sink, call: &ToolCall, executor: &Executor) -> Value {
+        let span = tool_span(call, state.config.trace_content);
+        let output = match state.executors() {
+            Ok(context) => context.run(executor, call, state.clock()).instrument(span.clone()).await,
+            Err(err) => serde_json::json!({"error": err.chain().to_string()}).to_string(),
+        };
+        if state.config.trace_content {
+            span.set_attribute("gen_ai.tool.call.result", output.clone());
+        }
+        drop(span);
+        if let Err(err) = state.store.record_executed(self.session_id, &call.call_id, &output).await {
+            tracing::warn!(error = %err.chain(), call_id = %call.call_id, "could not store a tool result");
+            state.metrics.warning(Warning::ToolResultNotStored);
+        }
+        let item = output_item(call.kind, &call.call_id, &output);
+        sink.send(TurnEvent::ToolResult(ToolResult { call_id: call.call_id.clone(), output })).await;
+        item
     }
 
     /// What the store keeps of an ended response: only a completed one moves the session on and enters its
@@ -289,11 +325,18 @@ impl Turn {
         }
         match &ended.end {
             Ok(_) => {
-                let tokens = |key: &str| ended.usage.as_ref().and_then(|u| u[key].as_i64());
-                if let Some(n) = tokens("input_tokens") {
+                let counts = match ended.usage.as_ref().map(Usage::deserialize).transpose() {
+                    Ok(counts) => counts.unwrap_or_default(),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "the upstream's usage has counts that are not whole numbers");
+                        Usage::default()
+                    }
+                };
+                let attribute = |n: Option<u64>| n.and_then(|n| i64::try_from(n).ok());
+                if let Some(n) = attribute(counts.input_tokens) {
                     span.set_attribute("gen_ai.usage.input_tokens", n);
                 }
-                if let Some(n) = tokens("output_tokens") {
+                if let Some(n) = attribute(counts.output_tokens) {
                     span.set_attribute("gen_ai.usage.output_tokens", n);
                 }
             }
@@ -376,15 +419,21 @@ impl Turn {
             sink.send(TurnEvent::OpenAi(raw)).await;
             match observed {
                 Observed::Nothing => {}
-                Observed::TextDelta(delta) => sink.send(TurnEvent::TextDelta(delta)).await,
+                Observed::TextDelta(delta) => sink.send(TurnEvent::TextDelta(TextDelta { delta })).await,
                 Observed::ToolCall(call) => {
                     announced += 1;
-                    sink.send(TurnEvent::ToolCall(call.to_event())).await;
+                    sink.send(TurnEvent::ToolCall(CallFrame::from(&call))).await;
+                }
+                Observed::Ended(ResponseEnd::Completed { .. })
+                    if acc.response_id.is_none() && !acc.calls().is_empty() =>
+                {
+                    let message = NO_RESPONSE_ID.to_owned();
+                    return fail(&acc, ErrorCode::UpstreamMalformed, message, ResponseStatus::Failed);
                 }
                 Observed::Ended(ResponseEnd::Completed { output, usage }) => {
                     // Calls that only the completed response listed are announced now.
                     for call in &acc.calls()[announced..] {
-                        sink.send(TurnEvent::ToolCall(call.to_event())).await;
+                        sink.send(TurnEvent::ToolCall(CallFrame::from(call))).await;
                     }
                     return EndedResponse {
                         response_id: acc.response_id.clone(),

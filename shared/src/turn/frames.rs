@@ -5,24 +5,21 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
-use crate::domain::{ErrorCode, ResponseStatus};
+use crate::domain::{ErrorCode, ResponseStatus, ToolCall, ToolType};
 use crate::store::StoredFrame;
 
-/// One thing a turn reports, in order; each becomes one SSE frame.
+/// One thing a turn reports, in order; each becomes one SSE frame, whose `data` is the variant's payload
+/// serialised: each payload type is also the frame's schema in the OpenAPI document (`http::sse`).
 #[derive(Debug, Clone)]
 pub enum TurnEvent {
     /// An upstream event, byte for byte.
     OpenAi(Box<RawValue>),
-    TextDelta(String),
-    ToolCall(Value),
-    ToolResult {
-        call_id: String,
-        output: String,
-    },
+    TextDelta(TextDelta),
+    ToolCall(CallFrame),
+    ToolResult(ToolResult),
     Error(TurnError),
     Done(Done),
 }
@@ -33,23 +30,66 @@ impl TurnEvent {
             Self::OpenAi(_) => "openai_event",
             Self::TextDelta(_) => "text_delta",
             Self::ToolCall(_) => "tool_call",
-            Self::ToolResult { .. } => "tool_result",
+            Self::ToolResult(_) => "tool_result",
             Self::Error(_) => "error",
             Self::Done(_) => "done",
         }
     }
 
-    /// The frame's `data:` line.
-    pub fn data(&self) -> String {
+    /// The frame's `data:` line: the payload as JSON.
+    pub fn data(&self) -> serde_json::Result<String> {
         match self {
-            Self::OpenAi(raw) => raw.get().to_owned(),
-            Self::TextDelta(delta) => json!({"delta": delta}).to_string(),
-            Self::ToolCall(call) => call.to_string(),
-            Self::ToolResult { call_id, output } => json!({"call_id": call_id, "output": output}).to_string(),
-            Self::Error(error) => json!(error).to_string(),
-            Self::Done(done) => json!(done).to_string(),
+            Self::OpenAi(raw) => Ok(raw.get().to_owned()),
+            Self::TextDelta(delta) => serde_json::to_string(delta),
+            Self::ToolCall(call) => serde_json::to_string(call),
+            Self::ToolResult(result) => serde_json::to_string(result),
+            Self::Error(error) => serde_json::to_string(error),
+            Self::Done(done) => serde_json::to_string(done),
         }
     }
+}
+
+// Fields in name order: the frames' JSON kept the key order it had when built as `serde_json::Value` maps.
+
+/// A `text_delta` frame's data: the next piece of the answer's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct TextDelta {
+    pub delta: String,
+}
+
+/// A `tool_call` frame's data: a call the model made. A `function` tool's call has `arguments` (JSON text), a
+/// `custom` tool's `input` (free text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = ToolCall)]
+pub struct CallFrame {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub arguments: Option<String>,
+    pub call_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub input: Option<String>,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ToolType,
+}
+
+impl From<&ToolCall> for CallFrame {
+    fn from(call: &ToolCall) -> Self {
+        let (arguments, input) = match call.kind {
+            ToolType::Function => (Some(call.arguments.clone()), None),
+            ToolType::Custom => (None, Some(call.arguments.clone())),
+        };
+        Self { arguments, call_id: call.call_id.clone(), input, name: call.name.clone(), kind: call.kind }
+    }
+}
+
+/// A `tool_result` frame's data: a server-side tool's output for a call (client tools' outputs arrive by
+/// `POST /api/agent/tool-output/` instead).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ToolResult {
+    pub call_id: String,
+    pub output: String,
 }
 
 /// One SSE frame as it goes out and as it is recorded: `id` is `<turn_id>:<seq>`.
@@ -92,6 +132,13 @@ pub struct TurnError {
     pub message: String,
 }
 
+impl TurnError {
+    /// `storage_error`: what the turn could not store.
+    pub fn not_stored(message: &str) -> Self {
+        Self { code: ErrorCode::StorageError, message: message.to_owned() }
+    }
+}
+
 /// The `done` frame's data, the last of every turn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(as = TurnDone)]
@@ -100,4 +147,40 @@ pub struct Done {
     pub response_id: Option<String>,
     pub status: ResponseStatus,
     pub pending_tool_calls: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_event_serialises_its_payload_as_the_frame_data_clients_read() {
+        let function = ToolCall {
+            call_id: "c1".into(),
+            name: "get_weather".into(),
+            kind: ToolType::Function,
+            arguments: "{\"city\":\"Paris\"}".into(),
+        };
+        let custom = ToolCall { kind: ToolType::Custom, arguments: "free text".into(), ..function.clone() };
+        let data = |event: TurnEvent| event.data().unwrap();
+        assert_eq!(data(TurnEvent::TextDelta(TextDelta { delta: "Hi".into() })), r#"{"delta":"Hi"}"#);
+        assert_eq!(
+            data(TurnEvent::ToolCall(CallFrame::from(&function))),
+            r#"{"arguments":"{\"city\":\"Paris\"}","call_id":"c1","name":"get_weather","type":"function"}"#
+        );
+        assert_eq!(
+            data(TurnEvent::ToolCall(CallFrame::from(&custom))),
+            r#"{"call_id":"c1","input":"free text","name":"get_weather","type":"custom"}"#
+        );
+        let result = ToolResult { call_id: "c1".into(), output: "21".into() };
+        assert_eq!(data(TurnEvent::ToolResult(result)), r#"{"call_id":"c1","output":"21"}"#);
+        let error = TurnError { code: ErrorCode::Cancelled, message: "stop".into() };
+        assert_eq!(data(TurnEvent::Error(error)), r#"{"code":"cancelled","message":"stop"}"#);
+        let done =
+            Done { session_id: 3, response_id: None, status: ResponseStatus::Completed, pending_tool_calls: vec![] };
+        assert_eq!(
+            data(TurnEvent::Done(done)),
+            r#"{"session_id":3,"response_id":null,"status":"completed","pending_tool_calls":[]}"#
+        );
+    }
 }

@@ -45,14 +45,14 @@ use serde_json::Value;
 
 pub use engine::{KeepAnswer, Turn, TurnEnd};
 pub use follow::FOLLOW_POLL;
-pub use frames::{Done, Frame, Frames, TurnError, TurnEvent, TurnStream};
+pub use frames::{CallFrame, Done, Frame, Frames, TextDelta, ToolResult, TurnError, TurnEvent, TurnStream};
 pub use next::{CANCELLED, MAX_TOOL_ROUNDS};
 pub use recorder::CANCEL_POLL;
 
 use crate::domain::{Caller, ErrorCode, MessageRequest, PendingToolCalls, ResponseStatus, ToolOutputRequest};
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::{KeptAnswer, NewFrame, Store, Submission};
+use crate::store::{KeptAnswer, LeasedTurn, NewFrame, Store, Submission};
 use idempotency::{Replay, claim, replay};
 use start::{continuation, new_lease, read_context, start_message};
 
@@ -145,7 +145,7 @@ pub async fn chat(
     lease: Duration,
     key: Option<&str>,
     body: &Value,
-    reply: fn(&TurnEnd) -> KeptAnswer,
+    reply: fn(&TurnEnd) -> Result<KeptAnswer>,
 ) -> Result<ChatOutcome> {
     let claim = claim(state, caller, key, "chat", body);
     let read = read_context(state, caller, &request, claim.as_ref()).await?;
@@ -157,7 +157,7 @@ pub async fn chat(
     }
     read.budget?.check(state.clock().now())?;
     let turn = start_message(state, caller, request, lease, claim.as_ref(), read.context).await?;
-    let keep = claim.map(|claim| (claim, reply));
+    let keep = claim.map(|claim| KeepAnswer { claim, reply });
     Ok(ChatOutcome::Ran(Box::new(turn.run(state.clone(), keep).await?)))
 }
 
@@ -174,10 +174,8 @@ pub async fn events(state: &AppState, caller: &Caller, session: i64, after: Opti
                 .await?
                 .ok_or_else(|| Error::field("after", format!("No turn \"{turn_id}\" in session {session}.")))?
         }
-        None => match state.store.latest_turn_cursor(session).await? {
-            Some((_, start)) => start,
-            None => i64::MAX,
-        },
+        // No turn yet: nothing to replay, only what comes.
+        None => state.store.latest_turn_cursor(session).await?.unwrap_or(i64::MAX),
     };
     let frames = follow::follow_from(state.store.clone(), session, start, None);
     Ok(TurnStream { session_id: session, turn_id: None, frames })
@@ -200,7 +198,7 @@ pub const INTERRUPTED_SEQ: u64 = 1 << 40;
 /// belong to a turn alive in another process, and it expires by itself.
 pub async fn close_interrupted(store: &Store) -> Result<usize> {
     let leased = store.leased_turns().await?;
-    for (session, turn_id, last_seq) in &leased {
+    for LeasedTurn { session, turn_id, last_seq } in &leased {
         let Some(last_seq) = last_seq else {
             store.release_turn(*session, turn_id).await?;
             continue;
@@ -218,7 +216,8 @@ pub async fn close_interrupted(store: &Store) -> Result<usize> {
             status: ResponseStatus::Failed,
             pending_tool_calls: Vec::new(),
         });
-        let (error_data, done_data) = (error.data(), done.data());
+        let serialised = |event: &TurnEvent| event.data().map_err(|e| Error::internal("a closing frame", e));
+        let (error_data, done_data) = (serialised(&error)?, serialised(&done)?);
         let frames = [
             NewFrame { seq: seq + 1, event: error.name(), data: &error_data },
             NewFrame { seq: seq + 2, event: done.name(), data: &done_data },

@@ -1,7 +1,7 @@
 //! What a turn does after one of its responses ends: a pure decision, so every branch has a unit test.
 
 use super::frames::TurnError;
-use crate::domain::{ErrorCode, ToolCall};
+use crate::domain::{ErrorCode, Executor, ToolCall};
 
 /// Tool rounds one turn may run on the server before it stops and hands the calls to the client.
 pub const MAX_TOOL_ROUNDS: usize = 8;
@@ -9,13 +9,16 @@ pub const MAX_TOOL_ROUNDS: usize = 8;
 /// The `error` message of a cancelled turn.
 pub const CANCELLED: &str = "The turn was cancelled (POST /api/sessions/{id}/cancel/).";
 
+/// The `error` message of a response that asked for tool calls without an id: their outputs could never be
+/// sent back (`previous_response_id`), so the response fails.
+pub const NO_RESPONSE_ID: &str = "The upstream asked for tool calls in a response without an id.";
+
 /// Where a turn stands when a response has ended and been stored.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct AfterResponse<'a> {
-    /// The response's tool calls (none when it failed: a failed response's calls are never run).
-    pub calls: &'a [ToolCall],
-    /// The response failed or stopped early.
-    pub failed: bool,
+    /// The calls of a completed response; `None` when it failed or stopped early (a failed response's calls
+    /// are never run).
+    pub completed: Option<ResponseCalls<'a>>,
     /// The request asked for `auto_execute_tools`.
     pub auto_execute: bool,
     /// Tool rounds already run on the server in this turn.
@@ -24,32 +27,54 @@ pub(super) struct AfterResponse<'a> {
     pub cancelled: bool,
 }
 
+/// A completed response's tool calls, and its upstream id: what their outputs are sent back under. (A response
+/// with calls and no id is not completed: the relay fails it, as its calls could never be answered.)
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ResponseCalls<'a> {
+    pub response_id: &'a str,
+    pub calls: &'a [ToolCall],
+}
+
 /// What the turn does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Next<'a> {
     /// The turn ends: these calls wait for the client's outputs, and the turn ended early if `error` is set.
     End { pending: Vec<String>, error: Option<TurnError> },
     /// Run these calls on the server (the turn's next tool round); then [`Then`].
-    Run { calls: Vec<&'a ToolCall>, then: Then },
+    Run { calls: Vec<Runnable<'a>>, then: Then<'a> },
+}
+
+/// A call the server runs, with the executor that runs it: found where the decision is made, so that the run
+/// cannot miss it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Runnable<'a> {
+    pub call: &'a ToolCall,
+    pub executor: &'a Executor,
 }
 
 /// After a server-side tool round.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Then {
-    /// Every call of the response ran: send their outputs upstream in a new response.
-    Continue,
+pub(super) enum Then<'a> {
+    /// Every call of the response ran: send their outputs upstream in a new response chained to this one.
+    Continue { previous_response_id: &'a str },
     /// Some calls have no executor: the turn ends with these waiting for the client.
     End { pending: Vec<String> },
 }
 
-/// Decides the step after a response; `has_executor` says whether the server runs a tool of that name.
-pub(super) fn next_step<'a>(after: AfterResponse<'a>, has_executor: impl Fn(&str) -> bool) -> Next<'a> {
-    let all = || after.calls.iter().map(|c| c.call_id.clone()).collect::<Vec<_>>();
-    if after.failed || after.calls.is_empty() {
+/// Decides the step after a response; `executor_of` names the executor the server runs a tool with, if any.
+pub(super) fn next_step<'a>(after: AfterResponse<'a>, executor_of: impl Fn(&str) -> Option<&'a Executor>) -> Next<'a> {
+    let Some(ResponseCalls { response_id, calls }) = after.completed.filter(|c| !c.calls.is_empty()) else {
         return Next::End { pending: Vec::new(), error: None };
+    };
+    let all = || calls.iter().map(|c| c.call_id.clone()).collect::<Vec<_>>();
+    let mut runnable = Vec::new();
+    let mut rest = Vec::new();
+    for call in calls {
+        match executor_of(&call.name).filter(|_| after.auto_execute) {
+            Some(executor) => runnable.push(Runnable { call, executor }),
+            None => rest.push(call.call_id.clone()),
+        }
     }
-    let (runnable, rest): (Vec<&ToolCall>, Vec<&ToolCall>) =
-        after.calls.iter().partition(|c| after.auto_execute && has_executor(&c.name));
     if runnable.is_empty() {
         return Next::End { pending: all(), error: None };
     }
@@ -71,9 +96,9 @@ pub(super) fn next_step<'a>(after: AfterResponse<'a>, has_executor: impl Fn(&str
         };
     }
     let then = if rest.is_empty() {
-        Then::Continue
+        Then::Continue { previous_response_id: response_id }
     } else {
-        Then::End { pending: rest.iter().map(|c| c.call_id.clone()).collect() }
+        Then::End { pending: rest }
     };
     Next::Run { calls: runnable, then }
 }
@@ -88,16 +113,17 @@ mod tests {
     }
 
     fn after(calls: &[ToolCall]) -> AfterResponse<'_> {
-        AfterResponse { calls, failed: false, auto_execute: true, rounds_run: 0, cancelled: false }
+        let completed = Some(ResponseCalls { response_id: "resp_1", calls });
+        AfterResponse { completed, auto_execute: true, rounds_run: 0, cancelled: false }
     }
 
     /// Only `echo` has an executor.
-    fn echo_only(name: &str) -> bool {
-        name == "echo"
+    fn echo_only<'a>(name: &str) -> Option<&'a Executor> {
+        (name == "echo").then_some(&Executor::Echo)
     }
 
-    fn ids(calls: &[&ToolCall]) -> Vec<String> {
-        calls.iter().map(|c| c.call_id.clone()).collect()
+    fn ids(calls: &[Runnable<'_>]) -> Vec<String> {
+        calls.iter().map(|r| r.call.call_id.clone()).collect()
     }
 
     #[test]
@@ -108,7 +134,7 @@ mod tests {
     #[test]
     fn a_failed_response_ends_the_turn_even_with_calls_and_executors() {
         let calls = [call("a", "echo")];
-        let failed = AfterResponse { failed: true, ..after(&calls) };
+        let failed = AfterResponse { completed: None, ..after(&calls) };
         assert_eq!(next_step(failed, echo_only), Next::End { pending: vec![], error: None });
     }
 
@@ -129,7 +155,11 @@ mod tests {
     fn calls_with_executors_run_and_the_turn_continues() {
         let calls = [call("a", "echo"), call("b", "echo")];
         let Next::Run { calls: run, then } = next_step(after(&calls), echo_only) else { panic!("expected a run") };
-        assert_eq!((ids(&run), then), (vec!["a".to_owned(), "b".to_owned()], Then::Continue));
+        assert_eq!(
+            (ids(&run), then),
+            (vec!["a".to_owned(), "b".to_owned()], Then::Continue { previous_response_id: "resp_1" })
+        );
+        assert!(run.iter().all(|r| *r.executor == Executor::Echo));
     }
 
     #[test]
@@ -165,6 +195,6 @@ mod tests {
         let Next::End { pending, error: Some(error) } = next_step(last, echo_only) else { panic!() };
         assert_eq!((pending, error.code), (vec!["a".into()], ErrorCode::ToolRoundLimit));
         let one_before = AfterResponse { rounds_run: MAX_TOOL_ROUNDS - 1, ..after(&calls) };
-        assert!(matches!(next_step(one_before, echo_only), Next::Run { then: Then::Continue, .. }));
+        assert!(matches!(next_step(one_before, echo_only), Next::Run { then: Then::Continue { .. }, .. }));
     }
 }

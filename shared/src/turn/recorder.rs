@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::frames::{Frame, TurnError, TurnEvent};
+use super::frames::{Done, Frame, TurnError, TurnEvent};
 use crate::domain::TurnUsage;
 use crate::store::{IdempotencyClaim, KeptAnswer, NewFrame, Store};
-use crate::telemetry::{self, Metrics, TurnMetrics};
+use crate::telemetry::{self, Metrics, TurnMetrics, Warning};
 
 /// How often a running turn looks for a cancel request from another process while its upstream is quiet.
 pub const CANCEL_POLL: Duration = Duration::from_secs(1);
@@ -39,9 +39,9 @@ const RECORD_INTERVAL: Duration = Duration::from_millis(50);
 /// and a turn shorter than this records all its frames with its end (issue 13's budget).
 const REMOTE_RECORD_INTERVAL: Duration = Duration::from_millis(250);
 
-/// A turn's `done` frame, a keyed chat's answer (kept for its key's retries), how the turn went, and who
-/// waits for both to be recorded.
-type EndToRecord = (Arc<Frame>, Option<(IdempotencyClaim, KeptAnswer)>, Summary, oneshot::Sender<()>);
+/// A turn's `done` frame (none if it could not be serialised), a keyed chat's answer (kept for its key's
+/// retries), how the turn went, and who waits for both to be recorded.
+type EndToRecord = (Option<Arc<Frame>>, Option<(IdempotencyClaim, KeptAnswer)>, Summary, oneshot::Sender<()>);
 
 /// What the turn-end log line and metrics say.
 struct Summary {
@@ -55,6 +55,7 @@ struct Summary {
 /// one (the chat endpoint has none).
 pub(super) struct Sink {
     turn_id: String,
+    metrics: Metrics,
     seq: AtomicU64,
     live: Option<mpsc::Sender<Arc<Frame>>>,
     inbox: Arc<Inbox>,
@@ -99,10 +100,11 @@ impl Inbox {
 
 impl Sink {
     /// A sink for a turn's frames, and the inbox its recorder reads.
-    pub(super) fn new(turn_id: String, live: Option<mpsc::Sender<Arc<Frame>>>) -> (Self, Arc<Inbox>) {
+    pub(super) fn new(turn_id: String, live: Option<mpsc::Sender<Arc<Frame>>>, metrics: Metrics) -> (Self, Arc<Inbox>) {
         let inbox = Arc::new(Inbox::default());
         let sink = Self {
             turn_id,
+            metrics,
             seq: AtomicU64::new(0),
             live,
             inbox: inbox.clone(),
@@ -113,14 +115,19 @@ impl Sink {
         (sink, inbox)
     }
 
-    fn frame(&self, event: &TurnEvent) -> Arc<Frame> {
+    /// The event's frame, numbered. An event whose payload does not serialise is a logged and counted warning,
+    /// and no frame: its number is not taken, so the frames a client sees stay consecutive.
+    fn frame(&self, event: &TurnEvent) -> Option<Arc<Frame>> {
+        let data = match event.data() {
+            Ok(data) => data,
+            Err(err) => {
+                tracing::error!(error = %err, event = event.name(), "could not serialise a frame");
+                self.metrics.warning(Warning::FrameNotSerialised);
+                return None;
+            }
+        };
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        Arc::new(Frame {
-            seq,
-            id: format!("{}:{seq}", self.turn_id),
-            event: Cow::Borrowed(event.name()),
-            data: event.data(),
-        })
+        Some(Arc::new(Frame { seq, id: format!("{}:{seq}", self.turn_id), event: Cow::Borrowed(event.name()), data }))
     }
 
     /// Adds one response's `usage` (as the provider reported it, however the response ended) to the turn's.
@@ -130,7 +137,7 @@ impl Sink {
 
     pub(super) async fn send(&self, event: TurnEvent) {
         self.first_event.get_or_init(|| self.started.elapsed());
-        let frame = self.frame(&event);
+        let Some(frame) = self.frame(&event) else { return };
         self.inbox.push(frame.clone());
         if let Some(tx) = &self.live {
             // A closed channel means the client left; the turn goes on regardless.
@@ -142,15 +149,12 @@ impl Sink {
     /// a client that reacts to `done` finds the session free and every frame recorded.
     pub(super) async fn end(
         &self,
-        done: TurnEvent,
+        done: Done,
         answer: Option<(IdempotencyClaim, KeptAnswer)>,
         error: Option<&TurnError>,
     ) {
-        let status = match &done {
-            TurnEvent::Done(done) => done.status.as_str().to_owned(),
-            _ => String::new(),
-        };
-        let frame = self.frame(&done);
+        let status = done.status.as_str().to_owned();
+        let frame = self.frame(&TurnEvent::Done(done));
         let failure = error.filter(|e| e.code.is_failure());
         let usage = *locked(&self.usage);
         let tokens = |n: i64| u64::try_from(n).unwrap_or(0);
@@ -171,7 +175,7 @@ impl Sink {
         self.inbox.bell.notify_one();
         // An error here means the recorder is gone; the client still gets `done`.
         let _ = acked.await;
-        if let Some(tx) = &self.live {
+        if let (Some(tx), Some(frame)) = (&self.live, frame) {
             let _ = tx.send(frame).await;
         }
     }
@@ -203,8 +207,14 @@ pub(super) async fn record(
         tokio::select! {
             () = inbox.bell.notified() => {}
             () = &mut poll, if !cancel.is_cancelled() => {
-                if store.cancel_requested(&turn_id).await.unwrap_or(false) {
-                    cancel.cancel();
+                match store.cancel_requested(&turn_id).await {
+                    Ok(true) => cancel.cancel(),
+                    Ok(false) => {}
+                    // The turn goes on: a cancel request is found by the next poll, or by the next write.
+                    Err(err) => {
+                        tracing::warn!(error = %err.chain(), session, "could not poll for a cancel request");
+                        metrics.warning(Warning::CancelPollFailed);
+                    }
                 }
                 poll.as_mut().reset(tokio::time::Instant::now() + CANCEL_POLL);
                 continue;
@@ -224,7 +234,9 @@ pub(super) async fn record(
             batch.iter().map(|f| NewFrame { seq: f.seq, event: &f.event, data: &f.data }).collect();
         let end = locked(&inbox.end).take();
         if let Some((done, answer, summary, ack)) = end {
-            rows.push(NewFrame { seq: done.seq, event: &done.event, data: &done.data });
+            if let Some(done) = &done {
+                rows.push(NewFrame { seq: done.seq, event: &done.event, data: &done.data });
+            }
             let answer = answer.as_ref().map(|(claim, answer)| (claim, answer));
             let failed = summary.error.as_ref().is_some_and(|e| e.code.is_failure());
             if let Err(err) = store.end_turn(session, &turn_id, &rows, answer, (&summary.usage, failed)).await {
@@ -245,7 +257,10 @@ pub(super) async fn record(
                 }
                 poll.as_mut().reset(tokio::time::Instant::now() + CANCEL_POLL);
             }
-            Err(err) => tracing::error!(error = %err.chain(), session, "could not record a turn's frames"),
+            Err(err) => {
+                tracing::error!(error = %err.chain(), session, "could not record a turn's frames");
+                metrics.warning(Warning::FramesNotRecorded);
+            }
         }
         if inbox.abandoned.load(Ordering::Acquire) && locked(&inbox.frames).is_empty() {
             break;

@@ -89,7 +89,9 @@ async fn state_at(provider: Arc<Scripted>, clock: Arc<dyn crate::clock::Clock>) 
 /// A tool named `name` with the `echo` executor, linked to agent 1.
 async fn echo_tool(state: &AppState, name: &str) {
     let body = json!({"name": name, "executor": {"type": "echo"}});
-    let tool = state.store.create_tool(None, ToolChanges::parse(&body, crate::domain::Mode::Create).unwrap());
+    let tool = state
+        .store
+        .create_tool(None, ToolChanges::parse(&body, crate::domain::Mode::Create, &state.config.limits).unwrap());
     let tool = tool.await.unwrap();
     let link = LinkFields { agent: 1, tool: tool.id, enabled: true };
     state.store.create_agent_tool(&Caller::system(), link).await.unwrap();
@@ -106,6 +108,13 @@ async fn drain(mut stream: TurnStream) -> Vec<(String, Value)> {
         out.push((frame.event.to_string(), serde_json::from_str(&frame.data).unwrap()));
     }
     out
+}
+
+/// Every frame of a "Go" message turn with `auto_execute_tools`.
+async fn auto_execute_turn(state: &AppState) -> Vec<(String, Value)> {
+    let request = message("Go", true);
+    let stream = super::stream(state, &Caller::system(), request, state.config.turn_lease, None, &json!({})).await;
+    drain(stream.unwrap()).await
 }
 
 fn names(frames: &[(String, Value)]) -> Vec<&str> {
@@ -147,11 +156,7 @@ async fn a_server_side_tool_round_answers_the_call_upstream_in_the_next_response
     let provider = Scripted::new([call_response("resp_1", "call_1", "echo"), text_response("resp_2", &["Done"])]);
     let state = state(provider.clone()).await;
     echo_tool(&state, "echo").await;
-    let stream =
-        super::stream(&state, &Caller::system(), message("Go", true), state.config.turn_lease, None, &json!({}))
-            .await
-            .unwrap();
-    let frames = drain(stream).await;
+    let frames = auto_execute_turn(&state).await;
     let result = frames.iter().find(|(event, _)| event == "tool_result").unwrap();
     assert_eq!(result.1, json!({"call_id": "call_1", "output": "{\"x\":1}"}));
     assert_eq!(frames.last().unwrap().1["status"], "completed");
@@ -226,12 +231,12 @@ async fn the_recorder_writes_frames_in_order_and_done_with_the_release_of_the_se
     let state = state(Scripted::new([])).await;
     let (session, turn_id) = leased_turn(&state).await;
     let (tx, mut live) = tokio::sync::mpsc::channel::<Arc<Frame>>(16);
-    let (sink, inbox) = Sink::new(turn_id.clone(), Some(tx));
+    let (sink, inbox) = Sink::new(turn_id.clone(), Some(tx), state.metrics.clone());
     let cancel = tokio_util::sync::CancellationToken::new();
     let recorder =
         tokio::spawn(record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel));
     for delta in ["a", "b", "c"] {
-        sink.send(TurnEvent::TextDelta(delta.into())).await;
+        sink.send(TurnEvent::TextDelta(super::TextDelta { delta: delta.into() })).await;
     }
     assert_eq!(state.store.running_turn(session).await.unwrap().as_deref(), Some(turn_id.as_str()));
     let done = super::Done {
@@ -240,7 +245,7 @@ async fn the_recorder_writes_frames_in_order_and_done_with_the_release_of_the_se
         status: crate::domain::ResponseStatus::Completed,
         pending_tool_calls: vec![],
     };
-    sink.end(TurnEvent::Done(done), None, None).await;
+    sink.end(done, None, None).await;
     // `end` returns once the recorder has written `done` and freed the session.
     assert_eq!(state.store.running_turn(session).await.unwrap(), None);
     let stored = state.store.frames_after(session, 0, Some(&turn_id), 100).await.unwrap();
@@ -258,11 +263,11 @@ async fn the_recorder_writes_frames_in_order_and_done_with_the_release_of_the_se
 async fn a_turn_that_goes_away_without_done_still_has_its_frames_recorded_and_its_session_freed() {
     let state = state(Scripted::new([])).await;
     let (session, turn_id) = leased_turn(&state).await;
-    let (sink, inbox) = Sink::new(turn_id.clone(), None);
+    let (sink, inbox) = Sink::new(turn_id.clone(), None, state.metrics.clone());
     let cancel = tokio_util::sync::CancellationToken::new();
     let recorder =
         tokio::spawn(record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel));
-    sink.send(TurnEvent::TextDelta("partial".into())).await;
+    sink.send(TurnEvent::TextDelta(super::TextDelta { delta: "partial".into() })).await;
     drop(sink);
     tokio::time::timeout(Duration::from_secs(5), recorder).await.expect("the recorder stops").unwrap();
     assert_eq!(state.store.running_turn(session).await.unwrap(), None);
@@ -274,7 +279,7 @@ async fn a_turn_that_goes_away_without_done_still_has_its_frames_recorded_and_it
 async fn the_recorder_stops_the_turn_when_the_store_says_someone_asked_it_to() {
     let state = state(Scripted::new([])).await;
     let (session, turn_id) = leased_turn(&state).await;
-    let (sink, inbox) = Sink::new(turn_id.clone(), None);
+    let (sink, inbox) = Sink::new(turn_id.clone(), None, state.metrics.clone());
     let cancel = tokio_util::sync::CancellationToken::new();
     tokio::spawn(record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel.clone()));
     // Another process's cancel request: only the flag in the store.
@@ -308,4 +313,104 @@ async fn a_turn_stamps_its_rows_and_lease_from_the_clock_it_was_given() {
     drain(stream).await;
     let stamped = state.store.query_json("SELECT DISTINCT created_at FROM agent_messages").await.unwrap();
     assert_eq!(stamped, [json!({"created_at": "2026-11-25T20:00:00.000000Z"})]);
+}
+
+/// The warnings a state's captured metric lines counted, by name.
+fn warnings(state: &AppState) -> Vec<String> {
+    let lines = state.metrics.lines();
+    lines.iter().filter(|l| l.get("Warnings").is_some()).map(|l| l["Warning"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_tool_result_the_store_cannot_keep_still_goes_upstream_and_is_logged_and_counted() {
+    let provider = Scripted::new([call_response("resp_1", "call_1", "echo"), text_response("resp_2", &["Done"])]);
+    let state = state(provider.clone()).await.with_metrics(crate::telemetry::Metrics::capture("test"));
+    echo_tool(&state, "echo").await;
+    state
+        .store
+        .query_json(
+            "CREATE TRIGGER refuse_outputs BEFORE UPDATE OF output ON agent_tool_calls
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .await
+        .unwrap();
+    let frames = auto_execute_turn(&state).await;
+    assert_eq!(frames.last().unwrap().1["status"], "completed");
+    // The next response answers the call with the output the executor gave, not a stand-in.
+    assert_eq!(
+        provider.requests()[1].input,
+        [json!({"type": "function_call_output", "call_id": "call_1", "output": "{\"x\":1}"})]
+    );
+    assert_eq!(warnings(&state), ["tool_result_not_stored"]);
+}
+
+#[tokio::test]
+async fn a_response_asking_for_tools_without_an_id_fails_malformed_and_runs_nothing() {
+    let item = json!({"type": "function_call", "call_id": "call_1", "name": "echo", "arguments": "{}"});
+    let script = vec![
+        Ok(json!({"type": "response.created", "response": {}})),
+        Ok(json!({"type": "response.output_item.done", "item": item})),
+        Ok(json!({"type": "response.completed", "response": {"output": [item]}})),
+    ];
+    let provider = Scripted::new([script]);
+    let state = state(provider.clone()).await;
+    echo_tool(&state, "echo").await;
+    let frames = auto_execute_turn(&state).await;
+    assert_eq!(names(&frames)[frames.len() - 2..], ["error", "done"]);
+    assert_eq!(
+        frames[frames.len() - 2].1,
+        json!({"code": "upstream_malformed", "message": super::next::NO_RESPONSE_ID})
+    );
+    assert_eq!(
+        frames.last().unwrap().1,
+        json!({"session_id": 1, "response_id": null, "status": "failed", "pending_tool_calls": []})
+    );
+    assert!(!names(&frames).contains(&"tool_result"));
+    assert_eq!(provider.requests().len(), 1, "no continuation with an empty previous_response_id");
+}
+
+#[tokio::test]
+async fn a_failed_poll_for_a_cancel_request_is_logged_and_counted_and_the_turn_goes_on() {
+    let state = state(Scripted::new([])).await.with_metrics(crate::telemetry::Metrics::capture("test"));
+    let (session, turn_id) = leased_turn(&state).await;
+    let (sink, inbox) = Sink::new(turn_id.clone(), None, state.metrics.clone());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let recorder = tokio::spawn(record(
+        state.store.clone(),
+        state.metrics.clone(),
+        session,
+        turn_id.clone(),
+        inbox,
+        cancel.clone(),
+    ));
+    state.store.query_json("ALTER TABLE agent_turns RENAME COLUMN cancel_requested TO cancel_flag").await.unwrap();
+    tokio::time::sleep(super::CANCEL_POLL + Duration::from_millis(300)).await;
+    assert!(!cancel.is_cancelled());
+    assert!(!recorder.is_finished(), "the recorder still runs");
+    assert_eq!(warnings(&state)[0], "cancel_poll_failed");
+    drop(sink);
+    tokio::time::timeout(Duration::from_secs(5), recorder).await.expect("the recorder stops").unwrap();
+}
+
+#[tokio::test]
+async fn a_keyed_chat_whose_answer_cannot_be_kept_ends_failed_with_error_and_done_recorded() {
+    let state = state(Scripted::new([text_response("resp_1", &["Hi"])])).await;
+    let user = state.store.create_user("keyed", None, true).await.unwrap();
+    let caller = Caller { id: user.id, username: user.username, is_staff: true, token_id: None };
+    let refuse = |_: &super::TurnEnd| Err(crate::error::Error::internal("a test's reply", std::io::Error::other("no")));
+    let outcome =
+        super::chat(&state, &caller, message("Hi", false), state.config.turn_lease, Some("k1"), &json!({}), refuse)
+            .await
+            .unwrap();
+    let super::ChatOutcome::Ran(end) = outcome else { panic!("a first request runs") };
+    let error = end.error.clone().unwrap();
+    assert_eq!(
+        (error.code, error.message.as_str()),
+        (crate::domain::ErrorCode::StorageError, "The answer could not be stored.")
+    );
+    assert_eq!(json!(end.done)["status"], "failed");
+    let stored = state.store.query_json("SELECT event, data FROM agent_turn_events ORDER BY seq").await.unwrap();
+    let events: Vec<&str> = stored.iter().map(|f| f["event"].as_str().unwrap()).collect();
+    assert_eq!(events[events.len() - 2..], ["error", "done"]);
+    assert_eq!(state.store.running_turn(end.done.session_id).await.unwrap(), None);
 }
