@@ -4,6 +4,7 @@
 //! - `helpers/`: `TestApp::spawn()` and friends. The servers the tests start (the fake OpenAI, sqld, moto, the
 //!   counting proxy, the stub Lambda Runtime API) come from `lambent-testkit` (`../testkit/`), shared with the bench.
 //! - one module per area: the CRUD groups, pagination, error shapes, migrations, the Lambda path, OpenAPI,
+//!   a database that pushes back (`backpressure`: sqld's 429s injected by a proxy),
 //!   generated clients (Python and TypeScript, from the live document), telemetry (spans at a real OTLP
 //!   receiver, log lines, EMF lines), housekeeping (`prune`: the store's, the CLI's, the scheduled function's),
 //!   durability (a killed server, 200 concurrent turns), TLS (real handshakes through both HTTPS clients), the
@@ -19,6 +20,7 @@ mod agent_tools;
 mod agents;
 mod architecture;
 mod auth;
+mod backpressure;
 mod clients;
 mod durability;
 mod errors;

@@ -88,13 +88,18 @@ async fn a_failed_remote_migration_rolls_back_whole() {
 
 /// A migrated app over the test sqld (or a proxy in front of it), with the fake upstream configured.
 pub async fn remote_app(url: &str, token: &str, fake: &FakeOpenAi) -> TestApp {
+    TestApp::serve(remote_state(url, token, fake).await, tempfile::tempdir().unwrap()).await
+}
+
+/// The state [`remote_app`] serves (to add to it first, e.g. captured metrics).
+pub async fn remote_state(url: &str, token: &str, fake: &FakeOpenAi) -> AppState {
     let mut env = fake.env();
     env.push(("DATABASE_URL", url.to_owned()));
     env.push(("DATABASE_AUTH_TOKEN", token.to_owned()));
     let config = Config::from_lookup(|key| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())).unwrap();
     let store = Store::open(&config).await.unwrap();
     store.migrate().await.unwrap();
-    TestApp::serve(AppState::new(config, store), tempfile::tempdir().unwrap()).await
+    AppState::new(config, store)
 }
 
 #[tokio::test]

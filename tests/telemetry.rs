@@ -401,9 +401,13 @@ async fn a_conversation_writes_one_emf_line_per_turn_and_per_request_in_cloudwat
     );
     let request = new.iter().find(|l| l.get("DbRoundTrips").is_some()).expect("the request's line");
     assert_eq!(request["DbRoundTrips"], 0, "a database file has no round trips");
+    assert_eq!((request["DbRetries"].clone(), request["DbGiveUps"].clone()), (json!(0), json!(0)));
     assert_eq!(
         request["_aws"]["CloudWatchMetrics"],
-        json!([{"Namespace": "Lambent", "Dimensions": [["Service"]], "Metrics": [{"Name": "DbRoundTrips", "Unit": "Count"}]}])
+        json!([{"Namespace": "Lambent", "Dimensions": [["Service"]], "Metrics": [
+            {"Name": "DbRoundTrips", "Unit": "Count"}, {"Name": "DbRetries", "Unit": "Count"},
+            {"Name": "DbGiveUps", "Unit": "Count"}
+        ]}])
     );
 }
 
@@ -481,15 +485,8 @@ async fn a_request_reports_the_database_round_trips_it_and_its_turn_made() {
     let sqld = Sqld::start().await;
     let proxy = Proxy::start(&sqld.url).await;
     let fake = FakeOpenAi::start().await;
-    let mut env = fake.env();
-    env.push(("DATABASE_URL", proxy.url.clone()));
-    env.push(("DATABASE_AUTH_TOKEN", sqld.token()));
-    let config =
-        lambent::Config::from_lookup(|key| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())).unwrap();
-    let store = lambent::Store::open(&config).await.unwrap();
-    store.migrate().await.unwrap();
     let metrics = Metrics::capture("test-stack");
-    let state = lambent::AppState::new(config, store).with_metrics(metrics.clone());
+    let state = crate::remote::remote_state(&proxy.url, &sqld.token(), &fake).await.with_metrics(metrics.clone());
     let app = TestApp::serve(state, tempfile::tempdir().unwrap()).await;
     app.create("/api/agents/", json!({"name": "Counted", "is_default": true})).await;
     fake.push_stream(frames(text_events("resp_counted", &["Counted."])));

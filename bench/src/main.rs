@@ -151,7 +151,7 @@ async fn run(args: Args) -> Result<()> {
     if args.wanted("streams") {
         report.streams = Some(relay::streams(&args, &env, &target, &upstream, runs).await?);
     }
-    if ["remote-lambda", "remote-endpoints", "remote-scale"].into_iter().any(|s| args.wanted(s)) {
+    if ["remote-lambda", "remote-endpoints", "remote-scale", "remote-load"].into_iter().any(|s| args.wanted(s)) {
         report.remote = Some(remote::figures(&args, &env, runs, &mut report.notes).await?);
     }
 

@@ -14,6 +14,8 @@
 //!   time to first event with keep-alive clients, and the server's CPU per streamed turn.
 //! - [`Deployment::scale_out`]: N servers (stand-ins for N warm Lambda instances) on the one sqld, one client
 //!   each running streamed turns.
+//! - [`Deployment::load`]: N servers with many clients each (issue 24's 4 × 64 at 10 ms): how every turn
+//!   ended (completed, refused with 503, `storage_error`, 500), and the database retries the servers counted.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -28,7 +30,7 @@ use crate::lambda::{self, Shape};
 use crate::load::{self, workers};
 use crate::machine::{clock_ticks, cpu_ms};
 use crate::relay::{self, Target, done_status};
-use crate::results::{self, RelayTimes, Remote, RemoteLevel, RoundTrips, ScaleRun};
+use crate::results::{self, LoadRun, RelayTimes, Remote, RemoteLevel, RoundTrips, ScaleRun};
 use crate::server::{self, DATABASE_TOKEN_PARAMETER, Env, OPENAI_KEY_PARAMETER, Secrets, Server};
 use crate::stats::{Pair, median, ms, percentile};
 use crate::upstream::Upstream;
@@ -457,8 +459,143 @@ impl Deployment {
         Ok(all)
     }
 
+    /// `load_instances` servers, `load_clients` clients each, every client sending `load_turns` streamed turns
+    /// back to back at a round trip of `load_rtt_ms`: how each turn ended. The servers write EMF lines, whose
+    /// `DbRetries` and `DbGiveUps` are summed from their logs.
+    pub async fn load(&self, args: &Args) -> Result<LoadRun> {
+        self.upstream.set_delays(duration_ms(args.first_delay_ms), duration_ms(args.scale_delta_delay_ms));
+        self.proxy.set_rtt(duration_ms(args.load_rtt_ms));
+        let instances = args.load_instances.max(1);
+        let mut servers = Vec::new();
+        for i in 0..instances {
+            let log = format!("load-{i}.log");
+            servers.push(Server::start_with(&self.env, &log, &[("LAMBENT_METRICS", "emf")]).await?);
+        }
+        let clients: Vec<Client> =
+            servers.iter().map(|s| Client { base_url: s.base_url.clone(), ..self.client.clone() }).collect();
+        let per = args.load_clients.max(1);
+        let turn = move |w: usize| {
+            let client = clients[w % clients.len()].clone();
+            async move { client.turn_outcome().await }
+        };
+        let start = Instant::now();
+        let outcomes = workers(instances * per, instances * per * args.load_turns.max(1), None, turn).await;
+        let seconds = start.elapsed().as_secs_f64();
+        for server in servers {
+            server.stop().await;
+        }
+        let mut run = LoadRun {
+            rtt_ms: args.load_rtt_ms,
+            instances,
+            clients_per_instance: per,
+            turns: outcomes.len(),
+            seconds,
+            completed: 0,
+            refused: 0,
+            storage_errors: 0,
+            server_errors: 0,
+            other: 0,
+            ttfe_ms: Pair { p50: f64::NAN, p99: f64::NAN },
+            db_retries: 0,
+            db_give_ups: 0,
+            errors: Vec::new(),
+        };
+        let mut ttfe = Vec::new();
+        for outcome in outcomes {
+            let message = match outcome {
+                TurnOutcome::Completed(ms) => {
+                    run.completed += 1;
+                    ttfe.push(ms);
+                    continue;
+                }
+                TurnOutcome::Refused => {
+                    run.refused += 1;
+                    continue;
+                }
+                TurnOutcome::StorageError => {
+                    run.storage_errors += 1;
+                    continue;
+                }
+                TurnOutcome::ServerError(message) => {
+                    run.server_errors += 1;
+                    message
+                }
+                TurnOutcome::Other(message) => {
+                    run.other += 1;
+                    message
+                }
+            };
+            if run.errors.len() < 5 {
+                run.errors.push(message);
+            }
+        }
+        run.ttfe_ms = Pair { p50: percentile(&ttfe, 50.0), p99: percentile(&ttfe, 99.0) };
+        for i in 0..instances {
+            let log = std::fs::read_to_string(self.env.work_dir.join(format!("load-{i}.log"))).unwrap_or_default();
+            for line in log.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+                run.db_retries += line["DbRetries"].as_u64().unwrap_or(0);
+                run.db_give_ups += line["DbGiveUps"].as_u64().unwrap_or(0);
+            }
+        }
+        self.check(run.turns - run.completed, || "the load run".to_owned()).await;
+        say(format!(
+            "load {} ms, {instances} × {per}: {} turns, {} completed, {} refused (503), {} storage_error, {} × 500, \
+             {} other; {} database retries, {} give-ups",
+            run.rtt_ms,
+            run.turns,
+            run.completed,
+            run.refused,
+            run.storage_errors,
+            run.server_errors,
+            run.other,
+            run.db_retries,
+            run.db_give_ups
+        ));
+        Ok(run)
+    }
+
     pub async fn stop(self) {
         self.server.stop().await;
+    }
+}
+
+/// How one streamed turn of the load run ended.
+enum TurnOutcome {
+    /// `done` completed, with its time to first event, ms.
+    Completed(f64),
+    /// 503 before the stream opened: nothing was stored.
+    Refused,
+    /// `error` `storage_error`: the model answered, the store could not keep it.
+    StorageError,
+    ServerError(String),
+    Other(String),
+}
+
+impl Client {
+    /// One streamed turn on a new session, and how it ended.
+    async fn turn_outcome(&self) -> TurnOutcome {
+        let start = Instant::now();
+        let request = self.http.post(format!("{}/api/agent/stream/", self.base_url)).bearer_auth(&self.token);
+        let response = match request.json(&json!({"message": "bench"})).send().await {
+            Ok(response) => response,
+            Err(err) => return TurnOutcome::Other(format!("no answer: {err}")),
+        };
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        let ttfe = start.elapsed().as_secs_f64() * 1000.0;
+        match status.as_u16() {
+            200 => {}
+            503 => return TurnOutcome::Refused,
+            500..=599 => return TurnOutcome::ServerError(format!("HTTP {status}: {}", body.trim())),
+            _ => return TurnOutcome::Other(format!("HTTP {status}: {}", body.trim())),
+        }
+        if body.contains("\"storage_error\"") {
+            return TurnOutcome::StorageError;
+        }
+        match done_status(&body).as_deref() {
+            Some("completed") => TurnOutcome::Completed(ttfe),
+            other => TurnOutcome::Other(format!("done status {other:?}")),
+        }
     }
 }
 
@@ -487,6 +624,7 @@ pub async fn figures(args: &Args, env: &Env, runs: usize, notes: &mut Vec<String
         (Vec::new(), Vec::new())
     };
     let scale = if args.wanted("remote-scale") { deployment.scale_out(args, runs).await? } else { Vec::new() };
+    let load = if args.wanted("remote-load") { Some(deployment.load(args).await?) } else { None };
     notes.push(format!("The remote sections' fake upstream served {} responses.", deployment.upstream.served()));
     let sqld_checkpoints = if args.sqld_checkpoint_interval_s > 0 {
         format!("`--checkpoint-interval-s {}`", args.sqld_checkpoint_interval_s)
@@ -503,6 +641,7 @@ pub async fn figures(args: &Args, env: &Env, runs: usize, notes: &mut Vec<String
         levels,
         scale_delta_delay_ms: args.scale_delta_delay_ms,
         scale,
+        load,
         lambda_rtt_ms: args.lambda_rtt_ms,
         ssm_get_ms,
         functions,

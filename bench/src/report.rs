@@ -184,7 +184,8 @@ pub fn markdown(report: &Report) -> String {
             .flat_map(|s| s.errors.iter().map(move |e| format!("scale-out {} ms × {}: {e}", s.rtt_ms, s.instances)));
         let functions =
             r.functions.iter().flat_map(|f| f.errors.iter().map(move |e| format!("{} (deployed): {e}", f.name)));
-        levels.chain(scale).chain(functions).collect::<Vec<_>>()
+        let load = r.load.iter().flat_map(|l| l.errors.iter().map(|e| format!("load: {e}")));
+        levels.chain(scale).chain(load).chain(functions).collect::<Vec<_>>()
     });
     let errors: Vec<String> = report
         .relay
@@ -368,6 +369,39 @@ fn remote_sections(md: &mut String, remote: &Remote) {
         });
         let header = ["r", "instances", "**turns/s** (deployment)", "runs", "TTFE p50 / p99", "failures"];
         table(md, &header, rows);
+    }
+    if let Some(load) = &remote.load {
+        let _ = writeln!(
+            md,
+            "\n**Load**: {} `lambent serve` processes on the one sqld, {} clients each sending streamed turns back to \
+             back (a new session each), r = {} ms; every turn's outcome. A turn refused before the model was called \
+             is a 503 with nothing stored; `storage_error` would be an answer the model gave that was not stored. \
+             Database retries and give-ups are the servers' own `DbRetries` / `DbGiveUps` EMF counts.\n",
+            load.instances, load.clients_per_instance, load.rtt_ms
+        );
+        let row = vec![
+            load.turns.to_string(),
+            format!("**{}**", load.completed),
+            load.refused.to_string(),
+            format!("**{}**", load.storage_errors),
+            format!("**{}**", load.server_errors),
+            load.other.to_string(),
+            num(load.turns as f64 / load.seconds, 1),
+            pair(load.ttfe_ms, 1),
+            format!("{} / {}", load.db_retries, load.db_give_ups),
+        ];
+        let header = [
+            "turns",
+            "**completed**",
+            "503 (nothing stored)",
+            "**storage_error**",
+            "**500**",
+            "other",
+            "turns/s",
+            "TTFE p50 / p99",
+            "DB retries / give-ups",
+        ];
+        table(md, &header, std::iter::once(row));
     }
     if !remote.functions.is_empty() {
         let _ = writeln!(

@@ -170,6 +170,30 @@ pub struct ScaleRun {
     pub errors: Vec<String>,
 }
 
+/// The load run: many clients per server, each turn's outcome counted.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadRun {
+    pub rtt_ms: f64,
+    pub instances: usize,
+    pub clients_per_instance: usize,
+    pub turns: usize,
+    pub seconds: f64,
+    pub completed: usize,
+    /// Refused before anything was stored: 503 with `Retry-After`.
+    pub refused: usize,
+    /// Turns that ended `storage_error`: an answer the model gave, not stored.
+    pub storage_errors: usize,
+    pub server_errors: usize,
+    /// Anything else (another status, another error code, no `done`).
+    pub other: usize,
+    /// Time to first event of the completed turns.
+    pub ttfe_ms: Pair,
+    /// The database requests the servers retried, and those that gave up (their EMF lines).
+    pub db_retries: u64,
+    pub db_give_ups: u64,
+    pub errors: Vec<String>,
+}
+
 /// The deployed shape: a remote libsql server behind an injected round trip.
 #[derive(Debug, Clone, Serialize)]
 pub struct Remote {
@@ -184,6 +208,7 @@ pub struct Remote {
     pub levels: Vec<RemoteLevel>,
     pub scale_delta_delay_ms: f64,
     pub scale: Vec<ScaleRun>,
+    pub load: Option<LoadRun>,
     pub lambda_rtt_ms: f64,
     /// moto's time for one `GetParameter`, from the harness (median of five).
     pub ssm_get_ms: f64,

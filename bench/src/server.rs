@@ -76,19 +76,32 @@ pub struct Server {
 
 impl Server {
     pub async fn start(env: &Env, log_name: &str) -> Result<Self> {
+        Self::start_with(env, log_name, &[]).await
+    }
+
+    /// As [`Self::start`], with settings of its own on top of `env`'s.
+    pub async fn start_with(env: &Env, log_name: &str, extra: &[(&str, &str)]) -> Result<Self> {
         let mut command = Command::new(env.bin("lambent"));
         command.arg("serve");
-        Self::spawn(env, command, free_port()?, log_name, "/api/health/").await
+        Self::spawn(env, command, free_port()?, log_name, "/api/health/", extra).await
     }
 
     /// `command` (a server binary, or a tool running one, as `valgrind`) with the bench's settings, `port` in
-    /// `BIND`, its output in `log_name`; once it answers `health` with a success.
-    pub async fn spawn(env: &Env, mut command: Command, port: u16, log_name: &str, health: &str) -> Result<Self> {
+    /// `BIND` and `extra` on top, its output in `log_name`; once it answers `health` with a success.
+    pub async fn spawn(
+        env: &Env,
+        mut command: Command,
+        port: u16,
+        log_name: &str,
+        health: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Self> {
         let log = std::fs::File::create(env.work_dir.join(log_name))?;
         command
             .envs(env.vars())
             .env("BIND", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
+            .envs(extra.iter().copied())
             .current_dir(&env.work_dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

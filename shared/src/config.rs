@@ -84,6 +84,12 @@ pub struct Config {
     pub database_auth_token: Option<Secret>,
     /// On Lambda: an SSM SecureString holding the database token, read once at cold start.
     pub database_auth_token_parameter: Option<String>,
+    /// How long a request to the database answered "nothing ran" (429, 503, a refused connection, a busy
+    /// database) is tried again before the request gives up with 503. A turn's writes after the model has
+    /// answered keep trying until its lease ends instead.
+    pub database_retry_budget: Duration,
+    /// Requests to a remote database one instance has in flight at most; more wait their turn.
+    pub database_max_in_flight: u32,
     /// Where the local server listens.
     pub bind: SocketAddr,
     /// The local server's cut-off for a request's headers (`LAMBENT_HEADER_TIMEOUT`, default 10 s): counted from
@@ -302,6 +308,8 @@ impl Config {
             database_url: get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
             database_auth_token: get("DATABASE_AUTH_TOKEN").map(Secret::new),
             database_auth_token_parameter: get("DATABASE_AUTH_TOKEN_PARAMETER"),
+            database_retry_budget: seconds("LAMBENT_DATABASE_RETRY_BUDGET", 5.0)?,
+            database_max_in_flight: limit("LAMBENT_DATABASE_MAX_IN_FLIGHT", 16)?,
             bind,
             header_timeout: seconds("LAMBENT_HEADER_TIMEOUT", 10.0)?,
             body_timeout: seconds("LAMBENT_BODY_TIMEOUT", 30.0)?,

@@ -9,9 +9,10 @@
 //!
 //! # Layers
 //! 1. [`error`]: the one error enum and its DRF-shaped HTTP answers.
-//! 2. [`clock`], [`tls`], [`config`], [`telemetry`]: the time seam; the process's TLS crypto provider (ring);
-//!    every setting, read from the environment in one place, secrets wrapped; logs, trace export and EMF
-//!    metric lines set up in one place, and the per-request scope (request id, counters) every layer reports to.
+//! 2. [`clock`], [`tls`], [`config`], [`telemetry`], [`backoff`]: the time seam; the process's TLS crypto
+//!    provider (ring); every setting, read from the environment in one place, secrets wrapped; logs, trace
+//!    export and EMF metric lines set up in one place, and the per-request scope (request id, counters) every
+//!    layer reports to; the waits before a refused request is tried again (the model's API and the database).
 //! 3. [`domain`]: plain data and rules — the objects as the API shows them, validation of writes with DRF's
 //!    messages, who is calling and what they may touch, the states a turn and a tool call go through.
 //! 4. [`auth`], [`llm`], [`executors`], [`store`], side by side, none using another: credential crypto; the
@@ -26,6 +27,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod domain;

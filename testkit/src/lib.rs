@@ -7,7 +7,8 @@
 //! - [`sqld`]: a real libsql server with JWT authentication (Ed25519), as Turso runs it; tokens signed here.
 //! - [`moto`]: moto's server, the AWS emulator holding SSM parameters.
 //! - [`proxy`]: an HTTP proxy in front of a database server that counts the requests reaching it and holds
-//!   each for a set round trip; its [`proxy::ProxyOptions`] is where new behaviour goes.
+//!   each for a set round trip, and can refuse them as sqld does under load (429); its
+//!   [`proxy::ProxyOptions`] is where new behaviour goes.
 //! - [`runtime_api`]: a stub of the Lambda Runtime API for a real function process.
 //! - [`otlp`]: an OTLP/HTTP trace receiver (Python, the OpenTelemetry project's protos).
 //! - [`openai`]: the fake Responses API (scripted replies, frames shaped like the recorded transcripts) and the

@@ -3,10 +3,14 @@
 //! pipeline request is one exchange, so one delay is one round trip). The tests count round trips through it
 //! (`tests/round_trips.rs` has budgets); the bench injects the round trip of the deployed shape with it.
 //!
+//! It can also answer in the database's place as sqld does when it cannot take a request (429
+//! [`SQLD_BUSY`]: nothing ran), to a share of the requests ([`Proxy::refuse`]) or to all of them for a while
+//! ([`Proxy::storm`]); refused requests are not forwarded.
+//!
 //! New behaviour (say, answering some requests itself) goes in as a field of [`ProxyOptions`], read in
 //! [`forward`]; what changes during a run gets a setter like [`Proxy::set_rtt`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +18,10 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+
+/// sqld's answer (with 429) when it could not open a connection in time: nothing ran (PLATFORM.md, "Under
+/// load").
+pub const SQLD_BUSY: &str = r#"{"error":"Timed out while opening database connection"}"#;
 
 /// How the proxy behaves from the start.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +44,40 @@ struct Shared {
     rtt_us: AtomicU64,
     count: AtomicU64,
     arrivals: Mutex<Vec<Instant>>,
+    faults: Faults,
+}
+
+/// Which requests the proxy refuses with sqld's 429 instead of forwarding them.
+#[derive(Default)]
+struct Faults {
+    /// Requests refused, per million.
+    share_ppm: AtomicU64,
+    storm: AtomicBool,
+    refused: AtomicU64,
+    /// A xorshift state: the same sequence of draws on every run.
+    draws: AtomicU64,
+}
+
+impl Faults {
+    fn refuses_next(&self) -> bool {
+        let share = self.share_ppm.load(Ordering::SeqCst);
+        let refuse = self.storm.load(Ordering::SeqCst) || (share > 0 && self.draw() % 1_000_000 < share);
+        if refuse {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+        }
+        refuse
+    }
+
+    fn draw(&self) -> u64 {
+        let step = |x: u64| {
+            let mut x = if x == 0 { 0x9E37_79B9_7F4A_7C15 } else { x };
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^ (x << 17)
+        };
+        let previous = self.draws.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |x| Some(step(x))).unwrap_or(0);
+        step(previous)
+    }
 }
 
 impl Proxy {
@@ -51,6 +93,7 @@ impl Proxy {
             rtt_us: AtomicU64::new(micros(options.rtt)),
             count: AtomicU64::new(0),
             arrivals: Mutex::new(Vec::new()),
+            faults: Faults::default(),
         });
         let app = axum::Router::new().fallback(forward).with_state(shared.clone());
         let addr = crate::serve_forever(app, "the database proxy").await;
@@ -62,7 +105,22 @@ impl Proxy {
         self.shared.rtt_us.store(micros(rtt), Ordering::Relaxed);
     }
 
-    /// Requests that reached the database so far.
+    /// From now on, answers `share` (0 to 1) of the requests with sqld's 429 ([`SQLD_BUSY`]) in its place.
+    pub fn refuse(&self, share: f64) {
+        self.shared.faults.share_ppm.store((share.clamp(0.0, 1.0) * 1e6) as u64, Ordering::SeqCst);
+    }
+
+    /// While on, answers every request with sqld's 429.
+    pub fn storm(&self, on: bool) {
+        self.shared.faults.storm.store(on, Ordering::SeqCst);
+    }
+
+    /// Requests answered with 429 so far (counted in [`Self::count`] too).
+    pub fn refused(&self) -> u64 {
+        self.shared.faults.refused.load(Ordering::SeqCst)
+    }
+
+    /// Requests that reached the proxy so far (the database, unless refused).
     pub fn count(&self) -> u64 {
         self.shared.count.load(Ordering::SeqCst)
     }
@@ -88,8 +146,8 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Counts the request, holds it for the round trip, forwards it with its credentials and content type, and
-/// answers what the database answered (502 if it could not be reached).
+/// Counts the request, holds it for the round trip, refuses it if told to, else forwards it with its
+/// credentials and content type and answers what the database answered (502 if it could not be reached).
 async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     shared.count.fetch_add(1, Ordering::SeqCst);
     shared.arrivals.lock().unwrap_or_else(|e| e.into_inner()).push(Instant::now());
@@ -102,6 +160,9 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         // A thread's sleep, not tokio's: tokio's timer rounds up to the next millisecond, which would add
         // ~0.5 ms to every simulated round trip.
         let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rtt)).await;
+    }
+    if shared.faults.refuses_next() {
+        return (StatusCode::TOO_MANY_REQUESTS, [("content-type", "application/json")], SQLD_BUSY).into_response();
     }
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut forwarded = shared.client.request(parts.method, format!("{}{path}", shared.target)).body(body);

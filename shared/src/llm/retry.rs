@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use async_openai::error::OpenAIError;
 use async_openai::middleware::HttpRequestFactory;
 use reqwest::Response;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+use crate::backoff::{full_jitter, jitter, retry_after};
 
 /// The first backoff step; each retry doubles the ceiling the random wait is drawn under.
 const BASE_DELAY: Duration = Duration::from_millis(500);
@@ -37,10 +38,7 @@ impl RetryPolicy {
         if self.attempts >= self.retries {
             return None;
         }
-        let delay = retry_after.unwrap_or_else(|| {
-            let ceiling = BASE_DELAY.saturating_mul(1 << self.attempts.min(16)).min(MAX_BACKOFF);
-            ceiling.mul_f64(jitter.clamp(0.0, 1.0))
-        });
+        let delay = retry_after.unwrap_or_else(|| full_jitter(BASE_DELAY, self.attempts, MAX_BACKOFF, jitter));
         // A wait that would end past the budget is not started: failing now beats failing later.
         if elapsed + delay > self.budget {
             return None;
@@ -57,22 +55,6 @@ fn retryable(result: &Result<Response, OpenAIError>) -> bool {
         Err(OpenAIError::Reqwest(error)) => error.is_connect(),
         Err(_) => false,
     }
-}
-
-/// `retry-after-ms` (OpenAI's, precise) or `Retry-After` in seconds. An HTTP-date is not honoured: the
-/// backoff applies instead.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let read = |name: &str| {
-        headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
-    };
-    read("retry-after-ms")
-        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
-        .or_else(|| read(RETRY_AFTER.as_str()).map(Duration::from_secs_f64))
-}
-
-fn jitter() -> f64 {
-    // Not security sensitive: a failure to read randomness only removes the jitter.
-    getrandom::u64().map_or(0.5, |bits| (bits >> 11) as f64 / (1_u64 << 53) as f64)
 }
 
 impl tower::retry::Policy<HttpRequestFactory, Response, OpenAIError> for RetryPolicy {
@@ -127,22 +109,5 @@ mod tests {
         assert_eq!(policy.next_delay(Duration::ZERO, Some(Duration::from_secs(7)), 0.9), Some(Duration::from_secs(7)));
         assert_eq!(policy.next_delay(Duration::from_secs(7), Some(Duration::from_secs(4)), 0.0), None);
         assert_eq!(policy.attempts, 1, "a refused wait is not an attempt");
-    }
-
-    #[test]
-    fn retry_after_reads_milliseconds_first_then_seconds() {
-        let mut headers = HeaderMap::new();
-        headers.insert("retry-after", "2".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
-        headers.insert("retry-after-ms", "150".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_millis(150)));
-        let mut dated = HeaderMap::new();
-        dated.insert("retry-after", "Wed, 21 Oct 2026 07:28:00 GMT".parse().unwrap());
-        assert_eq!(retry_after(&dated), None);
-    }
-
-    #[test]
-    fn jitter_is_a_fraction() {
-        assert!((0..100).map(|_| jitter()).all(|j| (0.0..1.0).contains(&j)));
     }
 }

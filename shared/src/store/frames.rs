@@ -49,7 +49,12 @@ pub(super) fn push_frames(batch: &mut Batch, turn_id: &str, frames: &[NewFrame<'
             let values: Vec<String> = (0..rows)
                 .map(|i| format!("(?{}, ?{}, ?{}, ?{})", i * 4 + 1, i * 4 + 2, i * 4 + 3, i * 4 + 4))
                 .collect();
-            format!("INSERT INTO agent_turn_events (turn_id, seq, event, data) VALUES {}", values.join(","))
+            // A frame already recorded (the same batch run twice: a retried write whose answer was lost)
+            // is left as it is.
+            format!(
+                "INSERT INTO agent_turn_events (turn_id, seq, event, data) VALUES {} ON CONFLICT (turn_id, seq) DO NOTHING",
+                values.join(",")
+            )
         })
     });
     let mut rest = frames;
@@ -77,7 +82,7 @@ impl Store {
     /// Appends frames of a running turn and answers whether someone asked it to stop (one round trip
     /// remotely: the recorder's cancel poll rides on its writes).
     pub async fn record_frames(&self, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<bool> {
-        let mut batch = Batch::write();
+        let mut batch = Batch::write().repeatable();
         push_frames(&mut batch, turn_id, frames)?;
         let cancel = batch.push("SELECT cancel_requested FROM agent_turns WHERE id = ?1", [turn_id])?;
         let mut out = self.conn().await.batch(batch).await?;

@@ -52,16 +52,53 @@ pub(super) fn push_insert(
             "INSERT INTO agent_messages (session_id, role, content, status, response_id, usage, created_at)
              VALUES ({session_sql}, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {COLUMNS}"
         ),
-        params![
-            session,
-            role.as_str(),
-            content,
-            opt_text_value(end.map(|e| e.status.as_str().to_owned())),
-            opt_text_value(end.and_then(|e| e.response_id).map(str::to_owned)),
-            opt_text_value(end.and_then(|e| e.usage).map(serde_json::Value::to_string)),
-            now
-        ],
+        insert_params(session, role, content, end, now),
     )
+}
+
+/// Adds to a batch the INSERT of the assistant message of the response `end` names, unless the session has
+/// it already, and the read of it as stored (the index answered): run twice (a retried write whose first
+/// answer was lost), the batch stores the message once.
+pub(super) fn push_answer_once(
+    batch: &mut Batch,
+    session: i64,
+    content: &str,
+    end: AssistantEnd<'_>,
+    now: &str,
+) -> Result<usize> {
+    let same = "SELECT id FROM agent_messages WHERE session_id = ?1 AND role = ?2 AND response_id = ?5";
+    batch.push(
+        format!(
+            "INSERT INTO agent_messages (session_id, role, content, status, response_id, usage, created_at)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS ({same})"
+        ),
+        insert_params(session.into(), Role::Assistant, content, Some(end), now),
+    )?;
+    batch.push(
+        format!(
+            "SELECT {COLUMNS} FROM agent_messages
+             WHERE session_id = ?1 AND role = ?2 AND response_id = ?3 ORDER BY id LIMIT 1"
+        ),
+        params![session, Role::Assistant.as_str(), opt_text_value(end.response_id.map(str::to_owned))],
+    )
+}
+
+fn insert_params(
+    session: Value,
+    role: Role,
+    content: &str,
+    end: Option<AssistantEnd<'_>>,
+    now: &str,
+) -> impl libsql::params::IntoParams {
+    params![
+        session,
+        role.as_str(),
+        content,
+        opt_text_value(end.map(|e| e.status.as_str().to_owned())),
+        opt_text_value(end.and_then(|e| e.response_id).map(str::to_owned)),
+        opt_text_value(end.and_then(|e| e.usage).map(serde_json::Value::to_string)),
+        now
+    ]
 }
 
 /// The row a batch's INSERT ... RETURNING gave.

@@ -11,7 +11,7 @@
 //!
 //! # Layout
 //! - this file: opening, the row readers and list helpers every aggregate shares, unique constraints.
-//! - `conn`: the connection seam — an embedded libsql file, or Hrana pipelines to a remote server; batches.
+//! - `conn/`: the connection seam — an embedded libsql file, or Hrana pipelines to a remote server; batches.
 //! - `migrate`: the migration runner and the schema check a cold start makes.
 //! - one file per aggregate: `users` (and tokens), `logins` (what login throttling counts), `agents`, `tools`, `agent_tools`, `templates`,
 //!   `sessions`, `messages`, `tool_calls` (the ledger, and how a response's end is recorded).
@@ -51,7 +51,9 @@ use crate::clock::{Clock, SystemClock, format_timestamp};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
-use conn::{Batch, Conn, Local, Remote, Row, Rows, Sql};
+use conn::{Batch, Conn, Limits, Local, Remote, Row, Rows, Sql};
+
+pub use conn::until as retrying_until;
 
 pub use frames::{NewFrame, StoredFrame};
 pub use idempotency::{IdempotencyClaim, KEY_LIFETIME, KeptAnswer, KeyRecord};
@@ -106,15 +108,24 @@ fn locate(url: &str) -> Location<'_> {
 
 impl Store {
     pub async fn open(config: &Config) -> Result<Self> {
-        let store =
-            Self::open_url(&config.database_url, config.database_auth_token.as_ref().map(|s| s.expose())).await?;
+        let limits = Limits {
+            retry_budget: config.database_retry_budget,
+            max_in_flight: usize::try_from(config.database_max_in_flight).unwrap_or(usize::MAX),
+        };
+        let token = config.database_auth_token.as_ref().map(|s| s.expose());
+        let store = Self::open_with(&config.database_url, token, limits).await?;
         Ok(Self { auth_cache: config.auth_cache, ..store })
     }
 
+    /// A store on `url` with the default limits of a remote database's requests.
     pub async fn open_url(url: &str, auth_token: Option<&str>) -> Result<Self> {
+        Self::open_with(url, auth_token, Limits::default()).await
+    }
+
+    async fn open_with(url: &str, auth_token: Option<&str>, limits: Limits) -> Result<Self> {
         let path = match locate(url) {
             Location::Remote(url) => {
-                let remote = Remote::new(url, auth_token, Duration::from_secs(5))?;
+                let remote = Remote::new(url, auth_token, Duration::from_secs(5), limits)?;
                 // A first statement: a wrong URL or token fails here, at start, not on the first request.
                 remote.probe().await?;
                 return Ok(Self::over(Backend::Remote(remote)));
@@ -489,7 +500,7 @@ mod tests {
             assert_eq!(pair.violated_by(&err), what == "pair", "{what}: {err:?}");
             assert_eq!(key.violated_by(&err), what == "key", "{what}: {err:?}");
         }
-        // What a remote statement gives (see conn::statement_error): sqld's primary code, the same message.
+        // What a remote statement gives (see conn::wire::statement_error): sqld's primary code, the same message.
         let remote = |message: &str| {
             Error::Database(libsql::Error::SqliteFailure(libsql::ffi::SQLITE_CONSTRAINT, message.to_owned()))
         };

@@ -6,7 +6,7 @@ use super::{Row, listed_under, opt_int, vals};
 use serde_json::Value;
 
 use super::conn::Batch;
-use super::messages::{AssistantEnd, push_insert, returned};
+use super::messages::{AssistantEnd, push_answer_once, push_insert, returned};
 use super::{Listed, Slice, Store, int, opt_text, state, text};
 use crate::domain::ToolCall;
 use crate::domain::{Message, ResponseStatus, Role, ToolCallRecord, ToolCallStatus, ToolType};
@@ -53,9 +53,28 @@ impl Store {
     pub async fn record_response(&self, record: ResponseRecord<'_>) -> Result<Message> {
         let now = self.now();
         let end = AssistantEnd { status: record.status, response_id: record.response_id, usage: record.usage };
-        let mut batch = Batch::write();
-        let stored =
-            push_insert(&mut batch, record.session.into(), "?1", Role::Assistant, record.text, Some(end), &now)?;
+        // A response with an id is stored once whatever happens to the request (its message and calls are
+        // conditioned on not being there yet): the write is retried even when its answer was lost.
+        let (mut batch, stored) = match record.response_id {
+            Some(_) => {
+                let mut batch = Batch::write().repeatable();
+                let stored = push_answer_once(&mut batch, record.session, record.text, end, &now)?;
+                (batch, stored)
+            }
+            None => {
+                let mut batch = Batch::write();
+                let stored = push_insert(
+                    &mut batch,
+                    record.session.into(),
+                    "?1",
+                    Role::Assistant,
+                    record.text,
+                    Some(end),
+                    &now,
+                )?;
+                (batch, stored)
+            }
+        };
         if let (Some(output), Some(response_id)) = (record.completed_output, record.response_id) {
             batch.push(
                 "UPDATE agent_sessions SET previous_response_id = ?1, last_output = ?2, updated_at = ?3 WHERE id = ?4",
@@ -65,7 +84,7 @@ impl Store {
                 batch.push(
                     "INSERT INTO agent_tool_calls
                      (session_id, response_id, call_id, name, call_type, arguments, status, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7) ON CONFLICT (session_id, call_id) DO NOTHING",
                     params![
                         record.session,
                         response_id,

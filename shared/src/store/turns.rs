@@ -52,6 +52,8 @@ pub(super) async fn release(conn: Sql<'_>, session: i64, turn_id: &str) -> Resul
 pub struct TurnLease {
     pub turn_id: String,
     pub expires_at: String,
+    /// When the lease ends, on this instance's monotonic clock: the turn's writes retry until then.
+    pub held_until: std::time::Instant,
 }
 
 /// The session a message turn runs on.
@@ -405,10 +407,16 @@ impl Store {
         answer: Option<(&IdempotencyClaim, &KeptAnswer)>,
         (usage, failed): (&TurnUsage, bool),
     ) -> Result<()> {
+        // Safe to run twice (frames already recorded are kept, the finish time is set once, the release and
+        // the kept answer write what they wrote): retried even when a request's answer was lost. The usage is
+        // added only by the run that set the finish time (see `usage::push_turn_usage`), so it counts once.
         let now = self.now();
-        let mut batch = Batch::write();
+        let mut batch = Batch::write().repeatable();
         push_frames(&mut batch, turn_id, frames)?;
-        batch.push("UPDATE agent_turns SET finished_at = ?1 WHERE id = ?2", params![now.clone(), turn_id])?;
+        batch.push(
+            "UPDATE agent_turns SET finished_at = ?1 WHERE id = ?2 AND finished_at IS NULL",
+            params![now.clone(), turn_id],
+        )?;
         super::usage::push_turn_usage(&mut batch, session, usage, failed, &now)?;
         batch.push(RELEASE, params![session, turn_id])?;
         if let Some((claim, answer)) = answer {

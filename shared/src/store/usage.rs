@@ -20,7 +20,7 @@ use crate::error::Result;
 const ADD_TURN: &str = "INSERT INTO usage_hourly
      (owner_id, hour, agent_id, model, input_tokens, output_tokens, cached_tokens, reasoning_tokens, turns, failed_turns)
      SELECT coalesce(s.owner_id, 0), substr(?2, 1, 13), s.agent_id, coalesce(p.model, ''), ?3, ?4, ?5, ?6, 1, ?7
-     FROM agent_sessions s LEFT JOIN agent_profiles p ON p.id = s.agent_id WHERE s.id = ?1
+     FROM agent_sessions s LEFT JOIN agent_profiles p ON p.id = s.agent_id WHERE s.id = ?1 AND changes() = 1
      ON CONFLICT (owner_id, hour, agent_id, model) DO UPDATE SET
         input_tokens = input_tokens + excluded.input_tokens,
         output_tokens = output_tokens + excluded.output_tokens,
@@ -29,7 +29,9 @@ const ADD_TURN: &str = "INSERT INTO usage_hourly
         turns = turns + 1,
         failed_turns = failed_turns + excluded.failed_turns";
 
-/// Pushes the upsert of a turn's usage into the batch that ends it.
+/// Pushes the upsert of a turn's usage into the batch that ends it, right after the statement that sets the
+/// turn's finish time only if unset: `changes() = 1` adds the tokens only in the run that ended the turn, so a
+/// retried end (the store retries it when an answer was lost) does not count them twice.
 pub(super) fn push_turn_usage(
     batch: &mut Batch,
     session: i64,

@@ -5,7 +5,9 @@
 //! - per turn (when its end is recorded): `Turns` (1), `TurnErrors` (0 or 1), `UpstreamErrors` (0 or 1: the
 //!   turn ended with an `upstream_*` code), `UpstreamRetries`, `TimeToFirstEvent` (ms), `InputTokens`,
 //!   `OutputTokens`.
-//! - per request (when its last task ends): `DbRoundTrips` (requests to a remote database; 0 on a file).
+//! - per request (when its last task ends): `DbRoundTrips` (requests to a remote database; 0 on a file),
+//!   `DbRetries` (of those, sent again because the database answered that nothing ran: 429, 503, a refused
+//!   connection, a busy database), `DbGiveUps` (requests that stopped retrying: their budget ran out).
 //! - per warning (a failure the turn carries on past, logged where it happens): `Warnings` (1), with `Service`
 //!   and `Service` + `Warning` (its [`Warning`] name).
 
@@ -73,6 +75,14 @@ impl Warning {
     }
 }
 
+/// What one request's database work came to, as its metric line counts it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestMetrics {
+    pub db_round_trips: u64,
+    pub db_retries: u64,
+    pub db_give_ups: u64,
+}
+
 impl Metrics {
     pub fn off() -> Self {
         Self(Output::Off)
@@ -136,10 +146,16 @@ impl Metrics {
     }
 
     /// The metric line of one ended request.
-    pub fn request(&self, db_round_trips: u64) {
+    pub fn request(&self, request: RequestMetrics) {
         let Some(service) = self.service() else { return };
-        let values = json!({"Service": service, "DbRoundTrips": db_round_trips});
-        self.write(values, vec![directive(&[&["Service"]], &[("DbRoundTrips", "Count")])]);
+        let values = json!({
+            "Service": service,
+            "DbRoundTrips": request.db_round_trips,
+            "DbRetries": request.db_retries,
+            "DbGiveUps": request.db_give_ups,
+        });
+        let metrics = [("DbRoundTrips", "Count"), ("DbRetries", "Count"), ("DbGiveUps", "Count")];
+        self.write(values, vec![directive(&[&["Service"]], &metrics)]);
     }
 
     /// The metric line of one warning.

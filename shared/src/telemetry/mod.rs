@@ -35,9 +35,12 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 
-pub use metrics::{Metrics, TurnMetrics, Warning};
+pub use metrics::{Metrics, RequestMetrics, TurnMetrics, Warning};
 pub use otlp::{Export, Protocol, SpanTally, Traces};
-pub use scope::{RequestScope, count_round_trip, count_upstream_retry, current, in_scope, upstream_retries};
+pub use scope::{
+    RequestScope, count_database_give_up, count_database_retry, count_round_trip, count_upstream_retry, current,
+    in_scope, upstream_retries,
+};
 
 pub use opentelemetry::Context;
 

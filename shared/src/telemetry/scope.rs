@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::metrics::Metrics;
+use super::metrics::{Metrics, RequestMetrics};
 
 tokio::task_local! {
     static SCOPE: Arc<RequestScope>;
@@ -20,11 +20,25 @@ pub struct RequestScope {
     metrics: Metrics,
     round_trips: AtomicU64,
     upstream_retries: AtomicU64,
+    database: DatabaseRetries,
+}
+
+/// A request's database requests tried again after "nothing ran", and those that gave up.
+#[derive(Debug, Default)]
+struct DatabaseRetries {
+    retries: AtomicU64,
+    give_ups: AtomicU64,
 }
 
 impl RequestScope {
     pub fn new(id: String, metrics: Metrics) -> Arc<Self> {
-        Arc::new(Self { id, metrics, round_trips: AtomicU64::new(0), upstream_retries: AtomicU64::new(0) })
+        Arc::new(Self {
+            id,
+            metrics,
+            round_trips: AtomicU64::new(0),
+            upstream_retries: AtomicU64::new(0),
+            database: DatabaseRetries::default(),
+        })
     }
 
     /// Runs `future` in this scope.
@@ -43,7 +57,12 @@ impl RequestScope {
 
 impl Drop for RequestScope {
     fn drop(&mut self) {
-        self.metrics.request(self.round_trips());
+        let database = &self.database;
+        self.metrics.request(RequestMetrics {
+            db_round_trips: self.round_trips(),
+            db_retries: database.retries.load(Ordering::Relaxed),
+            db_give_ups: database.give_ups.load(Ordering::Relaxed),
+        });
     }
 }
 
@@ -66,6 +85,16 @@ pub fn in_scope<F: Future>(future: F) -> impl Future<Output = F::Output> {
 /// One request to the database server (the store calls this per pipeline request it sends).
 pub fn count_round_trip() {
     let _ = SCOPE.try_with(|s| s.round_trips.fetch_add(1, Ordering::Relaxed));
+}
+
+/// One more attempt at a database request that answered "nothing ran" (the store calls this per retry).
+pub fn count_database_retry() {
+    let _ = SCOPE.try_with(|s| s.database.retries.fetch_add(1, Ordering::Relaxed));
+}
+
+/// A database request that gave up retrying (its budget, or its turn's lease, ran out).
+pub fn count_database_give_up() {
+    let _ = SCOPE.try_with(|s| s.database.give_ups.fetch_add(1, Ordering::Relaxed));
 }
 
 /// One more attempt at an upstream request (the retry policy calls this per retry).

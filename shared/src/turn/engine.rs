@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::llm::events::{Observed, ResponseAccumulator, ResponseEnd};
 use crate::llm::{ModelProvider, ModelRequest, output_item, upstream_tool};
 use crate::state::AppState;
-use crate::store::{IdempotencyClaim, KeptAnswer, ResponseRecord};
+use crate::store::{IdempotencyClaim, KeptAnswer, ResponseRecord, retrying_until};
 use crate::telemetry::{self, Warning};
 use serde::Deserialize;
 
@@ -47,6 +47,9 @@ pub struct Turn {
     pub(super) provider: Arc<dyn ModelProvider>,
     /// This turn's lease on its session, given back when it ends.
     pub(super) turn_id: String,
+    /// When the lease ends: once the model has answered, the turn's writes retry a database that pushes back
+    /// until then (an answer is not dropped while its session is held).
+    pub(super) held_until: Instant,
     pub(super) session_id: i64,
     pub(super) agent: Agent,
     pub(super) instructions: Option<String>,
@@ -164,6 +167,8 @@ impl Turn {
         let (sink, inbox) = Sink::new(turn_id.clone(), live, state.metrics.clone());
         let recorder =
             record(state.store.clone(), state.metrics.clone(), session, turn_id.clone(), inbox, cancel.clone());
+        // Every frame the recorder writes is the model's (or the turn's end): kept trying for the lease's life.
+        let recorder = retrying_until(self.held_until, recorder);
         let recorder = tokio::spawn(telemetry::in_scope(recorder.in_current_span()));
         let mut end = self.rounds(state, &sink, &cancel).await;
         // A keyed chat's answer that cannot be built would be kept empty, or not at all: the turn fails instead.
@@ -219,7 +224,7 @@ impl Turn {
                 usage: ended.end.as_ref().ok().and(ended.usage.clone()),
                 error: ended.end.as_ref().err().cloned(),
             };
-            match state.store.record_response(self.record_of(&ended)).await {
+            match retrying_until(self.held_until, state.store.record_response(self.record_of(&ended))).await {
                 Ok(message) => end.message = Some(message),
                 Err(err) => {
                     tracing::error!(error = %err.chain(), session = self.session_id, "could not store the response");
@@ -274,7 +279,8 @@ impl Turn {
             span.set_attribute("gen_ai.tool.call.result", output.clone());
         }
         drop(span);
-        if let Err(err) = state.store.record_executed(self.session_id, &call.call_id, &output).await {
+        let executed = state.store.record_executed(self.session_id, &call.call_id, &output);
+        if let Err(err) = retrying_until(self.held_until, executed).await {
             tracing::warn!(error = %err.chain(), call_id = %call.call_id, "could not store a tool result");
             state.metrics.warning(Warning::ToolResultNotStored);
         }

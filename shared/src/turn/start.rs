@@ -19,6 +19,7 @@ pub(super) fn new_lease(state: &AppState, lease: Duration) -> TurnLease {
     TurnLease {
         turn_id: format!("turn_{}", crate::auth::random_hex(8)),
         expires_at: crate::clock::format_timestamp(expires),
+        held_until: std::time::Instant::now() + lease,
     }
 }
 
@@ -83,6 +84,7 @@ pub(super) async fn start_message(
     input.push(user_message(&request.message));
     Ok(Turn {
         provider,
+        held_until: lease.held_until,
         turn_id: lease.turn_id,
         session_id: session.id,
         agent,
@@ -106,6 +108,7 @@ pub(super) fn continuation(
 ) -> Turn {
     Turn {
         provider,
+        held_until: lease.held_until,
         turn_id: lease.turn_id,
         session_id: context.session.id,
         instructions: context.instructions,
