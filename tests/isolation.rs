@@ -107,6 +107,11 @@ async fn another_owners_objects_are_not_found_by_any_method_and_stay_unchanged()
         assert_eq!(w.alice.get(&path).await, not_found, "GET {path}");
     }
     assert_eq!(w.alice.delete(&format!("/api/sessions/{session}/")).await, not_found);
+    // Forking Bob's session, at its start or at one of its messages, is not Alice's either.
+    let bobs_message = w.bob.get(&format!("/api/sessions/{session}/messages/")).await.1["results"][0]["id"].clone();
+    for body in [json!({}), json!({"message": bobs_message})] {
+        assert_eq!(w.alice.post(&format!("/api/sessions/{session}/fork/"), body).await, not_found, "fork");
+    }
 
     // The conversation endpoints: Bob's agent, session and pending call are not Alice's to use.
     for (path, body) in [
@@ -136,10 +141,19 @@ async fn another_owners_objects_are_not_found_by_any_method_and_stay_unchanged()
         (status, errors["tool"][0].as_str().map(|m| m.starts_with("Invalid pk"))),
         (StatusCode::BAD_REQUEST, Some(true))
     );
+    // Nor continue one of her own sessions on Bob's agent through a fork.
+    w.fake.push_stream(frames(lambent_testkit::openai::text_events("resp_alice", &["hi"])));
+    let own = w.alice.stream("/api/agent/stream/", json!({"message": "mine", "agent_id": mine["id"]})).await.done();
+    let fork = format!("/api/sessions/{}/fork/", own["session_id"]);
+    let (status, errors) = w.alice.post(&fork, json!({"agent": b["agent"]["id"]})).await;
+    assert_eq!(
+        (status, errors["agent"][0].as_str().map(|m| m.starts_with("Invalid pk"))),
+        (StatusCode::BAD_REQUEST, Some(true))
+    );
     w.alice.delete(&format!("/api/agents/{}/", mine["id"])).await;
 
     assert_eq!(snapshot(&w.alice).await, before, "nothing of Bob's changed");
-    assert_eq!(w.fake.requests().len(), 1, "only Bob's own turn went upstream");
+    assert_eq!(w.fake.requests().len(), 2, "only Bob's own turn and Alice's own went upstream");
 }
 
 #[tokio::test]
@@ -159,6 +173,20 @@ async fn lists_show_only_ones_own_objects_and_the_global_ones() {
     assert_eq!(w.bob.get("/api/sessions/").await.1["count"], 1);
     assert_eq!(w.root.get("/api/sessions/").await.1["count"], 1, "staff see every session");
     assert_eq!(w.root.get("/api/agents/").await.1["count"], 2);
+
+    // Providers are the deployment's, the same list for everyone (and never a key).
+    let providers = w.alice.get("/api/providers/").await;
+    assert_eq!(providers, w.bob.get("/api/providers/").await);
+    assert_eq!(providers.1[0]["name"], "openai");
+    // A fork belongs to whoever forked: staff forking Bob's session get a session of their own.
+    let (status, fork) = w.root.post(&format!("/api/sessions/{}/fork/", w.bobs["session"]), json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "Bob's session ends waiting for a tool output: {fork}");
+    let first =
+        w.bob.get(&format!("/api/sessions/{}/messages/", w.bobs["session"])).await.1["results"][0]["id"].clone();
+    let fork = w.root.create(&format!("/api/sessions/{}/fork/", w.bobs["session"]), json!({"message": first})).await;
+    assert_ne!(fork["owner"], w.bobs["agent"]["owner"]);
+    assert_eq!(w.bob.get("/api/sessions/").await.1["count"], 1, "Bob does not see the staff's fork");
+    assert_eq!(w.root.get("/api/sessions/").await.1["count"], 2);
 }
 
 #[tokio::test]

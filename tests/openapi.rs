@@ -38,6 +38,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("/api/sessions/{id}/messages/", "get"),
     ("/api/sessions/{id}/tool-calls/", "get"),
     ("/api/sessions/{id}/events/", "get"),
+    ("/api/sessions/{id}/fork/", "post"),
     ("/api/sessions/{id}/cancel/", "post"),
     ("/api/agent/stream/", "post"),
     ("/api/agent/tool-output/", "post"),
@@ -55,6 +56,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("/api/users/{id}/", "patch"),
     ("/api/users/{id}/", "delete"),
     ("/api/health/", "get"),
+    ("/api/providers/", "get"),
 ];
 
 #[tokio::test]
@@ -327,10 +329,12 @@ async fn operation_ids_are_the_stable_method_names_generated_clients_use() {
             "auth_logout",
             "auth_me",
             "health_check",
+            "providers_list",
             "sessions_cancel",
             "sessions_create",
             "sessions_destroy",
             "sessions_events",
+            "sessions_fork",
             "sessions_list",
             "sessions_messages",
             "sessions_retrieve",

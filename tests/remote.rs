@@ -88,12 +88,23 @@ async fn a_failed_remote_migration_rolls_back_whole() {
 
 /// A migrated app over the test sqld (or a proxy in front of it), with the fake upstream configured.
 pub async fn remote_app(url: &str, token: &str, fake: &FakeOpenAi) -> TestApp {
-    TestApp::serve(remote_state(url, token, fake).await, tempfile::tempdir().unwrap()).await
+    remote_app_with(url, token, fake, &[]).await
+}
+
+/// The same with more settings.
+pub async fn remote_app_with(url: &str, token: &str, fake: &FakeOpenAi, extra: &[(&'static str, &str)]) -> TestApp {
+    TestApp::serve(remote_state_with(url, token, fake, extra).await, tempfile::tempdir().unwrap()).await
 }
 
 /// The state [`remote_app`] serves (to add to it first, e.g. captured metrics).
 pub async fn remote_state(url: &str, token: &str, fake: &FakeOpenAi) -> AppState {
+    remote_state_with(url, token, fake, &[]).await
+}
+
+/// The state [`remote_app_with`] serves.
+async fn remote_state_with(url: &str, token: &str, fake: &FakeOpenAi, extra: &[(&'static str, &str)]) -> AppState {
     let mut env = fake.env();
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     env.push(("DATABASE_URL", url.to_owned()));
     env.push(("DATABASE_AUTH_TOKEN", token.to_owned()));
     let config = Config::from_lookup(|key| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())).unwrap();

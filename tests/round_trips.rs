@@ -54,6 +54,7 @@ async fn crud_reads_and_writes_reach_the_database_at_most_twice() {
         "/api/tokens/".to_owned(),
         "/api/auth/me/".to_owned(),
         "/api/usage/?by=agent".to_owned(),
+        "/api/providers/".to_owned(),
     ] {
         let (n, (status, _)) = trips(&proxy, app.get(&path)).await;
         check(format!("GET {path}"), n, status.as_u16());
@@ -68,6 +69,7 @@ async fn crud_reads_and_writes_reach_the_database_at_most_twice() {
         ("POST", "/api/agent-tools/".into(), Some(json!({"agent": a, "tool": t}))),
         ("POST", "/api/sessions/".into(), Some(json!({"agent": a}))),
         ("POST", "/api/tokens/".into(), Some(json!({"name": "ci"}))),
+        ("POST", format!("/api/sessions/{s}/fork/"), Some(json!({"agent": a}))),
         ("DELETE", format!("/api/sessions/{s}/"), None),
         ("DELETE", format!("/api/tools/{t}/"), None),
     ];
@@ -183,6 +185,28 @@ async fn a_turn_reaches_the_database_at_most_twice_before_upstream_and_twice_aft
 
     let over: Vec<_> = report.iter().filter(|(_, pre, post)| *pre > 2 || *post > 2).collect();
     assert!(over.is_empty(), "over budget (before upstream, after its last event): {over:?}\nall: {report:?}");
+}
+
+/// Lambent keeping the conversation costs no round trip: the history is read in the batch that reads the
+/// turn's context, and the response's items are stored in the write that records it.
+#[tokio::test]
+async fn a_local_mode_turn_keeps_the_same_budget_with_its_history_read_and_its_items_stored() {
+    let sqld = Sqld::start().await;
+    let proxy = Proxy::start(&sqld.url).await;
+    let fake = FakeOpenAi::start().await;
+    let app =
+        crate::remote::remote_app_with(&proxy.url, &sqld.token(), &fake, &[("LAMBENT_PROVIDER_OPENAI_STATE", "local")])
+            .await;
+    app.create("/api/agents/", json!({"name": "A", "is_default": true})).await;
+    let answer = || frames(text_events("resp_x", &["a", "b"]));
+    let (_, _, out) =
+        turn_trips(&app, &proxy, &fake, "/api/agent/stream/", json!({"message": "one"}), None, answer()).await;
+    let session = out.done()["session_id"].clone();
+    let next = json!({"message": "two", "session_id": session});
+    let (pre, post, out) = turn_trips(&app, &proxy, &fake, "/api/agent/stream/", next, None, answer()).await;
+    assert_eq!(out.text(), "ab");
+    assert_eq!(fake.request(1)["input"].as_array().unwrap().len(), 3, "the history went with the message");
+    assert!(pre <= 2 && post <= 2, "before upstream {pre}, after its last event {post}");
 }
 
 #[tokio::test]

@@ -23,7 +23,7 @@ async fn secure_string_parameters_fill_the_secrets_at_cold_start() {
 
     let resolved = lambent_functions::resolve_secrets(config, Some(sdk)).await.unwrap();
 
-    assert_eq!(resolved.openai_api_key.as_ref().map(|s| s.expose()), Some("sk-from-ssm"));
+    assert_eq!(resolved.default_provider().api_key.as_ref().map(|s| s.expose()), Some("sk-from-ssm"));
     assert_eq!(resolved.database_auth_token.as_ref().map(|s| s.expose()), Some("db-token-from-ssm"));
     assert!(!format!("{resolved:?}").contains("from-ssm"), "secrets never print");
 }
@@ -39,7 +39,7 @@ async fn a_missing_parameter_is_named_and_without_parameters_aws_is_not_touched(
     // No parameter names: the plain variables stand, and no AWS configuration is even loaded.
     let plain = Config::from_lookup(|key| (key == "OPENAI_API_KEY").then(|| "sk-plain".into())).unwrap();
     let resolved = lambent_functions::resolve_secrets(plain, None).await.unwrap();
-    assert_eq!(resolved.openai_api_key.unwrap().expose(), "sk-plain");
+    assert_eq!(resolved.default_provider().api_key.as_ref().unwrap().expose(), "sk-plain");
 }
 
 /// The `auth` function serves `/api/health/`, which reports whether a model key is configured, but may not
@@ -65,8 +65,8 @@ async fn only_the_functions_that_call_the_model_read_its_key_and_the_others_know
     )
     .await;
 
-    assert!(auth.openai_api_key.is_none());
-    assert_eq!(auth.openai_api_key_parameter.as_deref(), Some("/lambent/not-readable-here"));
+    assert!(auth.default_provider().api_key.is_none());
+    assert_eq!(auth.default_provider().api_key_parameter.as_deref(), Some("/lambent/not-readable-here"));
     let (state, _dir) = crate::helpers::fresh_state_with(&[]).await;
     let state = lambent::AppState::new(lambent::Config { database_url: state.config.database_url.clone(), ..auth }, {
         lambent::Store::open_url(&state.config.database_url, None).await.unwrap()

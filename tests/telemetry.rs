@@ -479,6 +479,37 @@ async fn a_full_conversation_logged_at_debug_never_shows_the_api_key_the_token_o
     }
 }
 
+/// A named provider's key, set by its variable, stays out of the logs too: on the turn, on a refused request
+/// (whose error is logged) and on the providers list.
+#[tokio::test]
+async fn a_named_providers_key_never_reaches_a_log_line() {
+    const KEY: &str = "sk-named-provider-secret-5f1e";
+    let logs = Captured::default();
+    let subscriber = telemetry::subscriber(LogFormat::Json, logs.writer(), EnvFilter::new("debug"), None);
+    let _guard = watch(subscriber);
+    let fake = FakeOpenAi::start().await;
+    let app = TestApp::spawn_with(&[
+        ("LAMBENT_PROVIDER_OTHER_BASE_URL", fake.base_url.clone()),
+        ("LAMBENT_PROVIDER_OTHER_API_KEY", KEY.to_owned()),
+        ("LAMBENT_PROVIDER_OTHER_STATE", "local".to_owned()),
+    ])
+    .await;
+    app.create("/api/agents/", json!({"name": "Other", "provider": "other", "is_default": true})).await;
+    fake.push_stream(frames(text_events("resp_other", &["Fine."])));
+    let reply = app.stream("/api/agent/stream/", json!({"message": "hi"})).await;
+    assert_eq!(reply.text(), "Fine.", "{}", reply.raw);
+    fake.push(Reply::Status { status: 401, body: "{\"error\": {\"message\": \"bad key\"}}".into(), retry_after: None });
+    let refused = app.stream("/api/agent/stream/", json!({"message": "again"})).await;
+    assert_eq!(refused.events("error")[0]["code"], "upstream_rejected");
+    assert_eq!(app.get("/api/providers/").await.0, StatusCode::OK);
+
+    assert_eq!(fake.requests()[0].authorization.as_deref(), Some(format!("Bearer {KEY}").as_str()));
+    let text = logs.text();
+    assert!(text.lines().count() > 10, "debug lines were written:\n{text}");
+    assert!(!text.contains(KEY), "the provider's key is in the logs:\n{text}");
+    assert!(!refused.raw.contains(KEY) && !reply.raw.contains(KEY));
+}
+
 #[tokio::test]
 async fn a_request_reports_the_database_round_trips_it_and_its_turn_made() {
     use lambent_testkit::{Proxy, Sqld};

@@ -133,7 +133,7 @@ async fn the_aws_sdk_reads_a_parameter_over_tls() {
 
     let resolved = lambent_functions::resolve_secrets(config, Some(sdk)).await.unwrap();
 
-    assert_eq!(resolved.openai_api_key.unwrap().expose(), "sk-over-tls");
+    assert_eq!(resolved.default_provider().api_key.as_ref().unwrap().expose(), "sk-over-tls");
     let requests = server.requests();
     assert!(requests[0].contains("x-amz-target: amazonssm.getparameter"), "{requests:?}");
 }

@@ -12,9 +12,10 @@
 //! exported and flushed before each invocation ends ([`FlushLayer`]): at the response for a buffered function,
 //! at the end of the stream body for a streaming one (its turn's spans close before the stream does).
 //!
-//! Secrets: when `OPENAI_API_KEY_PARAMETER` / `DATABASE_AUTH_TOKEN_PARAMETER` name SSM SecureString
-//! parameters, they are read (decrypted) once at cold start; otherwise the plain variables are used, and the
-//! AWS SDK is never touched.
+//! Secrets: when `OPENAI_API_KEY_PARAMETER` (any provider's `LAMBENT_PROVIDER_<NAME>_API_KEY_PARAMETER`) /
+//! `DATABASE_AUTH_TOKEN_PARAMETER` name SSM SecureString parameters, they are read (decrypted) once at cold
+//! start — a provider's key only by the functions that call the model; otherwise the plain variables are
+//! used, and the AWS SDK is never touched.
 //!
 //! # Layout
 //! - `src/lib.rs`: [`serve`] (the shared `main`, streaming or buffered as the function says), [`cold_start`],
@@ -70,24 +71,28 @@ pub async fn cold_start(function: Function) -> Result<AppState, lambent::Error> 
     AppState::open(secrets_for(function, Config::from_env()?, None).await?).await
 }
 
-/// [`resolve_secrets`] for one function: only a function that calls the model reads its key. The others keep
-/// the parameter's name (the health check, on `auth`, reports a key as configured) and never ask SSM for it
-/// (they may not read it).
-pub async fn secrets_for(
-    function: Function,
-    mut config: Config,
-    sdk: Option<SdkConfig>,
-) -> Result<Config, lambent::Error> {
-    let unread = if function.calls_model() { None } else { config.openai_api_key_parameter.take() };
+/// [`resolve_secrets`] for one function: only a function that calls the model reads the providers' keys.
+/// The others keep the parameters' names (the health check, on `auth`, reports a key as configured) and never
+/// ask SSM for them (they may not read them).
+pub async fn secrets_for(function: Function, config: Config, sdk: Option<SdkConfig>) -> Result<Config, lambent::Error> {
+    if function.calls_model() {
+        return resolve_secrets(config, sdk).await;
+    }
+    let mut config = config;
+    let unread: Vec<Option<String>> = config.providers.iter_mut().map(|p| p.api_key_parameter.take()).collect();
     let mut config = resolve_secrets(config, sdk).await?;
-    config.openai_api_key_parameter = config.openai_api_key_parameter.or(unread);
+    for (provider, name) in config.providers.iter_mut().zip(unread) {
+        provider.api_key_parameter = name;
+    }
     Ok(config)
 }
 
-/// Fills secrets from SSM parameters when the configuration names them. `sdk` overrides the AWS
-/// configuration (tests point it at a local emulator); by default it comes from the environment.
+/// Fills secrets from SSM parameters when the configuration names them: every provider's key and the
+/// database token. `sdk` overrides the AWS configuration (tests point it at a local emulator); by default it
+/// comes from the environment.
 pub async fn resolve_secrets(mut config: Config, sdk: Option<SdkConfig>) -> Result<Config, lambent::Error> {
-    if config.openai_api_key_parameter.is_none() && config.database_auth_token_parameter.is_none() {
+    let keys_named = config.providers.iter().any(|p| p.api_key_parameter.is_some());
+    if !keys_named && config.database_auth_token_parameter.is_none() {
         return Ok(config);
     }
     let sdk = match sdk {
@@ -95,8 +100,10 @@ pub async fn resolve_secrets(mut config: Config, sdk: Option<SdkConfig>) -> Resu
         None => aws_config().load().await,
     };
     let ssm = aws_sdk_ssm::Client::new(&sdk);
-    if let Some(name) = config.openai_api_key_parameter.clone() {
-        config.openai_api_key = Some(parameter(&ssm, &name).await?);
+    for provider in &mut config.providers {
+        if let Some(name) = provider.api_key_parameter.clone() {
+            provider.api_key = Some(parameter(&ssm, &name).await?);
+        }
     }
     if let Some(name) = config.database_auth_token_parameter.clone() {
         config.database_auth_token = Some(parameter(&ssm, &name).await?);

@@ -23,7 +23,9 @@ pub async fn prune() -> Result<(), lambda_http::Error> {
     lambent::telemetry::init(lambent::telemetry::LogFormat::Json);
     // Housekeeping never calls the model: only the database's secret is read.
     let mut config = lambent::Config::from_env()?;
-    config.openai_api_key_parameter = None;
+    for provider in &mut config.providers {
+        provider.api_key_parameter = None;
+    }
     let state = lambent::AppState::open(crate::resolve_secrets(config, None).await?).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| run(&state, event))).await
 }

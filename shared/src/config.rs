@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
+mod providers;
+pub use providers::{DEFAULT_PROVIDER, ProviderConfig, StateMode, names_in as provider_names_in};
+
 /// The embedded SQLite file used when `DATABASE_URL` is unset (relative to the working directory).
 pub const DEFAULT_DATABASE_URL: &str = "file:local/lambent.db";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
@@ -99,12 +102,9 @@ pub struct Config {
     /// The local server's cut-off for a request's whole body, from when its headers arrived
     /// (`LAMBENT_BODY_TIMEOUT`, default 30 s): 408 after it.
     pub body_timeout: Duration,
-    /// The OpenAI API key; without one the agent endpoints answer 503.
-    pub openai_api_key: Option<Secret>,
-    /// On Lambda: an SSM SecureString holding the OpenAI key, read once at cold start.
-    pub openai_api_key_parameter: Option<String>,
-    /// Any Responses-compatible server (`OPENAI_BASE_URL`), default OpenAI's.
-    pub openai_base_url: String,
+    /// The model providers (`openai` first, always there; see [`ProviderConfig`]). Without a key, a turn on
+    /// a provider answers 503.
+    pub providers: Vec<ProviderConfig>,
     pub openai_connect_timeout: Duration,
     /// How long an upstream stream may stay silent before the turn ends with `upstream_timeout`.
     pub openai_read_timeout: Duration,
@@ -231,11 +231,26 @@ pub enum MetricsOutput {
 impl Config {
     /// Reads the process environment (a `.env` file is loaded by the local binary before this).
     pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|key| std::env::var(key).ok())
+        Self::from_vars(std::env::vars())
     }
 
-    /// Same as [`Config::from_env`] over any lookup, so tests need not touch the process environment.
+    /// Same as [`Config::from_env`] over any set of variables, so tests need not touch the process
+    /// environment. Named providers are found by their variables' names, so they need the whole set.
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
+        let vars: std::collections::HashMap<String, String> = vars.into_iter().collect();
+        let names = providers::names_in(vars.keys().map(String::as_str));
+        Self::read(&|key| vars.get(key).cloned(), &names)
+    }
+
+    /// Same over a lookup: every setting but named providers (only `openai`, which needs no enumeration).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        Self::read(&lookup, &Default::default())
+    }
+
+    fn read(
+        lookup: &dyn Fn(&str) -> Option<String>,
+        provider_names: &std::collections::BTreeSet<String>,
+    ) -> Result<Self> {
         let get = |key: &str| lookup(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let bind = get("BIND").unwrap_or_else(|| DEFAULT_BIND.to_owned());
         let bind = bind.parse().map_err(|e| Error::config_from(format!("BIND must be HOST:PORT, got {bind:?}"), e))?;
@@ -313,9 +328,7 @@ impl Config {
             bind,
             header_timeout: seconds("LAMBENT_HEADER_TIMEOUT", 10.0)?,
             body_timeout: seconds("LAMBENT_BODY_TIMEOUT", 30.0)?,
-            openai_api_key: get("OPENAI_API_KEY").map(Secret::new),
-            openai_api_key_parameter: get("OPENAI_API_KEY_PARAMETER"),
-            openai_base_url: get("OPENAI_BASE_URL").unwrap_or_else(|| DEFAULT_OPENAI_BASE_URL.to_owned()),
+            providers: providers::read(&get, provider_names)?,
             openai_connect_timeout: seconds("OPENAI_CONNECT_TIMEOUT", 10.0)?,
             openai_read_timeout: seconds("OPENAI_READ_TIMEOUT", 120.0)?,
             upstream_retries,
@@ -334,6 +347,28 @@ impl Config {
             prices: Prices::parse(&get("LAMBENT_PRICES").unwrap_or_default())
                 .map_err(|e| Error::config(format!("LAMBENT_PRICES: {e}")))?,
         })
+    }
+}
+
+impl Config {
+    /// The provider of this name, if configured.
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// `openai`, the default provider (always configured).
+    pub fn default_provider(&self) -> &ProviderConfig {
+        self.provider(DEFAULT_PROVIDER).unwrap_or(&self.providers[0])
+    }
+
+    /// Whether Lambent keeps the conversations of this provider (`_STATE=local`).
+    pub fn is_local(&self, name: &str) -> bool {
+        self.provider(name).is_some_and(|p| p.state == StateMode::Local)
+    }
+
+    /// The names of the providers whose conversations Lambent keeps.
+    pub fn local_providers(&self) -> Vec<&str> {
+        self.providers.iter().filter(|p| p.state == StateMode::Local).map(|p| p.name.as_str()).collect()
     }
 }
 
@@ -384,7 +419,7 @@ mod tests {
         let config =
             Config::from_lookup(|k| matches!(k, "DATABASE_AUTH_TOKEN" | "OPENAI_API_KEY").then(|| "s3cr3t".to_owned()))
                 .unwrap();
-        assert!(config.openai_api_key.is_some());
+        assert!(config.default_provider().api_key.is_some());
         assert!(!format!("{config:?}").contains("s3cr3t"));
     }
 

@@ -21,11 +21,17 @@ use crate::llm::{ModelProvider, OpenAiProvider};
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
+/// A provider's client, built on first use (or why it could not be).
+type LazyClient = OnceLock<std::result::Result<Arc<dyn ModelProvider>, String>>;
+
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
-    llm: Arc<OnceLock<std::result::Result<Arc<dyn ModelProvider>, String>>>,
+    /// One client per configured provider, each built on first use.
+    llms: Arc<HashMap<String, LazyClient>>,
+    /// Answers for every provider instead (tests: a scripted provider).
+    scripted: Option<Arc<dyn ModelProvider>>,
     executors: Arc<OnceLock<std::result::Result<ExecutorContext, Arc<reqwest::Error>>>>,
     schema_checked: Arc<AtomicBool>,
     /// The turns running in this process, so a cancel request stops one at once.
@@ -40,22 +46,22 @@ impl AppState {
             crate::config::MetricsOutput::Off => Metrics::off(),
             crate::config::MetricsOutput::Emf { service } => Metrics::stdout(service),
         };
+        let llms = config.providers.iter().map(|p| (p.name.clone(), OnceLock::new())).collect();
         Self {
             metrics,
             config: Arc::new(config),
             store: Arc::new(store),
-            llm: Arc::default(),
+            llms: Arc::new(llms),
+            scripted: None,
             executors: Arc::default(),
             schema_checked: Arc::default(),
             turns: Arc::default(),
         }
     }
 
-    /// Uses this model provider instead of the one the config names (tests: a scripted provider).
+    /// Uses this model provider instead of the ones the config names (tests: a scripted provider).
     pub fn with_provider(self, provider: Arc<dyn ModelProvider>) -> Self {
-        let llm = OnceLock::new();
-        let _ = llm.set(Ok(provider));
-        Self { llm: Arc::new(llm), ..self }
+        Self { scripted: Some(provider), ..self }
     }
 
     /// Writes metric lines to `metrics` instead (tests: [`Metrics::capture`]).
@@ -76,14 +82,21 @@ impl AppState {
         Ok(Self::new(config, store))
     }
 
-    /// The model provider, built on first use; 503 without `OPENAI_API_KEY`.
-    pub fn llm(&self) -> Result<Arc<dyn ModelProvider>> {
-        let built = self.llm.get_or_init(|| {
-            let key = self.config.openai_api_key.as_ref().ok_or_else(|| {
-                "The model provider is not configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible server)."
-                    .to_owned()
-            })?;
-            OpenAiProvider::new(&self.config, key)
+    /// The named model provider's client, built on first use; 503 when the provider is not configured or has
+    /// no key.
+    pub fn llm(&self, name: &str) -> Result<Arc<dyn ModelProvider>> {
+        if let Some(scripted) = &self.scripted {
+            return Ok(scripted.clone());
+        }
+        let (Some(slot), Some(provider)) = (self.llms.get(name), self.config.provider(name)) else {
+            return Err(Error::Unavailable(format!(
+                "The model provider \"{name}\" is not configured: set LAMBENT_PROVIDER_{}_BASE_URL.",
+                name.to_ascii_uppercase()
+            )));
+        };
+        let built = slot.get_or_init(|| {
+            let key = provider.api_key.as_ref().ok_or_else(|| missing_key(name))?;
+            OpenAiProvider::new(&self.config, provider, key)
                 .map(|p| Arc::new(p) as Arc<dyn ModelProvider>)
                 .map_err(|e| e.chain().to_string())
         });
@@ -160,6 +173,17 @@ impl AppState {
     }
 }
 
+/// Why a provider's turns answer 503: the variables that would give it a key.
+fn missing_key(name: &str) -> String {
+    let upper = name.to_ascii_uppercase();
+    if name == crate::config::DEFAULT_PROVIDER {
+        "The model provider is not configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible server)."
+            .to_owned()
+    } else {
+        format!("The model provider \"{name}\" has no key: set LAMBENT_PROVIDER_{upper}_API_KEY.")
+    }
+}
+
 /// `/api/health/`'s answer: `ok` when every check passes (200), `unavailable` naming the failing ones (503).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(example = json!({"status": "ok", "checks": {"database": {"status": "ok"}, "schema": {"status": "ok"},
@@ -188,7 +212,8 @@ pub struct HealthChecks {
     pub database: HealthCheck,
     /// Every migration of this version is applied, unchanged.
     pub schema: HealthCheck,
-    /// An API key is configured, and the base URL is one.
+    /// The `openai` provider: an API key is configured, and the base URL is one. Without an OpenAI key, a
+    /// named provider with a key is enough.
     pub model_provider: ProviderHealth,
 }
 
@@ -221,7 +246,7 @@ pub struct ProviderHealth {
     pub base_url: Option<String>,
     /// The model an agent is given when its `model` is left out (what the dashboard prefills).
     #[schema(example = "gpt-4.1")]
-    pub default_model: &'static str,
+    pub default_model: String,
     /// What is missing, when something is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -231,20 +256,20 @@ impl ProviderHealth {
     fn of(config: &Config) -> Self {
         // A function that does not call the model (on Lambda, `auth`, which serves this check) only knows the
         // SSM parameter's name; the functions that do read it at cold start and fail there without it.
-        let api_key = config.openai_api_key.is_some() || config.openai_api_key_parameter.is_some();
-        let base_url = reqwest::Url::parse(&config.openai_base_url).ok().filter(|u| u.has_host()).map(|mut url| {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.set_query(None);
-            url.set_fragment(None);
-            url.to_string().trim_end_matches('/').to_owned()
-        });
+        let keyed = |p: &crate::config::ProviderConfig| p.api_key.is_some() || p.api_key_parameter.is_some();
+        let openai = config.default_provider();
+        let api_key = keyed(openai);
+        let base_url = openai.public_base_url();
+        // A deployment whose agents all use named providers is ready without an OpenAI key.
+        let others = config.providers.iter().filter(|p| p.name != openai.name).any(keyed);
         let detail = match (api_key, &base_url) {
             (true, Some(_)) => None,
+            (false, _) if others => None,
             (false, _) => Some("No API key: set OPENAI_API_KEY (or OPENAI_API_KEY_PARAMETER on Lambda).".to_owned()),
             (true, None) => Some("OPENAI_BASE_URL is not a URL.".to_owned()),
         };
         let status = if detail.is_none() { HealthStatus::Ok } else { HealthStatus::Unavailable };
-        Self { status, api_key, base_url, default_model: DEFAULT_MODEL, detail }
+        let default_model = openai.default_model.clone().unwrap_or_else(|| DEFAULT_MODEL.to_owned());
+        Self { status, api_key, base_url, default_model, detail }
     }
 }

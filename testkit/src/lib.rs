@@ -10,6 +10,8 @@
 //!   each for a set round trip, and can refuse them as sqld does under load (429); its
 //!   [`proxy::ProxyOptions`] is where new behaviour goes.
 //! - [`runtime_api`]: a stub of the Lambda Runtime API for a real function process.
+//! - [`chat`]: a fake chat-completions API, replies scripted per model; [`litellm`]: LiteLLM's proxy in front
+//!   of it, started once per process.
 //! - [`otlp`]: an OTLP/HTTP trace receiver (Python, the OpenTelemetry project's protos).
 //! - [`openai`]: the fake Responses API (scripted replies, frames shaped like the recorded transcripts) and the
 //!   builders of those frames.
@@ -25,6 +27,8 @@
 //! The kit links none of Lambent's crates: the bench measures the release binaries as child processes and
 //! must not link what it measures.
 
+pub mod chat;
+pub mod litellm;
 pub mod moto;
 pub mod openai;
 pub mod otlp;

@@ -44,6 +44,9 @@ pub struct Recorded {
 struct Inner {
     replies: VecDeque<Reply>,
     requests: Vec<Recorded>,
+    /// Keeps no conversation state, as Ollama, Groq or OpenRouter: 400 to any `previous_response_id` or
+    /// `store: true` (without using up a scripted reply).
+    stateless: bool,
 }
 
 #[derive(Clone)]
@@ -54,7 +57,16 @@ pub struct FakeOpenAi {
 
 impl FakeOpenAi {
     pub async fn start() -> Self {
-        let inner = Arc::new(Mutex::new(Inner::default()));
+        Self::serve(Inner::default()).await
+    }
+
+    /// A server that keeps no conversation state: it refuses `previous_response_id` and `store: true`.
+    pub async fn start_stateless() -> Self {
+        Self::serve(Inner { stateless: true, ..Inner::default() }).await
+    }
+
+    async fn serve(inner: Inner) -> Self {
+        let inner = Arc::new(Mutex::new(inner));
         let app = axum::Router::new().route("/v1/responses", post(responses)).with_state(inner.clone());
         let addr = crate::serve_forever(app, "the fake OpenAI").await;
         Self { base_url: format!("http://{addr}/v1"), inner }
@@ -89,11 +101,19 @@ impl FakeOpenAi {
 async fn responses(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
     let reply = {
         let mut inner = inner.lock().unwrap();
-        inner.requests.push(Recorded {
-            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-            authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned),
-        });
-        inner.replies.pop_front()
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let refused = inner.stateless
+            && (!body["previous_response_id"].is_null() || body["store"].as_bool().unwrap_or(true))
+            && !body.is_null();
+        let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        inner.requests.push(Recorded { body, authorization });
+        if refused {
+            let error = json!({"error": {"message": "This server keeps no responses: previous_response_id and store are not supported.",
+                                         "type": "invalid_request_error", "param": "previous_response_id", "code": null}});
+            Some(Reply::Status { status: 400, body: error.to_string(), retry_after: None })
+        } else {
+            inner.replies.pop_front()
+        }
     };
     match reply {
         None => (StatusCode::INTERNAL_SERVER_ERROR, "fake: no scripted reply left").into_response(),

@@ -51,16 +51,11 @@ pub async fn sdk_config(moto: &lambent_testkit::Moto) -> aws_config::SdkConfig {
         .await
 }
 
-/// A config over a database file inside `dir`, plus the given settings.
+/// A config over a database file inside `dir`, plus the given settings (named providers among them).
 pub fn config_in(dir: &TempDir, env: &[(&str, String)]) -> Config {
     let url = format!("file:{}", dir.path().join("lambent.db").display());
-    Config::from_lookup(|key| {
-        if key == "DATABASE_URL" {
-            return Some(url.clone());
-        }
-        env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
-    })
-    .expect("test config")
+    let vars = env.iter().map(|(k, v)| ((*k).to_owned(), v.clone()));
+    Config::from_vars(vars.chain([("DATABASE_URL".to_owned(), url)])).expect("test config")
 }
 
 /// A migrated store over a fresh file, and the folder that holds it.

@@ -153,6 +153,20 @@ impl<'a> Input<'a> {
         }
     }
 
+    /// A whole number from 1 to `max`; null is kept as an explicit "none".
+    pub fn nullable_count(&mut self, field: &str, max: i64) -> Option<Option<i64>> {
+        match self.raw(field, false)? {
+            Value::Null => Some(None),
+            Value::Number(n) => match n.as_i64() {
+                Some(v) if (1..=max).contains(&v) => Some(Some(v)),
+                Some(v) if v < 1 => self.reject(field, "Ensure this value is greater than or equal to 1."),
+                Some(_) => self.reject(field, format!("Ensure this value is less than or equal to {max}.")),
+                None => self.reject(field, "A valid integer is required."),
+            },
+            _ => self.reject(field, "A valid integer is required."),
+        }
+    }
+
     fn reject<T>(&mut self, field: &str, message: impl Into<String>) -> Option<T> {
         self.error(field, message);
         None

@@ -11,7 +11,8 @@
 //! - `states`: the states a response, a tool call and a message are in, and a turn's error codes (enums).
 //! - one file per aggregate: `accounts` (users, tokens), `agents`, `tools` (and the [`ToolCall`] a model
 //!   makes), `executor` (a tool's server-side [`Executor`]), `agent_tools`, `templates`, `sessions` (and
-//!   messages, tool-call records), `turns` (what a conversation request says, the instructions it builds),
+//!   messages, tool-call records), `forks` (what a fork request says), `history` (a session's conversation
+//!   read back for a rebuild), `turns` (what a conversation request says, the instructions it builds),
 //!   `usage` (a turn's tokens, usage reports, prices, budgets).
 
 mod access;
@@ -19,6 +20,8 @@ mod accounts;
 mod agent_tools;
 mod agents;
 mod executor;
+mod forks;
+mod history;
 mod input;
 mod sessions;
 mod states;
@@ -33,6 +36,8 @@ pub use accounts::{Credentials, MIN_PASSWORD_CHARS, NewApiToken, NewToken, UserW
 pub use agent_tools::{AgentToolLink, LinkChanges, LinkFields};
 pub use agents::{Agent, AgentChanges, AgentFields, DEFAULT_MODEL};
 pub use executor::{DEFAULT_HTTP_TIMEOUT, Executor, MAX_HTTP_TIMEOUT, REDACTED};
+pub use forks::ForkRequest;
+pub use history::{StoredHistory, StoredMessage};
 pub use input::{Input, Mode, NULL_CHARACTERS, check_name, check_text, missing_pk};
 pub use sessions::{Message, NewSession, Session, ToolCallRecord, Usage};
 pub use states::{ErrorCode, ResponseStatus, Role, ToolCallStatus};

@@ -13,8 +13,8 @@
 //!
 //! # Layout
 //! - [`FieldKind`]: what a field's kind does — read, document, and name the schemas it refers to.
-//! - the kinds: [`Text`], [`Bool`], [`Pk`], [`NullablePk`], [`WholeNumber`], [`Choice`], [`JsonObject`],
-//!   [`NullableJson`].
+//! - the kinds: [`Text`], [`Bool`], [`Pk`], [`NullablePk`], [`WholeNumber`], [`NullableCount`], [`Choice`],
+//!   [`JsonObject`], [`NullableJson`].
 //! - [`Required`]: a field a create or a replace must carry; [`present`] for a create's.
 //! - [`body!`]: the declaration.
 
@@ -229,6 +229,28 @@ impl FieldKind for WholeNumber {
             .schema_type(SchemaType::Array(vec![Type::Integer, Type::Null]))
             .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
             .minimum(Some(self.min))
+            .maximum(Some(self.max))
+            .into()
+    }
+}
+
+/// A whole number from 1 to `max` (an `i64`), or null for "none" (`Some(None)`).
+#[derive(Debug, Clone, Copy)]
+pub struct NullableCount {
+    pub max: i64,
+}
+
+impl FieldKind for NullableCount {
+    type Out = Option<i64>;
+
+    fn read(&self, input: &mut Input<'_>, field: &str, _: bool, _: &Limits) -> Option<Option<i64>> {
+        input.nullable_count(field, self.max)
+    }
+
+    fn schema(&self, _: &Limits) -> RefOr<Schema> {
+        int64()
+            .schema_type(SchemaType::Array(vec![Type::Integer, Type::Null]))
+            .minimum(Some(1))
             .maximum(Some(self.max))
             .into()
     }

@@ -38,7 +38,7 @@ async fn create(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Agent>)> {
-    let changes = AgentChanges::parse(&body, Mode::Create, &state.config.limits)?;
+    let changes = AgentChanges::parse_configured(&body, Mode::Create, &state.config)?;
     let owner = caller.owner_for(changes.owner);
     Ok((StatusCode::CREATED, Json(state.store.create_agent(owner, changes.apply(AgentFields::default())).await?)))
 }
@@ -59,7 +59,10 @@ async fn replace(
     JsonBody(body): JsonBody,
 ) -> Result<Json<Agent>> {
     Ok(Json(
-        state.store.update_agent(&caller, id, AgentChanges::parse(&body, Mode::Replace, &state.config.limits)?).await?,
+        state
+            .store
+            .update_agent(&caller, id, AgentChanges::parse_configured(&body, Mode::Replace, &state.config)?)
+            .await?,
     ))
 }
 
@@ -73,7 +76,10 @@ async fn patch(
     JsonBody(body): JsonBody,
 ) -> Result<Json<Agent>> {
     Ok(Json(
-        state.store.update_agent(&caller, id, AgentChanges::parse(&body, Mode::Patch, &state.config.limits)?).await?,
+        state
+            .store
+            .update_agent(&caller, id, AgentChanges::parse_configured(&body, Mode::Patch, &state.config)?)
+            .await?,
     ))
 }
 

@@ -5,7 +5,7 @@
 use axum::Router;
 use utoipa_axum::router::OpenApiRouter;
 
-use super::{agent, agent_tools, agents, auth, openapi, sessions, templates, tools, usage};
+use super::{agent, agent_tools, agents, auth, openapi, providers, sessions, templates, tools, usage};
 use crate::state::AppState;
 
 /// One deployed Lambda function.
@@ -68,7 +68,7 @@ impl Function {
     /// Its routes, documented.
     pub fn api(self) -> OpenApiRouter<AppState> {
         match self {
-            Self::Agents => agents::api(),
+            Self::Agents => agents::api().merge(providers::api()),
             Self::Tools => tools::api(),
             Self::AgentTools => agent_tools::api(),
             Self::Templates => templates::api(),

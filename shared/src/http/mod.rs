@@ -3,7 +3,7 @@
 //! nothing else.
 //!
 //! # Layout
-//! - one file per endpoint group: `agents`, `tools`, `agent_tools`, `templates`, `sessions`, `auth`, and
+//! - one file per endpoint group: `agents` (with `providers`, the configured model providers), `tools`, `agent_tools`, `templates`, `sessions`, `auth`, and
 //!   `agent` (the conversation endpoints: stream, tool-output, chat).
 //! - `usage`: `/api/usage/`, served with the accounts group (`auth`).
 //! - `functions`: the Lambda functions and their groups.
@@ -20,6 +20,7 @@ pub mod extract;
 pub mod functions;
 pub mod observe;
 pub mod openapi;
+pub mod providers;
 pub mod sessions;
 pub mod sse;
 pub mod templates;

@@ -42,6 +42,7 @@ pub const IDEMPOTENCY_REUSED: &str = "The Idempotency-Key was used for another r
     ),
     tags(
         (name = "agents", description = "Agent profiles: model and system prompt"),
+        (name = "providers", description = "The configured model providers agents name"),
         (name = "tools", description = "Function and custom tools"),
         (name = "agent-tools", description = "Which tools each agent may call"),
         (name = "templates", description = "Reusable prompt templates, per agent or global"),

@@ -14,7 +14,7 @@ use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, INVALID_PAGE, INVALID
 use super::sse::stream_response;
 use crate::domain::Caller;
 use crate::domain::wire::present;
-use crate::domain::{Message, Mode, NewSession, Session, ToolCallRecord};
+use crate::domain::{ForkRequest, Message, Mode, NewSession, Session, ToolCallRecord};
 use crate::error::Result;
 use crate::state::AppState;
 
@@ -29,6 +29,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(messages))
         .routes(routes!(tool_calls))
         .routes(routes!(cancel))
+        .routes(routes!(fork))
 }
 
 /// The session's event stream: served by the streaming function (it may follow a turn for minutes).
@@ -64,6 +65,25 @@ async fn create(
     responses((status = 200, description = "The session.", body = Session), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
 async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Json<Session>> {
     Ok(Json(state.store.get_session(&caller, id).await?))
+}
+
+/// Fork a session: a new session of yours holding copies of its messages and tool calls up to and including
+/// `message` (default: the last), continuing from there — on the same agent, or on `agent`, whose first turn
+/// sends the copied history whole. The original is untouched. A point between a tool call and its output
+/// (a response still waiting for outputs) is refused.
+#[utoipa::path(operation_id = "sessions_fork", post, path = "/api/sessions/{id}/fork/", tag = "sessions",
+    params(("id" = i64, Path)), request_body = ForkRequest,
+    responses((status = 201, description = "Created: the fork.", body = Session),
+        (status = 400, description = INVALID_FIELDS, body = ValidationErrors),
+        (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
+async fn fork(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Session>)> {
+    let fork = ForkRequest::parse(&body, Mode::Patch, &state.config.limits)?;
+    Ok((StatusCode::CREATED, Json(state.store.fork_session(&caller, id, &fork).await?)))
 }
 
 /// Delete a session and its messages.

@@ -63,6 +63,9 @@ pub struct ResponseAccumulator {
     text: String,
     calls: Vec<ToolCall>,
     announced: HashSet<String>,
+    /// Output items as `response.output_item.done` gave them, by output index: they carry what a replay
+    /// needs (a reasoning item's `encrypted_content`) even where the completed response abridges them.
+    items: Vec<(u64, Value)>,
 }
 
 /// What most events need read — their type, a text delta's text, the response's id and model — read without
@@ -139,16 +142,22 @@ impl ResponseAccumulator {
                 }
                 None => Observed::Nothing,
             },
-            "response.output_item.done" => match event.get("item").and_then(tool_call_of) {
-                Some(call) if self.announced.insert(call.call_id.clone()) => {
-                    self.calls.push(call.clone());
-                    Observed::ToolCall(call)
+            "response.output_item.done" => {
+                let Some(item) = event.get("item") else { return Observed::Nothing };
+                let index = event.get("output_index").and_then(Value::as_u64).unwrap_or(self.items.len() as u64);
+                self.items.push((index, item.clone()));
+                match tool_call_of(item) {
+                    Some(call) if self.announced.insert(call.call_id.clone()) => {
+                        self.calls.push(call.clone());
+                        Observed::ToolCall(call)
+                    }
+                    _ => Observed::Nothing,
                 }
-                _ => Observed::Nothing,
-            },
+            }
             "response.completed" => {
                 let response = event.get("response").cloned().unwrap_or(Value::Null);
-                let output = response.get("output").cloned().unwrap_or_else(|| json!([]));
+                let mut output = response.get("output").cloned().unwrap_or_else(|| json!([]));
+                self.merge_items(&mut output);
                 // The completed response is the source of truth: pick up any call whose item event we missed.
                 for call in output.as_array().into_iter().flatten().filter_map(tool_call_of) {
                     if self.announced.insert(call.call_id.clone()) {
@@ -205,6 +214,20 @@ impl ResponseAccumulator {
         }
     }
 
+    /// The completed response's output with each item `response.output_item.done` gave in its place (and any
+    /// item only those events gave, at the end, in index order).
+    fn merge_items(&mut self, output: &mut Value) {
+        let Some(list) = output.as_array_mut() else { return };
+        self.items.sort_by_key(|(index, _)| *index);
+        for (index, item) in self.items.drain(..) {
+            match usize::try_from(index).ok().and_then(|i| list.get_mut(i)) {
+                Some(slot) if slot.get("type") == item.get("type") => *slot = item,
+                Some(_) => {}
+                None => list.push(item),
+            }
+        }
+    }
+
     /// The assistant text so far (all of it once completed).
     pub fn text(&self) -> &str {
         &self.text
@@ -242,6 +265,18 @@ mod tests {
         assert_eq!((code, message.as_str()), (ErrorCode::UpstreamError, "boom (server_error)"));
         let Observed::Ended(ResponseEnd::Failed { message, .. }) = acc.observe(&nested) else { panic!() };
         assert_eq!(message, "busy (overloaded)");
+    }
+
+    #[test]
+    fn the_completed_output_takes_each_items_done_version() {
+        let mut acc = ResponseAccumulator::default();
+        let full = json!({"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAA"});
+        acc.observe(&json!({"type": "response.output_item.done", "output_index": 0, "item": full}));
+        let abridged = json!({"type": "reasoning", "id": "rs_1", "summary": []});
+        let message = json!({"type": "message", "role": "assistant", "content": []});
+        let completed = json!({"type": "response.completed", "response": {"id": "r", "output": [abridged, message]}});
+        let Observed::Ended(ResponseEnd::Completed { output, .. }) = acc.observe(&completed) else { panic!() };
+        assert_eq!(output, json!([full, message]));
     }
 
     #[test]

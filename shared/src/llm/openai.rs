@@ -29,7 +29,11 @@ impl std::fmt::Debug for OpenAiProvider {
 }
 
 impl OpenAiProvider {
-    pub fn new(config: &crate::config::Config, api_key: &Secret) -> Result<Self, crate::error::Error> {
+    pub fn new(
+        config: &crate::config::Config,
+        provider: &crate::config::ProviderConfig,
+        api_key: &Secret,
+    ) -> Result<Self, crate::error::Error> {
         let (connect_timeout, read_timeout) = (config.openai_connect_timeout, config.openai_read_timeout);
         crate::tls::install_crypto_provider();
         // async-openai sets no read timeout of its own: without one an upstream that never answers would hold
@@ -43,9 +47,8 @@ impl OpenAiProvider {
         let service = tower::ServiceBuilder::new()
             .retry(RetryPolicy::new(config.upstream_retries, config.upstream_retry_budget))
             .service(ReqwestService::new(http));
-        let openai = OpenAIConfig::new()
-            .with_api_key(api_key.expose())
-            .with_api_base(config.openai_base_url.trim_end_matches('/'));
+        let openai =
+            OpenAIConfig::new().with_api_key(api_key.expose()).with_api_base(provider.base_url.trim_end_matches('/'));
         Ok(Self { client: Client::with_config(openai).with_http_service(service), read_timeout })
     }
 }

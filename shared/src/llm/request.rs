@@ -22,7 +22,14 @@ pub struct ModelRequest {
     pub previous_response_id: Option<String>,
     pub store: bool,
     pub stream: bool,
+    /// `["reasoning.encrypted_content"]` when Lambent keeps the conversation: reasoning items come back with
+    /// what replaying them under `store: false` needs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<&'static str>,
 }
+
+/// What a request asks to get back when Lambent keeps the conversation's state.
+pub const STATELESS_INCLUDE: &str = "reasoning.encrypted_content";
 
 /// The user's message as an input item.
 pub fn user_message(content: &str) -> Value {

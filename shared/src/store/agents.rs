@@ -11,7 +11,8 @@ use crate::domain::Caller;
 use crate::domain::{Agent, AgentChanges, AgentFields};
 use crate::error::{Error, Result};
 
-pub(super) const COLUMNS: &str = "id, name, owner_id, model, system_prompt, is_default, created_at, updated_at";
+pub(super) const COLUMNS: &str =
+    "id, name, owner_id, model, system_prompt, is_default, created_at, updated_at, provider, input_budget";
 
 pub(super) fn agent(row: &Row) -> Result<Agent> {
     Ok(Agent {
@@ -23,6 +24,8 @@ pub(super) fn agent(row: &Row) -> Result<Agent> {
         is_default: flag(row, 5)?,
         created_at: text(row, 6)?,
         updated_at: text(row, 7)?,
+        provider: text(row, 8)?,
+        input_budget: opt_int(row, 9)?,
     })
 }
 
@@ -64,10 +67,20 @@ impl Store {
         }
         let inserted = batch.push(
             format!(
-                "INSERT INTO agent_profiles (name, owner_id, model, system_prompt, is_default, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING {COLUMNS}"
+                "INSERT INTO agent_profiles
+                 (name, owner_id, model, system_prompt, is_default, created_at, updated_at, provider, input_budget)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8) RETURNING {COLUMNS}"
             ),
-            params![fields.name, opt_int_value(owner), fields.model, fields.system_prompt, fields.is_default, now],
+            params![
+                fields.name,
+                opt_int_value(owner),
+                fields.model,
+                fields.system_prompt,
+                fields.is_default,
+                now,
+                fields.provider,
+                opt_int_value(fields.input_budget)
+            ],
         )?;
         let mut out = self.conn().await.batch(batch).await?;
         owner_exists(&mut out, owner_found, owner)?;
@@ -91,7 +104,8 @@ impl Store {
         }
         let updated = batch.push(
             format!(
-                "UPDATE agent_profiles SET name = ?1, model = ?2, system_prompt = ?3, is_default = ?4, updated_at = ?5
+                "UPDATE agent_profiles SET name = ?1, model = ?2, system_prompt = ?3, is_default = ?4, updated_at = ?5,
+                        provider = ?8, input_budget = ?9
                  WHERE id = ?6 AND owner_id IS ?7 RETURNING {COLUMNS}"
             ),
             params![
@@ -101,7 +115,9 @@ impl Store {
                 fields.is_default,
                 now,
                 id,
-                opt_int_value(existing.owner)
+                opt_int_value(existing.owner),
+                fields.provider,
+                opt_int_value(fields.input_budget)
             ],
         )?;
         let mut out = conn.batch(batch).await?;

@@ -34,6 +34,8 @@ pub(super) struct AssistantEnd<'a> {
     pub status: ResponseStatus,
     pub response_id: Option<&'a str>,
     pub usage: Option<&'a serde_json::Value>,
+    /// A completed response's `output` items, kept for a rebuild of the conversation (`store::history`).
+    pub output: Option<&'a serde_json::Value>,
 }
 
 /// Adds the INSERT of one message (returning it as stored) to a batch. `session` is a value, or with
@@ -49,8 +51,8 @@ pub(super) fn push_insert(
 ) -> Result<usize> {
     batch.push(
         format!(
-            "INSERT INTO agent_messages (session_id, role, content, status, response_id, usage, created_at)
-             VALUES ({session_sql}, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {COLUMNS}"
+            "INSERT INTO agent_messages (session_id, role, content, status, response_id, usage, created_at, output)
+             VALUES ({session_sql}, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING {COLUMNS}"
         ),
         insert_params(session, role, content, end, now),
     )
@@ -69,8 +71,8 @@ pub(super) fn push_answer_once(
     let same = "SELECT id FROM agent_messages WHERE session_id = ?1 AND role = ?2 AND response_id = ?5";
     batch.push(
         format!(
-            "INSERT INTO agent_messages (session_id, role, content, status, response_id, usage, created_at)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS ({same})"
+            "INSERT INTO agent_messages (session_id, role, content, status, response_id, usage, created_at, output)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE NOT EXISTS ({same})"
         ),
         insert_params(session.into(), Role::Assistant, content, Some(end), now),
     )?;
@@ -97,7 +99,8 @@ fn insert_params(
         opt_text_value(end.map(|e| e.status.as_str().to_owned())),
         opt_text_value(end.and_then(|e| e.response_id).map(str::to_owned)),
         opt_text_value(end.and_then(|e| e.usage).map(serde_json::Value::to_string)),
-        now
+        now,
+        opt_text_value(end.and_then(|e| e.output).map(serde_json::Value::to_string))
     ]
 }
 

@@ -13,9 +13,11 @@
 //! - this file: opening, the row readers and list helpers every aggregate shares, unique constraints.
 //! - `conn/`: the connection seam — an embedded libsql file, or Hrana pipelines to a remote server; batches.
 //! - `migrate`: the migration runner and the schema check a cold start makes.
+//! - `forks`: a session copied up to a message, in one read and one atomic write.
 //! - one file per aggregate: `users` (and tokens), `logins` (what login throttling counts), `agents`, `tools`, `agent_tools`, `templates`,
 //!   `sessions`, `messages`, `tool_calls` (the ledger, and how a response's end is recorded).
-//! - a turn's rows: `turn_context` (what a turn reads, in one batch), `turns` (starting a turn or a continuation
+//! - a turn's rows: `turn_context` (what a turn reads, in one batch; with `history`, the conversation a
+//!   stateless provider is sent whole), `turns` (starting a turn or a continuation
 //!   under the session's lease, ending it, cancel requests), `frames` (recorded SSE frames, for replay),
 //!   `idempotency` (keys, claimed in the same batch as what their request writes).
 //! - `usage`: token usage as an hourly aggregate (added to in the batch that ends a turn) and the budget read
@@ -25,7 +27,9 @@
 mod agent_tools;
 mod agents;
 mod conn;
+mod forks;
 mod frames;
+mod history;
 mod idempotency;
 mod logins;
 mod messages;

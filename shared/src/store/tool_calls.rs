@@ -52,7 +52,12 @@ impl Store {
     /// for a completed response) and the ledger entries of its tool calls.
     pub async fn record_response(&self, record: ResponseRecord<'_>) -> Result<Message> {
         let now = self.now();
-        let end = AssistantEnd { status: record.status, response_id: record.response_id, usage: record.usage };
+        let end = AssistantEnd {
+            status: record.status,
+            response_id: record.response_id,
+            usage: record.usage,
+            output: record.completed_output,
+        };
         // A response with an id is stored once whatever happens to the request (its message and calls are
         // conditioned on not being there yet): the write is retried even when its answer was lost.
         let (mut batch, stored) = match record.response_id {
@@ -77,7 +82,8 @@ impl Store {
         };
         if let (Some(output), Some(response_id)) = (record.completed_output, record.response_id) {
             batch.push(
-                "UPDATE agent_sessions SET previous_response_id = ?1, last_output = ?2, updated_at = ?3 WHERE id = ?4",
+                "UPDATE agent_sessions SET previous_response_id = ?1, last_output = ?2, updated_at = ?3, resend_history = 0
+                 WHERE id = ?4",
                 params![response_id, output.to_string(), now.clone(), record.session],
             )?;
             for call in record.calls {

@@ -5,8 +5,8 @@ use libsql::params;
 
 use super::conn::Batch;
 use super::idempotency::{IdempotencyClaim, KeyRecord};
-use super::{Store, agents, opt_int_value};
-use crate::domain::{Agent, Session, Template, Tool};
+use super::{Store, agents, history, opt_int_value};
+use crate::domain::{Agent, Session, StoredHistory, Template, Tool};
 use crate::error::Result;
 
 /// What a message turn reads before it writes: the session named, the agent the turn talks to (the one
@@ -18,6 +18,8 @@ pub struct TurnContext {
     /// The agent's own default templates if it has any, otherwise the global defaults.
     pub templates: Vec<Template>,
     pub tools: Vec<Tool>,
+    /// The session's conversation, when the turn sends it whole (see `store::history`).
+    pub history: Option<StoredHistory>,
 }
 
 /// A turn's context, and what the request's `Idempotency-Key` recorded if an key_record request claimed it
@@ -39,13 +41,15 @@ pub(super) const TOOLS: &str =
 
 impl Store {
     /// Reads a turn's context in one batch (one round trip remotely). `agent` and `session` are what the
-    /// request named; `owner` whose default agent applies when it named neither.
+    /// request named; `owner` whose default agent applies when it named neither; `locals` the providers whose
+    /// conversations Lambent keeps (their sessions' history is read too).
     pub async fn turn_context(
         &self,
         agent: Option<i64>,
         session: Option<i64>,
         owner: Option<i64>,
         claim: Option<&IdempotencyClaim>,
+        locals: &[&str],
     ) -> Result<TurnRead<TurnContext>> {
         // The agent the turn talks to, as an expression over ?1 (agent), ?2 (session), ?3 (owner).
         let which = "coalesce(?1, (SELECT agent_id FROM agent_sessions WHERE id = ?2),
@@ -72,6 +76,9 @@ impl Store {
             named(),
         )?;
         let tools = batch.push(TOOLS.replace("?1", &format!("({which})")), named())?;
+        let with_locals =
+            [opt_int_value(agent), opt_int_value(session), opt_int_value(owner), history::locals_param(locals)];
+        let history = history::push_read(&mut batch, "?2", &format!("({which})"), "?4", &with_locals)?;
         let key_read = super::idempotency::push_key_read(&mut batch, claim, &self.now())?;
         let budget = super::usage::push_budget_read(&mut batch, owner, self.clock().now())?;
         let mut out = self.conn().await.batch(batch).await?;
@@ -89,6 +96,7 @@ impl Store {
             agent: out.take(found_agent)?.rows().next().map(|r| agents::agent(&r)).transpose()?,
             templates,
             tools: out.take(tools)?.rows().map(|r| super::tools::tool(&r)).collect::<Result<_>>()?,
+            history: history::take(&mut out, history)?,
         };
         Ok(TurnRead { key_record, context, budget })
     }

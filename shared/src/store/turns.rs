@@ -201,6 +201,8 @@ pub struct ToolOutputContext {
     pub instructions: Option<String>,
     /// The response the outputs answer.
     pub response_id: String,
+    /// The session's conversation, when the continuation sends it whole (see `store::history`).
+    pub history: Option<crate::domain::StoredHistory>,
 }
 
 /// The outputs checked against what [`Store::tool_output_context`] read, in the order they were sent.
@@ -210,6 +212,7 @@ fn validate_outputs(
     outputs: &[ToolOutput],
     out: &mut super::conn::Outcomes,
     [found, agent, tools, calls]: [usize; 4],
+    history: super::history::HistoryRead,
 ) -> Result<ToolOutputContext> {
     let row = out.take(found)?.rows().next().ok_or(Error::NotFound)?;
     let found = sessions::session(&row)?;
@@ -241,6 +244,7 @@ fn validate_outputs(
         session: found,
         instructions,
         response_id,
+        history: super::history::take(out, history)?,
     })
 }
 
@@ -273,6 +277,7 @@ impl Store {
         session: i64,
         outputs: &[ToolOutput],
         claim: Option<&IdempotencyClaim>,
+        locals: &[&str],
     ) -> Result<super::TurnRead<Result<ToolOutputContext>>> {
         let ids = serde_json::Value::from(outputs.iter().map(|o| o.call_id.as_str()).collect::<Vec<_>>()).to_string();
         let agent_of = "(SELECT agent_id FROM agent_sessions WHERE id = ?1)";
@@ -288,12 +293,14 @@ impl Store {
             ),
             params![session, ids],
         )?;
+        let with_locals = [libsql::Value::Integer(session), super::history::locals_param(locals)];
+        let history = super::history::push_read(&mut batch, "?1", agent_of, "?2", &with_locals)?;
         let key_read = super::idempotency::push_key_read(&mut batch, claim, &self.now())?;
         let budget = super::usage::push_budget_read(&mut batch, viewer.owner_for(None), self.clock().now())?;
         let mut out = self.conn().await.batch(batch).await?;
         let key_record = super::idempotency::take_key_record(&mut out, key_read);
         let budget = super::usage::take_budget(&mut out, budget);
-        let context = validate_outputs(viewer, session, outputs, &mut out, [found, agent, tools, calls]);
+        let context = validate_outputs(viewer, session, outputs, &mut out, [found, agent, tools, calls], history);
         Ok(super::TurnRead { key_record, context, budget })
     }
 

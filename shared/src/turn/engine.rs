@@ -35,7 +35,7 @@ use super::recorder::{Sink, record};
 use crate::domain::{Agent, ErrorCode, Executor, Message, ResponseStatus, Tool, ToolCall, Usage};
 use crate::error::{Error, Result};
 use crate::llm::events::{Observed, ResponseAccumulator, ResponseEnd};
-use crate::llm::{ModelProvider, ModelRequest, output_item, upstream_tool};
+use crate::llm::{ModelProvider, ModelRequest, STATELESS_INCLUDE, output_item, upstream_tool};
 use crate::state::AppState;
 use crate::store::{IdempotencyClaim, KeptAnswer, ResponseRecord, retrying_until};
 use crate::telemetry::{self, Warning};
@@ -57,6 +57,14 @@ pub struct Turn {
     pub(super) input: Vec<Value>,
     pub(super) previous_response_id: Option<String>,
     pub(super) auto_execute: bool,
+    /// The conversation so far, sent before `input` instead of `previous_response_id`: every round when the
+    /// provider keeps no state (`stateless`), the first round only for a session that owes its provider the
+    /// whole history (a fork).
+    pub(super) history: Option<Vec<Value>>,
+    /// Lambent keeps the conversation: `store: false`, reasoning items asked back with their encrypted content.
+    pub(super) stateless: bool,
+    /// How many of the oldest turns the agent's input budget left out of `history`.
+    pub(super) dropped_turns: u32,
 }
 
 /// How a keyed chat's answer is kept for its key's retries: the claim, and how the turn's end becomes the
@@ -146,7 +154,7 @@ impl Turn {
         let span =
             tracing::info_span!("turn", otel.name = %name, session_id = self.session_id, turn_id = %self.turn_id);
         span.set_attribute("gen_ai.operation.name", "invoke_agent");
-        span.set_attribute("gen_ai.provider.name", "openai");
+        span.set_attribute("gen_ai.provider.name", self.agent.provider.clone());
         span.set_attribute("gen_ai.agent.id", self.agent.id.to_string());
         span.set_attribute("gen_ai.agent.name", self.agent.name.clone());
         span.set_attribute("gen_ai.conversation.id", self.session_id.to_string());
@@ -200,24 +208,37 @@ impl Turn {
         let executors: HashMap<&str, &Executor> =
             self.tools.iter().filter_map(|t| Some((t.name.as_str(), t.executor.as_ref()?))).collect();
         let tool_specs: Vec<Value> = self.tools.iter().map(upstream_tool).collect();
+        if self.stateless {
+            self.history.get_or_insert_with(Vec::new);
+        }
         let mut rounds_run = 0;
         loop {
+            let input = std::mem::take(&mut self.input);
+            let (input, sent) = match &self.history {
+                Some(history) => (history.iter().chain(&input).cloned().collect(), input),
+                None => (input, Vec::new()),
+            };
             let request = ModelRequest {
                 model: self.agent.model.clone(),
                 instructions: self.instructions.clone(),
-                input: std::mem::take(&mut self.input),
+                input,
                 tools: tool_specs.clone(),
-                previous_response_id: self.previous_response_id.clone(),
-                store: true,
+                previous_response_id: self.previous_response_id.clone().filter(|_| self.history.is_none()),
+                store: !self.stateless,
                 stream: true,
+                include: if self.stateless { vec![STATELESS_INCLUDE] } else { Vec::new() },
             };
-            let ended = self.one_response(request, sink, cancel, state.config.trace_content).await;
+            let mut ended = self.one_response(request, sink, cancel, state.config.trace_content).await;
+            if let Err(error) = &mut ended.end {
+                self.explain_rejection(error);
+            }
             let mut end = TurnEnd {
                 done: Done {
                     session_id: self.session_id,
                     response_id: ended.response_id.clone(),
                     status: ended.status(),
                     pending_tool_calls: Vec::new(),
+                    dropped_turns: self.dropped_turns,
                 },
                 message: None,
                 output_text: ended.text.clone(),
@@ -259,11 +280,44 @@ impl Turn {
                 // Every call of the response ran here: the next response's input is their outputs as they were
                 // produced (no read back from the store, which a failed write could have left without them).
                 Then::Continue { previous_response_id } => {
+                    match (&mut self.history, &ended.end) {
+                        (Some(history), Ok(output)) if self.stateless => {
+                            history.extend(sent);
+                            history.extend(output.as_array().into_iter().flatten().cloned());
+                        }
+                        // A stateful provider chains from here: it has the history now.
+                        _ => self.history = None,
+                    }
                     self.input = outputs;
                     self.previous_response_id = Some(previous_response_id.to_owned());
                 }
             }
         }
+    }
+
+    /// A stateful provider's refusal may mean it keeps no state: the error names the setting to change. Not
+    /// for a refusal of the key (401, 403), which says what it is by itself; a refusal that names neither the
+    /// chain nor `store` gets the hint only when the request was chained.
+    fn explain_rejection(&self, error: &mut TurnError) {
+        if self.stateless || error.code != ErrorCode::UpstreamRejected {
+            return;
+        }
+        let text = error.message.as_str();
+        if text.contains("HTTP 401") || text.contains("HTTP 403") {
+            return;
+        }
+        let about_state = text.contains("previous_response") || text.contains("store");
+        if !about_state && self.previous_response_id.is_none() {
+            return;
+        }
+        let name = &self.agent.provider;
+        error.message = format!(
+            "{} The provider \"{name}\" may keep no conversation state (it refused a request with store: true{}): \
+             set LAMBENT_PROVIDER_{}_STATE=local to have Lambent send the whole conversation instead.",
+            error.message,
+            if self.previous_response_id.is_some() { " and previous_response_id" } else { "" },
+            name.to_ascii_uppercase()
+        );
     }
 
     /// Runs one call on the server in its `execute_tool` span, stores its output and sends its `tool_result`;
@@ -314,7 +368,7 @@ impl Turn {
     ) -> EndedResponse {
         let span = tracing::info_span!("chat", otel.name = %format!("chat {}", telemetry::escaped(&request.model)), otel.kind = "client");
         span.set_attribute("gen_ai.operation.name", "chat");
-        span.set_attribute("gen_ai.provider.name", "openai");
+        span.set_attribute("gen_ai.provider.name", self.agent.provider.clone());
         span.set_attribute("gen_ai.request.model", request.model.clone());
         if content {
             span.set_attribute("gen_ai.input.messages", Value::from(request.input.clone()).to_string());

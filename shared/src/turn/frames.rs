@@ -147,6 +147,14 @@ pub struct Done {
     pub response_id: Option<String>,
     pub status: ResponseStatus,
     pub pending_tool_calls: Vec<String>,
+    /// How many of the oldest turns the agent's `input_budget` left out of the history this turn sent (only
+    /// when Lambent keeps the conversation; absent when none were).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_turns: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]
@@ -176,11 +184,20 @@ mod tests {
         assert_eq!(data(TurnEvent::ToolResult(result)), r#"{"call_id":"c1","output":"21"}"#);
         let error = TurnError { code: ErrorCode::Cancelled, message: "stop".into() };
         assert_eq!(data(TurnEvent::Error(error)), r#"{"code":"cancelled","message":"stop"}"#);
-        let done =
-            Done { session_id: 3, response_id: None, status: ResponseStatus::Completed, pending_tool_calls: vec![] };
+        let done = Done {
+            session_id: 3,
+            response_id: None,
+            status: ResponseStatus::Completed,
+            pending_tool_calls: vec![],
+            dropped_turns: 0,
+        };
         assert_eq!(
-            data(TurnEvent::Done(done)),
+            data(TurnEvent::Done(done.clone())),
             r#"{"session_id":3,"response_id":null,"status":"completed","pending_tool_calls":[]}"#
+        );
+        assert_eq!(
+            data(TurnEvent::Done(Done { dropped_turns: 2, ..done })),
+            r#"{"session_id":3,"response_id":null,"status":"completed","pending_tool_calls":[],"dropped_turns":2}"#
         );
     }
 }

@@ -5,7 +5,8 @@
 //!   response (`tool-output`) — from storing what the user sent to its `done` frame. One runs per session at
 //!   a time.
 //! - **response**: one upstream `POST /v1/responses` stream, chained to the session's last completed one
-//!   by `previous_response_id`.
+//!   by `previous_response_id` — or, when Lambent keeps the conversation (a `local`-state provider, or a
+//!   fork's first turn), carrying the whole history rebuilt from the store (`llm::history`).
 //! - **round**: one response and the server-side tool calls run after it (`auto_execute_tools`); a turn
 //!   runs at most [`MAX_TOOL_ROUNDS`] tool rounds.
 //! - **frame**: one SSE event of a turn, id `<turn_id>:<seq>`, recorded so it can be replayed.
@@ -100,7 +101,8 @@ pub async fn tool_output(
     let store = &state.store;
     // One read batch (what the continuation needs, the calls to validate, the key's earlier request), then
     // one atomic write.
-    let read = store.tool_output_context(caller, request.session_id, &request.outputs, claim.as_ref()).await?;
+    let locals = state.config.local_providers();
+    let read = store.tool_output_context(caller, request.session_id, &request.outputs, claim.as_ref(), &locals).await?;
     match replay(state, read.key_record).await? {
         Some(Replay::Frames(frames)) => return Ok(ToolOutputStart::Streaming(frames)),
         Some(Replay::Answer { body, .. }) => {
@@ -111,16 +113,19 @@ pub async fn tool_output(
     }
     // Nothing is written without a model provider to continue with, or with the caller's budget spent (the
     // outputs are not stored: sent again after `resets_at`, they continue the response then).
-    let provider = state.llm()?;
+    // (An unconfigured provider answers 503 before a missing session's 404, as before providers had names.)
+    let provider = state.llm(read.context.as_ref().map_or(crate::config::DEFAULT_PROVIDER, |c| &c.agent.provider))?;
     read.budget?.check(state.clock().now())?;
     let context = read.context?;
+    let stateless = state.config.is_local(&context.agent.provider);
     let lease = new_lease(state, lease);
     match store.submit_tool_outputs(&context, &lease, &request.outputs, claim.as_ref()).await? {
         Submission::Waiting { pending } => {
             Ok(ToolOutputStart::Waiting(PendingToolCalls { pending_tool_calls: pending }))
         }
         Submission::Complete { response_id, calls } => {
-            let turn = continuation(provider, context, lease, response_id, &calls, request.auto_execute_tools);
+            let turn =
+                continuation(provider, stateless, context, lease, response_id, &calls, request.auto_execute_tools);
             Ok(ToolOutputStart::Streaming(turn.stream(state.clone())))
         }
     }
@@ -215,6 +220,7 @@ pub async fn close_interrupted(store: &Store) -> Result<usize> {
             response_id: None,
             status: ResponseStatus::Failed,
             pending_tool_calls: Vec::new(),
+            dropped_turns: 0,
         });
         let serialised = |event: &TurnEvent| event.data().map_err(|e| Error::internal("a closing frame", e));
         let (error_data, done_data) = (serialised(&error)?, serialised(&done)?);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::engine::Turn;
 use crate::domain::{Caller, MessageRequest, build_instructions};
 use crate::error::{Error, Result};
+use crate::llm::history::rebuild;
 use crate::llm::{ModelProvider, outputs_of, user_message};
 use crate::state::AppState;
 use crate::store::{IdempotencyClaim, ToolOutputContext, TurnContext, TurnLease, TurnRead, TurnSession};
@@ -30,7 +31,8 @@ pub(super) async fn read_context(
     request: &MessageRequest,
     claim: Option<&IdempotencyClaim>,
 ) -> Result<TurnRead<TurnContext>> {
-    state.store.turn_context(request.agent_id, request.session_id, caller.owner_for(None), claim).await
+    let locals = state.config.local_providers();
+    state.store.turn_context(request.agent_id, request.session_id, caller.owner_for(None), claim, &locals).await
 }
 
 /// Resolves a message turn from what [`read_context`] read and stores the user's message (everything the
@@ -44,7 +46,6 @@ pub(super) async fn start_message(
     claim: Option<&IdempotencyClaim>,
     context: TurnContext,
 ) -> Result<Turn> {
-    let provider = state.llm()?;
     let (agent, session) = match (request.agent_id, request.session_id) {
         (agent_id, Some(session_id)) => {
             let session = context.session.filter(|s| caller.sees_private(s.owner)).ok_or(Error::NotFound)?;
@@ -66,6 +67,7 @@ pub(super) async fn start_message(
             (agent, None)
         }
     };
+    let provider = state.llm(&agent.provider)?;
     let texts: Vec<&str> = context.templates.iter().map(|t| t.template.as_str()).collect();
     let instructions =
         build_instructions(&agent.system_prompt, &texts, &request.variables, state.config.limits.instructions_chars)?;
@@ -82,11 +84,16 @@ pub(super) async fn start_message(
     // Calls the user moved on from are answered upstream first (expired ones say so).
     let mut input = outputs_of(&started.unanswered);
     input.push(user_message(&request.message));
+    let answered = session.previous_response_id.as_deref().filter(|_| !started.unanswered.is_empty());
+    let rebuilt = context.history.map(|history| rebuild(&history, answered, agent.input_budget, &input));
     Ok(Turn {
         provider,
         held_until: lease.held_until,
         turn_id: lease.turn_id,
         session_id: session.id,
+        stateless: state.config.is_local(&agent.provider),
+        dropped_turns: rebuilt.as_ref().map_or(0, |r| r.dropped_turns),
+        history: rebuilt.map(|r| r.items),
         agent,
         instructions,
         tools: context.tools,
@@ -100,12 +107,16 @@ pub(super) async fn start_message(
 /// took the session's lease in the same write).
 pub(super) fn continuation(
     provider: Arc<dyn ModelProvider>,
+    stateless: bool,
     context: ToolOutputContext,
     lease: TurnLease,
     response_id: String,
     calls: &[crate::domain::ToolCallRecord],
     auto_execute: bool,
 ) -> Turn {
+    let input = outputs_of(calls);
+    let budget = context.agent.input_budget;
+    let rebuilt = context.history.map(|history| rebuild(&history, Some(&response_id), budget, &input));
     Turn {
         provider,
         held_until: lease.held_until,
@@ -114,8 +125,11 @@ pub(super) fn continuation(
         instructions: context.instructions,
         tools: context.tools,
         agent: context.agent,
-        input: outputs_of(calls),
+        input,
         previous_response_id: Some(response_id),
         auto_execute,
+        stateless,
+        dropped_turns: rebuilt.as_ref().map_or(0, |r| r.dropped_turns),
+        history: rebuilt.map(|r| r.items),
     }
 }

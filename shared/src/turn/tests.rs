@@ -244,6 +244,7 @@ async fn the_recorder_writes_frames_in_order_and_done_with_the_release_of_the_se
         response_id: None,
         status: crate::domain::ResponseStatus::Completed,
         pending_tool_calls: vec![],
+        dropped_turns: 0,
     };
     sink.end(done, None, None).await;
     // `end` returns once the recorder has written `done` and freed the session.

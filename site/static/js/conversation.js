@@ -46,8 +46,9 @@ function outputForm(card, call, submit) {
 }
 
 /** A session read back: its messages and tool calls in the order they happened, each response's calls right
- * after its message (a tool-call turn has no text of its own), any other call at its time. */
-export function showHistory(messages, calls, submit) {
+ * after its message (a tool-call turn has no text of its own), any other call at its time. With `fork`, each
+ * message a fork may end at (not a response still waiting for tool outputs) offers "Fork from here". */
+export function showHistory(messages, calls, submit, fork) {
   const byResponse = new Map();
   for (const call of calls) {
     if (!byResponse.has(call.response_id)) byResponse.set(call.response_id, []);
@@ -65,7 +66,28 @@ export function showHistory(messages, calls, submit) {
     if (m && (m.content || m.role === "user" || !own.length)) {
       const bubble = addBubble(m.role, m.content);
       if (m.status && m.status !== "completed") bubble.append(el("small", { className: "note" }, ` (${m.status})`));
+      if (fork && m.status !== "requires_tool_output") bubble.append(forkButton(m, bubble, fork));
     }
     for (const call of own) addToolCard(call, call, submit);
   }
+}
+
+/** "Fork from here" on a message: a small form choosing the agent to continue with, `fork(message, agent, form)`
+ * on submit. */
+function forkButton(message, bubble, fork) {
+  const button = el("button", { type: "button", className: "fork-from-here secondary outline",
+    title: "A new session with this conversation up to here, to continue on this agent or another" }, "Fork from here");
+  button.onclick = () => {
+    if (bubble.querySelector("form.fork")) return;
+    const id = `fork-agent-${message.id}`;
+    const agents = el("select", { id, name: "agent" });
+    const form = el("form", { className: "fork", onsubmit: (event) => { event.preventDefault(); fork(message, agents.value, form); } },
+      el("label", { htmlFor: id }, "Continue with "), agents, el("button", { type: "submit" }, "Fork"),
+      el("small", { className: "error", role: "alert" }));
+    for (const option of document.querySelectorAll("#agent option")) agents.append(option.cloneNode(true));
+    agents.value = $("#agent").value;
+    bubble.append(form);
+    agents.focus();
+  };
+  return button;
 }

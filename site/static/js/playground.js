@@ -103,7 +103,18 @@ async function loadHistory() {
   if (read !== chat.reads) return;
   const failed = [messages, calls].find((r) => !r.ok);
   if (failed) return void ($("#chat-error").textContent = `Could not read session #${session}: ${describeError(failed)}`);
-  showHistory(messages.data.results, calls.data.results, submitOutput);
+  showHistory(messages.data.results, calls.data.results, submitOutput, forkAt);
+}
+
+/** Forks the session at `message` onto `agent` (the session's own by default) and opens the fork. */
+async function forkAt(message, agent, form) {
+  const body = { message: message.id };
+  if (agent && agent !== $("#agent").value) body.agent = Number(agent);
+  const result = await api("POST", `/api/sessions/${message.session}/fork/`, body);
+  if (!result.ok) return void (form.querySelector(".error").textContent = `Could not fork: ${describeError(result)}`);
+  $("#agent").value = String(result.data.agent);
+  $("#variable-rows").replaceChildren();
+  await loadSessions(result.data.id);
 }
 
 /** A name/value row of the template variables; its value's label names the variable. */

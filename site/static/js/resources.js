@@ -14,6 +14,11 @@ const options = (path, label) => async () => {
 };
 const agentOptions = options("/api/agents/", (a) => `${a.name} (#${a.id})`);
 const toolOptions = options("/api/tools/", (t) => `${t.name} (#${t.id})`);
+// The configured model providers (`/api/providers/`, a plain list), `openai` first.
+const providerOptions = async () => {
+  const { data } = await api("GET", "/api/providers/");
+  return (Array.isArray(data) ? data : []).map((p) => [p.name, `${p.name} (${p.state === "local" ? "state kept by Lambent" : "state kept by the provider"})`]);
+};
 
 const col = (key, label, show) => ({ key, label, show });
 const date = (key, label) => col(key, label, (item) => formatDate(item[key]));
@@ -26,13 +31,15 @@ const ownerName = col("owner", "Owner", (item, names) =>
 export const RESOURCES = {
   agents: {
     title: "Agents", singular: "agent", path: "/api/agents/", toggles: ["is_default"],
-    columns: [col("name", "Name"), col("model", "Model"), col("is_default", "Default"), ownerName, date("updated_at", "Updated")],
+    columns: [col("name", "Name"), col("provider", "Provider"), col("model", "Model"), col("is_default", "Default"), ownerName, date("updated_at", "Updated")],
     fields: [
       { name: "name", label: "Name", required: true },
+      { name: "provider", label: "Provider", type: "select", options: providerOptions },
       // Prefilled with the server's default, so the default is a real value; left empty, the server picks it.
       { name: "model", label: "Model", initial: serverDefaultModel, omitEmpty: true },
       { name: "system_prompt", label: "System prompt ({{name}} placeholders come from the request's variables)", type: "textarea" },
       { name: "is_default", label: "Default agent", type: "checkbox" },
+      { name: "input_budget", label: "Input budget (tokens of history a request carries when Lambent keeps the state; empty: no limit)", type: "number" },
     ],
   },
   tools: {

@@ -1,4 +1,4 @@
--- 0010_usage: token usage as an aggregate, and budgets per user (issue 27).
+-- 0011_usage: token usage as an aggregate, and budgets per user (issue 27).
 -- usage_hourly holds one row per owner, hour, agent and model: the turn that ends adds its tokens to its row in
 -- the same atomic batch that records its end (no extra round trip), so `GET /api/usage/` reads at most
 -- hours x agents x models rows for a range instead of scanning messages. An hour is the finest grouping the API
