@@ -123,6 +123,12 @@ async fn usage_totals_equal_the_stored_usage_of_every_turn_however_it_ended() {
         .collect();
     assert_eq!(agents, [(a["id"].clone(), [42, 16, 0, 0], 3), (b["id"].clone(), [105, 50, 64, 30], 2)], "{by_agent}");
 
+    let (_, by_provider) = alice.get("/api/usage/?by=provider").await;
+    let providers: Vec<(Value, [i64; 4])> =
+        by_provider["rows"].as_array().unwrap().iter().map(|r| (r["provider"].clone(), tokens(r))).collect();
+    assert_eq!(providers, [(json!("openai"), expected)], "both agents use the default provider: {by_provider}");
+    assert!(by_provider["rows"][0].get("agent_id").is_none(), "{by_provider}");
+
     let (_, by_model) = alice.get("/api/usage/?by=model&group_by=hour").await;
     let priced = by_model["rows"].as_array().unwrap().iter().find(|r| r["model"] == "gpt-4o-mini").unwrap().clone();
     // 105 input and 50 output tokens at 1 and 2 dollars per million.

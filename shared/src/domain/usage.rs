@@ -50,7 +50,7 @@ pub enum Period {
 }
 
 impl Period {
-    /// The longest range a report over this period may cover (rows = periods x agents x models).
+    /// The longest range a report over this period may cover (rows = periods x agents x models x providers).
     pub const fn max_days(self) -> i64 {
         match self {
             Self::Day => 366,
@@ -73,6 +73,7 @@ impl Period {
 pub enum Breakdown {
     Agent,
     Model,
+    Provider,
 }
 
 /// A usage request, parsed and bounded: `from` and `to` are whole UTC days, both included.
@@ -114,6 +115,7 @@ impl UsageQuery {
             None | Some("") => None,
             Some("agent") => Some(Breakdown::Agent),
             Some("model") => Some(Breakdown::Model),
+            Some("provider") => Some(Breakdown::Provider),
             Some(other) => return Err(Error::field("by", format!("\"{other}\" is not a valid choice."))),
         };
         let to = date("to")?.unwrap_or(today);
@@ -159,6 +161,9 @@ pub struct UsageRow {
     /// With `by=model`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// With `by=provider`: the agent's provider when the turn ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cached_tokens: i64,
@@ -172,12 +177,13 @@ pub struct UsageRow {
     pub cost: Option<f64>,
 }
 
-/// One stored bucket: (hour or day, agent, model) and its counts, as the store reads them.
+/// One stored bucket: (hour or day, agent, model, provider) and its counts, as the store reads them.
 #[derive(Debug, Clone)]
 pub struct UsageBucket {
     pub period: String,
     pub agent_id: i64,
     pub model: String,
+    pub provider: String,
     /// input, output, cached, reasoning, turns, failed turns
     pub counts: [i64; 6],
 }
@@ -223,7 +229,7 @@ impl UsageReport {
     /// Groups stored buckets (ordered by period) as the query asked, pricing each model's tokens.
     pub fn build(query: &UsageQuery, buckets: &[UsageBucket], prices: &Prices) -> Self {
         let mut rows: Vec<UsageRow> = Vec::new();
-        let mut index: HashMap<(String, Option<i64>, Option<String>), usize> = HashMap::new();
+        let mut index: HashMap<(String, Option<i64>, Option<String>, Option<String>), usize> = HashMap::new();
         let mut totals = UsageRow::default();
         for bucket in buckets {
             let period = match query.group_by {
@@ -232,8 +238,10 @@ impl UsageReport {
             };
             let agent_id = (query.by == Some(Breakdown::Agent)).then_some(bucket.agent_id);
             let model = (query.by == Some(Breakdown::Model)).then(|| bucket.model.clone());
-            let at = *index.entry((period.clone(), agent_id, model.clone())).or_insert_with(|| {
-                rows.push(UsageRow { period: Some(period), agent_id, model, ..UsageRow::default() });
+            let provider = (query.by == Some(Breakdown::Provider)).then(|| bucket.provider.clone());
+            let key = (period.clone(), agent_id, model.clone(), provider.clone());
+            let at = *index.entry(key).or_insert_with(|| {
+                rows.push(UsageRow { period: Some(period), agent_id, model, provider, ..UsageRow::default() });
                 rows.len() - 1
             });
             rows[at].add(bucket, prices);

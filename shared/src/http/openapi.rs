@@ -49,7 +49,7 @@ pub const IDEMPOTENCY_REUSED: &str = "The Idempotency-Key was used for another r
         (name = "sessions", description = "Conversations, their messages and tool calls"),
         (name = "auth", description = "Log in, API tokens, users (staff). Send `Authorization: Bearer <token>` on every other call."),
         (name = "agent", description = "Conversations with an agent: streamed (SSE), tool-output continuation, chat"),
-        (name = "usage", description = "Tokens spent, per day or hour and per agent or model; budgets are on users"),
+        (name = "usage", description = "Tokens spent, per day or hour and per agent, model or provider; budgets are on users"),
         (name = "health", description = "Readiness: the database, its schema and the model provider's configuration"),
     ),
     components(schemas(ErrorDetail, ValidationErrors, BadRequest, TextDelta, CallFrame, ToolResult, TurnError, Done)),

@@ -15,7 +15,7 @@ pub fn api() -> OpenApiRouter<AppState> {
 }
 
 /// Input, output, cached and reasoning tokens, turns and failed turns, per day (or hour) and optionally per
-/// agent or model, for a range of whole UTC days: your own; staff see everyone's, or one owner's with
+/// agent, model or provider, for a range of whole UTC days: your own; staff see everyone's, or one owner's with
 /// `?owner=`. Every turn counts when it ends, with the tokens its responses reported (failed, incomplete and
 /// cancelled ones included). `cost` (US dollars) appears only where `LAMBENT_PRICES` prices the models.
 #[utoipa::path(operation_id = "usage_report", get, path = "/api/usage/", tag = "usage",
@@ -23,7 +23,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         ("from" = Option<String>, Query, description = "First day, `YYYY-MM-DD` (UTC); default 29 days before `to`"),
         ("to" = Option<String>, Query, description = "Last day, `YYYY-MM-DD` (UTC), included; default today"),
         ("group_by" = Option<String>, Query, description = "`day` (default; at most 366 days) or `hour` (at most 31 days)"),
-        ("by" = Option<String>, Query, description = "Also split by `agent` or `model`"),
+        ("by" = Option<String>, Query, description = "Also split by `agent`, `model` or `provider`"),
         ("owner" = Option<i64>, Query, description = "Staff only: one user's usage (default: everyone's)")),
     responses((status = 200, description = "The usage of the range, grouped as asked.", body = UsageReport),
         (status = 400, description = INVALID_QUERY, body = ValidationErrors),

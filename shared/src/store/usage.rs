@@ -1,4 +1,5 @@
-//! Token usage as an aggregate (`usage_hourly`, one row per owner, hour, agent and model) and the budget
+//! Token usage as an aggregate (`usage_hourly`, one row per owner, hour, agent, model and
+//! provider) and the budget
 //! read a turn's start carries.
 //!
 //! # Layout
@@ -15,13 +16,13 @@ use super::{Store, collect, int, opt_int, opt_int_value, text};
 use crate::domain::{Budget, TurnUsage, UsageBucket, UsageQuery};
 use crate::error::Result;
 
-/// Adds the turn's tokens to its hour's row: the session's owner (0 for none) and agent, the agent's model,
-/// the hour of `now`. `?1` session, `?2` now, `?3`..`?6` tokens, `?7` 1 when the turn failed.
+/// Adds the turn's tokens to its hour's row: the session's owner (0 for none) and agent, the agent's model
+/// and provider (as they were when the turn ended), the hour of `now`. `?1` session, `?2` now, `?3`..`?6` tokens, `?7` 1 when the turn failed.
 const ADD_TURN: &str = "INSERT INTO usage_hourly
-     (owner_id, hour, agent_id, model, input_tokens, output_tokens, cached_tokens, reasoning_tokens, turns, failed_turns)
-     SELECT coalesce(s.owner_id, 0), substr(?2, 1, 13), s.agent_id, coalesce(p.model, ''), ?3, ?4, ?5, ?6, 1, ?7
+     (owner_id, hour, agent_id, model, provider, input_tokens, output_tokens, cached_tokens, reasoning_tokens, turns, failed_turns)
+     SELECT coalesce(s.owner_id, 0), substr(?2, 1, 13), s.agent_id, coalesce(p.model, ''), coalesce(p.provider, ''), ?3, ?4, ?5, ?6, 1, ?7
      FROM agent_sessions s LEFT JOIN agent_profiles p ON p.id = s.agent_id WHERE s.id = ?1 AND changes() = 1
-     ON CONFLICT (owner_id, hour, agent_id, model) DO UPDATE SET
+     ON CONFLICT (owner_id, hour, agent_id, model, provider) DO UPDATE SET
         input_tokens = input_tokens + excluded.input_tokens,
         output_tokens = output_tokens + excluded.output_tokens,
         cached_tokens = cached_tokens + excluded.cached_tokens,
@@ -80,17 +81,18 @@ pub(super) fn take_budget(out: &mut Outcomes, at: usize) -> Result<Budget> {
 }
 
 impl Store {
-    /// The stored buckets of a report's range and owner, summed per period (day or hour), agent and model,
+    /// The stored buckets of a report's range and owner, summed per period (day or hour), agent, model
+    /// and provider,
     /// oldest first. One indexed range read of the aggregate, whatever the number of messages.
     pub async fn usage_buckets(&self, query: &UsageQuery) -> Result<Vec<UsageBucket>> {
         let (from, until) = query.hours();
         let conn = self.conn().await;
         let rows = conn
             .query(
-                "SELECT substr(hour, 1, ?1) AS period, agent_id, model, sum(input_tokens), sum(output_tokens),
+                "SELECT substr(hour, 1, ?1) AS period, agent_id, model, provider, sum(input_tokens), sum(output_tokens),
                         sum(cached_tokens), sum(reasoning_tokens), sum(turns), sum(failed_turns)
                  FROM usage_hourly WHERE hour >= ?2 AND hour < ?3 AND (?4 OR owner_id = coalesce(?5, 0))
-                 GROUP BY period, agent_id, model ORDER BY period, agent_id, model",
+                 GROUP BY period, agent_id, model, provider ORDER BY period, agent_id, model, provider",
                 params![query.group_by.key_chars(), from, until, query.everyone, opt_int_value(query.owner)],
             )
             .await?;
@@ -99,7 +101,8 @@ impl Store {
                 period: text(r, 0)?,
                 agent_id: int(r, 1)?,
                 model: text(r, 2)?,
-                counts: [int(r, 3)?, int(r, 4)?, int(r, 5)?, int(r, 6)?, int(r, 7)?, int(r, 8)?],
+                provider: text(r, 3)?,
+                counts: [int(r, 4)?, int(r, 5)?, int(r, 6)?, int(r, 7)?, int(r, 8)?, int(r, 9)?],
             })
         })
         .await
