@@ -209,6 +209,9 @@ impl UsageRow {
     }
 }
 
+/// A report row's group: period, then agent, model and provider (each only when broken down by it).
+type GroupKey = (String, Option<i64>, Option<String>, Option<String>);
+
 /// The answer of `GET /api/usage/`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct UsageReport {
@@ -229,7 +232,7 @@ impl UsageReport {
     /// Groups stored buckets (ordered by period) as the query asked, pricing each model's tokens.
     pub fn build(query: &UsageQuery, buckets: &[UsageBucket], prices: &Prices) -> Self {
         let mut rows: Vec<UsageRow> = Vec::new();
-        let mut index: HashMap<(String, Option<i64>, Option<String>, Option<String>), usize> = HashMap::new();
+        let mut index: HashMap<GroupKey, usize> = HashMap::new();
         let mut totals = UsageRow::default();
         for bucket in buckets {
             let period = match query.group_by {
