@@ -36,7 +36,7 @@ async fn health_answers_503_naming_the_missing_migration_and_the_missing_api_key
     let store = lambent::Store::open(&config).await.unwrap();
     let (last, earlier) = lambent::store::MIGRATIONS.split_last().unwrap();
     store.migrate_with(earlier).await.unwrap();
-    let app = TestApp::serve(lambent::AppState::new(config, store), dir).await.as_user(None);
+    let app = TestApp::serve_anonymous(lambent::AppState::new(config, store), dir).await;
 
     let (status, mut body) = app.get("/api/health/").await;
 

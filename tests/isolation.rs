@@ -272,3 +272,19 @@ async fn the_default_agent_is_the_callers_own_else_the_global_one() {
     let session = w.bob.get(&format!("/api/sessions/{}/", bob_turn["session_id"])).await.1;
     assert_eq!(session["agent"], w.bobs["agent"]["id"], "Bob's own default wins over the global one");
 }
+
+#[tokio::test]
+async fn usage_is_each_owners_own_and_only_staff_name_another_owner() {
+    let w = world().await;
+    let bob_id = w.bob.get("/api/auth/me/").await.1["id"].clone();
+    let turns = |report: &Value| report["totals"]["turns"].as_i64();
+    assert_eq!(turns(&w.bob.get("/api/usage/").await.1), Some(1), "Bob's own turn");
+    let (status, alices) = w.alice.get("/api/usage/?by=agent").await;
+    assert_eq!((status, turns(&alices), alices["rows"].clone()), (StatusCode::OK, Some(0), json!([])), "none of Bob's");
+    let refused = (StatusCode::FORBIDDEN, json!({"detail": "You do not have permission to perform this action."}));
+    assert_eq!(w.alice.get(&format!("/api/usage/?owner={bob_id}")).await, refused);
+    let (status, bobs) = w.root.get(&format!("/api/usage/?owner={bob_id}&by=agent")).await;
+    assert_eq!((status, turns(&bobs)), (StatusCode::OK, Some(1)));
+    assert_eq!(bobs["rows"][0]["agent_id"], w.bobs["agent"]["id"]);
+    assert_eq!(w.alice.as_user(None).get("/api/usage/").await.0, StatusCode::UNAUTHORIZED);
+}

@@ -50,3 +50,4 @@ mod template;
 mod templates;
 mod tls;
 mod tools;
+mod usage;

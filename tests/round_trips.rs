@@ -53,6 +53,7 @@ async fn crud_reads_and_writes_reach_the_database_at_most_twice() {
         format!("/api/sessions/{s}/tool-calls/"),
         "/api/tokens/".to_owned(),
         "/api/auth/me/".to_owned(),
+        "/api/usage/?by=agent".to_owned(),
         "/api/providers/".to_owned(),
     ] {
         let (n, (status, _)) = trips(&proxy, app.get(&path)).await;
@@ -250,4 +251,36 @@ async fn a_long_turns_frames_reach_the_database_at_most_once_per_quarter_second(
         .stream_with(reqwest::Method::GET, &format!("/api/sessions/{}/events/", out.done()["session_id"]), None, &[])
         .await;
     assert_eq!(replay.text(), deltas.concat(), "every frame was recorded, in order");
+}
+
+#[tokio::test]
+async fn a_budget_check_rides_in_the_turns_read_and_a_refused_turn_costs_one_round_trip() {
+    let (app, proxy, fake, _sqld) = counted_app().await;
+    app.create("/api/agents/", json!({"name": "A", "is_default": true})).await;
+    let me = app.get("/api/auth/me/").await.1["id"].as_i64().unwrap();
+    let answer = || frames(text_events("resp_b", &["a", "b"]));
+    let message = json!({"message": "hi"});
+    let (free_pre, free_post, _) =
+        turn_trips(&app, &proxy, &fake, "/api/agent/stream/", message.clone(), None, answer()).await;
+    let budget =
+        |daily: i64| lambent::store::UserChanges { daily_token_budget: Some(Some(daily)), ..Default::default() };
+    app.store().update_user(me, budget(1_000)).await.unwrap();
+    app.get("/api/auth/me/").await; // a changed user is checked again: the instance is warm again
+    let (pre, post, out) = turn_trips(&app, &proxy, &fake, "/api/agent/stream/", message.clone(), None, answer()).await;
+    assert_eq!(out.done()["status"], "completed");
+    assert_eq!((pre, post), (free_pre, free_post), "a budget adds no round trip to a turn");
+
+    // Two turns of 21 tokens spent 42: a budget of 42 is spent.
+    app.store().update_user(me, budget(42)).await.unwrap();
+    app.get("/api/auth/me/").await;
+    let seen = fake.requests().len();
+    let (n, refused) = trips(&proxy, app.stream("/api/agent/stream/", message)).await;
+    assert_eq!(
+        (refused.status.as_u16(), refused.body()["code"].as_str()),
+        (429, Some("budget_exceeded")),
+        "{}",
+        refused.raw
+    );
+    assert_eq!(n, 1, "refused in the turn's one read");
+    assert_eq!(fake.requests().len(), seen, "nothing reached the model");
 }

@@ -37,9 +37,17 @@ pub async fn create_user(store: &Store, write: UserWrite) -> Result<User> {
     let user = store
         .create_user(&write.username.unwrap_or_default(), password_hash.as_deref(), write.is_staff.unwrap_or(false))
         .await?;
-    match write.is_active {
-        Some(false) => store.update_user(user.id, UserChanges { is_active: Some(false), ..Default::default() }).await,
-        _ => Ok(user),
+    // What the insert does not set: a user created inactive, or with budgets.
+    let rest = UserChanges {
+        is_active: write.is_active.filter(|active| !active),
+        daily_token_budget: write.daily_token_budget,
+        monthly_token_budget: write.monthly_token_budget,
+        ..Default::default()
+    };
+    if rest.is_active.is_some() || rest.daily_token_budget.is_some() || rest.monthly_token_budget.is_some() {
+        store.update_user(user.id, rest).await
+    } else {
+        Ok(user)
     }
 }
 
@@ -49,8 +57,14 @@ pub async fn update_user(store: &Store, id: i64, write: UserWrite) -> Result<Use
         Some(password) => Some(hash_off_thread(password).await?),
         None => None,
     };
-    let changes =
-        UserChanges { username: write.username, password_hash, is_staff: write.is_staff, is_active: write.is_active };
+    let changes = UserChanges {
+        username: write.username,
+        password_hash,
+        is_staff: write.is_staff,
+        is_active: write.is_active,
+        daily_token_budget: write.daily_token_budget,
+        monthly_token_budget: write.monthly_token_budget,
+    };
     store.update_user(id, changes).await
 }
 

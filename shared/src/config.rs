@@ -34,6 +34,51 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// `LAMBENT_PRICES`: US dollars per million tokens, per model, input and output. Cached and reasoning tokens
+/// are priced as the input and output they are part of.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prices(std::collections::HashMap<String, (f64, f64)>);
+
+impl Prices {
+    /// Reads `model=in/out,model=in/out` or a JSON object `{"model": {"input": x, "output": y}}`.
+    pub fn parse(raw: &str) -> std::result::Result<Self, String> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Ok(Self::default());
+        }
+        let price = |model: &str, input: Option<f64>, output: Option<f64>| match (input, output) {
+            (Some(i), Some(o)) if i.is_finite() && o.is_finite() && i >= 0.0 && o >= 0.0 => {
+                Ok((model.to_owned(), (i, o)))
+            }
+            _ => Err(format!("the price of \"{model}\" must be two non-negative numbers, input and output")),
+        };
+        if raw.starts_with('{') {
+            let map: std::collections::HashMap<String, serde_json::Value> =
+                serde_json::from_str(raw).map_err(|e| format!("not a JSON object: {e}"))?;
+            let prices = map.iter().map(|(model, p)| price(model, p["input"].as_f64(), p["output"].as_f64()));
+            return prices.collect::<std::result::Result<_, _>>().map(Self);
+        }
+        raw.split(',')
+            .map(|entry| {
+                let (model, pair) = entry.split_once('=').ok_or_else(|| format!("\"{entry}\" is not model=in/out"))?;
+                let (input, output) = pair.split_once('/').unwrap_or((pair, ""));
+                price(model.trim(), input.trim().parse().ok(), output.trim().parse().ok())
+            })
+            .collect::<std::result::Result<_, _>>()
+            .map(Self)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// What these tokens of this model cost, if its price is configured.
+    pub fn cost(&self, model: &str, input: i64, output: i64) -> Option<f64> {
+        #[allow(clippy::cast_precision_loss)] // token counts stay far below 2^52
+        self.0.get(model).map(|(i, o)| (input as f64 * i + output as f64 * o) / 1_000_000.0)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `file:PATH` (or a bare path) for embedded SQLite; `libsql://`, `https://` or `http://` for a libsql server.
@@ -94,6 +139,8 @@ pub struct Config {
     /// Where EMF metric lines go (`LAMBENT_METRICS`): on Lambda (`AWS_LAMBDA_FUNCTION_NAME` set) stdout, else off.
     /// Their `Service` dimension: `LAMBENT_METRICS_SERVICE` (the template sets the stack's name), else `lambent`.
     pub metrics: MetricsOutput,
+    /// Token prices per model (`LAMBENT_PRICES`): usage reports show cost only for models priced here.
+    pub prices: Prices,
 }
 
 /// Every bound on what a user can make the server hold, send upstream or repeat, in one place (issue 22): a
@@ -297,6 +344,8 @@ impl Config {
             events_retention: Duration::from_secs(u64::from(events_retention) * 24 * 3600),
             trace_content,
             metrics,
+            prices: Prices::parse(&get("LAMBENT_PRICES").unwrap_or_default())
+                .map_err(|e| Error::config(format!("LAMBENT_PRICES: {e}")))?,
         })
     }
 }
@@ -344,6 +393,18 @@ fn list(raw: Option<String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prices_read_both_forms_and_refuse_what_is_not_a_price() {
+        let list = Prices::parse("gpt-4o=2.5/10, gpt-4o-mini=0.15/0.6").unwrap();
+        assert_eq!(list.cost("gpt-4o", 1_000_000, 100_000), Some(3.5));
+        assert_eq!(list.cost("other", 1, 1), None);
+        let json = Prices::parse(r#"{"gpt-4o": {"input": 2.5, "output": 10}}"#).unwrap();
+        assert_eq!(json.cost("gpt-4o", 2_000_000, 0), Some(5.0));
+        assert!(Prices::parse("gpt-4o=2.5").is_err());
+        assert!(Prices::parse("gpt-4o=-1/2").is_err());
+        assert!(Prices::parse("").unwrap().is_empty());
+    }
 
     #[test]
     fn defaults_point_at_the_embedded_database_and_loopback() {

@@ -99,6 +99,19 @@ pub struct TurnRunning {
     pub turn_id: String,
 }
 
+/// 429 when the caller's daily or monthly token budget is spent.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"detail": "Your daily token budget is spent.", "code": "budget_exceeded",
+    "resets_at": "2026-12-08T00:00:00.000000Z"}))]
+pub struct BudgetExceeded {
+    pub detail: String,
+    /// Always `budget_exceeded`.
+    #[schema(value_type = String)]
+    pub code: &'static str,
+    /// When the spent period ends (the next UTC midnight, or the first of next month): turns start again then.
+    pub resets_at: String,
+}
+
 /// The body of an error answer: one of the documented shapes.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
@@ -106,6 +119,7 @@ pub enum ErrorBody {
     /// Field errors, or `{"detail": ...}` (the shapes of every status but a running turn's 409).
     Plain(BadRequest),
     Running(TurnRunning),
+    OverBudget(BudgetExceeded),
 }
 
 impl ErrorBody {
@@ -157,6 +171,9 @@ pub enum Error {
     /// Too many requests (429, with `Retry-After`): the seconds until one is accepted again.
     #[error("Request was throttled. Expected available in {0} second{s}.", s = if *.0 == 1 { "" } else { "s" })]
     Throttled(u64),
+    /// The caller's daily or monthly token budget is spent (429, with when it resets).
+    #[error("{detail}")]
+    BudgetExceeded { detail: String, resets_at: String },
     #[error("Method \"{0}\" not allowed.")]
     MethodNotAllowed(Method),
     #[error("Unsupported media type \"{0}\" in request.")]
@@ -244,7 +261,7 @@ impl Error {
             Self::NotFound | Self::Missing(_) | Self::InvalidPage => StatusCode::NOT_FOUND,
             Self::Conflict(_) | Self::TurnInProgress(_) | Self::KeyInProgress(_) => StatusCode::CONFLICT,
             Self::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Throttled(_) | Self::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Unavailable(_) | Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -268,6 +285,11 @@ impl Error {
             Self::Migration { .. } => {
                 ErrorBody::detail("The database schema is not up to date with this version; run `lambent migrate`.")
             }
+            Self::BudgetExceeded { detail, resets_at } => ErrorBody::OverBudget(BudgetExceeded {
+                detail: detail.clone(),
+                code: "budget_exceeded",
+                resets_at: resets_at.clone(),
+            }),
             Self::Config { .. } | Self::Database(_) | Self::Internal { .. } => {
                 ErrorBody::detail("A server error occurred.")
             }

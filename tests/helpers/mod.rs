@@ -113,10 +113,15 @@ impl TestApp {
 
     /// Serves an existing (migrated) state, e.g. over a remote database.
     pub async fn serve(state: AppState, dir: TempDir) -> Self {
-        let addr = listen(&state).await;
-        let mut app = Self { addr, state, token: None, client: http_client(), _dir: Arc::new(dir) };
+        let mut app = Self::serve_anonymous(state, dir).await;
         app.token = Some(app.account("alice", false).await.token);
         app
+    }
+
+    /// The same with no user made and no credentials: for a database whose schema may lack the users' columns.
+    pub async fn serve_anonymous(state: AppState, dir: TempDir) -> Self {
+        let addr = listen(&state).await;
+        Self { addr, state, token: None, client: http_client(), _dir: Arc::new(dir) }
     }
 
     /// A second server over the same database with its own state (its own connection, its own running

@@ -1,5 +1,6 @@
 //! Writes to users and tokens, with Django's rules and messages.
 
+use super::usage::TokenBudget;
 use super::wire::{Bool, Text, WholeNumber, body};
 use crate::config::Limits;
 
@@ -55,6 +56,11 @@ body! {
             Text::new().max(|_| Limits::PASSWORD_CHARS).min(MIN_PASSWORD_CHARS, check_password).required_on_create(),
         is_staff: bool = Bool,
         is_active: bool = Bool,
+        /// Input plus output tokens the user's turns may spend per UTC day (0 or more); null removes the limit.
+        /// A turn that would start with the day's spend at or over it is refused with 429 `budget_exceeded`.
+        daily_token_budget: Option<i64> = TokenBudget,
+        /// The same per calendar month (UTC).
+        monthly_token_budget: Option<i64> = TokenBudget,
     }
 }
 

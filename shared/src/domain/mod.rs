@@ -11,7 +11,9 @@
 //! - `states`: the states a response, a tool call and a message are in, and a turn's error codes (enums).
 //! - one file per aggregate: `accounts` (users, tokens), `agents`, `tools` (and the [`ToolCall`] a model
 //!   makes), `executor` (a tool's server-side [`Executor`]), `agent_tools`, `templates`, `sessions` (and
-//!   messages, tool-call records), `forks` (what a fork request says), `history` (a session's conversation read back for a rebuild), `turns` (what a conversation request says, the instructions it builds).
+//!   messages, tool-call records), `forks` (what a fork request says), `history` (a session's conversation
+//!   read back for a rebuild), `turns` (what a conversation request says, the instructions it builds),
+//!   `usage` (a turn's tokens, usage reports, prices, budgets).
 
 mod access;
 mod accounts;
@@ -26,6 +28,7 @@ mod states;
 mod templates;
 mod tools;
 mod turns;
+mod usage;
 pub mod wire;
 
 pub use access::Caller;
@@ -42,4 +45,7 @@ pub use templates::{Template, TemplateChanges, TemplateFields, TemplateScope};
 pub use tools::{Tool, ToolCall, ToolChanges, ToolFields, ToolType, is_valid_tool_name};
 pub use turns::{
     MessageRequest, MessageWrite, PendingToolCalls, ToolOutput, ToolOutputRequest, ToolOutputWrite, build_instructions,
+};
+pub use usage::{
+    Breakdown, Budget, DEFAULT_DAYS, Period, TurnUsage, UsageBucket, UsageQuery, UsageReport, UsageRow, budget_periods,
 };

@@ -12,11 +12,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{IdempotencyKey, JsonBody, LeaseTime};
-use super::openapi::{ErrorDetail, IDEMPOTENCY_REUSED, INVALID_FIELDS, NO_PROVIDER, TurnRunning, ValidationErrors};
+use super::openapi::{
+    ErrorDetail, IDEMPOTENCY_REUSED, INVALID_FIELDS, NO_PROVIDER, OVER_BUDGET, TurnRunning, ValidationErrors,
+};
 use super::sse::{SSE_DESCRIPTION, stream_response};
 use crate::domain::{
     Caller, MessageRequest, MessageWrite, PendingToolCalls, ResponseStatus, Role, ToolOutputRequest, ToolOutputWrite,
 };
+use crate::error::BudgetExceeded;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::KeptAnswer;
@@ -55,6 +58,7 @@ pub fn chat_api() -> OpenApiRouter<AppState> {
         (status = 404, description = NOT_FOUND, body = ErrorDetail),
         (status = 409, description = "A turn (or this key's request) is still running.", body = TurnRunning),
         (status = 422, description = IDEMPOTENCY_REUSED, body = ErrorDetail),
+        (status = 429, description = OVER_BUDGET, body = BudgetExceeded),
         (status = 503, description = NO_PROVIDER, body = ErrorDetail)))]
 async fn stream(
     State(state): State<AppState>,
@@ -83,6 +87,7 @@ async fn stream(
         (status = 404, description = "No such session or pending tool call, or not yours to see.", body = ErrorDetail),
         (status = 409, description = "The call is not pending, or a turn is still running.", body = ErrorDetail),
         (status = 422, description = IDEMPOTENCY_REUSED, body = ErrorDetail),
+        (status = 429, description = OVER_BUDGET, body = BudgetExceeded),
         (status = 503, description = NO_PROVIDER, body = ErrorDetail)))]
 async fn tool_output(
     State(state): State<AppState>,
@@ -107,6 +112,7 @@ async fn tool_output(
         (status = 409, description = "A turn (or this key's request) is still running.", body = TurnRunning),
         (status = 422, description = IDEMPOTENCY_REUSED, body = ErrorDetail),
         (status = 502, description = "The upstream failed; the user's message is stored.", body = ChatReply),
+        (status = 429, description = OVER_BUDGET, body = BudgetExceeded),
         (status = 503, description = NO_PROVIDER, body = ErrorDetail)))]
 async fn chat(
     State(state): State<AppState>,

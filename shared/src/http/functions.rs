@@ -5,7 +5,7 @@
 use axum::Router;
 use utoipa_axum::router::OpenApiRouter;
 
-use super::{agent, agent_tools, agents, auth, openapi, providers, sessions, templates, tools};
+use super::{agent, agent_tools, agents, auth, openapi, providers, sessions, templates, tools, usage};
 use crate::state::AppState;
 
 /// One deployed Lambda function.
@@ -73,7 +73,7 @@ impl Function {
             Self::AgentTools => agent_tools::api(),
             Self::Templates => templates::api(),
             Self::Sessions => sessions::api(),
-            Self::Auth => auth::api(),
+            Self::Auth => auth::api().merge(usage::api()),
             Self::Docs => openapi::api(),
             Self::AgentChat => agent::chat_api(),
             Self::AgentStream => agent::stream_api().merge(sessions::events_api()),

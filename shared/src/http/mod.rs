@@ -5,6 +5,7 @@
 //! # Layout
 //! - one file per endpoint group: `agents` (with `providers`, the configured model providers), `tools`, `agent_tools`, `templates`, `sessions`, `auth`, and
 //!   `agent` (the conversation endpoints: stream, tool-output, chat).
+//! - `usage`: `/api/usage/`, served with the accounts group (`auth`).
 //! - `functions`: the Lambda functions and their groups.
 //! - `extract`: extractors that fail as DRF does, and the caller from the bearer token.
 //! - `observe`: what every request gets — its id, its span, its log line, its metrics scope.
@@ -24,6 +25,7 @@ pub mod sessions;
 pub mod sse;
 pub mod templates;
 pub mod tools;
+pub mod usage;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, header};

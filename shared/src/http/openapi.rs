@@ -49,6 +49,7 @@ pub const IDEMPOTENCY_REUSED: &str = "The Idempotency-Key was used for another r
         (name = "sessions", description = "Conversations, their messages and tool calls"),
         (name = "auth", description = "Log in, API tokens, users (staff). Send `Authorization: Bearer <token>` on every other call."),
         (name = "agent", description = "Conversations with an agent: streamed (SSE), tool-output continuation, chat"),
+        (name = "usage", description = "Tokens spent, per day or hour and per agent, model or provider; budgets are on users"),
         (name = "health", description = "Readiness: the database, its schema and the model provider's configuration"),
     ),
     components(schemas(ErrorDetail, ValidationErrors, BadRequest, TextDelta, CallFrame, ToolResult, TurnError, Done)),
@@ -77,6 +78,10 @@ impl Modify for BearerAuth {
         openapi.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
     }
 }
+
+/// The 429 of a turn over budget.
+pub const OVER_BUDGET: &str = "The caller's daily or monthly token budget is spent (input plus output tokens at or over \
+    it): nothing was stored or sent to the model. A turn already running when the budget runs out finishes.";
 
 /// The answers every operation of a kind can give besides its own, added once the routes are merged so that
 /// no handler repeats them (and new ones get them too):

@@ -30,12 +30,19 @@ pub enum ResponseEnd {
         output: Value,
         usage: Option<Value>,
     },
-    /// `response.failed`, `response.incomplete` or an `error` event: `code` is Lambent's error code.
+    /// `response.failed`, `response.incomplete` or an `error` event: `code` is Lambent's error code, `usage`
+    /// what the provider reported the response spent (it bills an incomplete response's tokens too).
     Failed {
         code: ErrorCode,
         message: String,
         status: ResponseStatus,
+        usage: Option<Value>,
     },
+}
+
+/// The `usage` a response-ending event carries, if the provider reported one.
+fn reported_usage(event: &Value) -> Option<Value> {
+    event.pointer("/response/usage").filter(|u| !u.is_null()).cloned()
 }
 
 /// What one event means for the turn.
@@ -160,8 +167,7 @@ impl ResponseAccumulator {
                 if let Some(text) = output_text(&output).filter(|t| !t.is_empty()) {
                     self.text = text;
                 }
-                let usage = response.get("usage").filter(|u| !u.is_null()).cloned();
-                Observed::Ended(ResponseEnd::Completed { output, usage })
+                Observed::Ended(ResponseEnd::Completed { output, usage: reported_usage(event) })
             }
             "response.failed" => {
                 let error = event.pointer("/response/error");
@@ -176,6 +182,7 @@ impl ResponseAccumulator {
                     code: ErrorCode::ResponseFailed,
                     message,
                     status: ResponseStatus::Failed,
+                    usage: reported_usage(event),
                 })
             }
             "response.incomplete" => {
@@ -185,6 +192,7 @@ impl ResponseAccumulator {
                     code: ErrorCode::ResponseIncomplete,
                     message: format!("the response stopped early: {reason}"),
                     status: ResponseStatus::Incomplete,
+                    usage: reported_usage(event),
                 })
             }
             "error" => {
@@ -199,6 +207,7 @@ impl ResponseAccumulator {
                     code: ErrorCode::UpstreamError,
                     message,
                     status: ResponseStatus::Failed,
+                    usage: None,
                 })
             }
             _ => Observed::Nothing,

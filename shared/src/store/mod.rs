@@ -20,6 +20,8 @@
 //!   stateless provider is sent whole), `turns` (starting a turn or a continuation
 //!   under the session's lease, ending it, cancel requests), `frames` (recorded SSE frames, for replay),
 //!   `idempotency` (keys, claimed in the same batch as what their request writes).
+//! - `usage`: token usage as an hourly aggregate (added to in the batch that ends a turn) and the budget read
+//!   a turn's start carries.
 //! - `prune`: housekeeping — old turns' frames, expired keys and login tokens, deleted in bounded batches.
 
 mod agent_tools;
@@ -39,6 +41,7 @@ mod tool_calls;
 mod tools;
 mod turn_context;
 mod turns;
+mod usage;
 mod users;
 
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! What a turn reads before it writes, in one batch: the session named, the agent it talks to, that agent's
-//! templates and active tools, and what the request's `Idempotency-Key` recorded.
+//! templates and active tools, what the request's `Idempotency-Key` recorded, and the caller's budgets.
 
 use libsql::params;
 
@@ -28,6 +28,9 @@ pub struct TurnContext {
 pub struct TurnRead<T> {
     pub key_record: Result<Option<KeyRecord>>,
     pub context: T,
+    /// The caller's token budgets and what the current day and month spent, read in the same batch: a turn
+    /// checks them before it writes anything (no round trip of their own).
+    pub budget: Result<crate::domain::Budget>,
 }
 
 pub(super) const TOOLS: &str =
@@ -77,8 +80,10 @@ impl Store {
             [opt_int_value(agent), opt_int_value(session), opt_int_value(owner), history::locals_param(locals)];
         let history = history::push_read(&mut batch, "?2", &format!("({which})"), "?4", &with_locals)?;
         let key_read = super::idempotency::push_key_read(&mut batch, claim, &self.now())?;
+        let budget = super::usage::push_budget_read(&mut batch, owner, self.clock().now())?;
         let mut out = self.conn().await.batch(batch).await?;
         let key_record = super::idempotency::take_key_record(&mut out, key_read);
+        let budget = super::usage::take_budget(&mut out, budget);
         let scoped: Vec<Template> =
             out.take(scoped)?.rows().map(|r| super::templates::template(&r)).collect::<Result<_>>()?;
         let templates = if scoped.is_empty() {
@@ -93,6 +98,6 @@ impl Store {
             tools: out.take(tools)?.rows().map(|r| super::tools::tool(&r)).collect::<Result<_>>()?,
             history: history::take(&mut out, history)?,
         };
-        Ok(TurnRead { key_record, context })
+        Ok(TurnRead { key_record, context, budget })
     }
 }

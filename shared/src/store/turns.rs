@@ -13,7 +13,7 @@ use super::idempotency::{
 use super::messages::{push_insert, returned};
 use super::tool_calls::{COLUMNS, record};
 use super::{Sql, Store, collect, first, int, opt_int, opt_text, opt_text_value, sessions, text};
-use crate::domain::{Caller, Role, ToolCallRecord, ToolCallStatus, ToolOutput};
+use crate::domain::{Caller, Role, ToolCallRecord, ToolCallStatus, ToolOutput, TurnUsage};
 use crate::error::{Error, Result};
 
 // Leases: one turn per session at a time, taken in the turn's first write.
@@ -296,10 +296,12 @@ impl Store {
         let with_locals = [libsql::Value::Integer(session), super::history::locals_param(locals)];
         let history = super::history::push_read(&mut batch, "?1", agent_of, "?2", &with_locals)?;
         let key_read = super::idempotency::push_key_read(&mut batch, claim, &self.now())?;
+        let budget = super::usage::push_budget_read(&mut batch, viewer.owner_for(None), self.clock().now())?;
         let mut out = self.conn().await.batch(batch).await?;
         let key_record = super::idempotency::take_key_record(&mut out, key_read);
+        let budget = super::usage::take_budget(&mut out, budget);
         let context = validate_outputs(viewer, session, outputs, &mut out, [found, agent, tools, calls], history);
-        Ok(super::TurnRead { key_record, context })
+        Ok(super::TurnRead { key_record, context, budget })
     }
 
     /// Stores client outputs for pending calls, all or nothing, in one atomic batch (one round trip
@@ -401,22 +403,28 @@ async fn write(conn: &super::Conn<'_>, batch: Batch) -> Result<()> {
 impl Store {
     /// Ends a turn in one atomic batch (one round trip remotely): its last frames (ending with `done`), its
     /// finish time, the release of its session and, for a keyed chat, the reply its key's retries get.
-    /// Whoever sees the session free therefore finds every frame recorded.
+    /// Whoever sees the session free therefore finds every frame recorded. The turn's tokens (and whether it
+    /// failed) are added to the usage aggregate in the same batch: the report and the budgets cost the turn
+    /// no round trip.
     pub async fn end_turn(
         &self,
         session: i64,
         turn_id: &str,
         frames: &[NewFrame<'_>],
         answer: Option<(&IdempotencyClaim, &KeptAnswer)>,
+        (usage, failed): (&TurnUsage, bool),
     ) -> Result<()> {
         // Safe to run twice (frames already recorded are kept, the finish time is set once, the release and
-        // the kept answer write what they wrote): retried even when a request's answer was lost.
+        // the kept answer write what they wrote): retried even when a request's answer was lost. The usage is
+        // added only by the run that set the finish time (see `usage::push_turn_usage`), so it counts once.
+        let now = self.now();
         let mut batch = Batch::write().repeatable();
         push_frames(&mut batch, turn_id, frames)?;
         batch.push(
             "UPDATE agent_turns SET finished_at = ?1 WHERE id = ?2 AND finished_at IS NULL",
-            params![self.now(), turn_id],
+            params![now.clone(), turn_id],
         )?;
+        super::usage::push_turn_usage(&mut batch, session, usage, failed, &now)?;
         batch.push(RELEASE, params![session, turn_id])?;
         if let Some((claim, answer)) = answer {
             let status = i64::from(answer.status.as_u16());

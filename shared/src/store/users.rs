@@ -8,14 +8,17 @@ use super::{Batch, Row, listed, vals};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{Listed, Slice, Sql, Store, Unique, count, first, flag, int, opt_text, opt_text_value, text};
+use super::{
+    Listed, Slice, Sql, Store, Unique, count, first, flag, int, opt_int, opt_int_value, opt_text, opt_text_value, text,
+};
 use crate::domain::{Caller, NewToken};
 use crate::error::{Error, Result};
 
 /// A user as the API shows it (never its password hash).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(example = json!({"id": 1, "username": "admin", "is_staff": true, "is_active": true,
-    "created_at": "2026-11-25T20:14:11.000000Z", "updated_at": "2026-11-25T20:14:11.000000Z"}))]
+    "created_at": "2026-11-25T20:14:11.000000Z", "updated_at": "2026-11-25T20:14:11.000000Z",
+    "daily_token_budget": null, "monthly_token_budget": 5000000}))]
 pub struct User {
     pub id: i64,
     pub username: String,
@@ -23,6 +26,10 @@ pub struct User {
     pub is_active: bool,
     pub created_at: String,
     pub updated_at: String,
+    /// Input plus output tokens the user's turns may spend per UTC day; null: no limit.
+    pub daily_token_budget: Option<i64>,
+    /// The same per calendar month (UTC); null: no limit.
+    pub monthly_token_budget: Option<i64>,
 }
 
 /// A token as its owner sees it: the secret itself is shown only once, at creation.
@@ -41,7 +48,8 @@ pub struct TokenInfo {
     pub expires_at: Option<String>,
 }
 
-const USER_COLUMNS: &str = "id, username, is_staff, is_active, created_at, updated_at";
+const USER_COLUMNS: &str =
+    "id, username, is_staff, is_active, created_at, updated_at, daily_token_budget, monthly_token_budget";
 const TOKEN_COLUMNS: &str = "id, name, kind, prefix, created_at, last_used_at, expires_at";
 const USERNAME_TAKEN: &str = "A user with that username already exists.";
 /// `users.username ... UNIQUE`.
@@ -55,6 +63,8 @@ fn user(row: &Row) -> Result<User> {
         is_active: flag(row, 3)?,
         created_at: text(row, 4)?,
         updated_at: text(row, 5)?,
+        daily_token_budget: opt_int(row, 6)?,
+        monthly_token_budget: opt_int(row, 7)?,
     })
 }
 
@@ -103,11 +113,12 @@ pub(super) fn created_token(set: super::conn::Set) -> Result<TokenInfo> {
 }
 
 /// The columns of a user, then its password hash: what a login is checked against.
-pub(super) const LOGIN_COLUMNS: &str = "id, username, is_staff, is_active, created_at, updated_at, password_hash";
+pub(super) const LOGIN_COLUMNS: &str = "id, username, is_staff, is_active, created_at, updated_at, \
+    daily_token_budget, monthly_token_budget, password_hash";
 
 /// A user and its password hash, from [`LOGIN_COLUMNS`].
 pub(super) fn login_row(row: &Row) -> Result<(User, Option<String>)> {
-    Ok((user(row)?, opt_text(row, 6)?))
+    Ok((user(row)?, opt_text(row, 8)?))
 }
 
 async fn find(conn: Sql<'_>, id: i64) -> Result<Option<User>> {
@@ -130,6 +141,9 @@ pub struct UserChanges {
     pub password_hash: Option<String>,
     pub is_staff: Option<bool>,
     pub is_active: Option<bool>,
+    /// `Some(None)` removes the budget.
+    pub daily_token_budget: Option<Option<i64>>,
+    pub monthly_token_budget: Option<Option<i64>>,
 }
 
 /// A caller this instance checked recently, trusted until `until`.
@@ -201,7 +215,8 @@ impl Store {
             .query(
                 &format!(
                     "UPDATE users SET username = ?1, password_hash = coalesce(?2, password_hash), is_staff = ?3,
-                     is_active = ?4, updated_at = ?5 WHERE id = ?6 RETURNING {USER_COLUMNS}"
+                     is_active = ?4, updated_at = ?5, daily_token_budget = ?7, monthly_token_budget = ?8
+                     WHERE id = ?6 RETURNING {USER_COLUMNS}"
                 ),
                 params![
                     changes.username.unwrap_or(existing.username),
@@ -209,7 +224,9 @@ impl Store {
                     changes.is_staff.unwrap_or(existing.is_staff),
                     changes.is_active.unwrap_or(existing.is_active),
                     self.now(),
-                    id
+                    id,
+                    opt_int_value(changes.daily_token_budget.unwrap_or(existing.daily_token_budget)),
+                    opt_int_value(changes.monthly_token_budget.unwrap_or(existing.monthly_token_budget))
                 ],
             )
             .await

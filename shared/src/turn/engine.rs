@@ -98,8 +98,10 @@ struct EndedResponse {
     response_id: Option<String>,
     text: String,
     calls: Vec<ToolCall>,
-    /// The completed response's `output` and `usage`, or why it did not complete.
-    end: std::result::Result<(Value, Option<Value>), TurnError>,
+    /// The completed response's `output`, or why it did not complete.
+    end: std::result::Result<Value, TurnError>,
+    /// What the provider reported the response spent, however it ended (none when it was cut off first).
+    usage: Option<Value>,
     /// The status a failure is stored with (`failed`, or `incomplete` for a cancel or a cut-short response).
     failed_status: ResponseStatus,
 }
@@ -240,7 +242,7 @@ impl Turn {
                 },
                 message: None,
                 output_text: ended.text.clone(),
-                usage: ended.end.as_ref().ok().and_then(|(_, usage)| usage.clone()),
+                usage: ended.end.as_ref().ok().and(ended.usage.clone()),
                 error: ended.end.as_ref().err().cloned(),
             };
             match retrying_until(self.held_until, state.store.record_response(self.record_of(&ended))).await {
@@ -279,7 +281,7 @@ impl Turn {
                 // produced (no read back from the store, which a failed write could have left without them).
                 Then::Continue { previous_response_id } => {
                     match (&mut self.history, &ended.end) {
-                        (Some(history), Ok((output, _))) if self.stateless => {
+                        (Some(history), Ok(output)) if self.stateless => {
                             history.extend(sent);
                             history.extend(output.as_array().into_iter().flatten().cloned());
                         }
@@ -350,8 +352,8 @@ impl Turn {
             response_id: ended.response_id.as_deref(),
             status: ended.status(),
             text: &ended.text,
-            usage: completed.and_then(|(_, usage)| usage.as_ref()),
-            completed_output: completed.map(|(output, _)| output),
+            usage: ended.usage.as_ref(),
+            completed_output: completed,
             calls: if completed.is_some() { &ended.calls } else { &[] },
         }
     }
@@ -378,9 +380,12 @@ impl Turn {
         if let Some(id) = &ended.response_id {
             span.set_attribute("gen_ai.response.id", id.clone());
         }
+        if let Some(usage) = &ended.usage {
+            sink.count_tokens(usage);
+        }
         match &ended.end {
-            Ok((_, usage)) => {
-                let counts = match usage.as_ref().map(Usage::deserialize).transpose() {
+            Ok(_) => {
+                let counts = match ended.usage.as_ref().map(Usage::deserialize).transpose() {
                     Ok(counts) => counts.unwrap_or_default(),
                     Err(err) => {
                         tracing::warn!(error = %err, "the upstream's usage has counts that are not whole numbers");
@@ -394,7 +399,6 @@ impl Turn {
                 if let Some(n) = attribute(counts.output_tokens) {
                     span.set_attribute("gen_ai.usage.output_tokens", n);
                 }
-                sink.count_tokens(counts.input_tokens, counts.output_tokens);
             }
             Err(error) => {
                 span.set_attribute("error.type", error.code.as_str());
@@ -419,6 +423,7 @@ impl Turn {
             text: acc.text().to_owned(),
             calls: Vec::new(),
             end: Err(TurnError { code, message }),
+            usage: None,
             failed_status: status,
         };
         let cancelled = |acc: &ResponseAccumulator| {
@@ -494,12 +499,13 @@ impl Turn {
                         response_id: acc.response_id.clone(),
                         text: acc.text().to_owned(),
                         calls: acc.calls().to_vec(),
-                        end: Ok((output, usage)),
+                        end: Ok(output),
+                        usage,
                         failed_status: ResponseStatus::Failed,
                     };
                 }
-                Observed::Ended(ResponseEnd::Failed { code, message, status }) => {
-                    return fail(&acc, code, message, status);
+                Observed::Ended(ResponseEnd::Failed { code, message, status, usage }) => {
+                    return EndedResponse { usage, ..fail(&acc, code, message, status) };
                 }
             }
         }

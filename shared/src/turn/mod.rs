@@ -74,6 +74,7 @@ pub async fn stream(
         Some(Replay::Answer { .. }) => return Err(Error::KeyReused),
         None => {}
     }
+    read.budget?.check(state.clock().now())?;
     Ok(start_message(state, caller, request, lease, claim.as_ref(), read.context).await?.stream(state.clone()))
 }
 
@@ -110,9 +111,11 @@ pub async fn tool_output(
         }
         None => {}
     }
-    // Nothing is written without a model provider to continue with.
+    // Nothing is written without a model provider to continue with, or with the caller's budget spent (the
+    // outputs are not stored: sent again after `resets_at`, they continue the response then).
     // (An unconfigured provider answers 503 before a missing session's 404, as before providers had names.)
     let provider = state.llm(read.context.as_ref().map_or(crate::config::DEFAULT_PROVIDER, |c| &c.agent.provider))?;
+    read.budget?.check(state.clock().now())?;
     let context = read.context?;
     let stateless = state.config.is_local(&context.agent.provider);
     let lease = new_lease(state, lease);
@@ -157,6 +160,7 @@ pub async fn chat(
         Some(Replay::Frames(_)) => return Err(Error::KeyInProgress(String::new())),
         None => {}
     }
+    read.budget?.check(state.clock().now())?;
     let turn = start_message(state, caller, request, lease, claim.as_ref(), read.context).await?;
     let keep = claim.map(|claim| KeepAnswer { claim, reply });
     Ok(ChatOutcome::Ran(Box::new(turn.run(state.clone(), keep).await?)))
@@ -224,7 +228,8 @@ pub async fn close_interrupted(store: &Store) -> Result<usize> {
             NewFrame { seq: seq + 1, event: error.name(), data: &error_data },
             NewFrame { seq: seq + 2, event: done.name(), data: &done_data },
         ];
-        store.end_turn(*session, turn_id, &frames, None).await?;
+        // What its responses reported died with the process: the turn counts as failed, with no tokens.
+        store.end_turn(*session, turn_id, &frames, None, (&crate::domain::TurnUsage::default(), true)).await?;
     }
     Ok(leased.len())
 }

@@ -25,6 +25,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::frames::{Done, Frame, TurnError, TurnEvent};
+use crate::domain::TurnUsage;
 use crate::store::{IdempotencyClaim, KeptAnswer, NewFrame, Store};
 use crate::telemetry::{self, Metrics, TurnMetrics, Warning};
 
@@ -44,6 +45,7 @@ type EndToRecord = (Option<Arc<Frame>>, Option<(IdempotencyClaim, KeptAnswer)>, 
 
 /// What the turn-end log line and metrics say.
 struct Summary {
+    usage: TurnUsage,
     status: String,
     error: Option<TurnError>,
     metrics: TurnMetrics,
@@ -59,8 +61,8 @@ pub(super) struct Sink {
     inbox: Arc<Inbox>,
     started: Instant,
     first_event: OnceLock<Duration>,
-    input_tokens: AtomicU64,
-    output_tokens: AtomicU64,
+    /// What the turn's responses reported, added to the usage aggregate with the turn's end.
+    usage: std::sync::Mutex<TurnUsage>,
 }
 
 /// Frames waiting for the recorder. Only the first frame of a batch rings for it: the rest of the batch
@@ -108,8 +110,7 @@ impl Sink {
             inbox: inbox.clone(),
             started: Instant::now(),
             first_event: OnceLock::new(),
-            input_tokens: AtomicU64::new(0),
-            output_tokens: AtomicU64::new(0),
+            usage: std::sync::Mutex::new(TurnUsage::default()),
         };
         (sink, inbox)
     }
@@ -129,11 +130,9 @@ impl Sink {
         Some(Arc::new(Frame { seq, id: format!("{}:{seq}", self.turn_id), event: Cow::Borrowed(event.name()), data }))
     }
 
-    /// Adds one response's tokens to the turn's.
-    pub(super) fn count_tokens(&self, input: Option<u64>, output: Option<u64>) {
-        let add = |counter: &AtomicU64, n: Option<u64>| counter.fetch_add(n.unwrap_or(0), Ordering::Relaxed);
-        add(&self.input_tokens, input);
-        add(&self.output_tokens, output);
+    /// Adds one response's `usage` (as the provider reported it, however the response ended) to the turn's.
+    pub(super) fn count_tokens(&self, usage: &serde_json::Value) {
+        locked(&self.usage).add(usage);
     }
 
     pub(super) async fn send(&self, event: TurnEvent) {
@@ -157,15 +156,18 @@ impl Sink {
         let status = done.status.as_str().to_owned();
         let frame = self.frame(&TurnEvent::Done(done));
         let failure = error.filter(|e| e.code.is_failure());
+        let usage = *locked(&self.usage);
+        let tokens = |n: i64| u64::try_from(n).unwrap_or(0);
         let summary = Summary {
+            usage,
             status,
             error: error.cloned(),
             metrics: TurnMetrics {
                 error_code: failure.map(|e| e.code.as_str().to_owned()),
                 upstream_retries: telemetry::upstream_retries(),
                 time_to_first_event: self.first_event.get().copied(),
-                input_tokens: self.input_tokens.load(Ordering::Relaxed),
-                output_tokens: self.output_tokens.load(Ordering::Relaxed),
+                input_tokens: tokens(usage.input_tokens),
+                output_tokens: tokens(usage.output_tokens),
             },
         };
         let (ack, acked) = oneshot::channel();
@@ -236,7 +238,8 @@ pub(super) async fn record(
                 rows.push(NewFrame { seq: done.seq, event: &done.event, data: &done.data });
             }
             let answer = answer.as_ref().map(|(claim, answer)| (claim, answer));
-            if let Err(err) = store.end_turn(session, &turn_id, &rows, answer).await {
+            let failed = summary.error.as_ref().is_some_and(|e| e.code.is_failure());
+            if let Err(err) = store.end_turn(session, &turn_id, &rows, answer, (&summary.usage, failed)).await {
                 tracing::error!(error = %err.chain(), session, "could not record the end of a turn");
                 if let Err(err) = store.release_turn(session, &turn_id).await {
                     tracing::error!(error = %err.chain(), session, "could not release the session's turn lease");
