@@ -31,6 +31,7 @@ export async function playground() {
     chat.sessionId = null;
     $("#history").replaceChildren();
     $("#chat-error").textContent = "";
+    $("#chat-status").textContent = "";
     $("#variable-rows").replaceChildren();
     loadSessions();
   };
