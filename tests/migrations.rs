@@ -24,6 +24,7 @@ async fn a_fresh_database_gets_every_table_and_a_record_of_each_migration() {
     assert_eq!(
         tables(&store).await,
         [
+            "agent_mcp_servers",
             "agent_messages",
             "agent_profile_tools",
             "agent_profiles",
@@ -38,6 +39,7 @@ async fn a_fresh_database_gets_every_table_and_a_record_of_each_migration() {
             "lambent_migrations",
             "login_addresses",
             "login_attempts",
+            "mcp_servers",
             "usage_hourly",
             "users"
         ]

@@ -25,6 +25,18 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("/api/agent-tools/{id}/", "put"),
     ("/api/agent-tools/{id}/", "patch"),
     ("/api/agent-tools/{id}/", "delete"),
+    ("/api/mcp-servers/", "get"),
+    ("/api/mcp-servers/", "post"),
+    ("/api/mcp-servers/{id}/", "get"),
+    ("/api/mcp-servers/{id}/", "put"),
+    ("/api/mcp-servers/{id}/", "patch"),
+    ("/api/mcp-servers/{id}/", "delete"),
+    ("/api/agent-mcp-servers/", "get"),
+    ("/api/agent-mcp-servers/", "post"),
+    ("/api/agent-mcp-servers/{id}/", "get"),
+    ("/api/agent-mcp-servers/{id}/", "put"),
+    ("/api/agent-mcp-servers/{id}/", "patch"),
+    ("/api/agent-mcp-servers/{id}/", "delete"),
     ("/api/templates/", "get"),
     ("/api/templates/", "post"),
     ("/api/templates/{id}/", "get"),
@@ -126,7 +138,7 @@ async fn paginated_lists_reference_their_item_schema() {
             assert!(schemas.contains_key(item), "{item} is a component");
         }
     }
-    assert_eq!(lists, 9, "every paginated list is checked");
+    assert_eq!(lists, 11, "every paginated list is checked");
     assert!(!schemas.keys().any(|name| name.starts_with("Page")), "no page schema keeps utoipa's generic name");
 }
 
@@ -318,8 +330,10 @@ async fn operation_ids_are_the_stable_method_names_generated_clients_use() {
     let crud = |group: &str| {
         ["create", "destroy", "list", "patch", "replace", "retrieve"].map(|action| format!("{group}_{action}"))
     };
-    let mut expected: Vec<String> =
-        ["agents", "tools", "agent_tools", "templates"].iter().flat_map(|g| crud(g)).collect();
+    let mut expected: Vec<String> = ["agents", "tools", "agent_tools", "templates", "mcp_servers", "agent_mcp_servers"]
+        .iter()
+        .flat_map(|g| crud(g))
+        .collect();
     expected.extend(
         [
             "agent_chat",

@@ -10,7 +10,8 @@
 //! - `wire`: request bodies declared once — the fields' kinds and the `body!` macro.
 //! - `states`: the states a response, a tool call and a message are in, and a turn's error codes (enums).
 //! - one file per aggregate: `accounts` (users, tokens), `agents`, `tools` (and the [`ToolCall`] a model
-//!   makes), `executor` (a tool's server-side [`Executor`]), `agent_tools`, `templates`, `sessions` (and
+//!   makes), `executor` (a tool's server-side [`Executor`]), `agent_tools`, `mcp_servers` (MCP servers, agents' links to them, the
+//!   names their tools go upstream under), `templates`, `sessions` (and
 //!   messages, tool-call records), `forks` (what a fork request says), `history` (a session's conversation
 //!   read back for a rebuild), `turns` (what a conversation request says, the instructions it builds),
 //!   `usage` (a turn's tokens, usage reports, prices, budgets).
@@ -23,6 +24,7 @@ mod executor;
 mod forks;
 mod history;
 mod input;
+mod mcp_servers;
 mod sessions;
 mod states;
 mod templates;
@@ -39,10 +41,16 @@ pub use executor::{DEFAULT_HTTP_TIMEOUT, Executor, MAX_HTTP_TIMEOUT, REDACTED};
 pub use forks::ForkRequest;
 pub use history::{StoredHistory, StoredMessage};
 pub use input::{Input, Mode, NULL_CHARACTERS, check_name, check_text, missing_pk};
+pub use mcp_servers::{
+    AgentMcpLink, Headers, LinkedMcpServer, McpLinkChanges, McpLinkFields, McpServer, McpServerChanges,
+    McpServerFields, SERVERS_PER_AGENT, mcp_tool_name, parse_mcp_tool_name,
+};
 pub use sessions::{Message, NewSession, Session, ToolCallRecord, Usage};
 pub use states::{ErrorCode, ResponseStatus, Role, ToolCallStatus};
 pub use templates::{Template, TemplateChanges, TemplateFields, TemplateScope};
-pub use tools::{Tool, ToolCall, ToolChanges, ToolFields, ToolType, is_valid_tool_name};
+pub use tools::{
+    MCP_PREFIX, Tool, ToolCall, ToolChanges, ToolFields, ToolType, is_reserved_tool_name, is_valid_tool_name,
+};
 pub use turns::{
     MessageRequest, MessageWrite, PendingToolCalls, ToolOutput, ToolOutputRequest, ToolOutputWrite, build_instructions,
 };

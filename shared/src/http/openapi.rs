@@ -45,6 +45,8 @@ pub const IDEMPOTENCY_REUSED: &str = "The Idempotency-Key was used for another r
         (name = "providers", description = "The configured model providers agents name"),
         (name = "tools", description = "Function and custom tools"),
         (name = "agent-tools", description = "Which tools each agent may call"),
+        (name = "mcp-servers", description = "MCP servers (Streamable HTTP) whose tools agents may call; header values are write-only"),
+        (name = "agent-mcp-servers", description = "Which MCP servers each agent uses, and whether their calls need approval"),
         (name = "templates", description = "Reusable prompt templates, per agent or global"),
         (name = "sessions", description = "Conversations, their messages and tool calls"),
         (name = "auth", description = "Log in, API tokens, users (staff). Send `Authorization: Bearer <token>` on every other call."),
