@@ -54,6 +54,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("/api/sessions/{id}/cancel/", "post"),
     ("/api/agent/stream/", "post"),
     ("/api/agent/tool-output/", "post"),
+    ("/api/agent/approvals/", "post"),
     ("/api/agent/chat/", "post"),
     ("/api/auth/login/", "post"),
     ("/api/auth/logout/", "post"),
@@ -187,7 +188,12 @@ async fn the_streaming_endpoints_document_each_server_sent_event() {
     let app = TestApp::spawn().await;
     let (_, doc) = app.get("/api/openapi.json").await;
     for (path, method) in
-        [("/api/agent/stream/", "post"), ("/api/agent/tool-output/", "post"), ("/api/sessions/{id}/events/", "get")]
+        [
+            ("/api/agent/stream/", "post"),
+            ("/api/agent/tool-output/", "post"),
+            ("/api/agent/approvals/", "post"),
+            ("/api/sessions/{id}/events/", "get"),
+        ]
     {
         let stream = &doc["paths"][path][method]["responses"]["200"]["content"]["text/event-stream"];
         assert_eq!(stream["schema"]["$ref"], "#/components/schemas/SseEvent", "{path}");
@@ -198,7 +204,7 @@ async fn the_streaming_endpoints_document_each_server_sent_event() {
     let mapping = event["discriminator"]["mapping"].as_object().unwrap();
     let mut names: Vec<_> = mapping.keys().map(String::as_str).collect();
     names.sort_unstable();
-    assert_eq!(names, ["done", "error", "openai_event", "text_delta", "tool_call", "tool_result"]);
+    assert_eq!(names, ["done", "error", "notice", "openai_event", "text_delta", "tool_call", "tool_result"]);
     let data_schemas: Vec<_> = mapping
         .iter()
         .map(|(name, reference)| {
@@ -216,6 +222,7 @@ async fn the_streaming_endpoints_document_each_server_sent_event() {
     let expected = [
         ("done", "TurnDone", serde_json::json!(["session_id", "status", "pending_tool_calls"])),
         ("error", "TurnError", serde_json::json!(["code", "message"])),
+        ("notice", "Notice", serde_json::json!(["message"])),
         ("openai_event", "OpenaiEvent", serde_json::json!(["type"])),
         ("text_delta", "TextDelta", serde_json::json!(["delta"])),
         ("tool_call", "ToolCall", serde_json::json!(["call_id", "name", "type"])),
@@ -339,6 +346,7 @@ async fn operation_ids_are_the_stable_method_names_generated_clients_use() {
             "agent_chat",
             "agent_stream",
             "agent_tool_output",
+            "agent_approvals",
             "auth_login",
             "auth_logout",
             "auth_me",

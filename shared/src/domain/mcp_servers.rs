@@ -26,6 +26,9 @@ pub const MAX_HEADER_VALUE_CHARS: usize = 4096;
 pub const MAX_ALLOWED_TOOLS: usize = 128;
 /// Characters of a URL.
 pub const MAX_URL_CHARS: usize = 2000;
+/// What a server's sealed header values are bound to (AES-GCM's associated data): the column they live in.
+pub const HEADERS_CONTEXT: &str = "mcp_servers.headers_sealed";
+
 /// MCP servers one agent may link: each is listed at every turn's start.
 pub const SERVERS_PER_AGENT: usize = 8;
 

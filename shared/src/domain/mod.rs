@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - `access`: the [`Caller`] and the access rules every read and write applies.
+//! - `approvals`: a person's decisions on calls that wait for approval, and what a submission answers.
 //! - `input`: reading a JSON body field by field with DRF's messages.
 //! - `wire`: request bodies declared once — the fields' kinds and the `body!` macro.
 //! - `states`: the states a response, a tool call and a message are in, and a turn's error codes (enums).
@@ -20,6 +21,7 @@ mod access;
 mod accounts;
 mod agent_tools;
 mod agents;
+mod approvals;
 mod executor;
 mod forks;
 mod history;
@@ -37,16 +39,17 @@ pub use access::Caller;
 pub use accounts::{Credentials, MIN_PASSWORD_CHARS, NewApiToken, NewToken, UserWrite, check_username};
 pub use agent_tools::{AgentToolLink, LinkChanges, LinkFields};
 pub use agents::{Agent, AgentChanges, AgentFields, DEFAULT_MODEL};
+pub use approvals::{Answers, ApprovalRequest, ApprovalWrite, Decision, Submitted, denial_output};
 pub use executor::{DEFAULT_HTTP_TIMEOUT, Executor, MAX_HTTP_TIMEOUT, REDACTED};
 pub use forks::ForkRequest;
 pub use history::{StoredHistory, StoredMessage};
 pub use input::{Input, Mode, NULL_CHARACTERS, check_name, check_text, missing_pk};
 pub use mcp_servers::{
-    AgentMcpLink, Headers, LinkedMcpServer, McpLinkChanges, McpLinkFields, McpServer, McpServerChanges,
-    McpServerFields, SERVERS_PER_AGENT, mcp_tool_name, parse_mcp_tool_name,
+    AgentMcpLink, HEADERS_CONTEXT, Headers, LinkedMcpServer, McpLinkChanges, McpLinkFields, McpServer,
+    McpServerChanges, McpServerFields, SERVERS_PER_AGENT, mcp_tool_name, parse_mcp_tool_name,
 };
 pub use sessions::{Message, NewSession, Session, ToolCallRecord, Usage};
-pub use states::{ErrorCode, ResponseStatus, Role, ToolCallStatus};
+pub use states::{Approval, ErrorCode, ResponseStatus, Role, ToolCallStatus};
 pub use templates::{Template, TemplateChanges, TemplateFields, TemplateScope};
 pub use tools::{
     MCP_PREFIX, Tool, ToolCall, ToolChanges, ToolFields, ToolType, is_reserved_tool_name, is_valid_tool_name,

@@ -8,7 +8,9 @@ use utoipa_axum::routes;
 
 use super::extract::{Id, JsonBody, ListQuery, Page};
 use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, INVALID_PAGE, INVALID_QUERY, PageParams, ValidationErrors};
-use crate::domain::{AgentMcpLink, Caller, Headers, McpLinkChanges, McpServer, McpServerChanges, Mode};
+use crate::domain::{
+    AgentMcpLink, Caller, HEADERS_CONTEXT, Headers, McpLinkChanges, McpServer, McpServerChanges, Mode,
+};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::SealedHeaders;
@@ -20,9 +22,6 @@ const SAVED: &str = "Saved: the updated MCP server.";
 const NOT_FOUND: &str = "No MCP server with this id, or not yours to see.";
 const LINKS_LISTED: &str = "A page of the links between agents and MCP servers you can see.";
 const LINK_NOT_FOUND: &str = "No link with this id, or not yours to see.";
-
-/// What a sealed header map is bound to (AES-GCM's associated data).
-pub const HEADERS_CONTEXT: &str = "mcp_servers.headers_sealed";
 
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(retrieve, replace, patch, destroy))

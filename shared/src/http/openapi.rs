@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub use super::extract::PageParams;
 pub use crate::error::{BadRequest, ErrorDetail, FieldErrors as ValidationErrors, TurnRunning};
 use crate::state::AppState;
-use crate::turn::{CallFrame, Done, TextDelta, ToolResult, TurnError};
+use crate::turn::{CallFrame, Done, Notice, TextDelta, ToolResult, TurnError};
 
 pub const PATH: &str = "/api/openapi.json";
 
@@ -54,7 +54,7 @@ pub const IDEMPOTENCY_REUSED: &str = "The Idempotency-Key was used for another r
         (name = "usage", description = "Tokens spent, per day or hour and per agent, model or provider; budgets are on users"),
         (name = "health", description = "Readiness: the database, its schema and the model provider's configuration"),
     ),
-    components(schemas(ErrorDetail, ValidationErrors, BadRequest, TextDelta, CallFrame, ToolResult, TurnError, Done)),
+    components(schemas(ErrorDetail, ValidationErrors, BadRequest, TextDelta, CallFrame, ToolResult, Notice, TurnError, Done)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -40,21 +40,22 @@ pub fn stream_response(stream: TurnStream, keepalive: Duration) -> Response {
 /// What the stream endpoints' OpenAPI entries say about their frames.
 pub(super) const SSE_DESCRIPTION: &str = "`text/event-stream`: `openai_event` (each upstream event, \
     unchanged), `text_delta` `{delta}`, `tool_call` `{call_id, name, type, arguments|input}`, `tool_result` \
-    `{call_id, output}`, `error` `{code, message}`, and always last `done` `{session_id, response_id, status, \
-    pending_tool_calls}`. Every frame's `id` is `<turn_id>:<seq>`; `GET /api/sessions/{id}/events/` replays from \
+    `{call_id, output}`, `notice` `{message}` (e.g. an MCP server left out), `error` `{code, message}`, and always \
+    last `done` `{session_id, response_id, status, pending_tool_calls, approval_requests?}`. Every frame's `id` is `<turn_id>:<seq>`; `GET /api/sessions/{id}/events/` replays from \
     it. Each frame is an `SseEvent`; its `data` is JSON text, read as the schema its `contentSchema` names.";
 
 /// The events, each with the schema of its `data`, as the document lists them.
-const EVENTS: [(&str, &str); 6] = [
+const EVENTS: [(&str, &str); 7] = [
     ("text_delta", "TextDelta"),
     ("tool_call", "ToolCall"),
     ("tool_result", "ToolResult"),
+    ("notice", "Notice"),
     ("error", "TurnError"),
     ("done", "TurnDone"),
     ("openai_event", "OpenaiEvent"),
 ];
 
-/// The frame schemas, added to the document's components: `SseEvent` (one of the six frames, told apart by
+/// The frame schemas, added to the document's components: `SseEvent` (one of the seven frames, told apart by
 /// `event`), one `<Event>Frame` per event, and `OpenaiEvent`.
 ///
 /// A `text/event-stream` answer's `schema` is `SseEvent`, the schema of *each frame*: OpenAPI 3.1 has no word

@@ -9,13 +9,13 @@ use super::conn::Batch;
 use super::messages::{AssistantEnd, push_answer_once, push_insert, returned};
 use super::{Listed, Slice, Store, int, opt_text, state, text};
 use crate::domain::ToolCall;
-use crate::domain::{Message, ResponseStatus, Role, ToolCallRecord, ToolCallStatus, ToolType};
+use crate::domain::{Approval, Message, ResponseStatus, Role, ToolCallRecord, ToolCallStatus, ToolType};
 use crate::error::Result;
 
 /// What the model and tool endpoints wrote as blobs: read whole, U+0000 and all (see `text` in `mod.rs`).
 pub(super) const COLUMNS: &str = "id, session_id, CAST(response_id AS BLOB) AS response_id, \
     CAST(call_id AS BLOB) AS call_id, CAST(name AS BLOB) AS name, call_type, CAST(arguments AS BLOB) AS arguments, \
-    status, CAST(output AS BLOB) AS output, created_at, updated_at";
+    status, CAST(output AS BLOB) AS output, created_at, updated_at, approval";
 
 pub(super) fn record(row: &Row) -> Result<ToolCallRecord> {
     Ok(ToolCallRecord {
@@ -30,6 +30,7 @@ pub(super) fn record(row: &Row) -> Result<ToolCallRecord> {
         output: opt_text(row, 8)?,
         created_at: text(row, 9)?,
         updated_at: text(row, 10)?,
+        approval: super::opt_state(row, 11, "agent_tool_calls.approval", Approval::parse)?,
     })
 }
 
@@ -45,6 +46,8 @@ pub struct ResponseRecord<'a> {
     pub completed_output: Option<&'a Value>,
     /// Calls of a completed response; they enter the ledger as pending.
     pub calls: &'a [ToolCall],
+    /// The calls among them that wait for a person's decision (their `approval` is `required`).
+    pub awaiting_approval: &'a [String],
 }
 
 impl Store {
@@ -89,8 +92,8 @@ impl Store {
             for call in record.calls {
                 batch.push(
                     "INSERT INTO agent_tool_calls
-                     (session_id, response_id, call_id, name, call_type, arguments, status, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7) ON CONFLICT (session_id, call_id) DO NOTHING",
+                     (session_id, response_id, call_id, name, call_type, arguments, status, created_at, updated_at, approval)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8) ON CONFLICT (session_id, call_id) DO NOTHING",
                     params![
                         record.session,
                         response_id,
@@ -98,7 +101,10 @@ impl Store {
                         call.name.as_str(),
                         call.kind.as_str(),
                         call.arguments.as_str(),
-                        now.clone()
+                        now.clone(),
+                        super::opt_text_value(
+                            record.awaiting_approval.contains(&call.call_id).then(|| Approval::Required.as_str().to_owned())
+                        )
                     ],
                 )?;
             }
