@@ -475,3 +475,44 @@ async fn an_mcp_tool_and_an_agent_tool_of_the_same_name_stay_apart() {
     );
     assert_eq!(turn.done()["status"], "completed");
 }
+
+#[tokio::test]
+async fn an_agent_tool_that_needs_approval_runs_its_executor_once_approved_and_a_client_tool_ignores_the_flag() {
+    let fake = FakeOpenAi::start().await;
+    let app = TestApp::spawn_with(&fake.env()).await;
+    let agent = app.create("/api/agents/", json!({"name": "a"})).await;
+    for (name, executor) in [("stamp", json!({"type": "echo"})), ("ask_user", Value::Null)] {
+        let tool = app.create("/api/tools/", json!({"name": name, "executor": executor})).await;
+        app.create("/api/agent-tools/", json!({"agent": agent["id"], "tool": tool["id"], "require_approval": true}))
+            .await;
+    }
+    fake.push_stream(frames(function_call_events(
+        "resp_1",
+        &[("call_s", "stamp", "{\"x\":1}"), ("call_c", "ask_user", "{}")],
+    )));
+    let body = json!({"message": "go", "agent_id": agent["id"], "auto_execute_tools": true});
+    let turn = app.stream("/api/agent/stream/", body).await;
+    let done = turn.done();
+    assert_eq!(
+        (done["status"].as_str(), &done["pending_tool_calls"]),
+        (Some("requires_approval"), &json!(["call_s", "call_c"]))
+    );
+    assert_eq!(done["approval_requests"], json!([{"call_id": "call_s", "name": "stamp", "arguments": "{\"x\":1}"}]));
+    let session = done["session_id"].clone();
+
+    let approve = json!({"session_id": session, "decisions": [{"call_id": "call_s", "approve": true}]});
+    let first = app.stream("/api/agent/approvals/", approve).await;
+    assert_eq!((first.status, first.body()), (StatusCode::ACCEPTED, json!({"pending_tool_calls": ["call_c"]})));
+    // The client's own tool was never held back: deciding it is refused, its output is what it needs.
+    let wrong = json!({"session_id": session, "decisions": [{"call_id": "call_c", "approve": true}]});
+    let refused = app.stream("/api/agent/approvals/", wrong).await;
+    assert_eq!(
+        (refused.status, refused.body()["detail"].as_str()),
+        (StatusCode::CONFLICT, Some("Tool call \"call_c\" needs no approval: send its output."))
+    );
+    fake.push_stream(frames(text_events("resp_2", &["done"])));
+    let answer = json!({"session_id": session, "call_id": "call_c", "output": "the user said yes"});
+    let last = app.stream("/api/agent/tool-output/", answer).await;
+    assert_eq!(last.events("tool_result"), [json!({"call_id": "call_s", "output": "{\"x\":1}"})], "{}", last.raw);
+    assert_eq!(fake.request(1)["input"], json!([output("call_s", "{\"x\":1}"), output("call_c", "the user said yes")]));
+}

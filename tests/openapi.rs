@@ -187,14 +187,12 @@ async fn the_streaming_endpoints_document_each_server_sent_event() {
     // Found by scripts/fuzz: the event stream was documented as one string, so no event matched it.
     let app = TestApp::spawn().await;
     let (_, doc) = app.get("/api/openapi.json").await;
-    for (path, method) in
-        [
-            ("/api/agent/stream/", "post"),
-            ("/api/agent/tool-output/", "post"),
-            ("/api/agent/approvals/", "post"),
-            ("/api/sessions/{id}/events/", "get"),
-        ]
-    {
+    for (path, method) in [
+        ("/api/agent/stream/", "post"),
+        ("/api/agent/tool-output/", "post"),
+        ("/api/agent/approvals/", "post"),
+        ("/api/sessions/{id}/events/", "get"),
+    ] {
         let stream = &doc["paths"][path][method]["responses"]["200"]["content"]["text/event-stream"];
         assert_eq!(stream["schema"]["$ref"], "#/components/schemas/SseEvent", "{path}");
     }

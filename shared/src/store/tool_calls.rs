@@ -48,11 +48,15 @@ pub struct ResponseRecord<'a> {
     pub calls: &'a [ToolCall],
     /// The calls among them that wait for a person's decision (their `approval` is `required`).
     pub awaiting_approval: &'a [String],
+    /// Outputs of earlier calls the turn ran before this response (approved calls): `(call_id, output)`,
+    /// stored as executed in the same write.
+    pub executed: &'a [(String, String)],
 }
 
 impl Store {
     /// Records a finished response in one transaction: the assistant message, the session's chain (only
-    /// for a completed response) and the ledger entries of its tool calls.
+    /// for a completed response), the ledger entries of its tool calls, and the outputs of calls the turn ran
+    /// before it.
     pub async fn record_response(&self, record: ResponseRecord<'_>) -> Result<Message> {
         let now = self.now();
         let end = AssistantEnd {
@@ -108,6 +112,13 @@ impl Store {
                     ],
                 )?;
             }
+        }
+        for (call_id, output) in record.executed {
+            batch.push(
+                "UPDATE agent_tool_calls SET status = 'executed', output = ?1, updated_at = ?2
+                 WHERE session_id = ?3 AND call_id = ?4 AND status = 'pending'",
+                params![output.as_str(), now.clone(), record.session, call_id.as_str()],
+            )?;
         }
         let mut out = self.conn().await.batch(batch).await?;
         if let Some(err) = out.first_error() {

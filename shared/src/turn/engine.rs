@@ -229,23 +229,27 @@ impl Turn {
             self.tools.iter().filter_map(|t| Some((t.name.as_str(), Runner::Executor(t.executor.as_ref()?)))).collect();
         executors.extend(offer.tools.iter().enumerate().map(|(i, o)| (o.name.as_str(), Runner::Mcp(i))));
         let approval_tools = std::mem::take(&mut self.approval_tools);
+        // Approval holds back what the server would run: an agent tool without an executor is the client's to
+        // run (and to ask about), whatever its link says.
         let needs_approval = |name: &str| {
-            approval_tools.contains(name) || offer.tools.iter().any(|o| o.name == name && o.require_approval)
+            (approval_tools.contains(name) && executors.contains_key(name))
+                || offer.tools.iter().any(|o| o.name == name && o.require_approval)
         };
         let mut tool_specs: Vec<Value> = self.tools.iter().map(upstream_tool).collect();
         tool_specs.extend(offer.tools.iter().map(|o| o.spec.clone()));
         if self.stateless {
             self.history.get_or_insert_with(Vec::new);
         }
-        // Calls a person approved run first; their outputs replace the placeholders the input holds for them.
+        // Calls a person approved run first; their outputs replace the placeholders the input holds for them,
+        // and are stored with the next response (no write of their own before the request upstream).
+        let mut executed = Vec::new();
         for call in std::mem::take(&mut self.approved) {
-            let item = match executors.get(call.name.as_str()) {
-                Some(runner) => self.run_tool(state, sink, &call, *runner, &offer).await,
-                None => {
-                    let output = serde_json::json!({"error": "This tool is no longer available to the agent."});
-                    self.tool_ran(state, sink, &call, output.to_string()).await
-                }
+            let output = match executors.get(call.name.as_str()) {
+                Some(runner) => self.run_tool(state, &call, *runner, &offer).await,
+                None => serde_json::json!({"error": "This tool is no longer available to the agent."}).to_string(),
             };
+            executed.push((call.call_id.clone(), output.clone()));
+            let item = Self::announce(sink, &call, output).await;
             if let Some(slot) = self.input.iter_mut().find(|i| i["call_id"].as_str() == Some(call.call_id.as_str())) {
                 *slot = item;
             }
@@ -296,9 +300,9 @@ impl Turn {
                 usage: ended.end.as_ref().ok().and(ended.usage.clone()),
                 error: ended.end.as_ref().err().cloned(),
             };
-            match retrying_until(self.held_until, state.store.record_response(self.record_of(&ended, &awaiting_ids)))
-                .await
-            {
+            let stored_outputs = std::mem::take(&mut executed);
+            let record = self.record_of(&ended, &awaiting_ids, &stored_outputs);
+            match retrying_until(self.held_until, state.store.record_response(record)).await {
                 Ok(message) => end.message = Some(message),
                 Err(err) => {
                     tracing::error!(error = %err.chain(), session = self.session_id, "could not store the response");
@@ -324,7 +328,8 @@ impl Turn {
             rounds_run += 1;
             let mut outputs = Vec::with_capacity(calls.len());
             for Runnable { call, executor } in calls {
-                outputs.push(self.run_tool(state, sink, call, executor, &offer).await);
+                let output = self.run_tool(state, call, executor, &offer).await;
+                outputs.push(self.tool_ran(state, sink, call, output).await);
             }
             match then {
                 Then::End { pending } => {
@@ -376,15 +381,8 @@ impl Turn {
     }
 
     /// Runs one call on the server in its `execute_tool` span — with its executor, or on its MCP server with
-    /// `tools/call` — and hands its output to [`Self::tool_ran`].
-    async fn run_tool(
-        &self,
-        state: &AppState,
-        sink: &Sink,
-        call: &ToolCall,
-        runner: Runner<'_>,
-        offer: &McpOffer,
-    ) -> Value {
+    /// `tools/call` — and answers its output.
+    async fn run_tool(&self, state: &AppState, call: &ToolCall, runner: Runner<'_>, offer: &McpOffer) -> String {
         let span = tool_span(call, state.config.trace_content);
         let output = match (state.executors(), runner) {
             (Err(err), _) => serde_json::json!({"error": err.chain().to_string()}).to_string(),
@@ -402,7 +400,7 @@ impl Turn {
             span.set_attribute("gen_ai.tool.call.result", output.clone());
         }
         drop(span);
-        self.tool_ran(state, sink, call, output).await
+        output
     }
 
     /// Stores a call's output and sends its `tool_result`; answers the output as the next response's input
@@ -414,6 +412,11 @@ impl Turn {
             tracing::warn!(error = %err.chain(), call_id = %call.call_id, "could not store a tool result");
             state.metrics.warning(Warning::ToolResultNotStored);
         }
+        Self::announce(sink, call, output).await
+    }
+
+    /// Sends a call's `tool_result`; answers the output as the next response's input item.
+    async fn announce(sink: &Sink, call: &ToolCall, output: String) -> Value {
         let item = output_item(call.kind, &call.call_id, &output);
         sink.send(TurnEvent::ToolResult(ToolResult { call_id: call.call_id.clone(), output })).await;
         item
@@ -421,7 +424,12 @@ impl Turn {
 
     /// What the store keeps of an ended response: only a completed one moves the session on and enters its
     /// calls in the ledger.
-    fn record_of<'a>(&self, ended: &'a EndedResponse, awaiting_approval: &'a [String]) -> ResponseRecord<'a> {
+    fn record_of<'a>(
+        &self,
+        ended: &'a EndedResponse,
+        awaiting_approval: &'a [String],
+        executed: &'a [(String, String)],
+    ) -> ResponseRecord<'a> {
         let completed = ended.end.as_ref().ok();
         ResponseRecord {
             session: self.session_id,
@@ -432,6 +440,7 @@ impl Turn {
             completed_output: completed,
             calls: if completed.is_some() { &ended.calls } else { &[] },
             awaiting_approval,
+            executed,
         }
     }
 
