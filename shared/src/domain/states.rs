@@ -155,7 +155,14 @@ mod tests {
     fn response_statuses_round_trip() {
         round_trips(ResponseStatus::ALL, ResponseStatus::as_str, ResponseStatus::parse);
         let names: Vec<_> = ResponseStatus::ALL.iter().map(|s| s.as_str()).collect();
-        assert_eq!(names, ["completed", "requires_tool_output", "failed", "incomplete"]);
+        assert_eq!(names, ["completed", "requires_tool_output", "requires_approval", "failed", "incomplete"]);
+    }
+
+    #[test]
+    fn approvals_round_trip() {
+        round_trips(Approval::ALL, Approval::as_str, Approval::parse);
+        let names: Vec<_> = Approval::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, ["required", "approved", "denied"]);
     }
 
     #[test]

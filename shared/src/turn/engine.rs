@@ -316,7 +316,7 @@ impl Turn {
                 rounds_run,
                 cancelled: cancel.is_cancelled(),
             };
-            let (calls, then) = match next_step(after, |name| executors.get(name).copied(), &needs_approval) {
+            let (calls, then) = match next_step(after, |name| executors.get(name).copied(), needs_approval) {
                 Next::End { pending, error } => {
                     end.done.pending_tool_calls = pending;
                     end.error = end.error.or(error);

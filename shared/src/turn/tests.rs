@@ -93,7 +93,7 @@ async fn echo_tool(state: &AppState, name: &str) {
         .store
         .create_tool(None, ToolChanges::parse(&body, crate::domain::Mode::Create, &state.config.limits).unwrap());
     let tool = tool.await.unwrap();
-    let link = LinkFields { agent: 1, tool: tool.id, enabled: true };
+    let link = LinkFields { agent: 1, tool: tool.id, enabled: true, require_approval: false };
     state.store.create_agent_tool(&Caller::system(), link).await.unwrap();
 }
 
@@ -244,6 +244,7 @@ async fn the_recorder_writes_frames_in_order_and_done_with_the_release_of_the_se
         response_id: None,
         status: crate::domain::ResponseStatus::Completed,
         pending_tool_calls: vec![],
+        approval_requests: vec![],
         dropped_turns: 0,
     };
     sink.end(done, None, None).await;
