@@ -162,6 +162,9 @@ pub struct Config {
     /// `LAMBENT_SECRETS_KEY` (64 hex digits, 32 bytes): seals what Lambent must keep secret at rest, an MCP
     /// server's header values (AES-256-GCM). Unset: a server with headers cannot be saved.
     pub secrets_key: Option<SecretsKey>,
+    /// On Lambda: an SSM SecureString holding `LAMBENT_SECRETS_KEY`, read once at cold start
+    /// (`LAMBENT_SECRETS_KEY_PARAMETER`).
+    pub secrets_key_parameter: Option<String>,
     /// MCP servers (`LAMBENT_MCP_*`): how long a server's tool list is trusted, how long a `tools/call` or a
     /// listing may take.
     pub mcp: McpSettings,
@@ -380,6 +383,7 @@ impl Config {
             tool_hosts: list(get("LAMBENT_TOOL_HOSTS")),
             cors_origins: list(get("LAMBENT_CORS_ORIGINS")),
             secrets_key: get("LAMBENT_SECRETS_KEY").map(|raw| SecretsKey::parse(&raw)).transpose()?,
+            secrets_key_parameter: get("LAMBENT_SECRETS_KEY_PARAMETER").filter(|name| !name.is_empty()),
             mcp: McpSettings {
                 tools_ttl: seconds("LAMBENT_MCP_TOOLS_TTL", 300.0)?,
                 list_timeout: seconds("LAMBENT_MCP_LIST_TIMEOUT", 5.0)?,
