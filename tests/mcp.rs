@@ -516,3 +516,44 @@ async fn an_agent_tool_that_needs_approval_runs_its_executor_once_approved_and_a
     assert_eq!(last.events("tool_result"), [json!({"call_id": "call_s", "output": "{\"x\":1}"})], "{}", last.raw);
     assert_eq!(fake.request(1)["input"], json!([output("call_s", "{\"x\":1}"), output("call_c", "the user said yes")]));
 }
+
+#[tokio::test]
+async fn an_approval_in_a_conversation_lambent_keeps_is_replayed_for_its_key_and_chat_lists_what_waits() {
+    let servers = McpServers::shared();
+    let fake = FakeOpenAi::start_stateless().await;
+    let local = [("LAMBENT_PROVIDER_OPENAI_STATE", "local".to_owned())];
+    let rig = Rig::with(fake, &servers.everything, json!({"require_approval": true}), &local).await;
+    let echo = rig.tool("echo");
+    rig.fake.push_stream(frames(function_call_events("resp_1", &[("call_1", &echo, "{\"message\":\"kept\"}")])));
+    let (status, reply) =
+        rig.app.post("/api/agent/chat/", json!({"message": "Echo it", "agent_id": rig.agent["id"]})).await;
+    assert_eq!((status, &reply["status"]), (StatusCode::OK, &json!("requires_approval")), "{reply}");
+    assert_eq!(
+        reply["approval_requests"],
+        json!([{"call_id": "call_1", "name": echo, "arguments": "{\"message\":\"kept\"}"}])
+    );
+
+    rig.fake.push_stream(frames(text_events("resp_2", &["Kept and echoed."])));
+    let decision = json!({"session_id": reply["session_id"], "decisions": [{"call_id": "call_1", "approve": true}]});
+    let key = [("Idempotency-Key", "approve-once")];
+    let path = "/api/agent/approvals/";
+    let first = rig.app.stream_with(reqwest::Method::POST, path, Some(decision.clone()), &key).await;
+    assert_eq!(first.text(), "Kept and echoed.", "{}", first.raw);
+    let continuation = rig.fake.request(1);
+    assert_eq!(
+        (continuation["store"].clone(), continuation["previous_response_id"].clone()),
+        (json!(false), Value::Null)
+    );
+    let input = continuation["input"].as_array().unwrap();
+    assert!(input.iter().any(|i| i["type"] == "function_call" && i["call_id"] == "call_1"), "{continuation}");
+    assert_eq!(input.last().unwrap(), &output("call_1", "Echo: kept"));
+
+    // The same request again: the recorded frames, without running the call or asking upstream again.
+    let again = rig.app.stream_with(reqwest::Method::POST, path, Some(decision), &key).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(
+        again.frames.iter().map(|f| &f.data).collect::<Vec<_>>(),
+        first.frames.iter().map(|f| &f.data).collect::<Vec<_>>()
+    );
+    assert_eq!(rig.fake.requests().len(), 2);
+}
