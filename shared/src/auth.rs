@@ -1,6 +1,7 @@
 //! Credential crypto: passwords hashed with argon2id; API tokens, 32 random bytes shown once, of which the
 //! store keeps only the SHA-256 and a short visible prefix. Who a request's token names is
-//! `Store::authenticate`'s; the extractor that asks is HTTP's.
+//! `Store::authenticate`'s; the extractor that asks is HTTP's. Secrets Lambent must keep at rest (MCP servers'
+//! header values) are sealed here with AES-256-GCM under `LAMBENT_SECRETS_KEY` ([`seal`], [`open_sealed`]).
 
 use std::sync::OnceLock;
 
