@@ -1,14 +1,16 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::wire::{Bool, Pk, body, present};
+use super::ids::AgentId;
+use super::wire::{Bool, KeyField, body, present};
 
 /// A tool linked to an agent; `enabled` switches it off without unlinking.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(example = json!({"id": 1, "agent": 1, "tool": 1, "enabled": true, "require_approval": false}))]
 pub struct AgentToolLink {
     pub id: i64,
-    pub agent: i64,
+    #[schema(value_type = i64)]
+    pub agent: AgentId,
     pub tool: i64,
     pub enabled: bool,
     /// A call of the tool waits for a person's decision (`POST /api/agent/approvals/`) before it runs.
@@ -17,7 +19,7 @@ pub struct AgentToolLink {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkFields {
-    pub agent: i64,
+    pub agent: AgentId,
     pub tool: i64,
     pub enabled: bool,
     pub require_approval: bool,
@@ -33,8 +35,8 @@ body! {
     /// The request body of agent-tool link writes, for the OpenAPI document.
     #[schema(name = "AgentToolLinkWrite", example = {"agent": 1, "tool": 1, "enabled": true})]
     pub struct LinkChanges {
-        agent: i64 = Pk.required(),
-        tool: i64 = Pk.required(),
+        agent: AgentId = AgentId::PK.required(),
+        tool: i64 = i64::PK.required(),
         /// Default true.
         enabled: bool = Bool,
         /// Default false: true makes every call of the tool wait for `POST /api/agent/approvals/` (the tool

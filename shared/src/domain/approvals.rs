@@ -7,9 +7,10 @@ use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
 
+use super::ids::SessionId;
 use super::input::{Input, Mode, check_text};
 use super::turns::ToolOutput;
-use super::wire::{Bool, FieldKind, Pk, body, present};
+use super::wire::{Bool, FieldKind, KeyField, body, present};
 use crate::config::Limits;
 use crate::error::Result;
 
@@ -144,7 +145,7 @@ body! {
     #[schema(name = "ApprovalWrite", example = {"session_id": 1, "decisions": [{"call_id": "call_1", "approve": true},
         {"call_id": "call_2", "approve": false, "reason": "Not on a Friday."}]})]
     pub struct ApprovalWrite {
-        session_id: i64 = Pk.required(),
+        session_id: SessionId = SessionId::PK.required(),
         /// Every call of the response that waits must be decided (one request or several, as tool outputs):
         /// until then the answer is 202. A denial's `reason` (at most 2000 characters) goes to the model.
         decisions: Vec<Decision> = Decisions,
@@ -156,7 +157,7 @@ body! {
 /// A submission that answers calls of a response: tool outputs or decisions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Submitted {
-    pub session_id: i64,
+    pub session_id: SessionId,
     pub answers: Answers,
     pub auto_execute_tools: bool,
 }

@@ -9,9 +9,10 @@ use utoipa::ToSchema;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::{RefOr, schema::AdditionalProperties};
 
+use super::ids::{AgentId, UserId};
 use super::input::Input;
 use super::tools::MCP_PREFIX;
-use super::wire::{Bool, FieldKind, Pk, Text, body, present};
+use super::wire::{Bool, FieldKind, KeyField, Text, body, present};
 use crate::config::Limits;
 use crate::error::Result;
 
@@ -40,7 +41,8 @@ pub const SERVERS_PER_AGENT: usize = 8;
 pub struct McpServer {
     pub id: i64,
     pub name: String,
-    pub owner: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub owner: Option<UserId>,
     /// The server's Streamable HTTP endpoint.
     pub url: String,
     /// The names of the headers sent with every request to the server; their values are write-only.
@@ -240,7 +242,8 @@ impl McpServerChanges {
 #[schema(example = json!({"id": 1, "agent": 1, "mcp_server": 1, "enabled": true, "require_approval": false}))]
 pub struct AgentMcpLink {
     pub id: i64,
-    pub agent: i64,
+    #[schema(value_type = i64)]
+    pub agent: AgentId,
     pub mcp_server: i64,
     pub enabled: bool,
     pub require_approval: bool,
@@ -248,7 +251,7 @@ pub struct AgentMcpLink {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct McpLinkFields {
-    pub agent: i64,
+    pub agent: AgentId,
     pub mcp_server: i64,
     pub enabled: bool,
     pub require_approval: bool,
@@ -264,8 +267,8 @@ body! {
     /// The request body of agent–MCP server link writes, for the OpenAPI document.
     #[schema(name = "AgentMcpServerWrite", example = {"agent": 1, "mcp_server": 1, "require_approval": true})]
     pub struct McpLinkChanges {
-        agent: i64 = Pk.required(),
-        mcp_server: i64 = Pk.required(),
+        agent: AgentId = AgentId::PK.required(),
+        mcp_server: i64 = i64::PK.required(),
         /// Default true.
         enabled: bool = Bool,
         /// Default false: true makes every call of the server's tools wait for `POST /api/agent/approvals/`.

@@ -8,6 +8,7 @@
 //! - `access`: the [`Caller`] and the access rules every read and write applies.
 //! - `approvals`: a person's decisions on calls that wait for approval, and what a submission answers.
 //! - `input`: reading a JSON body field by field with DRF's messages.
+//! - `ids`: the ids of users, agents, sessions, messages and turns, one type each.
 //! - `wire`: request bodies declared once — the fields' kinds and the `body!` macro.
 //! - `states`: the states a response, a tool call and a message are in, and a turn's error codes (enums).
 //! - one file per aggregate: `accounts` (users, tokens), `agents`, `tools` (and the [`ToolCall`] a model
@@ -25,6 +26,7 @@ mod approvals;
 mod executor;
 mod forks;
 mod history;
+mod ids;
 mod input;
 mod mcp_servers;
 mod sessions;
@@ -43,6 +45,7 @@ pub use approvals::{Answers, ApprovalRequest, ApprovalWrite, Decision, Submitted
 pub use executor::{DEFAULT_HTTP_TIMEOUT, Executor, MAX_HTTP_TIMEOUT, REDACTED};
 pub use forks::ForkRequest;
 pub use history::{StoredHistory, StoredMessage};
+pub use ids::{AgentId, FrameId, Key, MessageId, SessionId, TurnId, UserId};
 pub use input::{Input, Mode, NULL_CHARACTERS, check_name, check_text, missing_pk};
 pub use mcp_servers::{
     AgentMcpLink, HEADERS_CONTEXT, Headers, LinkedMcpServer, McpLinkChanges, McpLinkFields, McpServer,
@@ -58,5 +61,6 @@ pub use turns::{
     MessageRequest, MessageWrite, PendingToolCalls, ToolOutput, ToolOutputRequest, ToolOutputWrite, build_instructions,
 };
 pub use usage::{
-    Breakdown, Budget, DEFAULT_DAYS, Period, TurnUsage, UsageBucket, UsageQuery, UsageReport, UsageRow, budget_periods,
+    Breakdown, Budget, BudgetPeriods, DEFAULT_DAYS, HourRange, Period, TurnUsage, UsageBucket, UsageQuery, UsageReport,
+    UsageRow, budget_periods,
 };

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::domain::{
     AgentMcpLink, Caller, LinkedMcpServer, McpLinkChanges, McpLinkFields, McpServer, McpServerFields,
-    SERVERS_PER_AGENT, missing_pk,
+    SERVERS_PER_AGENT, UserId, missing_pk,
 };
 use crate::error::{Error, FieldErrors, Result};
 
@@ -101,7 +101,7 @@ impl Store {
 
     pub async fn create_mcp_server(
         &self,
-        owner: Option<i64>,
+        owner: Option<UserId>,
         fields: McpServerFields,
         headers: SealedHeaders,
     ) -> Result<McpServer> {
@@ -227,7 +227,7 @@ fn unique_to_field(err: Error) -> Error {
 }
 
 /// A link the viewer may see (its agent is visible), with the agent's owner.
-async fn visible(conn: Sql<'_>, viewer: &Caller, id: i64) -> Result<(AgentMcpLink, Option<i64>)> {
+async fn visible(conn: Sql<'_>, viewer: &Caller, id: i64) -> Result<(AgentMcpLink, Option<UserId>)> {
     let link = find_link(conn, id).await?.ok_or(Error::NotFound)?;
     let agent = agents::find(conn, link.agent).await?.filter(|a| viewer.sees(a.owner)).ok_or(Error::NotFound)?;
     Ok((link, agent.owner))
