@@ -59,7 +59,7 @@ use conn::{Batch, Conn, Limits, Local, Remote, Row, Rows, Sql};
 
 pub use conn::until as retrying_until;
 
-pub use frames::{NewFrame, StoredFrame};
+pub use frames::{FramePage, NewFrame, StoredFrame};
 pub use idempotency::{IdempotencyClaim, KEY_LIFETIME, KeptAnswer, KeyRecord};
 pub use logins::{KNOWN_ADDRESS_LIFETIME, LoginCheck};
 pub use migrate::{MIGRATIONS, Migration};

@@ -28,28 +28,38 @@ pub(super) fn parse_cursor(cursor: &str) -> Result<(&str, i64)> {
         .ok_or_else(|| Error::field("after", "An event id looks like \"<turn_id>:<seq>\"."))
 }
 
-/// Sends the recorded frames after `start` and then, while a turn runs (only `only_turn`, if given), the
-/// frames it records; ends when no turn is running and everything recorded was sent.
-pub(super) fn follow_from(store: Arc<Store>, session: i64, mut start: i64, only_turn: Option<String>) -> Frames {
+/// Sends the recorded frames after row `start` and then, while a turn runs (only `only_turn`, if given), the
+/// frames it records; ends when no turn is running and everything recorded was sent. `seen` (a turn and a
+/// frame number) is what the client has already: that turn's frames up to it are not sent again (the row a
+/// replay starts at may hold some of them, see `store::frames`).
+pub(super) fn follow_from(
+    store: Arc<Store>,
+    session: i64,
+    mut start: i64,
+    only_turn: Option<String>,
+    seen: Option<(String, i64)>,
+) -> Frames {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let mut last_round = false;
         loop {
-            let frames = match store.frames_after(session, start, only_turn.as_deref(), FOLLOW_BATCH).await {
-                Ok(frames) => frames,
+            let page = match store.frames_after(session, start, only_turn.as_deref(), FOLLOW_BATCH).await {
+                Ok(page) => page,
                 Err(err) => {
                     tracing::error!(error = %err.chain(), session, "cannot read recorded frames");
                     return;
                 }
             };
-            let full = frames.len() as u64 == FOLLOW_BATCH;
-            for frame in frames {
-                start = frame.row;
+            for frame in page.frames {
+                if seen.as_ref().is_some_and(|(turn, seq)| frame.turn_id == *turn && frame.seq <= *seq) {
+                    continue;
+                }
                 if tx.send(Arc::new(Frame::from(frame))).await.is_err() {
                     return;
                 }
             }
-            if full {
+            start = page.last_row.unwrap_or(start);
+            if page.full {
                 continue;
             }
             if last_round {

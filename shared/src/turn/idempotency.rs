@@ -47,7 +47,7 @@ pub(super) async fn replay(state: &AppState, recorded: Result<Option<KeyRecord>>
         Some(KeyRecord::Turn { turn_id, running: true, .. }) => return Err(Error::KeyInProgress(turn_id)),
         Some(KeyRecord::Turn { session, turn_id, .. }) => {
             let start = state.store.frame_cursor(session, &turn_id, 0).await?.unwrap_or(0);
-            let frames = follow_from(state.store.clone(), session, start, Some(turn_id.clone()));
+            let frames = follow_from(state.store.clone(), session, start, Some(turn_id.clone()), None);
             Some(Replay::Frames(TurnStream { session_id: session, turn_id: Some(turn_id), frames }))
         }
     })

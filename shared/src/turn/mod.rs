@@ -170,19 +170,20 @@ pub async fn chat(
 /// `?after=`), or the session's latest turn from its start; follows live while a turn is running.
 pub async fn events(state: &AppState, caller: &Caller, session: i64, after: Option<&str>) -> Result<TurnStream> {
     state.store.get_session(caller, session).await?;
-    let start = match after {
+    let (start, seen) = match after {
         Some(cursor) => {
             let (turn_id, seq) = follow::parse_cursor(cursor)?;
-            state
+            let start = state
                 .store
                 .frame_cursor(session, turn_id, seq)
                 .await?
-                .ok_or_else(|| Error::field("after", format!("No turn \"{turn_id}\" in session {session}.")))?
+                .ok_or_else(|| Error::field("after", format!("No turn \"{turn_id}\" in session {session}.")))?;
+            (start, Some((turn_id.to_owned(), seq)))
         }
         // No turn yet: nothing to replay, only what comes.
-        None => state.store.latest_turn_cursor(session).await?.unwrap_or(i64::MAX),
+        None => (state.store.latest_turn_cursor(session).await?.unwrap_or(i64::MAX), None),
     };
-    let frames = follow::follow_from(state.store.clone(), session, start, None);
+    let frames = follow::follow_from(state.store.clone(), session, start, None, seen);
     Ok(TurnStream { session_id: session, turn_id: None, frames })
 }
 
