@@ -17,6 +17,7 @@ use libsql::params;
 
 use super::conn::Batch;
 use super::{Row, Store, first, int, opt_int, text};
+use crate::domain::{FrameId, SessionId, TurnId};
 use crate::error::{Error, Result};
 
 /// The `event` of a row holding several frames; no frame is named so.
@@ -26,7 +27,7 @@ const PACKED: &str = "frames";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredFrame {
     pub row: i64,
-    pub turn_id: String,
+    pub turn_id: TurnId,
     pub seq: i64,
     pub event: String,
     pub data: String,
@@ -43,7 +44,8 @@ pub struct FramePage {
 
 /// A row's frames, added to `out`.
 fn stored_frames(row: &Row, out: &mut Vec<StoredFrame>) -> Result<()> {
-    let (id, turn_id, seq, event, data) = (int(row, 0)?, text(row, 1)?, int(row, 2)?, text(row, 3)?, text(row, 4)?);
+    let (id, seq): (i64, i64) = (int(row, 0)?, int(row, 2)?);
+    let (turn_id, event, data) = (TurnId::from(text(row, 1)?), text(row, 3)?, text(row, 4)?);
     if event != PACKED {
         out.push(StoredFrame { row: id, turn_id, seq, event, data });
         return Ok(());
@@ -80,7 +82,7 @@ pub struct NewFrame<'a> {
 
 /// Adds a batch's frames to a write: one INSERT of one row (the frames packed, or a frame alone) or two (the
 /// frames before `done`, then `done`).
-pub(super) fn push_frames(batch: &mut Batch, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
+pub(super) fn push_frames(batch: &mut Batch, turn_id: &TurnId, frames: &[NewFrame<'_>]) -> Result<()> {
     // A frame already recorded (the same batch run twice: a retried write whose answer was lost) is left as
     // it is.
     const ONE: &str = "INSERT INTO agent_turn_events (turn_id, seq, event, data) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (turn_id, seq) DO NOTHING";
@@ -92,7 +94,7 @@ pub(super) fn push_frames(batch: &mut Batch, turn_id: &str, frames: &[NewFrame<'
         _ => (frames, None),
     };
     let seq = |frame: &NewFrame<'_>| libsql::Value::Integer(i64::try_from(frame.seq).unwrap_or(i64::MAX));
-    let mut values = vec![libsql::Value::Text(turn_id.to_owned())];
+    let mut values: Vec<libsql::Value> = vec![turn_id.into()];
     match body {
         [] => {}
         [frame] => values.extend([seq(frame), frame.event.into(), frame.data.into()]),
@@ -124,7 +126,7 @@ fn pack(frames: &[NewFrame<'_>]) -> String {
 impl Store {
     /// Appends frames of a running turn and answers whether someone asked it to stop (one round trip
     /// remotely: the recorder's cancel poll rides on its writes).
-    pub async fn record_frames(&self, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<bool> {
+    pub async fn record_frames(&self, turn_id: &TurnId, frames: &[NewFrame<'_>]) -> Result<bool> {
         let mut batch = Batch::write().repeatable();
         push_frames(&mut batch, turn_id, frames)?;
         let cancel = batch.push("SELECT cancel_requested FROM agent_turns WHERE id = ?1", [turn_id])?;
@@ -132,13 +134,13 @@ impl Store {
         if let Some(err) = out.first_error() {
             return Err(err.into());
         }
-        Ok(out.take(cancel)?.rows().next().map(|r| int(&r, 0)).transpose()?.unwrap_or(0) != 0)
+        Ok(out.take(cancel)?.rows().next().map(|r| int::<i64>(&r, 0)).transpose()?.unwrap_or(0) != 0)
     }
 
-    /// Where a replay after `<turn_id>:<seq>` of this session starts: just before the row that holds the frame
-    /// after it, or `None` when the session has no such turn. That row may hold frames up to `seq` too (a packed
+    /// Where a replay after `frame` of this session starts: just before the row that holds the frame after
+    /// it, or `None` when the session has no such turn. That row may hold frames up to `seq` too (a packed
     /// row): the replay skips them ([`FramePage`] is read from here, and the follower drops what it has seen).
-    pub async fn frame_cursor(&self, session: i64, turn_id: &str, seq: i64) -> Result<Option<i64>> {
+    pub async fn frame_cursor(&self, session: SessionId, frame: &FrameId) -> Result<Option<i64>> {
         let conn = self.conn().await;
         let rows = conn
             .query(
@@ -146,17 +148,17 @@ impl Store {
                         (SELECT MAX(e.id) FROM agent_turn_events e WHERE e.turn_id = t.id),
                         (SELECT MAX(id) FROM agent_turn_events)
                  FROM agent_turns t WHERE t.id = ?1 AND t.session_id = ?2",
-                params![turn_id, session, seq],
+                params![&frame.turn_id, session, frame.seq],
             )
             .await?;
-        let found = first(rows, |r| Ok((opt_int(r, 0)?, opt_int(r, 1)?, opt_int(r, 2)?))).await?;
+        let found = first(rows, |r| Ok((opt_int::<i64>(r, 0)?, opt_int::<i64>(r, 1)?, opt_int::<i64>(r, 2)?))).await?;
         // Every frame of the turn is at or before `seq`: after its last row. A turn with no frame recorded yet
         // starts after every frame that exists now.
         Ok(found.map(|(before_next, turn_last, last)| before_next.or(turn_last).or(last).unwrap_or(0)))
     }
 
     /// Where a replay of the session's latest turn starts (just before its first frame).
-    pub async fn latest_turn_cursor(&self, session: i64) -> Result<Option<i64>> {
+    pub async fn latest_turn_cursor(&self, session: SessionId) -> Result<Option<i64>> {
         let conn = self.conn().await;
         let rows = conn
             .query(
@@ -166,16 +168,16 @@ impl Store {
                 [session],
             )
             .await?;
-        first(rows, |r| Ok(opt_int(r, 0)?.or(opt_int(r, 1)?).unwrap_or(0))).await
+        first(rows, |r| Ok(opt_int::<i64>(r, 0)?.or(opt_int(r, 1)?).unwrap_or(0))).await
     }
 
     /// Recorded frames of the session in the `limit` rows after row `after`, oldest first; only one turn's if
     /// given.
     pub async fn frames_after(
         &self,
-        session: i64,
+        session: SessionId,
         after: i64,
-        only_turn: Option<&str>,
+        only_turn: Option<&TurnId>,
         limit: u64,
     ) -> Result<FramePage> {
         let conn = self.conn().await;
@@ -185,14 +187,14 @@ impl Store {
                  JOIN agent_turns t ON t.id = e.turn_id
                  WHERE t.session_id = ?1 AND e.id > ?2 AND (?3 IS NULL OR e.turn_id = ?3)
                  ORDER BY e.id LIMIT ?4",
-                params![session, after, super::opt_text_value(only_turn.map(str::to_owned)), limit],
+                params![session, after, super::opt_text_value(only_turn.map(|id| id.as_str().to_owned())), limit],
             )
             .await?;
         let mut page = FramePage::default();
         let mut read = 0;
         while let Some(row) = rows.next().await? {
             stored_frames(&row, &mut page.frames)?;
-            page.last_row = Some(int(&row, 0)?);
+            page.last_row = Some(int::<i64>(&row, 0)?);
             read += 1;
         }
         page.full = read == limit;

@@ -13,45 +13,37 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::frames::{Frame, Frames};
-use crate::error::{Error, Result};
+use crate::domain::{FrameId, SessionId, TurnId};
 use crate::store::Store;
 
 /// How often a follower looks for new frames of a running turn.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
 const FOLLOW_BATCH: u64 = 256;
 
-/// Reads a frame id, `<turn_id>:<seq>`.
-pub(super) fn parse_cursor(cursor: &str) -> Result<(&str, i64)> {
-    cursor
-        .rsplit_once(':')
-        .and_then(|(turn, seq)| Some((turn, seq.parse::<i64>().ok()?)))
-        .ok_or_else(|| Error::field("after", "An event id looks like \"<turn_id>:<seq>\"."))
-}
-
 /// Sends the recorded frames after row `start` and then, while a turn runs (only `only_turn`, if given), the
-/// frames it records; ends when no turn is running and everything recorded was sent. `seen` (a turn and a
-/// frame number) is what the client has already: that turn's frames up to it are not sent again (the row a
-/// replay starts at may hold some of them, see `store::frames`).
+/// frames it records; ends when no turn is running and everything recorded was sent. `seen` is the frame the
+/// client has already: its turn's frames up to it are not sent again (the row a replay starts at may hold
+/// some of them, see `store::frames`).
 pub(super) fn follow_from(
     store: Arc<Store>,
-    session: i64,
+    session: SessionId,
     mut start: i64,
-    only_turn: Option<String>,
-    seen: Option<(String, i64)>,
+    only_turn: Option<TurnId>,
+    seen: Option<FrameId>,
 ) -> Frames {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let mut last_round = false;
         loop {
-            let page = match store.frames_after(session, start, only_turn.as_deref(), FOLLOW_BATCH).await {
+            let page = match store.frames_after(session, start, only_turn.as_ref(), FOLLOW_BATCH).await {
                 Ok(page) => page,
                 Err(err) => {
-                    tracing::error!(error = %err.chain(), session, "cannot read recorded frames");
+                    tracing::error!(error = %err.chain(), session = session.0, "cannot read recorded frames");
                     return;
                 }
             };
             for frame in page.frames {
-                if seen.as_ref().is_some_and(|(turn, seq)| frame.turn_id == *turn && frame.seq <= *seq) {
+                if seen.as_ref().is_some_and(|seen| frame.turn_id == seen.turn_id && frame.seq <= seen.seq) {
                     continue;
                 }
                 if tx.send(Arc::new(Frame::from(frame))).await.is_err() {

@@ -50,10 +50,12 @@ pub use frames::{CallFrame, Done, Frame, Frames, TextDelta, ToolResult, TurnErro
 pub use next::{CANCELLED, MAX_TOOL_ROUNDS};
 pub use recorder::CANCEL_POLL;
 
-use crate::domain::{Caller, ErrorCode, MessageRequest, PendingToolCalls, ResponseStatus, ToolOutputRequest};
+use crate::domain::{
+    Caller, ErrorCode, FrameId, MessageRequest, PendingToolCalls, ResponseStatus, SessionId, ToolOutputRequest, TurnId,
+};
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::{KeptAnswer, LeasedTurn, NewFrame, Store, Submission};
+use crate::store::{KeptAnswer, LeasedTurn, NewFrame, Store, Submission, TurnEnding};
 use idempotency::{Replay, claim, replay};
 use start::{continuation, new_lease, read_context, start_message};
 
@@ -168,17 +170,16 @@ pub async fn chat(
 
 /// `GET /api/sessions/{id}/events/`: the frames after `after` (`<turn_id>:<seq>`, from `Last-Event-ID` or
 /// `?after=`), or the session's latest turn from its start; follows live while a turn is running.
-pub async fn events(state: &AppState, caller: &Caller, session: i64, after: Option<&str>) -> Result<TurnStream> {
+pub async fn events(state: &AppState, caller: &Caller, session: SessionId, after: Option<&str>) -> Result<TurnStream> {
     state.store.get_session(caller, session).await?;
     let (start, seen) = match after {
         Some(cursor) => {
-            let (turn_id, seq) = follow::parse_cursor(cursor)?;
-            let start = state
-                .store
-                .frame_cursor(session, turn_id, seq)
-                .await?
-                .ok_or_else(|| Error::field("after", format!("No turn \"{turn_id}\" in session {session}.")))?;
-            (start, Some((turn_id.to_owned(), seq)))
+            let frame: FrameId = cursor.parse()?;
+            let start =
+                state.store.frame_cursor(session, &frame).await?.ok_or_else(|| {
+                    Error::field("after", format!("No turn \"{}\" in session {session}.", frame.turn_id))
+                })?;
+            (start, Some(frame))
         }
         // No turn yet: nothing to replay, only what comes.
         None => (state.store.latest_turn_cursor(session).await?.unwrap_or(i64::MAX), None),
@@ -189,7 +190,7 @@ pub async fn events(state: &AppState, caller: &Caller, session: i64, after: Opti
 
 /// `POST /api/sessions/{id}/cancel/`: asks the session's running turn to stop; answers its id. The flag in
 /// the store reaches a turn in another process within [`CANCEL_POLL`]; one in this process stops at once.
-pub async fn cancel(state: &AppState, caller: &Caller, session: i64) -> Result<String> {
+pub async fn cancel(state: &AppState, caller: &Caller, session: SessionId) -> Result<TurnId> {
     let turn_id = state.store.request_cancel(caller, session).await?;
     state.cancel_turn(&turn_id);
     Ok(turn_id)
@@ -230,7 +231,10 @@ pub async fn close_interrupted(store: &Store) -> Result<usize> {
             NewFrame { seq: seq + 2, event: done.name(), data: &done_data },
         ];
         // What its responses reported died with the process: the turn counts as failed, with no tokens.
-        store.end_turn(*session, turn_id, &frames, None, (&crate::domain::TurnUsage::default(), true)).await?;
+        let usage = crate::domain::TurnUsage::default();
+        let ending =
+            TurnEnding { session: *session, turn_id, frames: &frames, reply: None, usage: &usage, failed: true };
+        store.end_turn(&ending).await?;
     }
     Ok(leased.len())
 }

@@ -26,6 +26,10 @@ export async function playground() {
   $("#variable-rows").replaceChildren();
   if (preferred && String(preferred.id) === address.agent) for (const [name, value] of address.variables) addVariable(name, value);
   select.onchange = () => {
+    // At once, not after the session list arrives: a message sent meanwhile starts a new session of this agent.
+    chat.sessionId = null;
+    $("#history").replaceChildren();
+    $("#chat-error").textContent = "";
     $("#variable-rows").replaceChildren();
     loadSessions();
   };
@@ -76,8 +80,11 @@ async function loadSessions(selected, live = false) {
   const agent = $("#agent").value;
   const select = $("#session");
   const options = [el("option", { value: "" }, "New session")];
+  const read = ++chat.reads;
   if (agent) {
     const result = await api("GET", `/api/sessions/?agent=${encodeURIComponent(agent)}&page_size=100`);
+    // A message sent or another list asked for meanwhile: this answer would wipe what the page shows now.
+    if (read !== chat.reads) return;
     if (!result.ok) $("#chat-error").textContent = `Could not list the sessions: ${describeError(result)}`;
     for (const s of (result.data?.results || []).reverse()) {
       options.push(el("option", { value: String(s.id) }, `Session #${s.id} · ${formatDate(s.updated_at)}`));
@@ -151,6 +158,7 @@ function busy(on) {
 async function send() {
   const message = $("#message").value.trim();
   if (!message || chat.controller) return;
+  chat.reads++; // a session list or history still on its way is stale now
   $("#chat-error").textContent = "";
   const bubble = addBubble("user", message);
   $("#message").value = "";
@@ -165,6 +173,7 @@ async function send() {
 /** A message the server refused (or never got): why, on the bubble and above the box, and the text back in the
  * box; missing template variables (code `missing_variables`) become fields to fill. */
 function refused(bubble, message, result) {
+  loadSessions(chat.sessionId, true); // the list a send made stale, read again
   bubble.classList.add("not-sent");
   bubble.append(el("small", { className: "note" }, " — not sent"));
   $("#chat-error").textContent = `Not sent: ${describeError(result)}`;
