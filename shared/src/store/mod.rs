@@ -62,7 +62,7 @@ use conn::{Batch, Conn, Limits, Local, Remote, Row, Rows, Sql};
 
 pub use conn::until as retrying_until;
 
-pub use frames::{NewFrame, StoredFrame};
+pub use frames::{FramePage, NewFrame, StoredFrame};
 pub use idempotency::{IdempotencyClaim, KEY_LIFETIME, KeptAnswer, KeptReply, KeyRecord};
 pub use logins::{KNOWN_ADDRESS_LIFETIME, LoginCheck};
 pub use mcp_servers::SealedHeaders;

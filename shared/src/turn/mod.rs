@@ -207,18 +207,19 @@ pub async fn chat(
 /// `?after=`), or the session's latest turn from its start; follows live while a turn is running.
 pub async fn events(state: &AppState, caller: &Caller, session: SessionId, after: Option<&str>) -> Result<TurnStream> {
     state.store.get_session(caller, session).await?;
-    let start =
-        match after {
-            Some(cursor) => {
-                let frame: FrameId = cursor.parse()?;
+    let (start, seen) = match after {
+        Some(cursor) => {
+            let frame: FrameId = cursor.parse()?;
+            let start =
                 state.store.frame_cursor(session, &frame).await?.ok_or_else(|| {
                     Error::field("after", format!("No turn \"{}\" in session {session}.", frame.turn_id))
-                })?
-            }
-            // No turn yet: nothing to replay, only what comes.
-            None => state.store.latest_turn_cursor(session).await?.unwrap_or(i64::MAX),
-        };
-    let frames = follow::follow_from(state.store.clone(), session, start, None);
+                })?;
+            (start, Some(frame))
+        }
+        // No turn yet: nothing to replay, only what comes.
+        None => (state.store.latest_turn_cursor(session).await?.unwrap_or(i64::MAX), None),
+    };
+    let frames = follow::follow_from(state.store.clone(), session, start, None, seen);
     Ok(TurnStream { session_id: session, turn_id: None, frames })
 }
 
