@@ -13,7 +13,8 @@
 //!   makes), `executor` (a tool's server-side [`Executor`]), `agent_tools`, `templates`, `sessions` (and
 //!   messages, tool-call records), `forks` (what a fork request says), `history` (a session's conversation
 //!   read back for a rebuild), `turns` (what a conversation request says, the instructions it builds),
-//!   `usage` (a turn's tokens, usage reports, prices, budgets).
+//!   `usage` (a turn's tokens, usage reports, prices, budgets), `limits` (rate limits' windows and
+//!   headers).
 
 mod access;
 mod accounts;
@@ -23,6 +24,7 @@ mod executor;
 mod forks;
 mod history;
 mod input;
+mod limits;
 mod sessions;
 mod states;
 mod templates;
@@ -39,6 +41,7 @@ pub use executor::{DEFAULT_HTTP_TIMEOUT, Executor, MAX_HTTP_TIMEOUT, REDACTED};
 pub use forks::ForkRequest;
 pub use history::{StoredHistory, StoredMessage};
 pub use input::{Input, Mode, NULL_CHARACTERS, check_name, check_text, missing_pk};
+pub use limits::{REQUESTS_POLICY, RateState, TURNS_POLICY, WINDOW_SECS, minute_window};
 pub use sessions::{Message, NewSession, Session, ToolCallRecord, Usage};
 pub use states::{ErrorCode, ResponseStatus, Role, ToolCallStatus};
 pub use templates::{Template, TemplateChanges, TemplateFields, TemplateScope};

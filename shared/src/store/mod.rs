@@ -22,6 +22,8 @@
 //!   `idempotency` (keys, claimed in the same batch as what their request writes).
 //! - `usage`: token usage as an hourly aggregate (added to in the batch that ends a turn) and the budget read
 //!   a turn's start carries.
+//! - `limits`: rate limits per user — a request's count in its minute (carried by the request's first round
+//!   trip, see `conn::lead`), the turn limit's quota.
 //! - `prune`: housekeeping — old turns' frames, expired keys and login tokens, deleted in bounded batches.
 
 mod agent_tools;
@@ -31,6 +33,7 @@ mod forks;
 mod frames;
 mod history;
 mod idempotency;
+mod limits;
 mod logins;
 mod messages;
 mod migrate;
@@ -61,6 +64,7 @@ pub use conn::until as retrying_until;
 
 pub use frames::{NewFrame, StoredFrame};
 pub use idempotency::{IdempotencyClaim, KEY_LIFETIME, KeptAnswer, KeyRecord};
+pub use limits::Unsent;
 pub use logins::{KNOWN_ADDRESS_LIFETIME, LoginCheck};
 pub use migrate::{MIGRATIONS, Migration};
 pub use prune::{PrunePlan, Pruned};
@@ -75,6 +79,8 @@ pub struct Store {
     /// Callers of tokens checked recently (see `users::authenticate`).
     callers: std::sync::Mutex<std::collections::HashMap<String, users::Trusted>>,
     auth_cache: Duration,
+    /// The instance defaults of the per-user rate limits.
+    rate_limits: crate::config::RateLimits,
 }
 
 enum Backend {
@@ -118,7 +124,7 @@ impl Store {
         };
         let token = config.database_auth_token.as_ref().map(|s| s.expose());
         let store = Self::open_with(&config.database_url, token, limits).await?;
-        Ok(Self { auth_cache: config.auth_cache, ..store })
+        Ok(Self { auth_cache: config.auth_cache, rate_limits: config.rate_limits, ..store })
     }
 
     /// A store on `url` with the default limits of a remote database's requests.
@@ -163,6 +169,7 @@ impl Store {
             clock: Arc::new(SystemClock),
             callers: std::sync::Mutex::default(),
             auth_cache: Duration::from_secs(60),
+            rate_limits: crate::config::RateLimits::default(),
         }
     }
 
