@@ -38,6 +38,7 @@ async fn a_fresh_database_gets_every_table_and_a_record_of_each_migration() {
             "lambent_migrations",
             "login_addresses",
             "login_attempts",
+            "request_windows",
             "usage_hourly",
             "users"
         ]
