@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use lambent::domain::Role;
+use lambent::domain::{Role, SessionId};
 
 use crate::helpers::TestApp;
 
@@ -125,7 +125,7 @@ async fn deleting_an_agent_takes_its_links_sessions_messages_and_scoped_template
     app.create("/api/templates/", json!({"name": "scoped", "template": "t", "agent": agent["id"]})).await;
     app.create("/api/templates/", json!({"name": "global", "template": "g"})).await;
     let session = app.create("/api/sessions/", json!({"agent": agent["id"]})).await;
-    app.store().add_message(session["id"].as_i64().unwrap(), Role::User, "hello").await.unwrap();
+    app.store().add_message(SessionId(session["id"].as_i64().unwrap()), Role::User, "hello").await.unwrap();
 
     assert_eq!(app.delete(&format!("/api/agents/{}/", agent["id"])).await.0, StatusCode::NO_CONTENT);
 

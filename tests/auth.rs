@@ -251,7 +251,7 @@ async fn the_first_run_admin_is_created_once_and_can_log_in() {
     assert!(password.len() >= 16);
     assert!(lambent_local::ensure_first_admin(&state.store).await.unwrap().is_none(), "only on an empty database");
     assert_eq!(state.store.count_users().await.unwrap(), 1);
-    let (token, _) = lambent::accounts::login(&state, "admin", &password, "127.0.0.1").await.unwrap();
+    let token = lambent::accounts::login(&state, "admin", &password, "127.0.0.1").await.unwrap().info;
     assert_eq!(token.kind, "login");
 }
 

@@ -16,14 +16,16 @@ async fn state_with_fixture_user() -> (lambent::AppState, tempfile::TempDir) {
 }
 
 /// The same, with settings; also returns the user's id.
-async fn state_with_fixture_user_and(env: &[(&str, String)]) -> (lambent::AppState, tempfile::TempDir, i64) {
+async fn state_with_fixture_user_and(
+    env: &[(&str, String)],
+) -> (lambent::AppState, tempfile::TempDir, lambent::domain::UserId) {
     let (state, dir) = crate::helpers::fresh_state_with(env).await;
     let user = fixture_user(&state).await;
     (state, dir, user)
 }
 
 /// The user whose token is the fixtures', in `state`'s database; its id.
-async fn fixture_user(state: &lambent::AppState) -> i64 {
+async fn fixture_user(state: &lambent::AppState) -> lambent::domain::UserId {
     let user = state.store.create_user("lambda", None, false).await.unwrap();
     let token = lambent::domain::NewToken {
         secret: FIXTURE_TOKEN.into(),
@@ -236,7 +238,8 @@ async fn a_post_event_creates_through_the_lambda_path() {
     assert_eq!(response["statusCode"], 201, "{response}");
     let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
     assert_eq!((body["name"].as_str(), body["is_default"].as_bool()), (Some("From Lambda"), Some(true)));
-    let stored = store.get_agent(&lambent::domain::Caller::system(), body["id"].as_i64().unwrap()).await.unwrap();
+    let id = lambent::domain::AgentId(body["id"].as_i64().unwrap());
+    let stored = store.get_agent(&lambent::domain::Caller::system(), id).await.unwrap();
     assert_eq!(serde_json::to_value(stored).unwrap(), body);
 }
 

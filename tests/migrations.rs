@@ -138,7 +138,7 @@ async fn the_schema_stores_exactly_the_names_of_the_state_enums() {
 async fn foreign_keys_are_enforced() {
     let (store, _dir) = empty_store().await;
     store.migrate().await.unwrap();
-    let err = store.add_message(404, Role::User, "orphan").await.unwrap_err();
+    let err = store.add_message(lambent::domain::SessionId(404), Role::User, "orphan").await.unwrap_err();
     assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
 }
 

@@ -257,7 +257,7 @@ async fn a_long_turns_frames_reach_the_database_at_most_once_per_quarter_second(
 async fn a_budget_check_rides_in_the_turns_read_and_a_refused_turn_costs_one_round_trip() {
     let (app, proxy, fake, _sqld) = counted_app().await;
     app.create("/api/agents/", json!({"name": "A", "is_default": true})).await;
-    let me = app.get("/api/auth/me/").await.1["id"].as_i64().unwrap();
+    let me = lambent::domain::UserId(app.get("/api/auth/me/").await.1["id"].as_i64().unwrap());
     let answer = || frames(text_events("resp_b", &["a", "b"]));
     let message = json!({"message": "hi"});
     let (free_pre, free_post, _) =

@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use lambent::domain::Role;
+use lambent::domain::{Role, SessionId};
 
 use crate::helpers::TestApp;
 
@@ -49,8 +49,8 @@ async fn messages_are_listed_oldest_first_and_go_with_their_session() {
     let agent = app.create("/api/agents/", json!({"name": "a"})).await;
     let session = app.create("/api/sessions/", json!({"agent": agent["id"]})).await;
     let id = session["id"].as_i64().unwrap();
-    let first = app.store().add_message(id, Role::User, "Hello").await.unwrap();
-    let second = app.store().add_message(id, Role::Assistant, "Hi! How can I help?").await.unwrap();
+    let first = app.store().add_message(SessionId(id), Role::User, "Hello").await.unwrap();
+    let second = app.store().add_message(SessionId(id), Role::Assistant, "Hi! How can I help?").await.unwrap();
 
     let (status, page) = app.get(&format!("/api/sessions/{id}/messages/")).await;
     assert_eq!(status, StatusCode::OK);

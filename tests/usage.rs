@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::helpers::TestApp;
+use lambent::domain::{SessionId, TurnId};
+use lambent::store::TurnEnding;
 use lambent_testkit::openai::{FakeOpenAi, Step, failing_events, frames, response_object, text_events};
 
 /// A response that ends `response.incomplete` or `response.failed`, having spent `usage`.
@@ -32,7 +34,7 @@ fn detailed(id: &str) -> Vec<Step> {
 }
 
 /// Sums the usage stored with the assistant messages of `owner`'s sessions (all of them: `None`).
-async fn stored(app: &TestApp, owner: Option<i64>) -> [i64; 4] {
+async fn stored(app: &TestApp, owner: Option<lambent::domain::UserId>) -> [i64; 4] {
     let filter = owner.map_or_else(String::new, |id| format!("AND s.owner_id = {id}"));
     let rows = app
         .rows(&format!(
@@ -163,7 +165,7 @@ async fn each_user_sees_their_own_usage_and_staff_see_anyones() {
     let everyone = root.get("/api/usage/").await.1;
     assert_eq!((turns(&everyone), everyone["owner"].clone()), (3, Value::Null));
     let bobs = root.get(&format!("/api/usage/?owner={}", bob_account.id)).await.1;
-    assert_eq!((turns(&bobs), bobs["owner"].as_i64()), (2, Some(bob_account.id)));
+    assert_eq!((turns(&bobs), bobs["owner"].as_i64()), (2, Some(bob_account.id.0)));
     assert_eq!(tokens(&bobs["totals"]), stored(&alice, Some(bob_account.id)).await);
 }
 
@@ -332,12 +334,13 @@ async fn a_turns_end_recorded_twice_counts_its_usage_once() {
     let app = TestApp::spawn_with(&fake.env()).await;
     let agent = app.create("/api/agents/", json!({"name": "A"})).await;
     fake.push_stream(frames(text_events("resp_once", &["Once."])));
-    let session = turn(&app, &agent, "completed").await.as_i64().unwrap();
-    let turn_id = app.rows("SELECT id FROM agent_turns").await[0]["id"].as_str().unwrap().to_owned();
+    let session = SessionId(turn(&app, &agent, "completed").await.as_i64().unwrap());
+    let turn_id = TurnId::from(app.rows("SELECT id FROM agent_turns").await[0]["id"].as_str().unwrap());
     // What a retry of the end's batch does when the first run's answer was lost.
     let mut again = lambent::domain::TurnUsage::default();
     again.add(&lambent_testkit::openai::usage(12, 9));
-    app.store().end_turn(session, &turn_id, &[], None, (&again, false)).await.unwrap();
+    let ending = TurnEnding { session, turn_id: &turn_id, frames: &[], reply: None, usage: &again, failed: false };
+    app.store().end_turn(&ending).await.unwrap();
     let totals = app.get("/api/usage/").await.1["totals"].clone();
     assert_eq!((totals["turns"].as_i64(), totals["total_tokens"].as_i64()), (Some(1), Some(21)), "{totals}");
 }

@@ -146,9 +146,8 @@ async fn token(store: &Store, action: TokenAction) -> Result<(), Error> {
             let request = NewApiToken::parse(&body, Mode::Create, &lambent::config::Limits::default())?;
             let name = lambent::domain::wire::present("name", request.name)?;
             let user = store.user_by_username(&user).await?;
-            let (_, secret) =
-                lambent::accounts::issue_api_token(store, user.id, &name, request.expires_in_days).await?;
-            println!("{secret}");
+            let issued = lambent::accounts::issue_api_token(store, user.id, &name, request.expires_in_days).await?;
+            println!("{}", issued.token);
             eprintln!("Token \"{name}\" for {} created; it is shown only this once.", user.username);
         }
         TokenAction::Revoke { prefix } => {

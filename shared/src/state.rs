@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::config::Config;
-use crate::domain::DEFAULT_MODEL;
+use crate::domain::{DEFAULT_MODEL, TurnId};
 use crate::error::{Error, Result};
 use crate::executors::ExecutorContext;
 use crate::llm::{ModelProvider, OpenAiProvider};
@@ -35,7 +35,7 @@ pub struct AppState {
     executors: Arc<OnceLock<std::result::Result<ExecutorContext, Arc<reqwest::Error>>>>,
     schema_checked: Arc<AtomicBool>,
     /// The turns running in this process, so a cancel request stops one at once.
-    turns: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    turns: Arc<Mutex<HashMap<TurnId, CancellationToken>>>,
     /// Where this process's EMF metric lines go (the config says; tests capture them).
     pub metrics: Metrics,
 }
@@ -155,18 +155,18 @@ impl AppState {
     }
 
     /// A running turn's cancellation token, known to this process until [`Self::forget_turn`].
-    pub fn register_turn(&self, turn_id: &str) -> CancellationToken {
+    pub fn register_turn(&self, turn_id: &TurnId) -> CancellationToken {
         let token = CancellationToken::new();
-        self.turns.lock().unwrap_or_else(|e| e.into_inner()).insert(turn_id.to_owned(), token.clone());
+        self.turns.lock().unwrap_or_else(|e| e.into_inner()).insert(turn_id.clone(), token.clone());
         token
     }
 
-    pub fn forget_turn(&self, turn_id: &str) {
+    pub fn forget_turn(&self, turn_id: &TurnId) {
         self.turns.lock().unwrap_or_else(|e| e.into_inner()).remove(turn_id);
     }
 
     /// Stops the turn if it runs in this process (one elsewhere sees the store's flag).
-    pub fn cancel_turn(&self, turn_id: &str) {
+    pub fn cancel_turn(&self, turn_id: &TurnId) {
         if let Some(token) = self.turns.lock().unwrap_or_else(|e| e.into_inner()).get(turn_id) {
             token.cancel();
         }

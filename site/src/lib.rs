@@ -339,6 +339,7 @@ pub fn playground() -> Markup {
                     label { "Session" select id="session" { option value="" { "New session" } } }
                 }
                 label { input id="auto-execute" type="checkbox" role="switch"; " Run tools that have a server-side executor" }
+                p id="chat-status" class="notice" role="status" {}
                 section id="history" aria-live="polite" aria-label="Conversation" {}
                 p id="chat-error" class="error" role="alert" {}
                 form id="chat-form" {

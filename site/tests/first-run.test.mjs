@@ -104,8 +104,10 @@ test("from an empty database, cargo run's printed password leads to a streamed a
   assert.deepEqual(received[0].tools.map((t) => t.name), ["lookup"]);
   assert.deepEqual(received[1].input, [{ type: "function_call_output", call_id: "call_city", output: '{"sky": "sunny"}' }]);
   assert.equal(received[1].previous_response_id, "resp_call");
+  // A message's words, without the controls it carries once its turn is done ("Fork from here").
   const order = await page.locator("#history").evaluate((history) => [...history.children].map((node) =>
-    node.classList.contains("tool-card") ? `tool ${node.dataset.callId}` : `${node.dataset.role}: ${node.textContent}`));
+    node.classList.contains("tool-card") ? `tool ${node.dataset.callId}`
+      : `${node.dataset.role}: ${[...node.childNodes].filter((n) => !n.matches?.(".fork-from-here, form.fork")).map((n) => n.textContent).join("")}`));
   assert.deepEqual(order, ["user: What's the weather in Paris?", "tool call_city", "assistant: It is sunny in Paris."]);
   assert.deepEqual(errors, []);
   await page.context().close();

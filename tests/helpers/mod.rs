@@ -23,7 +23,7 @@ pub struct TestApp {
 /// A user made for a test, with a token.
 #[derive(Debug, Clone)]
 pub struct Account {
-    pub id: i64,
+    pub id: lambent::domain::UserId,
     pub token: String,
 }
 

@@ -1,12 +1,13 @@
 //! Who is calling, and the access rules every read and write applies: what a caller sees, and what it may
 //! change. The bearer-token extractor that produces a [`Caller`] is HTTP's (`http::extract`).
 
+use super::ids::UserId;
 use crate::error::{Error, Result};
 
 /// An authenticated user, as one request sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub id: i64,
+    pub id: UserId,
     pub username: String,
     pub is_staff: bool,
     /// The token this request came with (logout revokes it).
@@ -16,25 +17,25 @@ pub struct Caller {
 impl Caller {
     /// Lambent itself (the CLI, migrations, tests): sees and changes everything.
     pub fn system() -> Self {
-        Self { id: 0, username: "system".into(), is_staff: true, token_id: None }
+        Self { id: UserId(0), username: "system".into(), is_staff: true, token_id: None }
     }
 
     /// Agents, tools and templates: one's own, plus the global ones (no owner).
-    pub fn sees(&self, owner: Option<i64>) -> bool {
+    pub fn sees(&self, owner: Option<UserId>) -> bool {
         self.is_staff || owner.is_none() || owner == Some(self.id)
     }
 
     /// Sessions and what hangs off them: one's own only.
-    pub fn sees_private(&self, owner: Option<i64>) -> bool {
+    pub fn sees_private(&self, owner: Option<UserId>) -> bool {
         self.is_staff || owner == Some(self.id)
     }
 
-    pub fn may_change(&self, owner: Option<i64>) -> bool {
+    pub fn may_change(&self, owner: Option<UserId>) -> bool {
         self.is_staff || owner == Some(self.id)
     }
 
     /// 404 for what the caller cannot see (no existence leak), 403 for what it sees but may not change.
-    pub fn check_change(&self, owner: Option<i64>) -> Result<()> {
+    pub fn check_change(&self, owner: Option<UserId>) -> Result<()> {
         if !self.sees(owner) {
             Err(Error::NotFound)
         } else if !self.may_change(owner) {
@@ -45,10 +46,10 @@ impl Caller {
     }
 
     /// Who owns what the caller creates: itself, unless staff named an owner (`null` = global).
-    pub fn owner_for(&self, requested: Option<Option<i64>>) -> Option<i64> {
+    pub fn owner_for(&self, requested: Option<Option<UserId>>) -> Option<UserId> {
         match requested {
             Some(owner) if self.is_staff => owner,
-            _ => Some(self.id).filter(|_| self.id != 0),
+            _ => Some(self.id).filter(|_| self.id != UserId(0)),
         }
     }
 
@@ -63,12 +64,13 @@ mod tests {
 
     #[test]
     fn visibility_follows_ownership() {
-        let alice = Caller { id: 1, username: "alice".into(), is_staff: false, token_id: None };
-        assert!(alice.sees(None) && alice.sees(Some(1)) && !alice.sees(Some(2)));
+        let alice = Caller { id: UserId(1), username: "alice".into(), is_staff: false, token_id: None };
+        let (one, two) = (Some(UserId(1)), Some(UserId(2)));
+        assert!(alice.sees(None) && alice.sees(one) && !alice.sees(two));
         assert!(!alice.sees_private(None));
         assert!(matches!(alice.check_change(None), Err(Error::Forbidden)));
-        assert!(matches!(alice.check_change(Some(2)), Err(Error::NotFound)));
-        assert!(alice.check_change(Some(1)).is_ok());
-        assert!(Caller::system().check_change(Some(2)).is_ok());
+        assert!(matches!(alice.check_change(two), Err(Error::NotFound)));
+        assert!(alice.check_change(one).is_ok());
+        assert!(Caller::system().check_change(two).is_ok());
     }
 }

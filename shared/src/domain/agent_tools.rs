@@ -1,21 +1,23 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::wire::{Bool, Pk, body, present};
+use super::ids::AgentId;
+use super::wire::{Bool, KeyField, body, present};
 
 /// A tool linked to an agent; `enabled` switches it off without unlinking.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(example = json!({"id": 1, "agent": 1, "tool": 1, "enabled": true}))]
 pub struct AgentToolLink {
     pub id: i64,
-    pub agent: i64,
+    #[schema(value_type = i64)]
+    pub agent: AgentId,
     pub tool: i64,
     pub enabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkFields {
-    pub agent: i64,
+    pub agent: AgentId,
     pub tool: i64,
     pub enabled: bool,
 }
@@ -30,8 +32,8 @@ body! {
     /// The request body of agent-tool link writes, for the OpenAPI document.
     #[schema(name = "AgentToolLinkWrite", example = {"agent": 1, "tool": 1, "enabled": true})]
     pub struct LinkChanges {
-        agent: i64 = Pk.required(),
-        tool: i64 = Pk.required(),
+        agent: AgentId = AgentId::PK.required(),
+        tool: i64 = i64::PK.required(),
         /// Default true.
         enabled: bool = Bool,
     }

@@ -1,8 +1,9 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::ids::{AgentId, UserId};
 use super::input::{Input, Mode};
-use super::wire::{Bool, NullableCount, NullablePk, Text, body};
+use super::wire::{Bool, KeyField, NullableCount, Text, body};
 use crate::config::{Config, DEFAULT_PROVIDER, Limits};
 use crate::error::Result;
 
@@ -17,10 +18,12 @@ pub const DEFAULT_MODEL: &str = "gpt-4.1";
     "system_prompt": "You are a helpful assistant.", "is_default": true, "provider": "openai", "input_budget": null,
     "created_at": "2026-11-25T20:14:11.000000Z", "updated_at": "2026-11-25T20:14:11.000000Z"}))]
 pub struct Agent {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: AgentId,
     pub name: String,
     /// The owning user's id; null for a global agent.
-    pub owner: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub owner: Option<UserId>,
     pub model: String,
     pub system_prompt: String,
     /// The owner's default agent, used when a conversation names none. At most one per owner.
@@ -77,7 +80,7 @@ body! {
     pub struct AgentChanges {
         /// Staff only, on create: the owner's id, or null for a global agent. Others always own what they
         /// create.
-        owner: Option<i64> = NullablePk,
+        owner: Option<UserId> = UserId::NULLABLE_PK,
         /// Required on create and PUT; at most 200 characters, no control, bidi-override or zero-width character.
         name: String = Text::name(|_| Limits::NAME_CHARS).required(),
         /// Default `gpt-4.1`; at most 100 characters.

@@ -194,7 +194,7 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
 }
 
 /// The message DRF gives for a foreign key that names no row.
-pub fn missing_pk(id: i64) -> String {
+pub fn missing_pk(id: impl std::fmt::Display) -> String {
     format!("Invalid pk \"{id}\" - object does not exist.")
 }
 

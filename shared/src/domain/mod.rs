@@ -7,6 +7,7 @@
 //! # Layout
 //! - `access`: the [`Caller`] and the access rules every read and write applies.
 //! - `input`: reading a JSON body field by field with DRF's messages.
+//! - `ids`: the ids of users, agents, sessions, messages and turns, one type each.
 //! - `wire`: request bodies declared once — the fields' kinds and the `body!` macro.
 //! - `states`: the states a response, a tool call and a message are in, and a turn's error codes (enums).
 //! - one file per aggregate: `accounts` (users, tokens), `agents`, `tools` (and the [`ToolCall`] a model
@@ -23,6 +24,7 @@ mod agents;
 mod executor;
 mod forks;
 mod history;
+mod ids;
 mod input;
 mod limits;
 mod sessions;
@@ -40,6 +42,7 @@ pub use agents::{Agent, AgentChanges, AgentFields, DEFAULT_MODEL};
 pub use executor::{DEFAULT_HTTP_TIMEOUT, Executor, MAX_HTTP_TIMEOUT, REDACTED};
 pub use forks::ForkRequest;
 pub use history::{StoredHistory, StoredMessage};
+pub use ids::{AgentId, FrameId, Key, MessageId, SessionId, TurnId, UserId};
 pub use input::{Input, Mode, NULL_CHARACTERS, check_name, check_text, missing_pk};
 pub use limits::{REQUESTS_POLICY, RateState, TURNS_POLICY, WINDOW_SECS, minute_window};
 pub use sessions::{Message, NewSession, Session, ToolCallRecord, Usage};
@@ -50,5 +53,6 @@ pub use turns::{
     MessageRequest, MessageWrite, PendingToolCalls, ToolOutput, ToolOutputRequest, ToolOutputWrite, build_instructions,
 };
 pub use usage::{
-    Breakdown, Budget, DEFAULT_DAYS, Period, TurnUsage, UsageBucket, UsageQuery, UsageReport, UsageRow, budget_periods,
+    Breakdown, Budget, BudgetPeriods, DEFAULT_DAYS, HourRange, Period, TurnUsage, UsageBucket, UsageQuery, UsageReport,
+    UsageRow, budget_periods,
 };

@@ -2,16 +2,20 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::wire::{Pk, body};
+use super::ids::{AgentId, MessageId, SessionId, UserId};
+use super::wire::{KeyField, body};
 
 /// A conversation with one agent. `previous_response_id` chains it on the Responses API.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(example = json!({"id": 1, "agent": 1, "owner": null, "previous_response_id": null, "last_output": null,
     "created_at": "2026-11-25T20:14:11.000000Z", "updated_at": "2026-11-25T20:14:11.000000Z"}))]
 pub struct Session {
-    pub id: i64,
-    pub agent: i64,
-    pub owner: Option<i64>,
+    #[schema(value_type = i64)]
+    pub id: SessionId,
+    #[schema(value_type = i64)]
+    pub agent: AgentId,
+    #[schema(value_type = Option<i64>)]
+    pub owner: Option<UserId>,
     pub previous_response_id: Option<String>,
     /// The `output` array of the last completed response.
     #[schema(value_type = Option<Vec<Object>>)]
@@ -26,8 +30,10 @@ pub struct Session {
     "status": "completed", "response_id": "resp_123", "usage": {"input_tokens": 12, "output_tokens": 9,
     "total_tokens": 21}, "created_at": "2026-11-25T20:14:11.000000Z"}))]
 pub struct Message {
-    pub id: i64,
-    pub session: i64,
+    #[schema(value_type = i64)]
+    pub id: MessageId,
+    #[schema(value_type = i64)]
+    pub session: SessionId,
     pub role: super::Role,
     pub content: String,
     /// Assistant messages: how the response ended; null for user messages.
@@ -47,7 +53,8 @@ pub struct Message {
     "output": "{\"temp\": 21}", "created_at": "2026-11-25T20:14:11.000000Z", "updated_at": "2026-11-25T20:14:12.000000Z"}))]
 pub struct ToolCallRecord {
     pub id: i64,
-    pub session: i64,
+    #[schema(value_type = i64)]
+    pub session: SessionId,
     pub response_id: String,
     pub call_id: String,
     pub name: String,
@@ -64,7 +71,7 @@ pub struct ToolCallRecord {
 body! {
     #[schema(name = "SessionWrite", example = {"agent": 1})]
     pub struct NewSession {
-        agent: i64 = Pk.required(),
+        agent: AgentId = AgentId::PK.required(),
     }
 }
 

@@ -1,7 +1,8 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::wire::{Bool, NullablePk, Text, body};
+use super::ids::{AgentId, UserId};
+use super::wire::{Bool, KeyField, Text, body};
 use crate::config::Limits;
 
 /// A reusable prompt fragment appended to an agent's instructions. Scoped to one agent, or global (agent null).
@@ -12,9 +13,11 @@ pub struct Template {
     pub id: i64,
     pub name: String,
     pub template: String,
-    pub owner: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub owner: Option<UserId>,
     /// The agent this template is scoped to; null for a global template.
-    pub agent: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub agent: Option<AgentId>,
     /// At most one default per scope (one agent's templates, or the global ones).
     pub is_default: bool,
     pub created_at: String,
@@ -24,7 +27,7 @@ pub struct Template {
 pub struct TemplateFields {
     pub name: String,
     pub template: String,
-    pub agent: Option<i64>,
+    pub agent: Option<AgentId>,
     pub is_default: bool,
 }
 
@@ -41,14 +44,14 @@ body! {
     pub struct TemplateChanges {
         /// Staff only, on create: the owner's id, or null for a global template. Others always own what they
         /// create.
-        owner: Option<i64> = NullablePk,
+        owner: Option<UserId> = UserId::NULLABLE_PK,
         /// At most 200 characters, no control, bidi-override or zero-width character.
         name: String = Text::name(|_| Limits::NAME_CHARS).required(),
         /// `{{name}}` placeholders are filled from a conversation's `variables`; at most `LAMBENT_MAX_PROMPT_CHARS`
         /// characters (default 32000).
         template: String = Text::new().max(|limits| limits.prompt_chars).required(),
         /// An agent id, or null for a global template.
-        agent: Option<i64> = NullablePk,
+        agent: Option<AgentId> = AgentId::NULLABLE_PK,
         is_default: bool = Bool,
     }
 }

@@ -3,7 +3,8 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::executor::Executor;
-use super::wire::{Bool, JsonObject, NullableJson, NullablePk, Text, body, choice};
+use super::ids::UserId;
+use super::wire::{Bool, JsonObject, KeyField, NullableJson, Text, body, choice};
 use crate::config::Limits;
 use crate::error::{FieldErrors, Result};
 
@@ -54,7 +55,8 @@ pub struct ToolCall {
 pub struct Tool {
     pub id: i64,
     pub name: String,
-    pub owner: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub owner: Option<UserId>,
     pub description: String,
     pub tool_type: ToolType,
     /// JSON Schema of a function tool's arguments.
@@ -158,7 +160,7 @@ body! {
     pub struct ToolChanges {
         /// Staff only, on create: the owner's id, or null for a global tool. Others always own what they
         /// create.
-        owner: Option<i64> = NullablePk,
+        owner: Option<UserId> = UserId::NULLABLE_PK,
         /// Required on create and PUT; unique; `^[a-zA-Z0-9_-]{1,64}$`.
         name: String = Text::new()
             .max(|_| Limits::TOOL_NAME_CHARS)

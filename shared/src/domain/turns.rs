@@ -8,8 +8,9 @@ use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
 
+use super::ids::{AgentId, SessionId};
 use super::input::{Input, Mode, check_text};
-use super::wire::{Bool, FieldKind, NullablePk, Pk, Text, body, present};
+use super::wire::{Bool, FieldKind, KeyField, Text, body, present};
 use crate::config::Limits;
 use crate::error::{Error, FieldErrors, MissingVariables, Result};
 
@@ -21,9 +22,9 @@ body! {
         /// The user's message; required, not blank, at most `LAMBENT_MAX_MESSAGE_CHARS` characters (default 32000).
         message: String = Text::new().max(|limits| limits.message_chars).required(),
         /// Default: the default agent.
-        agent_id: Option<i64> = NullablePk,
+        agent_id: Option<AgentId> = AgentId::NULLABLE_PK,
         /// Default: a new session. Must belong to `agent_id` when both are given.
-        session_id: Option<i64> = NullablePk,
+        session_id: Option<SessionId> = SessionId::NULLABLE_PK,
         /// Run tools that have a server-side executor and continue in the same stream (at most 8 rounds).
         auto_execute_tools: bool = Bool,
         /// Values for `{{name}}` placeholders in the agent's templates: at most 50, names of at most 100
@@ -37,8 +38,8 @@ body! {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MessageRequest {
     pub message: String,
-    pub agent_id: Option<i64>,
-    pub session_id: Option<i64>,
+    pub agent_id: Option<AgentId>,
+    pub session_id: Option<SessionId>,
     pub auto_execute_tools: bool,
     pub variables: BTreeMap<String, String>,
 }
@@ -114,7 +115,7 @@ body! {
     #[schema(name = "ToolOutputWrite", example = {"session_id": 1, "call_id": "call_123",
         "output": "{\"result\": \"ok\"}"})]
     pub struct ToolOutputWrite {
-        session_id: i64 = Pk.required(),
+        session_id: SessionId = SessionId::PK.required(),
         /// One output: the call it answers…
         call_id: String = Text::new().max(|_| Limits::CALL_ID_CHARS),
         /// …and its text (JSON values are sent as JSON text), at most 65536 characters.
@@ -128,7 +129,7 @@ body! {
 /// `POST /api/agent/tool-output/`: one output (`call_id`, `output`) or several (`outputs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolOutputRequest {
-    pub session_id: i64,
+    pub session_id: SessionId,
     /// The outputs, in the order given.
     pub outputs: Vec<ToolOutput>,
     pub auto_execute_tools: bool,

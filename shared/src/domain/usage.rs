@@ -15,6 +15,7 @@ use serde_json::Value;
 use time::{Date, Duration, Month, OffsetDateTime, Time};
 use utoipa::ToSchema;
 
+use super::ids::{AgentId, UserId};
 use crate::config::Prices;
 use crate::error::{Error, Result};
 
@@ -84,7 +85,7 @@ pub struct UsageQuery {
     pub group_by: Period,
     pub by: Option<Breakdown>,
     /// `Some(None)`: everyone's (staff only); `Some(Some(id))`: one owner's; the caller's own otherwise.
-    pub owner: Option<i64>,
+    pub owner: Option<UserId>,
     pub everyone: bool,
 }
 
@@ -132,18 +133,32 @@ impl UsageQuery {
             None => (caller.owner_for(None), caller.is_staff),
             Some(_) if !caller.is_staff => return Err(Error::Forbidden),
             Some(raw) => {
-                let id = raw.parse::<i64>().map_err(|_| Error::field("owner", "A valid integer is required."))?;
+                let id = raw.parse::<UserId>().map_err(|_| Error::field("owner", "A valid integer is required."))?;
                 (Some(id), false)
             }
         };
         Ok(Self { from, to, group_by, by, owner, everyone })
     }
 
-    /// The first hour bucket in range and the first after it, as stored (`YYYY-MM-DDTHH`).
-    pub fn hours(&self) -> (String, String) {
+    /// The hour buckets in range, as stored hours compare (`YYYY-MM-DDTHH`).
+    pub fn hours(&self) -> HourRange {
         let day = |d: Date| d.format(DATE).unwrap_or_default();
-        (day(self.from), day(self.to.next_day().unwrap_or(self.to)))
+        HourRange { from: day(self.from), until: day(self.to.next_day().unwrap_or(self.to)) }
     }
+}
+
+/// Hour buckets from `from` (included) to `until` (excluded), as stored hours compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourRange {
+    pub from: String,
+    pub until: String,
+}
+
+/// The starts of a budget's UTC day and month, as stored hours compare (`YYYY-MM-DD`, `YYYY-MM-01`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetPeriods {
+    pub day: String,
+    pub month: String,
 }
 
 /// One group of a usage report.
@@ -157,7 +172,8 @@ pub struct UsageRow {
     pub period: Option<String>,
     /// With `by=agent`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent_id: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub agent_id: Option<AgentId>,
     /// With `by=model`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
@@ -181,7 +197,7 @@ pub struct UsageRow {
 #[derive(Debug, Clone)]
 pub struct UsageBucket {
     pub period: String,
-    pub agent_id: i64,
+    pub agent_id: AgentId,
     pub model: String,
     pub provider: String,
     /// input, output, cached, reasoning, turns, failed turns
@@ -210,7 +226,7 @@ impl UsageRow {
 }
 
 /// A report row's group: period, then agent, model and provider (each only when broken down by it).
-type GroupKey = (String, Option<i64>, Option<String>, Option<String>);
+type GroupKey = (String, Option<AgentId>, Option<String>, Option<String>);
 
 /// The answer of `GET /api/usage/`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -222,7 +238,8 @@ pub struct UsageReport {
     pub group_by: Period,
     pub by: Option<Breakdown>,
     /// The owner reported on; null for everyone's (staff without `?owner=`).
-    pub owner: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub owner: Option<UserId>,
     /// Groups with any turn, oldest period first.
     pub rows: Vec<UsageRow>,
     pub totals: UsageRow,
@@ -339,10 +356,10 @@ impl super::wire::FieldKind for TokenBudget {
 }
 
 /// The start of the UTC day and month `now` falls in, as hour buckets compare (`YYYY-MM-DD`, `YYYY-MM-01`).
-pub fn budget_periods(now: OffsetDateTime) -> (String, String) {
+pub fn budget_periods(now: OffsetDateTime) -> BudgetPeriods {
     let day = now.date().format(DATE).unwrap_or_default();
     let month = format!("{}-01", &day[..7.min(day.len())]);
-    (day, month)
+    BudgetPeriods { day, month }
 }
 
 #[cfg(test)]
@@ -364,6 +381,6 @@ mod tests {
         };
         assert_eq!(resets_at, "2026-12-01T00:00:00.000000Z");
         assert!(Budget::default().check(now).is_ok());
-        assert_eq!(budget_periods(now), ("2026-12-31".to_owned(), "2026-12-01".to_owned()));
+        assert_eq!(budget_periods(now), BudgetPeriods { day: "2026-12-31".into(), month: "2026-12-01".into() });
     }
 }

@@ -13,17 +13,19 @@
 //!
 //! # Layout
 //! - [`FieldKind`]: what a field's kind does — read, document, and name the schemas it refers to.
-//! - the kinds: [`Text`], [`Bool`], [`Pk`], [`NullablePk`], [`WholeNumber`], [`NullableCount`], [`Choice`],
+//! - the kinds: [`Text`], [`Bool`], [`Pk`], [`NullablePk`] (made by [`KeyField`]), [`WholeNumber`], [`NullableCount`], [`Choice`],
 //!   [`JsonObject`], [`NullableJson`].
 //! - [`Required`]: a field a create or a replace must carry; [`present`] for a create's.
 //! - [`body!`]: the declaration.
 
 use std::borrow::Cow;
+use std::marker::PhantomData;
 
 use serde_json::Value;
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, SchemaType, Type};
 use utoipa::openapi::{KnownFormat, Ref, RefOr};
 
+use super::ids::Key;
 use super::input::Input;
 use crate::config::Limits;
 
@@ -260,15 +262,24 @@ fn int64() -> ObjectBuilder {
     ObjectBuilder::new().format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
 }
 
-/// A foreign key given as its primary key. Whether the row exists is the store's check.
+/// The body-field kinds of a key type: `AgentId::PK`, `UserId::NULLABLE_PK`, `i64::PK`.
+pub trait KeyField: Key {
+    const PK: Pk<Self> = Pk(PhantomData);
+    const NULLABLE_PK: NullablePk<Self> = NullablePk(PhantomData);
+}
+
+impl<T: Key> KeyField for T {}
+
+/// A foreign key given as its primary key, read as the id type it names (`AgentId::PK`, `i64::PK` for an
+/// object no other id meets). Whether the row exists is the store's check.
 #[derive(Debug, Clone, Copy)]
-pub struct Pk;
+pub struct Pk<T>(PhantomData<T>);
 
-impl FieldKind for Pk {
-    type Out = i64;
+impl<T: Key> FieldKind for Pk<T> {
+    type Out = T;
 
-    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, _: &Limits) -> Option<i64> {
-        input.pk(field, required, false).flatten()
+    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, _: &Limits) -> Option<T> {
+        input.pk(field, required, false).flatten().map(T::from_pk)
     }
 
     fn schema(&self, _: &Limits) -> RefOr<Schema> {
@@ -276,15 +287,15 @@ impl FieldKind for Pk {
     }
 }
 
-/// A foreign key that may be null: `Some(None)` is an explicit null.
+/// A foreign key that may be null (`AgentId::NULLABLE_PK`): `Some(None)` is an explicit null.
 #[derive(Debug, Clone, Copy)]
-pub struct NullablePk;
+pub struct NullablePk<T>(PhantomData<T>);
 
-impl FieldKind for NullablePk {
-    type Out = Option<i64>;
+impl<T: Key> FieldKind for NullablePk<T> {
+    type Out = Option<T>;
 
-    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, _: &Limits) -> Option<Option<i64>> {
-        input.pk(field, required, true)
+    fn read(&self, input: &mut Input<'_>, field: &str, required: bool, _: &Limits) -> Option<Option<T>> {
+        input.pk(field, required, true).map(|pk| pk.map(T::from_pk))
     }
 
     fn schema(&self, _: &Limits) -> RefOr<Schema> {
@@ -537,7 +548,7 @@ mod tests {
             name: String = Text::new().max(|_| 3).required(),
             /// At most the message bound.
             note: String = Text::new().blank().max(|limits| limits.message_chars),
-            owner: Option<i64> = NullablePk,
+            owner: Option<i64> = i64::NULLABLE_PK,
             flag: bool = Bool,
         }
     }

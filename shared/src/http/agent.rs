@@ -17,7 +17,8 @@ use super::openapi::{
 };
 use super::sse::{SSE_DESCRIPTION, stream_response};
 use crate::domain::{
-    Caller, MessageRequest, MessageWrite, PendingToolCalls, ResponseStatus, Role, ToolOutputRequest, ToolOutputWrite,
+    Caller, MessageId, MessageRequest, MessageWrite, PendingToolCalls, ResponseStatus, Role, SessionId,
+    ToolOutputRequest, ToolOutputWrite,
 };
 use crate::error::BudgetExceeded;
 use crate::error::{Error, Result};
@@ -128,7 +129,8 @@ async fn chat(
 /// The chat endpoint's answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChatReply {
-    pub session_id: i64,
+    #[schema(value_type = i64)]
+    pub session_id: SessionId,
     pub response_id: Option<String>,
     pub status: ResponseStatus,
     pub message: Option<ChatMessage>,
@@ -145,7 +147,8 @@ pub struct ChatReply {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChatMessage {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: MessageId,
     pub role: Role,
     pub content: String,
     pub created_at: String,

@@ -8,8 +8,8 @@ use utoipa_axum::routes;
 
 use super::extract::{Id, JsonBody, ListQuery, Page};
 use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, INVALID_PAGE, PageParams, ValidationErrors};
-use crate::domain::Caller;
 use crate::domain::{Agent, AgentChanges, AgentFields, Mode};
+use crate::domain::{AgentId, Caller};
 use crate::error::Result;
 use crate::state::AppState;
 
@@ -45,7 +45,7 @@ async fn create(
 
 #[utoipa::path(operation_id = "agents_retrieve", get, path = "/api/agents/{id}/", tag = "agents", params(("id" = i64, Path)),
     responses((status = 200, description = FOUND, body = Agent), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
-async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Json<Agent>> {
+async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id<AgentId>) -> Result<Json<Agent>> {
     Ok(Json(state.store.get_agent(&caller, id).await?))
 }
 
@@ -55,7 +55,7 @@ async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> 
 async fn replace(
     State(state): State<AppState>,
     caller: Caller,
-    Id(id): Id,
+    Id(id): Id<AgentId>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Agent>> {
     Ok(Json(
@@ -72,7 +72,7 @@ async fn replace(
 async fn patch(
     State(state): State<AppState>,
     caller: Caller,
-    Id(id): Id,
+    Id(id): Id<AgentId>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Agent>> {
     Ok(Json(
@@ -86,7 +86,7 @@ async fn patch(
 /// Delete an agent profile with its tool links, sessions, messages and agent-scoped templates.
 #[utoipa::path(operation_id = "agents_destroy", delete, path = "/api/agents/{id}/", tag = "agents", params(("id" = i64, Path)),
     responses((status = 204, description = DELETED), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
-async fn destroy(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
+async fn destroy(State(state): State<AppState>, caller: Caller, Id(id): Id<AgentId>) -> Result<StatusCode> {
     state.store.delete_agent(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

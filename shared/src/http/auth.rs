@@ -4,16 +4,14 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Serialize;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{ClientAddress, Id, JsonBody, ListQuery, Page};
 use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, PageParams, STAFF_ONLY, ValidationErrors};
-use crate::accounts;
-use crate::domain::Caller;
+use crate::accounts::{self, IssuedToken};
 use crate::domain::wire::present;
+use crate::domain::{Caller, UserId};
 use crate::domain::{Credentials, Mode, NewApiToken, UserWrite};
 use crate::error::{Error, Result};
 use crate::state::{AppState, Health};
@@ -33,17 +31,6 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(health))
 }
 
-/// A token with its secret, shown this once.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct IssuedToken {
-    /// Send it as `Authorization: Bearer <token>`. It is not shown again.
-    pub token: String,
-    // The token's fields, `expires_at` among them: once (a field of its own here would repeat it in the JSON,
-    // and twice in the schema's `allOf`).
-    #[serde(flatten)]
-    pub info: TokenInfo,
-}
-
 /// Exchange a username and password for a short-lived token (12 hours) for the pages and tools.
 #[utoipa::path(post, path = "/api/auth/login/", operation_id = "auth_login", tag = "auth", request_body = Credentials,
     security(()),
@@ -59,8 +46,7 @@ async fn login(
 ) -> Result<Json<IssuedToken>> {
     let Credentials { username, password } = Credentials::parse(&body, Mode::Create, &state.config.limits)?;
     let (username, password) = (present("username", username)?, present("password", password)?);
-    let (info, token) = accounts::login(&state, &username, &password, &address).await?;
-    Ok(Json(IssuedToken { token, info }))
+    Ok(Json(accounts::login(&state, &username, &password, &address).await?))
 }
 
 /// Revoke the token this request was made with.
@@ -97,8 +83,8 @@ async fn create_token(
 ) -> Result<(StatusCode, Json<IssuedToken>)> {
     let request = NewApiToken::parse(&body, Mode::Create, &state.config.limits)?;
     let name = present("name", request.name)?;
-    let (info, token) = accounts::issue_api_token(&state.store, caller.id, &name, request.expires_in_days).await?;
-    Ok((StatusCode::CREATED, Json(IssuedToken { token, info })))
+    let issued = accounts::issue_api_token(&state.store, caller.id, &name, request.expires_in_days).await?;
+    Ok((StatusCode::CREATED, Json(issued)))
 }
 
 /// Revoke one of the caller's tokens.
@@ -135,7 +121,7 @@ async fn create_user(
 #[utoipa::path(get, path = "/api/users/{id}/", operation_id = "users_retrieve", tag = "auth", params(("id" = i64, Path)),
     responses((status = 200, description = "The user.", body = User), (status = 403, description = STAFF_ONLY, body = ErrorDetail),
         (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
-async fn get_user(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Json<User>> {
+async fn get_user(State(state): State<AppState>, caller: Caller, Id(id): Id<UserId>) -> Result<Json<User>> {
     caller.require_staff()?;
     Ok(Json(state.store.get_user(id).await?))
 }
@@ -149,7 +135,7 @@ async fn get_user(State(state): State<AppState>, caller: Caller, Id(id): Id) -> 
 async fn patch_user(
     State(state): State<AppState>,
     caller: Caller,
-    Id(id): Id,
+    Id(id): Id<UserId>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<User>> {
     caller.require_staff()?;
@@ -162,7 +148,7 @@ async fn patch_user(
 #[utoipa::path(delete, path = "/api/users/{id}/", operation_id = "users_destroy", tag = "auth", params(("id" = i64, Path)),
     responses((status = 204, description = DELETED), (status = 400, description = "A user cannot delete themselves.", body = ErrorDetail),
         (status = 403, description = STAFF_ONLY, body = ErrorDetail), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
-async fn delete_user(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
+async fn delete_user(State(state): State<AppState>, caller: Caller, Id(id): Id<UserId>) -> Result<StatusCode> {
     caller.require_staff()?;
     accounts::delete_user(&state.store, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -178,11 +178,12 @@ impl<S: Send + Sync> FromRequestParts<S> for EventCursor {
     }
 }
 
-/// An integer id from the path. Anything else matches no object: 404, as Django's `<int:pk>` would.
+/// An integer id from the path, as the id type of what the path names (`Id<SessionId>`; plain `i64` for an
+/// object no other id meets). Anything else matches no object: 404, as Django's `<int:pk>` would.
 #[derive(Debug, Clone, Copy)]
-pub struct Id(pub i64);
+pub struct Id<T = i64>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for Id {
+impl<S: Send + Sync, T: std::str::FromStr> FromRequestParts<S> for Id<T> {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
@@ -350,7 +351,7 @@ impl ListQuery {
     }
 
     /// A filter that must be an integer id when present (`?agent=3`).
-    pub fn id_filter(&self, key: &str) -> Result<Option<i64>> {
+    pub fn id_filter<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>> {
         match self.param(key) {
             None | Some("") => Ok(None),
             Some(raw) => raw.trim().parse().map(Some).map_err(|_| Error::field(key, "Enter a whole number.")),

@@ -12,8 +12,8 @@ use utoipa_axum::routes;
 use super::extract::{EventCursor, Id, JsonBody, ListQuery, Page};
 use super::openapi::{DELETED, ErrorDetail, INVALID_FIELDS, INVALID_PAGE, INVALID_QUERY, PageParams, ValidationErrors};
 use super::sse::stream_response;
-use crate::domain::Caller;
 use crate::domain::wire::present;
+use crate::domain::{Caller, SessionId, TurnId};
 use crate::domain::{ForkRequest, Message, Mode, NewSession, Session, ToolCallRecord};
 use crate::error::Result;
 use crate::state::AppState;
@@ -63,7 +63,7 @@ async fn create(
 
 #[utoipa::path(operation_id = "sessions_retrieve", get, path = "/api/sessions/{id}/", tag = "sessions", params(("id" = i64, Path)),
     responses((status = 200, description = "The session.", body = Session), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
-async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Json<Session>> {
+async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id<SessionId>) -> Result<Json<Session>> {
     Ok(Json(state.store.get_session(&caller, id).await?))
 }
 
@@ -79,7 +79,7 @@ async fn retrieve(State(state): State<AppState>, caller: Caller, Id(id): Id) -> 
 async fn fork(
     State(state): State<AppState>,
     caller: Caller,
-    Id(id): Id,
+    Id(id): Id<SessionId>,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Session>)> {
     let fork = ForkRequest::parse(&body, Mode::Patch, &state.config.limits)?;
@@ -89,7 +89,7 @@ async fn fork(
 /// Delete a session and its messages.
 #[utoipa::path(operation_id = "sessions_destroy", delete, path = "/api/sessions/{id}/", tag = "sessions", params(("id" = i64, Path)),
     responses((status = 204, description = DELETED), (status = 404, description = NOT_FOUND, body = ErrorDetail)))]
-async fn destroy(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode> {
+async fn destroy(State(state): State<AppState>, caller: Caller, Id(id): Id<SessionId>) -> Result<StatusCode> {
     state.store.delete_session(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -101,7 +101,7 @@ async fn destroy(State(state): State<AppState>, caller: Caller, Id(id): Id) -> R
 async fn messages(
     State(state): State<AppState>,
     caller: Caller,
-    Id(id): Id,
+    Id(id): Id<SessionId>,
     query: ListQuery,
 ) -> Result<Json<Page<Message>>> {
     Ok(Json(query.page(state.store.list_messages(&caller, id, query.slice()).await?)?))
@@ -115,7 +115,7 @@ async fn messages(
 async fn tool_calls(
     State(state): State<AppState>,
     caller: Caller,
-    Id(id): Id,
+    Id(id): Id<SessionId>,
     query: ListQuery,
 ) -> Result<Json<Page<ToolCallRecord>>> {
     Ok(Json(query.page(state.store.list_tool_calls(&caller, id, query.slice()).await?)?))
@@ -136,7 +136,7 @@ async fn tool_calls(
 async fn events(
     State(state): State<AppState>,
     caller: Caller,
-    Id(id): Id,
+    Id(id): Id<SessionId>,
     EventCursor(after): EventCursor,
 ) -> Result<Response> {
     let frames = turn::events(&state, &caller, id, after.as_deref()).await?;
@@ -147,9 +147,11 @@ async fn events(
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = CancelAccepted)]
 pub struct Cancelling {
-    pub session_id: i64,
+    #[schema(value_type = i64)]
+    pub session_id: SessionId,
     /// The turn asked to stop; it ends with `error` `cancelled` and `done` `incomplete`.
-    pub turn_id: String,
+    #[schema(value_type = String)]
+    pub turn_id: TurnId,
     pub status: &'static str,
 }
 
@@ -162,7 +164,11 @@ pub struct Cancelling {
     responses((status = 202, description = "Cancelling: the running turn stops at its next step.", body = Cancelling),
         (status = 404, description = NOT_FOUND, body = ErrorDetail),
         (status = 409, description = "No turn is running on this session.", body = ErrorDetail)))]
-async fn cancel(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<(StatusCode, Json<Cancelling>)> {
+async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id<SessionId>,
+) -> Result<(StatusCode, Json<Cancelling>)> {
     let turn_id = turn::cancel(&state, &caller, id).await?;
     Ok((StatusCode::ACCEPTED, Json(Cancelling { session_id: id, turn_id, status: "cancelling" })))
 }

@@ -30,8 +30,8 @@ pub fn stream_response(stream: TurnStream, keepalive: Duration) -> Response {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tells nginx-style proxies not to buffer the stream.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    headers.insert("lambent-session-id", HeaderValue::from(session_id));
-    if let Some(turn_id) = turn_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+    headers.insert("lambent-session-id", HeaderValue::from(session_id.0));
+    if let Some(turn_id) = turn_id.and_then(|id| HeaderValue::from_str(id.as_str()).ok()) {
         headers.insert("lambent-turn-id", turn_id);
     }
     response

@@ -121,14 +121,14 @@ fn response_items(output: Option<&Value>, text: &str, calls: &[&ToolCallRecord])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Message, StoredMessage, ToolCallStatus};
+    use crate::domain::{Message, MessageId, SessionId, StoredMessage, ToolCallStatus};
 
     fn message(id: i64, role: Role, content: &str, response: Option<&str>, output: Option<Value>) -> StoredMessage {
         let status = (role == Role::Assistant).then_some(ResponseStatus::Completed);
         StoredMessage {
             message: Message {
-                id,
-                session: 1,
+                id: MessageId(id),
+                session: SessionId(1),
                 role,
                 content: content.into(),
                 status,
@@ -143,7 +143,7 @@ mod tests {
     fn call(response: &str, call_id: &str, output: Option<&str>) -> ToolCallRecord {
         ToolCallRecord {
             id: 1,
-            session: 1,
+            session: SessionId(1),
             response_id: response.into(),
             call_id: call_id.into(),
             name: "lookup".into(),

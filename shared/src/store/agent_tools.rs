@@ -7,7 +7,7 @@ use super::{Row, listed, vals};
 
 use super::{Listed, Slice, Sql, Store, Unique, agents, first, flag, int, opt_int_value, tools};
 use crate::config::Limits;
-use crate::domain::Caller;
+use crate::domain::{AgentId, Caller, UserId};
 use crate::domain::{AgentToolLink, LinkChanges, LinkFields, missing_pk};
 use crate::error::{Error, FieldErrors, Result};
 
@@ -63,7 +63,7 @@ async fn check(conn: &Conn<'_>, viewer: &Caller, fields: &LinkFields, except: Op
             params![fields.agent, fields.tool, except],
         )
         .await?;
-    if first(rows, |r| int(r, 0)).await?.is_some() {
+    if first(rows, |r| int::<i64>(r, 0)).await?.is_some() {
         return Err(Error::field("non_field_errors", NOT_UNIQUE));
     }
     Ok(())
@@ -74,7 +74,7 @@ fn unique_to_field(err: Error) -> Error {
 }
 
 /// A link the viewer may see (its agent is visible), with the agent's owner.
-async fn visible(conn: Sql<'_>, viewer: &Caller, id: i64) -> Result<(AgentToolLink, Option<i64>)> {
+async fn visible(conn: Sql<'_>, viewer: &Caller, id: i64) -> Result<(AgentToolLink, Option<UserId>)> {
     let link = find(conn, id).await?.ok_or(Error::NotFound)?;
     let agent = agents::find(conn, link.agent).await?.filter(|a| viewer.sees(a.owner)).ok_or(Error::NotFound)?;
     Ok((link, agent.owner))
@@ -85,7 +85,7 @@ impl Store {
     pub async fn list_agent_tools(
         &self,
         viewer: &Caller,
-        agent: Option<i64>,
+        agent: Option<AgentId>,
         slice: Slice,
     ) -> Result<Listed<AgentToolLink>> {
         let conn = self.conn().await;

@@ -7,8 +7,8 @@ use super::messages::returned;
 use super::{Row, listed, owner_exists, push_owner_check, vals};
 
 use super::{Listed, Slice, Sql, Store, first, flag, int, opt_int, opt_int_value, text};
-use crate::domain::Caller;
 use crate::domain::{Agent, AgentChanges, AgentFields};
+use crate::domain::{AgentId, Caller, UserId};
 use crate::error::{Error, Result};
 
 pub(super) const COLUMNS: &str =
@@ -29,7 +29,7 @@ pub(super) fn agent(row: &Row) -> Result<Agent> {
     })
 }
 
-pub(super) async fn find(conn: Sql<'_>, id: i64) -> Result<Option<Agent>> {
+pub(super) async fn find(conn: Sql<'_>, id: AgentId) -> Result<Option<Agent>> {
     first(conn.query(&format!("SELECT {COLUMNS} FROM agent_profiles WHERE id = ?1"), [id]).await?, agent).await
 }
 
@@ -54,11 +54,11 @@ impl Store {
     }
 
     /// An agent the viewer sees; 404 otherwise.
-    pub async fn get_agent(&self, viewer: &Caller, id: i64) -> Result<Agent> {
+    pub async fn get_agent(&self, viewer: &Caller, id: AgentId) -> Result<Agent> {
         find(self.conn().await.sql(), id).await?.filter(|a| viewer.sees(a.owner)).ok_or(Error::NotFound)
     }
 
-    pub async fn create_agent(&self, owner: Option<i64>, fields: AgentFields) -> Result<Agent> {
+    pub async fn create_agent(&self, owner: Option<UserId>, fields: AgentFields) -> Result<Agent> {
         let now = self.now();
         let mut batch = Batch::write();
         let owner_found = push_owner_check(&mut batch, owner)?;
@@ -92,7 +92,7 @@ impl Store {
 
     /// Reads the agent, then writes in one batch guarded by the owner it read (a concurrent change of owner
     /// answers 404 rather than a write past the permission check).
-    pub async fn update_agent(&self, viewer: &Caller, id: i64, changes: AgentChanges) -> Result<Agent> {
+    pub async fn update_agent(&self, viewer: &Caller, id: AgentId, changes: AgentChanges) -> Result<Agent> {
         let conn = self.conn().await;
         let now = self.now();
         let existing = find(conn.sql(), id).await?.ok_or(Error::NotFound)?;
@@ -128,7 +128,7 @@ impl Store {
     }
 
     /// Deletes the agent with its links, sessions, messages and agent-scoped templates (foreign-key cascade).
-    pub async fn delete_agent(&self, viewer: &Caller, id: i64) -> Result<()> {
+    pub async fn delete_agent(&self, viewer: &Caller, id: AgentId) -> Result<()> {
         let conn = self.conn().await;
         let existing = find(conn.sql(), id).await?.ok_or(Error::NotFound)?;
         viewer.check_change(existing.owner)?;
@@ -138,7 +138,7 @@ impl Store {
 }
 
 /// Unsets the owner's current default agent (all but `keep`), so a new default can take its place.
-fn push_clear_default(batch: &mut Batch, owner: Option<i64>, keep: Option<i64>, now: &str) -> Result<usize> {
+fn push_clear_default(batch: &mut Batch, owner: Option<UserId>, keep: Option<AgentId>, now: &str) -> Result<usize> {
     batch.push(
         "UPDATE agent_profiles SET is_default = 0, updated_at = ?1
          WHERE is_default = 1 AND owner_id IS ?2 AND id IS NOT ?3",

@@ -10,7 +10,7 @@ use libsql::params;
 use super::conn::Batch;
 use super::messages::returned;
 use super::{Store, agents, messages, opt_int_value, opt_text_value, sessions};
-use crate::domain::{Caller, ForkRequest, ResponseStatus, Session, missing_pk};
+use crate::domain::{Caller, ForkRequest, ResponseStatus, Session, SessionId, missing_pk};
 use crate::error::{Error, Result};
 
 /// The session the batch's INSERT created: AUTOINCREMENT keeps its id in `sqlite_sequence`, which, unlike
@@ -21,7 +21,7 @@ impl Store {
     /// Forks the caller's session `source` at `fork.message` (default: its last message). 404 for a session
     /// the caller cannot see; 400 naming `message` (not the session's, or a response waiting for tool outputs:
     /// between a call and its output) or `agent` (not one the caller sees).
-    pub async fn fork_session(&self, caller: &Caller, source: i64, fork: &ForkRequest) -> Result<Session> {
+    pub async fn fork_session(&self, caller: &Caller, source: SessionId, fork: &ForkRequest) -> Result<Session> {
         let conn = self.conn().await;
         let mut batch = Batch::read();
         let found = batch.push(format!("SELECT {} FROM agent_sessions WHERE id = ?1", sessions::COLUMNS), [source])?;
@@ -49,7 +49,7 @@ impl Store {
         let agent = match (agent, fork.agent) {
             (Some(agent), None) => agent,
             (Some(agent), Some(_)) if caller.sees(agent.owner) => agent,
-            (_, named) => return Err(Error::field("agent", missing_pk(named.unwrap_or_default()))),
+            (_, named) => return Err(Error::field("agent", missing_pk(named.map_or(0, |agent| agent.0)))),
         };
         if let (None, Some(id)) = (&point, fork.message) {
             return Err(Error::field("message", format!("No message {id} in session {source}.")));
@@ -69,7 +69,7 @@ impl Store {
             .filter(|p| agent.id == session.agent && p.status == Some(ResponseStatus::Completed))
             .and_then(|p| p.response_id.clone());
         let resend = chained.is_none() && point.is_some();
-        let upto = point.as_ref().map_or(0, |p| p.id);
+        let upto = point.as_ref().map_or(0, |p| p.id.0);
         let now = self.now();
         let mut batch = Batch::write();
         let created = batch.push(

@@ -5,13 +5,14 @@ use libsql::params;
 
 use super::conn::Batch;
 use super::{Row, Store, collect, first, int, opt_int, text};
+use crate::domain::{FrameId, SessionId, TurnId};
 use crate::error::Result;
 
 /// One recorded SSE frame. `row` orders frames across the turns of a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredFrame {
     pub row: i64,
-    pub turn_id: String,
+    pub turn_id: TurnId,
     pub seq: i64,
     pub event: String,
     pub data: String,
@@ -19,7 +20,7 @@ pub struct StoredFrame {
 fn stored_frame(row: &Row) -> Result<StoredFrame> {
     Ok(StoredFrame {
         row: int(row, 0)?,
-        turn_id: text(row, 1)?,
+        turn_id: text(row, 1)?.into(),
         seq: int(row, 2)?,
         event: text(row, 3)?,
         data: text(row, 4)?,
@@ -42,7 +43,7 @@ pub struct NewFrame<'a> {
 const FRAME_CHUNKS: [usize; 6] = [32, 16, 8, 4, 2, 1];
 
 /// Adds frames to a batch, in order: as many of the largest chunk as fit, then of the next, down to one row.
-pub(super) fn push_frames(batch: &mut Batch, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<()> {
+pub(super) fn push_frames(batch: &mut Batch, turn_id: &TurnId, frames: &[NewFrame<'_>]) -> Result<()> {
     static SQL: std::sync::OnceLock<[String; 6]> = std::sync::OnceLock::new();
     let texts = SQL.get_or_init(|| {
         FRAME_CHUNKS.map(|rows| {
@@ -67,10 +68,10 @@ pub(super) fn push_frames(batch: &mut Batch, turn_id: &str, frames: &[NewFrame<'
     }
     Ok(())
 }
-fn frame_values(turn_id: &str, rows: &[NewFrame<'_>]) -> libsql::params::Params {
+fn frame_values(turn_id: &TurnId, rows: &[NewFrame<'_>]) -> libsql::params::Params {
     let mut values: Vec<libsql::Value> = Vec::with_capacity(rows.len() * 4);
     for frame in rows {
-        values.push(libsql::Value::Text(turn_id.to_owned()));
+        values.push(turn_id.into());
         values.push(libsql::Value::Integer(i64::try_from(frame.seq).unwrap_or(i64::MAX)));
         values.push(libsql::Value::Text(frame.event.to_owned()));
         values.push(libsql::Value::Text(frame.data.to_owned()));
@@ -81,7 +82,7 @@ fn frame_values(turn_id: &str, rows: &[NewFrame<'_>]) -> libsql::params::Params 
 impl Store {
     /// Appends frames of a running turn and answers whether someone asked it to stop (one round trip
     /// remotely: the recorder's cancel poll rides on its writes).
-    pub async fn record_frames(&self, turn_id: &str, frames: &[NewFrame<'_>]) -> Result<bool> {
+    pub async fn record_frames(&self, turn_id: &TurnId, frames: &[NewFrame<'_>]) -> Result<bool> {
         let mut batch = Batch::write().repeatable();
         push_frames(&mut batch, turn_id, frames)?;
         let cancel = batch.push("SELECT cancel_requested FROM agent_turns WHERE id = ?1", [turn_id])?;
@@ -89,12 +90,12 @@ impl Store {
         if let Some(err) = out.first_error() {
             return Err(err.into());
         }
-        Ok(out.take(cancel)?.rows().next().map(|r| int(&r, 0)).transpose()?.unwrap_or(0) != 0)
+        Ok(out.take(cancel)?.rows().next().map(|r| int::<i64>(&r, 0)).transpose()?.unwrap_or(0) != 0)
     }
 
-    /// Where a replay starts: just before the frame after `<turn_id>:<seq>` of this session, or `None` when
-    /// the session has no such turn.
-    pub async fn frame_cursor(&self, session: i64, turn_id: &str, seq: i64) -> Result<Option<i64>> {
+    /// Where a replay starts: just before the frame after `frame` of this session, or `None` when the session
+    /// has no such turn.
+    pub async fn frame_cursor(&self, session: SessionId, frame: &FrameId) -> Result<Option<i64>> {
         let conn = self.conn().await;
         let rows = conn
             .query(
@@ -102,16 +103,16 @@ impl Store {
                         (SELECT MIN(e.id) - 1 FROM agent_turn_events e WHERE e.turn_id = t.id),
                         (SELECT MAX(id) FROM agent_turn_events)
                  FROM agent_turns t WHERE t.id = ?1 AND t.session_id = ?2",
-                params![turn_id, session, seq],
+                params![&frame.turn_id, session, frame.seq],
             )
             .await?;
-        let found = first(rows, |r| Ok((opt_int(r, 0)?, opt_int(r, 1)?, opt_int(r, 2)?))).await?;
+        let found = first(rows, |r| Ok((opt_int::<i64>(r, 0)?, opt_int::<i64>(r, 1)?, opt_int::<i64>(r, 2)?))).await?;
         // A turn with no frame recorded yet starts after every frame that exists now.
         Ok(found.map(|(upto, before_first, last)| upto.or(before_first).or(last).unwrap_or(0)))
     }
 
     /// Where a replay of the session's latest turn starts (just before its first frame).
-    pub async fn latest_turn_cursor(&self, session: i64) -> Result<Option<i64>> {
+    pub async fn latest_turn_cursor(&self, session: SessionId) -> Result<Option<i64>> {
         let conn = self.conn().await;
         let rows = conn
             .query(
@@ -121,15 +122,15 @@ impl Store {
                 [session],
             )
             .await?;
-        first(rows, |r| Ok(opt_int(r, 0)?.or(opt_int(r, 1)?).unwrap_or(0))).await
+        first(rows, |r| Ok(opt_int::<i64>(r, 0)?.or(opt_int(r, 1)?).unwrap_or(0))).await
     }
 
     /// Recorded frames of the session after `after` (a frame's row), oldest first; only one turn's if given.
     pub async fn frames_after(
         &self,
-        session: i64,
+        session: SessionId,
         after: i64,
-        only_turn: Option<&str>,
+        only_turn: Option<&TurnId>,
         limit: u64,
     ) -> Result<Vec<StoredFrame>> {
         let conn = self.conn().await;
@@ -139,7 +140,7 @@ impl Store {
                  JOIN agent_turns t ON t.id = e.turn_id
                  WHERE t.session_id = ?1 AND e.id > ?2 AND (?3 IS NULL OR e.turn_id = ?3)
                  ORDER BY e.id LIMIT ?4",
-                params![session, after, super::opt_text_value(only_turn.map(str::to_owned)), limit],
+                params![session, after, super::opt_text_value(only_turn.map(|id| id.as_str().to_owned())), limit],
             )
             .await?;
         collect(rows, stored_frame).await

@@ -5,12 +5,13 @@ use libsql::params;
 
 use super::conn::Batch;
 use super::{Store, first, opt_int, opt_text, text};
+use crate::domain::{SessionId, TurnId, UserId};
 use crate::error::{Error, Result};
 
 /// A request's `Idempotency-Key`, claimed in the same transaction as what the request writes.
 #[derive(Debug, Clone)]
 pub struct IdempotencyClaim {
-    pub owner: i64,
+    pub owner: UserId,
     pub key: String,
     /// The endpoint's name; a key belongs to one endpoint.
     pub endpoint: &'static str,
@@ -24,7 +25,7 @@ pub const KEY_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyRecord {
     /// It started this turn; `running` while the turn holds its session. A keyed chat's reply is kept too.
-    Turn { session: i64, turn_id: String, running: bool, answer: Option<KeptAnswer> },
+    Turn { session: SessionId, turn_id: TurnId, running: bool, answer: Option<KeptAnswer> },
     /// It was answered without a turn (a 202 of tool-output).
     Answered(KeptAnswer),
 }
@@ -33,6 +34,12 @@ pub enum KeyRecord {
 pub struct KeptAnswer {
     pub status: axum::http::StatusCode,
     pub body: String,
+}
+/// A keyed chat's reply, kept with its key for the key's retries (recorded with the turn's end).
+#[derive(Debug, Clone)]
+pub struct KeptReply {
+    pub claim: IdempotencyClaim,
+    pub answer: KeptAnswer,
 }
 /// `idempotency_keys`' `PRIMARY KEY (owner_id, key)`: a key another request claimed first.
 pub(super) const IDEMPOTENCY_KEY: super::Unique = super::Unique::new("idempotency_keys", &["owner_id", "key"]);
@@ -50,7 +57,7 @@ fn push_forget_expired(batch: &mut Batch, claim: &IdempotencyClaim) -> Result<us
 pub(super) fn push_claim(
     batch: &mut Batch,
     claim: &IdempotencyClaim,
-    turn_id: Option<&str>,
+    turn_id: Option<&TurnId>,
     answer: Option<&KeptAnswer>,
     now: &str,
 ) -> Result<usize> {
@@ -63,7 +70,7 @@ pub(super) fn push_claim(
             claim.key.as_str(),
             claim.endpoint,
             claim.fingerprint.as_str(),
-            super::opt_text_value(turn_id.map(str::to_owned)),
+            super::opt_text_value(turn_id.map(|id| id.as_str().to_owned())),
             super::opt_int_value(answer.map(|a| i64::from(a.status.as_u16()))),
             super::opt_text_value(answer.map(|a| a.body.clone())),
             now
@@ -78,8 +85,8 @@ pub(super) fn push_claim(
 pub(super) fn push_submission_claim(
     batch: &mut Batch,
     claim: &IdempotencyClaim,
-    turn: &str,
-    session: i64,
+    turn: &TurnId,
+    session: SessionId,
     response: &str,
     now: &str,
 ) -> Result<usize> {
@@ -158,7 +165,7 @@ fn read_key_record(set: super::conn::Set, claim: &IdempotencyClaim) -> Result<Op
         None => None,
     };
     Ok(Some(match (turn_id, session) {
-        (Some(turn_id), Some(session)) => KeyRecord::Turn { session, turn_id, running, answer },
+        (Some(turn_id), Some(session)) => KeyRecord::Turn { session, turn_id: turn_id.into(), running, answer },
         _ => KeyRecord::Answered(answer.ok_or_else(|| Error::KeyInProgress(String::new()))?),
     }))
 }

@@ -13,7 +13,7 @@ use libsql::{Value, params};
 use super::conn::lead::{self, Lead};
 use super::conn::{Batch, Set};
 use super::{Store, int, opt_int_value};
-use crate::domain::{REQUESTS_POLICY, RateState};
+use crate::domain::{REQUESTS_POLICY, RateState, UserId};
 use crate::error::{Error, Result};
 
 /// Counts a request of `?1` the user (or, when null, the user of `?4` the live token hash at `?5` now) in `?2`
@@ -37,7 +37,7 @@ fn read_admission(outcome: Result<Set>, quota: i64, reset: u64) -> Result<Option
     match outcome {
         Ok(set) => {
             let Some(row) = set.rows().next() else { return Ok(None) };
-            let (requests, quota) = (int(&row, 0)?, int(&row, 1)?);
+            let (requests, quota): (i64, i64) = (int(&row, 0)?, int(&row, 1)?);
             Ok(Some(RateState { policy: REQUESTS_POLICY, quota, remaining: quota - requests, reset }))
         }
         Err(Error::Database(err)) if err.to_string().contains("CHECK constraint failed") => {
@@ -49,7 +49,7 @@ fn read_admission(outcome: Result<Set>, quota: i64, reset: u64) -> Result<Option
 
 impl Store {
     /// The parameters of [`ADMIT`] for `user` (or the user of `token_hash`).
-    fn admit_params(&self, user: Option<i64>, token_hash: Option<&str>) -> (Vec<Value>, u64) {
+    fn admit_params(&self, user: Option<UserId>, token_hash: Option<&str>) -> (Vec<Value>, u64) {
         let now = self.clock().now();
         let (minute, reset) = crate::domain::minute_window(now);
         let default = self.rate_limits.requests_per_minute.map(i64::from);
@@ -64,7 +64,7 @@ impl Store {
     }
 
     /// Arms the request's count for a caller this instance trusts without a lookup, whose limit was `quota`.
-    pub(super) fn arm_admission(&self, user: i64, quota: i64) {
+    pub(super) fn arm_admission(&self, user: UserId, quota: i64) {
         let (params, reset) = self.admit_params(Some(user), None);
         lead::arm(Lead { sql: ADMIT, params, settle: Box::new(move |out| read_admission(out, quota, reset)) });
     }

@@ -5,7 +5,7 @@
 use libsql::params;
 use time::OffsetDateTime;
 
-use super::users::{LOGIN_COLUMNS, User, created_token, login_row, push_token_insert};
+use super::users::{LOGIN_COLUMNS, LoginUser, User, created_token, login_row, push_token_insert};
 use super::{Batch, Store, TokenInfo, opt_text};
 use crate::clock::{format_timestamp, parse_timestamp};
 use crate::config::LoginThrottle;
@@ -23,7 +23,7 @@ const PRUNE_BATCH: u32 = 100;
 #[derive(Debug)]
 pub struct LoginCheck {
     /// The user and its password hash, when the username exists.
-    pub found: Option<(User, Option<String>)>,
+    pub found: Option<LoginUser>,
     /// When the throttle lets this username and address try again, if it holds them back now.
     pub throttled_until: Option<OffsetDateTime>,
 }

@@ -8,7 +8,7 @@ use super::conn::Batch;
 use super::{Row, listed_under, opt_int, vals};
 
 use super::{Listed, Slice, Store, int, opt_json_col, opt_state, opt_text, opt_text_value, state, text};
-use crate::domain::{Message, ResponseStatus, Role};
+use crate::domain::{Message, ResponseStatus, Role, SessionId};
 use crate::error::{Error, Result};
 
 /// `content` (and the upstream's `response_id`) as blobs: read whole, U+0000 and all (see `text` in `mod.rs`).
@@ -63,7 +63,7 @@ pub(super) fn push_insert(
 /// answer was lost), the batch stores the message once.
 pub(super) fn push_answer_once(
     batch: &mut Batch,
-    session: i64,
+    session: SessionId,
     content: &str,
     end: AssistantEnd<'_>,
     now: &str,
@@ -115,7 +115,7 @@ impl Store {
     pub async fn list_messages(
         &self,
         viewer: &crate::domain::Caller,
-        session: i64,
+        session: SessionId,
         slice: Slice,
     ) -> Result<Listed<Message>> {
         let conn = self.conn().await;
@@ -135,7 +135,7 @@ impl Store {
     }
 
     /// Stores a message as sent (user messages; a turn stores assistant messages with their response).
-    pub async fn add_message(&self, session: i64, role: Role, content: &str) -> Result<Message> {
+    pub async fn add_message(&self, session: SessionId, role: Role, content: &str) -> Result<Message> {
         let mut batch = Batch::write();
         let inserted = push_insert(&mut batch, session.into(), "?1", role, content, None, &self.now())?;
         returned(self.conn().await.batch(batch).await?.take(inserted)?, message)

@@ -56,6 +56,7 @@ use tokio::sync::Mutex;
 
 use crate::clock::{Clock, SystemClock, format_timestamp};
 use crate::config::Config;
+use crate::domain::{AgentId, Key, MessageId, SessionId, TurnId, UserId};
 use crate::error::{Error, Result};
 
 use conn::{Batch, Conn, Limits, Local, Remote, Row, Rows, Sql};
@@ -63,15 +64,15 @@ use conn::{Batch, Conn, Limits, Local, Remote, Row, Rows, Sql};
 pub use conn::until as retrying_until;
 
 pub use frames::{NewFrame, StoredFrame};
-pub use idempotency::{IdempotencyClaim, KEY_LIFETIME, KeptAnswer, KeyRecord};
+pub use idempotency::{IdempotencyClaim, KEY_LIFETIME, KeptAnswer, KeptReply, KeyRecord};
 pub use limits::Unsent;
 pub use logins::{KNOWN_ADDRESS_LIFETIME, LoginCheck};
 pub use migrate::{MIGRATIONS, Migration};
 pub use prune::{PrunePlan, Pruned};
 pub use tool_calls::ResponseRecord;
 pub use turn_context::{TurnContext, TurnRead};
-pub use turns::{LeasedTurn, Submission, ToolOutputContext, TurnLease, TurnSession, TurnStart};
-pub use users::{TokenInfo, User, UserChanges};
+pub use turns::{LeasedTurn, Submission, ToolOutputContext, TurnEnding, TurnLease, TurnSession, TurnStart};
+pub use users::{LoginUser, TokenInfo, User, UserChanges};
 
 pub struct Store {
     backend: Backend,
@@ -265,23 +266,24 @@ fn opt_text(row: &Row, i: i32) -> Result<Option<String>> {
     }
 }
 
-fn int(row: &Row, i: i32) -> Result<i64> {
+/// An integer column, as a plain number or as the id type it holds (an id's edge: see `domain::Key`).
+fn int<T: Key>(row: &Row, i: i32) -> Result<T> {
     match row.get_value(i)? {
-        Value::Integer(n) => Ok(n),
+        Value::Integer(n) => Ok(T::from_pk(n)),
         other => Err(Error::bug(format!("column {i}: expected integer, got {other:?}"))),
     }
 }
 
-fn opt_int(row: &Row, i: i32) -> Result<Option<i64>> {
+fn opt_int<T: Key>(row: &Row, i: i32) -> Result<Option<T>> {
     match row.get_value(i)? {
         Value::Null => Ok(None),
-        Value::Integer(n) => Ok(Some(n)),
+        Value::Integer(n) => Ok(Some(T::from_pk(n))),
         other => Err(Error::bug(format!("column {i}: expected integer, got {other:?}"))),
     }
 }
 
 fn flag(row: &Row, i: i32) -> Result<bool> {
-    Ok(int(row, i)? != 0)
+    Ok(int::<i64>(row, i)? != 0)
 }
 
 fn json_col(row: &Row, i: i32) -> Result<serde_json::Value> {
@@ -309,8 +311,27 @@ fn parsed<T>(column: &str, stored: String, parse: fn(&str) -> Option<T>) -> Resu
     parse(&stored).ok_or_else(|| Error::bug(format!("{column}: unknown stored value {stored:?}")))
 }
 
-fn opt_int_value(v: Option<i64>) -> Value {
-    v.map_or(Value::Null, Value::Integer)
+fn opt_int_value(v: Option<impl Key>) -> Value {
+    v.map_or(Value::Null, |v| Value::Integer(v.pk()))
+}
+
+/// Ids are bound as the integers (or, a turn's, the text) they are.
+macro_rules! bound_as_integer {
+    ($($id:ty),*) => {$(
+        impl From<$id> for Value {
+            fn from(id: $id) -> Self {
+                Value::Integer(id.pk())
+            }
+        }
+    )*};
+}
+
+bound_as_integer!(UserId, AgentId, SessionId, MessageId);
+
+impl From<&TurnId> for Value {
+    fn from(id: &TurnId) -> Self {
+        Value::Text(id.as_str().to_owned())
+    }
 }
 
 fn opt_text_value(v: Option<String>) -> Value {
@@ -350,12 +371,12 @@ impl Unique {
 }
 
 /// Adds the read of a staff-chosen owner to a batch (None when there is no owner to check).
-fn push_owner_check(batch: &mut Batch, owner: Option<i64>) -> Result<Option<usize>> {
+fn push_owner_check(batch: &mut Batch, owner: Option<UserId>) -> Result<Option<usize>> {
     owner.map(|owner| batch.push("SELECT id FROM users WHERE id = ?1", [owner])).transpose()
 }
 
 /// The field error for an owner that does not exist, from the batch's check.
-fn owner_exists(out: &mut conn::Outcomes, check: Option<usize>, owner: Option<i64>) -> Result<()> {
+fn owner_exists(out: &mut conn::Outcomes, check: Option<usize>, owner: Option<UserId>) -> Result<()> {
     let (Some(check), Some(owner)) = (check, owner) else { return Ok(()) };
     if out.take(check)?.rows().next().is_none() {
         return Err(Error::field("owner", crate::domain::missing_pk(owner)));
@@ -366,7 +387,7 @@ fn owner_exists(out: &mut conn::Outcomes, check: Option<usize>, owner: Option<i6
 async fn count(conn: Sql<'_>, sql: &str, params: impl libsql::params::IntoParams) -> Result<u64> {
     let mut rows = conn.query(sql, params).await?;
     let row = rows.next().await?.ok_or_else(|| Error::bug("COUNT returned no row"))?;
-    Ok(u64::try_from(int(&row, 0)?).unwrap_or(0))
+    Ok(u64::try_from(int::<i64>(&row, 0)?).unwrap_or(0))
 }
 
 /// A query's text and parameters.

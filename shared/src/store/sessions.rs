@@ -5,7 +5,7 @@ use libsql::params;
 use super::{Row, listed, vals};
 
 use super::{Listed, Slice, Sql, Store, agents, first, int, opt_int, opt_int_value, opt_json_col, opt_text, text};
-use crate::domain::Caller;
+use crate::domain::{AgentId, Caller, SessionId};
 use crate::domain::{Session, missing_pk};
 use crate::error::{Error, Result};
 
@@ -26,17 +26,22 @@ pub(super) fn session(row: &Row) -> Result<Session> {
 }
 
 /// A session the viewer may read, or 404.
-pub(super) async fn find_visible(conn: Sql<'_>, viewer: &Caller, id: i64) -> Result<Session> {
+pub(super) async fn find_visible(conn: Sql<'_>, viewer: &Caller, id: SessionId) -> Result<Session> {
     find(conn, id).await?.filter(|s| viewer.sees_private(s.owner)).ok_or(Error::NotFound)
 }
 
-pub(super) async fn find(conn: Sql<'_>, id: i64) -> Result<Option<Session>> {
+pub(super) async fn find(conn: Sql<'_>, id: SessionId) -> Result<Option<Session>> {
     first(conn.query(&format!("SELECT {COLUMNS} FROM agent_sessions WHERE id = ?1"), [id]).await?, session).await
 }
 
 impl Store {
     /// The viewer's own sessions (staff: all).
-    pub async fn list_sessions(&self, viewer: &Caller, agent: Option<i64>, slice: Slice) -> Result<Listed<Session>> {
+    pub async fn list_sessions(
+        &self,
+        viewer: &Caller,
+        agent: Option<AgentId>,
+        slice: Slice,
+    ) -> Result<Listed<Session>> {
         let conn = self.conn().await;
         let filter = "(?1 IS NULL OR agent_id = ?1) AND (?2 OR owner_id = ?3)";
         listed(
@@ -55,12 +60,12 @@ impl Store {
     }
 
     /// One of the viewer's sessions; 404 for anyone else's.
-    pub async fn get_session(&self, viewer: &Caller, id: i64) -> Result<Session> {
+    pub async fn get_session(&self, viewer: &Caller, id: SessionId) -> Result<Session> {
         find_visible(self.conn().await.sql(), viewer, id).await
     }
 
     /// A new session owned by the viewer, with an agent it sees.
-    pub async fn create_session(&self, viewer: &Caller, agent: i64) -> Result<Session> {
+    pub async fn create_session(&self, viewer: &Caller, agent: AgentId) -> Result<Session> {
         let conn = self.conn().await;
         if agents::find(conn.sql(), agent).await?.filter(|a| viewer.sees(a.owner)).is_none() {
             return Err(Error::field("agent", missing_pk(agent)));
@@ -80,7 +85,7 @@ impl Store {
     }
 
     /// Deletes the session and its messages.
-    pub async fn delete_session(&self, viewer: &Caller, id: i64) -> Result<()> {
+    pub async fn delete_session(&self, viewer: &Caller, id: SessionId) -> Result<()> {
         let conn = self.conn().await;
         find_visible(conn.sql(), viewer, id).await?;
         conn.execute("DELETE FROM agent_sessions WHERE id = ?1", [id]).await?;

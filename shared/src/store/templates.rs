@@ -7,7 +7,7 @@ use super::messages::returned;
 use super::{Row, listed, owner_exists, push_owner_check, vals};
 
 use super::{Listed, Slice, Sql, Store, agents, first, flag, int, opt_int, opt_int_value, text};
-use crate::domain::Caller;
+use crate::domain::{AgentId, Caller, UserId};
 use crate::domain::{Template, TemplateChanges, TemplateFields, TemplateScope, missing_pk};
 use crate::error::{Error, Result};
 
@@ -32,13 +32,13 @@ async fn find(conn: Sql<'_>, id: i64) -> Result<Option<Template>> {
 
 /// A template's agent must exist for the viewer and be the viewer's own: a template changes what every
 /// conversation with that agent is told.
-async fn check_agent(conn: Sql<'_>, viewer: &Caller, agent: Option<i64>) -> Result<()> {
+async fn check_agent(conn: Sql<'_>, viewer: &Caller, agent: Option<AgentId>) -> Result<()> {
     let Some(id) = agent else { return Ok(()) };
     scoped_to(viewer, id, agents::find(conn, id).await?)
 }
 
 /// Whether the viewer may scope a template to this agent (as read).
-fn scoped_to(viewer: &Caller, id: i64, agent: Option<crate::domain::Agent>) -> Result<()> {
+fn scoped_to(viewer: &Caller, id: AgentId, agent: Option<crate::domain::Agent>) -> Result<()> {
     match agent.filter(|a| viewer.sees(a.owner)) {
         None => Err(Error::field("agent", missing_pk(id))),
         Some(agent) if !viewer.may_change(agent.owner) => {
@@ -49,11 +49,16 @@ fn scoped_to(viewer: &Caller, id: i64, agent: Option<crate::domain::Agent>) -> R
 }
 
 /// Unsets the other defaults of the scope the template lands in: its agent's, or its owner's global ones.
-fn push_clear_default(batch: &mut Batch, owner: Option<i64>, agent: Option<i64>, keep: Option<i64>) -> Result<usize> {
+fn push_clear_default(
+    batch: &mut Batch,
+    owner: Option<UserId>,
+    agent: Option<AgentId>,
+    keep: Option<i64>,
+) -> Result<usize> {
     batch.push(clear_default_sql(agent), params![opt_int_value(owner), opt_int_value(agent), opt_int_value(keep)])
 }
 
-fn clear_default_sql(agent: Option<i64>) -> &'static str {
+fn clear_default_sql(agent: Option<AgentId>) -> &'static str {
     if agent.is_some() {
         "UPDATE agent_prompt_templates SET is_default = 0 WHERE is_default = 1 AND agent_id = ?2 AND id IS NOT ?3"
     } else {
@@ -62,7 +67,7 @@ fn clear_default_sql(agent: Option<i64>) -> &'static str {
     }
 }
 
-async fn clear_default(conn: Sql<'_>, owner: Option<i64>, agent: Option<i64>, keep: Option<i64>) -> Result<()> {
+async fn clear_default(conn: Sql<'_>, owner: Option<UserId>, agent: Option<AgentId>, keep: Option<i64>) -> Result<()> {
     let sql = clear_default_sql(agent);
     conn.execute(sql, params![opt_int_value(owner), opt_int_value(agent), opt_int_value(keep)]).await?;
     Ok(())
@@ -106,7 +111,7 @@ impl Store {
     pub async fn create_template(
         &self,
         viewer: &Caller,
-        owner: Option<i64>,
+        owner: Option<UserId>,
         changes: TemplateChanges,
     ) -> Result<Template> {
         let fields = changes.apply(TemplateFields::default());

@@ -9,7 +9,7 @@ use super::conn::Batch;
 use super::messages::{AssistantEnd, push_answer_once, push_insert, returned};
 use super::{Listed, Slice, Store, int, opt_text, state, text};
 use crate::domain::ToolCall;
-use crate::domain::{Message, ResponseStatus, Role, ToolCallRecord, ToolCallStatus, ToolType};
+use crate::domain::{Message, ResponseStatus, Role, SessionId, ToolCallRecord, ToolCallStatus, ToolType};
 use crate::error::Result;
 
 /// What the model and tool endpoints wrote as blobs: read whole, U+0000 and all (see `text` in `mod.rs`).
@@ -36,7 +36,7 @@ pub(super) fn record(row: &Row) -> Result<ToolCallRecord> {
 /// How one response ended, as a turn hands it to the store.
 #[derive(Debug)]
 pub struct ResponseRecord<'a> {
-    pub session: i64,
+    pub session: SessionId,
     pub response_id: Option<&'a str>,
     pub status: ResponseStatus,
     pub text: &'a str,
@@ -111,7 +111,7 @@ impl Store {
     }
 
     /// Stores a server-side executor's output for a pending call.
-    pub async fn record_executed(&self, session: i64, call_id: &str, output: &str) -> Result<()> {
+    pub async fn record_executed(&self, session: SessionId, call_id: &str, output: &str) -> Result<()> {
         self.conn()
             .await
             .execute(
@@ -127,7 +127,7 @@ impl Store {
     pub async fn list_tool_calls(
         &self,
         viewer: &crate::domain::Caller,
-        session: i64,
+        session: SessionId,
         slice: Slice,
     ) -> Result<Listed<ToolCallRecord>> {
         let conn = self.conn().await;

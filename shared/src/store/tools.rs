@@ -9,7 +9,7 @@ use super::{Row, listed, owner_exists, push_owner_check, vals};
 use super::{
     Listed, Slice, Sql, Store, Unique, first, flag, int, json_col, opt_int, opt_json_col, opt_text_value, text,
 };
-use crate::domain::Caller;
+use crate::domain::{Caller, UserId};
 use crate::domain::{Executor, Tool, ToolChanges, ToolFields, ToolType};
 use crate::error::{Error, Result};
 
@@ -81,7 +81,7 @@ impl Store {
         found.map(|t| t.seen_by(viewer)).ok_or(Error::NotFound)
     }
 
-    pub async fn create_tool(&self, owner: Option<i64>, changes: ToolChanges) -> Result<Tool> {
+    pub async fn create_tool(&self, owner: Option<UserId>, changes: ToolChanges) -> Result<Tool> {
         let fields = changes.apply(ToolFields::default())?;
         // One batch: the owner's existence (read for the field error) and the INSERT, whose UNIQUE name index
         // and owner foreign key are the checks.

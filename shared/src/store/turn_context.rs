@@ -6,7 +6,7 @@ use libsql::params;
 use super::conn::Batch;
 use super::idempotency::{IdempotencyClaim, KeyRecord};
 use super::{Store, agents, history, opt_int_value};
-use crate::domain::{Agent, Session, StoredHistory, Template, Tool};
+use crate::domain::{Agent, AgentId, Session, SessionId, StoredHistory, Template, Tool, UserId};
 use crate::error::Result;
 
 /// What a message turn reads before it writes: the session named, the agent the turn talks to (the one
@@ -45,9 +45,9 @@ impl Store {
     /// conversations Lambent keeps (their sessions' history is read too).
     pub async fn turn_context(
         &self,
-        agent: Option<i64>,
-        session: Option<i64>,
-        owner: Option<i64>,
+        agent: Option<AgentId>,
+        session: Option<SessionId>,
+        owner: Option<UserId>,
         claim: Option<&IdempotencyClaim>,
         locals: &[&str],
     ) -> Result<TurnRead<TurnContext>> {

@@ -8,12 +8,14 @@ use libsql::params;
 use super::conn::Batch;
 use super::frames::{NewFrame, push_frames};
 use super::idempotency::{
-    IDEMPOTENCY_KEY, IdempotencyClaim, KeptAnswer, STORE_ANSWER, push_claim, push_submission_claim,
+    IDEMPOTENCY_KEY, IdempotencyClaim, KeptReply, STORE_ANSWER, push_claim, push_submission_claim,
 };
 use super::messages::{push_insert, returned};
 use super::tool_calls::{COLUMNS, record};
 use super::{Sql, Store, collect, first, int, opt_int, opt_text, opt_text_value, sessions, text};
-use crate::domain::{Caller, Role, ToolCallRecord, ToolCallStatus, ToolOutput, TurnUsage};
+use crate::domain::{
+    AgentId, Caller, Role, SessionId, ToolCallRecord, ToolCallStatus, ToolOutput, TurnId, TurnUsage, UserId,
+};
 use crate::error::{Error, Result};
 
 // Leases: one turn per session at a time, taken in the turn's first write.
@@ -49,7 +51,7 @@ const UNDER_TURN_LIMIT: &str = "NOT EXISTS (SELECT 1 FROM users u WHERE u.id = ?
 pub(super) const RELEASE: &str =
     "UPDATE agent_sessions SET turn_id = NULL, turn_expires_at = NULL WHERE id = ?1 AND turn_id = ?2";
 
-pub(super) async fn release(conn: Sql<'_>, session: i64, turn_id: &str) -> Result<()> {
+pub(super) async fn release(conn: Sql<'_>, session: SessionId, turn_id: &TurnId) -> Result<()> {
     conn.execute(RELEASE, params![session, turn_id]).await?;
     Ok(())
 }
@@ -57,7 +59,7 @@ pub(super) async fn release(conn: Sql<'_>, session: i64, turn_id: &str) -> Resul
 /// A turn's claim on its session.
 #[derive(Debug, Clone)]
 pub struct TurnLease {
-    pub turn_id: String,
+    pub turn_id: TurnId,
     pub expires_at: String,
     /// When the lease ends, on this instance's monotonic clock: the turn's writes retry until then.
     pub held_until: std::time::Instant,
@@ -66,11 +68,11 @@ pub struct TurnLease {
 /// The session a message turn runs on.
 #[derive(Debug, Clone, Copy)]
 pub enum TurnSession {
-    Existing(i64),
+    Existing(SessionId),
     /// A new session of this agent, created holding the turn's lease.
     New {
-        agent: i64,
-        owner: Option<i64>,
+        agent: AgentId,
+        owner: Option<UserId>,
     },
 }
 
@@ -87,8 +89,8 @@ pub struct TurnStart {
 /// A turn holding its session's lease, as a process that is the database's sole server finds it at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeasedTurn {
-    pub session: i64,
-    pub turn_id: String,
+    pub session: SessionId,
+    pub turn_id: TurnId,
     /// The last frame it recorded (0: none); `None` when the lease has no turn row (from before turns were rows).
     pub last_seq: Option<i64>,
 }
@@ -110,7 +112,7 @@ impl Store {
         claim: Option<&IdempotencyClaim>,
     ) -> Result<TurnStart> {
         let now = self.now();
-        let turn = lease.turn_id.as_str();
+        let turn = &lease.turn_id;
         let held = "(SELECT session_id FROM agent_turns WHERE id = ?1)";
         let mut batch = Batch::write();
         // The user's turn limit first: a refused turn writes nothing.
@@ -199,7 +201,7 @@ impl Store {
     }
 
     /// Why a turn could not take its session: the turn that holds it (a refused begin wrote nothing).
-    async fn lease_holder(&self, session: i64) -> Error {
+    async fn lease_holder(&self, session: SessionId) -> Error {
         match self.conn().await.query("SELECT turn_id FROM agent_sessions WHERE id = ?1", [session]).await {
             Ok(rows) => match first(rows, |r| opt_text(r, 0)).await {
                 Ok(running) => Error::TurnInProgress(running.flatten().unwrap_or_default()),
@@ -210,7 +212,7 @@ impl Store {
     }
 
     /// Gives the session back when a turn ends without its frames (the recorder failed).
-    pub async fn release_turn(&self, session: i64, turn_id: &str) -> Result<()> {
+    pub async fn release_turn(&self, session: SessionId, turn_id: &TurnId) -> Result<()> {
         release(self.conn().await.sql(), session, turn_id).await
     }
 }
@@ -234,7 +236,7 @@ pub struct ToolOutputContext {
 /// The outputs checked against what [`Store::tool_output_context`] read, in the order they were sent.
 fn validate_outputs(
     viewer: &Caller,
-    session: i64,
+    session: SessionId,
     outputs: &[ToolOutput],
     out: &mut super::conn::Outcomes,
     [found, agent, tools, calls]: [usize; 4],
@@ -300,7 +302,7 @@ impl Store {
     pub async fn tool_output_context(
         &self,
         viewer: &Caller,
-        session: i64,
+        session: SessionId,
         outputs: &[ToolOutput],
         claim: Option<&IdempotencyClaim>,
         locals: &[&str],
@@ -319,7 +321,7 @@ impl Store {
             ),
             params![session, ids],
         )?;
-        let with_locals = [libsql::Value::Integer(session), super::history::locals_param(locals)];
+        let with_locals = [libsql::Value::from(session), super::history::locals_param(locals)];
         let history = super::history::push_read(&mut batch, "?1", agent_of, "?2", &with_locals)?;
         let key_read = super::idempotency::push_key_read(&mut batch, claim, &self.now())?;
         let budget = super::usage::push_budget_read(&mut batch, viewer.owner_for(None), self.clock().now())?;
@@ -348,7 +350,7 @@ impl Store {
         let now = self.now();
         let session = context.session.id;
         let response = context.response_id.as_str();
-        let turn = lease.turn_id.as_str();
+        let turn = &lease.turn_id;
         let pairs = serde_json::Value::from(
             outputs.iter().map(|o| serde_json::json!([o.call_id, o.output])).collect::<Vec<_>>(),
         )
@@ -426,20 +428,29 @@ async fn write(conn: &super::Conn<'_>, batch: Batch) -> Result<()> {
     }
 }
 
+/// How a turn ended, as [`Store::end_turn`] records it.
+#[derive(Debug, Clone, Copy)]
+pub struct TurnEnding<'a> {
+    pub session: SessionId,
+    pub turn_id: &'a TurnId,
+    /// Its last frames, ending with `done`.
+    pub frames: &'a [NewFrame<'a>],
+    /// A keyed chat's reply, kept for its key's retries.
+    pub reply: Option<&'a KeptReply>,
+    /// What its responses reported, added to the usage aggregate.
+    pub usage: &'a TurnUsage,
+    /// Whether it counts as a failed turn.
+    pub failed: bool,
+}
+
 impl Store {
     /// Ends a turn in one atomic batch (one round trip remotely): its last frames (ending with `done`), its
     /// finish time, the release of its session and, for a keyed chat, the reply its key's retries get.
     /// Whoever sees the session free therefore finds every frame recorded. The turn's tokens (and whether it
     /// failed) are added to the usage aggregate in the same batch: the report and the budgets cost the turn
     /// no round trip.
-    pub async fn end_turn(
-        &self,
-        session: i64,
-        turn_id: &str,
-        frames: &[NewFrame<'_>],
-        answer: Option<(&IdempotencyClaim, &KeptAnswer)>,
-        (usage, failed): (&TurnUsage, bool),
-    ) -> Result<()> {
+    pub async fn end_turn(&self, end: &TurnEnding<'_>) -> Result<()> {
+        let TurnEnding { session, turn_id, frames, reply, usage, failed } = *end;
         // Safe to run twice (frames already recorded are kept, the finish time is set once, the release and
         // the kept answer write what they wrote): retried even when a request's answer was lost. The usage is
         // added only by the run that set the finish time (see `usage::push_turn_usage`), so it counts once.
@@ -452,7 +463,7 @@ impl Store {
         )?;
         super::usage::push_turn_usage(&mut batch, session, usage, failed, &now)?;
         batch.push(RELEASE, params![session, turn_id])?;
-        if let Some((claim, answer)) = answer {
+        if let Some(KeptReply { claim, answer }) = reply {
             let status = i64::from(answer.status.as_u16());
             batch.push(STORE_ANSWER, params![status, answer.body.as_str(), claim.owner, claim.key.as_str()])?;
         }
@@ -460,7 +471,7 @@ impl Store {
     }
 
     /// The id of the session's running turn, if any (an expired lease is a crashed turn: not running).
-    pub async fn running_turn(&self, session: i64) -> Result<Option<String>> {
+    pub async fn running_turn(&self, session: SessionId) -> Result<Option<TurnId>> {
         let conn = self.conn().await;
         let rows = conn
             .query(
@@ -468,7 +479,7 @@ impl Store {
                 params![session, self.now()],
             )
             .await?;
-        Ok(first(rows, |r| opt_text(r, 0)).await?.flatten())
+        Ok(first(rows, |r| opt_text(r, 0)).await?.flatten().map(TurnId::from))
     }
 
     /// Turns that hold their session's lease ([`LeasedTurn`]), with the last frame each recorded (`None`: no turn row, a lease
@@ -484,12 +495,13 @@ impl Store {
                 (),
             )
             .await?;
-        collect(rows, |r| Ok(LeasedTurn { session: int(r, 0)?, turn_id: text(r, 1)?, last_seq: opt_int(r, 2)? })).await
+        collect(rows, |r| Ok(LeasedTurn { session: int(r, 0)?, turn_id: text(r, 1)?.into(), last_seq: opt_int(r, 2)? }))
+            .await
     }
 
     /// Asks the session's running turn to stop; answers its id. 404 for a session the caller cannot see,
     /// 409 when no turn is running.
-    pub async fn request_cancel(&self, caller: &Caller, session: i64) -> Result<String> {
+    pub async fn request_cancel(&self, caller: &Caller, session: SessionId) -> Result<TurnId> {
         let conn = self.conn().await;
         sessions::find_visible(conn.sql(), caller, session).await?;
         let now = self.now();
@@ -501,13 +513,15 @@ impl Store {
                 params![session, now],
             )
             .await?;
-        first(rows, |r| text(r, 0)).await?.ok_or_else(|| Error::Conflict("No turn is running on this session.".into()))
+        first(rows, |r| text(r, 0).map(TurnId::from))
+            .await?
+            .ok_or_else(|| Error::Conflict("No turn is running on this session.".into()))
     }
 
     /// Whether someone asked the turn to stop (possibly from another process).
-    pub async fn cancel_requested(&self, turn_id: &str) -> Result<bool> {
+    pub async fn cancel_requested(&self, turn_id: &TurnId) -> Result<bool> {
         let conn = self.conn().await;
         let rows = conn.query("SELECT cancel_requested FROM agent_turns WHERE id = ?1", [turn_id]).await?;
-        Ok(first(rows, |r| int(r, 0)).await?.unwrap_or(0) != 0)
+        Ok(first(rows, |r| int::<i64>(r, 0)).await?.unwrap_or(0) != 0)
     }
 }

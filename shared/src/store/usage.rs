@@ -13,7 +13,7 @@ use libsql::params;
 
 use super::conn::{Batch, Outcomes};
 use super::{Store, collect, int, opt_int, opt_int_value, text};
-use crate::domain::{Budget, TurnUsage, UsageBucket, UsageQuery};
+use crate::domain::{Budget, SessionId, TurnUsage, UsageBucket, UsageQuery, UserId};
 use crate::error::Result;
 
 /// Adds the turn's tokens to its hour's row: the session's owner (0 for none) and agent, the agent's model
@@ -35,7 +35,7 @@ const ADD_TURN: &str = "INSERT INTO usage_hourly
 /// retried end (the store retries it when an answer was lost) does not count them twice.
 pub(super) fn push_turn_usage(
     batch: &mut Batch,
-    session: i64,
+    session: SessionId,
     usage: &TurnUsage,
     failed: bool,
     now: &str,
@@ -64,8 +64,8 @@ const BUDGET: &str = "SELECT u.daily_token_budget, u.monthly_token_budget,
        AND (u.daily_token_budget IS NOT NULL OR u.monthly_token_budget IS NOT NULL)";
 
 /// Pushes the budget read of `user` (none for a caller with no user row, like the system) into a turn's read.
-pub(super) fn push_budget_read(batch: &mut Batch, user: Option<i64>, now: time::OffsetDateTime) -> Result<usize> {
-    let (day, month) = crate::domain::budget_periods(now);
+pub(super) fn push_budget_read(batch: &mut Batch, user: Option<UserId>, now: time::OffsetDateTime) -> Result<usize> {
+    let crate::domain::BudgetPeriods { day, month } = crate::domain::budget_periods(now);
     batch.push(BUDGET, params![opt_int_value(user), day, month])
 }
 
@@ -85,7 +85,7 @@ impl Store {
     /// and provider,
     /// oldest first. One indexed range read of the aggregate, whatever the number of messages.
     pub async fn usage_buckets(&self, query: &UsageQuery) -> Result<Vec<UsageBucket>> {
-        let (from, until) = query.hours();
+        let crate::domain::HourRange { from, until } = query.hours();
         let conn = self.conn().await;
         let rows = conn
             .query(

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::{
     Listed, Slice, Sql, Store, Unique, count, first, flag, int, opt_int, opt_int_value, opt_text, opt_text_value, text,
 };
-use crate::domain::{Caller, NewToken};
+use crate::domain::{Caller, NewToken, UserId};
 use crate::error::{Error, Result};
 
 /// A user as the API shows it (never its password hash).
@@ -21,7 +21,8 @@ use crate::error::{Error, Result};
     "daily_token_budget": null, "monthly_token_budget": 5000000, "requests_per_minute": 120,
     "max_concurrent_turns": null}))]
 pub struct User {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: UserId,
     pub username: String,
     pub is_staff: bool,
     pub is_active: bool,
@@ -90,7 +91,7 @@ fn token(row: &Row) -> Result<TokenInfo> {
 /// Adds the insert of a new token to `batch`; read its row back with [`created_token`].
 pub(super) fn push_token_insert(
     batch: &mut Batch,
-    user: i64,
+    user: UserId,
     name: &str,
     kind: &str,
     expires_at: Option<&str>,
@@ -123,21 +124,32 @@ pub(super) fn created_token(set: super::conn::Set) -> Result<TokenInfo> {
 pub(super) const LOGIN_COLUMNS: &str = "id, username, is_staff, is_active, created_at, updated_at, \
     daily_token_budget, monthly_token_budget, requests_per_minute, max_concurrent_turns, password_hash";
 
-/// A user and its password hash, from [`LOGIN_COLUMNS`].
-pub(super) fn login_row(row: &Row) -> Result<(User, Option<String>)> {
-    Ok((user(row)?, opt_text(row, 10)?))
+/// A user and its password hash: what a login is checked against.
+#[derive(Debug, Clone)]
+pub struct LoginUser {
+    pub user: User,
+    pub password_hash: Option<String>,
 }
 
-async fn find(conn: Sql<'_>, id: i64) -> Result<Option<User>> {
+/// A user and its password hash, from [`LOGIN_COLUMNS`].
+pub(super) fn login_row(row: &Row) -> Result<LoginUser> {
+    Ok(LoginUser { user: user(row)?, password_hash: opt_text(row, 10)? })
+}
+
+async fn find(conn: Sql<'_>, id: UserId) -> Result<Option<User>> {
     first(conn.query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), [id]).await?, user).await
 }
 
 /// Usernames are unique; the store's one connection serialises writers, so checking first is race-free here
 /// (the UNIQUE index still guards a remote database shared by several functions).
-async fn check_username_free(conn: Sql<'_>, username: &str, except: Option<i64>) -> Result<()> {
+async fn check_username_free(conn: Sql<'_>, username: &str, except: Option<UserId>) -> Result<()> {
     let rows =
         conn.query("SELECT id FROM users WHERE username = ?1 AND id IS NOT ?2", params![username, except]).await?;
-    if first(rows, |r| int(r, 0)).await?.is_some() { Err(Error::field("username", USERNAME_TAKEN)) } else { Ok(()) }
+    if first(rows, |r| int::<i64>(r, 0)).await?.is_some() {
+        Err(Error::field("username", USERNAME_TAKEN))
+    } else {
+        Ok(())
+    }
 }
 
 /// Changes to a user (staff only, or the CLI).
@@ -197,7 +209,7 @@ impl Store {
         first(rows, user).await?.ok_or_else(|| Error::Missing(format!("No user named \"{username}\".")))
     }
 
-    pub async fn get_user(&self, id: i64) -> Result<User> {
+    pub async fn get_user(&self, id: UserId) -> Result<User> {
         find(self.conn().await.sql(), id).await?.ok_or(Error::NotFound)
     }
 
@@ -215,7 +227,7 @@ impl Store {
         .await
     }
 
-    pub async fn update_user(&self, id: i64, changes: UserChanges) -> Result<User> {
+    pub async fn update_user(&self, id: UserId, changes: UserChanges) -> Result<User> {
         self.forget_callers();
         let conn = self.conn().await;
         let existing = find(conn.sql(), id).await?.ok_or(Error::NotFound)?;
@@ -258,7 +270,7 @@ impl Store {
     }
 
     /// Deletes the user and everything it owns (agents, tools, templates, sessions, tokens).
-    pub async fn delete_user(&self, id: i64) -> Result<()> {
+    pub async fn delete_user(&self, id: UserId) -> Result<()> {
         self.forget_callers();
         let deleted = self.conn().await.execute("DELETE FROM users WHERE id = ?1", [id]).await?;
         if deleted == 0 { Err(Error::NotFound) } else { Ok(()) }
@@ -266,7 +278,7 @@ impl Store {
 
     pub async fn create_token(
         &self,
-        user: i64,
+        user: UserId,
         name: &str,
         kind: &str,
         expires_at: Option<&str>,
@@ -350,7 +362,7 @@ impl Store {
     }
 
     /// The user's API tokens (not its short-lived login tokens), revoked ones left out.
-    pub async fn list_tokens(&self, user: i64, slice: Slice) -> Result<Listed<TokenInfo>> {
+    pub async fn list_tokens(&self, user: UserId, slice: Slice) -> Result<Listed<TokenInfo>> {
         let conn = self.conn().await;
         let filter = "user_id = ?1 AND kind = 'api' AND revoked_at IS NULL";
         listed(
@@ -366,7 +378,7 @@ impl Store {
     }
 
     /// Revokes one of the user's tokens (None: any user's, for the CLI). Unknown or already revoked: 404.
-    pub async fn revoke_token(&self, user: Option<i64>, id: i64) -> Result<()> {
+    pub async fn revoke_token(&self, user: Option<UserId>, id: i64) -> Result<()> {
         self.forget_callers();
         let revoked = self
             .conn()

@@ -32,12 +32,12 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::frames::{CallFrame, Done, Frame, Frames, TextDelta, ToolResult, TurnError, TurnEvent, TurnStream};
 use super::next::{AfterResponse, CANCELLED, NO_RESPONSE_ID, Next, ResponseCalls, Runnable, Then, next_step};
 use super::recorder::{Sink, record};
-use crate::domain::{Agent, ErrorCode, Executor, Message, ResponseStatus, Tool, ToolCall, Usage};
+use crate::domain::{Agent, ErrorCode, Executor, Message, ResponseStatus, SessionId, Tool, ToolCall, TurnId, Usage};
 use crate::error::{Error, Result};
 use crate::llm::events::{Observed, ResponseAccumulator, ResponseEnd};
 use crate::llm::{ModelProvider, ModelRequest, STATELESS_INCLUDE, output_item, upstream_tool};
 use crate::state::AppState;
-use crate::store::{IdempotencyClaim, KeptAnswer, ResponseRecord, retrying_until};
+use crate::store::{IdempotencyClaim, KeptAnswer, KeptReply, ResponseRecord, retrying_until};
 use crate::telemetry::{self, Warning};
 use serde::Deserialize;
 
@@ -46,11 +46,11 @@ use serde::Deserialize;
 pub struct Turn {
     pub(super) provider: Arc<dyn ModelProvider>,
     /// This turn's lease on its session, given back when it ends.
-    pub(super) turn_id: String,
+    pub(super) turn_id: TurnId,
     /// When the lease ends: once the model has answered, the turn's writes retry a database that pushes back
     /// until then (an answer is not dropped while its session is held).
     pub(super) held_until: Instant,
-    pub(super) session_id: i64,
+    pub(super) session_id: SessionId,
     pub(super) agent: Agent,
     pub(super) instructions: Option<String>,
     pub(super) tools: Vec<Tool>,
@@ -152,7 +152,7 @@ impl Turn {
     fn span(&self) -> Span {
         let name = format!("invoke_agent {}", telemetry::escaped(&self.agent.name));
         let span =
-            tracing::info_span!("turn", otel.name = %name, session_id = self.session_id, turn_id = %self.turn_id);
+            tracing::info_span!("turn", otel.name = %name, session_id = self.session_id.0, turn_id = %self.turn_id);
         span.set_attribute("gen_ai.operation.name", "invoke_agent");
         span.set_attribute("gen_ai.provider.name", self.agent.provider.clone());
         span.set_attribute("gen_ai.agent.id", self.agent.id.to_string());
@@ -180,10 +180,11 @@ impl Turn {
         let recorder = tokio::spawn(telemetry::in_scope(recorder.in_current_span()));
         let mut end = self.rounds(state, &sink, &cancel).await;
         // A keyed chat's answer that cannot be built would be kept empty, or not at all: the turn fails instead.
-        let answer = match keep.map(|keep| (keep.reply)(&end).map(|answer| (keep.claim, answer))).transpose() {
-            Ok(answer) => answer,
+        let reply = keep.map(|keep| (keep.reply)(&end).map(|answer| KeptReply { claim: keep.claim, answer }));
+        let reply = match reply.transpose() {
+            Ok(reply) => reply,
             Err(err) => {
-                tracing::error!(error = %err.chain(), session, "could not build the answer a keyed chat keeps");
+                tracing::error!(error = %err.chain(), session = session.0, "could not build the answer a keyed chat keeps");
                 end.fail(TurnError::not_stored("The answer could not be stored."));
                 None
             }
@@ -196,7 +197,7 @@ impl Turn {
                 span.set_status(opentelemetry::trace::Status::error(error.message.clone()));
             }
         }
-        sink.end(end.done.clone(), answer, end.error.as_ref()).await;
+        sink.end(end.done.clone(), reply, end.error.as_ref()).await;
         state.forget_turn(&turn_id);
         // The recorder has ended the turn; waiting for its task makes sure its hold on the span is gone too.
         let _ = recorder.await;
@@ -248,7 +249,7 @@ impl Turn {
             match retrying_until(self.held_until, state.store.record_response(self.record_of(&ended))).await {
                 Ok(message) => end.message = Some(message),
                 Err(err) => {
-                    tracing::error!(error = %err.chain(), session = self.session_id, "could not store the response");
+                    tracing::error!(error = %err.chain(), session = self.session_id.0, "could not store the response");
                     end.fail(TurnError::not_stored("The response could not be stored."));
                     return end;
                 }

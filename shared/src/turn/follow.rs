@@ -13,32 +13,24 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::frames::{Frame, Frames};
-use crate::error::{Error, Result};
+use crate::domain::{SessionId, TurnId};
 use crate::store::Store;
 
 /// How often a follower looks for new frames of a running turn.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
 const FOLLOW_BATCH: u64 = 256;
 
-/// Reads a frame id, `<turn_id>:<seq>`.
-pub(super) fn parse_cursor(cursor: &str) -> Result<(&str, i64)> {
-    cursor
-        .rsplit_once(':')
-        .and_then(|(turn, seq)| Some((turn, seq.parse::<i64>().ok()?)))
-        .ok_or_else(|| Error::field("after", "An event id looks like \"<turn_id>:<seq>\"."))
-}
-
 /// Sends the recorded frames after `start` and then, while a turn runs (only `only_turn`, if given), the
 /// frames it records; ends when no turn is running and everything recorded was sent.
-pub(super) fn follow_from(store: Arc<Store>, session: i64, mut start: i64, only_turn: Option<String>) -> Frames {
+pub(super) fn follow_from(store: Arc<Store>, session: SessionId, mut start: i64, only_turn: Option<TurnId>) -> Frames {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let mut last_round = false;
         loop {
-            let frames = match store.frames_after(session, start, only_turn.as_deref(), FOLLOW_BATCH).await {
+            let frames = match store.frames_after(session, start, only_turn.as_ref(), FOLLOW_BATCH).await {
                 Ok(frames) => frames,
                 Err(err) => {
-                    tracing::error!(error = %err.chain(), session, "cannot read recorded frames");
+                    tracing::error!(error = %err.chain(), session = session.0, "cannot read recorded frames");
                     return;
                 }
             };

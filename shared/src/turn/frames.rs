@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
-use crate::domain::{ErrorCode, ResponseStatus, ToolCall, ToolType};
+use crate::domain::{ErrorCode, ResponseStatus, SessionId, ToolCall, ToolType, TurnId};
 use crate::store::StoredFrame;
 
 /// One thing a turn reports, in order; each becomes one SSE frame, whose `data` is the variant's payload
@@ -119,9 +119,9 @@ pub type Frames = mpsc::Receiver<Arc<Frame>>;
 /// so a client knows a new session's id, and what to cancel, before the first frame.
 #[derive(Debug)]
 pub struct TurnStream {
-    pub session_id: i64,
+    pub session_id: SessionId,
     /// The one turn the frames belong to; `None` for the session event stream (it may span turns).
-    pub turn_id: Option<String>,
+    pub turn_id: Option<TurnId>,
     pub frames: Frames,
 }
 
@@ -143,7 +143,8 @@ impl TurnError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(as = TurnDone)]
 pub struct Done {
-    pub session_id: i64,
+    #[schema(value_type = i64)]
+    pub session_id: SessionId,
     pub response_id: Option<String>,
     pub status: ResponseStatus,
     pub pending_tool_calls: Vec<String>,
@@ -185,7 +186,7 @@ mod tests {
         let error = TurnError { code: ErrorCode::Cancelled, message: "stop".into() };
         assert_eq!(data(TurnEvent::Error(error)), r#"{"code":"cancelled","message":"stop"}"#);
         let done = Done {
-            session_id: 3,
+            session_id: SessionId(3),
             response_id: None,
             status: ResponseStatus::Completed,
             pending_tool_calls: vec![],

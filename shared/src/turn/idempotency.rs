@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::follow::follow_from;
 use super::frames::TurnStream;
-use crate::domain::Caller;
+use crate::domain::{Caller, FrameId};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::{IdempotencyClaim, KEY_LIFETIME, KeyRecord};
@@ -44,9 +44,10 @@ pub(super) async fn replay(state: &AppState, recorded: Result<Option<KeyRecord>>
             let body = serde_json::from_str(&answer.body).map_err(|e| Error::internal("a kept answer's JSON", e))?;
             Some(Replay::Answer { status: answer.status, body })
         }
-        Some(KeyRecord::Turn { turn_id, running: true, .. }) => return Err(Error::KeyInProgress(turn_id)),
+        Some(KeyRecord::Turn { turn_id, running: true, .. }) => return Err(Error::KeyInProgress(turn_id.to_string())),
         Some(KeyRecord::Turn { session, turn_id, .. }) => {
-            let start = state.store.frame_cursor(session, &turn_id, 0).await?.unwrap_or(0);
+            let first = FrameId { turn_id: turn_id.clone(), seq: 0 };
+            let start = state.store.frame_cursor(session, &first).await?.unwrap_or(0);
             let frames = follow_from(state.store.clone(), session, start, Some(turn_id.clone()));
             Some(Replay::Frames(TurnStream { session_id: session, turn_id: Some(turn_id), frames }))
         }

@@ -50,10 +50,12 @@ pub use frames::{CallFrame, Done, Frame, Frames, TextDelta, ToolResult, TurnErro
 pub use next::{CANCELLED, MAX_TOOL_ROUNDS};
 pub use recorder::CANCEL_POLL;
 
-use crate::domain::{Caller, ErrorCode, MessageRequest, PendingToolCalls, ResponseStatus, ToolOutputRequest};
+use crate::domain::{
+    Caller, ErrorCode, FrameId, MessageRequest, PendingToolCalls, ResponseStatus, SessionId, ToolOutputRequest, TurnId,
+};
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::{KeptAnswer, LeasedTurn, NewFrame, Store, Submission};
+use crate::store::{KeptAnswer, LeasedTurn, NewFrame, Store, Submission, TurnEnding};
 use idempotency::{Replay, claim, replay};
 use start::{continuation, new_lease, read_context, start_message};
 
@@ -168,27 +170,26 @@ pub async fn chat(
 
 /// `GET /api/sessions/{id}/events/`: the frames after `after` (`<turn_id>:<seq>`, from `Last-Event-ID` or
 /// `?after=`), or the session's latest turn from its start; follows live while a turn is running.
-pub async fn events(state: &AppState, caller: &Caller, session: i64, after: Option<&str>) -> Result<TurnStream> {
+pub async fn events(state: &AppState, caller: &Caller, session: SessionId, after: Option<&str>) -> Result<TurnStream> {
     state.store.get_session(caller, session).await?;
-    let start = match after {
-        Some(cursor) => {
-            let (turn_id, seq) = follow::parse_cursor(cursor)?;
-            state
-                .store
-                .frame_cursor(session, turn_id, seq)
-                .await?
-                .ok_or_else(|| Error::field("after", format!("No turn \"{turn_id}\" in session {session}.")))?
-        }
-        // No turn yet: nothing to replay, only what comes.
-        None => state.store.latest_turn_cursor(session).await?.unwrap_or(i64::MAX),
-    };
+    let start =
+        match after {
+            Some(cursor) => {
+                let frame: FrameId = cursor.parse()?;
+                state.store.frame_cursor(session, &frame).await?.ok_or_else(|| {
+                    Error::field("after", format!("No turn \"{}\" in session {session}.", frame.turn_id))
+                })?
+            }
+            // No turn yet: nothing to replay, only what comes.
+            None => state.store.latest_turn_cursor(session).await?.unwrap_or(i64::MAX),
+        };
     let frames = follow::follow_from(state.store.clone(), session, start, None);
     Ok(TurnStream { session_id: session, turn_id: None, frames })
 }
 
 /// `POST /api/sessions/{id}/cancel/`: asks the session's running turn to stop; answers its id. The flag in
 /// the store reaches a turn in another process within [`CANCEL_POLL`]; one in this process stops at once.
-pub async fn cancel(state: &AppState, caller: &Caller, session: i64) -> Result<String> {
+pub async fn cancel(state: &AppState, caller: &Caller, session: SessionId) -> Result<TurnId> {
     let turn_id = state.store.request_cancel(caller, session).await?;
     state.cancel_turn(&turn_id);
     Ok(turn_id)
@@ -229,7 +230,10 @@ pub async fn close_interrupted(store: &Store) -> Result<usize> {
             NewFrame { seq: seq + 2, event: done.name(), data: &done_data },
         ];
         // What its responses reported died with the process: the turn counts as failed, with no tokens.
-        store.end_turn(*session, turn_id, &frames, None, (&crate::domain::TurnUsage::default(), true)).await?;
+        let usage = crate::domain::TurnUsage::default();
+        let ending =
+            TurnEnding { session: *session, turn_id, frames: &frames, reply: None, usage: &usage, failed: true };
+        store.end_turn(&ending).await?;
     }
     Ok(leased.len())
 }

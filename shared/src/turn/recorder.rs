@@ -25,8 +25,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::frames::{Done, Frame, TurnError, TurnEvent};
-use crate::domain::TurnUsage;
-use crate::store::{IdempotencyClaim, KeptAnswer, NewFrame, Store};
+use crate::domain::{SessionId, TurnId, TurnUsage};
+use crate::store::{KeptReply, NewFrame, Store, TurnEnding};
 use crate::telemetry::{self, Metrics, TurnMetrics, Warning};
 
 /// How often a running turn looks for a cancel request from another process while its upstream is quiet.
@@ -39,9 +39,17 @@ const RECORD_INTERVAL: Duration = Duration::from_millis(50);
 /// and a turn shorter than this records all its frames with its end (issue 13's budget).
 const REMOTE_RECORD_INTERVAL: Duration = Duration::from_millis(250);
 
-/// A turn's `done` frame (none if it could not be serialised), a keyed chat's answer (kept for its key's
-/// retries), how the turn went, and who waits for both to be recorded.
-type EndToRecord = (Option<Arc<Frame>>, Option<(IdempotencyClaim, KeptAnswer)>, Summary, oneshot::Sender<()>);
+/// A turn's end, as the engine leaves it for the recorder.
+struct EndToRecord {
+    /// The `done` frame (none if it could not be serialised).
+    done: Option<Arc<Frame>>,
+    /// A keyed chat's reply, kept for its key's retries.
+    reply: Option<KeptReply>,
+    /// How the turn went.
+    summary: Summary,
+    /// Who waits for both to be recorded.
+    ack: oneshot::Sender<()>,
+}
 
 /// What the turn-end log line and metrics say.
 struct Summary {
@@ -54,7 +62,7 @@ struct Summary {
 /// Where a running turn sends its frames: to the recorder always, and to the client's stream if there is
 /// one (the chat endpoint has none).
 pub(super) struct Sink {
-    turn_id: String,
+    turn_id: TurnId,
     metrics: Metrics,
     seq: AtomicU64,
     live: Option<mpsc::Sender<Arc<Frame>>>,
@@ -100,7 +108,7 @@ impl Inbox {
 
 impl Sink {
     /// A sink for a turn's frames, and the inbox its recorder reads.
-    pub(super) fn new(turn_id: String, live: Option<mpsc::Sender<Arc<Frame>>>, metrics: Metrics) -> (Self, Arc<Inbox>) {
+    pub(super) fn new(turn_id: TurnId, live: Option<mpsc::Sender<Arc<Frame>>>, metrics: Metrics) -> (Self, Arc<Inbox>) {
         let inbox = Arc::new(Inbox::default());
         let sink = Self {
             turn_id,
@@ -147,12 +155,7 @@ impl Sink {
 
     /// Records `done` together with the turn's end (which frees the session), then sends it to the client:
     /// a client that reacts to `done` finds the session free and every frame recorded.
-    pub(super) async fn end(
-        &self,
-        done: Done,
-        answer: Option<(IdempotencyClaim, KeptAnswer)>,
-        error: Option<&TurnError>,
-    ) {
+    pub(super) async fn end(&self, done: Done, reply: Option<KeptReply>, error: Option<&TurnError>) {
         let status = done.status.as_str().to_owned();
         let frame = self.frame(&TurnEvent::Done(done));
         let failure = error.filter(|e| e.code.is_failure());
@@ -171,7 +174,7 @@ impl Sink {
             },
         };
         let (ack, acked) = oneshot::channel();
-        *locked(&self.inbox.end) = Some((frame.clone(), answer, summary, ack));
+        *locked(&self.inbox.end) = Some(EndToRecord { done: frame.clone(), reply, summary, ack });
         self.inbox.bell.notify_one();
         // An error here means the recorder is gone; the client still gets `done`.
         let _ = acked.await;
@@ -193,8 +196,8 @@ impl Drop for Sink {
 pub(super) async fn record(
     store: Arc<Store>,
     metrics: Metrics,
-    session: i64,
-    turn_id: String,
+    session: SessionId,
+    turn_id: TurnId,
     inbox: Arc<Inbox>,
     cancel: CancellationToken,
 ) {
@@ -212,7 +215,7 @@ pub(super) async fn record(
                     Ok(false) => {}
                     // The turn goes on: a cancel request is found by the next poll, or by the next write.
                     Err(err) => {
-                        tracing::warn!(error = %err.chain(), session, "could not poll for a cancel request");
+                        tracing::warn!(error = %err.chain(), session = session.0, "could not poll for a cancel request");
                         metrics.warning(Warning::CancelPollFailed);
                     }
                 }
@@ -233,16 +236,22 @@ pub(super) async fn record(
         let mut rows: Vec<NewFrame<'_>> =
             batch.iter().map(|f| NewFrame { seq: f.seq, event: &f.event, data: &f.data }).collect();
         let end = locked(&inbox.end).take();
-        if let Some((done, answer, summary, ack)) = end {
+        if let Some(EndToRecord { done, reply, summary, ack }) = end {
             if let Some(done) = &done {
                 rows.push(NewFrame { seq: done.seq, event: &done.event, data: &done.data });
             }
-            let answer = answer.as_ref().map(|(claim, answer)| (claim, answer));
-            let failed = summary.error.as_ref().is_some_and(|e| e.code.is_failure());
-            if let Err(err) = store.end_turn(session, &turn_id, &rows, answer, (&summary.usage, failed)).await {
-                tracing::error!(error = %err.chain(), session, "could not record the end of a turn");
+            let ending = TurnEnding {
+                session,
+                turn_id: &turn_id,
+                frames: &rows,
+                reply: reply.as_ref(),
+                usage: &summary.usage,
+                failed: summary.error.as_ref().is_some_and(|e| e.code.is_failure()),
+            };
+            if let Err(err) = store.end_turn(&ending).await {
+                tracing::error!(error = %err.chain(), session = session.0, "could not record the end of a turn");
                 if let Err(err) = store.release_turn(session, &turn_id).await {
-                    tracing::error!(error = %err.chain(), session, "could not release the session's turn lease");
+                    tracing::error!(error = %err.chain(), session = session.0, "could not release the session's turn lease");
                 }
             }
             report(&metrics, &summary);
@@ -258,7 +267,7 @@ pub(super) async fn record(
                 poll.as_mut().reset(tokio::time::Instant::now() + CANCEL_POLL);
             }
             Err(err) => {
-                tracing::error!(error = %err.chain(), session, "could not record a turn's frames");
+                tracing::error!(error = %err.chain(), session = session.0, "could not record a turn's frames");
                 metrics.warning(Warning::FramesNotRecorded);
             }
         }
@@ -268,7 +277,7 @@ pub(super) async fn record(
     }
     // The turn task went away without `done` (it panicked): free the session rather than wait for the lease.
     if let Err(err) = store.release_turn(session, &turn_id).await {
-        tracing::error!(error = %err.chain(), session, "could not release the session's turn lease");
+        tracing::error!(error = %err.chain(), session = session.0, "could not release the session's turn lease");
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::engine::Turn;
-use crate::domain::{Caller, MessageRequest, build_instructions};
+use crate::domain::{Caller, MessageRequest, TurnId, build_instructions};
 use crate::error::{Error, Result};
 use crate::llm::history::rebuild;
 use crate::llm::{ModelProvider, outputs_of, user_message};
@@ -18,7 +18,7 @@ use crate::store::{IdempotencyClaim, ToolOutputContext, TurnContext, TurnLease, 
 pub(super) fn new_lease(state: &AppState, lease: Duration) -> TurnLease {
     let expires = state.clock().now() + lease;
     TurnLease {
-        turn_id: format!("turn_{}", crate::auth::random_hex(8)),
+        turn_id: TurnId::from(format!("turn_{}", crate::auth::random_hex(8))),
         expires_at: crate::clock::format_timestamp(expires),
         held_until: std::time::Instant::now() + lease,
     }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::recorder::{Sink, record};
 use super::{Frame, TurnEvent, TurnStream};
 use crate::config::Config;
-use crate::domain::{AgentFields, Caller, LinkFields, MessageRequest, ToolChanges};
+use crate::domain::{AgentFields, AgentId, Caller, LinkFields, MessageRequest, SessionId, ToolChanges, TurnId};
 use crate::llm::{EventStream, ModelProvider, ModelRequest, UpstreamError};
 use crate::state::AppState;
 use crate::store::Store;
@@ -93,7 +93,7 @@ async fn echo_tool(state: &AppState, name: &str) {
         .store
         .create_tool(None, ToolChanges::parse(&body, crate::domain::Mode::Create, &state.config.limits).unwrap());
     let tool = tool.await.unwrap();
-    let link = LinkFields { agent: 1, tool: tool.id, enabled: true };
+    let link = LinkFields { agent: AgentId(1), tool: tool.id, enabled: true };
     state.store.create_agent_tool(&Caller::system(), link).await.unwrap();
 }
 
@@ -219,9 +219,9 @@ async fn a_broken_upstream_stream_ends_with_its_error_and_a_failed_message_store
 }
 
 /// A turn row holding session 1's lease, as `begin_turn` leaves it, for the recorder to end.
-async fn leased_turn(state: &AppState) -> (i64, String) {
+async fn leased_turn(state: &AppState) -> (SessionId, TurnId) {
     let lease = super::start::new_lease(state, state.config.turn_lease);
-    let target = crate::store::TurnSession::New { agent: 1, owner: None };
+    let target = crate::store::TurnSession::New { agent: AgentId(1), owner: None };
     let started = state.store.begin_turn(target, &lease, "Hi", None, None).await.unwrap();
     (started.created.unwrap().id, lease.turn_id)
 }
@@ -238,7 +238,7 @@ async fn the_recorder_writes_frames_in_order_and_done_with_the_release_of_the_se
     for delta in ["a", "b", "c"] {
         sink.send(TurnEvent::TextDelta(super::TextDelta { delta: delta.into() })).await;
     }
-    assert_eq!(state.store.running_turn(session).await.unwrap().as_deref(), Some(turn_id.as_str()));
+    assert_eq!(state.store.running_turn(session).await.unwrap(), Some(turn_id.clone()));
     let done = super::Done {
         session_id: session,
         response_id: None,

@@ -66,10 +66,17 @@ export function showHistory(messages, calls, submit, fork) {
     if (m && (m.content || m.role === "user" || !own.length)) {
       const bubble = addBubble(m.role, m.content);
       if (m.status && m.status !== "completed") bubble.append(el("small", { className: "note" }, ` (${m.status})`));
-      if (fork && m.status !== "requires_tool_output") bubble.append(forkButton(m, bubble, fork));
+      if (fork) offerFork(bubble, m, fork);
     }
     for (const call of own) addToolCard(call, call, submit);
   }
+}
+
+/** "Fork from here" on a message's bubble (once), if a fork may end at the message: not at a response still
+ * waiting for tool outputs. */
+export function offerFork(bubble, message, fork) {
+  if (message.status === "requires_tool_output" || bubble.querySelector(".fork-from-here")) return;
+  bubble.append(forkButton(message, bubble, fork));
 }
 
 /** "Fork from here" on a message: a small form choosing the agent to continue with, `fork(message, agent, form)`

@@ -18,6 +18,10 @@ async function fieldInput(field, value) {
     input = el("select", { id, name: field.name });
     if (field.nullable) input.append(el("option", { value: "" }, "— none —"));
     for (const [optionValue, text] of await field.options()) input.append(el("option", { value: String(optionValue) }, text));
+    // A value no longer offered (a provider since unconfigured) stays what it is, not silently the first option.
+    if (value !== undefined && value !== null && ![...input.options].some((o) => o.value === String(value))) {
+      input.append(el("option", { value: String(value) }, `${value} (not available)`));
+    }
     if (value !== undefined && value !== null) input.value = String(value);
   } else if (field.type === "checkbox") {
     input = el("input", { id, name: field.name, type: "checkbox", role: "switch", checked: value ?? initial ?? false });
@@ -88,6 +92,8 @@ export async function openEditor(resource, item, names, onSaved) {
   const fields = [];
   for (const field of resource.fields) fields.push(await fieldInput(field, item ? item[field.name] : undefined));
   $("#editor-fields").replaceChildren(...fields);
+  // What a resource's fields do to each other (an agent's provider brings its default model).
+  await resource.wire?.(form);
   showErrors(form, null);
   $("#editor-summary").textContent = "";
   form.onsubmit = async (event) => {

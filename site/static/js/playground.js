@@ -5,10 +5,11 @@ import { $, el, formatDate } from "./dom.js";
 import { api, describeError, health, postStream } from "./api.js";
 import { me } from "./auth.js";
 import { readFrames } from "./sse.js";
-import { addBubble, addToolCard, showHistory, showOutput } from "./conversation.js";
+import { addBubble, addToolCard, offerFork, showHistory, showOutput } from "./conversation.js";
 
 // `reads` counts history reads: only the latest one shows (two reads of one session would show it twice).
-const chat = { controller: null, bubble: null, sessionId: null, streaming: null, reads: 0 };
+// `turn`: the bubbles the running stream showed (its user message first), which get "Fork from here" at `done`.
+const chat = { controller: null, bubble: null, sessionId: null, streaming: null, reads: 0, turn: [] };
 
 export async function playground() {
   $("#playground").hidden = false;
@@ -26,6 +27,10 @@ export async function playground() {
   $("#variable-rows").replaceChildren();
   if (preferred && String(preferred.id) === address.agent) for (const [name, value] of address.variables) addVariable(name, value);
   select.onchange = () => {
+    // At once, not after the session list arrives: a message sent meanwhile starts a new session of this agent.
+    chat.sessionId = null;
+    $("#history").replaceChildren();
+    $("#chat-error").textContent = "";
     $("#variable-rows").replaceChildren();
     loadSessions();
   };
@@ -76,8 +81,11 @@ async function loadSessions(selected, live = false) {
   const agent = $("#agent").value;
   const select = $("#session");
   const options = [el("option", { value: "" }, "New session")];
+  const read = ++chat.reads;
   if (agent) {
     const result = await api("GET", `/api/sessions/?agent=${encodeURIComponent(agent)}&page_size=100`);
+    // A message sent or another list asked for meanwhile: this answer would wipe what the page shows now.
+    if (read !== chat.reads) return;
     if (!result.ok) $("#chat-error").textContent = `Could not list the sessions: ${describeError(result)}`;
     for (const s of (result.data?.results || []).reverse()) {
       options.push(el("option", { value: String(s.id) }, `Session #${s.id} · ${formatDate(s.updated_at)}`));
@@ -95,6 +103,7 @@ async function loadHistory() {
   chat.sessionId = session ? Number(session) : null;
   $("#history").replaceChildren();
   $("#chat-error").textContent = "";
+  $("#chat-status").textContent = "";
   if (!session) return;
   const [messages, calls] = await Promise.all([
     api("GET", `/api/sessions/${session}/messages/?page_size=100`),
@@ -115,6 +124,9 @@ async function forkAt(message, agent, form) {
   $("#agent").value = String(result.data.agent);
   $("#variable-rows").replaceChildren();
   await loadSessions(result.data.id);
+  $("#chat-status").textContent = `This is session #${result.data.id}, a fork of session #${message.session} up to the message `
+    + "you chose (the original is unchanged). Continue it below.";
+  $("#message").focus();
 }
 
 /** A name/value row of the template variables; its value's label names the variable. */
@@ -151,20 +163,23 @@ function busy(on) {
 async function send() {
   const message = $("#message").value.trim();
   if (!message || chat.controller) return;
+  chat.reads++; // a session list or history still on its way is stale now
   $("#chat-error").textContent = "";
+  $("#chat-status").textContent = "";
   const bubble = addBubble("user", message);
   $("#message").value = "";
   const body = { message, agent_id: Number($("#agent").value) || undefined, auto_execute_tools: $("#auto-execute").checked };
   if (chat.sessionId) body.session_id = chat.sessionId;
   const given = variables();
   if (Object.keys(given).length) body.variables = given;
-  const result = await stream("/api/agent/stream/", body);
+  const result = await stream("/api/agent/stream/", body, [bubble]);
   if (!result.streamed && !result.aborted) refused(bubble, message, result);
 }
 
 /** A message the server refused (or never got): why, on the bubble and above the box, and the text back in the
  * box; missing template variables (code `missing_variables`) become fields to fill. */
 function refused(bubble, message, result) {
+  loadSessions(chat.sessionId, true); // the list a send made stale, read again
   bubble.classList.add("not-sent");
   bubble.append(el("small", { className: "note" }, " — not sent"));
   $("#chat-error").textContent = `Not sent: ${describeError(result)}`;
@@ -191,11 +206,13 @@ async function stop() {
 }
 
 /** POSTs and relays the SSE answer: `{streamed: true}` once it has been read, else the API's result (a refusal,
- * a 202, the server not reached) for the caller. */
-async function stream(path, body) {
+ * a 202, the server not reached) for the caller. `bubbles`: what the page showed of the turn already (the
+ * user's message). */
+async function stream(path, body, bubbles = []) {
   chat.controller = new AbortController();
   busy(true);
   chat.bubble = null;
+  chat.turn = bubbles;
   try {
     const result = await postStream(path, body, chat.controller.signal);
     if (result.aborted) $("#chat-error").textContent = "Stopped before the server answered.";
@@ -227,7 +244,7 @@ function onFrame(frame) {
   if (event === "openai_event") {
     $("#raw-events").append(document.createTextNode(`${data}\n`));
   } else if (event === "text_delta") {
-    chat.bubble ??= addBubble("assistant");
+    if (!chat.bubble) chat.turn.push(chat.bubble = addBubble("assistant"));
     chat.bubble.textContent += data.delta;
   } else if (event === "tool_call") {
     const card = addToolCard(data, null, submitOutput);
@@ -239,10 +256,41 @@ function onFrame(frame) {
     if (card) showOutput(card, "executed", "Ran on the server:", data.output);
   } else if (event === "error") {
     $("#chat-error").textContent = `${data.message} (${data.code})`;
-  } else if (event === "done" && data.session_id && data.session_id !== chat.sessionId) {
-    chat.sessionId = data.session_id;
-    loadSessions(data.session_id, true);
+  } else if (event === "done" && data.session_id) {
+    offerForks(data.session_id, chat.turn);
+    if (data.session_id !== chat.sessionId) {
+      chat.sessionId = data.session_id;
+      loadSessions(data.session_id, true);
+    }
   }
+}
+
+/** Once a streamed turn is done, its messages have ids: each bubble it showed gets "Fork from here", matched
+ * from the end with the session's stored messages of the same role and words (a response that sent no text has
+ * neither a bubble nor stored words). A bubble left unmatched offers nothing rather than the wrong point. */
+async function offerForks(session, bubbles) {
+  const stored = bubbles.length ? await lastMessages(session) : [];
+  const shown = stored.filter((m) => m.content || m.role === "user");
+  let next = shown.length - 1;
+  for (const bubble of [...bubbles].reverse()) {
+    const words = bubble.firstChild?.nodeType === Node.TEXT_NODE ? bubble.firstChild.textContent : "";
+    while (next >= 0 && (shown[next].role !== bubble.dataset.role || shown[next].content !== words)) next--;
+    if (next < 0) return;
+    if (bubble.isConnected) offerFork(bubble, shown[next], forkAt);
+    next--;
+  }
+}
+
+/** The session's last messages, oldest first: at least its last 100 ([] if they cannot be read: no fork is
+ * offered). */
+async function lastMessages(session) {
+  const page = (number) => api("GET", `/api/sessions/${session}/messages/?page_size=100&page=${number}`);
+  const first = await page(1);
+  if (!first.ok) return [];
+  if (!first.data.next) return first.data.results;
+  const last = Math.ceil(first.data.count / 100);
+  const pages = await Promise.all([last - 1, last].map(page));
+  return pages.every((p) => p.ok) ? pages.flatMap((p) => p.data.results) : [];
 }
 
 /** Sends a tool card's output: shown on the card at once; the form comes back only if the server refuses it. */

@@ -15,10 +15,25 @@ const options = (path, label) => async () => {
 const agentOptions = options("/api/agents/", (a) => `${a.name} (#${a.id})`);
 const toolOptions = options("/api/tools/", (t) => `${t.name} (#${t.id})`);
 // The configured model providers (`/api/providers/`, a plain list), `openai` first.
-const providerOptions = async () => {
+const providers = async () => {
   const { data } = await api("GET", "/api/providers/");
-  return (Array.isArray(data) ? data : []).map((p) => [p.name, `${p.name} (${p.state === "local" ? "state kept by Lambent" : "state kept by the provider"})`]);
+  return Array.isArray(data) ? data : [];
 };
+const providerOptions = async () =>
+  (await providers()).map((p) => [p.name, `${p.name} (${p.state === "local" ? "state kept by Lambent" : "state kept by the provider"})`]);
+
+/** A provider chosen in the agent form brings its default model (the server's, if it names none), unless the
+ * model field holds one the user typed: another provider's default would name a model it does not serve. */
+async function followProvider(form) {
+  const { provider, model } = form.elements;
+  const fallback = await serverDefaultModel();
+  const defaults = new Map((await providers()).map((p) => [p.name, p.default_model || fallback]));
+  let previous = provider.value;
+  provider.onchange = () => {
+    if (!model.value.trim() || model.value === defaults.get(previous)) model.value = defaults.get(provider.value) ?? fallback;
+    previous = provider.value;
+  };
+}
 
 const col = (key, label, show) => ({ key, label, show });
 
@@ -41,7 +56,7 @@ const ownerName = col("owner", "Owner", (item, names) =>
 
 export const RESOURCES = {
   agents: {
-    title: "Agents", singular: "agent", path: "/api/agents/", toggles: ["is_default"],
+    title: "Agents", singular: "agent", path: "/api/agents/", toggles: ["is_default"], wire: followProvider,
     columns: [col("name", "Name"), col("provider", "Provider"), col("model", "Model"), col("is_default", "Default"), ownerName, date("updated_at", "Updated")],
     fields: [
       { name: "name", label: "Name", required: true },
