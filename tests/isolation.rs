@@ -14,6 +14,8 @@ async fn snapshot(app: &TestApp) -> Value {
         "agent_profiles",
         "agent_tools",
         "agent_profile_tools",
+        "mcp_servers",
+        "agent_mcp_servers",
         "agent_prompt_templates",
         "agent_sessions",
         "agent_messages",
@@ -54,6 +56,8 @@ async fn world() -> World {
     let agent = bob.create("/api/agents/", json!({"name": "bob's", "is_default": true})).await;
     let tool = bob.create("/api/tools/", json!({"name": "bobs_tool"})).await;
     let link = bob.create("/api/agent-tools/", json!({"agent": agent["id"], "tool": tool["id"]})).await;
+    let mcp = bob.create("/api/mcp-servers/", json!({"name": "bob's mcp", "url": "https://mcp.example.com/mcp"})).await;
+    let mcp_link = bob.create("/api/agent-mcp-servers/", json!({"agent": agent["id"], "mcp_server": mcp["id"]})).await;
     let template = bob.create("/api/templates/", json!({"name": "t", "template": "x", "agent": agent["id"]})).await;
     fake.push_stream(frames(function_call_events("resp_bob", &[("call_bob", "bobs_tool", "{}")])));
     let streamed = bob.stream("/api/agent/stream/", json!({"message": "bob's secret", "agent_id": agent["id"]})).await;
@@ -69,7 +73,8 @@ async fn world() -> World {
         alice,
         bob,
         root,
-        bobs: json!({"agent": agent, "tool": tool, "link": link, "template": template, "session": session}),
+        bobs: json!({"agent": agent, "tool": tool, "link": link, "template": template, "session": session,
+            "mcp": mcp, "mcp_link": mcp_link}),
         globals: json!({"agent": g_agent, "tool": g_tool, "template": g_template}),
     }
 }
@@ -85,12 +90,16 @@ async fn another_owners_objects_are_not_found_by_any_method_and_stay_unchanged()
         format!("/api/tools/{}/", b["tool"]["id"]),
         format!("/api/agent-tools/{}/", b["link"]["id"]),
         format!("/api/templates/{}/", b["template"]["id"]),
+        format!("/api/mcp-servers/{}/", b["mcp"]["id"]),
+        format!("/api/agent-mcp-servers/{}/", b["mcp_link"]["id"]),
     ];
     let bodies = [
         json!({"name": "mine now"}),
         json!({"name": "mine_now"}),
         json!({"agent": b["agent"]["id"], "tool": b["tool"]["id"], "enabled": false}),
         json!({"name": "mine", "template": "mine"}),
+        json!({"name": "mine", "url": "https://evil.example.com/mcp"}),
+        json!({"agent": b["agent"]["id"], "mcp_server": b["mcp"]["id"], "require_approval": false}),
     ];
     for (path, body) in items.iter().zip(bodies) {
         assert_eq!(w.alice.get(path).await, not_found, "GET {path}");
@@ -129,6 +138,7 @@ async fn another_owners_objects_are_not_found_by_any_method_and_stay_unchanged()
         ("/api/sessions/", json!({"agent": b["agent"]["id"]}), "agent"),
         ("/api/templates/", json!({"name": "t", "template": "x", "agent": b["agent"]["id"]}), "agent"),
         ("/api/agent-tools/", json!({"agent": b["agent"]["id"], "tool": w.globals["tool"]["id"]}), "agent"),
+        ("/api/agent-mcp-servers/", json!({"agent": b["agent"]["id"], "mcp_server": b["mcp"]["id"]}), "agent"),
     ] {
         let (status, errors) = w.alice.post(path, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
@@ -139,6 +149,13 @@ async fn another_owners_objects_are_not_found_by_any_method_and_stay_unchanged()
         w.alice.post("/api/agent-tools/", json!({"agent": mine["id"], "tool": b["tool"]["id"]})).await;
     assert_eq!(
         (status, errors["tool"][0].as_str().map(|m| m.starts_with("Invalid pk"))),
+        (StatusCode::BAD_REQUEST, Some(true))
+    );
+    // Nor link Bob's MCP server to her own agent (and so use it).
+    let (status, errors) =
+        w.alice.post("/api/agent-mcp-servers/", json!({"agent": mine["id"], "mcp_server": b["mcp"]["id"]})).await;
+    assert_eq!(
+        (status, errors["mcp_server"][0].as_str().map(|m| m.starts_with("Invalid pk"))),
         (StatusCode::BAD_REQUEST, Some(true))
     );
     // Nor continue one of her own sessions on Bob's agent through a fork.
@@ -166,6 +183,9 @@ async fn lists_show_only_ones_own_objects_and_the_global_ones() {
     assert_eq!(names(&w.alice.get("/api/tools/").await.1, "name"), ["\"global_tool\""]);
     assert_eq!(names(&w.alice.get("/api/templates/").await.1, "name"), ["\"g\""]);
     assert_eq!(w.alice.get("/api/agent-tools/").await.1["count"], 0);
+    assert_eq!(w.alice.get("/api/mcp-servers/").await.1["count"], 0);
+    assert_eq!(w.alice.get("/api/agent-mcp-servers/").await.1["count"], 0);
+    assert_eq!(w.bob.get("/api/mcp-servers/").await.1["count"], 1);
     assert_eq!(w.alice.get("/api/sessions/").await.1["count"], 0);
     assert_eq!(w.alice.get(&format!("/api/sessions/?agent={}", w.bobs["agent"]["id"])).await.1["count"], 0);
 
@@ -237,6 +257,8 @@ async fn staff_read_and_change_everything() {
         format!("/api/tools/{}/", b["tool"]["id"]),
         format!("/api/agent-tools/{}/", b["link"]["id"]),
         format!("/api/templates/{}/", b["template"]["id"]),
+        format!("/api/mcp-servers/{}/", b["mcp"]["id"]),
+        format!("/api/agent-mcp-servers/{}/", b["mcp_link"]["id"]),
         format!("/api/sessions/{}/", b["session"]),
         format!("/api/sessions/{}/messages/", b["session"]),
         format!("/api/sessions/{}/tool-calls/", b["session"]),

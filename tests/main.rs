@@ -3,7 +3,7 @@
 //! # Layout
 //! - `helpers/`: `TestApp::spawn()` and friends. The servers the tests start (the fake OpenAI, sqld, moto, the
 //!   counting proxy, the stub Lambda Runtime API) come from `lambent-testkit` (`../testkit/`), shared with the bench.
-//! - one module per area: the CRUD groups, pagination, error shapes, migrations, the Lambda path, OpenAPI,
+//! - one module per area: the CRUD groups, MCP servers (`mcp`: against the reference server), pagination, error shapes, migrations, the Lambda path, OpenAPI,
 //!   a database that pushes back (`backpressure`: sqld's 429s injected by a proxy),
 //!   generated clients (Python and TypeScript, from the live document), telemetry (spans at a real OTLP
 //!   receiver, log lines, EMF lines), housekeeping (`prune`: the store's, the CLI's, the scheduled function's),
@@ -33,6 +33,7 @@ mod limits;
 mod litellm;
 mod local_server;
 mod login_throttle;
+mod mcp;
 mod migrations;
 mod openapi;
 mod pagination;

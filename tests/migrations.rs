@@ -24,6 +24,7 @@ async fn a_fresh_database_gets_every_table_and_a_record_of_each_migration() {
     assert_eq!(
         tables(&store).await,
         [
+            "agent_mcp_servers",
             "agent_messages",
             "agent_profile_tools",
             "agent_profiles",
@@ -38,6 +39,7 @@ async fn a_fresh_database_gets_every_table_and_a_record_of_each_migration() {
             "lambent_migrations",
             "login_addresses",
             "login_attempts",
+            "mcp_servers",
             "request_windows",
             "usage_hourly",
             "users"
@@ -127,7 +129,9 @@ async fn the_schema_stores_exactly_the_names_of_the_state_enums() {
     store.migrate().await.unwrap();
     let (messages, calls) = (table_sql(&store, "agent_messages").await, table_sql(&store, "agent_tool_calls").await);
     let roles: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
-    let responses: Vec<_> = ResponseStatus::ALL.iter().map(|s| s.as_str()).collect();
+    // `requires_approval` is a turn's `done` status only: its message is stored `requires_tool_output`.
+    let responses: Vec<_> =
+        ResponseStatus::ALL.iter().filter(|s| **s != ResponseStatus::RequiresApproval).map(|s| s.as_str()).collect();
     let tool_calls: Vec<_> = ToolCallStatus::ALL.iter().map(|s| s.as_str()).collect();
     assert_eq!(allowed(&messages, "role"), roles);
     assert_eq!(allowed(&messages, "status"), responses);

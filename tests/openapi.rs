@@ -25,6 +25,18 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("/api/agent-tools/{id}/", "put"),
     ("/api/agent-tools/{id}/", "patch"),
     ("/api/agent-tools/{id}/", "delete"),
+    ("/api/mcp-servers/", "get"),
+    ("/api/mcp-servers/", "post"),
+    ("/api/mcp-servers/{id}/", "get"),
+    ("/api/mcp-servers/{id}/", "put"),
+    ("/api/mcp-servers/{id}/", "patch"),
+    ("/api/mcp-servers/{id}/", "delete"),
+    ("/api/agent-mcp-servers/", "get"),
+    ("/api/agent-mcp-servers/", "post"),
+    ("/api/agent-mcp-servers/{id}/", "get"),
+    ("/api/agent-mcp-servers/{id}/", "put"),
+    ("/api/agent-mcp-servers/{id}/", "patch"),
+    ("/api/agent-mcp-servers/{id}/", "delete"),
     ("/api/templates/", "get"),
     ("/api/templates/", "post"),
     ("/api/templates/{id}/", "get"),
@@ -42,6 +54,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("/api/sessions/{id}/cancel/", "post"),
     ("/api/agent/stream/", "post"),
     ("/api/agent/tool-output/", "post"),
+    ("/api/agent/approvals/", "post"),
     ("/api/agent/chat/", "post"),
     ("/api/auth/login/", "post"),
     ("/api/auth/logout/", "post"),
@@ -126,7 +139,7 @@ async fn paginated_lists_reference_their_item_schema() {
             assert!(schemas.contains_key(item), "{item} is a component");
         }
     }
-    assert_eq!(lists, 9, "every paginated list is checked");
+    assert_eq!(lists, 11, "every paginated list is checked");
     assert!(!schemas.keys().any(|name| name.starts_with("Page")), "no page schema keeps utoipa's generic name");
 }
 
@@ -174,9 +187,12 @@ async fn the_streaming_endpoints_document_each_server_sent_event() {
     // Found by scripts/fuzz: the event stream was documented as one string, so no event matched it.
     let app = TestApp::spawn().await;
     let (_, doc) = app.get("/api/openapi.json").await;
-    for (path, method) in
-        [("/api/agent/stream/", "post"), ("/api/agent/tool-output/", "post"), ("/api/sessions/{id}/events/", "get")]
-    {
+    for (path, method) in [
+        ("/api/agent/stream/", "post"),
+        ("/api/agent/tool-output/", "post"),
+        ("/api/agent/approvals/", "post"),
+        ("/api/sessions/{id}/events/", "get"),
+    ] {
         let stream = &doc["paths"][path][method]["responses"]["200"]["content"]["text/event-stream"];
         assert_eq!(stream["schema"]["$ref"], "#/components/schemas/SseEvent", "{path}");
     }
@@ -186,7 +202,7 @@ async fn the_streaming_endpoints_document_each_server_sent_event() {
     let mapping = event["discriminator"]["mapping"].as_object().unwrap();
     let mut names: Vec<_> = mapping.keys().map(String::as_str).collect();
     names.sort_unstable();
-    assert_eq!(names, ["done", "error", "openai_event", "text_delta", "tool_call", "tool_result"]);
+    assert_eq!(names, ["done", "error", "notice", "openai_event", "text_delta", "tool_call", "tool_result"]);
     let data_schemas: Vec<_> = mapping
         .iter()
         .map(|(name, reference)| {
@@ -204,6 +220,7 @@ async fn the_streaming_endpoints_document_each_server_sent_event() {
     let expected = [
         ("done", "TurnDone", serde_json::json!(["session_id", "status", "pending_tool_calls"])),
         ("error", "TurnError", serde_json::json!(["code", "message"])),
+        ("notice", "Notice", serde_json::json!(["message"])),
         ("openai_event", "OpenaiEvent", serde_json::json!(["type"])),
         ("text_delta", "TextDelta", serde_json::json!(["delta"])),
         ("tool_call", "ToolCall", serde_json::json!(["call_id", "name", "type"])),
@@ -318,13 +335,16 @@ async fn operation_ids_are_the_stable_method_names_generated_clients_use() {
     let crud = |group: &str| {
         ["create", "destroy", "list", "patch", "replace", "retrieve"].map(|action| format!("{group}_{action}"))
     };
-    let mut expected: Vec<String> =
-        ["agents", "tools", "agent_tools", "templates"].iter().flat_map(|g| crud(g)).collect();
+    let mut expected: Vec<String> = ["agents", "tools", "agent_tools", "templates", "mcp_servers", "agent_mcp_servers"]
+        .iter()
+        .flat_map(|g| crud(g))
+        .collect();
     expected.extend(
         [
             "agent_chat",
             "agent_stream",
             "agent_tool_output",
+            "agent_approvals",
             "auth_login",
             "auth_logout",
             "auth_me",

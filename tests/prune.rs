@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use lambent::clock::{Clock, format_timestamp};
+use lambent::domain::{SessionId, TurnId};
 use lambent::store::{PrunePlan, Pruned};
 use lambent::{AppState, Config, Store};
 use reqwest::{Method, StatusCode};
@@ -221,8 +222,10 @@ async fn prune_while_turns_run(rig: &Rig, counted: Option<(&Proxy, &str)>) -> (P
         assert_eq!((turn.status, turn.done()["status"].clone()), (StatusCode::OK, json!("completed")), "{}", turn.raw);
         assert_eq!(turn.text(), "running now");
         let id = turn_of(turn);
-        let kept = rig.number(&format!("SELECT COUNT(*) AS n FROM agent_turn_events WHERE turn_id = '{id}'")).await;
-        assert_eq!(kept, turn.frames.len() as i64, "every frame of running turn {id} is still recorded");
+        let session = SessionId(turn.done()["session_id"].as_i64().unwrap());
+        let kept =
+            app.store().frames_after(session, 0, Some(&TurnId::from(id.as_str())), 1000).await.unwrap().frames.len();
+        assert_eq!(kept, turn.frames.len(), "every frame of running turn {id} is still recorded");
     }
     assert_eq!(rig.number(&format!("SELECT COUNT(*) AS n FROM {old_frames}")).await, 0, "the old turns' frames went");
     let running = "SELECT COUNT(*) AS n FROM agent_turn_events WHERE turn_id = 'old_running'";

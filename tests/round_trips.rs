@@ -285,6 +285,41 @@ async fn a_budget_check_rides_in_the_turns_read_and_a_refused_turn_costs_one_rou
     assert_eq!(fake.requests().len(), seen, "nothing reached the model");
 }
 
+/// MCP servers cost a turn no round trip: they are read in the turn's batch (and the submission's), listed
+/// beside its first write; an approval's continuation keeps tool-output's budget, its MCP call included.
+#[tokio::test]
+async fn mcp_servers_and_approvals_keep_the_turns_budget() {
+    let servers = lambent_testkit::mcp::McpServers::shared();
+    let sqld = Sqld::start().await;
+    let proxy = Proxy::start(&sqld.url).await;
+    let fake = FakeOpenAi::start().await;
+    let app =
+        crate::remote::remote_app_with(&proxy.url, &sqld.token(), &fake, &[("LAMBENT_TOOL_HOSTS", "127.0.0.1")]).await;
+    let agent = app.create("/api/agents/", json!({"name": "A", "is_default": true})).await;
+    let server = app.create("/api/mcp-servers/", json!({"name": "everything", "url": servers.everything})).await;
+    let link = json!({"agent": agent["id"], "mcp_server": server["id"], "require_approval": true});
+    app.create("/api/agent-mcp-servers/", link).await;
+    let echo = format!("mcp__{}__echo", server["id"]);
+    let mut report = Vec::new();
+
+    let call = frames(function_call_events("resp_m", &[("call_m", &echo, "{\"message\":\"counted\"}")]));
+    let (pre, post, out) =
+        turn_trips(&app, &proxy, &fake, "/api/agent/stream/", json!({"message": "hi"}), None, call).await;
+    assert_eq!(out.done()["status"], "requires_approval", "{}", out.raw);
+    report.push(("stream ending in a call that needs approval", pre, post));
+
+    let decision =
+        json!({"session_id": out.done()["session_id"], "decisions": [{"call_id": "call_m", "approve": true}]});
+    let answer = frames(text_events("resp_n", &["a", "b"]));
+    let (pre, post, out) =
+        turn_trips(&app, &proxy, &fake, "/api/agent/approvals/", decision, Some("key-a"), answer).await;
+    assert_eq!(out.events("tool_result"), [json!({"call_id": "call_m", "output": "Echo: counted"})]);
+    report.push(("approvals running the MCP call", pre, post));
+
+    let over: Vec<_> = report.iter().filter(|(_, pre, post)| *pre > 2 || *post > 2).collect();
+    assert!(over.is_empty(), "over budget (before upstream, after its last event): {over:?}\nall: {report:?}");
+}
+
 /// A rate limit's count rides in the request's own round trip: with both limits set, a warm CRUD read, a
 /// write, the token lookup of a cold instance and a turn reach the database as often as without, and every
 /// one of those requests was counted.

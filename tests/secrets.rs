@@ -10,12 +10,18 @@ async fn secure_string_parameters_fill_the_secrets_at_cold_start() {
     let moto = Moto::start().await;
     let sdk = crate::helpers::sdk_config(&moto).await;
     let ssm = aws_sdk_ssm::Client::new(&sdk);
-    for (name, value) in [("/lambent/openai-key", "sk-from-ssm"), ("/lambent/db-token", "db-token-from-ssm")] {
+    let sealing_key = "5a".repeat(32);
+    for (name, value) in [
+        ("/lambent/openai-key", "sk-from-ssm"),
+        ("/lambent/db-token", "db-token-from-ssm"),
+        ("/lambent/secrets-key", sealing_key.as_str()),
+    ] {
         ssm.put_parameter().name(name).value(value).r#type(ParameterType::SecureString).send().await.unwrap();
     }
     let config = Config::from_lookup(|key| match key {
         "OPENAI_API_KEY_PARAMETER" => Some("/lambent/openai-key".into()),
         "DATABASE_AUTH_TOKEN_PARAMETER" => Some("/lambent/db-token".into()),
+        "LAMBENT_SECRETS_KEY_PARAMETER" => Some("/lambent/secrets-key".into()),
         "OPENAI_API_KEY" => Some("ignored-when-a-parameter-is-named".into()),
         _ => None,
     })
@@ -25,7 +31,9 @@ async fn secure_string_parameters_fill_the_secrets_at_cold_start() {
 
     assert_eq!(resolved.default_provider().api_key.as_ref().map(|s| s.expose()), Some("sk-from-ssm"));
     assert_eq!(resolved.database_auth_token.as_ref().map(|s| s.expose()), Some("db-token-from-ssm"));
+    assert_eq!(resolved.secrets_key, Some(lambent::config::SecretsKey::parse(&sealing_key).unwrap()));
     assert!(!format!("{resolved:?}").contains("from-ssm"), "secrets never print");
+    assert!(!format!("{resolved:?}").contains(&sealing_key), "the sealing key never prints");
 }
 
 #[tokio::test]

@@ -64,7 +64,8 @@ fn functions(template: &Value) -> Vec<Function> {
     out
 }
 
-const STREAMING: [&str; 3] = ["/api/agent/stream/", "/api/agent/tool-output/", "/api/sessions/{id}/events/"];
+const STREAMING: [&str; 4] =
+    ["/api/agent/stream/", "/api/agent/tool-output/", "/api/agent/approvals/", "/api/sessions/{id}/events/"];
 
 #[test]
 fn every_documented_route_maps_to_exactly_one_function_event_and_back() {

@@ -120,6 +120,8 @@ pub struct Cpu {
     pub turns: usize,
     pub failures: usize,
     pub ms_per_turn: f64,
+    /// The part of `ms_per_turn` spent in user space (the rest is the kernel's).
+    pub user_ms_per_turn: f64,
 }
 
 /// Runs `subject` as it ships and measures the CPU time (the process and its children) of `turns` turns on
@@ -131,13 +133,20 @@ pub async fn cpu(env: &Env, target: &Target, subject: &Subject, concurrency: usi
     let job = turn_job(subject, target, &server);
     let _ = workers(concurrency, concurrency * 2, None, job.clone()).await;
     let ticks = crate::machine::clock_ticks();
-    let before = crate::machine::tree_cpu_ms(server.pid, ticks)?;
+    let before = crate::machine::tree_cpu_split_ms(server.pid, ticks)?;
     let results = workers(concurrency, turns, None, job).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = crate::machine::tree_cpu_ms(server.pid, ticks)?;
+    let after = crate::machine::tree_cpu_split_ms(server.pid, ticks)?;
     server.stop().await;
     let failures = results.iter().filter(|r| r.is_err()).count();
-    Ok(Cpu { subject: subject.name(), turns, failures, ms_per_turn: (after - before) / turns.max(1) as f64 })
+    let per_turn = |ms: f64| ms / turns.max(1) as f64;
+    Ok(Cpu {
+        subject: subject.name(),
+        turns,
+        failures,
+        ms_per_turn: per_turn(after.0 + after.1 - before.0 - before.1),
+        user_ms_per_turn: per_turn(after.0 - before.0),
+    })
 }
 
 /// One turn through `subject` running at `server`, as the workers call it.
@@ -251,8 +260,13 @@ pub async fn figures(args: &Args, env: &Env, target: &Target) -> Result<()> {
     for subject in &subjects {
         let cpu = cpu(env, target, subject, c, args.cpu_turns).await?;
         say(format!(
-            "cpu: {} {:.3} ms per turn ({} turns, c = {c}, {} failures)",
-            cpu.subject, cpu.ms_per_turn, cpu.turns, cpu.failures
+            "cpu: {} {:.3} ms per turn ({:.3} user, {:.3} system; {} turns, c = {c}, {} failures)",
+            cpu.subject,
+            cpu.ms_per_turn,
+            cpu.user_ms_per_turn,
+            cpu.ms_per_turn - cpu.user_ms_per_turn,
+            cpu.turns,
+            cpu.failures
         ));
     }
     let mut counts = Vec::new();

@@ -74,9 +74,9 @@ pub fn clock_ticks() -> u64 {
         .unwrap_or(100)
 }
 
-/// User + system CPU time of a process and its descendants (all their threads), in ms.
-pub fn tree_cpu_ms(pid: u32, ticks_per_s: u64) -> Result<f64> {
-    let mut total = cpu_ms(pid, ticks_per_s)?;
+/// User and system CPU time of a process and its descendants (all their threads), in ms.
+pub fn tree_cpu_split_ms(pid: u32, ticks_per_s: u64) -> Result<(f64, f64)> {
+    let (mut user, mut system) = cpu_split_ms(pid, ticks_per_s)?;
     for entry in std::fs::read_dir("/proc")?.flatten() {
         let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let mut at = child;
@@ -86,22 +86,30 @@ pub fn tree_cpu_ms(pid: u32, ticks_per_s: u64) -> Result<f64> {
             at = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0);
         }
         if at == pid && child != pid {
-            total += cpu_ms(child, ticks_per_s).unwrap_or(0.0);
+            let (u, s) = cpu_split_ms(child, ticks_per_s).unwrap_or((0.0, 0.0));
+            user += u;
+            system += s;
         }
     }
-    Ok(total)
+    Ok((user, system))
 }
 
 /// User + system CPU time of a process (all its threads), in ms.
 pub fn cpu_ms(pid: u32, ticks_per_s: u64) -> Result<f64> {
+    let (user, system) = cpu_split_ms(pid, ticks_per_s)?;
+    Ok(user + system)
+}
+
+/// User and system CPU time of a process (all its threads), in ms.
+pub fn cpu_split_ms(pid: u32, ticks_per_s: u64) -> Result<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name (field 2) may contain spaces; fields count from after its closing parenthesis.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or("unreadable /proc stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After ')': state is field 3, so utime (14) and stime (15) are at offsets 11 and 12.
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).ok_or("unreadable /proc stat");
-    let total = ticks(11)? + ticks(12)?;
-    Ok(total as f64 * 1000.0 / ticks_per_s as f64)
+    let ms = |ticks: u64| ticks as f64 * 1000.0 / ticks_per_s as f64;
+    Ok((ms(ticks(11)?), ms(ticks(12)?)))
 }
 
 /// A `kB` line of `/proc/<pid>/status` (`VmHWM`: peak resident memory; `VmRSS`: current), in MB. MB here

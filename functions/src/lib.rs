@@ -92,7 +92,7 @@ pub async fn secrets_for(function: Function, config: Config, sdk: Option<SdkConf
 /// comes from the environment.
 pub async fn resolve_secrets(mut config: Config, sdk: Option<SdkConfig>) -> Result<Config, lambent::Error> {
     let keys_named = config.providers.iter().any(|p| p.api_key_parameter.is_some());
-    if !keys_named && config.database_auth_token_parameter.is_none() {
+    if !keys_named && config.database_auth_token_parameter.is_none() && config.secrets_key_parameter.is_none() {
         return Ok(config);
     }
     let sdk = match sdk {
@@ -107,6 +107,9 @@ pub async fn resolve_secrets(mut config: Config, sdk: Option<SdkConfig>) -> Resu
     }
     if let Some(name) = config.database_auth_token_parameter.clone() {
         config.database_auth_token = Some(parameter(&ssm, &name).await?);
+    }
+    if let Some(name) = config.secrets_key_parameter.clone() {
+        config.secrets_key = Some(lambent::config::SecretsKey::parse(parameter(&ssm, &name).await?.expose())?);
     }
     Ok(config)
 }

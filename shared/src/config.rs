@@ -34,6 +34,40 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The key that seals secrets at rest (`LAMBENT_SECRETS_KEY`): 32 bytes, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretsKey([u8; 32]);
+
+impl SecretsKey {
+    pub fn parse(raw: &str) -> Result<Self> {
+        let bytes = hex::decode(raw.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
+        bytes.map(Self).ok_or_else(|| Error::config("LAMBENT_SECRETS_KEY must be 64 hex digits (32 bytes)"))
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretsKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretsKey(***)")
+    }
+}
+
+/// How MCP servers are used (see [`Config::mcp`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct McpSettings {
+    /// `LAMBENT_MCP_TOOLS_TTL` (seconds, default 300): a listed tool list is reused for this long on an
+    /// instance, unless the server says it changed (`notifications/tools/list_changed`).
+    pub tools_ttl: Duration,
+    /// `LAMBENT_MCP_LIST_TIMEOUT` (seconds, default 5): connecting and listing; past it the server's tools are
+    /// left out of the turn.
+    pub list_timeout: Duration,
+    /// `LAMBENT_MCP_CALL_TIMEOUT` (seconds, default 30): one `tools/call`; past it the call's output is an error.
+    pub call_timeout: Duration,
+}
+
 /// `LAMBENT_PRICES`: US dollars per million tokens, per model, input and output. Cached and reasoning tokens
 /// are priced as the input and output they are part of.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -125,6 +159,15 @@ pub struct Config {
     pub tool_hosts: Vec<String>,
     /// Browser origins allowed to call the API cross-origin (CORS). None by default.
     pub cors_origins: Vec<String>,
+    /// `LAMBENT_SECRETS_KEY` (64 hex digits, 32 bytes): seals what Lambent must keep secret at rest, an MCP
+    /// server's header values (AES-256-GCM). Unset: a server with headers cannot be saved.
+    pub secrets_key: Option<SecretsKey>,
+    /// On Lambda: an SSM SecureString holding `LAMBENT_SECRETS_KEY`, read once at cold start
+    /// (`LAMBENT_SECRETS_KEY_PARAMETER`).
+    pub secrets_key_parameter: Option<String>,
+    /// MCP servers (`LAMBENT_MCP_*`): how long a server's tool list is trusted, how long a `tools/call` or a
+    /// listing may take.
+    pub mcp: McpSettings,
     /// Peers of the local server whose `X-Forwarded-For` is believed (a reverse proxy in front of it); from
     /// anyone else the header is ignored. On Lambda the client is API Gateway's `sourceIp`.
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -351,6 +394,13 @@ impl Config {
             limits,
             tool_hosts: list(get("LAMBENT_TOOL_HOSTS")),
             cors_origins: list(get("LAMBENT_CORS_ORIGINS")),
+            secrets_key: get("LAMBENT_SECRETS_KEY").map(|raw| SecretsKey::parse(&raw)).transpose()?,
+            secrets_key_parameter: get("LAMBENT_SECRETS_KEY_PARAMETER").filter(|name| !name.is_empty()),
+            mcp: McpSettings {
+                tools_ttl: seconds("LAMBENT_MCP_TOOLS_TTL", 300.0)?,
+                list_timeout: seconds("LAMBENT_MCP_LIST_TIMEOUT", 5.0)?,
+                call_timeout: seconds("LAMBENT_MCP_CALL_TIMEOUT", 30.0)?,
+            },
             trusted_proxies,
             login_throttle,
             events_retention: Duration::from_secs(u64::from(events_retention) * 24 * 3600),

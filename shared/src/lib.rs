@@ -15,11 +15,12 @@
 //!    layer reports to; the waits before a refused request is tried again (the model's API and the database).
 //! 3. [`domain`]: plain data and rules — the objects as the API shows them, validation of writes with DRF's
 //!    messages, who is calling and what they may touch, the states a turn and a tool call go through.
-//! 4. [`auth`], [`llm`], [`executors`], [`store`], side by side, none using another: credential crypto; the
-//!    model seam (trait + OpenAI Responses through async-openai, one client per configured provider, reading
-//!    events, building requests, rebuilding a conversation's history for a provider that keeps none);
-//!    server-side tool executors (`echo`, `now`, `http`); libsql — opening an embedded file or a remote
-//!    server over Hrana pipelines, the migration runner, and all SQL, sent in as few round trips as it can.
+//! 4. [`auth`], [`llm`], [`executors`], [`store`], side by side, none using another: credential crypto and
+//!    secrets sealed at rest; the model seam (trait + OpenAI Responses through async-openai, one client per
+//!    configured provider, reading events, building requests, rebuilding a conversation's history for a
+//!    provider that keeps none); server-side tool executors (`echo`, `now`, `http`) and MCP servers' tools (rmcp
+//!    over the same guarded HTTP clients); libsql — opening an embedded file or a remote server over Hrana
+//!    pipelines, the migration runner, and all SQL, sent in as few round trips as it can.
 //! 5. [`state`]: what handlers share, built once per process; where tests put a scripted provider and clock.
 //! 6. [`accounts`], [`turn`]: the use cases — users, tokens and login; conversation turns.
 //! 7. [`http`]: one router per endpoint group, which groups form which Lambda function, extractors (the

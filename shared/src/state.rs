@@ -33,6 +33,8 @@ pub struct AppState {
     /// Answers for every provider instead (tests: a scripted provider).
     scripted: Option<Arc<dyn ModelProvider>>,
     executors: Arc<OnceLock<std::result::Result<ExecutorContext, Arc<reqwest::Error>>>>,
+    /// This instance's MCP connections and the tool lists they cache.
+    mcp: Arc<crate::executors::mcp::McpClients>,
     schema_checked: Arc<AtomicBool>,
     /// The turns running in this process, so a cancel request stops one at once.
     turns: Arc<Mutex<HashMap<TurnId, CancellationToken>>>,
@@ -54,6 +56,7 @@ impl AppState {
             llms: Arc::new(llms),
             scripted: None,
             executors: Arc::default(),
+            mcp: Arc::default(),
             schema_checked: Arc::default(),
             turns: Arc::default(),
         }
@@ -101,6 +104,11 @@ impl AppState {
                 .map_err(|e| e.chain().to_string())
         });
         built.clone().map_err(Error::Unavailable)
+    }
+
+    /// This instance's MCP connections (one per server, kept across turns).
+    pub fn mcp(&self) -> &crate::executors::mcp::McpClients {
+        &self.mcp
     }
 
     /// What server-side tool executors use, built on first use.

@@ -12,6 +12,8 @@
 //! - [`runtime_api`]: a stub of the Lambda Runtime API for a real function process.
 //! - [`chat`]: a fake chat-completions API, replies scripted per model; [`litellm`]: LiteLLM's proxy in front
 //!   of it, started once per process.
+//! - [`mcp`]: MCP servers — the protocol's reference server (npm) and a small one of our own (PyPI `mcp`),
+//!   started once per process.
 //! - [`otlp`]: an OTLP/HTTP trace receiver (Python, the OpenTelemetry project's protos).
 //! - [`openai`]: the fake Responses API (scripted replies, frames shaped like the recorded transcripts) and the
 //!   builders of those frames.
@@ -29,6 +31,7 @@
 
 pub mod chat;
 pub mod litellm;
+pub mod mcp;
 pub mod moto;
 pub mod openai;
 pub mod otlp;

@@ -92,7 +92,7 @@ impl Rig {
                 .app
                 .rows(
                     "SELECT t.session_id FROM agent_turn_events e JOIN agent_turns t ON t.id = e.turn_id
-                     WHERE e.event = 'text_delta' AND e.data = '{\"delta\":\"Still\"}'",
+                     WHERE instr(e.data, '{\"delta\":\"Still\"}') > 0",
                 )
                 .await;
             if let Some(row) = recorded.first() {

@@ -32,6 +32,12 @@ async fn a_client_that_missed_frames_gets_exactly_the_rest_from_last_event_id_or
     assert!(same_frames(&by_header.frames, &live.frames[4..]), "{:?}", by_header.names());
     let by_query = events(&rig.app, &session, &[], &format!("?after={seen}")).await;
     assert!(same_frames(&by_query.frames, &live.frames[4..]));
+    // From every frame: a batch of frames is recorded as one row, and a cursor inside it starts mid-row.
+    for (i, frame) in live.frames.iter().enumerate() {
+        let after = frame.id.clone().unwrap();
+        let rest = events(&rig.app, &session, &[], &format!("?after={after}")).await;
+        assert!(same_frames(&rest.frames, &live.frames[i + 1..]), "after {after}: {:?}", rest.names());
+    }
 
     // Without a cursor: the latest turn, whole; after its last frame: nothing, and the stream ends.
     let whole = events(&rig.app, &session, &[], "").await;

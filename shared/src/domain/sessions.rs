@@ -64,6 +64,8 @@ pub struct ToolCallRecord {
     pub arguments: String,
     pub status: super::ToolCallStatus,
     pub output: Option<String>,
+    /// For a call that needs a person's decision: `required`, `approved` or `denied`; null otherwise.
+    pub approval: Option<super::Approval>,
     pub created_at: String,
     pub updated_at: String,
 }

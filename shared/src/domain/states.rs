@@ -49,6 +49,9 @@ states! {
         Completed => "completed",
         /// The response finished asking for tool outputs (`pending_tool_calls`).
         RequiresToolOutput => "requires_tool_output",
+        /// A turn's `done` only (its message is stored `requires_tool_output`): some calls wait for a person's
+        /// decision (`approval_requests`, `POST /api/agent/approvals/`).
+        RequiresApproval => "requires_approval",
         /// The upstream failed the response, or it could not be stored.
         Failed => "failed",
         /// The response was cut short: cancelled, or `response.incomplete`.
@@ -67,6 +70,18 @@ states! {
         Executed => "executed",
         /// The user moved on with a new message before any output came.
         Expired => "expired",
+    }
+}
+
+states! {
+    /// Where a call that needs a person's decision stands (the ledger's `approval`; none for other calls).
+    Approval {
+        /// Waiting for a decision.
+        Required => "required",
+        /// Approved: it runs on the server when the response's every call is answered or decided.
+        Approved => "approved",
+        /// Denied: the model is told so, with the reason.
+        Denied => "denied",
     }
 }
 
@@ -140,7 +155,14 @@ mod tests {
     fn response_statuses_round_trip() {
         round_trips(ResponseStatus::ALL, ResponseStatus::as_str, ResponseStatus::parse);
         let names: Vec<_> = ResponseStatus::ALL.iter().map(|s| s.as_str()).collect();
-        assert_eq!(names, ["completed", "requires_tool_output", "failed", "incomplete"]);
+        assert_eq!(names, ["completed", "requires_tool_output", "requires_approval", "failed", "incomplete"]);
+    }
+
+    #[test]
+    fn approvals_round_trip() {
+        round_trips(Approval::ALL, Approval::as_str, Approval::parse);
+        let names: Vec<_> = Approval::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, ["required", "approved", "denied"]);
     }
 
     #[test]

@@ -129,6 +129,14 @@ fn empty_schema() -> Value {
     json!({"type": "object", "properties": {}})
 }
 
+/// The prefix of the names MCP servers' tools are offered under (see `mcp_servers`): reserved.
+pub const MCP_PREFIX: &str = "mcp__";
+
+/// Whether a name is reserved for MCP tools (Lambent's own tools may not take it).
+pub fn is_reserved_tool_name(name: &str) -> bool {
+    name.starts_with(MCP_PREFIX)
+}
+
 /// OpenAI's rule for tool names.
 pub fn is_valid_tool_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -145,7 +153,9 @@ fn bounded_schema(value: &Value) -> Result<(), String> {
 
 /// The `name` rule's message.
 fn check_tool_name(name: &str) -> Result<(), String> {
-    if is_valid_tool_name(name) {
+    if is_reserved_tool_name(name) {
+        Err(format!("Names starting with \"{MCP_PREFIX}\" are reserved for MCP servers' tools."))
+    } else if is_valid_tool_name(name) {
         Ok(())
     } else {
         Err("Tool names are 1 to 64 characters: letters, digits, '_' and '-'.".into())
@@ -161,7 +171,8 @@ body! {
         /// Staff only, on create: the owner's id, or null for a global tool. Others always own what they
         /// create.
         owner: Option<UserId> = UserId::NULLABLE_PK,
-        /// Required on create and PUT; unique; `^[a-zA-Z0-9_-]{1,64}$`.
+        /// Required on create and PUT; unique; `^[a-zA-Z0-9_-]{1,64}$`, not starting with `mcp__` (reserved for MCP
+        /// servers' tools).
         name: String = Text::new()
             .max(|_| Limits::TOOL_NAME_CHARS)
             .check(check_tool_name, Some("^[a-zA-Z0-9_-]{1,64}$"))

@@ -1,5 +1,5 @@
-//! The conversation endpoints: `/api/agent/stream/`, `/api/agent/tool-output/` (both SSE) and
-//! `/api/agent/chat/` (JSON). Each is its own group, so each can be its own Lambda function.
+//! The conversation endpoints: `/api/agent/stream/`, `/api/agent/tool-output/`, `/api/agent/approvals/` (SSE)
+//! and `/api/agent/chat/` (JSON). Each is its own group, so each can be its own Lambda function.
 
 use axum::Json;
 use axum::extract::State;
@@ -17,8 +17,8 @@ use super::openapi::{
 };
 use super::sse::{SSE_DESCRIPTION, stream_response};
 use crate::domain::{
-    Caller, MessageId, MessageRequest, MessageWrite, PendingToolCalls, ResponseStatus, Role, SessionId,
-    ToolOutputRequest, ToolOutputWrite,
+    ApprovalRequest, ApprovalWrite, Caller, MessageId, MessageRequest, MessageWrite, PendingToolCalls, ResponseStatus,
+    Role, SessionId, Submitted, ToolOutputRequest, ToolOutputWrite,
 };
 use crate::error::BudgetExceeded;
 use crate::error::{Error, Result};
@@ -39,7 +39,7 @@ pub fn stream_api() -> OpenApiRouter<AppState> {
 }
 
 pub fn tool_output_api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(tool_output))
+    OpenApiRouter::new().routes(routes!(tool_output)).routes(routes!(approvals))
 }
 
 pub fn chat_api() -> OpenApiRouter<AppState> {
@@ -98,10 +98,45 @@ async fn tool_output(
     JsonBody(body): JsonBody,
 ) -> Result<Response> {
     let request = ToolOutputRequest::parse(&body)?;
-    Ok(match turn::tool_output(&state, &caller, request, lease, key.as_deref(), &body).await? {
+    Ok(started(&state, turn::tool_output(&state, &caller, request, lease, key.as_deref(), &body).await?))
+}
+
+/// Approve or deny tool calls that wait for a person's decision, and stream the continuation.
+///
+/// A turn whose `done` has status `requires_approval` lists its `approval_requests`; their calls run only once
+/// approved. As with tool outputs, decisions are collected until every call of the response is answered or
+/// decided (202 until then); the last submission streams the continuation: approved calls run on the server
+/// first (`tool_result` frames), denied ones answer the model with the reason.
+#[utoipa::path(post, path = "/api/agent/approvals/", operation_id = "agent_approvals", tag = "agent",
+    request_body = ApprovalWrite,
+    params(("Idempotency-Key" = Option<String>, Header, description = KEY_DESCRIPTION)),
+    responses((status = 200, description = SSE_DESCRIPTION, content_type = "text/event-stream", body = String,
+            headers(("Lambent-Session-Id" = i64, description = "The session the turn runs in."),
+                ("Lambent-Turn-Id" = String, description = "The turn: what `POST /api/sessions/{id}/cancel/` stops."))),
+        (status = 202, description = "Accepted: other calls of the response still wait for an output or a decision.", body = PendingToolCalls),
+        (status = 400, description = INVALID_FIELDS, body = ValidationErrors),
+        (status = 404, description = "No such session or tool call, or not yours to see.", body = ErrorDetail),
+        (status = 409, description = "The call was already decided, needs no approval, or a turn is still running.", body = ErrorDetail),
+        (status = 422, description = IDEMPOTENCY_REUSED, body = ErrorDetail),
+        (status = 429, description = OVER_BUDGET, body = BudgetExceeded),
+        (status = 503, description = NO_PROVIDER, body = ErrorDetail)))]
+async fn approvals(
+    State(state): State<AppState>,
+    caller: Caller,
+    LeaseTime(lease): LeaseTime,
+    IdempotencyKey(key): IdempotencyKey,
+    JsonBody(body): JsonBody,
+) -> Result<Response> {
+    let request = Submitted::decisions(&body)?;
+    Ok(started(&state, turn::approvals(&state, &caller, request, lease, key.as_deref(), &body).await?))
+}
+
+/// A submission's answer: 202 with what still waits, or the continuation's frames.
+fn started(state: &AppState, start: ToolOutputStart) -> Response {
+    match start {
         ToolOutputStart::Waiting(pending) => (StatusCode::ACCEPTED, Json(pending)).into_response(),
         ToolOutputStart::Streaming(frames) => stream_response(frames, state.config.sse_keepalive),
-    })
+    }
 }
 
 /// Send a message and wait for the whole answer (no streaming).
@@ -136,6 +171,9 @@ pub struct ChatReply {
     pub message: Option<ChatMessage>,
     pub output_text: String,
     pub pending_tool_calls: Vec<String>,
+    /// With status `requires_approval`: the calls that wait for `POST /api/agent/approvals/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approval_requests: Vec<ApprovalRequest>,
     #[schema(value_type = Option<crate::domain::Usage>)]
     pub usage: Option<Value>,
     /// Why the turn ended early, when it did.
@@ -169,6 +207,7 @@ impl From<TurnEnd> for ChatReply {
             }),
             output_text: end.output_text,
             pending_tool_calls: end.done.pending_tool_calls,
+            approval_requests: end.done.approval_requests,
             usage: end.usage,
             detail: upstream_failed.then(|| end.error.as_ref().map(|e| e.message.clone())).flatten(),
             error: end.error,

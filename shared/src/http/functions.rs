@@ -5,7 +5,7 @@
 use axum::Router;
 use utoipa_axum::router::OpenApiRouter;
 
-use super::{agent, agent_tools, agents, auth, openapi, providers, sessions, templates, tools, usage};
+use super::{agent, agent_tools, agents, auth, mcp_servers, openapi, providers, sessions, templates, tools, usage};
 use crate::state::AppState;
 
 /// One deployed Lambda function.
@@ -69,8 +69,8 @@ impl Function {
     pub fn api(self) -> OpenApiRouter<AppState> {
         match self {
             Self::Agents => agents::api().merge(providers::api()),
-            Self::Tools => tools::api(),
-            Self::AgentTools => agent_tools::api(),
+            Self::Tools => tools::api().merge(mcp_servers::api()),
+            Self::AgentTools => agent_tools::api().merge(mcp_servers::links_api()),
             Self::Templates => templates::api(),
             Self::Sessions => sessions::api(),
             Self::Auth => auth::api().merge(usage::api()),

@@ -3,7 +3,8 @@
 //! nothing else.
 //!
 //! # Layout
-//! - one file per endpoint group: `agents` (with `providers`, the configured model providers), `tools`, `agent_tools`, `templates`, `sessions`, `auth`, and
+//! - one file per endpoint group: `agents` (with `providers`, the configured model providers), `tools` (with
+//!   `mcp_servers`, MCP servers and agents' links to them), `agent_tools`, `templates`, `sessions`, `auth`, and
 //!   `agent` (the conversation endpoints: stream, tool-output, chat).
 //! - `usage`: `/api/usage/`, served with the accounts group (`auth`).
 //! - `functions`: the Lambda functions and their groups.
@@ -18,6 +19,7 @@ pub mod agents;
 pub mod auth;
 pub mod extract;
 pub mod functions;
+pub mod mcp_servers;
 pub mod observe;
 pub mod openapi;
 pub mod providers;

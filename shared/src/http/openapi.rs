@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub use super::extract::PageParams;
 pub use crate::error::{BadRequest, ErrorDetail, FieldErrors as ValidationErrors, TurnRunning};
 use crate::state::AppState;
-use crate::turn::{CallFrame, Done, TextDelta, ToolResult, TurnError};
+use crate::turn::{CallFrame, Done, Notice, TextDelta, ToolResult, TurnError};
 
 pub const PATH: &str = "/api/openapi.json";
 
@@ -45,6 +45,8 @@ pub const IDEMPOTENCY_REUSED: &str = "The Idempotency-Key was used for another r
         (name = "providers", description = "The configured model providers agents name"),
         (name = "tools", description = "Function and custom tools"),
         (name = "agent-tools", description = "Which tools each agent may call"),
+        (name = "mcp-servers", description = "MCP servers (Streamable HTTP) whose tools agents may call; header values are write-only"),
+        (name = "agent-mcp-servers", description = "Which MCP servers each agent uses, and whether their calls need approval"),
         (name = "templates", description = "Reusable prompt templates, per agent or global"),
         (name = "sessions", description = "Conversations, their messages and tool calls"),
         (name = "auth", description = "Log in, API tokens, users (staff). Send `Authorization: Bearer <token>` on every other call."),
@@ -52,7 +54,7 @@ pub const IDEMPOTENCY_REUSED: &str = "The Idempotency-Key was used for another r
         (name = "usage", description = "Tokens spent, per day or hour and per agent, model or provider; budgets are on users"),
         (name = "health", description = "Readiness: the database, its schema and the model provider's configuration"),
     ),
-    components(schemas(ErrorDetail, ValidationErrors, BadRequest, TextDelta, CallFrame, ToolResult, TurnError, Done,
+    components(schemas(ErrorDetail, ValidationErrors, BadRequest, TextDelta, CallFrame, ToolResult, Notice, TurnError, Done,
         crate::error::RateLimited)),
     modifiers(&BearerAuth)
 )]

@@ -151,6 +151,7 @@ mod tests {
             arguments: "{}".into(),
             status: if output.is_some() { ToolCallStatus::Submitted } else { ToolCallStatus::Expired },
             output: output.map(str::to_owned),
+            approval: None,
             created_at: String::new(),
             updated_at: String::new(),
         }

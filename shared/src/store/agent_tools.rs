@@ -11,13 +11,19 @@ use crate::domain::{AgentId, Caller, UserId};
 use crate::domain::{AgentToolLink, LinkChanges, LinkFields, missing_pk};
 use crate::error::{Error, FieldErrors, Result};
 
-const COLUMNS: &str = "id, agent_id, tool_id, enabled";
+const COLUMNS: &str = "id, agent_id, tool_id, enabled, require_approval";
 const NOT_UNIQUE: &str = "This tool is already linked to this agent.";
 /// `agent_profile_tools`' `UNIQUE (agent_id, tool_id)`.
 const PAIR: Unique = Unique::new("agent_profile_tools", &["agent_id", "tool_id"]);
 
 fn link(row: &Row) -> Result<AgentToolLink> {
-    Ok(AgentToolLink { id: int(row, 0)?, agent: int(row, 1)?, tool: int(row, 2)?, enabled: flag(row, 3)? })
+    Ok(AgentToolLink {
+        id: int(row, 0)?,
+        agent: int(row, 1)?,
+        tool: int(row, 2)?,
+        enabled: flag(row, 3)?,
+        require_approval: flag(row, 4)?,
+    })
 }
 
 async fn find(conn: Sql<'_>, id: i64) -> Result<Option<AgentToolLink>> {
@@ -115,8 +121,8 @@ impl Store {
         check(&conn, viewer, &fields, None).await?;
         let rows = conn
             .query(
-                &format!("INSERT INTO agent_profile_tools (agent_id, tool_id, enabled) VALUES (?1, ?2, ?3) RETURNING {COLUMNS}"),
-                params![fields.agent, fields.tool, fields.enabled],
+                &format!("INSERT INTO agent_profile_tools (agent_id, tool_id, enabled, require_approval) VALUES (?1, ?2, ?3, ?4) RETURNING {COLUMNS}"),
+                params![fields.agent, fields.tool, fields.enabled, fields.require_approval],
             )
             .await
             .map_err(unique_to_field)?;
@@ -132,9 +138,10 @@ impl Store {
         let rows = conn
             .query(
                 &format!(
-                    "UPDATE agent_profile_tools SET agent_id = ?1, tool_id = ?2, enabled = ?3 WHERE id = ?4 RETURNING {COLUMNS}"
+                    "UPDATE agent_profile_tools SET agent_id = ?1, tool_id = ?2, enabled = ?3, require_approval = ?5
+                     WHERE id = ?4 RETURNING {COLUMNS}"
                 ),
-                params![fields.agent, fields.tool, fields.enabled, id],
+                params![fields.agent, fields.tool, fields.enabled, id, fields.require_approval],
             )
             .await
             .map_err(unique_to_field)?;

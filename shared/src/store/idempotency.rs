@@ -96,7 +96,8 @@ pub(super) fn push_submission_claim(
          SELECT ?1, ?2, ?3, ?4, t.id, CASE WHEN t.id IS NULL THEN 202 END,
                 CASE WHEN t.id IS NULL THEN json_object('pending_tool_calls', (
                     SELECT json_group_array(call_id) FROM (SELECT call_id FROM agent_tool_calls
-                     WHERE session_id = ?6 AND response_id = ?7 AND status = 'pending' ORDER BY id))) END,
+                     WHERE session_id = ?6 AND response_id = ?7 AND status = 'pending'
+                       AND (approval IS NULL OR approval = 'required') ORDER BY id))) END,
                 ?8
          FROM (SELECT (SELECT id FROM agent_turns WHERE id = ?5) AS id) t",
         params![

@@ -14,7 +14,8 @@
 //! - `conn/`: the connection seam — an embedded libsql file, or Hrana pipelines to a remote server; batches.
 //! - `migrate`: the migration runner and the schema check a cold start makes.
 //! - `forks`: a session copied up to a message, in one read and one atomic write.
-//! - one file per aggregate: `users` (and tokens), `logins` (what login throttling counts), `agents`, `tools`, `agent_tools`, `templates`,
+//! - one file per aggregate: `users` (and tokens), `logins` (what login throttling counts), `agents`, `tools`, `agent_tools`,
+//!   `mcp_servers` (and agents' links to them), `templates`,
 //!   `sessions`, `messages`, `tool_calls` (the ledger, and how a response's end is recorded).
 //! - a turn's rows: `turn_context` (what a turn reads, in one batch; with `history`, the conversation a
 //!   stateless provider is sent whole), `turns` (starting a turn or a continuation
@@ -35,6 +36,7 @@ mod history;
 mod idempotency;
 mod limits;
 mod logins;
+mod mcp_servers;
 mod messages;
 mod migrate;
 mod prune;
@@ -63,10 +65,11 @@ use conn::{Batch, Conn, Limits, Local, Remote, Row, Rows, Sql};
 
 pub use conn::until as retrying_until;
 
-pub use frames::{NewFrame, StoredFrame};
+pub use frames::{FramePage, NewFrame, StoredFrame};
 pub use idempotency::{IdempotencyClaim, KEY_LIFETIME, KeptAnswer, KeptReply, KeyRecord};
 pub use limits::Unsent;
 pub use logins::{KNOWN_ADDRESS_LIFETIME, LoginCheck};
+pub use mcp_servers::SealedHeaders;
 pub use migrate::{MIGRATIONS, Migration};
 pub use prune::{PrunePlan, Pruned};
 pub use tool_calls::ResponseRecord;

@@ -59,7 +59,7 @@ impl PrunePlan {
 /// What a prune deleted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pruned {
-    /// Recorded SSE frames of old turns.
+    /// Rows of recorded SSE frames of old turns (a row holds a batch of a turn's frames: `store::frames`).
     pub frames: u64,
     /// Idempotency keys older than [`super::KEY_LIFETIME`].
     pub idempotency_keys: u64,

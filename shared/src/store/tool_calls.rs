@@ -9,13 +9,13 @@ use super::conn::Batch;
 use super::messages::{AssistantEnd, push_answer_once, push_insert, returned};
 use super::{Listed, Slice, Store, int, opt_text, state, text};
 use crate::domain::ToolCall;
-use crate::domain::{Message, ResponseStatus, Role, SessionId, ToolCallRecord, ToolCallStatus, ToolType};
+use crate::domain::{Approval, Message, ResponseStatus, Role, SessionId, ToolCallRecord, ToolCallStatus, ToolType};
 use crate::error::Result;
 
 /// What the model and tool endpoints wrote as blobs: read whole, U+0000 and all (see `text` in `mod.rs`).
 pub(super) const COLUMNS: &str = "id, session_id, CAST(response_id AS BLOB) AS response_id, \
     CAST(call_id AS BLOB) AS call_id, CAST(name AS BLOB) AS name, call_type, CAST(arguments AS BLOB) AS arguments, \
-    status, CAST(output AS BLOB) AS output, created_at, updated_at";
+    status, CAST(output AS BLOB) AS output, created_at, updated_at, approval";
 
 pub(super) fn record(row: &Row) -> Result<ToolCallRecord> {
     Ok(ToolCallRecord {
@@ -30,6 +30,7 @@ pub(super) fn record(row: &Row) -> Result<ToolCallRecord> {
         output: opt_text(row, 8)?,
         created_at: text(row, 9)?,
         updated_at: text(row, 10)?,
+        approval: super::opt_state(row, 11, "agent_tool_calls.approval", Approval::parse)?,
     })
 }
 
@@ -45,11 +46,17 @@ pub struct ResponseRecord<'a> {
     pub completed_output: Option<&'a Value>,
     /// Calls of a completed response; they enter the ledger as pending.
     pub calls: &'a [ToolCall],
+    /// The calls among them that wait for a person's decision (their `approval` is `required`).
+    pub awaiting_approval: &'a [String],
+    /// Outputs of earlier calls the turn ran before this response (approved calls): `(call_id, output)`,
+    /// stored as executed in the same write.
+    pub executed: &'a [(String, String)],
 }
 
 impl Store {
     /// Records a finished response in one transaction: the assistant message, the session's chain (only
-    /// for a completed response) and the ledger entries of its tool calls.
+    /// for a completed response), the ledger entries of its tool calls, and the outputs of calls the turn ran
+    /// before it.
     pub async fn record_response(&self, record: ResponseRecord<'_>) -> Result<Message> {
         let now = self.now();
         let end = AssistantEnd {
@@ -89,8 +96,8 @@ impl Store {
             for call in record.calls {
                 batch.push(
                     "INSERT INTO agent_tool_calls
-                     (session_id, response_id, call_id, name, call_type, arguments, status, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7) ON CONFLICT (session_id, call_id) DO NOTHING",
+                     (session_id, response_id, call_id, name, call_type, arguments, status, created_at, updated_at, approval)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8) ON CONFLICT (session_id, call_id) DO NOTHING",
                     params![
                         record.session,
                         response_id,
@@ -98,10 +105,20 @@ impl Store {
                         call.name.as_str(),
                         call.kind.as_str(),
                         call.arguments.as_str(),
-                        now.clone()
+                        now.clone(),
+                        super::opt_text_value(
+                            record.awaiting_approval.contains(&call.call_id).then(|| Approval::Required.as_str().to_owned())
+                        )
                     ],
                 )?;
             }
+        }
+        for (call_id, output) in record.executed {
+            batch.push(
+                "UPDATE agent_tool_calls SET status = 'executed', output = ?1, updated_at = ?2
+                 WHERE session_id = ?3 AND call_id = ?4 AND status = 'pending'",
+                params![output.as_str(), now.clone(), record.session, call_id.as_str()],
+            )?;
         }
         let mut out = self.conn().await.batch(batch).await?;
         if let Some(err) = out.first_error() {

@@ -1,12 +1,12 @@
 //! What a turn reads before it writes, in one batch: the session named, the agent it talks to, that agent's
-//! templates and active tools, what the request's `Idempotency-Key` recorded, and the caller's budgets.
+//! templates, active tools and MCP servers, what the request's `Idempotency-Key` recorded, and the caller's budgets.
 
 use libsql::params;
 
 use super::conn::Batch;
 use super::idempotency::{IdempotencyClaim, KeyRecord};
 use super::{Store, agents, history, opt_int_value};
-use crate::domain::{Agent, AgentId, Session, SessionId, StoredHistory, Template, Tool, UserId};
+use crate::domain::{Agent, AgentId, LinkedMcpServer, Session, SessionId, StoredHistory, Template, Tool, UserId};
 use crate::error::Result;
 
 /// What a message turn reads before it writes: the session named, the agent the turn talks to (the one
@@ -18,6 +18,10 @@ pub struct TurnContext {
     /// The agent's own default templates if it has any, otherwise the global defaults.
     pub templates: Vec<Template>,
     pub tools: Vec<Tool>,
+    /// The names of the tools whose link says `require_approval`.
+    pub approval_tools: Vec<String>,
+    /// The MCP servers the agent uses (enabled links of active servers).
+    pub mcp_servers: Vec<LinkedMcpServer>,
     /// The session's conversation, when the turn sends it whole (see `store::history`).
     pub history: Option<StoredHistory>,
 }
@@ -35,9 +39,32 @@ pub struct TurnRead<T> {
 
 pub(super) const TOOLS: &str =
     "SELECT t.id, t.name, t.owner_id, t.description, t.tool_type, t.parameters, t.format, t.is_active,
-        t.created_at, t.executor
+        t.created_at, t.executor, l.require_approval
  FROM agent_profile_tools l JOIN agent_tools t ON t.id = l.tool_id
  WHERE l.agent_id = ?1 AND l.enabled = 1 AND t.is_active = 1 ORDER BY l.id";
+
+/// The agent's tools, which of them need approval, and its MCP servers, as read by [`TOOLS`] and
+/// `mcp_servers::LINKED` (the rest of the context left empty).
+pub(super) fn linked_tools(out: &mut super::conn::Outcomes, tools: usize, servers: usize) -> Result<TurnContext> {
+    let mut context = TurnContext {
+        session: None,
+        agent: None,
+        templates: Vec::new(),
+        tools: Vec::new(),
+        approval_tools: Vec::new(),
+        mcp_servers: Vec::new(),
+        history: None,
+    };
+    for row in out.take(tools)?.rows() {
+        let tool = super::tools::tool(&row)?;
+        if super::flag(&row, 10)? {
+            context.approval_tools.push(tool.name.clone());
+        }
+        context.tools.push(tool);
+    }
+    context.mcp_servers = out.take(servers)?.rows().map(|r| super::mcp_servers::linked(&r)).collect::<Result<_>>()?;
+    Ok(context)
+}
 
 impl Store {
     /// Reads a turn's context in one batch (one round trip remotely). `agent` and `session` are what the
@@ -76,6 +103,7 @@ impl Store {
             named(),
         )?;
         let tools = batch.push(TOOLS.replace("?1", &format!("({which})")), named())?;
+        let servers = batch.push(super::mcp_servers::LINKED.replace("?1", &format!("({which})")), named())?;
         let with_locals =
             [opt_int_value(agent), opt_int_value(session), opt_int_value(owner), history::locals_param(locals)];
         let history = history::push_read(&mut batch, "?2", &format!("({which})"), "?4", &with_locals)?;
@@ -95,8 +123,8 @@ impl Store {
             session: out.take(found_session)?.rows().next().map(|r| super::sessions::session(&r)).transpose()?,
             agent: out.take(found_agent)?.rows().next().map(|r| agents::agent(&r)).transpose()?,
             templates,
-            tools: out.take(tools)?.rows().map(|r| super::tools::tool(&r)).collect::<Result<_>>()?,
             history: history::take(&mut out, history)?,
+            ..linked_tools(&mut out, tools, servers)?
         };
         Ok(TurnRead { key_record, context, budget })
     }

@@ -14,7 +14,7 @@ use super::messages::{push_insert, returned};
 use super::tool_calls::{COLUMNS, record};
 use super::{Sql, Store, collect, first, int, opt_int, opt_text, opt_text_value, sessions, text};
 use crate::domain::{
-    AgentId, Caller, Role, SessionId, ToolCallRecord, ToolCallStatus, ToolOutput, TurnId, TurnUsage, UserId,
+    AgentId, Answers, Approval, Caller, Role, SessionId, ToolCallRecord, ToolCallStatus, TurnId, TurnUsage, UserId,
 };
 use crate::error::{Error, Result};
 
@@ -225,6 +225,10 @@ pub struct ToolOutputContext {
     pub session: crate::domain::Session,
     pub agent: crate::domain::Agent,
     pub tools: Vec<crate::domain::Tool>,
+    /// The names of the tools whose link says `require_approval`.
+    pub approval_tools: Vec<String>,
+    /// The MCP servers the agent uses.
+    pub mcp_servers: Vec<crate::domain::LinkedMcpServer>,
     /// The instructions the session's last message turn sent.
     pub instructions: Option<String>,
     /// The response the outputs answer.
@@ -233,13 +237,13 @@ pub struct ToolOutputContext {
     pub history: Option<crate::domain::StoredHistory>,
 }
 
-/// The outputs checked against what [`Store::tool_output_context`] read, in the order they were sent.
+/// The answers checked against what [`Store::tool_output_context`] read, in the order they were sent.
 fn validate_outputs(
     viewer: &Caller,
     session: SessionId,
-    outputs: &[ToolOutput],
+    answers: &Answers,
     out: &mut super::conn::Outcomes,
-    [found, agent, tools, calls]: [usize; 4],
+    [found, agent, tools, servers, calls]: [usize; 5],
     history: super::history::HistoryRead,
 ) -> Result<ToolOutputContext> {
     let row = out.take(found)?.rows().next().ok_or(Error::NotFound)?;
@@ -250,11 +254,25 @@ fn validate_outputs(
     let instructions = opt_text(&row, 7)?;
     let known: Vec<ToolCallRecord> = out.take(calls)?.rows().map(|r| record(&r)).collect::<Result<_>>()?;
     let mut response_id: Option<String> = None;
-    for ToolOutput { call_id, .. } in outputs {
+    for call_id in answers.call_ids() {
         let call = known
             .iter()
-            .find(|c| c.call_id == *call_id)
+            .find(|c| c.call_id == call_id)
             .ok_or_else(|| Error::Missing(format!("No tool call \"{call_id}\" in session {session}.")))?;
+        match (answers.is_decisions(), call.approval) {
+            (true, Some(Approval::Required)) | (false, None) => {}
+            (true, None) => {
+                return Err(Error::Conflict(format!("Tool call \"{call_id}\" needs no approval: send its output.")));
+            }
+            (true, Some(decided)) => {
+                return Err(Error::Conflict(format!("Tool call \"{call_id}\" was already decided: {decided}.")));
+            }
+            (false, Some(_)) => {
+                return Err(Error::Conflict(format!(
+                    "Tool call \"{call_id}\" waits for a person's decision: POST /api/agent/approvals/."
+                )));
+            }
+        }
         if call.status != ToolCallStatus::Pending {
             return Err(Error::Conflict(format!("Tool call \"{call_id}\" is not pending: it is {}.", call.status)));
         }
@@ -266,9 +284,12 @@ fn validate_outputs(
         }
     }
     let response_id = response_id.ok_or_else(|| Error::field("outputs", "At least one output is required."))?;
+    let linked = super::turn_context::linked_tools(out, tools, servers)?;
     Ok(ToolOutputContext {
         agent: out.take(agent)?.rows().next().map(|r| super::agents::agent(&r)).transpose()?.ok_or(Error::NotFound)?,
-        tools: out.take(tools)?.rows().map(|r| super::tools::tool(&r)).collect::<Result<_>>()?,
+        tools: linked.tools,
+        approval_tools: linked.approval_tools,
+        mcp_servers: linked.mcp_servers,
         session: found,
         instructions,
         response_id,
@@ -289,7 +310,8 @@ fn abort_unless(condition: &str) -> String {
 pub enum Submission {
     /// Other calls of the same response still wait for their outputs.
     Waiting { pending: Vec<String> },
-    /// Every call of the response has an output: continue upstream with all of them.
+    /// Every call of the response has an output or a decision: continue upstream with all of them (approved
+    /// calls are still `pending`: the continuation runs them first).
     Complete { response_id: String, calls: Vec<ToolCallRecord> },
 }
 
@@ -303,11 +325,11 @@ impl Store {
         &self,
         viewer: &Caller,
         session: SessionId,
-        outputs: &[ToolOutput],
+        answers: &Answers,
         claim: Option<&IdempotencyClaim>,
         locals: &[&str],
     ) -> Result<super::TurnRead<Result<ToolOutputContext>>> {
-        let ids = serde_json::Value::from(outputs.iter().map(|o| o.call_id.as_str()).collect::<Vec<_>>()).to_string();
+        let ids = serde_json::Value::from(answers.call_ids()).to_string();
         let agent_of = "(SELECT agent_id FROM agent_sessions WHERE id = ?1)";
         let mut batch = Batch::read();
         let found = batch
@@ -315,6 +337,7 @@ impl Store {
         let agent = batch
             .push(format!("SELECT {} FROM agent_profiles WHERE id = {agent_of}", super::agents::COLUMNS), [session])?;
         let tools = batch.push(super::turn_context::TOOLS.replace("?1", agent_of), [session])?;
+        let servers = batch.push(super::mcp_servers::LINKED.replace("?1", agent_of), [session])?;
         let calls = batch.push(
             format!(
                 "SELECT {COLUMNS} FROM agent_tool_calls WHERE session_id = ?1 AND call_id IN (SELECT value FROM json_each(?2))"
@@ -328,7 +351,8 @@ impl Store {
         let mut out = self.conn().await.batch(batch).await?;
         let key_record = super::idempotency::take_key_record(&mut out, key_read);
         let budget = super::usage::take_budget(&mut out, budget);
-        let context = validate_outputs(viewer, session, outputs, &mut out, [found, agent, tools, calls], history);
+        let context =
+            validate_outputs(viewer, session, answers, &mut out, [found, agent, tools, servers, calls], history);
         Ok(super::TurnRead { key_record, context, budget })
     }
 
@@ -344,33 +368,35 @@ impl Store {
         &self,
         context: &ToolOutputContext,
         lease: &TurnLease,
-        outputs: &[ToolOutput],
+        answers: &Answers,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<Submission> {
         let now = self.now();
         let session = context.session.id;
         let response = context.response_id.as_str();
         let turn = &lease.turn_id;
-        let pairs = serde_json::Value::from(
-            outputs.iter().map(|o| serde_json::json!([o.call_id, o.output])).collect::<Vec<_>>(),
-        )
-        .to_string();
-        let pending_of_response =
-            "SELECT 1 FROM agent_tool_calls WHERE session_id = ?1 AND response_id = ?2 AND status = 'pending'";
+        let rows = serde_json::Value::from(answers.rows()).to_string();
+        // What the answered calls' approval must be: none for outputs, `required` for decisions.
+        let expected = answers.is_decisions().then_some(Approval::Required.as_str());
+        let pending_of_response = "SELECT 1 FROM agent_tool_calls WHERE session_id = ?1 AND response_id = ?2
+             AND status = 'pending' AND (approval IS NULL OR approval = 'required')";
         let mut batch = Batch::write();
         batch.push(TAKE_LEASE, params![turn, lease.expires_at.as_str(), session, now.clone()])?;
         let leased = batch
             .push(abort_unless("(SELECT turn_id FROM agent_sessions WHERE id = ?1) IS ?2"), params![session, turn])?;
+        // An output (or a denial's) marks its call submitted; an approval leaves it pending, to run.
         batch.push(
-            "UPDATE agent_tool_calls SET status = 'submitted', updated_at = ?4,
-                    output = (SELECT json_extract(p.value, '$[1]') FROM json_each(?3) p
-                              WHERE json_extract(p.value, '$[0]') = agent_tool_calls.call_id)
-             WHERE session_id = ?1 AND response_id = ?2 AND status = 'pending'
-               AND call_id IN (SELECT json_extract(p.value, '$[0]') FROM json_each(?3) p)",
-            params![session, response, pairs, now.clone()],
+            "UPDATE agent_tool_calls SET updated_at = ?4,
+                    output = p.output, approval = coalesce(p.decision, approval),
+                    status = CASE WHEN p.decision = 'approved' THEN 'pending' ELSE 'submitted' END
+             FROM (SELECT json_extract(value, '$[0]') AS call_id, json_extract(value, '$[1]') AS output,
+                          json_extract(value, '$[2]') AS decision FROM json_each(?3)) p
+             WHERE agent_tool_calls.call_id = p.call_id AND session_id = ?1 AND response_id = ?2
+               AND status = 'pending' AND approval IS ?5",
+            params![session, response, rows, now.clone(), super::opt_text_value(expected.map(str::to_owned))],
         )?;
-        let all_pending =
-            batch.push(abort_unless("changes() = ?1"), [i64::try_from(outputs.len()).unwrap_or(i64::MAX)])?;
+        let answered = answers.call_ids().len();
+        let all_pending = batch.push(abort_unless("changes() = ?1"), [i64::try_from(answered).unwrap_or(i64::MAX)])?;
         batch.push(
             format!(
                 "INSERT INTO agent_turns (id, session_id, kind, created_at)
@@ -394,7 +420,9 @@ impl Store {
             None => {}
             Some(step) if step == leased => return Err(self.lease_holder(session).await),
             Some(step) if step == all_pending => {
-                return Err(Error::Conflict("A tool call of this submission is no longer pending.".into()));
+                return Err(Error::Conflict(
+                    "A tool call of this submission is no longer pending (answered or decided meanwhile).".into(),
+                ));
             }
             Some(step) if Some(step) == claimed => return Err(self.key_holder(claim).await),
             Some(_) => {
@@ -410,7 +438,7 @@ impl Store {
             Ok(Submission::Waiting {
                 pending: calls
                     .iter()
-                    .filter(|c| c.status == ToolCallStatus::Pending)
+                    .filter(|c| c.status == ToolCallStatus::Pending && c.approval != Some(Approval::Approved))
                     .map(|c| c.call_id.clone())
                     .collect(),
             })

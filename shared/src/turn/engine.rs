@@ -18,7 +18,7 @@
 //! `gen_ai.output.messages`, tool arguments and results) only with `LAMBENT_TRACE_CONTENT=true`. Attributes
 //! that only a trace needs are set on the OpenTelemetry span, not as fields: log lines stay short.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,10 +29,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::frames::{CallFrame, Done, Frame, Frames, TextDelta, ToolResult, TurnError, TurnEvent, TurnStream};
-use super::next::{AfterResponse, CANCELLED, NO_RESPONSE_ID, Next, ResponseCalls, Runnable, Then, next_step};
+use super::frames::{CallFrame, Done, Frame, Frames, Notice, TextDelta, ToolResult, TurnError, TurnEvent, TurnStream};
+use super::mcp::{McpListing, McpOffer};
+use super::next::{AfterResponse, CANCELLED, NO_RESPONSE_ID, Next, ResponseCalls, Runnable, Runner, Then, next_step};
 use super::recorder::{Sink, record};
-use crate::domain::{Agent, ErrorCode, Executor, Message, ResponseStatus, SessionId, Tool, ToolCall, TurnId, Usage};
+use crate::domain::{
+    Agent, ApprovalRequest, ErrorCode, Message, ResponseStatus, SessionId, Tool, ToolCall, TurnId, Usage,
+};
 use crate::error::{Error, Result};
 use crate::llm::events::{Observed, ResponseAccumulator, ResponseEnd};
 use crate::llm::{ModelProvider, ModelRequest, STATELESS_INCLUDE, output_item, upstream_tool};
@@ -65,6 +68,12 @@ pub struct Turn {
     pub(super) stateless: bool,
     /// How many of the oldest turns the agent's input budget left out of `history`.
     pub(super) dropped_turns: u32,
+    /// The agent's MCP servers' tools, being listed since before the turn's first write.
+    pub(super) mcp: McpListing,
+    /// The agent's own tools whose calls wait for a person's decision.
+    pub(super) approval_tools: HashSet<String>,
+    /// Calls a person approved: run before the first request, their outputs taking their places in `input`.
+    pub(super) approved: Vec<ToolCall>,
 }
 
 /// How a keyed chat's answer is kept for its key's retries: the claim, and how the turn's end becomes the
@@ -86,6 +95,15 @@ pub struct TurnEnd {
 }
 
 impl TurnEnd {
+    /// A turn that ends waiting for calls of a completed response, some of which wait for a person's
+    /// decision: `requires_approval`, listing those.
+    fn ask_approval(&mut self, requests: Vec<ApprovalRequest>) {
+        if !requests.is_empty() && self.done.status == ResponseStatus::RequiresToolOutput {
+            self.done.status = ResponseStatus::RequiresApproval;
+            self.done.approval_requests = requests;
+        }
+    }
+
     /// Ends the turn failed with `error` instead of how it was going to end.
     fn fail(&mut self, error: TurnError) {
         self.error = Some(error);
@@ -206,11 +224,38 @@ impl Turn {
 
     /// One response after another until the next step is to end.
     async fn rounds(mut self, state: &AppState, sink: &Sink, cancel: &CancellationToken) -> TurnEnd {
-        let executors: HashMap<&str, &Executor> =
-            self.tools.iter().filter_map(|t| Some((t.name.as_str(), t.executor.as_ref()?))).collect();
-        let tool_specs: Vec<Value> = self.tools.iter().map(upstream_tool).collect();
+        let offer = std::mem::take(&mut self.mcp).finish().await;
+        for message in &offer.notices {
+            sink.send(TurnEvent::Notice(Notice { message: message.clone() })).await;
+        }
+        let mut executors: HashMap<&str, Runner<'_>> =
+            self.tools.iter().filter_map(|t| Some((t.name.as_str(), Runner::Executor(t.executor.as_ref()?)))).collect();
+        executors.extend(offer.tools.iter().enumerate().map(|(i, o)| (o.name.as_str(), Runner::Mcp(i))));
+        let approval_tools = std::mem::take(&mut self.approval_tools);
+        // Approval holds back what the server would run: an agent tool without an executor is the client's to
+        // run (and to ask about), whatever its link says.
+        let needs_approval = |name: &str| {
+            (approval_tools.contains(name) && executors.contains_key(name))
+                || offer.tools.iter().any(|o| o.name == name && o.require_approval)
+        };
+        let mut tool_specs: Vec<Value> = self.tools.iter().map(upstream_tool).collect();
+        tool_specs.extend(offer.tools.iter().map(|o| o.spec.clone()));
         if self.stateless {
             self.history.get_or_insert_with(Vec::new);
+        }
+        // Calls a person approved run first; their outputs replace the placeholders the input holds for them,
+        // and are stored with the next response (no write of their own before the request upstream).
+        let mut executed = Vec::new();
+        for call in std::mem::take(&mut self.approved) {
+            let output = match executors.get(call.name.as_str()) {
+                Some(runner) => self.run_tool(state, &call, *runner, &offer).await,
+                None => serde_json::json!({"error": "This tool is no longer available to the agent."}).to_string(),
+            };
+            executed.push((call.call_id.clone(), output.clone()));
+            let item = Self::announce(sink, &call, output).await;
+            if let Some(slot) = self.input.iter_mut().find(|i| i["call_id"].as_str() == Some(call.call_id.as_str())) {
+                *slot = item;
+            }
         }
         let mut rounds_run = 0;
         loop {
@@ -233,12 +278,24 @@ impl Turn {
             if let Err(error) = &mut ended.end {
                 self.explain_rejection(error);
             }
+            let awaiting: Vec<&ToolCall> =
+                ended.calls.iter().filter(|c| ended.end.is_ok() && needs_approval(&c.name)).collect();
+            let awaiting_ids: Vec<String> = awaiting.iter().map(|c| c.call_id.clone()).collect();
+            let approval_requests: Vec<ApprovalRequest> = awaiting
+                .iter()
+                .map(|c| ApprovalRequest {
+                    call_id: c.call_id.clone(),
+                    name: c.name.clone(),
+                    arguments: c.arguments.clone(),
+                })
+                .collect();
             let mut end = TurnEnd {
                 done: Done {
                     session_id: self.session_id,
                     response_id: ended.response_id.clone(),
                     status: ended.status(),
                     pending_tool_calls: Vec::new(),
+                    approval_requests: Vec::new(),
                     dropped_turns: self.dropped_turns,
                 },
                 message: None,
@@ -246,7 +303,9 @@ impl Turn {
                 usage: ended.end.as_ref().ok().and(ended.usage.clone()),
                 error: ended.end.as_ref().err().cloned(),
             };
-            match retrying_until(self.held_until, state.store.record_response(self.record_of(&ended))).await {
+            let stored_outputs = std::mem::take(&mut executed);
+            let record = self.record_of(&ended, &awaiting_ids, &stored_outputs);
+            match retrying_until(self.held_until, state.store.record_response(record)).await {
                 Ok(message) => end.message = Some(message),
                 Err(err) => {
                     tracing::error!(error = %err.chain(), session = self.session_id.0, "could not store the response");
@@ -260,10 +319,11 @@ impl Turn {
                 rounds_run,
                 cancelled: cancel.is_cancelled(),
             };
-            let (calls, then) = match next_step(after, |name| executors.get(name).copied()) {
+            let (calls, then) = match next_step(after, |name| executors.get(name).copied(), needs_approval) {
                 Next::End { pending, error } => {
                     end.done.pending_tool_calls = pending;
                     end.error = end.error.or(error);
+                    end.ask_approval(approval_requests);
                     return end;
                 }
                 Next::Run { calls, then } => (calls, then),
@@ -271,11 +331,13 @@ impl Turn {
             rounds_run += 1;
             let mut outputs = Vec::with_capacity(calls.len());
             for Runnable { call, executor } in calls {
-                outputs.push(self.run_tool(state, sink, call, executor).await);
+                let output = self.run_tool(state, call, executor, &offer).await;
+                outputs.push(self.tool_ran(state, sink, call, output).await);
             }
             match then {
                 Then::End { pending } => {
                     end.done.pending_tool_calls = pending;
+                    end.ask_approval(approval_requests);
                     return end;
                 }
                 // Every call of the response ran here: the next response's input is their outputs as they were
@@ -321,24 +383,43 @@ impl Turn {
         );
     }
 
-    /// Runs one call on the server in its `execute_tool` span, stores its output and sends its `tool_result`;
-    /// answers the output as the next response's input item. A store that could not keep the output is a
-    /// logged and counted warning: the output still goes upstream, and the model's answer is not lost.
-    async fn run_tool(&self, state: &AppState, sink: &Sink, call: &ToolCall, executor: &Executor) -> Value {
+    /// Runs one call on the server in its `execute_tool` span — with its executor, or on its MCP server with
+    /// `tools/call` — and answers its output.
+    async fn run_tool(&self, state: &AppState, call: &ToolCall, runner: Runner<'_>, offer: &McpOffer) -> String {
         let span = tool_span(call, state.config.trace_content);
-        let output = match state.executors() {
-            Ok(context) => context.run(executor, call, state.clock()).instrument(span.clone()).await,
-            Err(err) => serde_json::json!({"error": err.chain().to_string()}).to_string(),
+        let output = match (state.executors(), runner) {
+            (Err(err), _) => serde_json::json!({"error": err.chain().to_string()}).to_string(),
+            (Ok(context), Runner::Executor(executor)) => {
+                context.run(executor, call, state.clock()).instrument(span.clone()).await
+            }
+            (Ok(context), Runner::Mcp(i)) => {
+                let tool = &offer.tools[i];
+                let timeout = state.config.mcp.call_timeout;
+                let called = state.mcp().call(context, &tool.server, &tool.tool, &call.arguments, timeout);
+                called.instrument(span.clone()).await
+            }
         };
         if state.config.trace_content {
             span.set_attribute("gen_ai.tool.call.result", output.clone());
         }
         drop(span);
+        output
+    }
+
+    /// Stores a call's output and sends its `tool_result`; answers the output as the next response's input
+    /// item. A store that could not keep the output is a logged and counted warning: the output still goes
+    /// upstream, and the model's answer is not lost.
+    async fn tool_ran(&self, state: &AppState, sink: &Sink, call: &ToolCall, output: String) -> Value {
         let executed = state.store.record_executed(self.session_id, &call.call_id, &output);
         if let Err(err) = retrying_until(self.held_until, executed).await {
             tracing::warn!(error = %err.chain(), call_id = %call.call_id, "could not store a tool result");
             state.metrics.warning(Warning::ToolResultNotStored);
         }
+        Self::announce(sink, call, output).await
+    }
+
+    /// Sends a call's `tool_result`; answers the output as the next response's input item.
+    async fn announce(sink: &Sink, call: &ToolCall, output: String) -> Value {
         let item = output_item(call.kind, &call.call_id, &output);
         sink.send(TurnEvent::ToolResult(ToolResult { call_id: call.call_id.clone(), output })).await;
         item
@@ -346,7 +427,12 @@ impl Turn {
 
     /// What the store keeps of an ended response: only a completed one moves the session on and enters its
     /// calls in the ledger.
-    fn record_of<'a>(&self, ended: &'a EndedResponse) -> ResponseRecord<'a> {
+    fn record_of<'a>(
+        &self,
+        ended: &'a EndedResponse,
+        awaiting_approval: &'a [String],
+        executed: &'a [(String, String)],
+    ) -> ResponseRecord<'a> {
         let completed = ended.end.as_ref().ok();
         ResponseRecord {
             session: self.session_id,
@@ -356,6 +442,8 @@ impl Turn {
             usage: ended.usage.as_ref(),
             completed_output: completed,
             calls: if completed.is_some() { &ended.calls } else { &[] },
+            awaiting_approval,
+            executed,
         }
     }
 

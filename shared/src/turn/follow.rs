@@ -13,35 +13,45 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::frames::{Frame, Frames};
-use crate::domain::{SessionId, TurnId};
+use crate::domain::{FrameId, SessionId, TurnId};
 use crate::store::Store;
 
 /// How often a follower looks for new frames of a running turn.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
 const FOLLOW_BATCH: u64 = 256;
 
-/// Sends the recorded frames after `start` and then, while a turn runs (only `only_turn`, if given), the
-/// frames it records; ends when no turn is running and everything recorded was sent.
-pub(super) fn follow_from(store: Arc<Store>, session: SessionId, mut start: i64, only_turn: Option<TurnId>) -> Frames {
+/// Sends the recorded frames after row `start` and then, while a turn runs (only `only_turn`, if given), the
+/// frames it records; ends when no turn is running and everything recorded was sent. `seen` is the frame the
+/// client has already: its turn's frames up to it are not sent again (the row a replay starts at may hold
+/// some of them, see `store::frames`).
+pub(super) fn follow_from(
+    store: Arc<Store>,
+    session: SessionId,
+    mut start: i64,
+    only_turn: Option<TurnId>,
+    seen: Option<FrameId>,
+) -> Frames {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let mut last_round = false;
         loop {
-            let frames = match store.frames_after(session, start, only_turn.as_ref(), FOLLOW_BATCH).await {
-                Ok(frames) => frames,
+            let page = match store.frames_after(session, start, only_turn.as_ref(), FOLLOW_BATCH).await {
+                Ok(page) => page,
                 Err(err) => {
                     tracing::error!(error = %err.chain(), session = session.0, "cannot read recorded frames");
                     return;
                 }
             };
-            let full = frames.len() as u64 == FOLLOW_BATCH;
-            for frame in frames {
-                start = frame.row;
+            for frame in page.frames {
+                if seen.as_ref().is_some_and(|seen| frame.turn_id == seen.turn_id && frame.seq <= seen.seq) {
+                    continue;
+                }
                 if tx.send(Arc::new(Frame::from(frame))).await.is_err() {
                     return;
                 }
             }
-            if full {
+            start = page.last_row.unwrap_or(start);
+            if page.full {
                 continue;
             }
             if last_round {

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
-use crate::domain::{ErrorCode, ResponseStatus, SessionId, ToolCall, ToolType, TurnId};
+use crate::domain::{ApprovalRequest, ErrorCode, ResponseStatus, SessionId, ToolCall, ToolType, TurnId};
 use crate::store::StoredFrame;
 
 /// One thing a turn reports, in order; each becomes one SSE frame, whose `data` is the variant's payload
@@ -20,6 +20,7 @@ pub enum TurnEvent {
     TextDelta(TextDelta),
     ToolCall(CallFrame),
     ToolResult(ToolResult),
+    Notice(Notice),
     Error(TurnError),
     Done(Done),
 }
@@ -31,6 +32,7 @@ impl TurnEvent {
             Self::TextDelta(_) => "text_delta",
             Self::ToolCall(_) => "tool_call",
             Self::ToolResult(_) => "tool_result",
+            Self::Notice(_) => "notice",
             Self::Error(_) => "error",
             Self::Done(_) => "done",
         }
@@ -43,6 +45,7 @@ impl TurnEvent {
             Self::TextDelta(delta) => serde_json::to_string(delta),
             Self::ToolCall(call) => serde_json::to_string(call),
             Self::ToolResult(result) => serde_json::to_string(result),
+            Self::Notice(notice) => serde_json::to_string(notice),
             Self::Error(error) => serde_json::to_string(error),
             Self::Done(done) => serde_json::to_string(done),
         }
@@ -90,6 +93,13 @@ impl From<&ToolCall> for CallFrame {
 pub struct ToolResult {
     pub call_id: String,
     pub output: String,
+}
+
+/// A `notice` frame's data: something the turn went on without, e.g. an MCP server that could not be reached
+/// (its tools were left out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Notice {
+    pub message: String,
 }
 
 /// One SSE frame as it goes out and as it is recorded: `id` is `<turn_id>:<seq>`.
@@ -148,6 +158,10 @@ pub struct Done {
     pub response_id: Option<String>,
     pub status: ResponseStatus,
     pub pending_tool_calls: Vec<String>,
+    /// With status `requires_approval`: the calls that wait for a person's decision (`POST
+    /// /api/agent/approvals/`), also listed in `pending_tool_calls`; absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approval_requests: Vec<ApprovalRequest>,
     /// How many of the oldest turns the agent's `input_budget` left out of the history this turn sent (only
     /// when Lambent keeps the conversation; absent when none were).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -190,6 +204,7 @@ mod tests {
             response_id: None,
             status: ResponseStatus::Completed,
             pending_tool_calls: vec![],
+            approval_requests: vec![],
             dropped_turns: 0,
         };
         assert_eq!(

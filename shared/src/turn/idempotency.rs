@@ -48,7 +48,7 @@ pub(super) async fn replay(state: &AppState, recorded: Result<Option<KeyRecord>>
         Some(KeyRecord::Turn { session, turn_id, .. }) => {
             let first = FrameId { turn_id: turn_id.clone(), seq: 0 };
             let start = state.store.frame_cursor(session, &first).await?.unwrap_or(0);
-            let frames = follow_from(state.store.clone(), session, start, Some(turn_id.clone()));
+            let frames = follow_from(state.store.clone(), session, start, Some(turn_id.clone()), None);
             Some(Replay::Frames(TurnStream { session_id: session, turn_id: Some(turn_id), frames }))
         }
     })

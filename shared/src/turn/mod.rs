@@ -20,10 +20,12 @@
 //! whose `done` is its last frame and which `Store::end_turn` records with the release of the session.
 //!
 //! # Layout, in the order a request flows
-//! - this file: the use cases — [`stream`], [`tool_output`], [`chat`], [`events`], [`cancel`], and
+//! - this file: the use cases — [`stream`], [`tool_output`], [`approvals`], [`chat`], [`events`], [`cancel`], and
 //!   [`close_interrupted`] at a local server's start.
 //! - `idempotency`: claiming a key, and replaying what an earlier request with it did.
 //! - `start`: reading a turn's context, resolving the request against it, the first write.
+//! - `mcp`: the agent's MCP servers' tools, listed while the turn's first write runs, offered under
+//!   collision-free names.
 //! - `engine`: [`Turn`] — its rounds, relaying each response, storing how it ended, running tools.
 //! - `next`: the pure decision of what a turn does after a response ends.
 //! - `recorder`: frames to the client and, in batches, to the store; the turn's end recorded.
@@ -34,6 +36,7 @@ mod engine;
 mod follow;
 mod frames;
 mod idempotency;
+mod mcp;
 mod next;
 mod recorder;
 mod start;
@@ -46,18 +49,20 @@ use serde_json::Value;
 
 pub use engine::{KeepAnswer, Turn, TurnEnd};
 pub use follow::FOLLOW_POLL;
-pub use frames::{CallFrame, Done, Frame, Frames, TextDelta, ToolResult, TurnError, TurnEvent, TurnStream};
+pub use frames::{CallFrame, Done, Frame, Frames, Notice, TextDelta, ToolResult, TurnError, TurnEvent, TurnStream};
 pub use next::{CANCELLED, MAX_TOOL_ROUNDS};
 pub use recorder::CANCEL_POLL;
 
 use crate::domain::{
-    Caller, ErrorCode, FrameId, MessageRequest, PendingToolCalls, ResponseStatus, SessionId, ToolOutputRequest, TurnId,
+    Caller, ErrorCode, FrameId, MessageRequest, PendingToolCalls, ResponseStatus, SessionId, Submitted,
+    ToolOutputRequest, TurnId,
 };
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::{KeptAnswer, LeasedTurn, NewFrame, Store, Submission, TurnEnding};
 use idempotency::{Replay, claim, replay};
-use start::{continuation, new_lease, read_context, start_message};
+use mcp::McpListing;
+use start::{Resumed, continuation, new_lease, read_context, start_message};
 
 /// `POST /api/agent/stream/`: starts a message turn and hands back its live frames — or, for a retried
 /// `Idempotency-Key`, the recorded frames of the turn it started.
@@ -99,12 +104,39 @@ pub async fn tool_output(
     key: Option<&str>,
     body: &Value,
 ) -> Result<ToolOutputStart> {
-    let claim = claim(state, caller, key, "tool-output", body);
+    submit(state, caller, request.into(), lease, (key, "tool-output"), body).await
+}
+
+/// `POST /api/agent/approvals/`: stores a person's decisions on calls that wait for approval; once every call
+/// of the response has an output or a decision, starts the continuation, which runs the approved calls first
+/// and answers the denied ones with their reason. Keys, leases, replay and cancel as for tool-output.
+pub async fn approvals(
+    state: &AppState,
+    caller: &Caller,
+    request: Submitted,
+    lease: Duration,
+    key: Option<&str>,
+    body: &Value,
+) -> Result<ToolOutputStart> {
+    submit(state, caller, request, lease, (key, "approvals"), body).await
+}
+
+/// What tool-output and approvals share: answers stored in one read batch and one atomic write, then 202 or
+/// the continuation.
+async fn submit(
+    state: &AppState,
+    caller: &Caller,
+    request: Submitted,
+    lease: Duration,
+    (key, endpoint): (Option<&str>, &'static str),
+    body: &Value,
+) -> Result<ToolOutputStart> {
+    let claim = claim(state, caller, key, endpoint, body);
     let store = &state.store;
     // One read batch (what the continuation needs, the calls to validate, the key's earlier request), then
     // one atomic write.
     let locals = state.config.local_providers();
-    let read = store.tool_output_context(caller, request.session_id, &request.outputs, claim.as_ref(), &locals).await?;
+    let read = store.tool_output_context(caller, request.session_id, &request.answers, claim.as_ref(), &locals).await?;
     match replay(state, read.key_record).await? {
         Some(Replay::Frames(frames)) => return Ok(ToolOutputStart::Streaming(frames)),
         Some(Replay::Answer { body, .. }) => {
@@ -118,16 +150,19 @@ pub async fn tool_output(
     // (An unconfigured provider answers 503 before a missing session's 404, as before providers had names.)
     let provider = state.llm(read.context.as_ref().map_or(crate::config::DEFAULT_PROVIDER, |c| &c.agent.provider))?;
     read.budget?.check(state.clock().now())?;
-    let context = read.context?;
+    let mut context = read.context?;
     let stateless = state.config.is_local(&context.agent.provider);
     let lease = new_lease(state, lease);
-    match store.submit_tool_outputs(&context, &lease, &request.outputs, claim.as_ref()).await? {
+    // The MCP servers are listed while the submission is written (a 202 leaves them listed in this
+    // instance's cache).
+    let mcp = McpListing::start(state, std::mem::take(&mut context.mcp_servers), &context.tools);
+    match store.submit_tool_outputs(&context, &lease, &request.answers, claim.as_ref()).await? {
         Submission::Waiting { pending } => {
             Ok(ToolOutputStart::Waiting(PendingToolCalls { pending_tool_calls: pending }))
         }
         Submission::Complete { response_id, calls } => {
-            let turn =
-                continuation(provider, stateless, context, lease, response_id, &calls, request.auto_execute_tools);
+            let resumed = Resumed { provider, stateless, context, mcp };
+            let turn = continuation(resumed, lease, response_id, &calls, request.auto_execute_tools);
             Ok(ToolOutputStart::Streaming(turn.stream(state.clone())))
         }
     }
@@ -172,18 +207,19 @@ pub async fn chat(
 /// `?after=`), or the session's latest turn from its start; follows live while a turn is running.
 pub async fn events(state: &AppState, caller: &Caller, session: SessionId, after: Option<&str>) -> Result<TurnStream> {
     state.store.get_session(caller, session).await?;
-    let start =
-        match after {
-            Some(cursor) => {
-                let frame: FrameId = cursor.parse()?;
+    let (start, seen) = match after {
+        Some(cursor) => {
+            let frame: FrameId = cursor.parse()?;
+            let start =
                 state.store.frame_cursor(session, &frame).await?.ok_or_else(|| {
                     Error::field("after", format!("No turn \"{}\" in session {session}.", frame.turn_id))
-                })?
-            }
-            // No turn yet: nothing to replay, only what comes.
-            None => state.store.latest_turn_cursor(session).await?.unwrap_or(i64::MAX),
-        };
-    let frames = follow::follow_from(state.store.clone(), session, start, None);
+                })?;
+            (start, Some(frame))
+        }
+        // No turn yet: nothing to replay, only what comes.
+        None => (state.store.latest_turn_cursor(session).await?.unwrap_or(i64::MAX), None),
+    };
+    let frames = follow::follow_from(state.store.clone(), session, start, None, seen);
     Ok(TurnStream { session_id: session, turn_id: None, frames })
 }
 
@@ -221,6 +257,7 @@ pub async fn close_interrupted(store: &Store) -> Result<usize> {
             response_id: None,
             status: ResponseStatus::Failed,
             pending_tool_calls: Vec::new(),
+            approval_requests: Vec::new(),
             dropped_turns: 0,
         });
         let serialised = |event: &TurnEvent| event.data().map_err(|e| Error::internal("a closing frame", e));

@@ -44,12 +44,20 @@ pub(super) enum Next<'a> {
     Run { calls: Vec<Runnable<'a>>, then: Then<'a> },
 }
 
-/// A call the server runs, with the executor that runs it: found where the decision is made, so that the run
-/// cannot miss it.
+/// A call the server runs, with what runs it: found where the decision is made, so that the run cannot miss it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Runnable<'a> {
     pub call: &'a ToolCall,
-    pub executor: &'a Executor,
+    pub executor: Runner<'a>,
+}
+
+/// What runs a tool on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Runner<'a> {
+    /// One of the agent's tools with an executor: runs when the request asked for `auto_execute_tools`.
+    Executor(&'a Executor),
+    /// An MCP server's tool (the index of the turn's offered MCP tool): always runs on its server.
+    Mcp(usize),
 }
 
 /// After a server-side tool round.
@@ -61,8 +69,14 @@ pub(super) enum Then<'a> {
     End { pending: Vec<String> },
 }
 
-/// Decides the step after a response; `executor_of` names the executor the server runs a tool with, if any.
-pub(super) fn next_step<'a>(after: AfterResponse<'a>, executor_of: impl Fn(&str) -> Option<&'a Executor>) -> Next<'a> {
+/// Decides the step after a response; `executor_of` names what the server runs a tool with, if anything, and
+/// `needs_approval` whether a tool's calls wait for a person's decision (they never run here: they stay
+/// pending until `POST /api/agent/approvals/`).
+pub(super) fn next_step<'a>(
+    after: AfterResponse<'a>,
+    executor_of: impl Fn(&str) -> Option<Runner<'a>>,
+    needs_approval: impl Fn(&str) -> bool,
+) -> Next<'a> {
     let Some(ResponseCalls { response_id, calls }) = after.completed.filter(|c| !c.calls.is_empty()) else {
         return Next::End { pending: Vec::new(), error: None };
     };
@@ -70,7 +84,8 @@ pub(super) fn next_step<'a>(after: AfterResponse<'a>, executor_of: impl Fn(&str)
     let mut runnable = Vec::new();
     let mut rest = Vec::new();
     for call in calls {
-        match executor_of(&call.name).filter(|_| after.auto_execute) {
+        let runs = |runner: &Runner<'_>| matches!(runner, Runner::Mcp(_)) || after.auto_execute;
+        match executor_of(&call.name).filter(runs).filter(|_| !needs_approval(&call.name)) {
             Some(executor) => runnable.push(Runnable { call, executor }),
             None => rest.push(call.call_id.clone()),
         }
@@ -118,8 +133,17 @@ mod tests {
     }
 
     /// Only `echo` has an executor.
-    fn echo_only<'a>(name: &str) -> Option<&'a Executor> {
-        (name == "echo").then_some(&Executor::Echo)
+    fn echo_only<'a>(name: &str) -> Option<Runner<'a>> {
+        (name == "echo").then_some(Runner::Executor(&Executor::Echo))
+    }
+
+    /// `echo` has an executor, `mcp__1__sum` is an MCP server's tool.
+    fn with_mcp<'a>(name: &str) -> Option<Runner<'a>> {
+        if name == "mcp__1__sum" { Some(Runner::Mcp(0)) } else { echo_only(name) }
+    }
+
+    fn none(_: &str) -> bool {
+        false
     }
 
     fn ids(calls: &[Runnable<'_>]) -> Vec<String> {
@@ -128,44 +152,67 @@ mod tests {
 
     #[test]
     fn a_response_without_calls_ends_the_turn_with_nothing_pending() {
-        assert_eq!(next_step(after(&[]), echo_only), Next::End { pending: vec![], error: None });
+        assert_eq!(next_step(after(&[]), echo_only, none), Next::End { pending: vec![], error: None });
     }
 
     #[test]
     fn a_failed_response_ends_the_turn_even_with_calls_and_executors() {
         let calls = [call("a", "echo")];
         let failed = AfterResponse { completed: None, ..after(&calls) };
-        assert_eq!(next_step(failed, echo_only), Next::End { pending: vec![], error: None });
+        assert_eq!(next_step(failed, echo_only, none), Next::End { pending: vec![], error: None });
     }
 
     #[test]
     fn without_auto_execute_every_call_waits_for_the_client() {
         let calls = [call("a", "echo"), call("b", "lookup")];
         let manual = AfterResponse { auto_execute: false, ..after(&calls) };
-        assert_eq!(next_step(manual, echo_only), Next::End { pending: vec!["a".into(), "b".into()], error: None });
+        assert_eq!(
+            next_step(manual, echo_only, none),
+            Next::End { pending: vec!["a".into(), "b".into()], error: None }
+        );
     }
 
     #[test]
     fn calls_without_executors_wait_for_the_client() {
         let calls = [call("a", "lookup")];
-        assert_eq!(next_step(after(&calls), echo_only), Next::End { pending: vec!["a".into()], error: None });
+        assert_eq!(next_step(after(&calls), echo_only, none), Next::End { pending: vec!["a".into()], error: None });
     }
 
     #[test]
     fn calls_with_executors_run_and_the_turn_continues() {
         let calls = [call("a", "echo"), call("b", "echo")];
-        let Next::Run { calls: run, then } = next_step(after(&calls), echo_only) else { panic!("expected a run") };
+        let Next::Run { calls: run, then } = next_step(after(&calls), echo_only, none) else {
+            panic!("expected a run")
+        };
         assert_eq!(
             (ids(&run), then),
             (vec!["a".to_owned(), "b".to_owned()], Then::Continue { previous_response_id: "resp_1" })
         );
-        assert!(run.iter().all(|r| *r.executor == Executor::Echo));
+        assert!(run.iter().all(|r| r.executor == Runner::Executor(&Executor::Echo)));
+    }
+
+    #[test]
+    fn mcp_tools_run_without_auto_execute_and_approval_holds_any_call_back() {
+        let calls = [call("a", "mcp__1__sum"), call("b", "echo")];
+        let manual = AfterResponse { auto_execute: false, ..after(&calls) };
+        let Next::Run { calls: run, then } = next_step(manual, with_mcp, none) else { panic!("expected a run") };
+        assert_eq!((ids(&run), then), (vec!["a".to_owned()], Then::End { pending: vec!["b".into()] }));
+        let approval = |name: &str| name == "mcp__1__sum";
+        let Next::Run { calls: run, then } = next_step(after(&calls), with_mcp, approval) else { panic!() };
+        assert_eq!((ids(&run), then), (vec!["b".to_owned()], Then::End { pending: vec!["a".into()] }));
+        let everything = |_: &str| true;
+        assert_eq!(
+            next_step(after(&calls), with_mcp, everything),
+            Next::End { pending: vec!["a".into(), "b".into()], error: None }
+        );
     }
 
     #[test]
     fn a_mixed_response_runs_what_it_can_and_ends_with_the_rest_pending() {
         let calls = [call("a", "echo"), call("b", "lookup"), call("c", "echo")];
-        let Next::Run { calls: run, then } = next_step(after(&calls), echo_only) else { panic!("expected a run") };
+        let Next::Run { calls: run, then } = next_step(after(&calls), echo_only, none) else {
+            panic!("expected a run")
+        };
         assert_eq!(ids(&run), ["a", "c"]);
         assert_eq!(then, Then::End { pending: vec!["b".into()] });
     }
@@ -174,7 +221,7 @@ mod tests {
     fn a_cancelled_turn_runs_nothing_and_ends_cancelled_with_every_call_pending() {
         let calls = [call("a", "echo"), call("b", "lookup")];
         let cancelled = AfterResponse { cancelled: true, ..after(&calls) };
-        let Next::End { pending, error: Some(error) } = next_step(cancelled, echo_only) else { panic!() };
+        let Next::End { pending, error: Some(error) } = next_step(cancelled, echo_only, none) else { panic!() };
         assert_eq!(
             (pending, error.code, error.message.as_str()),
             (vec!["a".into(), "b".into()], ErrorCode::Cancelled, CANCELLED)
@@ -185,16 +232,16 @@ mod tests {
     fn cancelling_does_not_matter_when_nothing_would_run() {
         let calls = [call("a", "lookup")];
         let cancelled = AfterResponse { cancelled: true, ..after(&calls) };
-        assert_eq!(next_step(cancelled, echo_only), Next::End { pending: vec!["a".into()], error: None });
+        assert_eq!(next_step(cancelled, echo_only, none), Next::End { pending: vec!["a".into()], error: None });
     }
 
     #[test]
     fn the_round_limit_stops_the_turn_with_every_call_pending() {
         let calls = [call("a", "echo")];
         let last = AfterResponse { rounds_run: MAX_TOOL_ROUNDS, ..after(&calls) };
-        let Next::End { pending, error: Some(error) } = next_step(last, echo_only) else { panic!() };
+        let Next::End { pending, error: Some(error) } = next_step(last, echo_only, none) else { panic!() };
         assert_eq!((pending, error.code), (vec!["a".into()], ErrorCode::ToolRoundLimit));
         let one_before = AfterResponse { rounds_run: MAX_TOOL_ROUNDS - 1, ..after(&calls) };
-        assert!(matches!(next_step(one_before, echo_only), Next::Run { then: Then::Continue { .. }, .. }));
+        assert!(matches!(next_step(one_before, echo_only, none), Next::Run { then: Then::Continue { .. }, .. }));
     }
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::engine::Turn;
-use crate::domain::{Caller, MessageRequest, TurnId, build_instructions};
+use super::mcp::McpListing;
+use crate::domain::{Approval, Caller, MessageRequest, ToolCall, ToolCallStatus, TurnId, build_instructions};
 use crate::error::{Error, Result};
 use crate::llm::history::rebuild;
 use crate::llm::{ModelProvider, outputs_of, user_message};
@@ -75,6 +76,8 @@ pub(super) async fn start_message(
         Some(session) => TurnSession::Existing(session.id),
         None => TurnSession::New { agent: agent.id, owner: caller.owner_for(None) },
     };
+    // The MCP servers are listed while the turn's first write goes to the database.
+    let mcp = McpListing::start(state, context.mcp_servers, &context.tools);
     let lease = new_lease(state, lease);
     let started = state.store.begin_turn(target, &lease, &request.message, instructions.as_deref(), claim).await?;
     let session = match (session, started.created) {
@@ -100,20 +103,39 @@ pub(super) async fn start_message(
         input,
         previous_response_id: session.previous_response_id,
         auto_execute: request.auto_execute_tools,
+        mcp,
+        approval_tools: context.approval_tools.into_iter().collect(),
+        approved: Vec::new(),
     })
 }
 
-/// The continuation of a response whose every call now has its output (the submission that completed it
-/// took the session's lease in the same write).
+/// What a continuation starts from: the submission's context, and its agent's MCP servers being listed.
+pub(super) struct Resumed {
+    pub provider: Arc<dyn ModelProvider>,
+    pub stateless: bool,
+    pub context: ToolOutputContext,
+    pub mcp: McpListing,
+}
+
+/// The continuation of a response whose every call now has its output or a decision (the submission that
+/// completed it took the session's lease in the same write). Approved calls run first, in the turn.
 pub(super) fn continuation(
-    provider: Arc<dyn ModelProvider>,
-    stateless: bool,
-    context: ToolOutputContext,
+    Resumed { provider, stateless, context, mcp }: Resumed,
     lease: TurnLease,
     response_id: String,
     calls: &[crate::domain::ToolCallRecord],
     auto_execute: bool,
 ) -> Turn {
+    let approved = calls
+        .iter()
+        .filter(|c| c.approval == Some(Approval::Approved) && c.status == ToolCallStatus::Pending)
+        .map(|c| ToolCall {
+            call_id: c.call_id.clone(),
+            name: c.name.clone(),
+            kind: c.kind,
+            arguments: c.arguments.clone(),
+        })
+        .collect();
     let input = outputs_of(calls);
     let budget = context.agent.input_budget;
     let rebuilt = context.history.map(|history| rebuild(&history, Some(&response_id), budget, &input));
@@ -131,5 +153,8 @@ pub(super) fn continuation(
         stateless,
         dropped_turns: rebuilt.as_ref().map_or(0, |r| r.dropped_turns),
         history: rebuilt.map(|r| r.items),
+        mcp,
+        approval_tools: context.approval_tools.into_iter().collect(),
+        approved,
     }
 }

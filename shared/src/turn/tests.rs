@@ -93,7 +93,7 @@ async fn echo_tool(state: &AppState, name: &str) {
         .store
         .create_tool(None, ToolChanges::parse(&body, crate::domain::Mode::Create, &state.config.limits).unwrap());
     let tool = tool.await.unwrap();
-    let link = LinkFields { agent: AgentId(1), tool: tool.id, enabled: true };
+    let link = LinkFields { agent: AgentId(1), tool: tool.id, enabled: true, require_approval: false };
     state.store.create_agent_tool(&Caller::system(), link).await.unwrap();
 }
 
@@ -143,7 +143,7 @@ async fn a_turn_relays_every_event_and_ends_with_done_recorded_and_its_session_f
     );
     // `done` reached the client after the turn's end was recorded: the session is free and every frame stored.
     assert_eq!(state.store.running_turn(session).await.unwrap(), None);
-    let stored = state.store.frames_after(session, 0, Some(&turn_id), 100).await.unwrap();
+    let stored = state.store.frames_after(session, 0, Some(&turn_id), 100).await.unwrap().frames;
     assert_eq!(stored.iter().map(|f| f.event.as_str()).collect::<Vec<_>>(), names(&frames));
     assert_eq!(stored.iter().map(|f| f.seq).collect::<Vec<_>>(), (1..=7).collect::<Vec<i64>>());
     let request = &provider.requests()[0];
@@ -244,12 +244,13 @@ async fn the_recorder_writes_frames_in_order_and_done_with_the_release_of_the_se
         response_id: None,
         status: crate::domain::ResponseStatus::Completed,
         pending_tool_calls: vec![],
+        approval_requests: vec![],
         dropped_turns: 0,
     };
     sink.end(done, None, None).await;
     // `end` returns once the recorder has written `done` and freed the session.
     assert_eq!(state.store.running_turn(session).await.unwrap(), None);
-    let stored = state.store.frames_after(session, 0, Some(&turn_id), 100).await.unwrap();
+    let stored = state.store.frames_after(session, 0, Some(&turn_id), 100).await.unwrap().frames;
     let seen: Vec<(i64, &str)> = stored.iter().map(|f| (f.seq, f.event.as_str())).collect();
     assert_eq!(seen, [(1, "text_delta"), (2, "text_delta"), (3, "text_delta"), (4, "done")]);
     let mut live_ids = Vec::new();
@@ -272,7 +273,7 @@ async fn a_turn_that_goes_away_without_done_still_has_its_frames_recorded_and_it
     drop(sink);
     tokio::time::timeout(Duration::from_secs(5), recorder).await.expect("the recorder stops").unwrap();
     assert_eq!(state.store.running_turn(session).await.unwrap(), None);
-    let stored = state.store.frames_after(session, 0, Some(&turn_id), 100).await.unwrap();
+    let stored = state.store.frames_after(session, 0, Some(&turn_id), 100).await.unwrap().frames;
     assert_eq!(stored.iter().map(|f| f.event.as_str()).collect::<Vec<_>>(), ["text_delta"]);
 }
 
@@ -410,8 +411,8 @@ async fn a_keyed_chat_whose_answer_cannot_be_kept_ends_failed_with_error_and_don
         (crate::domain::ErrorCode::StorageError, "The answer could not be stored.")
     );
     assert_eq!(json!(end.done)["status"], "failed");
-    let stored = state.store.query_json("SELECT event, data FROM agent_turn_events ORDER BY seq").await.unwrap();
-    let events: Vec<&str> = stored.iter().map(|f| f["event"].as_str().unwrap()).collect();
+    let stored = state.store.frames_after(end.done.session_id, 0, None, 100).await.unwrap().frames;
+    let events: Vec<&str> = stored.iter().map(|f| f.event.as_str()).collect();
     assert_eq!(events[events.len() - 2..], ["error", "done"]);
     assert_eq!(state.store.running_turn(end.done.session_id).await.unwrap(), None);
 }

@@ -20,20 +20,45 @@ export function showOutput(card, status, label, output) {
 }
 
 const OUTCOMES = { submitted: "Output sent:", executed: "Ran on the server:" };
+const DECIDED = { approved: "Approved; ran on the server:", denied: "Denied; the model was told:" };
 
 /**
  * A card for a tool call, at the end of the conversation; `record` is the ledger's row (history), none for a
- * live call. A pending call gets a form; `submit(card, call, output, form)` sends what is typed in it.
+ * live call. A pending call gets a form; `submit(card, call, output, form)` sends what is typed in it; a call
+ * that waits for approval gets approval buttons instead (see [`askApproval`]).
  */
-export function addToolCard(call, record, submit) {
+export function addToolCard(call, record, submit, decide) {
   const card = el("article", { className: "tool-card", dataset: { callId: call.call_id, status: record?.status || "pending" } },
     el("header", {}, el("strong", {}, `Tool call: ${call.name}`), el("small", {}, ` ${call.type}, ${call.call_id}`)),
     el("pre", { className: "tool-arguments" }, call.arguments ?? call.input ?? ""));
   $("#history").append(card);
-  if (record && OUTCOMES[record.status]) showOutput(card, record.status, OUTCOMES[record.status], record.output);
-  else if (record?.status === "expired") showOutput(card, "expired", "Expired: a later message went on without it.");
+  if (record && OUTCOMES[record.status]) {
+    showOutput(card, record.status, DECIDED[record.approval] ?? OUTCOMES[record.status], record.output);
+  } else if (record?.status === "expired") showOutput(card, "expired", "Expired: a later message went on without it.");
+  else if (record?.approval === "required") askApproval(card, call, decide);
+  else if (record?.approval === "approved") showOutput(card, "approved", "Approved: it runs when every call is answered.");
   else card.append(outputForm(card, call, submit));
   return card;
+}
+
+/**
+ * Turns a card into an approval card: the call runs only if a person approves it. Approve, or Deny with an
+ * optional reason (the model is told it); `decide(card, call, approve, reason, form)` sends the decision.
+ */
+export function askApproval(card, call, decide) {
+  card.dataset.status = "awaiting-approval";
+  card.querySelector("form")?.remove();
+  const id = `reason-${call.call_id}`;
+  const reason = el("textarea", { id, name: "reason", rows: 2, placeholder: "Optional: why not (the model is told)" });
+  const form = el("form", { className: "approval", onsubmit: (event) => event.preventDefault() },
+    el("p", { className: "approval-note" }, el("strong", {}, "Needs your approval: "), `${call.name} runs only if you approve it.`),
+    el("label", { htmlFor: id }, "Reason if denied"), reason, el("p", { className: "error", role: "alert" }),
+    el("div", { className: "approval-actions" },
+      el("button", { type: "button", className: "approve", onclick: () => decide(card, call, true, null, form) }, "Approve"),
+      el("button", { type: "button", className: "deny secondary", onclick: () => decide(card, call, false, reason.value.trim() || null, form) },
+        "Deny")));
+  card.append(form);
+  return form;
 }
 
 function outputForm(card, call, submit) {
@@ -48,7 +73,7 @@ function outputForm(card, call, submit) {
 /** A session read back: its messages and tool calls in the order they happened, each response's calls right
  * after its message (a tool-call turn has no text of its own), any other call at its time. With `fork`, each
  * message a fork may end at (not a response still waiting for tool outputs) offers "Fork from here". */
-export function showHistory(messages, calls, submit, fork) {
+export function showHistory(messages, calls, submit, fork, decide) {
   const byResponse = new Map();
   for (const call of calls) {
     if (!byResponse.has(call.response_id)) byResponse.set(call.response_id, []);
@@ -68,7 +93,7 @@ export function showHistory(messages, calls, submit, fork) {
       if (m.status && m.status !== "completed") bubble.append(el("small", { className: "note" }, ` (${m.status})`));
       if (fork) offerFork(bubble, m, fork);
     }
-    for (const call of own) addToolCard(call, call, submit);
+    for (const call of own) addToolCard(call, call, submit, decide);
   }
 }
 

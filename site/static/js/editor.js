@@ -44,7 +44,8 @@ function collect(form, resource) {
     if (field.type === "checkbox") body[field.name] = input.checked;
     else if (field.type === "json") {
       const text = input.value.trim();
-      if (!text) { if (field.nullable) body[field.name] = null; continue; }
+      // A write-only field left empty keeps what is saved (and sends nothing).
+      if (!text) { if (field.nullable && !field.writeOnly) body[field.name] = null; continue; }
       try { body[field.name] = JSON.parse(text); } catch (error) { local[field.name] = [`Not valid JSON: ${error.message}`]; }
     } else if (field.type === "number") {
       if (input.value !== "") body[field.name] = Number(input.value);

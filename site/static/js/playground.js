@@ -5,7 +5,7 @@ import { $, el, formatDate } from "./dom.js";
 import { api, describeError, health, postStream } from "./api.js";
 import { me } from "./auth.js";
 import { readFrames } from "./sse.js";
-import { addBubble, addToolCard, offerFork, showHistory, showOutput } from "./conversation.js";
+import { addBubble, addToolCard, askApproval, offerFork, showHistory, showOutput } from "./conversation.js";
 
 // `reads` counts history reads: only the latest one shows (two reads of one session would show it twice).
 // `turn`: the bubbles the running stream showed (its user message first), which get "Fork from here" at `done`.
@@ -112,7 +112,7 @@ async function loadHistory() {
   if (read !== chat.reads) return;
   const failed = [messages, calls].find((r) => !r.ok);
   if (failed) return void ($("#chat-error").textContent = `Could not read session #${session}: ${describeError(failed)}`);
-  showHistory(messages.data.results, calls.data.results, submitOutput, forkAt);
+  showHistory(messages.data.results, calls.data.results, submitOutput, forkAt, decide);
 }
 
 /** Forks the session at `message` onto `agent` (the session's own by default) and opens the fork. */
@@ -247,21 +247,57 @@ function onFrame(frame) {
     if (!chat.bubble) chat.turn.push(chat.bubble = addBubble("assistant"));
     chat.bubble.textContent += data.delta;
   } else if (event === "tool_call") {
-    const card = addToolCard(data, null, submitOutput);
+    const card = addToolCard(data, null, submitOutput, decide);
     for (const button of card.querySelectorAll("form button")) button.disabled = Boolean(chat.controller);
     // Text after the calls (a later round) starts a bubble of its own, below them.
     chat.bubble = null;
   } else if (event === "tool_result") {
     const card = document.querySelector(`[data-call-id="${CSS.escape(data.call_id)}"]`);
     if (card) showOutput(card, "executed", "Ran on the server:", data.output);
+  } else if (event === "notice") {
+    addBubble("notice", data.message);
+    chat.bubble = null;
   } else if (event === "error") {
     $("#chat-error").textContent = `${data.message} (${data.code})`;
-  } else if (event === "done" && data.session_id) {
+  } else if (event === "done") {
+    // Calls that wait for a person: their cards ask for a decision instead of an output.
+    for (const request of data.approval_requests ?? []) {
+      const card = document.querySelector(`[data-call-id="${CSS.escape(request.call_id)}"]`);
+      if (!card) continue;
+      const form = askApproval(card, { ...request, type: "function" }, decide);
+      for (const button of form.querySelectorAll("button")) button.disabled = Boolean(chat.controller);
+    }
+    if (!data.session_id) return;
     offerForks(data.session_id, chat.turn);
     if (data.session_id !== chat.sessionId) {
       chat.sessionId = data.session_id;
       loadSessions(data.session_id, true);
     }
+  }
+}
+
+/** Sends a person's decision on an approval card: said on the card at once; the buttons come back only if the
+ * server refuses it. Approved, the call runs on the server and the continuation streams. */
+async function decide(card, call, approve, reason, form) {
+  if (chat.controller) return;
+  const shown = showOutput(card, approve ? "approved" : "denied", approve ? "Approving…" : "Denying…", approve ? null : reason);
+  const decision = { call_id: call.call_id, approve };
+  if (!approve && reason) decision.reason = reason;
+  const result = await stream("/api/agent/approvals/", { session_id: chat.sessionId, decisions: [decision] });
+  if (result.status === 202) {
+    shown.firstChild.textContent = `${approve ? "Approved" : "Denied"}; waiting for: ${result.data.pending_tool_calls.join(", ")}`;
+  } else if (!result.streamed && !result.aborted) {
+    shown.remove();
+    card.dataset.status = "awaiting-approval";
+    card.append(form);
+    const why = `Not sent: ${describeError(result)}`;
+    form.querySelector(".error").textContent = why;
+    $("#chat-error").textContent = why;
+    form.querySelector("button.approve").focus();
+  } else if (!approve) {
+    shown.firstChild.textContent = "Denied; the model was told why:";
+  } else if (card.dataset.status === "approved") {
+    shown.firstChild.textContent = "Approved.";
   }
 }
 

@@ -14,6 +14,7 @@ const options = (path, label) => async () => {
 };
 const agentOptions = options("/api/agents/", (a) => `${a.name} (#${a.id})`);
 const toolOptions = options("/api/tools/", (t) => `${t.name} (#${t.id})`);
+const serverOptions = options("/api/mcp-servers/", (s) => `${s.name} (#${s.id})`);
 // The configured model providers (`/api/providers/`, a plain list), `openai` first.
 const providers = async () => {
   const { data } = await api("GET", "/api/providers/");
@@ -51,6 +52,7 @@ const date = (key, label) => col(key, label, (item) => formatDate(item[key]));
 const agentName = (key, label, none = "—") => col(key, label, (item, names) =>
   item[key] === null || item[key] === undefined ? none : names.agents.get(item[key]) ?? `Agent #${item[key]}`);
 const toolName = (key, label) => col(key, label, (item, names) => names.tools.get(item[key]) ?? `Tool #${item[key]}`);
+const serverName = (key, label) => col(key, label, (item, names) => names.servers.get(item[key]) ?? `MCP server #${item[key]}`);
 const ownerName = col("owner", "Owner", (item, names) =>
   item.owner === null ? "Global" : item.owner === me.id ? me.username : names.users.get(item.owner) ?? `User #${item.owner}`);
 
@@ -82,13 +84,42 @@ export const RESOURCES = {
     ],
   },
   "agent-tools": {
-    title: "Agent tools", singular: "agent-tool link", path: "/api/agent-tools/", toggles: ["enabled"],
-    columns: [agentName("agent", "Agent"), toolName("tool", "Tool"), col("enabled", "Enabled")],
+    title: "Agent tools", singular: "agent-tool link", path: "/api/agent-tools/", toggles: ["enabled", "require_approval"],
+    columns: [agentName("agent", "Agent"), toolName("tool", "Tool"), col("enabled", "Enabled"), col("require_approval", "Needs approval")],
     label: (item, names) => `${names.tools.get(item.tool) ?? "tool"} for ${names.agents.get(item.agent) ?? "agent"}`,
     fields: [
       { name: "agent", label: "Agent", type: "select", options: agentOptions, required: true },
       { name: "tool", label: "Tool", type: "select", options: toolOptions, required: true },
       { name: "enabled", label: "Enabled", type: "checkbox", initial: true },
+      { name: "require_approval", label: "Needs approval (each call waits for a person to approve it)", type: "checkbox" },
+    ],
+  },
+  "mcp-servers": {
+    title: "MCP servers", singular: "MCP server", path: "/api/mcp-servers/", toggles: ["is_active"],
+    columns: [col("name", "Name"), col("url", "URL"), col("header_names", "Headers", (item) => item.header_names.join(", ")),
+      col("allowed_tools", "Allowed tools", (item) => (item.allowed_tools.length ? item.allowed_tools.join(", ") : "All")),
+      col("is_active", "Active")],
+    fields: [
+      { name: "name", label: "Name", required: true },
+      { name: "url", label: "URL (Streamable HTTP endpoint, e.g. https://mcp.example.com/mcp)", required: true },
+      // Write-only: the API never shows the values, so the field starts empty and an empty field keeps them.
+      { name: "headers", label: "Headers (JSON object; values are never shown again — empty keeps the saved ones, {} clears them)",
+        type: "json", placeholder: '{"Authorization": "Bearer ..."}', writeOnly: true },
+      { name: "allowed_tools", label: "Allowed tools (JSON list of names; [] allows all)", type: "json", placeholder: "[]" },
+      { name: "is_active", label: "Active", type: "checkbox", initial: true },
+    ],
+  },
+  "agent-mcp-servers": {
+    title: "Agent MCP servers", singular: "agent–MCP server link", path: "/api/agent-mcp-servers/",
+    toggles: ["enabled", "require_approval"],
+    columns: [agentName("agent", "Agent"), serverName("mcp_server", "MCP server"), col("enabled", "Enabled"),
+      col("require_approval", "Needs approval")],
+    label: (item, names) => `${names.servers.get(item.mcp_server) ?? "MCP server"} for ${names.agents.get(item.agent) ?? "agent"}`,
+    fields: [
+      { name: "agent", label: "Agent", type: "select", options: agentOptions, required: true },
+      { name: "mcp_server", label: "MCP server", type: "select", options: serverOptions, required: true },
+      { name: "enabled", label: "Enabled", type: "checkbox", initial: true },
+      { name: "require_approval", label: "Needs approval (each call of its tools waits for a person to approve it)", type: "checkbox" },
     ],
   },
   templates: {
@@ -134,13 +165,13 @@ export const RESOURCES = {
   },
 };
 
-/** Names for the ids lists show: agents, tools and (staff) users. */
+/** Names for the ids lists show: agents, tools, MCP servers and (staff) users. */
 export async function loadNames() {
   const list = async (path) => (await api("GET", `${path}?page_size=100`)).data?.results || [];
-  const [agents, tools, users] = await Promise.all([list("/api/agents/"), list("/api/tools/"),
-    me.is_staff ? list("/api/users/") : []]);
+  const [agents, tools, servers, users] = await Promise.all([list("/api/agents/"), list("/api/tools/"),
+    list("/api/mcp-servers/"), me.is_staff ? list("/api/users/") : []]);
   return { agents: new Map(agents.map((a) => [a.id, a.name])), tools: new Map(tools.map((t) => [t.id, t.name])),
-    users: new Map(users.map((u) => [u.id, u.username])) };
+    servers: new Map(servers.map((s) => [s.id, s.name])), users: new Map(users.map((u) => [u.id, u.username])) };
 }
 
 export const itemLabel = (resource, item, names) =>

@@ -2,6 +2,14 @@
 //!
 //! A failing executor never fails the turn: its error becomes the tool's output, so the model sees it and
 //! can answer accordingly.
+//!
+//! # Layout
+//! - this file: the built-in executors (`echo`, `now`, `http`) and the SSRF guard every outgoing tool request
+//!   goes through (public addresses only, unless the host is in `LAMBENT_TOOL_HOSTS`).
+//! - [`mcp`]: MCP servers' tools — listing (cached per instance) and `tools/call`, over rmcp's Streamable HTTP
+//!   client on the guarded HTTP clients.
+
+pub mod mcp;
 
 use std::error::Error;
 use std::fmt;
@@ -57,6 +65,24 @@ impl ExecutorContext {
                 }
             }
         }
+    }
+
+    /// The HTTP client an MCP server at `url` is reached with: the same guard as an `http` executor's.
+    pub(crate) fn guarded_client(&self, url: &str) -> Result<reqwest::Client, String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad MCP server URL: {e}"))?;
+        self.client_for(&parsed).cloned()
+    }
+
+    /// Why a request failed, as a tool's output may say it: the guard's refusal if that is the cause.
+    pub(crate) fn refusal_in(error: &(dyn Error + 'static)) -> Option<String> {
+        let mut cause = Some(error);
+        while let Some(error) = cause {
+            if let Some(refused) = error.downcast_ref::<Refused>() {
+                return Some(refused.0.clone());
+            }
+            cause = error.source();
+        }
+        None
     }
 
     fn allows(&self, url: &reqwest::Url) -> bool {
