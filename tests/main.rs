@@ -29,6 +29,7 @@ mod health;
 mod hostile;
 mod isolation;
 mod lambda;
+mod limits;
 mod litellm;
 mod local_server;
 mod login_throttle;

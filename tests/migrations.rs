@@ -40,6 +40,7 @@ async fn a_fresh_database_gets_every_table_and_a_record_of_each_migration() {
             "login_addresses",
             "login_attempts",
             "mcp_servers",
+            "request_windows",
             "usage_hourly",
             "users"
         ]

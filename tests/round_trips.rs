@@ -319,3 +319,39 @@ async fn mcp_servers_and_approvals_keep_the_turns_budget() {
     let over: Vec<_> = report.iter().filter(|(_, pre, post)| *pre > 2 || *post > 2).collect();
     assert!(over.is_empty(), "over budget (before upstream, after its last event): {over:?}\nall: {report:?}");
 }
+
+/// A rate limit's count rides in the request's own round trip: with both limits set, a warm CRUD read, a
+/// write, the token lookup of a cold instance and a turn reach the database as often as without, and every
+/// one of those requests was counted.
+#[tokio::test]
+async fn rate_limits_add_no_round_trip_to_a_request_or_a_turn() {
+    let sqld = Sqld::start().await;
+    let proxy = Proxy::start(&sqld.url).await;
+    let fake = FakeOpenAi::start().await;
+    let limits = [("LAMBENT_REQUESTS_PER_MINUTE", "1000"), ("LAMBENT_MAX_CONCURRENT_TURNS", "4")];
+    let limited = crate::remote::remote_app_with(&proxy.url, &sqld.token(), &fake, &limits).await;
+    // The same user on an instance without limits.
+    let free_state = crate::remote::remote_state(&proxy.url, &sqld.token(), &fake).await;
+    let free =
+        TestApp::serve_anonymous(free_state, tempfile::tempdir().unwrap()).await.as_user(limited.token.as_deref());
+    let me = limited.get("/api/auth/me/").await.1["id"].as_i64().unwrap();
+    assert_eq!(free.get("/api/auth/me/").await.0, 200);
+    let mut seen = Vec::new();
+    for app in [&free, &limited] {
+        let agent = app.create("/api/agents/", json!({"name": "A", "is_default": true})).await;
+        let (read, _) = trips(&proxy, app.get("/api/agents/")).await;
+        let (write, _) = trips(&proxy, app.patch(&format!("/api/agents/{}/", agent["id"]), json!({"name": "B"}))).await;
+        let cold = app.twin().await;
+        let (lookup, (status, _)) = trips(&proxy, cold.get("/api/sessions/")).await;
+        assert_eq!(status, 200);
+        let answer = frames(text_events("resp_r", &["a", "b"]));
+        let (pre, post, out) =
+            turn_trips(app, &proxy, &fake, "/api/agent/stream/", json!({"message": "hi"}), None, answer).await;
+        assert_eq!(out.done()["status"], "completed");
+        seen.push((read, write, lookup, pre, post));
+    }
+    assert_eq!(seen[0], seen[1], "without limits, then with them: (read, write, cold lookup, turn before, after)");
+    let window = limited.rows(&format!("SELECT requests FROM request_windows WHERE user_id = {me}")).await;
+    // me, create, read, write, the cold lookup, the turn: 6 (unless a minute ended in between).
+    assert!(matches!(window[0]["requests"].as_i64(), Some(1..=6)), "{window:?}");
+}

@@ -344,3 +344,42 @@ async fn a_turns_end_recorded_twice_counts_its_usage_once() {
     let totals = app.get("/api/usage/").await.1["totals"].clone();
     assert_eq!((totals["turns"].as_i64(), totals["total_tokens"].as_i64()), (Some(1), Some(21)), "{totals}");
 }
+
+#[tokio::test]
+async fn usage_by_provider_splits_two_named_providers_each_with_what_its_responses_reported() {
+    let (first, second) = (FakeOpenAi::start().await, FakeOpenAi::start().await);
+    let app = TestApp::spawn_with(&[
+        ("OPENAI_API_KEY", "sk-first".to_owned()),
+        ("OPENAI_BASE_URL", first.base_url.clone()),
+        ("LAMBENT_PROVIDER_LOCAL_BASE_URL", second.base_url.clone()),
+        ("LAMBENT_PROVIDER_LOCAL_API_KEY", "sk-second".to_owned()),
+        ("LAMBENT_PROVIDER_LOCAL_DEFAULT_MODEL", "llama-3.3-70b".to_owned()),
+    ])
+    .await;
+    let on_first = app.create("/api/agents/", json!({"name": "First", "model": "gpt-4.1"})).await;
+    let on_second = app.create("/api/agents/", json!({"name": "Second", "provider": "local"})).await;
+    first.push_stream(frames(text_events("resp_f1", &["One."])));
+    turn(&app, &on_first, "completed").await;
+    second.push_stream(detailed("resp_s1"));
+    turn(&app, &on_second, "completed").await;
+    second.push_stream(ended_early("resp_s2", "failed", lambent_testkit::openai::usage(7, 0)));
+    turn(&app, &on_second, "failed").await;
+
+    let (status, report) = app.get("/api/usage/?by=provider").await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let rows: Vec<(Value, [i64; 4], i64, i64)> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["provider"].clone(), tokens(r), r["turns"].as_i64().unwrap(), r["failed_turns"].as_i64().unwrap()))
+        .collect();
+    // The fake's plain answer reports 12 input and 9 output tokens; the detailed one 100/50 with 64 cached
+    // and 30 reasoning; the failed one 7 input.
+    assert_eq!(
+        rows,
+        [(json!("openai"), [12, 9, 0, 0], 1, 0), (json!("local"), [107, 50, 64, 30], 2, 1)],
+        "one row per provider, in the order their agents were made: {report}"
+    );
+    assert_eq!(tokens(&report["totals"]), stored(&app, None).await, "{report}");
+    assert!(report["rows"][0].get("agent_id").is_none() && report["rows"][0].get("model").is_none(), "{report}");
+}

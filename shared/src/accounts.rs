@@ -56,13 +56,15 @@ pub async fn create_user(store: &Store, write: UserWrite) -> Result<User> {
         is_active: write.is_active.filter(|active| !active),
         daily_token_budget: write.daily_token_budget,
         monthly_token_budget: write.monthly_token_budget,
+        requests_per_minute: write.requests_per_minute,
+        max_concurrent_turns: write.max_concurrent_turns,
         ..Default::default()
     };
-    if rest.is_active.is_some() || rest.daily_token_budget.is_some() || rest.monthly_token_budget.is_some() {
-        store.update_user(user.id, rest).await
-    } else {
-        Ok(user)
-    }
+    let limited =
+        [rest.daily_token_budget, rest.monthly_token_budget, rest.requests_per_minute, rest.max_concurrent_turns]
+            .iter()
+            .any(Option::is_some);
+    if rest.is_active.is_some() || limited { store.update_user(user.id, rest).await } else { Ok(user) }
 }
 
 /// Changes a user from a validated write; a new password is hashed first.
@@ -78,6 +80,8 @@ pub async fn update_user(store: &Store, id: UserId, write: UserWrite) -> Result<
         is_active: write.is_active,
         daily_token_budget: write.daily_token_budget,
         monthly_token_budget: write.monthly_token_budget,
+        requests_per_minute: write.requests_per_minute,
+        max_concurrent_turns: write.max_concurrent_turns,
     };
     store.update_user(id, changes).await
 }

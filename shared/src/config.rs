@@ -184,6 +184,18 @@ pub struct Config {
     pub metrics: MetricsOutput,
     /// Token prices per model (`LAMBENT_PRICES`): usage reports show cost only for models priced here.
     pub prices: Prices,
+    /// The rate limits of a user whose own are null (`LAMBENT_REQUESTS_PER_MINUTE`,
+    /// `LAMBENT_MAX_CONCURRENT_TURNS`; unset or 0: none).
+    pub rate_limits: RateLimits,
+}
+
+/// Instance defaults of the per-user rate limits (a user's own value, set by staff, wins; 0 there is no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Authenticated requests per user per minute (UTC minute, counted in the database).
+    pub requests_per_minute: Option<u32>,
+    /// Turns one user may have running at once (counted from the sessions' leases).
+    pub max_concurrent_turns: Option<u32>,
 }
 
 /// Every bound on what a user can make the server hold, send upstream or repeat, in one place (issue 22): a
@@ -396,8 +408,25 @@ impl Config {
             metrics,
             prices: Prices::parse(&get("LAMBENT_PRICES").unwrap_or_default())
                 .map_err(|e| Error::config(format!("LAMBENT_PRICES: {e}")))?,
+            rate_limits: RateLimits {
+                requests_per_minute: optional_limit(get("LAMBENT_REQUESTS_PER_MINUTE"), "LAMBENT_REQUESTS_PER_MINUTE")?,
+                max_concurrent_turns: optional_limit(
+                    get("LAMBENT_MAX_CONCURRENT_TURNS"),
+                    "LAMBENT_MAX_CONCURRENT_TURNS",
+                )?,
+            },
         })
     }
+}
+
+/// A limit that is off when unset or 0.
+fn optional_limit(raw: Option<String>, key: &str) -> Result<Option<u32>> {
+    let Some(raw) = raw else { return Ok(None) };
+    let n: u32 = raw
+        .trim()
+        .parse()
+        .map_err(|_| Error::config(format!("{key} must be a whole number (0: no limit), got {raw:?}")))?;
+    Ok((n > 0).then_some(n))
 }
 
 impl Config {

@@ -112,6 +112,76 @@ pub struct BudgetExceeded {
     pub resets_at: String,
 }
 
+/// The name of the requests-per-minute policy in the headers.
+pub const REQUESTS_POLICY: &str = "default";
+/// The name of the concurrent-turns policy.
+pub const TURNS_POLICY: &str = "turns";
+/// The requests-per-minute window, in seconds.
+pub const WINDOW_SECS: u64 = 60;
+
+/// One rate-limit policy as it stands for the caller after (or in refusing) a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateState {
+    /// `default` (requests per minute) or `turns` (turns running at once).
+    pub policy: &'static str,
+    /// The limit.
+    pub quota: i64,
+    /// What is left of it (0 when refused).
+    pub remaining: i64,
+    /// Seconds until the quota is available again: the minute's end, or (turns) when to look again.
+    pub reset: u64,
+}
+
+impl RateState {
+    /// The `RateLimit-Policy` field: `"default";q=100;w=60`, or `"turns";q=2;qu="concurrent-requests"`.
+    pub fn policy_field(&self) -> String {
+        match self.policy {
+            TURNS_POLICY => format!("\"{}\";q={};qu=\"concurrent-requests\"", self.policy, self.quota),
+            _ => format!("\"{}\";q={};w={WINDOW_SECS}", self.policy, self.quota),
+        }
+    }
+
+    /// The `RateLimit` field: `"default";r=50;t=30`.
+    pub fn limit_field(&self) -> String {
+        format!("\"{}\";r={};t={}", self.policy, self.remaining.max(0), self.reset)
+    }
+
+    /// Puts `RateLimit-Policy` and `RateLimit` on a response.
+    pub fn put_headers(&self, headers: &mut axum::http::HeaderMap) {
+        for (name, value) in [("ratelimit-policy", self.policy_field()), ("ratelimit", self.limit_field())] {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+                headers.insert(axum::http::HeaderName::from_static(name), value);
+            }
+        }
+    }
+
+    /// The detail of a refusal.
+    pub fn detail(&self) -> String {
+        match self.policy {
+            TURNS_POLICY => format!(
+                "You have {} turn{} running, your limit; wait for one to end.",
+                self.quota,
+                if self.quota == 1 { "" } else { "s" }
+            ),
+            _ => format!(
+                "Request was throttled. Expected available in {} second{}.",
+                self.reset,
+                if self.reset == 1 { "" } else { "s" }
+            ),
+        }
+    }
+}
+
+/// 429 when a rate limit refuses the request (with `Retry-After`, `RateLimit-Policy` and `RateLimit`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"detail": "Request was throttled. Expected available in 30 seconds.", "code": "rate_limited"}))]
+pub struct RateLimited {
+    pub detail: String,
+    /// `rate_limited` (requests per minute) or `too_many_turns` (turns running at once).
+    #[schema(value_type = String)]
+    pub code: &'static str,
+}
+
 /// The body of an error answer: one of the documented shapes.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
@@ -120,6 +190,7 @@ pub enum ErrorBody {
     Plain(BadRequest),
     Running(TurnRunning),
     OverBudget(BudgetExceeded),
+    RateLimited(RateLimited),
 }
 
 impl ErrorBody {
@@ -171,6 +242,9 @@ pub enum Error {
     /// Too many requests (429, with `Retry-After`): the seconds until one is accepted again.
     #[error("Request was throttled. Expected available in {0} second{s}.", s = if *.0 == 1 { "" } else { "s" })]
     Throttled(u64),
+    /// A per-user rate limit refuses the request (429, with when to try again and the draft's headers).
+    #[error("{}", .0.detail())]
+    RateLimited(RateState),
     /// The caller's daily or monthly token budget is spent (429, with when it resets).
     #[error("{detail}")]
     BudgetExceeded { detail: String, resets_at: String },
@@ -261,7 +335,7 @@ impl Error {
             Self::NotFound | Self::Missing(_) | Self::InvalidPage => StatusCode::NOT_FOUND,
             Self::Conflict(_) | Self::TurnInProgress(_) | Self::KeyInProgress(_) => StatusCode::CONFLICT,
             Self::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Throttled(_) | Self::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Throttled(_) | Self::BudgetExceeded { .. } | Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::Unavailable(_) | Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -289,6 +363,10 @@ impl Error {
                 detail: detail.clone(),
                 code: "budget_exceeded",
                 resets_at: resets_at.clone(),
+            }),
+            Self::RateLimited(state) => ErrorBody::RateLimited(RateLimited {
+                detail: state.detail(),
+                code: if state.policy == TURNS_POLICY { "too_many_turns" } else { "rate_limited" },
             }),
             Self::Config { .. } | Self::Database(_) | Self::Internal { .. } => {
                 ErrorBody::detail("A server error occurred.")
@@ -343,6 +421,10 @@ impl IntoResponse for Error {
         }
         if let Self::Throttled(seconds) = self {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
+        if let Self::RateLimited(state) = self {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(state.reset));
+            state.put_headers(response.headers_mut());
         }
         if status == StatusCode::UNAUTHORIZED {
             // As DRF's token authentication does: say which scheme to use.

@@ -34,6 +34,7 @@ pub const VENDOR: &[(&str, &[u8])] = &[
     ("swagger-ui-bundle.js", include_bytes!("../vendor/swagger-ui-dist/swagger-ui-bundle.js")),
     ("swagger-ui.css", include_bytes!("../vendor/swagger-ui-dist/swagger-ui.css")),
     ("redoc.standalone.js", include_bytes!("../vendor/redoc/redoc.standalone.js")),
+    ("chart.umd.min.js", include_bytes!("../vendor/chart.js/chart.umd.min.js")),
 ];
 
 include!(concat!(env!("OUT_DIR"), "/static_files.rs"));
@@ -150,6 +151,7 @@ fn frame(title: &str, page: &str, pico: Pico, body: Markup) -> Markup {
                         ul {
                             li { a href="/dashboard/" { "Dashboard" } }
                             li { a href="/playground/" { "Playground" } }
+                            li { a href="/usage/" { "Usage" } }
                             li { a href="/swagger/" { "Swagger" } }
                             li { a href="/redoc/" { "Redoc" } }
                             li { span id="whoami" aria-live="polite" { "Not logged in" } }
@@ -267,6 +269,58 @@ pub fn dashboard() -> Markup {
     )
 }
 
+pub fn usage() -> Markup {
+    layout(
+        "Usage",
+        "usage",
+        html! {
+            h1 { "Usage" }
+            (login_form())
+            // Chart.js's UMD bundle (canvas drawing: no eval, no style element; see site/vendor/README.md), a
+            // classic script run before the page's module.
+            script src="/vendor/chart.umd.min.js" {}
+            div id="usage" hidden {
+                form id="usage-query" class="grid" {
+                    label id="owner-field" hidden { "Whose usage" select id="owner" name="owner" {} }
+                    label { "From" input id="from" name="from" type="date" required; }
+                    label { "To" input id="to" name="to" type="date" required; }
+                    button type="submit" { "Show" }
+                }
+                p id="usage-error" class="error" role="alert" {}
+                section id="budget" aria-labelledby="budget-title" {
+                    h2 id="budget-title" { "Budget" }
+                    div id="budget-state" aria-live="polite" {}
+                }
+                section aria-labelledby="tokens-title" {
+                    h2 id="tokens-title" { "Tokens" }
+                    p id="usage-summary" role="status" {}
+                    figure {
+                        figcaption { "Tokens per day (input and output)" }
+                        div class="chart" { canvas id="chart-days" role="img" aria-label="Tokens per day" {} }
+                    }
+                    figure {
+                        figcaption { "Tokens per agent" }
+                        div class="chart" { canvas id="chart-agents" role="img" aria-label="Tokens per agent" {} }
+                    }
+                    details {
+                        summary { "The numbers" }
+                        div class="table-scroll" { table id="usage-table" { thead {} tbody {} } }
+                    }
+                }
+                section id="limits" aria-labelledby="limits-title" hidden {
+                    h2 id="limits-title" { "Budgets and limits" }
+                    form id="limits-form" novalidate {
+                        div id="limits-fields" class="grid-2" {}
+                        p class="error" data-error-for="non_field_errors" role="alert" {}
+                        button type="submit" { "Save budgets and limits" }
+                        p id="limits-status" class="saved" role="status" {}
+                    }
+                }
+            }
+        },
+    )
+}
+
 pub fn playground() -> Markup {
     layout(
         "Playground",
@@ -363,6 +417,7 @@ pub fn pages() -> Vec<(&'static str, String)> {
         ("index.html", index().into_string()),
         ("dashboard/index.html", dashboard().into_string()),
         ("playground/index.html", playground().into_string()),
+        ("usage/index.html", usage().into_string()),
         ("swagger/index.html", swagger().into_string()),
         ("redoc/index.html", redoc().into_string()),
     ]

@@ -8,8 +8,10 @@
 // - `auth.js`: login, logout and who is logged in.
 // - `resources.js`, `editor.js`, `dashboard.js`: the dashboard's collections, its editor dialog, its lists.
 // - `conversation.js`, `playground.js`: the playground's bubbles and tool cards, and the chat itself.
+// - `usage.js`: the usage page's charts (Chart.js, vendored), budget state and (staff) budgets and limits.
 import { boot } from "./js/auth.js";
 import { dashboard } from "./js/dashboard.js";
 import { playground } from "./js/playground.js";
+import { usage } from "./js/usage.js";
 
-boot({ dashboard, playground });
+boot({ dashboard, playground, usage });

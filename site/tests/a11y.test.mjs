@@ -59,6 +59,13 @@ test("/ has no serious or critical axe violations", async () => {
   check(await violations(page, "/"));
 });
 
+test("/usage/, with its charts, budget state and (staff) limits form, has no serious or critical axe violations", async () => {
+  await page.goto(`${base}/usage/`);
+  await page.locator("#usage-summary").filter({ hasText: "tokens" }).waitFor();
+  await page.locator("#limits-title").filter({ hasText: "Budgets and limits of" }).waitFor();
+  check(await violations(page, "/usage/"));
+});
+
 // The section tabs (`#sections`, drawn by app.js): each <a role="tab"> sits in an <li role="presentation">, so
 // the <ul role="tablist">'s children are tabs (axe's aria-required-children / -parent and listitem).
 test("/dashboard/, every section shown, has no serious or critical axe violations", async () => {

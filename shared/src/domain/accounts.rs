@@ -61,6 +61,12 @@ body! {
         daily_token_budget: Option<i64> = TokenBudget,
         /// The same per calendar month (UTC).
         monthly_token_budget: Option<i64> = TokenBudget,
+        /// Authenticated requests per UTC minute; null: the instance default (`LAMBENT_REQUESTS_PER_MINUTE`),
+        /// 0: no limit. Over it: 429 `rate_limited` with `Retry-After`, `RateLimit-Policy` and `RateLimit`.
+        requests_per_minute: Option<i64> = TokenBudget,
+        /// Turns running at once; null: the instance default (`LAMBENT_MAX_CONCURRENT_TURNS`), 0: no limit.
+        /// A message turn past it is refused with 429 `too_many_turns` before anything is stored.
+        max_concurrent_turns: Option<i64> = TokenBudget,
     }
 }
 

@@ -16,7 +16,8 @@
 //!   names their tools go upstream under), `templates`, `sessions` (and
 //!   messages, tool-call records), `forks` (what a fork request says), `history` (a session's conversation
 //!   read back for a rebuild), `turns` (what a conversation request says, the instructions it builds),
-//!   `usage` (a turn's tokens, usage reports, prices, budgets).
+//!   `usage` (a turn's tokens, usage reports, prices, budgets), `limits` (rate limits' windows and
+//!   headers).
 
 mod access;
 mod accounts;
@@ -28,6 +29,7 @@ mod forks;
 mod history;
 mod ids;
 mod input;
+mod limits;
 mod mcp_servers;
 mod sessions;
 mod states;
@@ -47,6 +49,7 @@ pub use forks::ForkRequest;
 pub use history::{StoredHistory, StoredMessage};
 pub use ids::{AgentId, FrameId, Key, MessageId, SessionId, TurnId, UserId};
 pub use input::{Input, Mode, NULL_CHARACTERS, check_name, check_text, missing_pk};
+pub use limits::{REQUESTS_POLICY, RateState, TURNS_POLICY, WINDOW_SECS, minute_window};
 pub use mcp_servers::{
     AgentMcpLink, HEADERS_CONTEXT, Headers, LinkedMcpServer, McpLinkChanges, McpLinkFields, McpServer,
     McpServerChanges, McpServerFields, SERVERS_PER_AGENT, mcp_tool_name, parse_mcp_tool_name,

@@ -67,14 +67,50 @@ async fn require_schema(
     }
 }
 
+/// Holds every request to its caller's requests-per-minute limit: the store counts it in the request's
+/// first database round trip (or, for a request that sends nothing after authenticating, in one of its
+/// own) and refuses it there with 429; an admitted request's answer carries `RateLimit-Policy` and
+/// `RateLimit` (a list with a refused turn's `turns` policy when there is one).
+async fn rate_limits(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (mut response, settled, unsent) = crate::store::Store::within_request(next.run(request)).await;
+    let settled = match unsent {
+        None => settled,
+        Some(unsent) => match state.store.admit_unsent(unsent).await {
+            Ok(settled) => settled,
+            Err(err) => return err.into_response(),
+        },
+    };
+    if let Some(settled) = settled {
+        let headers = response.headers_mut();
+        let mut fields = axum::http::HeaderMap::new();
+        settled.put_headers(&mut fields);
+        for (name, value) in &fields {
+            let joined = match headers.get(name).and_then(|v| v.to_str().ok()) {
+                Some(existing) => HeaderValue::from_str(&format!("{}, {existing}", value.to_str().unwrap_or_default())),
+                None => Ok(value.clone()),
+            };
+            if let Ok(joined) = joined {
+                headers.insert(name, joined);
+            }
+        }
+    }
+    response
+}
+
 /// Gives a group (or all of them) the behaviour every router shares: DRF-shaped 404 and 405 answers,
-/// CORS for the configured origins only, and its state.
+/// per-user rate limits, CORS for the configured origins only, and its state.
 pub fn finish(api: OpenApiRouter<AppState>, state: AppState) -> Router {
     let (router, _) = api.split_for_parts();
     let origins: Vec<HeaderValue> = state.config.cors_origins.iter().filter_map(|o| o.parse().ok()).collect();
     let router = router
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|method: Method| async move { Error::MethodNotAllowed(method) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limits))
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_schema));
     let router = if origins.is_empty() {
         router
@@ -93,6 +129,9 @@ pub fn finish(api: OpenApiRouter<AppState>, state: AppState) -> Router {
                     observe::REQUEST_ID,
                     HeaderName::from_static("lambent-session-id"),
                     HeaderName::from_static("lambent-turn-id"),
+                    HeaderName::from_static("ratelimit"),
+                    HeaderName::from_static("ratelimit-policy"),
+                    header::RETRY_AFTER,
                 ]),
         )
     };

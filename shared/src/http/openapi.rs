@@ -54,7 +54,8 @@ pub const IDEMPOTENCY_REUSED: &str = "The Idempotency-Key was used for another r
         (name = "usage", description = "Tokens spent, per day or hour and per agent, model or provider; budgets are on users"),
         (name = "health", description = "Readiness: the database, its schema and the model provider's configuration"),
     ),
-    components(schemas(ErrorDetail, ValidationErrors, BadRequest, TextDelta, CallFrame, ToolResult, Notice, TurnError, Done)),
+    components(schemas(ErrorDetail, ValidationErrors, BadRequest, TextDelta, CallFrame, ToolResult, Notice, TurnError, Done,
+        crate::error::RateLimited)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -87,7 +88,8 @@ pub const OVER_BUDGET: &str = "The caller's daily or monthly token budget is spe
 
 /// The answers every operation of a kind can give besides its own, added once the routes are merged so that
 /// no handler repeats them (and new ones get them too):
-/// - 401 on every operation that needs a token;
+/// - 401 on every operation that needs a token, and 429 (a per-user rate limit, with its headers) unless the
+///   operation documents a 429 of its own;
 /// - 400 (field errors or a JSON parse error), 413 and 415 on every operation that reads a JSON body;
 /// - 404 `Invalid page.` on every paginated list.
 struct CommonResponses;
@@ -105,6 +107,7 @@ impl CommonResponses {
         };
         if needs_token {
             add("401", detail(UNAUTHENTICATED));
+            add("429", rate_limited());
         }
         if paginated {
             add("404", detail(INVALID_PAGE));
@@ -123,6 +126,25 @@ impl CommonResponses {
             operation.responses.responses.insert("400".to_owned(), RefOr::T(response));
         }
     }
+}
+
+/// The 429 of a per-user rate limit: `rate_limited` (requests per minute) or `too_many_turns`.
+fn rate_limited() -> Response {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let header = |description: &str, kind: Type| {
+        HeaderBuilder::new().schema(Some(ObjectBuilder::new().schema_type(kind))).description(Some(description)).build()
+    };
+    ResponseBuilder::new()
+        .description(
+            "A rate limit of the caller refused the request: `rate_limited` (requests per minute, counted in the \
+             database across instances) or `too_many_turns` (turns running at once); nothing was done.",
+        )
+        .content("application/json", utoipa::openapi::Content::new(Some(Ref::from_schema_name("RateLimited"))))
+        .header("Retry-After", header("Seconds until the limit admits a request again.", Type::Integer))
+        .header("RateLimit-Policy", header("The draft's policy field: `\"default\";q=100;w=60`.", Type::String))
+        .header("RateLimit", header("The draft's state field: `\"default\";r=0;t=30`.", Type::String))
+        .build()
 }
 
 fn detail(description: &str) -> Response {

@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { name: "0010_providers.sql", sql: include_str!("../../../migrations/0010_providers.sql") },
     Migration { name: "0011_usage.sql", sql: include_str!("../../../migrations/0011_usage.sql") },
     Migration { name: "0012_mcp_servers.sql", sql: include_str!("../../../migrations/0012_mcp_servers.sql") },
+    Migration { name: "0013_rate_limits.sql", sql: include_str!("../../../migrations/0013_rate_limits.sql") },
 ];
 
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS lambent_migrations (

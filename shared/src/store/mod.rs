@@ -23,6 +23,8 @@
 //!   `idempotency` (keys, claimed in the same batch as what their request writes).
 //! - `usage`: token usage as an hourly aggregate (added to in the batch that ends a turn) and the budget read
 //!   a turn's start carries.
+//! - `limits`: rate limits per user — a request's count in its minute (carried by the request's first round
+//!   trip, see `conn::lead`), the turn limit's quota.
 //! - `prune`: housekeeping — old turns' frames, expired keys and login tokens, deleted in bounded batches.
 
 mod agent_tools;
@@ -32,6 +34,7 @@ mod forks;
 mod frames;
 mod history;
 mod idempotency;
+mod limits;
 mod logins;
 mod mcp_servers;
 mod messages;
@@ -64,6 +67,7 @@ pub use conn::until as retrying_until;
 
 pub use frames::{FramePage, NewFrame, StoredFrame};
 pub use idempotency::{IdempotencyClaim, KEY_LIFETIME, KeptAnswer, KeptReply, KeyRecord};
+pub use limits::Unsent;
 pub use logins::{KNOWN_ADDRESS_LIFETIME, LoginCheck};
 pub use mcp_servers::SealedHeaders;
 pub use migrate::{MIGRATIONS, Migration};
@@ -79,6 +83,8 @@ pub struct Store {
     /// Callers of tokens checked recently (see `users::authenticate`).
     callers: std::sync::Mutex<std::collections::HashMap<String, users::Trusted>>,
     auth_cache: Duration,
+    /// The instance defaults of the per-user rate limits.
+    rate_limits: crate::config::RateLimits,
 }
 
 enum Backend {
@@ -122,7 +128,7 @@ impl Store {
         };
         let token = config.database_auth_token.as_ref().map(|s| s.expose());
         let store = Self::open_with(&config.database_url, token, limits).await?;
-        Ok(Self { auth_cache: config.auth_cache, ..store })
+        Ok(Self { auth_cache: config.auth_cache, rate_limits: config.rate_limits, ..store })
     }
 
     /// A store on `url` with the default limits of a remote database's requests.
@@ -167,6 +173,7 @@ impl Store {
             clock: Arc::new(SystemClock),
             callers: std::sync::Mutex::default(),
             auth_cache: Duration::from_secs(60),
+            rate_limits: crate::config::RateLimits::default(),
         }
     }
 

@@ -40,6 +40,13 @@ impl TurnKind {
 const TAKE_LEASE: &str = "UPDATE agent_sessions SET turn_id = ?1, turn_expires_at = ?2
      WHERE id = ?3 AND (turn_id IS NULL OR turn_expires_at IS NULL OR turn_expires_at <= ?4)";
 
+/// Holds while the user `?1` has fewer turns running (sessions with a live lease at `?3`) than their
+/// `max_concurrent_turns`, else `?2` the default (null or 0, or no user: no limit). Counted inside the
+/// turn's atomic start, so turns racing on any number of instances are serialised by the database's write.
+const UNDER_TURN_LIMIT: &str = "NOT EXISTS (SELECT 1 FROM users u WHERE u.id = ?1
+       AND nullif(coalesce(u.max_concurrent_turns, ?2), 0) <= (SELECT count(*) FROM agent_sessions l
+           WHERE l.owner_id = u.id AND l.turn_id IS NOT NULL AND l.turn_expires_at > ?3))";
+
 /// Gives the session back, if the turn still holds it: `?1` the session, `?2` the turn.
 pub(super) const RELEASE: &str =
     "UPDATE agent_sessions SET turn_id = NULL, turn_expires_at = NULL WHERE id = ?1 AND turn_id = ?2";
@@ -108,6 +115,16 @@ impl Store {
         let turn = &lease.turn_id;
         let held = "(SELECT session_id FROM agent_turns WHERE id = ?1)";
         let mut batch = Batch::write();
+        // The user's turn limit first: a refused turn writes nothing.
+        let (owner, owner_param) = match session {
+            TurnSession::New { owner, .. } => ("?1", super::opt_int_value(owner)),
+            TurnSession::Existing(id) => ("(SELECT owner_id FROM agent_sessions WHERE id = ?1)", id.into()),
+        };
+        let turn_default = super::opt_int_value(self.rate_limits.max_concurrent_turns.map(i64::from));
+        let under_limit = batch.push(
+            abort_unless(&UNDER_TURN_LIMIT.replace("?1", owner)),
+            params![owner_param.clone(), turn_default, now.clone()],
+        )?;
         let created = match session {
             TurnSession::New { agent, owner } => {
                 let created = batch.push(
@@ -158,6 +175,15 @@ impl Store {
             params![turn, now],
         )?;
         let mut out = self.conn().await.batch(batch).await?;
+        if out.failed_at() == Some(under_limit) {
+            let quota = self.turn_quota(owner, owner_param).await?.unwrap_or(0);
+            return Err(Error::RateLimited(crate::domain::RateState {
+                policy: crate::domain::TURNS_POLICY,
+                quota,
+                remaining: 0,
+                reset: 1,
+            }));
+        }
         if let Some(err) = out.first_error() {
             let err = Error::from(err);
             if claimed.is_some() && IDEMPOTENCY_KEY.violated_by(&err) {

@@ -18,7 +18,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(example = json!({"id": 1, "username": "admin", "is_staff": true, "is_active": true,
     "created_at": "2026-11-25T20:14:11.000000Z", "updated_at": "2026-11-25T20:14:11.000000Z",
-    "daily_token_budget": null, "monthly_token_budget": 5000000}))]
+    "daily_token_budget": null, "monthly_token_budget": 5000000, "requests_per_minute": 120,
+    "max_concurrent_turns": null}))]
 pub struct User {
     #[schema(value_type = i64)]
     pub id: UserId,
@@ -31,6 +32,10 @@ pub struct User {
     pub daily_token_budget: Option<i64>,
     /// The same per calendar month (UTC); null: no limit.
     pub monthly_token_budget: Option<i64>,
+    /// Authenticated requests per UTC minute; null: the instance default, 0: no limit.
+    pub requests_per_minute: Option<i64>,
+    /// Turns running at once; null: the instance default, 0: no limit.
+    pub max_concurrent_turns: Option<i64>,
 }
 
 /// A token as its owner sees it: the secret itself is shown only once, at creation.
@@ -49,8 +54,8 @@ pub struct TokenInfo {
     pub expires_at: Option<String>,
 }
 
-const USER_COLUMNS: &str =
-    "id, username, is_staff, is_active, created_at, updated_at, daily_token_budget, monthly_token_budget";
+const USER_COLUMNS: &str = "id, username, is_staff, is_active, created_at, updated_at, daily_token_budget, \
+    monthly_token_budget, requests_per_minute, max_concurrent_turns";
 const TOKEN_COLUMNS: &str = "id, name, kind, prefix, created_at, last_used_at, expires_at";
 const USERNAME_TAKEN: &str = "A user with that username already exists.";
 /// `users.username ... UNIQUE`.
@@ -66,6 +71,8 @@ fn user(row: &Row) -> Result<User> {
         updated_at: text(row, 5)?,
         daily_token_budget: opt_int(row, 6)?,
         monthly_token_budget: opt_int(row, 7)?,
+        requests_per_minute: opt_int(row, 8)?,
+        max_concurrent_turns: opt_int(row, 9)?,
     })
 }
 
@@ -115,7 +122,7 @@ pub(super) fn created_token(set: super::conn::Set) -> Result<TokenInfo> {
 
 /// The columns of a user, then its password hash: what a login is checked against.
 pub(super) const LOGIN_COLUMNS: &str = "id, username, is_staff, is_active, created_at, updated_at, \
-    daily_token_budget, monthly_token_budget, password_hash";
+    daily_token_budget, monthly_token_budget, requests_per_minute, max_concurrent_turns, password_hash";
 
 /// A user and its password hash: what a login is checked against.
 #[derive(Debug, Clone)]
@@ -126,7 +133,7 @@ pub struct LoginUser {
 
 /// A user and its password hash, from [`LOGIN_COLUMNS`].
 pub(super) fn login_row(row: &Row) -> Result<LoginUser> {
-    Ok(LoginUser { user: user(row)?, password_hash: opt_text(row, 8)? })
+    Ok(LoginUser { user: user(row)?, password_hash: opt_text(row, 10)? })
 }
 
 async fn find(conn: Sql<'_>, id: UserId) -> Result<Option<User>> {
@@ -156,6 +163,8 @@ pub struct UserChanges {
     /// `Some(None)` removes the budget.
     pub daily_token_budget: Option<Option<i64>>,
     pub monthly_token_budget: Option<Option<i64>>,
+    pub requests_per_minute: Option<Option<i64>>,
+    pub max_concurrent_turns: Option<Option<i64>>,
 }
 
 /// A caller this instance checked recently, trusted until `until`.
@@ -163,6 +172,8 @@ pub struct UserChanges {
 pub(super) struct Trusted {
     caller: Caller,
     until: String,
+    /// The caller's requests per minute (its own, else the default), if limited.
+    requests_per_minute: Option<i64>,
 }
 
 /// Trusted callers kept at most; past it the map starts again (it holds one entry per token in use).
@@ -227,7 +238,8 @@ impl Store {
             .query(
                 &format!(
                     "UPDATE users SET username = ?1, password_hash = coalesce(?2, password_hash), is_staff = ?3,
-                     is_active = ?4, updated_at = ?5, daily_token_budget = ?7, monthly_token_budget = ?8
+                     is_active = ?4, updated_at = ?5, daily_token_budget = ?7, monthly_token_budget = ?8,
+                     requests_per_minute = ?9, max_concurrent_turns = ?10
                      WHERE id = ?6 RETURNING {USER_COLUMNS}"
                 ),
                 params![
@@ -238,7 +250,9 @@ impl Store {
                     self.now(),
                     id,
                     opt_int_value(changes.daily_token_budget.unwrap_or(existing.daily_token_budget)),
-                    opt_int_value(changes.monthly_token_budget.unwrap_or(existing.monthly_token_budget))
+                    opt_int_value(changes.monthly_token_budget.unwrap_or(existing.monthly_token_budget)),
+                    opt_int_value(changes.requests_per_minute.unwrap_or(existing.requests_per_minute)),
+                    opt_int_value(changes.max_concurrent_turns.unwrap_or(existing.max_concurrent_turns))
                 ],
             )
             .await
@@ -286,6 +300,10 @@ impl Store {
         let now_at = self.clock().now();
         let now = self.now();
         if let Some(trusted) = self.trusted().get(token_hash).filter(|t| t.until > now) {
+            if let Some(quota) = trusted.requests_per_minute {
+                // Counted in the request's first round trip (see `limits`).
+                self.arm_admission(trusted.caller.id, quota);
+            }
             return Ok(Some(trusted.caller.clone()));
         }
         let stale = crate::clock::format_timestamp(now_at - time::Duration::seconds(LAST_USED_GRANULARITY_SECS));
@@ -298,13 +316,16 @@ impl Store {
             ),
             params![token_hash, now.clone(), stale],
         )?;
+        let default = self.rate_limits.requests_per_minute.map(i64::from);
         let found = batch.push(
             format!(
-                "SELECT t.id, u.id, u.username, u.is_staff, t.expires_at FROM api_tokens t JOIN users u ON u.id = t.user_id
-                 WHERE {live} AND u.is_active = 1"
+                "SELECT t.id, u.id, u.username, u.is_staff, t.expires_at, nullif(coalesce(u.requests_per_minute, ?3), 0)
+                 FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE {live} AND u.is_active = 1"
             ),
-            params![token_hash, now],
+            params![token_hash, now, opt_int_value(default)],
         )?;
+        // The request is counted in this same round trip.
+        let (admitted, reset) = self.push_token_admission(&mut batch, token_hash)?;
         let mut out = self.conn().await.batch(batch).await?;
         let row = out.take(found)?.rows().next();
         let Some(row) = row else { return Ok(None) };
@@ -314,16 +335,20 @@ impl Store {
             username: text(&row, 2)?,
             is_staff: flag(&row, 3)?,
         };
+        let requests_per_minute = opt_int(&row, 5)?;
         // Timestamps are fixed-width UTC text: they order as strings.
         let mut until = crate::clock::format_timestamp(now_at + self.auth_cache);
         if let Some(expires) = opt_text(&row, 4)? {
             until = until.min(expires);
         }
-        let mut trusted = self.trusted();
-        if trusted.len() >= MAX_TRUSTED {
-            trusted.clear();
+        {
+            let mut trusted = self.trusted();
+            if trusted.len() >= MAX_TRUSTED {
+                trusted.clear();
+            }
+            trusted.insert(token_hash.to_owned(), Trusted { caller: caller.clone(), until, requests_per_minute });
         }
-        trusted.insert(token_hash.to_owned(), Trusted { caller: caller.clone(), until });
+        Self::settle_token_admission(out.take(admitted), requests_per_minute.unwrap_or(0), reset)?;
         Ok(Some(caller))
     }
 

@@ -10,7 +10,7 @@ export function showLogin() {
   me = null;
   const login = $("#login");
   if (login) login.hidden = false;
-  for (const id of ["#dashboard", "#playground"]) if ($(id)) $(id).hidden = true;
+  for (const id of ["#dashboard", "#playground", "#usage"]) if ($(id)) $(id).hidden = true;
   $("#whoami").textContent = "Not logged in";
   $("#logout").hidden = true;
   const state = $("#login-state");

@@ -47,7 +47,10 @@ function collect(form, resource) {
       // A write-only field left empty keeps what is saved (and sends nothing).
       if (!text) { if (field.nullable && !field.writeOnly) body[field.name] = null; continue; }
       try { body[field.name] = JSON.parse(text); } catch (error) { local[field.name] = [`Not valid JSON: ${error.message}`]; }
-    } else if (field.type === "number") { if (input.value !== "") body[field.name] = Number(input.value); }
+    } else if (field.type === "number") {
+      if (input.value !== "") body[field.name] = Number(input.value);
+      else if (field.nullable) body[field.name] = null;
+    }
     else if (field.type === "select") {
       if (input.value === "") { if (field.nullable) body[field.name] = null; } else body[field.name] = Number(input.value) || input.value;
     } else if (field.type === "password") { if (input.value) body[field.name] = input.value; }

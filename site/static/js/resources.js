@@ -37,6 +37,17 @@ async function followProvider(form) {
 }
 
 const col = (key, label, show) => ({ key, label, show });
+
+/** A user's budget or limit as lists show it: null reads as `none` (budgets) or `default` (rate limits). */
+const limit = (value, none) => (value === null || value === undefined ? none : value === 0 && none === "default" ? "no limit" : String(value));
+
+/** A user's token budgets and rate limits, as the users editor and the usage page edit them (empty: null). */
+export const LIMIT_FIELDS = [
+  { name: "daily_token_budget", label: "Daily token budget (input + output; empty: none)", type: "number", nullable: true },
+  { name: "monthly_token_budget", label: "Monthly token budget (empty: none)", type: "number", nullable: true },
+  { name: "requests_per_minute", label: "Requests per minute (empty: the server's default; 0: no limit)", type: "number", nullable: true },
+  { name: "max_concurrent_turns", label: "Turns at once (empty: the server's default; 0: no limit)", type: "number", nullable: true },
+];
 const date = (key, label) => col(key, label, (item) => formatDate(item[key]));
 const agentName = (key, label, none = "—") => col(key, label, (item, names) =>
   item[key] === null || item[key] === undefined ? none : names.agents.get(item[key]) ?? `Agent #${item[key]}`);
@@ -139,12 +150,17 @@ export const RESOURCES = {
   },
   users: {
     title: "Users", singular: "user", path: "/api/users/", toggles: ["is_staff", "is_active"], staff: true,
-    columns: [col("username", "Username"), col("is_staff", "Staff"), col("is_active", "Active")],
+    columns: [col("username", "Username"), col("is_staff", "Staff"), col("is_active", "Active"),
+      col("daily_token_budget", "Daily budget", (u) => limit(u.daily_token_budget, "none")),
+      col("monthly_token_budget", "Monthly budget", (u) => limit(u.monthly_token_budget, "none")),
+      col("requests_per_minute", "Requests / min", (u) => limit(u.requests_per_minute, "default")),
+      col("max_concurrent_turns", "Turns at once", (u) => limit(u.max_concurrent_turns, "default"))],
     fields: [
       { name: "username", label: "Username", required: true },
       { name: "password", label: "Password (at least 8 characters; empty keeps it)", type: "password" },
       { name: "is_staff", label: "Staff", type: "checkbox" },
       { name: "is_active", label: "Active", type: "checkbox", initial: true },
+      ...LIMIT_FIELDS,
     ],
   },
 };

@@ -86,7 +86,7 @@ impl<'a> Prepared<'a> {
     }
 
     /// One statement of a batch, its rows read out.
-    async fn step(self, step: Step) -> Result<Set> {
+    pub(super) async fn step(self, step: Step) -> Result<Set> {
         let cached = self.take(&step.sql).await?;
         let statement = &cached.statement;
         let result = async {

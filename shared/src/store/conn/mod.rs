@@ -12,6 +12,7 @@
 //! - `retry`: when a remote request is sent again (nothing ran; or no answer, for work safe to repeat), how
 //!   long it waits, and for how long it keeps trying ([`until`] a turn's lease ends, else a short budget).
 //! - `wire`: Hrana's wire format, pure: statements and conditional batches out, results and errors back.
+//! - `lead`: the statement a request's first unit of work carries ahead of its own (the rate limit's count).
 //!
 //! # Remote (why not libsql's own remote `Connection`)
 //! Measured against sqld 0.24 (issue 13): libsql 0.10's remote connection keeps one Hrana stream for the life
@@ -43,6 +44,7 @@
 //! Round trips are counted ([`Remote::round_trips`]) so the bench can report them; the tests count them
 //! independently, with a proxy in front of sqld.
 
+pub(super) mod lead;
 mod local;
 mod remote;
 mod retry;
@@ -91,11 +93,15 @@ impl Conn<'_> {
         })
     }
 
-    /// Runs the batch's statements in order; atomic batches in one transaction. Remotely: one round trip.
+    /// Runs the batch's statements in order; atomic batches in one transaction. Remotely: one round trip
+    /// (carrying the request's [`lead`], if armed).
     pub(super) async fn batch(&self, batch: Batch) -> Result<Outcomes> {
         match self {
-            Self::Local(local) => local::batch(local, batch).await,
-            Self::Remote(remote) => remote.batch(batch).await,
+            Self::Local(local) => {
+                run_local_lead(local.prepared()).await?;
+                local::batch(local, batch).await
+            }
+            Self::Remote(remote) => remote.batch(batch, lead::take()).await,
         }
     }
 }
@@ -153,18 +159,55 @@ pub(super) enum Sql<'a> {
 impl<'a> Sql<'a> {
     pub(super) async fn query(self, sql: &str, params: impl IntoParams) -> Result<Rows<'a>> {
         match self {
-            Self::Local(prepared) => prepared.query(sql, params).await,
-            Self::Remote(remote) => Ok(remote.single(wire::stmt(sql, params, true)?).await?.into()),
+            Self::Local(prepared) => {
+                run_local_lead(prepared).await?;
+                prepared.query(sql, params).await
+            }
+            Self::Remote(remote) => match lead::take() {
+                None => Ok(remote.single(wire::stmt(sql, params, true)?).await?.into()),
+                Some(lead) => Ok(led_single(remote, lead, sql, params).await?.into()),
+            },
             Self::RemoteTx(tx) => Ok(tx.run(wire::stmt(sql, params, true)?).await?.into()),
         }
     }
 
     pub(super) async fn execute(self, sql: &str, params: impl IntoParams) -> Result<u64> {
         match self {
-            Self::Local(prepared) => prepared.execute(sql, params).await,
-            Self::Remote(remote) => Ok(remote.single(wire::stmt(sql, params, false)?).await?.affected),
+            Self::Local(prepared) => {
+                run_local_lead(prepared).await?;
+                prepared.execute(sql, params).await
+            }
+            Self::Remote(remote) => match lead::take() {
+                None => Ok(remote.single(wire::stmt(sql, params, false)?).await?.affected),
+                Some(lead) => Ok(led_single(remote, lead, sql, params).await?.affected),
+            },
             Self::RemoteTx(tx) => Ok(tx.run(wire::stmt(sql, params, false)?).await?.affected),
         }
+    }
+}
+
+/// Locally the request's lead is simply run first (there is no round trip to share).
+async fn run_local_lead(prepared: Prepared<'_>) -> Result<()> {
+    let Some(lead) = lead::take() else { return Ok(()) };
+    let outcome = prepared.step(Step { sql: lead.sql.to_owned(), params: lead.params }).await;
+    lead::settle(lead.settle, outcome)
+}
+
+/// One statement sent remotely with the request's lead ahead of it, in one request.
+async fn led_single(remote: &Remote, lead: lead::Lead, sql: &str, params: impl IntoParams) -> Result<Set> {
+    let mut batch = Batch::read();
+    let at = batch.push(sql, params)?;
+    remote.batch(batch, Some(lead)).await?.take(at)
+}
+
+/// Runs a lead that no unit of work of its request took, alone (a request that reads nothing else).
+pub(super) async fn run_lead(conn: &Conn<'_>, lead: lead::Lead) -> Result<()> {
+    match conn {
+        Conn::Local(local) => {
+            let outcome = local.prepared().step(Step { sql: lead.sql.to_owned(), params: lead.params }).await;
+            lead::settle(lead.settle, outcome)
+        }
+        Conn::Remote(remote) => remote.batch(Batch::read(), Some(lead)).await.map(drop),
     }
 }
 

@@ -319,26 +319,43 @@ impl Remote {
         }
     }
 
-    /// A batch in one request: a transaction ([`wire::transactional`]) when atomic.
-    pub(super) async fn batch(&self, batch: Batch) -> Result<Outcomes> {
+    /// A batch in one request: a transaction ([`wire::transactional`]) when atomic; with the request's
+    /// `lead` ahead of it, every step of the batch conditioned on the lead's success ([`wire::led`]).
+    pub(super) async fn batch(&self, batch: Batch, mut lead: Option<super::lead::Lead>) -> Result<Outcomes> {
         let count = batch.steps.len();
-        let stmts = batch.steps.into_iter().map(|step| {
-            let mut stmt = proto::Stmt::new(step.sql, true);
-            stmt.args = step.params.into_iter().map(wire::to_hrana).collect();
-            stmt
-        });
+        let stmts: Vec<proto::Stmt> = batch
+            .steps
+            .into_iter()
+            .map(|step| {
+                let mut stmt = proto::Stmt::new(step.sql, true);
+                stmt.args = step.params.into_iter().map(wire::to_hrana).collect();
+                stmt
+            })
+            .collect();
         let hrana = if batch.atomic {
-            wire::transactional(stmts)
+            wire::transactional(stmts.into_iter())
         } else {
-            let steps = stmts.map(|stmt| proto::BatchStep { condition: None, stmt }).collect();
+            let steps = stmts.into_iter().map(|stmt| proto::BatchStep { condition: None, stmt }).collect();
             proto::Batch { steps, replication_index: None }
         };
-        let request = encode(&proto::StreamRequest::Batch(proto::BatchStreamReq { batch: hrana }))?;
         let mut attempts = Attempts::new(self.retry_budget);
         let (idle, result) = loop {
+            let sent = match &lead {
+                Some(lead) => wire::led(hrana.clone(), wire::stmt(lead.sql, lead.params.clone(), true)?),
+                None => hrana.clone(),
+            };
+            let request = encode(&proto::StreamRequest::Batch(proto::BatchStreamReq { batch: sent }))?;
             let (idle, results) = self.unit(std::slice::from_ref(&request), batch.repeatable, &mut attempts).await?;
-            let result = results.into_iter().next();
-            // The database was busy at `BEGIN IMMEDIATE`: nothing ran, the batch can go again.
+            let mut result = results.into_iter().next();
+            if let Some(lead) = lead.take() {
+                match wire::split_lead(&mut result) {
+                    // Refused: nothing else ran.
+                    Some(outcome) => super::lead::settle(lead.settle, outcome)?,
+                    None => super::lead::arm(lead),
+                }
+            }
+            // The database was busy at `BEGIN IMMEDIATE`: nothing ran, the batch can go again (its lead, which
+            // did run, is not sent twice).
             match wire::not_begun(&result, batch.atomic) {
                 Some(why) => attempts.wait(&why, None).await?,
                 None => break (idle, result),

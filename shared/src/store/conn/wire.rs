@@ -76,6 +76,46 @@ pub(super) fn transactional(stmts: impl Iterator<Item = proto::Stmt>) -> proto::
     proto::Batch { steps, replication_index: None }
 }
 
+/// `batch` with `lead` ahead of it: every step runs only if the lead succeeded (conditions renumbered).
+pub(super) fn led(batch: proto::Batch, lead: proto::Stmt) -> proto::Batch {
+    fn shift(cond: &mut proto::BatchCond) {
+        match cond {
+            proto::BatchCond::Ok { step } | proto::BatchCond::Error { step } => *step += 1,
+            proto::BatchCond::Not { cond } => shift(cond),
+            proto::BatchCond::And(list) | proto::BatchCond::Or(list) => list.conds.iter_mut().for_each(shift),
+            proto::BatchCond::None | proto::BatchCond::IsAutocommit {} => {}
+        }
+    }
+    let lead_ok = proto::BatchCond::Ok { step: 0 };
+    let mut steps = vec![proto::BatchStep { condition: None, stmt: lead }];
+    for mut step in batch.steps {
+        step.condition = Some(match step.condition.take() {
+            None | Some(proto::BatchCond::None) => lead_ok.clone(),
+            Some(mut cond) => {
+                shift(&mut cond);
+                proto::BatchCond::And(proto::BatchCondList { conds: vec![lead_ok.clone(), cond] })
+            }
+        });
+        steps.push(step);
+    }
+    proto::Batch { steps, replication_index: batch.replication_index }
+}
+
+/// Takes a [`led`] batch's first step out of its answer: the lead's outcome (None when the request itself
+/// failed, so the lead did not run).
+pub(super) fn split_lead(result: &mut Option<proto::StreamResult>) -> Option<Result<Set>> {
+    let Some(proto::StreamResult::Ok { response: proto::StreamResponse::Batch(resp) }) = result else { return None };
+    let results = &mut resp.result.step_results;
+    let errors = &mut resp.result.step_errors;
+    let set = (!results.is_empty()).then(|| results.remove(0)).flatten();
+    let error = (!errors.is_empty()).then(|| errors.remove(0)).flatten();
+    Some(match (set, error) {
+        (_, Some(error)) => Err(Error::Database(statement_error(error))),
+        (Some(set), None) => Ok(set_of(set)),
+        (None, None) => Err(Error::bug("the request's lead did not run")),
+    })
+}
+
 /// The rows and changes a statement gave.
 pub(super) fn set_of(result: proto::StmtResult) -> Set {
     Set {
