@@ -8,15 +8,8 @@
 //! cancellation token fires: at once for a cancel request in this process, within the recorder's poll for
 //! one from another.
 //!
-//! # Spans (OpenTelemetry GenAI conventions)
-//! A turn is `invoke_agent {agent}` (`gen_ai.agent.id`, `gen_ai.agent.name`, `gen_ai.conversation.id` = the
-//! session), opened in the request's span and carried into the turn's tasks, so their log lines keep the
-//! request id and add `session_id` and `turn_id`. Under it, each upstream response is `chat {model}` (kind
-//! client: `gen_ai.request.model`, `gen_ai.response.id`/`.model`, `gen_ai.usage.*_tokens`,
-//! `lambent.time_to_first_chunk_ms`, `error.type` = our error code) and each server-side tool run is
-//! `execute_tool {name}` (`gen_ai.tool.call.id`). Message content (`gen_ai.input.messages`,
-//! `gen_ai.output.messages`, tool arguments and results) only with `LAMBENT_TRACE_CONTENT=true`. Attributes
-//! that only a trace needs are set on the OpenTelemetry span, not as fields: log lines stay short.
+//! # Spans
+//! Opened by `spans`: the turn's, each response's and each server-side tool run's.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -33,6 +26,7 @@ use super::frames::{CallFrame, Done, Frame, Frames, Notice, TextDelta, ToolResul
 use super::mcp::{McpListing, McpOffer};
 use super::next::{AfterResponse, CANCELLED, NO_RESPONSE_ID, Next, ResponseCalls, Runnable, Runner, Then, next_step};
 use super::recorder::{Sink, record};
+use super::spans;
 use crate::domain::{
     Agent, ApprovalRequest, ErrorCode, Message, ResponseStatus, SessionId, Tool, ToolCall, TurnId, Usage,
 };
@@ -146,7 +140,7 @@ impl Turn {
     pub fn stream(self, state: AppState) -> TurnStream {
         let (session_id, turn_id) = (self.session_id, Some(self.turn_id.clone()));
         let (tx, frames): (_, Frames) = mpsc::channel(256);
-        let span = self.span();
+        let span = spans::invoke_agent(&self.agent, self.session_id, &self.turn_id);
         tokio::spawn(telemetry::in_scope(async move {
             // The stream ends when the last sender goes: only after the turn's span has closed, so a Lambda
             // function that flushes its spans at the end of the stream has them all.
@@ -160,24 +154,10 @@ impl Turn {
     /// Runs the turn in its own task (so a dropped request does not cut it short) and returns how it ended;
     /// a keyed chat's reply is recorded with that end.
     pub async fn run(self, state: AppState, keep: Option<KeepAnswer>) -> Result<TurnEnd> {
-        let span = self.span();
+        let span = spans::invoke_agent(&self.agent, self.session_id, &self.turn_id);
         tokio::spawn(telemetry::in_scope(async move { self.drive(&state, None, keep).instrument(span).await }))
             .await
             .map_err(|e| Error::internal("the turn's task", e))
-    }
-
-    /// The turn's span, a child of the request's: `invoke_agent {agent}`.
-    fn span(&self) -> Span {
-        let name = format!("invoke_agent {}", telemetry::escaped(&self.agent.name));
-        let span =
-            tracing::info_span!("turn", otel.name = %name, session_id = self.session_id.0, turn_id = %self.turn_id);
-        span.set_attribute("gen_ai.operation.name", "invoke_agent");
-        span.set_attribute("gen_ai.provider.name", self.agent.provider.clone());
-        span.set_attribute("gen_ai.agent.id", self.agent.id.to_string());
-        span.set_attribute("gen_ai.agent.name", self.agent.name.clone());
-        span.set_attribute("gen_ai.conversation.id", self.session_id.to_string());
-        span.set_attribute("gen_ai.request.model", self.agent.model.clone());
-        span
     }
 
     /// Runs every round of the turn, then ends it: `done` is recorded with the release of the session
@@ -386,7 +366,7 @@ impl Turn {
     /// Runs one call on the server in its `execute_tool` span — with its executor, or on its MCP server with
     /// `tools/call` — and answers its output.
     async fn run_tool(&self, state: &AppState, call: &ToolCall, runner: Runner<'_>, offer: &McpOffer) -> String {
-        let span = tool_span(call, state.config.trace_content);
+        let span = spans::execute_tool(call, state.config.trace_content);
         let output = match (state.executors(), runner) {
             (Err(err), _) => serde_json::json!({"error": err.chain().to_string()}).to_string(),
             (Ok(context), Runner::Executor(executor)) => {
@@ -599,18 +579,4 @@ impl Turn {
             }
         }
     }
-}
-
-/// A server-side tool run's span: `execute_tool {name}`.
-fn tool_span(call: &ToolCall, content: bool) -> Span {
-    let span =
-        tracing::info_span!("execute_tool", otel.name = %format!("execute_tool {}", telemetry::escaped(&call.name)));
-    span.set_attribute("gen_ai.operation.name", "execute_tool");
-    span.set_attribute("gen_ai.tool.name", call.name.clone());
-    span.set_attribute("gen_ai.tool.call.id", call.call_id.clone());
-    span.set_attribute("gen_ai.tool.type", "function");
-    if content {
-        span.set_attribute("gen_ai.tool.call.arguments", call.arguments.clone());
-    }
-    span
 }

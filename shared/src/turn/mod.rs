@@ -26,7 +26,8 @@
 //! - `start`: reading a turn's context, resolving the request against it, the first write.
 //! - `mcp`: the agent's MCP servers' tools, listed while the turn's first write runs, offered under
 //!   collision-free names.
-//! - `engine`: [`Turn`] — its rounds, relaying each response, storing how it ended, running tools.
+//! - `engine`: [`Turn`] — its rounds, relaying each response, storing how it ended, running tools;
+//!   `spans`: the OpenTelemetry spans of a turn and of its tool runs.
 //! - `next`: the pure decision of what a turn does after a response ends.
 //! - `recorder`: frames to the client and, in batches, to the store; the turn's end recorded.
 //! - `follow`: replay of recorded frames, and live follow of a turn running elsewhere.
@@ -39,6 +40,7 @@ mod idempotency;
 mod mcp;
 mod next;
 mod recorder;
+mod spans;
 mod start;
 #[cfg(test)]
 mod tests;
