@@ -25,23 +25,21 @@ fi
 export LAMBENT_TEST_SQLD="$sqld"
 LAMBENT_TEST_MOTO_SERVER="$(command -v moto_server)"
 export LAMBENT_TEST_MOTO_SERVER
-# LiteLLM in a virtual environment of its own: its pins and aws-sam-cli's (installed by .ci/run) cannot be
-# resolved together. Reinstalled when its requirements file changes.
-litellm_env="$PWD/target/test-tools/litellm"
-if ! cmp -s scripts/litellm-requirements.txt "$litellm_env/requirements.txt" 2>/dev/null; then
-  rm -rf "$litellm_env"
-  python3 -m venv "$litellm_env"
-  "$litellm_env/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/litellm-requirements.txt
-  cp scripts/litellm-requirements.txt "$litellm_env/requirements.txt"
-fi
-export LAMBENT_TEST_LITELLM="$litellm_env/bin/litellm"
-# The MCP SDK for testkit/mcp_server.py, in a virtual environment of its own; the reference MCP server from npm.
-mcp_env="$PWD/target/test-tools/mcp"
-if ! cmp -s scripts/mcp-requirements.txt "$mcp_env/requirements.txt" 2>/dev/null; then
-  rm -rf "$mcp_env"
-  python3 -m venv "$mcp_env"
-  "$mcp_env/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/mcp-requirements.txt
-  cp scripts/mcp-requirements.txt "$mcp_env/requirements.txt"
-fi
-export LAMBENT_TEST_MCP_PYTHON="$mcp_env/bin/python"
+# A virtual environment of its own under target/test-tools/<name> for scripts/<name>-requirements.txt,
+# (re)installed when that file changes.
+venv_tool() {
+  local env="$PWD/target/test-tools/$1" requirements="scripts/$1-requirements.txt"
+  if ! cmp -s "$requirements" "$env/requirements.txt" 2>/dev/null; then
+    rm -rf "$env"
+    python3 -m venv "$env"
+    "$env/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$env/requirements.txt"
+  fi
+}
+# LiteLLM: its pins and aws-sam-cli's (installed by .ci/run) cannot be resolved together.
+venv_tool litellm
+export LAMBENT_TEST_LITELLM="$PWD/target/test-tools/litellm/bin/litellm"
+# The MCP SDK for testkit/mcp_server.py; the reference MCP server from npm.
+venv_tool mcp
+export LAMBENT_TEST_MCP_PYTHON="$PWD/target/test-tools/mcp/bin/python"
 npm ci --prefix testkit/mcp --no-audit --no-fund --loglevel=error

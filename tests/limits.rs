@@ -24,6 +24,19 @@ struct Limited {
     body: Value,
 }
 
+impl Limited {
+    /// The answer's status and rate-limit headers; its body is read by the caller.
+    fn head(response: &reqwest::Response) -> Self {
+        Limited {
+            status: response.status(),
+            policy: header(response, "ratelimit-policy"),
+            state: header(response, "ratelimit"),
+            retry_after: header(response, "retry-after").and_then(|v| v.parse().ok()),
+            body: Value::Null,
+        }
+    }
+}
+
 fn header(response: &reqwest::Response, name: &str) -> Option<String> {
     response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
@@ -38,13 +51,7 @@ async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Option<V
         request = request.json(&body);
     }
     let response = request.send().await.expect("request");
-    let limited = Limited {
-        status: response.status(),
-        policy: header(&response, "ratelimit-policy"),
-        state: header(&response, "ratelimit"),
-        retry_after: header(&response, "retry-after").and_then(|v| v.parse().ok()),
-        body: Value::Null,
-    };
+    let limited = Limited::head(&response);
     let is_json = header(&response, "content-type").is_some_and(|c| c.starts_with("application/json"));
     let body = if is_json { response.json().await.unwrap_or(Value::Null) } else { Value::Null };
     Limited { body, ..limited }
@@ -214,13 +221,7 @@ async fn start_turn(app: &TestApp, agent: &Value) -> (Limited, Option<tokio::tas
         .bearer_auth(app.token.clone().unwrap())
         .json(&json!({"message": "hello", "agent_id": agent["id"]}));
     let response = request.send().await.expect("request");
-    let limited = Limited {
-        status: response.status(),
-        policy: header(&response, "ratelimit-policy"),
-        state: header(&response, "ratelimit"),
-        retry_after: header(&response, "retry-after").and_then(|v| v.parse().ok()),
-        body: Value::Null,
-    };
+    let limited = Limited::head(&response);
     if limited.status == StatusCode::OK {
         let reading = tokio::spawn(async move {
             let _ = response.text().await;

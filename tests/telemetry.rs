@@ -75,6 +75,16 @@ fn settled() {
     tracing::callsite::rebuild_interest_cache();
 }
 
+/// An app on a fake upstream with a default agent `Helper` on `gpt-4.1`, the call sites' interest recomputed
+/// for the subscriber in place.
+async fn app_with_helper(fake: &FakeOpenAi) -> TestApp {
+    let (state, dir) = fresh_state_with(&fake.env()).await;
+    let app = TestApp::serve(state, dir).await;
+    app.create("/api/agents/", json!({"name": "Helper", "model": "gpt-4.1", "is_default": true})).await;
+    settled();
+    app
+}
+
 /// An app on a fake upstream with a default agent `Helper` on `gpt-4.1`, its metric lines captured, and a
 /// server-side `echo` tool.
 async fn app_with_echo(fake: &FakeOpenAi, metrics: Metrics) -> TestApp {
@@ -293,10 +303,7 @@ async fn spans_are_exported_when_rust_log_quiets_the_logs_to_warnings() {
     let subscriber = telemetry::subscriber(LogFormat::Json, logs.writer(), EnvFilter::new("warn"), Some(&traces));
     let _guard = watch(subscriber);
     let fake = FakeOpenAi::start().await;
-    let (state, dir) = fresh_state_with(&fake.env()).await;
-    let app = TestApp::serve(state, dir).await;
-    app.create("/api/agents/", json!({"name": "Helper", "model": "gpt-4.1", "is_default": true})).await;
-    settled();
+    let app = app_with_helper(&fake).await;
     fake.push_stream(frames(text_events("resp_1", &["Hello."])));
 
     let reply = app.stream("/api/agent/stream/", json!({"message": "Say hello"})).await;
@@ -598,10 +605,7 @@ async fn burst(app: &TestApp, fake: &FakeOpenAi, n: usize) {
 async fn under_a_burst_every_span_reaches_an_http_receiver_that_keeps_up() {
     let (receiver, traces, _guard) = http_receiver("warn").await;
     let fake = FakeOpenAi::start().await;
-    let (state, dir) = fresh_state_with(&fake.env()).await;
-    let app = TestApp::serve(state, dir).await;
-    app.create("/api/agents/", json!({"name": "Helper", "model": "gpt-4.1", "is_default": true})).await;
-    settled();
+    let app = app_with_helper(&fake).await;
 
     burst(&app, &fake, 40).await;
     traces.flush().await;
@@ -626,10 +630,7 @@ async fn under_a_burst_a_receiver_that_holds_its_exports_gets_what_the_queue_kep
     let subscriber = telemetry::subscriber(LogFormat::Json, logs.writer(), EnvFilter::new("warn"), Some(&traces));
     let _guard = watch(subscriber);
     let fake = FakeOpenAi::start().await;
-    let (state, dir) = fresh_state_with(&fake.env()).await;
-    let app = TestApp::serve(state, dir).await;
-    app.create("/api/agents/", json!({"name": "Helper", "model": "gpt-4.1", "is_default": true})).await;
-    settled();
+    let app = app_with_helper(&fake).await;
 
     burst(&app, &fake, 60).await;
     // Drain the receiver while the flush waits on it, then until nothing more comes.
